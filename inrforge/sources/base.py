@@ -132,3 +132,15 @@ class ImageSource(Source):
     def _limit(self, n: int) -> None:
         super()._limit(n)
         self.images = self.images[:n]
+
+
+def coords_from_grid(grid: dict) -> torch.Tensor:
+    """Rebuild the coordinates a store's ``source.grid`` describes (image or 1-D interval)."""
+    if grid.get("kind") == "image":
+        return image_grid(int(grid["height"]), int(grid["width"]))
+    if grid.get("kind") == "interval":
+        n = int(grid["n_points"])
+        x = torch.linspace(float(grid["lo"]), float(grid["hi"]), n + (0 if grid.get("endpoint", False) else 1),
+                           dtype=torch.float64)
+        return (x if grid.get("endpoint", False) else x[:-1]).float().unsqueeze(1)
+    raise InrforgeError(f"unknown coordinate grid {grid.get('kind')!r} in the store")

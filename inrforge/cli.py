@@ -1,0 +1,168 @@
+"""The ``inrforge`` command line: fit | info | render.
+
+User errors (an :class:`InrforgeError`) are printed as one line on stderr with exit status 1;
+argument errors exit with status 2 (argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import __version__
+from .errors import InrforgeError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _psnr_or_none(text: str):
+    if text.lower() in ("none", "off", "inf"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a PSNR in dB or 'none', got {text!r}") from None
+
+
+def _default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .arch import PRESETS
+    from .sources import SOURCE_NAMES
+
+    p = argparse.ArgumentParser(prog="inrforge", description="Fit INRs in batches, store them in Zarr, learn on their weights.")
+    p.add_argument("--version", action="version", version=f"inrforge {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    f = sub.add_parser("fit", help="fit INRs to a source and write (or resume) a store")
+    f.add_argument("--source", required=True, choices=SOURCE_NAMES, help="what to fit")
+    f.add_argument("--data", help="folder with the source's files (mnist IDX, fashion-mnist, cifar10, image-folder)")
+    f.add_argument("--source-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="source option, e.g. n=5000 or b_range=0.5,10 for sines (repeatable)")
+    f.add_argument("--out", required=True, help="store path (a folder, or an fsspec URL)")
+    f.add_argument("--arch", default="siren-dwsnets", choices=PRESETS, help="INR preset (default: siren-dwsnets)")
+    f.add_argument("--hidden", type=_positive_int, default=32, help="hidden width (default 32)")
+    f.add_argument("--depth", type=_positive_int, default=2, help="number of hidden layers (default 2: 2->32->32->1)")
+    f.add_argument("--w0", type=float, default=30.0, help="SIREN frequency w0 (default 30)")
+    f.add_argument("--fourier-features", type=_positive_int, default=32, help="relu-fourier: number of frequencies")
+    f.add_argument("--fourier-sigma", type=float, default=3.0, help="relu-fourier: std of the frequencies")
+    f.add_argument("--views", type=_positive_int, default=1, help="INRs (random inits) per object")
+    f.add_argument("--steps", type=_positive_int, default=1000, help="Adam steps per INR")
+    f.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate")
+    f.add_argument("--target-psnr", type=_psnr_or_none, default=40.0, help="early stop per INR (dB), or 'none'")
+    f.add_argument("--batch-size", type=_positive_int, default=512, help="INRs fitted at once")
+    f.add_argument("--shard-size", type=_positive_int, default=256, help="objects per shard (unit of writing/resuming)")
+    f.add_argument("--limit", type=_positive_int, help="fit only the first N objects")
+    f.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--threads", type=_positive_int, default=_default_threads(), help="torch threads (default: all cores)")
+    f.add_argument("--no-compile", action="store_true", help="do not torch.compile the step")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing store made with other arguments")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    i = sub.add_parser("info", help="summarise a store")
+    i.add_argument("store")
+    i.add_argument("--json", action="store_true", help="print JSON")
+
+    r = sub.add_parser("render", help="draw ground truth beside reconstructions")
+    r.add_argument("store")
+    r.add_argument("--out", required=True, help="PNG to write")
+    r.add_argument("--n", type=_positive_int, default=16)
+    r.add_argument("--view", type=int, default=0)
+    r.add_argument("--split", default="test", choices=("train", "val", "test"))
+    return p
+
+
+def cmd_fit(a) -> int:
+    from .arch import make_arch
+    from .fitjob import fit_inrs
+    from .sources import load_source, parse_source_options
+
+    source = load_source(a.source, path=a.data, limit=a.limit, **parse_source_options(a.source_opt))
+    arch = make_arch(a.arch, in_features=source.in_features, out_features=source.out_features, hidden=a.hidden,
+                     depth=a.depth, w0=a.w0, fourier_features=a.fourier_features, fourier_sigma=a.fourier_sigma)
+    store = fit_inrs(source, a.out, arch=arch, views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
+                     batch_size=a.batch_size, device=a.device, seed=a.seed, compile=not a.no_compile,
+                     shard_objects=a.shard_size, overwrite=a.overwrite, progress=False if a.quiet else None,
+                     threads=a.threads)
+    info = store.info()
+    print(f"{store.path}: {info['objects']} objects x {info['views']} views, done {info['done_fraction']:.0%}, "
+          f"median PSNR {info['psnr_median']:.2f} dB, failed {info['failed']}")
+    return 0
+
+
+def _human(n) -> str:
+    if n is None:
+        return "n/a"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+
+
+def cmd_info(a) -> int:
+    from .store import open_store
+
+    info = open_store(a.store).info()
+    if a.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    arch = info["arch"]
+    print(f"store        {info['path']}")
+    print(f"source       {info['source']}")
+    print(f"objects      {info['objects']} x {info['views']} views = {info['inrs']} INRs")
+    print(f"arch         {arch['family']} {'->'.join(map(str, arch['widths']))}, w0={arch['w0']}, "
+          f"offset={arch['output_offset']}, init={arch['init']}, {info['params_per_inr']} params")
+    print(f"splits       train {info['splits']['train']}, val {info['splits']['val']}, test {info['splits']['test']}")
+    print(f"done         {info['done_fraction']:.1%} ({info['shards']} shards)")
+    print(f"PSNR (dB)    mean {info['psnr_mean']:.2f}, median {info['psnr_median']:.2f}, 5th pct {info['psnr_p5']:.2f}")
+    print(f"failed       {info['failed']}")
+    print(f"size         {_human(info['size_bytes'])}")
+    return 0
+
+
+def cmd_render(a) -> int:
+    from .render import render_grid
+    from .store import open_store
+
+    store = open_store(a.store)
+    out = os.path.abspath(a.out)
+    if not os.path.isdir(os.path.dirname(out)):
+        raise InrforgeError(f"cannot write {a.out}: folder {os.path.dirname(out)} does not exist")
+    render_grid(store, out, n=a.n, view=a.view, split=a.split)
+    print(f"wrote {a.out}")
+    return 0
+
+
+COMMANDS = {"fit": cmd_fit, "info": cmd_info, "render": cmd_render}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except InrforgeError as e:
+        print(f"inrforge {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("inrforge: interrupted (re-run the same command to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

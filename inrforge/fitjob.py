@@ -1,0 +1,228 @@
+"""The fitting job: a source, an arch and fit settings in, a finished store out.
+
+``fit_inrs`` creates (or resumes) the store and fits it shard by shard; ``fit_shard`` is the unit
+of work (objects ``[start, stop)`` x all views), a pure function of its arguments, so a shard
+refitted after a crash, or on another process, gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .arch import INRSpec, make_arch
+from .errors import InrforgeError
+from .fit import FitSettings, fit_batch, inr_seed, memory_batch_limit
+from .sources import Source, load_source
+from .store import INRStore, ShardData, create_store, is_store, jsonable, remove_store
+
+# Keys of the ``fit`` attribute that do not change the fitted numbers, hence not compared on resume.
+_INFORMATIONAL = ("versions", "threads")
+
+
+def make_splits(source: Source, seed: int, val_fraction: float = 0.1, test_fraction: float = 0.1) -> dict:
+    """Deterministic train/val/test indices.
+
+    The dataset's own test items form the test split; when the (limited) source has none, a
+    ``test_fraction`` of the objects is drawn as test.  ``val_fraction`` of the remaining training
+    objects is drawn as val.  Draws use ``numpy.random.default_rng(seed)``; each split is sorted.
+    """
+    for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= f < 1:
+            raise InrforgeError(f"{name} must be in [0, 1), got {f}")
+    n = len(source)
+    rng = np.random.default_rng(seed)
+    test = np.asarray(source.official_test, dtype=np.int64)
+    rest = np.setdiff1d(np.arange(n), test)
+    if len(test) == 0 and test_fraction > 0:
+        perm = rng.permutation(rest)
+        n_test = int(round(test_fraction * n))
+        test, rest = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    perm = rng.permutation(rest)
+    n_val = int(round(val_fraction * len(rest)))
+    return {"train": np.sort(perm[n_val:]), "val": np.sort(perm[:n_val]), "test": np.sort(test)}
+
+
+def fit_shard(arch: INRSpec, source: Source, start: int, stop: int, views: int, seed: int,
+              settings: FitSettings, on_batch=None) -> ShardData:
+    """Fit every view of objects ``[start, stop)``; ``on_batch(n_inrs, psnr)`` reports progress.
+
+    The INRs are taken object-major (object i, views 0..V-1) and split into equal-sized batches of
+    at most ``settings.batch_size`` (equal sizes keep compiled steps from recompiling).
+    """
+    pairs = [(i, v) for i in range(start, stop) for v in range(views)]
+    n_batches = -(-len(pairs) // settings.batch_size)
+    bounds = np.linspace(0, len(pairs), n_batches + 1).round().astype(int)
+    coords = source.coords
+    results = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        batch = pairs[lo:hi]
+        objects = np.array([i for i, _ in batch])
+        init = arch.init_flat([inr_seed(seed, i, v) for i, v in batch])
+        uniq, inverse = np.unique(objects, return_inverse=True)
+        targets = source.targets(uniq)[torch.from_numpy(inverse)]
+        res = fit_batch(arch, init, coords, targets, settings)
+        results.append(res)
+        if on_batch is not None:
+            on_batch(len(batch), res.psnr)
+    n = stop - start
+    cat = lambda name: torch.cat([getattr(r, name) for r in results]).numpy()  # noqa: E731
+    return ShardData(
+        start=start,
+        params=cat("params").reshape(n, views, -1),
+        psnr=cat("psnr").reshape(n, views),
+        loss=cat("loss").reshape(n, views),
+        steps=cat("steps").reshape(n, views),
+        failed=cat("failed").reshape(n, views),
+    )
+
+
+def _versions() -> dict:
+    import zarr
+
+    return {"inrforge": __version__, "torch": torch.__version__, "zarr": zarr.__version__,
+            "numpy": np.__version__, "python": sys.version.split()[0]}
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        if prefix == "fit." and key in _INFORMATIONAL:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key}: store has {a!r}, now {b!r}")
+    return diffs
+
+
+def _fit_identity(store: INRStore) -> dict:
+    a = store.attrs
+    return {"arch": a["arch"], "source": a["source"], "fit": a["fit"], "views": a["views"],
+            "shard_objects": a["shard_objects"], "chunk_objects": a["chunk_objects"]}
+
+
+def fit_inrs(
+    source: Source | str,
+    out,
+    *,
+    arch: INRSpec | None = None,
+    views: int = 1,
+    steps: int = 1000,
+    lr: float = 5e-4,
+    target_psnr: float | None = 40.0,
+    batch_size: int = 512,
+    device: str = "cpu",
+    seed: int = 0,
+    compile: bool = True,
+    shard_objects: int = 256,
+    chunk_objects: int = 16,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    threads: int | None = None,
+) -> INRStore:
+    """Fit ``views`` INRs per object of ``source`` into the store at ``out`` and return it.
+
+    Creates the store, or resumes it when it exists with the same arguments (only unfinished
+    shards are fitted; a finished store is returned untouched).  A store made with different
+    arguments is refused unless ``overwrite``.  ``progress=None`` shows a bar only on a terminal.
+    """
+    if isinstance(source, str):
+        source = load_source(source)
+    if int(views) != views or views < 1:
+        raise InrforgeError(f"--views must be a positive integer, got {views}")
+    if int(shard_objects) != shard_objects or shard_objects < 1 or int(chunk_objects) != chunk_objects or chunk_objects < 1:
+        raise InrforgeError("shard and chunk sizes must be positive integers")
+    if arch is None:
+        arch = make_arch("siren-dwsnets", in_features=source.in_features, out_features=source.out_features)
+    if arch.in_features != source.in_features or arch.out_features != source.out_features:
+        raise InrforgeError(
+            f"arch maps {arch.in_features} -> {arch.out_features} but source {source.name!r} has "
+            f"{source.in_features}-D coordinates and {source.out_features} outputs"
+        )
+    settings = FitSettings(steps=steps, lr=lr, target_psnr=target_psnr, batch_size=batch_size,
+                           device=device, compile=compile)
+    if threads is not None:
+        if threads < 1:
+            raise InrforgeError(f"--threads must be positive, got {threads}")
+        torch.set_num_threads(int(threads))
+
+    fit_attrs = {"steps": int(steps), "lr": float(lr), "seed": int(seed),
+                 "target_psnr": None if target_psnr is None else float(target_psnr),
+                 "batch_size": int(batch_size), "device": str(device), "compile": bool(compile),
+                 "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
+                 "threads": torch.get_num_threads(), "versions": _versions()}
+    store = _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, chunk_objects,
+                            val_fraction, test_fraction, overwrite)
+
+    pending = store.pending_shards()
+    if not pending:
+        return store
+    limit = memory_batch_limit(arch, len(source.coords), device)
+    if settings.batch_size > limit:
+        warnings.warn(f"batch size {settings.batch_size} INRs does not fit in memory here; using {limit}")
+        settings = FitSettings(**{**settings.__dict__, "batch_size": limit})
+
+    done_objects = len(store) - sum(b - a for a, b in map(store.shard_range, pending))
+    bar = tqdm(total=len(store), initial=done_objects, unit="obj", desc="fit",
+               disable=(not progress) if progress is not None else None, dynamic_ncols=True)
+    t0, fitted, psnrs = time.perf_counter(), 0, []
+
+    def on_batch(n_inrs, psnr):
+        nonlocal fitted
+        fitted += n_inrs
+        psnrs.append(psnr)
+        bar.update(n_inrs / views)
+        good = torch.cat(psnrs)
+        good = good[torch.isfinite(good)]
+        bar.set_postfix({"INR/s": f"{fitted / (time.perf_counter() - t0):.1f}",
+                         "median PSNR": f"{good.median():.1f}" if len(good) else "nan"}, refresh=False)
+
+    try:
+        for k in pending:
+            start, stop = store.shard_range(k)
+            store.write_shard(fit_shard(arch, source, start, stop, views, seed, settings, on_batch))
+    finally:
+        bar.close()
+    return store
+
+
+def _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, chunk_objects,
+                    val_fraction, test_fraction, overwrite) -> INRStore:
+    new_identity = {"arch": arch.to_dict(), "source": source.describe(), "fit": fit_attrs,
+                    "views": int(views), "shard_objects": min(int(shard_objects), len(source)),
+                    "chunk_objects": None}
+    path = str(out)
+    exists = "://" in path or os.path.exists(path)
+    if exists and is_store(path):
+        store = INRStore(path, mode="r+")
+        old = _fit_identity(store)
+        new_identity["chunk_objects"] = old["chunk_objects"]
+        diffs = _differences(jsonable(old), jsonable(new_identity))
+        if not diffs:
+            return store
+        if not overwrite:
+            raise InrforgeError(
+                f"{path} holds a store fitted with other arguments ({'; '.join(diffs[:3])}"
+                f"{'; ...' if len(diffs) > 3 else ''}); pass --overwrite to replace it or choose another --out"
+            )
+        remove_store(path)
+    elif exists and "://" not in path:
+        if os.path.isfile(path) or os.listdir(path):
+            raise InrforgeError(f"{path} exists and is not an inrforge store; refusing to write there")
+    return create_store(
+        path, arch=arch, n_objects=len(source), views=views, labels=source.labels,
+        splits=make_splits(source, seed, val_fraction, test_fraction), source=source.describe(),
+        fit=fit_attrs, shard_objects=shard_objects, chunk_objects=chunk_objects,
+    )

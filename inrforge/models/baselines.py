@@ -1,0 +1,55 @@
+"""Baselines that ignore the weight-space symmetry.
+
+:class:`FlatMLP` is an MLP on the flat parameter vector (``Weights.flatten()``, the arch's layout).
+It is the model behind all three non-equivariant baselines of the DWSNets paper: plain, with
+hidden-neuron permutation augmentation, and with alignment (weight matching) of every INR to a
+reference.  Augmentation and alignment are data-side transforms applied before the model sees the
+weights; the model itself is the same.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..arch import INRSpec
+from ..errors import InrforgeError
+from ..weights import Weights
+
+__all__ = ["FlatMLP"]
+
+
+class FlatMLP(nn.Module):
+    """MLP over the flattened INR parameters: ``Weights`` or ``(B, P)`` tensor -> ``(B, out_features)``.
+
+    ``hidden`` are the hidden widths (Linear -> ReLU -> [Dropout] each), then a final Linear.
+    """
+
+    def __init__(self, arch: INRSpec, out_features: int, hidden: Sequence[int] = (256, 256, 256), dropout: float = 0.0):
+        super().__init__()
+        if out_features < 1 or any(h < 1 for h in hidden):
+            raise InrforgeError(f"impossible FlatMLP: hidden {list(hidden)}, out_features {out_features}")
+        if not 0.0 <= dropout < 1.0:
+            raise InrforgeError(f"dropout must be in [0, 1), got {dropout}")
+        self.arch = arch
+        layers, n = [], arch.param_count
+        for h in hidden:
+            layers += [nn.Linear(n, h), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            n = h
+        layers.append(nn.Linear(n, out_features))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x) -> torch.Tensor:
+        if isinstance(x, Weights):
+            if x.arch.widths != self.arch.widths:
+                raise InrforgeError(
+                    f"input widths {list(x.arch.widths)} do not match the model's {list(self.arch.widths)}"
+                )
+            x = x.flatten()
+        if x.ndim != 2 or x.shape[1] != self.arch.param_count:
+            raise InrforgeError(f"expected (B, {self.arch.param_count}) flat parameters, got {tuple(x.shape)}")
+        return self.net(x)

@@ -1,0 +1,153 @@
+"""A folder of images with one subfolder per class (``DIR/<class>/<image>``).
+
+Class names are the subfolder names, sorted; class ids are their positions.  Images are sorted by
+file name within a class, classes in order.  If ``DIR`` holds exactly the subfolders ``train/`` and
+``test/`` (each with class subfolders) the train images come first, then the test images, which
+form ``official_test``; the classes are the sorted union of both.  Hidden files and files without
+an image extension are skipped.
+
+Options: ``size`` (``32`` or ``"HxW"``: resize every image with bilinear filtering; default: all
+images must already have the same size) and ``mode`` (``"L"`` grey or ``"RGB"``; default RGB unless
+every image is grey).  Alpha is dropped; palette images count as colour.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InrforgeError
+from .base import ImageSource
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+                    ".ppm", ".pgm", ".pbm", ".pnm")
+_GREY_BANDS = {("L",), ("1",), ("I",), ("F",), ("L", "A"), ("La",)}
+
+
+def parse_size(size) -> tuple[int, int] | None:
+    """``None``, ``32``, ``"32"``, ``"32x48"`` (height x width) or ``(32, 48)`` -> (H, W) or None."""
+    if size is None:
+        return None
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        h, w = size
+    elif isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        h = w = size
+    elif isinstance(size, str) and (m := re.fullmatch(r"\s*(\d+)\s*(?:[xX,]\s*(\d+)\s*)?", size)):
+        h = int(m.group(1))
+        w = int(m.group(2)) if m.group(2) else h
+    else:
+        raise InrforgeError(f"size must be an integer or HxW (e.g. 32 or 32x48), got {size!r}")
+    try:
+        h, w = int(h), int(w)
+    except (TypeError, ValueError):
+        raise InrforgeError(f"size must be an integer or HxW (e.g. 32 or 32x48), got {size!r}") from None
+    if h <= 0 or w <= 0:
+        raise InrforgeError(f"size must be positive, got {h}x{w}")
+    return h, w
+
+
+def _visible_dirs(d: Path) -> list[Path]:
+    return sorted((p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+
+
+def _image_files(d: Path) -> list[Path]:
+    return sorted((p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and p.suffix.lower() in IMAGE_EXTENSIONS), key=lambda p: p.name)
+
+
+def _scan(root: Path) -> dict[str, list[Path]]:
+    """class name -> sorted image files, for the class subfolders of ``root``."""
+    classes = {}
+    for d in _visible_dirs(root):
+        files = _image_files(d)
+        if files:
+            classes[d.name] = files
+    return classes
+
+
+def _load_image(path: Path, size, mode):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            grey = tuple(img.getbands()) in _GREY_BANDS
+            target = mode or ("L" if grey else "RGB")
+            if img.mode != target:
+                img = img.convert(target)
+            if size is not None and img.size != (size[1], size[0]):
+                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            arr = np.asarray(img, dtype=np.uint8)
+    except InrforgeError:
+        raise
+    except Exception as e:  # noqa: BLE001 - PIL raises many kinds of errors for bad files
+        raise InrforgeError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return arr, grey
+
+
+def load_image_folder_source(path, size=None, mode=None) -> ImageSource:
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise InrforgeError(f"data folder {root} does not exist")
+    if not root.is_dir():
+        raise InrforgeError(f"data path {root} is not a folder")
+    hw = parse_size(size)
+    if mode is not None:
+        mode = str(mode).upper()
+        if mode not in ("L", "RGB"):
+            raise InrforgeError(f"mode must be L (grey) or RGB, got {mode!r}")
+
+    subdirs = {p.name for p in _visible_dirs(root)}
+    split = (subdirs == {"train", "test"} and _visible_dirs(root / "train") and _visible_dirs(root / "test"))
+    if split:
+        parts = {"train": _scan(root / "train"), "test": _scan(root / "test")}
+        if not parts["train"] or not parts["test"]:
+            empty = "train" if not parts["train"] else "test"
+            raise InrforgeError(f"{root / empty} has no class subfolders with images")
+    else:
+        parts = {"all": _scan(root)}
+        if not parts["all"]:
+            if not subdirs:
+                loose = _image_files(root)
+                if loose:
+                    raise InrforgeError(f"{root} holds images directly; put them in one subfolder per class "
+                                        f"({root}/<class>/<image>)")
+                raise InrforgeError(f"{root} is empty: expected one subfolder per class holding images")
+            raise InrforgeError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in the subfolders of {root}")
+    class_names = sorted(set().union(*(p.keys() for p in parts.values())))
+    class_id = {c: i for i, c in enumerate(class_names)}
+
+    arrays, labels, greys, files = [], [], [], []
+    n_train = 0
+    for part, classes in parts.items():
+        for c in sorted(classes):
+            for f in classes[c]:
+                arr, grey = _load_image(f, hw, mode)
+                arrays.append(arr)
+                labels.append(class_id[c])
+                greys.append(grey)
+                files.append(f)
+        if part != "test":
+            n_train = len(arrays)
+
+    if hw is None:
+        shapes = {}
+        for f, a in zip(files, arrays):
+            shapes.setdefault(a.shape[:2], f)
+        if len(shapes) > 1:
+            (s1, f1), (s2, f2) = list(shapes.items())[:2]
+            raise InrforgeError(
+                f"images differ in size ({f1.relative_to(root)} is {s1[0]}x{s1[1]}, {f2.relative_to(root)} is "
+                f"{s2[0]}x{s2[1]}); choose one with the size option, e.g. --source-opt size={s1[0]}x{s1[1]}")
+    resolved_mode = mode or ("L" if all(greys) else "RGB")
+    if resolved_mode == "RGB":
+        arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
+    images = np.stack(arrays)
+    params = {"path": str(root.resolve()), "size": list(hw) if hw else None, "mode": resolved_mode,
+              "split": "train/test" if split else None, "n_files": len(files)}
+    return ImageSource("image-folder", images, np.asarray(labels, dtype=np.int64),
+                       official_test=np.arange(n_train, len(images)), params=params, label_names=class_names)

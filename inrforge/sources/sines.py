@@ -1,0 +1,123 @@
+"""Synthetic 1-D sine waves ``f(x) = a * sin(b * x)`` (the DWSNets self-supervised INR experiment).
+
+``x_k = -pi + 2 pi k / n_points`` for ``k = 0 .. n_points - 1`` (float64, stored as float32 coords).
+``a ~ U(a_range)`` then ``b ~ U(b_range)`` are drawn (n each, in that order) from
+``numpy.random.default_rng(seed)`` and rounded to float32 (the labels); with ``fixed_amplitude``
+``a`` is that constant (``a`` is still drawn and discarded, so a seed gives the same ``b`` either
+way) and the label is ``b`` alone.  Targets are computed on demand in float64 from the float32
+``a, b`` and float64 ``x`` and rounded to float32: they are raw values, not in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..errors import InrforgeError
+from .base import Source
+
+
+def parse_range(value, name: str) -> tuple[float, float]:
+    """``(lo, hi)``, ``[lo, hi]`` or ``"lo,hi"`` -> finite floats with lo <= hi."""
+    if isinstance(value, str):
+        value = value.strip().strip("()[]").split(",")
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InrforgeError(f"{name} must be two numbers lo,hi (e.g. 0,10), got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise InrforgeError(f"{name} must be finite with lo <= hi, got ({lo}, {hi})")
+    return lo, hi
+
+
+def _positive_int(value, name: str) -> int:
+    try:
+        f = float(value)
+        if isinstance(value, bool) or not f.is_integer():
+            raise ValueError
+        v = int(f)
+    except (TypeError, ValueError):
+        raise InrforgeError(f"{name} must be a positive integer, got {value!r}") from None
+    if v <= 0:
+        raise InrforgeError(f"{name} must be a positive integer, got {v}")
+    return v
+
+
+def sine_grid(n_points: int) -> np.ndarray:
+    """(n_points,) float64 ``x_k = -pi + 2 pi k / n_points``."""
+    return -np.pi + 2.0 * np.pi * np.arange(n_points, dtype=np.float64) / n_points
+
+
+class SinesSource(Source):
+    target_scaling = "raw values a*sin(b*x)"
+
+    def __init__(self, n: int = 10000, a_range=(0.0, 10.0), b_range=(0.0, 10.0), fixed_amplitude=None,
+                 n_points: int = 2000, seed: int = 0):
+        n = _positive_int(n, "n")
+        n_points = _positive_int(n_points, "n_points")
+        a_range = parse_range(a_range, "a_range")
+        b_range = parse_range(b_range, "b_range")
+        try:
+            seed = int(seed)
+        except (TypeError, ValueError):
+            raise InrforgeError(f"seed must be an integer, got {seed!r}") from None
+        if seed < 0:
+            raise InrforgeError(f"seed must be non-negative, got {seed}")
+        if fixed_amplitude is not None:
+            try:
+                fixed_amplitude = float(fixed_amplitude)
+            except (TypeError, ValueError):
+                raise InrforgeError(f"fixed_amplitude must be a number, got {fixed_amplitude!r}") from None
+            if not math.isfinite(fixed_amplitude):
+                raise InrforgeError(f"fixed_amplitude must be finite, got {fixed_amplitude}")
+
+        rng = np.random.default_rng(seed)
+        a = rng.uniform(a_range[0], a_range[1], size=n).astype(np.float32)
+        b = rng.uniform(b_range[0], b_range[1], size=n).astype(np.float32)
+        if fixed_amplitude is not None:
+            a = np.full(n, fixed_amplitude, dtype=np.float32)
+            self.labels = b[:, None].copy()
+            self.label_names = ["b"]
+        else:
+            self.labels = np.stack([a, b], axis=1)
+            self.label_names = ["a", "b"]
+        self.name = "sines"
+        self.a, self.b = a, b
+        self.official_test = np.zeros(0, dtype=np.int64)
+        self.n_points = n_points
+        self._x = sine_grid(n_points)
+        self._coords = torch.from_numpy(self._x.astype(np.float32)[:, None])
+        self.params = {"n": n, "a_range": list(a_range), "b_range": list(b_range),
+                       "fixed_amplitude": fixed_amplitude, "n_points": n_points, "seed": seed}
+
+    @property
+    def coords(self) -> torch.Tensor:
+        return self._coords
+
+    @property
+    def out_features(self) -> int:
+        return 1
+
+    def targets(self, indices) -> torch.Tensor:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        a = self.a[idx].astype(np.float64)[:, None]
+        b = self.b[idx].astype(np.float64)[:, None]
+        y = (a * np.sin(b * self._x[None, :])).astype(np.float32)
+        return torch.from_numpy(y[..., None])
+
+    def grid(self) -> dict:
+        return {"kind": "interval", "lo": -math.pi, "hi": math.pi, "n_points": self.n_points,
+                "endpoint": False, "coords": "x[k] = -pi + 2*pi*k/n_points, k = 0..n_points-1"}
+
+    def _limit(self, n: int) -> None:
+        super()._limit(n)
+        self.a = self.a[:n]
+        self.b = self.b[:n]
+
+
+def load_sines_source(n=10000, a_range=(0.0, 10.0), b_range=(0.0, 10.0), fixed_amplitude=None,
+                      n_points=2000, seed=0) -> SinesSource:
+    return SinesSource(n=n, a_range=a_range, b_range=b_range, fixed_amplitude=fixed_amplitude,
+                       n_points=n_points, seed=seed)

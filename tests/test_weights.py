@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from inrforge.arch import INRSpec
+from inrforge.errors import InrforgeError
+from inrforge.weights import Weights
+
+ARCH = INRSpec(widths=(2, 5, 7, 3))
+
+
+def random_weights(b=4, arch=ARCH):
+    return Weights.from_flat(torch.randn(b, arch.param_count), arch)
+
+
+def test_flat_round_trip_follows_the_layout():
+    flat = torch.randn(4, ARCH.param_count)
+    w = Weights.from_flat(flat, ARCH)
+    assert torch.equal(w.flatten(), flat)
+    s = ARCH.layout[2]  # layers.1.weight
+    assert torch.equal(w.weights[1], flat[:, s.offset: s.offset + s.size].reshape(4, 7, 5))
+    assert [tuple(t.shape) for t in w.weights] == [(4, 5, 2), (4, 7, 5), (4, 3, 7)]
+
+
+def test_dws_and_nfn_layouts_round_trip():
+    w = random_weights()
+    dw, db = w.to_dws()
+    assert dw[0].shape == (4, 2, 5, 1) and db[0].shape == (4, 5, 1)
+    assert torch.equal(dw[1][..., 0], w.weights[1].transpose(1, 2))
+    assert torch.equal(Weights.from_dws(dw, db, ARCH).flatten(), w.flatten())
+    nw, nb = w.to_nfn()
+    assert nw[2].shape == (4, 1, 3, 7) and nb[2].shape == (4, 1, 3)
+    assert torch.equal(Weights.from_nfn(nw, nb, ARCH).flatten(), w.flatten())
+
+
+def test_shape_mismatch_is_reported():
+    w = random_weights()
+    with pytest.raises(InrforgeError, match="layer 1"):
+        Weights(w.weights, (w.biases[0], w.biases[1][:, :3], w.biases[2]), ARCH)
+    with pytest.raises(InrforgeError, match="arch has 3"):
+        Weights(w.weights[:2], w.biases[:2], ARCH)
+    with pytest.raises(InrforgeError, match="do not match"):
+        Weights.from_flat(torch.zeros(2, 5), ARCH)
+
+
+def test_indexing_cat_map_to():
+    w = random_weights(6)
+    parts = [w[0:2], w[torch.tensor([2, 3])], w[4], w[-1]]
+    assert torch.equal(Weights.cat(parts).flatten(), w.flatten())
+    assert torch.equal(w.map(lambda t: 2 * t).flatten(), 2 * w.flatten())
+    assert w.to(torch.float64).dtype == torch.float64
+    assert len(w) == 6 and w.batch_size == 6
+    with pytest.raises(InrforgeError, match="different architectures"):
+        Weights.cat([w, random_weights(2, INRSpec(widths=(2, 5, 7, 1)))])
