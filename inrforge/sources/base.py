@@ -139,8 +139,7 @@ def coords_from_grid(grid: dict) -> torch.Tensor:
     if grid.get("kind") == "image":
         return image_grid(int(grid["height"]), int(grid["width"]))
     if grid.get("kind") == "interval":
-        n = int(grid["n_points"])
-        x = torch.linspace(float(grid["lo"]), float(grid["hi"]), n + (0 if grid.get("endpoint", False) else 1),
-                           dtype=torch.float64)
-        return (x if grid.get("endpoint", False) else x[:-1]).float().unsqueeze(1)
+        n, lo, hi = int(grid["n_points"]), float(grid["lo"]), float(grid["hi"])
+        k = torch.arange(n + 1 if grid.get("endpoint", False) else n, dtype=torch.float64)
+        return (lo + (hi - lo) * k / (n if not grid.get("endpoint", False) else max(n - 1, 1))).float().unsqueeze(1)
     raise InrforgeError(f"unknown coordinate grid {grid.get('kind')!r} in the store")

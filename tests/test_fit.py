@@ -1,0 +1,134 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from inrforge.arch import INRSpec, make_arch
+from inrforge.errors import InrforgeError
+from inrforge.fit import FitSettings, fit_batch, inr_seed, per_inr_mse
+from inrforge.inr import image_grid
+from inrforge.weights import Weights
+
+ARCH = INRSpec(widths=(2, 8, 8, 1), w0=30.0, output_offset=0.5, init="siren-dwsnets")
+COORDS = image_grid(6, 6)
+
+
+def targets(b, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 36, 1, generator=g)
+
+
+def settings(**kw):
+    base = dict(steps=20, lr=1e-3, target_psnr=None, batch_size=64, compile=False)
+    return FitSettings(**{**base, **kw})
+
+
+def test_one_adam_over_the_stack_equals_independent_adams():
+    """The batched fit of B INRs equals B separate nn.Parameter + torch.optim.Adam fits."""
+    b, steps = 4, 15
+    init = ARCH.init_flat([inr_seed(0, i, 0) for i in range(b)])
+    y = targets(b)
+    res = fit_batch(ARCH, init, COORDS, y, settings(steps=steps))
+    for k in range(b):
+        w = Weights.from_flat(init[k:k + 1].clone(), ARCH)
+        params = [nn.Parameter(t.clone()) for t in w.tensors()]
+        opt = torch.optim.Adam(params, lr=1e-3)
+        for _ in range(steps):
+            opt.zero_grad()
+            per_inr_mse(ARCH, params[0::2], params[1::2], COORDS, y[k:k + 1]).sum().backward()
+            opt.step()
+        single = torch.cat([p.detach().reshape(-1) for p in params])
+        torch.testing.assert_close(res.params[k], single, rtol=1e-5, atol=1e-6)
+    assert (res.steps == steps).all()
+    assert not res.failed.any()
+
+
+def test_loss_falls_and_metrics_describe_the_returned_params():
+    init = ARCH.init_flat(range(3))
+    y = targets(3)
+    res = fit_batch(ARCH, init, COORDS, y, settings(steps=200, lr=5e-3))
+    before = per_inr_mse(ARCH, *_split(init), COORDS, y)
+    after = per_inr_mse(ARCH, *_split(res.params), COORDS, y)
+    assert (after < 0.5 * before).all()
+    torch.testing.assert_close(res.loss, after, rtol=1e-5, atol=0)
+    torch.testing.assert_close(res.psnr, -10 * torch.log10(after))
+
+
+def _split(flat):
+    w = Weights.from_flat(flat, ARCH)
+    return w.weights, w.biases
+
+
+def test_fit_is_deterministic_and_independent_of_batch_company():
+    init = ARCH.init_flat(range(5))
+    y = targets(5)
+    a = fit_batch(ARCH, init, COORDS, y, settings())
+    b = fit_batch(ARCH, init, COORDS, y, settings())
+    assert torch.equal(a.params, b.params)
+    part = fit_batch(ARCH, init[2:4], COORDS, y[2:4], settings())
+    torch.testing.assert_close(part.params, a.params[2:4], rtol=1e-6, atol=1e-7)
+
+
+def test_early_stop_freezes_an_inr_at_the_target():
+    init = ARCH.init_flat(range(4))
+    y = targets(4)
+    y[0] = 0.5  # the initial siren-dwsnets INR outputs ~0.5: PSNR is already high
+    s = settings(steps=300, lr=5e-3, target_psnr=25.0)
+    res = fit_batch(ARCH, init, COORDS, y, s)
+    assert res.steps[0] < 300
+    assert (res.psnr[res.steps < 300] >= 25.0).all()
+    longer = fit_batch(ARCH, init, COORDS, y, settings(steps=600, lr=5e-3, target_psnr=25.0))
+    stopped = res.steps < 300
+    assert stopped.any()
+    assert torch.equal(longer.params[stopped], res.params[stopped])  # a stopped INR no longer changes
+    assert torch.equal(longer.steps[stopped], res.steps[stopped])
+
+
+def test_nan_target_marks_only_that_inr_failed():
+    init = ARCH.init_flat(range(3))
+    y = targets(3)
+    bad = y.clone()
+    bad[1, 5] = float("nan")
+    res = fit_batch(ARCH, init, COORDS, bad, settings())
+    assert res.failed.tolist() == [False, True, False]
+    assert math.isnan(res.psnr[1]) and math.isnan(res.loss[1])
+    assert res.steps[1] == 0
+    assert torch.equal(res.params[1], init[1])  # frozen at its last finite parameters
+    clean = fit_batch(ARCH, init[[0, 2]], COORDS, y[[0, 2]], settings())
+    torch.testing.assert_close(res.params[[0, 2]], clean.params, rtol=1e-6, atol=1e-7)
+
+
+def test_compiled_step_agrees_with_eager():
+    init = ARCH.init_flat(range(4))
+    y = targets(4)
+    eager = fit_batch(ARCH, init, COORDS, y, settings(steps=10))
+    compiled = fit_batch(ARCH, init, COORDS, y, settings(steps=10, compile=True))
+    torch.testing.assert_close(compiled.params, eager.params, rtol=1e-4, atol=1e-5)
+
+
+def test_fourier_relu_inrs_fit():
+    arch = make_arch("relu-fourier", fourier_features=8, hidden=16)
+    y = targets(2)
+    res = fit_batch(arch, arch.init_flat(range(2)), COORDS, y, settings(steps=150, lr=5e-3))
+    assert (res.psnr > 15).all()
+
+
+def test_inr_seed_is_a_function_of_seed_object_view():
+    assert inr_seed(0, 1, 2) == inr_seed(0, 1, 2)
+    seeds = {inr_seed(s, i, v) for s in range(2) for i in range(50) for v in range(3)}
+    assert len(seeds) == 300
+
+
+@pytest.mark.parametrize("kw, msg", [(dict(steps=0), "--steps"), (dict(lr=-1.0), "--lr"),
+                                     (dict(batch_size=0), "--batch-size"), (dict(device="tpu"), "device"),
+                                     (dict(target_psnr=float("nan")), "target-psnr")])
+def test_bad_settings_are_user_errors(kw, msg):
+    with pytest.raises(InrforgeError, match=msg):
+        settings(**kw)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_requested_without_cuda():
+    with pytest.raises(InrforgeError, match="CUDA is not available"):
+        settings(device="cuda")
