@@ -1,0 +1,150 @@
+"""The command line end to end: fit / resume / refuse / overwrite / info / render, and errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import zarr
+
+from inrforge.cli import main
+from inrforge.store import open_store
+
+FAST = ["fit", "--source", "digits", "--steps", "30", "--lr", "1e-3", "--no-compile", "--quiet", "--threads", "1"]
+
+
+def run(args, capsys):
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(path):
+    s = open_store(path)
+    return {"params": s.params[...], "psnr": s.metric("psnr"), "loss": s.metric("loss"),
+            "steps": s.metric("steps"), "failed": s.metric("failed"), "done": s.done()}
+
+
+def assert_same(a, b):
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def shard_files(path):
+    root = os.path.join(path, "params", "c")
+    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns for d, _, fs in os.walk(root) for f in fs}
+
+
+def test_fit_info_render_resume_refuse_overwrite(tmp_path, capsys):
+    out = str(tmp_path / "d.zarr")
+    code, stdout, _ = run(FAST + ["--limit", "24", "--shard-size", "8", "--views", "2", "--out", out], capsys)
+    assert code == 0 and "24 objects x 2 views, done 100%" in stdout
+    store = open_store(out)
+    assert store.params.shape == (24, 2, 1185) and store.done().all()
+    assert np.isfinite(store.metric("psnr")).all() and (store.metric("steps") > 0).all()
+    first = snapshot(out)
+    files = shard_files(out)
+    assert len(files) == 3
+
+    # Same arguments on a finished store: nothing is refitted or rewritten.
+    code, _, _ = run(FAST + ["--limit", "24", "--shard-size", "8", "--views", "2", "--out", out], capsys)
+    assert code == 0 and shard_files(out) == files
+
+    # Different arguments: refused with one line, store untouched.
+    code, _, err = run(FAST[:3] + ["--steps", "31"] + FAST[5:] + ["--limit", "24", "--shard-size", "8", "--views", "2", "--out", out], capsys)
+    assert code == 1 and err.count("\n") == 1 and "fit.steps: store has 30, now 31" in err and "--overwrite" in err
+    assert shard_files(out) == files
+    assert_same(first, snapshot(out))
+
+    code, stdout, _ = run(["info", out], capsys)
+    assert code == 0
+    assert "24 x 2 views = 48 INRs" in stdout and "1185 params" in stdout and "siren 2->32->32->1" in stdout
+    code, stdout, _ = run(["info", out, "--json"], capsys)
+    assert code == 0 and '"done_fraction": 1.0' in stdout
+
+    png = tmp_path / "grid.png"
+    code, _, _ = run(["render", out, "--out", str(png), "--n", "4"], capsys)
+    assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    code, _, _ = run(FAST[:3] + ["--steps", "31"] + FAST[5:] + ["--limit", "16", "--shard-size", "8", "--out", out, "--overwrite"], capsys)
+    assert code == 0
+    s = open_store(out)
+    assert len(s) == 16 and s.views == 1 and s.fit_settings["steps"] == 31
+
+
+def test_fit_never_writes_into_a_foreign_folder(tmp_path, capsys):
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / "thesis.tex").write_text("precious")
+    for extra in ([], ["--overwrite"]):
+        code, _, err = run(FAST + ["--limit", "4", "--out", str(d)] + extra, capsys)
+        assert code == 1 and "not an inrforge store" in err and err.count("\n") == 1
+    assert os.listdir(d) == ["thesis.tex"] and (d / "thesis.tex").read_text() == "precious"
+    zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
+    code, _, err = run(FAST + ["--limit", "4", "--out", str(tmp_path / "plain.zarr"), "--overwrite"], capsys)
+    assert code == 1 and "not an inrforge store" in err
+
+
+@pytest.mark.parametrize("args, code, msg", [
+    (["fit", "--source", "nope", "--out", "x"], 2, "invalid choice"),
+    (["fit", "--source", "digits", "--out", "x", "--steps", "0"], 2, "positive integer"),
+    (["fit", "--source", "digits", "--out", "x", "--limit", "-3"], 2, "positive integer"),
+    (["fit", "--source", "fashion-mnist", "--out", "x"], 1, "needs --data"),
+    (["fit", "--source", "cifar10", "--data", "/no/such/folder", "--out", "x"], 1, "/no/such/folder"),
+    (["fit", "--source", "digits", "--out", "x", "--lr", "-1"], 1, "--lr"),
+    (["fit", "--source", "digits", "--out", "x", "--source-opt", "n=3"], 1, "unknown option"),
+    (["info", "/no/such/store"], 1, "no store at"),
+    (["render", "/no/such/store", "--out", "x.png"], 1, "no store at"),
+])
+def test_bad_input_is_one_line_and_nonzero(args, code, msg, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if code == 2:
+        with pytest.raises(SystemExit) as e:
+            main(args)
+        assert e.value.code == 2
+        assert msg in capsys.readouterr().err
+    else:
+        got, _, err = run(args, capsys)
+        assert got == code and msg in err and err.count("\n") == 1, err
+    assert not os.path.exists(tmp_path / "x")
+
+
+def test_sigkill_then_resume_is_bit_identical(tmp_path):
+    """A real `inrforge fit` killed with SIGKILL mid-run, re-run, equals an uninterrupted run."""
+    args = [sys.executable, "-m", "inrforge", "fit", "--source", "digits", "--limit", "96", "--shard-size", "8",
+            "--steps", "150", "--lr", "1e-3", "--no-compile", "--quiet", "--threads", "1", "--views", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref = str(tmp_path / "ref.zarr")
+    subprocess.run(args + ["--out", ref], check=True, env=env, capture_output=True)
+
+    out = str(tmp_path / "killed.zarr")
+    proc = subprocess.Popen(args + ["--out", out], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    n_done = 0
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(os.path.join(out, "zarr.json")):
+            n_done = int(open_store(out).done().sum())
+            if n_done >= 16:
+                break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store = open_store(out)
+    done_before = store.done().copy()
+    assert 0 < done_before.sum() < 96, "the kill must land mid-run"
+    kept = {f: m for f, m in shard_files(out).items()}
+
+    subprocess.run(args + ["--out", out], check=True, env=env, capture_output=True)
+    assert_same(snapshot(ref), snapshot(out))
+    after = shard_files(out)
+    # Shards finished before the kill were not refitted (their files are untouched).
+    finished = {k for k in range(12) if done_before[8 * k: 8 * k + 8].all()}
+    assert finished
+    for f, m in kept.items():
+        k = int(f.split(os.sep)[-3])
+        if k in finished:
+            assert after[f] == m
+    assert len(after) == 12
