@@ -1,9 +1,24 @@
-"""inrforge: fit many INRs at once, store them in Zarr, and learn in their weight space."""
+"""inrforge: fit many INRs at once, store them in Zarr, and learn in their weight space.
+
+Public API::
+
+    INRSpec, make_arch          the frozen INR architecture description (inrforge.arch)
+    Weights                     the batched weight container (inrforge.weights)
+    render                      evaluate a batch of INRs (inrforge.inr)
+    fit_inrs                    fit a source into a store, resumably (inrforge.fitjob)
+    open_store                  open a store: .arch, len(), .read(indices, view) (inrforge.store)
+    load_source                 the sources registry (inrforge.sources)
+"""
 
 __version__ = "0.1.0"
 
 from .arch import FourierSpec, INRSpec, make_arch  # noqa: E402
 from .errors import InrforgeError  # noqa: E402
+from .fitjob import fit_inrs  # noqa: E402
+from .inr import render  # noqa: E402
+from .sources import load_source  # noqa: E402
+from .store import INRStore, open_store  # noqa: E402
 from .weights import Weights  # noqa: E402
 
-__all__ = ["INRSpec", "FourierSpec", "make_arch", "Weights", "InrforgeError", "__version__"]
+__all__ = ["INRSpec", "FourierSpec", "make_arch", "Weights", "InrforgeError", "render", "fit_inrs", "open_store",
+           "INRStore", "load_source", "__version__"]

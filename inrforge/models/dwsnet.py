@@ -334,7 +334,8 @@ class DWSLayer(nn.Module):
             return x.sum(dim) * (1.0 / x.shape[dim])
         if self.pool == "sum":
             return x.sum(dim)
-        return x.amax(dim)
+        # max(dim) backward scatters into zeros; amax's backward needs several full-size passes
+        return x.max(dim).values
 
     def _pooled(self, t: int, x: torch.Tensor) -> dict:
         """``x`` pooled onto every subset ``K`` of its permuted axes."""
@@ -489,9 +490,8 @@ class InvariantPool(nn.Module):
     def forward(self, feats: WSFeatures) -> torch.Tensor:
         parts = []
         for s, x in zip(self.slots, feats.tensors):
-            dims = tuple(range(1, 1 + len(s.perm)))
-            if dims:
-                x = x.mean(dims) if self.pool == "mean" else x.sum(dims) if self.pool == "sum" else x.amax(dims)
+            for _ in s.perm:  # reduce the leading permuted axis, once per permuted axis
+                x = x.sum(1) * (1.0 / x.shape[1]) if self.pool == "mean" else x.sum(1) if self.pool == "sum" else x.max(1).values
             parts.append(x)
         return torch.cat(parts, dim=-1)
 
