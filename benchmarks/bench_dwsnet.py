@@ -36,7 +36,7 @@ def bench(model, w, y, steps, warmup):
         dt = time.perf_counter() - t0
         if i >= warmup:
             times.append(dt)
-    return statistics.median(times), float(loss)
+    return statistics.median(times), float(loss.detach())
 
 
 def main():

@@ -135,6 +135,31 @@ class INRSpec:
         last = self._layout[-1]
         return last.offset + last.size
 
+    def permutation_orbits(self) -> torch.Tensor:
+        """(P,) int64 orbit id of every flat entry under the hidden-neuron permutation group.
+
+        Two entries share an id when some permutation of the hidden neurons maps one to the
+        other: hidden axes (the rows of W_i / entries of b_i for i < L-1, the columns of W_i
+        for i > 0) are pooled, the input axis d0 and the output axis dL are kept.  Statistics
+        pooled over orbits commute with every neuron permutation.
+        """
+        ids = torch.empty(self.param_count, dtype=torch.long)
+        next_id = 0
+        last = self.n_layers - 1
+        for i in range(self.n_layers):
+            wslot, bslot = self.layout[2 * i], self.layout[2 * i + 1]
+            rows, cols = wslot.shape
+            row_key = torch.arange(rows) if i == last else torch.zeros(rows, dtype=torch.long)
+            col_key = torch.arange(cols) if i == 0 else torch.zeros(cols, dtype=torch.long)
+            n_cols = cols if i == 0 else 1
+            w_ids = row_key[:, None] * n_cols + col_key[None, :]
+            ids[wslot.offset : wslot.offset + wslot.size] = next_id + w_ids.reshape(-1)
+            next_id += int(w_ids.max()) + 1
+            b_ids = row_key
+            ids[bslot.offset : bslot.offset + bslot.size] = next_id + b_ids
+            next_id += int(b_ids.max()) + 1
+        return ids
+
     # ----- JSON ---------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {

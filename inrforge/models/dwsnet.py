@@ -388,7 +388,9 @@ class DWSLayer(nn.Module):
                 # (B,n,m,C) += [(B,1,m,C) + (B,1,1,C)];  += (B,n,1,C): in place, no new full tensor
                 _, one_axis, other_axis, glob = (e[1] for e in ts)
                 y.add_(one_axis + glob).add_(other_axis)
-            else:  # small tensors (at most one permuted axis): out of place
+            elif len(ts) == 1:  # no permuted axis: a (tiny) split view, made a tensor of its own
+                y = y.clone()
+            else:  # small tensors (one permuted axis): out of place
                 for _, piece in ts[1:]:
                     y = y + piece
             ys.append(y)
@@ -524,9 +526,9 @@ class _Trunk(nn.Module):
             y = layer(feats)
             if not self.plain[i]:
                 y = self.norms[i](y)
-                # in place where allowed: a fresh output (matmul / add / norm) whose producer does
-                # not need it for its backward; split views (small tensors) out of place
-                y = y.map(lambda t: F.relu(t, inplace=not t._is_view()))
+                # in place: every tensor is a fresh output (matmul / add / norm) whose producer
+                # does not need it for its backward
+                y = y.map(lambda t: F.relu(t, inplace=True))
                 if self.dropout > 0 and self.training:
                     y = y.map(lambda t: F.dropout(t, self.dropout, True))
             if self.residual and layer.in_channels == layer.out_channels and not self.plain[i]:

@@ -1,0 +1,226 @@
+"""A PyTorch data pipeline over an inrforge store: batches of INR weights with augmentations.
+
+The fast path reads a whole batch at once: :class:`WeightDataset` implements ``__getitems__``
+(one sorted Zarr read per batch, or a slice of the in-RAM cache) and its :meth:`collate` turns
+the batch into an :class:`inrforge.Weights`, applies the batched transform, then normalises.
+
+View policy: a train dataset draws, each epoch, one random view per object among its first
+``views`` views (``set_epoch`` picks the epoch; the draw is a function of (seed, epoch, object),
+so batches do not depend on the number of workers).  Val/test datasets use view 0.  Views whose
+fit failed are never drawn; objects with no usable view are skipped and counted in ``skipped``.
+
+Normalisation ``x -> (x - mean) / std`` uses statistics of the train split, computed once and
+cached in the store under ``stats/<mode>``:
+
+* ``"entry"``: per flat entry (the DWSNets recipe).  It does not commute with neuron
+  permutations, so after a permutation augmentation entries are scaled by another neuron's
+  statistics.
+* ``"symmetric"`` (default): pooled over each entry's orbit under the hidden-neuron permutations
+  (:meth:`INRSpec.permutation_orbits`): one statistic per layer for hidden axes, kept per input
+  coordinate / output channel.  It commutes with every permutation, so normalising after
+  augmentation is exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
+
+from .errors import InrforgeError
+from .store import INRStore, open_store
+from .weights import Weights
+
+NORMALIZE_MODES = ("symmetric", "entry")
+
+
+def usable_views(store: INRStore) -> np.ndarray:
+    """(N, V) bool: the view was fitted (its shard is done) and did not fail."""
+    return store.done()[:, None] & ~store.metric("failed") & np.isfinite(store.metric("psnr"))
+
+
+def normalization_stats(store: INRStore, mode: str = "symmetric", block: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std), each (P,) float32, over the usable views of the train split.
+
+    Cached in the store (``stats/<mode>/mean|std``) when it is writable; recomputed otherwise.
+    """
+    if mode not in NORMALIZE_MODES:
+        raise InrforgeError(f"unknown normalisation {mode!r}; choose one of {', '.join(NORMALIZE_MODES)} or None")
+    try:
+        g = store.root["stats"][mode]
+        return torch.from_numpy(g["mean"][...]), torch.from_numpy(g["std"][...])
+    except KeyError:
+        pass
+    train = store.split("train")
+    ok = usable_views(store)
+    train = train[ok[train].any(axis=1)]
+    if len(train) == 0:
+        raise InrforgeError(f"{store.path}: no fitted train INRs to compute normalisation statistics from")
+    p = store.arch.param_count
+    s1, s2, count = np.zeros(p), np.zeros(p), 0
+    for lo in range(0, len(train), block):
+        idx = train[lo: lo + block]
+        flat = store.read_flat(idx, view=None).astype(np.float64)  # (n, V, P)
+        mask = ok[idx]
+        x = flat[mask]
+        s1 += x.sum(0)
+        s2 += np.square(x).sum(0)
+        count += len(x)
+    if mode == "symmetric":
+        orbits = store.arch.permutation_orbits().numpy()
+        sizes = np.bincount(orbits)
+        s1 = (np.bincount(orbits, s1) / sizes)[orbits]
+        s2 = (np.bincount(orbits, s2) / sizes)[orbits]
+    mean = s1 / count
+    std = np.sqrt(np.maximum(s2 / count - mean**2, 0.0))
+    std = np.where(std > 1e-8, std, 1.0)
+    mean, std = mean.astype(np.float32), std.astype(np.float32)
+    try:
+        grp = store.root.require_group("stats").require_group(mode)
+        for name, arr in (("mean", mean), ("std", std)):
+            grp.create_array(name, shape=arr.shape, dtype="float32", chunks=arr.shape, overwrite=True)[...] = arr
+        grp.attrs.update({"split": "train", "count": int(count)})
+    except Exception:  # a read-only store: keep the statistics in memory
+        pass
+    return torch.from_numpy(mean), torch.from_numpy(std)
+
+
+def _seed_of(*parts) -> int:
+    """A 63-bit seed that is a pure function of the parts (ints and int arrays)."""
+    h = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        h.update(np.asarray(part, dtype=np.int64).tobytes())
+    return int.from_bytes(h.digest(), "little") >> 1
+
+
+class WeightDataset(Dataset):
+    """INR weights of one split of a store, as a map-style dataset with a batched fast path.
+
+    ``dataset[i]`` -> ``(flat (P,), label)``; ``dataset.__getitems__(indices)`` reads a whole
+    batch; ``dataset.collate`` makes ``(Weights, labels)`` with the transform and normalisation
+    applied; :meth:`loader` builds the DataLoader that uses all three.
+    """
+
+    def __init__(self, store, split: str = "train", views: int | None = None, transform=None,
+                 normalize: str | None = "symmetric", cache: bool = False, seed: int = 0,
+                 view_policy: str | None = None):
+        self.store = store if isinstance(store, INRStore) else open_store(store)
+        self.arch = self.store.arch
+        self.split = split
+        n_views = self.store.views if views is None else int(views)
+        if not 1 <= n_views <= self.store.views:
+            raise InrforgeError(f"views must be in [1, {self.store.views}] for this store, got {views}")
+        self.view_policy = view_policy or ("random" if split == "train" else "first")
+        if self.view_policy not in ("random", "first"):
+            raise InrforgeError(f"unknown view policy {self.view_policy!r}; choose random or first")
+        if transform is not None and hasattr(transform, "check"):
+            transform.check(self.arch)  # fail early on an incompatible arch
+        self.transform = transform
+        self.seed = int(seed)
+        self.epoch = 0
+        objects = self.store.split(split)
+        ok = usable_views(self.store)[objects][:, :n_views]
+        if self.view_policy == "first":
+            ok[:, 1:] = False
+        keep = ok.any(axis=1)
+        self.skipped = int((~keep).sum())
+        self.objects = objects[keep]
+        self.view_ok = ok[keep]  # (n, n_views)
+        self.n_views = n_views
+        labels = self.store.labels[self.objects]
+        self.labels = torch.from_numpy(np.ascontiguousarray(labels))
+        self.normalize = normalize
+        if normalize is not None:
+            self.mean, self.std = normalization_stats(self.store, normalize)
+        self._cache = None
+        if cache:
+            self._cache = self.store.read_flat(self.objects, view=None)[:, :n_views]  # (n, n_views, P)
+        self._views = self._draw_views()
+
+    # ----- views --------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Pick the epoch: train datasets redraw each object's view (call before iterating)."""
+        self.epoch = int(epoch)
+        self._views = self._draw_views()
+
+    def _draw_views(self) -> np.ndarray:
+        if self.view_policy == "first" or self.n_views == 1:
+            return np.zeros(len(self.objects), dtype=np.int64)
+        rng = np.random.default_rng([self.seed, self.epoch])
+        u = rng.random(len(self.objects))
+        n_ok = self.view_ok.sum(axis=1)
+        rank = np.minimum((u * n_ok).astype(np.int64), n_ok - 1)  # the rank-th usable view
+        cum = np.cumsum(self.view_ok, axis=1) - 1
+        return np.argmax((cum == rank[:, None]) & self.view_ok, axis=1)
+
+    # ----- items --------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def _flat(self, idx: np.ndarray) -> np.ndarray:
+        views = self._views[idx]
+        if self._cache is not None:
+            return self._cache[idx, views]
+        block = self.store.read_flat(self.objects[idx], view=None)  # sorted read inside
+        return block[np.arange(len(idx)), views]
+
+    def __getitem__(self, i: int):
+        flat = self._flat(np.asarray([i]))[0]
+        return torch.from_numpy(np.ascontiguousarray(flat)), self.labels[i]
+
+    def __getitems__(self, indices) -> dict:
+        idx = np.asarray(indices, dtype=np.int64)
+        flat = torch.from_numpy(np.ascontiguousarray(self._flat(idx)))
+        return {"flat": flat, "labels": self.labels[torch.from_numpy(idx)], "indices": idx, "epoch": self.epoch}
+
+    # ----- batches ------------------------------------------------------------------------
+    def collate(self, batch) -> tuple[Weights, torch.Tensor]:
+        """``(Weights, labels)`` of a batch: transform (seeded by the batch), then normalise."""
+        if not isinstance(batch, dict):  # the per-item path: a list of (flat, label)
+            flats, labels = zip(*batch)
+            batch = {"flat": torch.stack(flats), "labels": torch.stack(labels), "indices": None, "epoch": self.epoch}
+        weights = Weights.from_flat(batch["flat"], self.arch)
+        labels = batch["labels"]
+        if self.transform is not None:
+            idx = batch["indices"] if batch["indices"] is not None else np.zeros(0)
+            gen = torch.Generator().manual_seed(_seed_of(self.seed, batch["epoch"], idx))
+            if getattr(self.transform, "mixes_labels", False):
+                weights, labels = self.transform(weights, labels, generator=gen)
+            else:
+                weights = self.transform(weights, generator=gen)
+        if self.normalize is not None:
+            flat = (weights.flatten() - self.mean) / self.std
+            weights = Weights.from_flat(flat, self.arch)
+        return weights, labels
+
+    def loader(self, batch_size: int = 256, shuffle: bool | None = None, drop_last: bool = False,
+               num_workers: int = 0, **kwargs) -> DataLoader:
+        """The fast-path DataLoader: whole-batch reads, batched transforms, seeded shuffling."""
+        shuffle = self.split == "train" if shuffle is None else shuffle
+        sampler = EpochSampler(self, shuffle)
+        return DataLoader(self, batch_sampler=BatchSampler(sampler, batch_size, drop_last),
+                          collate_fn=self.collate, num_workers=num_workers, **kwargs)
+
+    def __repr__(self) -> str:
+        return (f"WeightDataset({self.store.path!r}, split={self.split!r}, {len(self)} objects, views={self.n_views}, "
+                f"policy={self.view_policy}, normalize={self.normalize!r}, skipped={self.skipped})")
+
+
+class EpochSampler(Sampler):
+    """Indices in a seeded order that changes with ``dataset.epoch`` (or in order)."""
+
+    def __init__(self, dataset: WeightDataset, shuffle: bool):
+        self.dataset = dataset
+        self.shuffle = shuffle
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        if not self.shuffle:
+            return iter(range(n))
+        rng = np.random.default_rng([self.dataset.seed, self.dataset.epoch, 1])
+        return iter(rng.permutation(n).tolist())

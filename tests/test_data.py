@@ -1,0 +1,148 @@
+import multiprocessing
+
+import numpy as np
+import pytest
+import torch
+
+from inrforge.align import apply_permutation, random_permutations
+from inrforge.arch import make_arch
+from inrforge.augment import Compose, MixUp, Permute, SirenNegate
+from inrforge.data import WeightDataset, normalization_stats
+from inrforge.errors import InrforgeError
+from inrforge.store import ShardData, create_store
+from inrforge.weights import Weights
+
+ARCH = make_arch(hidden=8)
+
+
+def synthetic_store(path, n=40, views=3, arch=ARCH, failed=(), undone_shards=(), shard=8):
+    """A store of random 'fitted' INRs (fast: no fitting). ``failed`` lists (object, view)."""
+    rng = np.random.default_rng(0)
+    s = create_store(path, arch=arch, n_objects=n, views=views, labels=np.arange(n) % 4,
+                     splits={"train": np.arange(0, n - 10), "val": np.arange(n - 10, n - 5), "test": np.arange(n - 5, n)},
+                     source={"name": "synthetic", "params": {}}, fit={}, shard_objects=shard, chunk_objects=4)
+    for k in range(s.n_shards):
+        if k in undone_shards:
+            continue
+        a, b = s.shard_range(k)
+        params = (rng.standard_normal((b - a, views, arch.param_count)) * (1 + np.arange(arch.param_count) % 5)).astype(np.float32)
+        fail = np.zeros((b - a, views), bool)
+        for i, v in failed:
+            if a <= i < b:
+                fail[i - a, v] = True
+        psnr = np.where(fail, np.nan, 30.0).astype(np.float32)
+        s.write_shard(ShardData(a, params, psnr, psnr, np.ones((b - a, views), np.int32), fail))
+    return s
+
+
+def test_views_policy_and_skipping(tmp_path):
+    s = synthetic_store(tmp_path / "s.zarr", failed=[(0, 0), (0, 1), (0, 2), (1, 0), (1, 2)], undone_shards=[1])
+    train = WeightDataset(s, "train", normalize=None)
+    # object 0 failed everywhere, shard 1 (objects 8..15) not fitted: skipped and counted
+    assert train.skipped == 1 + 8 and len(train) == 30 - 9
+    assert 0 not in train.objects and not set(range(8, 16)) & set(train.objects)
+    pos1 = int(np.flatnonzero(train.objects == 1)[0])
+    seen = set()
+    for epoch in range(12):
+        train.set_epoch(epoch)
+        seen |= {int(train._views[pos1])}
+    assert seen == {1}  # the only view of object 1 that did not fail
+    all_views = set()
+    for epoch in range(12):
+        train.set_epoch(epoch)
+        all_views |= set(train._views.tolist())
+    assert all_views == {0, 1, 2}
+    train.set_epoch(3)
+    again = WeightDataset(s, "train", normalize=None)
+    again.set_epoch(3)
+    assert np.array_equal(train._views, again._views)
+    val = WeightDataset(s, "val", normalize=None)
+    assert (val._views == 0).all()
+    limited = WeightDataset(s, "train", views=1, normalize=None)
+    assert (limited._views == 0).all() and 1 not in limited.objects  # object 1's view 0 failed
+
+
+def test_batched_path_equals_per_item_path(tmp_path):
+    s = synthetic_store(tmp_path / "s.zarr")
+    ds = WeightDataset(s, "train", normalize=None)
+    ds.set_epoch(2)
+    idx = [5, 1, 17, 1]
+    batch = ds.__getitems__(idx)
+    items = [ds[i] for i in idx]
+    assert torch.equal(batch["flat"], torch.stack([f for f, _ in items]))
+    assert torch.equal(batch["labels"], torch.stack([y for _, y in items]))
+    full = s.read_flat(ds.objects[idx], view=None)
+    np.testing.assert_array_equal(batch["flat"].numpy(), full[np.arange(4), ds._views[idx]])
+    cached = WeightDataset(s, "train", normalize=None, cache=True)
+    cached.set_epoch(2)
+    assert torch.equal(cached.__getitems__(idx)["flat"], batch["flat"])
+
+
+def test_loader_covers_the_split_once_per_epoch(tmp_path):
+    s = synthetic_store(tmp_path / "s.zarr")
+    ds = WeightDataset(s, "train", normalize=None)
+    labels = torch.cat([y for _, y in ds.loader(batch_size=7)])
+    assert sorted(labels.tolist()) == sorted(ds.labels.tolist())
+    first = [w.flatten() for w, _ in ds.loader(batch_size=7)]
+    ds.set_epoch(1)
+    second = [w.flatten() for w, _ in ds.loader(batch_size=7)]
+    assert not torch.equal(first[0], second[0])
+    ds.set_epoch(0)
+    assert all(torch.equal(a, b) for a, b in zip(first, (w.flatten() for w, _ in ds.loader(batch_size=7))))
+
+
+def test_symmetric_normalisation_commutes_with_permutations(tmp_path):
+    s = synthetic_store(tmp_path / "s.zarr")
+    mean, std = normalization_stats(s, "symmetric")
+    w = Weights.from_flat(torch.from_numpy(s.read_flat(np.arange(6), view=0)), ARCH)
+    perms = random_permutations(ARCH, 6, torch.Generator().manual_seed(0))
+    norm = lambda x: Weights.from_flat((x.flatten() - mean) / std, ARCH)  # noqa: E731
+    torch.testing.assert_close(norm(apply_permutation(w, perms)).flatten(), apply_permutation(norm(w), perms).flatten())
+    # cached in the store and reused
+    assert "symmetric" in s.root["stats"]
+    m2, s2 = normalization_stats(s, "symmetric")
+    assert torch.equal(m2, mean) and torch.equal(s2, std)
+
+
+def test_entry_normalisation_is_the_per_entry_train_statistic(tmp_path):
+    s = synthetic_store(tmp_path / "s.zarr", failed=[(2, 1)])
+    mean, std = normalization_stats(s, "entry")
+    flat = s.read_flat(s.split("train"), view=None).astype(np.float64)
+    mask = np.ones(flat.shape[:2], bool)
+    mask[2, 1] = False
+    x = flat[mask]
+    np.testing.assert_allclose(mean.numpy(), x.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std.numpy(), x.std(0), rtol=1e-4, atol=1e-6)
+    ds = WeightDataset(s, "val", normalize="entry")
+    w, _ = next(iter(ds.loader(batch_size=5)))
+    raw = torch.from_numpy(s.read_flat(ds.objects[:5], view=0))
+    torch.testing.assert_close(w.flatten(), (raw - mean) / std)
+
+
+def _batches(ds, workers, ctx=None):
+    kw = {"multiprocessing_context": ctx} if workers else {}
+    return [(w.flatten(), y) for w, y in ds.loader(batch_size=8, num_workers=workers, **kw)]
+
+
+@pytest.mark.parametrize("ctx", ["fork", "spawn"])
+def test_workers_yield_identical_batches(tmp_path, ctx):
+    s = synthetic_store(tmp_path / "s.zarr")
+    aug = Compose([Permute(), SirenNegate(), MixUp("vanilla", num_classes=4)])
+    ds = WeightDataset(s.path, "train", transform=aug, seed=5, cache=(ctx == "spawn"))
+    ds.set_epoch(1)
+    ref = _batches(ds, 0)
+    got = _batches(ds, 2, multiprocessing.get_context(ctx))
+    assert len(ref) == len(got)
+    for (wa, ya), (wb, yb) in zip(ref, got):
+        assert torch.equal(wa, wb) and torch.equal(ya, yb)
+    assert ref[0][1].shape == (8, 4)  # soft labels after MixUp
+    torch.testing.assert_close(ref[0][1].sum(1), torch.ones(8))
+
+
+def test_transform_for_another_arch_is_refused(tmp_path):
+    relu = make_arch("relu", hidden=8)
+    s = synthetic_store(tmp_path / "r.zarr", arch=relu)
+    with pytest.raises(InrforgeError, match="(?i)siren"):
+        WeightDataset(s, "train", transform=SirenNegate())
+    with pytest.raises(InrforgeError, match="views"):
+        WeightDataset(s, "train", views=4)
