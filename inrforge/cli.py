@@ -85,6 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--n", type=_positive_int, default=16)
     r.add_argument("--view", type=int, default=0)
     r.add_argument("--split", default="test", choices=("train", "val", "test"))
+
+    im = sub.add_parser("import-dws", help="convert a DWSNets-style folder of .pth INRs into a store")
+    im.add_argument("data", help="folder of per-INR state dicts (seq.{i}.weight / seq.{i}.bias)")
+    im.add_argument("--out", required=True, help="store to create")
+    im.add_argument("--splits", help="DWSNets splits JSON ({split: {path: [...], label: [...]}}); default DIR/splits.json if present")
+    im.add_argument("--arch", default="siren-dwsnets", choices=PRESETS, help="family/offset of the INRs (shapes are read from the files)")
+    im.add_argument("--w0", type=float, default=30.0)
+    im.add_argument("--image-size", help="HxW grid the INRs were fitted on (e.g. 28x28), for render")
+    im.add_argument("--overwrite", action="store_true")
+
+    ex = sub.add_parser("export-dws", help="write a store as one DWSNets-style .pth per INR plus splits.json")
+    ex.add_argument("store")
+    ex.add_argument("out", help="empty folder to write")
+    ex.add_argument("--view", type=int, default=0)
     return p
 
 
@@ -149,7 +163,31 @@ def cmd_render(a) -> int:
     return 0
 
 
-COMMANDS = {"fit": cmd_fit, "info": cmd_info, "render": cmd_render}
+def cmd_import_dws(a) -> int:
+    from .interop import import_dws
+
+    size = None
+    if a.image_size:
+        try:
+            size = tuple(int(v) for v in a.image_size.lower().split("x"))
+            assert len(size) == 2 and min(size) > 0
+        except (ValueError, AssertionError):
+            raise InrforgeError(f"--image-size must look like 28x28, got {a.image_size!r}") from None
+    store = import_dws(a.data, a.out, splits_file=a.splits, preset=a.arch, w0=a.w0, overwrite=a.overwrite,
+                       image_size=size)
+    print(f"{store.path}: imported {len(store)} INRs, widths {list(store.arch.widths)}")
+    return 0
+
+
+def cmd_export_dws(a) -> int:
+    from .interop import export_dws
+
+    print(f"wrote {export_dws(a.store, a.out, view=a.view)}")
+    return 0
+
+
+COMMANDS = {"fit": cmd_fit, "info": cmd_info, "render": cmd_render, "import-dws": cmd_import_dws,
+            "export-dws": cmd_export_dws}
 
 
 def main(argv=None) -> int:

@@ -38,7 +38,7 @@ NORMALIZE_MODES = ("symmetric", "entry")
 
 def usable_views(store: INRStore) -> np.ndarray:
     """(N, V) bool: the view was fitted (its shard is done) and did not fail."""
-    return store.done()[:, None] & ~store.metric("failed") & np.isfinite(store.metric("psnr"))
+    return store.done()[:, None] & ~store.metric("failed")
 
 
 def normalization_stats(store: INRStore, mode: str = "symmetric", block: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:

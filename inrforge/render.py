@@ -17,7 +17,9 @@ def reconstructions(store: INRStore, indices, view: int = 0) -> tuple[np.ndarray
     [0, 1] for image sources, values (n, n_points) for 1-D sources; returns (values, grid)."""
     from .sources import coords_from_grid
 
-    grid = store.source["grid"]
+    grid = store.source.get("grid")
+    if not grid:
+        raise InrforgeError(f"{store.path} records no coordinate grid (an import without --image-size); cannot render")
     coords = coords_from_grid(grid)
     weights, _ = store.read(indices, view)
     with torch.no_grad():
@@ -35,7 +37,7 @@ def render_grid(store: INRStore, out_png: str, n: int = 16, view: int = 0, split
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .sources import source_from_description
+    from .sources import SOURCE_NAMES, source_from_description
 
     if n < 1:
         raise InrforgeError(f"--n must be positive, got {n}")
@@ -48,11 +50,11 @@ def render_grid(store: INRStore, out_png: str, n: int = 16, view: int = 0, split
         raise InrforgeError(f"{store.path} has no fitted objects to render yet")
     recon, grid = reconstructions(store, idx, view)
     truth = None
-    try:
-        src = source_from_description(store.source)
-        truth = src.targets(idx).numpy()
-    except Exception as e:  # the source files may be gone; the reconstructions still render
-        warnings.warn(f"ground truth unavailable ({e}); drawing reconstructions only")
+    if store.source.get("name") in SOURCE_NAMES:  # imported stores have no source to re-read
+        try:
+            truth = source_from_description(store.source).targets(idx).numpy()
+        except Exception as e:  # the source files may be gone; the reconstructions still render
+            warnings.warn(f"ground truth unavailable ({e}); drawing reconstructions only")
     labels = store.labels[idx]
     psnr = store.metric("psnr")[idx, view]
 

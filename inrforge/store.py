@@ -277,6 +277,21 @@ def _size_on_disk(path: str) -> int | None:
     return total
 
 
+def prepare_output(path, overwrite: bool = False) -> None:
+    """Make ``path`` ready for a new store without ever destroying foreign data.
+
+    An existing inrforge store is removed only with ``overwrite`` (else an error); an existing
+    file or non-empty folder that is not a store is always refused.
+    """
+    path = str(path)
+    if is_store(path):
+        if not overwrite:
+            raise InrforgeError(f"{path} already holds a store; pass --overwrite to replace it or choose another --out")
+        remove_store(path)
+    elif not _is_url(path) and os.path.exists(path) and (os.path.isfile(path) or os.listdir(path)):
+        raise InrforgeError(f"{path} exists and is not an inrforge store; refusing to write there")
+
+
 def open_store(path, mode: str = "r") -> INRStore:
     """Open an inrforge store (read-only by default)."""
     return INRStore(path, mode=mode)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from inrforge import INRSpec, InrforgeError, Weights
-from inrforge.models import DWSLayer, DWSNet, DWSNetEquivariant, WSFeatures, tensor_slots
+from inrforge.models import DWSLayer, DWSNet, DWSNetEquivariant, InvariantPool, WSFeatures, tensor_slots
 
 DT = torch.float64
 WIDTHS = [(2, 5, 7, 3), (3, 4, 1), (2, 6, 6, 6, 2)]
@@ -296,6 +296,23 @@ def test_dwsnet_sees_input_and_output_axes(widths):
     assert (net(w_out) - out).abs().max() > 1e-6
     # and a hidden permutation does not change it (sanity for the same net)
     assert_close(net(permute_weights(w, rand_perms(arch, len(w)))), out)
+
+
+@pytest.mark.parametrize("pool", ["mean", "max"])
+def test_invariant_pool_keeps_d0_and_dL(pool):
+    arch = arch_of((3, 5, 7, 2))
+    ws, bs = rand_nfn(arch, 2, b=2)
+    head = InvariantPool(arch, 2, pool)
+    assert head.out_features == 2 * (3 + 1 + 1 + 1 + 2 + 2)
+    out = head(WSFeatures.from_channels_second(ws, bs, arch))
+    assert out.shape == (2, head.out_features)
+    assert_close(head(WSFeatures.from_channels_second(*permute_nfn(ws, bs, rand_perms(arch, 2)), arch)), out)
+    p0 = torch.tensor([1, 2, 0])
+    ws_in = [ws[0][..., p0]] + ws[1:]
+    assert (head(WSFeatures.from_channels_second(ws_in, bs, arch)) - out).abs().max() > 1e-3
+    pl = torch.tensor([1, 0])
+    ws_out, bs_out = ws[:-1] + [ws[-1][:, :, pl]], bs[:-1] + [bs[-1][:, :, pl]]
+    assert (head(WSFeatures.from_channels_second(ws_out, bs_out, arch)) - out).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("cfg", NET_CONFIGS, ids=["plain", "bn-res-max", "ln-sum-attn"])

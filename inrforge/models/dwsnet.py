@@ -526,9 +526,10 @@ class _Trunk(nn.Module):
             y = layer(feats)
             if not self.plain[i]:
                 y = self.norms[i](y)
-                # in place: every tensor is a fresh output (matmul / add / norm) whose producer
-                # does not need it for its backward
-                y = y.map(lambda t: F.relu(t, inplace=True))
+                # in place on fresh outputs (matmul / add) whose producer does not need them for
+                # backward; views (e.g. reshaped norm outputs) out of place: an in-place op on a
+                # view costs autograd a CopySlices round trip
+                y = y.map(lambda t: F.relu(t, inplace=not t._is_view()))
                 if self.dropout > 0 and self.training:
                     y = y.map(lambda t: F.dropout(t, self.dropout, True))
             if self.residual and layer.in_channels == layer.out_channels and not self.plain[i]:
