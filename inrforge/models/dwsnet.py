@@ -305,9 +305,19 @@ class DWSLayer(nn.Module):
             n_in = sum(self.ce_in[t] for t in mem)
             cols = []
             for t in mem:
-                bound = 1.0 / math.sqrt(fan_in[t])
+                # He-uniform over ALL terms feeding output t (variance 2 / total fan-in): keeps
+                # the feature scale roughly constant through ReLU stacks
+                bound = math.sqrt(6.0 / fan_in[t])
                 cols.append(torch.empty(n_in, self.ce_out[t]).uniform_(-bound, bound))
-            self.weight[self.bank_names[k]] = nn.Parameter(torch.cat(cols, dim=1))
+            w = torch.cat(cols, dim=1)
+            if pool == "sum" and set_layer == "linear":  # start as if mean-pooled
+                r0 = 0
+                for t in mem:
+                    s = self.slots[t]
+                    n_pooled = math.prod(n for n, h in zip(s.perm_sizes, s.perm) if h not in k)
+                    w[r0 : r0 + self.ce_in[t]] /= n_pooled
+                    r0 += self.ce_in[t]
+            self.weight[self.bank_names[k]] = nn.Parameter(w)
         if bias:
             parts = [torch.empty(self.ce_out[t]).uniform_(-1 / math.sqrt(fan_in[t]), 1 / math.sqrt(fan_in[t]))
                      for t in self.bank_members[()]]

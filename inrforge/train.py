@@ -1,0 +1,235 @@
+"""Training weight-space models on a store: classifiers (class ids, soft labels after MixUp) and
+regressors (float labels).
+
+One loop serves all: AdamW, linear warm-up then cosine decay of the learning rate per step,
+validation each epoch, the best-val checkpoint kept in memory (and written if asked), early stop
+after ``patience`` epochs without improvement, per-epoch metrics to JSON lines and CSV, tqdm.
+The test split is evaluated once, with the best-val weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import WeightDataset
+from .errors import InrforgeError
+from .store import INRStore
+
+AUGMENTATIONS = ("perm", "negate", "shift", "rotate", "scale", "translate", "noise", "dropout", "prune",
+                 "mixup", "mixup-perm", "mixup-align")
+MODELS = ("dwsnet", "mlp")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    lr: float = 5e-3
+    weight_decay: float = 5e-4
+    batch_size: int = 512
+    warmup_epochs: float = 1.0
+    patience: int | None = None
+    device: str = "cpu"
+    seed: int = 0
+    num_workers: int = 0
+    grad_clip: float | None = 10.0
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise InrforgeError("epochs and batch size must be positive")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise InrforgeError(f"--lr must be positive, got {self.lr}")
+
+
+def build_transform(names, arch, num_classes: int | None):
+    """A Compose of the named augmentations (see AUGMENTATIONS), or None for none."""
+    from . import augment as A
+
+    names = [n for n in (names or []) if n and n != "none"]
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown:
+        raise InrforgeError(f"unknown augmentation(s) {', '.join(unknown)}; choose from {', '.join(AUGMENTATIONS)}")
+    if not names:
+        return None
+    make = {
+        "perm": lambda: A.Permute(), "negate": lambda: A.SirenNegate(), "shift": lambda: A.SirenBiasShift(),
+        "rotate": lambda: A.Rotate(), "scale": lambda: A.Scale(), "translate": lambda: A.Translate(),
+        "noise": lambda: A.GaussianNoise(), "dropout": lambda: A.WeightDropout(), "prune": lambda: A.QuantilePrune(),
+        "mixup": lambda: A.MixUp("vanilla", num_classes=num_classes),
+        "mixup-perm": lambda: A.MixUp("perm", num_classes=num_classes),
+        "mixup-align": lambda: A.MixUp("align", num_classes=num_classes),
+    }
+    compose = A.Compose([make[n]() for n in names])
+    compose.check(arch)
+    return compose
+
+
+def build_model(name: str, arch, out_features: int, hidden: int = 32, depth: int = 4, dropout: float = 0.0,
+                mlp_hidden=(256, 256, 256), **kw) -> torch.nn.Module:
+    from .models import DWSNet, FlatMLP
+
+    if name == "dwsnet":
+        return DWSNet(arch, out_features, hidden=hidden, depth=depth, dropout=dropout, **kw)
+    if name == "mlp":
+        return FlatMLP(arch, out_features, hidden=mlp_hidden, dropout=dropout)
+    raise InrforgeError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+
+
+def task_of(store: INRStore) -> tuple[str, int]:
+    """("classification", n_classes) for int labels, ("regression", n_targets) for float ones."""
+    labels = store.labels
+    if np.issubdtype(labels.dtype, np.integer):
+        if labels.min() < 0:
+            raise InrforgeError("class labels must be >= 0")
+        return "classification", int(labels.max()) + 1
+    return "regression", 1 if labels.ndim == 1 else labels.shape[1]
+
+
+def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if task == "classification":
+        return F.cross_entropy(out, y if y.dtype.is_floating_point else y.long())  # soft or hard targets
+    return F.mse_loss(out, y.float().reshape(out.shape))
+
+
+@torch.no_grad()
+def evaluate(model, loader, task: str, device) -> dict:
+    """Mean loss and, for classification, accuracy; for regression also the MSE per target."""
+    model.eval()
+    total, n, correct = 0.0, 0, 0
+    for w, y in loader:
+        w, y = w.to(device), y.to(device)
+        out = model(w)
+        total += float(_loss(task, out, y)) * len(y)
+        n += len(y)
+        if task == "classification":
+            correct += int((out.argmax(1) == (y.argmax(1) if y.ndim == 2 else y)).sum())
+    res = {"loss": total / max(n, 1), "n": n}
+    if task == "classification":
+        res["acc"] = correct / max(n, 1)
+    return res
+
+
+def _schedule(optimizer, warmup_steps: int, total_steps: int):
+    def factor(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _eval_loader(ds: WeightDataset, batch_size: int):
+    return ds.loader(max(batch_size, 256), shuffle=False)
+
+
+def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: WeightDataset | None,
+              config: TrainConfig, task: str, log_dir=None, progress: bool | None = None, desc: str = "train") -> dict:
+    """Train ``model`` and return the results (best epoch, val/test metrics, history, time)."""
+    torch.manual_seed(config.seed)
+    device = torch.device(config.device)
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    train_loader = train.loader(config.batch_size, shuffle=True, num_workers=config.num_workers)
+    steps_per_epoch = len(train_loader)
+    sched = _schedule(opt, max(1, int(config.warmup_epochs * steps_per_epoch)), config.epochs * steps_per_epoch)
+    higher_better = task == "classification"
+    key = "acc" if higher_better else "loss"
+    best, best_state, best_epoch, history, since = None, None, -1, [], 0
+    log_dir = Path(log_dir) if log_dir else None
+    if log_dir:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    bar = tqdm(range(config.epochs), desc=desc, disable=(not progress) if progress is not None else None,
+               dynamic_ncols=True)
+    for epoch in bar:
+        model.train()
+        train.set_epoch(epoch)
+        total, n = 0.0, 0
+        for w, y in train_loader:
+            w, y = w.to(device), y.to(device)
+            loss = _loss(task, model(w), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(y)
+            n += len(y)
+        row = {"epoch": epoch, "train_loss": total / max(n, 1), "lr": opt.param_groups[0]["lr"],
+               "time_s": time.perf_counter() - t0}
+        if val is not None and len(val):
+            v = evaluate(model, _eval_loader(val, config.batch_size), task, device)
+            row.update({f"val_{k}": x for k, x in v.items() if k != "n"})
+            score = v[key]
+            improved = best is None or (score > best if higher_better else score < best)
+            if improved:
+                best, best_epoch, since = score, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                since += 1
+        history.append(row)
+        bar.set_postfix({k: f"{x:.4g}" for k, x in row.items() if k.startswith(("train_loss", "val_"))}, refresh=False)
+        if log_dir:
+            with open(log_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if config.patience is not None and since > config.patience:
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result = {"best_epoch": best_epoch, "epochs_run": len(history), "train_time_s": time.perf_counter() - t0,
+              "history": history, "config": asdict(config),
+              "params": sum(p.numel() for p in model.parameters())}
+    if val is not None and len(val):
+        result["val"] = evaluate(model, _eval_loader(val, config.batch_size), task, device)
+    if test is not None and len(test):
+        result["test"] = evaluate(model, _eval_loader(test, config.batch_size), task, device)
+    if log_dir:
+        _write_csv(log_dir / "metrics.csv", history)
+        torch.save(model.state_dict(), log_dir / "best.pt")
+        (log_dir / "result.json").write_text(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+    return result
+
+
+def _write_csv(path, rows):
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "epoch", k))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def train_on_store(store, model: str = "dwsnet", augment=(), views: int | None = None, normalize: str | None = "symmetric",
+                   config: TrainConfig | None = None, model_kwargs: dict | None = None, log_dir=None,
+                   progress: bool | None = None, cache: bool = True) -> dict:
+    """Build datasets, transform and model for ``store`` and train; returns :func:`fit_model`'s result."""
+    from .store import open_store
+
+    store = store if isinstance(store, INRStore) else open_store(store)
+    config = config or TrainConfig()
+    task, n_out = task_of(store)
+    transform = build_transform(augment, store.arch, n_out if task == "classification" else None)
+    train = WeightDataset(store, "train", views=views, transform=transform, normalize=normalize, cache=cache,
+                          seed=config.seed)
+    val = WeightDataset(store, "val", normalize=normalize, cache=cache)
+    test = WeightDataset(store, "test", normalize=normalize, cache=cache)
+    if len(train) == 0:
+        raise InrforgeError(f"{store.path}: the train split has no fitted INRs")
+    net = build_model(model, store.arch, n_out, **(model_kwargs or {}))
+    res = fit_model(net, train, val, test, config, task, log_dir=log_dir, progress=progress,
+                    desc=f"{model}{'+' + '+'.join(augment) if augment else ''}")
+    res.update({"model": model, "augment": list(augment or []), "views": train.n_views, "task": task,
+                "n_train": len(train), "skipped": train.skipped})
+    return res
