@@ -86,6 +86,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--view", type=int, default=0)
     r.add_argument("--split", default="test", choices=("train", "val", "test"))
 
+    t = sub.add_parser("train", help="train a weight-space model (DWSNet or flat MLP) on a store")
+    t.add_argument("store")
+    t.add_argument("--model", default="dwsnet", choices=("dwsnet", "mlp"))
+    t.add_argument("--augment", default="", help="comma list: perm, negate, shift, rotate, scale, translate, noise, "
+                                                "dropout, prune, mixup, mixup-perm, mixup-align")
+    t.add_argument("--views", type=_positive_int, help="use the first N views of each train object (default all)")
+    t.add_argument("--epochs", type=_positive_int, default=100)
+    t.add_argument("--lr", type=float, default=5e-3)
+    t.add_argument("--weight-decay", type=float, default=5e-4)
+    t.add_argument("--batch-size", type=_positive_int, default=512)
+    t.add_argument("--warmup-epochs", type=float, default=1.0)
+    t.add_argument("--patience", type=_positive_int, help="stop after N epochs without a better val score")
+    t.add_argument("--hidden", type=_positive_int, default=32, help="DWSNet channels")
+    t.add_argument("--depth", type=_positive_int, default=4, help="DWSNet equivariant layers")
+    t.add_argument("--dropout", type=float, default=0.0)
+    t.add_argument("--normalize", default="symmetric", choices=("symmetric", "entry", "none"))
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    t.add_argument("--threads", type=_positive_int, default=_default_threads())
+    t.add_argument("--out", help="folder for metrics.jsonl/csv, best.pt and result.json")
+    t.add_argument("--quiet", action="store_true")
+
     im = sub.add_parser("import-dws", help="convert a DWSNets-style folder of .pth INRs into a store")
     im.add_argument("data", help="folder of per-INR state dicts (seq.{i}.weight / seq.{i}.bias)")
     im.add_argument("--out", required=True, help="store to create")
@@ -163,6 +186,30 @@ def cmd_render(a) -> int:
     return 0
 
 
+def cmd_train(a) -> int:
+    import torch
+
+    from .fit import check_device
+    from .train import TrainConfig, train_on_store
+
+    check_device(a.device)
+    torch.set_num_threads(a.threads)
+    augment = [x.strip() for x in a.augment.split(",") if x.strip()]
+    config = TrainConfig(epochs=a.epochs, lr=a.lr, weight_decay=a.weight_decay, batch_size=a.batch_size,
+                         warmup_epochs=a.warmup_epochs, patience=a.patience, device=a.device, seed=a.seed,
+                         num_workers=a.workers)
+    kwargs = {"hidden": a.hidden, "depth": a.depth, "dropout": a.dropout}
+    res = train_on_store(a.store, model=a.model, augment=augment, views=a.views,
+                         normalize=None if a.normalize == "none" else a.normalize, config=config,
+                         model_kwargs=kwargs, log_dir=a.out, progress=False if a.quiet else None)
+    metric = "acc" if res["task"] == "classification" else "loss"
+    show = (lambda d: f"{100 * d[metric]:.2f}%") if metric == "acc" else (lambda d: f"{d[metric]:.4g} MSE")
+    print(f"{a.model}{' + ' + ','.join(augment) if augment else ''}: test {show(res['test'])} "
+          f"(val {show(res['val'])}, best epoch {res['best_epoch']}, {res['params']} params, "
+          f"{res['train_time_s']:.0f} s)" if "test" in res else f"{a.model}: trained, no test split")
+    return 0
+
+
 def cmd_import_dws(a) -> int:
     from .interop import import_dws
 
@@ -186,7 +233,7 @@ def cmd_export_dws(a) -> int:
     return 0
 
 
-COMMANDS = {"fit": cmd_fit, "info": cmd_info, "render": cmd_render, "import-dws": cmd_import_dws,
+COMMANDS = {"fit": cmd_fit, "info": cmd_info, "render": cmd_render, "train": cmd_train, "import-dws": cmd_import_dws,
             "export-dws": cmd_export_dws}
 
 

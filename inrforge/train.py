@@ -149,6 +149,7 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     log_dir = Path(log_dir) if log_dir else None
     if log_dir:
         log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / "metrics.jsonl").write_text("")
     t0 = time.perf_counter()
     bar = tqdm(range(config.epochs), desc=desc, disable=(not progress) if progress is not None else None,
                dynamic_ncols=True)

@@ -1,0 +1,76 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from inrforge.arch import make_arch
+from inrforge.cli import main
+from inrforge.errors import InrforgeError
+from inrforge.store import ShardData, create_store
+from inrforge.train import TrainConfig, build_transform, train_on_store
+
+ARCH = make_arch(hidden=8)
+
+
+def learnable_store(path, n=160, labels="class"):
+    """Random INR weights whose label is a permutation-invariant function of them."""
+    rng = np.random.default_rng(0)
+    params = rng.standard_normal((n, 2, ARCH.param_count)).astype(np.float32)
+    last_bias = params[:, 0, -1]
+    params[:, 1, -1] = last_bias  # both views share the (invariant) output bias
+    y = (last_bias > 0).astype(np.int64) if labels == "class" else last_bias[:, None].astype(np.float32)
+    s = create_store(path, arch=ARCH, n_objects=n, views=2, labels=y,
+                     splits={"train": np.arange(0, n - 40), "val": np.arange(n - 40, n - 20), "test": np.arange(n - 20, n)},
+                     source={"name": "synthetic", "params": {}}, fit={}, shard_objects=n)
+    ok = np.full((n, 2), 30.0, np.float32)
+    s.write_shard(ShardData(0, params, ok, ok, np.ones((n, 2), np.int32), np.zeros((n, 2), bool)))
+    return s
+
+
+@pytest.mark.parametrize("model", ["dwsnet", "mlp"])
+def test_short_training_learns(tmp_path, model):
+    s = learnable_store(tmp_path / "s.zarr")
+    cfg = TrainConfig(epochs=15, lr=3e-3, batch_size=32, seed=0)
+    res = train_on_store(s, model=model, config=cfg, model_kwargs={"hidden": 8, "depth": 2}, log_dir=tmp_path / "run",
+                         progress=False)
+    losses = [r["train_loss"] for r in res["history"]]
+    assert losses[-1] < 0.6 * losses[0]
+    if model == "dwsnet":  # the invariant head sees the output bias directly; the MLP overfits 120 samples
+        assert res["test"]["acc"] >= 0.8
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 15 and "val_acc" in json.loads(rows[0])
+    assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "metrics.csv").exists()
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["best_epoch"] == res["best_epoch"]
+
+
+def test_regression_and_mixup_soft_labels(tmp_path):
+    s = learnable_store(tmp_path / "r.zarr", labels="reg")
+    res = train_on_store(s, model="mlp", augment=["perm", "mixup"], config=TrainConfig(epochs=3, batch_size=32),
+                         progress=False)
+    assert res["task"] == "regression" and np.isfinite(res["test"]["loss"])
+    c = learnable_store(tmp_path / "c.zarr")
+    res = train_on_store(c, model="mlp", augment=["mixup-align"], config=TrainConfig(epochs=2, batch_size=32),
+                         progress=False)
+    assert 0 <= res["test"]["acc"] <= 1
+
+
+def test_patience_stops_early(tmp_path):
+    s = learnable_store(tmp_path / "s.zarr")
+    res = train_on_store(s, model="mlp", config=TrainConfig(epochs=50, lr=1e-6, patience=2, batch_size=64),
+                         progress=False)
+    assert res["epochs_run"] < 50
+
+
+def test_bad_training_input(tmp_path, capsys):
+    with pytest.raises(InrforgeError, match="unknown augmentation"):
+        build_transform(["spin"], ARCH, 2)
+    relu = make_arch("relu", hidden=8)
+    with pytest.raises(InrforgeError, match="(?i)siren"):
+        build_transform(["negate"], relu, 2)
+    s = learnable_store(tmp_path / "s.zarr")
+    assert main(["train", s.path, "--augment", "spin", "--quiet"]) == 1
+    assert "unknown augmentation" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "none.zarr"), "--quiet"]) == 1
+    assert main(["train", s.path, "--epochs", "2", "--batch-size", "64", "--model", "mlp", "--quiet"]) == 0
+    assert "mlp: test" in capsys.readouterr().out
