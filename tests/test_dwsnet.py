@@ -128,12 +128,44 @@ def test_layer_equivariant(widths, pool):
 
 
 @pytest.mark.parametrize("widths", WIDTHS)
-def test_layer_equivariant_attention(widths):
+@pytest.mark.parametrize("c_in", [2, 8])
+def test_layer_equivariant_attention(widths, c_in):
     torch.manual_seed(0)
     arch = arch_of(widths)
-    layer = DWSLayer(arch, 2, 3, set_layer="attention").to(DT)
+    layer = DWSLayer(arch, c_in, 3, set_layer="attention").to(DT)
     randomise_scores(layer)
-    check_layer_equivariant(layer, arch, 2)
+    check_layer_equivariant(layer, arch, c_in)
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_attention_pool_matches_naive(dim):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 5, 8, generator=g, dtype=DT)
+    s = torch.randn(2, 3, 5, 4, generator=g, dtype=DT)
+    naive = (torch.softmax(s, dim).repeat_interleave(2, dim=-1) * x).sum(dim)
+    assert_close(DWSLayer._attention_pool(x, s, dim), naive)
+    x0, s0 = x[:, 0], s[:, 0]
+    assert_close(DWSLayer._attention_pool(x0, s0, 1), (torch.softmax(s0, 1).repeat_interleave(2, -1) * x0).sum(1))
+
+
+@pytest.mark.parametrize("pool,set_layer", [("mean", "linear"), ("max", "linear"), ("sum", "attention")])
+def test_layer_gradcheck(pool, set_layer):
+    """Analytic gradients (the layer adds terms in place) match finite differences."""
+    torch.manual_seed(0)
+    arch = arch_of((2, 3, 4, 2))
+    layer = DWSLayer(arch, 2, 2, pool=pool, set_layer=set_layer).to(DT)
+    randomise_scores(layer)
+    ws, bs = rand_nfn(arch, 2, b=2)
+    names = [n for n, _ in layer.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
+    inputs = [t.clone().requires_grad_() for t in ws + bs]
+
+    def fn(*xs):
+        f = WSFeatures.from_channels_second(xs[:3], xs[3:6], arch)
+        p = dict(zip(names, xs[6:]))
+        return torch.func.functional_call(layer, p, (f,)).tensors
+
+    assert torch.autograd.gradcheck(fn, tuple(inputs + params), fast_mode=True)
 
 
 def test_layer_accepts_weights_and_checks_inputs():

@@ -29,9 +29,14 @@ concatenated channels of every output ``Y`` with ``K`` in ``P(Y)``; each slice i
 into its output.  The banks are: ``()`` (global: every tensor pooled to a vector, which also
 carries the layer's bias), ``(k,)`` for each hidden index (the three tensors ``W_{k-1}``,
 ``b_{k-1}``, ``W_k`` touching neuron set ``k``) and ``(k+1, k)`` for each internal ``W_k`` (its
-identity term, a channel matmul on the full tensor).  So a layer is ``2L + (L-2) + 1`` matmuls and
-one parameter matrix per bank, no per-block modules; the summed output is built with at most two
-broadcast additions per full-size tensor.
+identity term, a channel matmul on the full tensor).  So a layer (``L >= 2``) is ``2L - 2`` matmuls (``1 +
+(L-1) + (L-2)``) with one parameter matrix per bank, no per-block modules; the summed output is
+built in place with two broadcast additions per full-size tensor.  Mean pooling is a sum times
+``1/n`` (cheaper backward than ``mean``), max pooling uses ``max(dim)`` (scatter backward).
+
+On the MNIST INR arch (2->32->32->1), 32 channels, 5 layers: 370,890 parameters (77,024 per
+hidden->hidden layer), ~0.8-0.9 s per AdamW training step at batch 512 on 2 CPU cores
+(``benchmarks/bench_dwsnet.py``), vs ~7.4 s for the DWSNets reference implementation.
 
 Feature layout (``WSFeatures``)
 -------------------------------
@@ -249,14 +254,16 @@ class DWSLayer(nn.Module):
     """The full affine equivariant map between weight-space features (see module doc).
 
     ``pool`` is the reduction of the pooling terms ("mean", "sum" or "max"; all equivariant).
-    ``set_layer="attention"`` replaces it by attention pooling: per input tensor a learned channel
-    map gives one score per entry and channel, softmax over the pooled axis, weighted sum (starts
-    as mean pooling: its score map is initialised to zero); ``pool`` is then ignored.
+    ``set_layer="attention"`` replaces it by attention pooling: per input tensor a learned linear
+    map of the channels gives ``H`` scores per entry (``H = gcd(attention_heads, F*C_in)`` heads,
+    head ``h`` owns the ``h``-th contiguous group of effective channels), softmax over the pooled
+    axis, weighted sum (it starts as mean pooling: the score map is initialised to zero); ``pool``
+    is then ignored.
 
     Parameters: one matrix per bank ``K`` (``in x out``, rows/columns are the concatenated effective
     channels of the tensors containing ``K``), the layer bias (per output tensor and effective
-    channel) and, with attention, one ``Fe*C_in x Fe*C_in`` score matrix per tensor that has a
-    permuted axis.  Parameter count without attention:
+    channel) and, with attention, one ``F*C_in x H`` score matrix per tensor that has a permuted
+    axis.  Parameter count without attention:
     ``sum over (out Y, in X) of 2**|P(X) & P(Y)| * F(X) C_in * F(Y) C_out + sum_Y F(Y) C_out``.
     """
 
@@ -268,6 +275,7 @@ class DWSLayer(nn.Module):
         pool: str = "mean",
         set_layer: str = "linear",
         bias: bool = True,
+        attention_heads: int = 4,
     ):
         super().__init__()
         if pool not in POOLS:
@@ -325,19 +333,39 @@ class DWSLayer(nn.Module):
         else:
             self.register_parameter("bias", None)
         self.score = nn.ParameterDict()
+        self.heads = tuple(math.gcd(int(attention_heads), c) for c in self.ce_in)
         if set_layer == "attention":
+            if attention_heads < 1:
+                raise InrforgeError(f"attention_heads must be positive, got {attention_heads}")
             for t, s in enumerate(self.slots):
                 if s.perm:
-                    self.score[s.name] = nn.Parameter(torch.zeros(self.ce_in[t], self.ce_in[t]))
+                    self.score[s.name] = nn.Parameter(torch.zeros(self.ce_in[t], self.heads[t]))
 
     def extra_repr(self) -> str:
         return (f"widths={list(self.arch.widths)}, {self.in_channels} -> {self.out_channels}, "
                 f"pool={self.pool!r}, set_layer={self.set_layer!r}")
 
     # ----- pooling -----------------------------------------------------------------------
+    @staticmethod
+    def _attention_pool(x, scores, dim):
+        """Softmax(scores over ``dim``)-weighted sum of ``x``; scores (..., H), x (..., H*g)."""
+        w = torch.softmax(scores, dim=dim)
+        h, ce = scores.shape[-1], x.shape[-1]
+        g = ce // h
+        if dim == x.ndim - 2:
+            # reduce the axis right before the channels with one bmm that never writes a
+            # full-size tensor: (N, n, H)^T @ (N, n, Ce) -> (N, H, Ce), keep each head's own group
+            lead = x.shape[:dim]
+            n = x.shape[dim]
+            full = torch.bmm(w.reshape(-1, n, h).transpose(1, 2), x.reshape(-1, n, ce))
+            out = full.view(-1, h, h, g).diagonal(dim1=1, dim2=2)  # (N, g, H)
+            return out.transpose(1, 2).reshape(*lead, ce)
+        y = x.view(*x.shape[:-1], h, g) * w.unsqueeze(-1)
+        return y.sum(dim).reshape(*y.shape[:dim], *y.shape[dim + 1 : -2], ce)
+
     def _reduce(self, x, dim, scores=None):
         if scores is not None:
-            return (torch.softmax(scores, dim=dim) * x).sum(dim)
+            return self._attention_pool(x, scores, dim)
         if self.pool == "mean":
             # sum then scale the small result: MeanBackward would materialise a full-size
             # grad / n tensor, SumBackward is a free expand
@@ -503,7 +531,12 @@ class InvariantPool(nn.Module):
         parts = []
         for s, x in zip(self.slots, feats.tensors):
             for _ in s.perm:  # reduce the leading permuted axis, once per permuted axis
-                x = x.sum(1) * (1.0 / x.shape[1]) if self.pool == "mean" else x.sum(1) if self.pool == "sum" else x.max(1).values
+                if self.pool == "mean":
+                    x = x.sum(1) * (1.0 / x.shape[1])
+                elif self.pool == "sum":
+                    x = x.sum(1)
+                else:
+                    x = x.max(1).values
             parts.append(x)
         return torch.cat(parts, dim=-1)
 
