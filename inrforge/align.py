@@ -149,8 +149,8 @@ def _incoming_cost(a: Weights, b: Weights, layer: int, perms: list[torch.Tensor]
 
 
 def _inner(a: Weights, b: Weights) -> torch.Tensor:
-    """Per-pair ``<theta_a, theta_b>`` in float64."""
-    return (a.flatten().to(torch.float64) * b.flatten().to(torch.float64)).sum(dim=1)
+    """Per-pair ``<theta_a, theta_b>``."""
+    return sum((ta * tb).reshape(len(a), -1).sum(dim=1) for ta, tb in zip(a.tensors(), b.tensors()))
 
 
 def _solve(cost: np.ndarray) -> np.ndarray:
@@ -206,18 +206,16 @@ def weight_matching(
     perms = identity_permutations(a.arch, batch, device=device)
     if n_hidden == 0 or batch == 0:
         return perms, apply_permutation(b, perms)
-    if b.device != device:
-        b = b.to(device)
-    if b.dtype != a.dtype:
-        dtype = torch.promote_types(a.dtype, b.dtype)
-        a, b = a.to(dtype=dtype), b.to(dtype=dtype)
+    b_in = b if b.device == device else b.to(device)
+    # Costs are computed (batched) in float64: no per-step conversion for scipy, exact sums.
+    a, b = a.to(dtype=torch.float64), b_in.to(dtype=torch.float64)
 
     gen_device = generator.device if generator is not None else torch.device("cpu")
     with torch.no_grad():
         if init == "forward":
             fwd = []
             for layer in range(n_hidden):
-                cost = _incoming_cost(a, b, layer, fwd).to(torch.float64).cpu().numpy()
+                cost = _incoming_cost(a, b, layer, fwd).cpu().numpy()
                 fwd.append(torch.as_tensor(_solve(cost), device=device))
             use = (_inner(a, apply_permutation(b, fwd)) > _inner(a, b)).to(device)
             perms = [torch.where(use.unsqueeze(1), f, p) for f, p in zip(fwd, perms)]
@@ -230,7 +228,7 @@ def weight_matching(
                 if len(sel) == 0:
                     continue
                 idx = None if len(sel) == batch else torch.as_tensor(sel, device=device)
-                cost = _layer_cost(a, b, layer, perms, idx).to(torch.float64).cpu().numpy()
+                cost = _layer_cost(a, b, layer, perms, idx).cpu().numpy()
                 cur = perms_np[layer][sel]
                 new = _solve(cost)
                 old_val = np.take_along_axis(cost, cur[:, :, None], axis=2).sum(axis=(1, 2))
@@ -248,4 +246,4 @@ def weight_matching(
                         dirty[rows, layer + 1] = True
             if not dirty.any():
                 break
-    return perms, apply_permutation(b, perms)
+    return perms, apply_permutation(b_in, perms)

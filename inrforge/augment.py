@@ -46,6 +46,7 @@ __all__ = [
     "Compose",
     "MixUp",
     "MixResult",
+    "rotation_matrices",
 ]
 
 
@@ -388,11 +389,10 @@ class WeightDropout(Augmentation):
         self.rescale = bool(rescale)
 
     def _apply(self, weights, generator):
-        keep_scale = 1.0 / (1.0 - self.p) if self.rescale else 1.0
-
         def drop(t):
             keep = _rand(t.shape, generator, t) >= self.p
-            return torch.where(keep, t * keep_scale if self.rescale else t, torch.zeros((), dtype=t.dtype, device=t.device))
+            kept = t / (1.0 - self.p) if self.rescale else t
+            return kept.masked_fill(~keep, 0.0)
 
         return weights.map(drop)
 

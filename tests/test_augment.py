@@ -1,0 +1,309 @@
+import math
+
+import pytest
+import torch
+
+from inrforge.arch import INRSpec, make_arch
+from inrforge.augment import (
+    Compose,
+    GaussianNoise,
+    MixUp,
+    Permute,
+    QuantilePrune,
+    Rotate,
+    Scale,
+    SirenBiasShift,
+    SirenNegate,
+    Translate,
+    WeightDropout,
+)
+from inrforge.errors import InrforgeError
+from inrforge.inr import image_grid, render
+from inrforge.weights import Weights
+
+SIREN = make_arch("siren", hidden=16, depth=2)  # 2 -> 16 -> 16 -> 1
+SIREN_DWS = make_arch("siren-dwsnets", hidden=16, depth=2)
+SIREN3 = make_arch("siren", hidden=12, depth=3, out_features=3)  # depth-3, 3 outputs
+RELU = make_arch("relu", hidden=16, depth=2)
+FOURIER = make_arch("relu-fourier", hidden=16, depth=2, fourier_features=8)
+ARCH3D = make_arch("siren", in_features=3, hidden=8, depth=2)
+SIRENS = [SIREN, SIREN_DWS, SIREN3]
+
+
+def batch(arch: INRSpec, n: int = 6, seed: int = 0, perturb: float = 0.0) -> Weights:
+    """Float64 INRs; ``perturb`` adds noise so zero biases (dwsnets init) become non-trivial."""
+    flat = arch.init_flat(range(seed, seed + n)).double()
+    if perturb:
+        g = torch.Generator().manual_seed(seed + 1000)
+        flat = flat + perturb * torch.randn(flat.shape, generator=g, dtype=torch.float64)
+    return Weights.from_flat(flat, arch)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def coords(arch, n=200, seed=5):
+    if arch.in_features == 2:
+        return image_grid(12, 12).double()
+    return torch.rand(n, arch.in_features, generator=gen(seed), dtype=torch.float64) * 2 - 1
+
+
+def max_diff(a, b):
+    return (a - b).abs().max().item()
+
+
+# ----- exact symmetries -------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", SIRENS + [RELU, FOURIER], ids=lambda a: f"{a.family}{a.widths}")
+def test_permute_is_exact_and_changes_weights(arch):
+    w = batch(arch, perturb=0.05)
+    out = Permute()(w, generator=gen(1))
+    x = coords(arch)
+    assert max_diff(render(out, x), render(w, x)) < 1e-10
+    assert not torch.equal(out.flatten(), w.flatten())
+    # Only a permutation: every layer's multiset of values is kept.
+    assert torch.equal(out.flatten().sort(dim=1).values, w.flatten().sort(dim=1).values)
+
+
+@pytest.mark.parametrize("arch", SIRENS, ids=lambda a: f"{a.init}{a.widths}")
+@pytest.mark.parametrize("aug", [SirenNegate(), SirenNegate(p=1.0), SirenBiasShift(), SirenBiasShift(max_k=1)],
+                         ids=repr)
+def test_siren_symmetries_are_exact(arch, aug):
+    w = batch(arch, perturb=0.05)
+    out = aug(w, generator=gen(2))
+    x = coords(arch)
+    assert max_diff(render(out, x), render(w, x)) < 1e-9
+    assert not torch.equal(out.flatten(), w.flatten())
+
+
+def test_siren_negate_and_bias_shift_structure():
+    w = batch(SIREN, n=200, perturb=0.05)
+    neg = SirenNegate(p=0.3)(w, generator=gen(3))
+    ratio = neg.biases[0] / w.biases[0]
+    assert torch.allclose(ratio.abs(), torch.ones_like(ratio))
+    assert abs((ratio < 0).double().mean().item() - 0.3) < 0.03
+    # Output layer's bias is never touched.
+    assert torch.equal(neg.biases[-1], w.biases[-1])
+    shift = SirenBiasShift(max_k=2)(w, generator=gen(4))
+    k = (shift.biases[1] - w.biases[1]) * SIREN.w0 / math.pi
+    assert torch.allclose(k, k.round(), atol=1e-9)
+    assert set(k.round().long().unique().tolist()) == {-2, -1, 0, 1, 2}
+    sign = shift.weights[2] / w.weights[2]
+    assert torch.allclose(sign[:, 0, :], (-1.0) ** k.round(), atol=1e-12)
+
+
+def test_permute_negate_compose_is_exact_on_float32_too():
+    arch = make_arch("siren-dwsnets")
+    w = Weights.from_flat(arch.init_flat(range(4)), arch)
+    out = Compose([Permute(), SirenNegate(), SirenBiasShift(max_k=1)])(w, generator=gen(0))
+    x = image_grid(8, 8)
+    assert max_diff(render(out, x), render(w, x)) < 1e-4
+
+
+# ----- input-space transforms -------------------------------------------------------------------
+def rot(theta):
+    c, s = math.cos(theta), math.sin(theta)
+    return torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("arch", [SIREN, SIREN_DWS, RELU], ids=lambda a: f"{a.init}{a.widths}")
+def test_rotate_is_f_of_R_x(arch):
+    w = batch(arch, n=4, perturb=0.05)
+    aug = Rotate(max_angle=45)
+    angles = aug.sample(w, gen(7))
+    assert angles.abs().max() <= math.radians(45)
+    out = aug.apply(w, angles)
+    x = coords(arch)
+    got = render(out, x)
+    for k in range(len(w)):  # independent check, one sample at a time: f'(x) = f(R x)
+        want = render(w[k], x @ rot(angles[k].item()).T)
+        assert max_diff(got[k], want[0]) < 1e-10
+    # transform_coords states the same T; and __call__ with the same seed draws the same angles
+    assert max_diff(got, render(w, Rotate.transform_coords(x, angles))) < 1e-10
+    assert torch.equal(aug(w, generator=gen(7)).flatten(), out.flatten())
+
+
+@pytest.mark.parametrize("arch", [SIREN3, RELU, ARCH3D], ids=lambda a: f"{a.family}{a.widths}")
+def test_scale_and_translate_are_exact(arch):
+    w = batch(arch, n=4, perturb=0.05)
+    x = coords(arch)
+    sc = Scale(0.5, 2.0)
+    s = sc.sample(w, gen(8))
+    assert ((s >= 0.5) & (s <= 2.0)).all() and s.std() > 0
+    got = render(sc.apply(w, s), x)
+    want = torch.cat([render(w[k], s[k].item() * x) for k in range(len(w))])
+    assert max_diff(got, want) < 1e-10
+    tr = Translate(0.3)
+    t = tr.sample(w, gen(9))
+    assert t.shape == (4, arch.in_features) and t.abs().max() <= 0.3
+    got = render(tr.apply(w, t), x)
+    want = torch.cat([render(w[k], x + t[k]) for k in range(len(w))])
+    assert max_diff(got, want) < 1e-10
+    assert max_diff(got, render(w, Translate.transform_coords(x, t))) < 1e-10
+
+
+def test_translate_is_exact_with_fourier_features():
+    w = batch(FOURIER, n=4, perturb=0.05)
+    x = coords(FOURIER)
+    tr = Translate(0.5)
+    t = tr.sample(w, gen(10))
+    got = render(tr.apply(w, t), x)
+    want = torch.cat([render(w[k], x + t[k]) for k in range(len(w))])
+    assert max_diff(got, want) < 1e-9
+    assert max_diff(got, render(w, x)) > 1e-3
+
+
+# ----- errors -----------------------------------------------------------------------------------
+def test_incompatible_archs_raise():
+    relu = batch(RELU, n=2)
+    for aug in (SirenNegate(), SirenBiasShift()):
+        with pytest.raises(InrforgeError, match="SIREN"):
+            aug(relu)
+    with pytest.raises(InrforgeError, match="2-D"):
+        Rotate()(batch(ARCH3D, n=2))
+    for aug in (Rotate(), Scale()):
+        with pytest.raises(InrforgeError, match="Fourier"):
+            aug(batch(FOURIER, n=2))
+    with pytest.raises(InrforgeError, match="Fourier"):
+        Compose([Permute(), Rotate()])(batch(FOURIER, n=2))
+    with pytest.raises(InrforgeError):
+        Permute()(torch.zeros(3, 4))
+    for bad in (lambda: SirenNegate(p=1.5), lambda: Scale(2, 1), lambda: SirenBiasShift(max_k=-1),
+                lambda: MixUp(mode="nope"), lambda: MixUp(alpha=0), lambda: QuantilePrune(q_max=2)):
+        with pytest.raises(InrforgeError):
+            bad()
+
+
+# ----- not function-preserving ------------------------------------------------------------------
+def test_gaussian_noise_is_relative_per_sample_and_tensor():
+    w = batch(SIREN, n=64)
+    big = w.map(lambda t: t.clone())
+    big.weights[1][:32] *= 100.0  # half the batch has a 100x larger W_1
+    out = GaussianNoise(rel_std=0.32)(big, generator=gen(11))
+    noise = out.weights[1] - big.weights[1]
+    ratio = noise.reshape(64, -1).std(dim=1) / big.weights[1].reshape(64, -1).std(dim=1)
+    assert torch.allclose(ratio, torch.full_like(ratio, 0.32), rtol=0.25)
+    assert torch.equal(out.biases[-1], big.biases[-1])  # one entry per sample: std 0, no noise
+    assert not torch.equal(out.weights[0], big.weights[0])
+
+
+def test_dropout_zeroes_about_p():
+    w = batch(SIREN, n=32, perturb=0.05)
+    out = WeightDropout(p=0.2)(w, generator=gen(12))
+    flat, new = w.flatten(), out.flatten()
+    zeroed = (new == 0) & (flat != 0)
+    assert abs(zeroed.double().mean().item() - 0.2) < 0.02
+    assert torch.equal(new[~zeroed], flat[~zeroed])  # survivors unchanged (no rescale)
+    resc = WeightDropout(p=0.2, rescale=True)(w, generator=gen(12)).flatten()
+    assert torch.allclose(resc[~zeroed], flat[~zeroed] / 0.8)
+
+
+def test_quantile_prune_zeroes_q_fraction_of_smallest():
+    w = batch(SIREN, n=200, perturb=0.05)
+    out = QuantilePrune(q_max=0.3)(w, generator=gen(13))
+    flat, new = w.flatten(), out.flatten()
+    p = flat.shape[1]
+    frac = (new == 0).double().mean(dim=1)
+    assert frac.max() <= 0.3 + 1.0 / p and frac.min() >= 0.0
+    assert abs(frac.mean().item() - 0.15) < 0.02  # q ~ U(0, 0.3)
+    assert frac.std() > 0.05  # q differs per sample
+    pruned = new == 0
+    kept = ~pruned
+    # everything pruned is no larger in magnitude than anything kept, in each sample
+    max_pruned = flat.abs().masked_fill(kept, 0).max(dim=1).values
+    min_kept = flat.abs().masked_fill(pruned, float("inf")).min(dim=1).values
+    assert (max_pruned <= min_kept).all()
+    assert torch.equal(new[kept], flat[kept])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [Permute, SirenNegate, SirenBiasShift, Rotate, Scale, Translate, GaussianNoise, WeightDropout, QuantilePrune],
+    ids=lambda c: c.__name__,
+)
+def test_determinism_under_seeded_generator(make):
+    w = batch(SIREN, n=8, perturb=0.05)
+    a = make()(w, generator=gen(42)).flatten()
+    b = make()(w, generator=gen(42)).flatten()
+    c = make()(w, generator=gen(43)).flatten()
+    d = make(generator=gen(42))(w).flatten()  # construction-time generator
+    assert torch.equal(a, b) and torch.equal(a, d)
+    assert not torch.equal(a, c)
+
+
+# ----- MixUp ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["vanilla", "perm", "align"])
+def test_mixup_weights_and_class_labels(mode):
+    w = batch(SIREN, n=10, perturb=0.05)
+    labels = torch.arange(10) % 4
+    m = MixUp(mode=mode, num_classes=4)
+    r = m.mix(w, labels, generator=gen(14))
+    assert (r.partner != torch.arange(10)).all()  # a derangement: never mixed with itself
+    assert sorted(r.partner.tolist()) == list(range(10))
+    assert ((r.lam >= 0) & (r.lam <= 1)).all()
+    lam = r.lam.view(-1, 1)
+    a, p = w.flatten(), r.partner_weights.flatten()
+    assert torch.allclose(r.weights.flatten() - p, lam * (a - p), atol=1e-12)
+    if mode == "vanilla":
+        assert torch.equal(p, w.flatten()[r.partner])
+    else:  # the partner is a re-permuted copy: same function as the batch partner
+        x = coords(SIREN)
+        assert max_diff(render(r.partner_weights, x), render(w[r.partner], x)) < 1e-9
+    assert r.labels.shape == (10, 4) and r.labels.dtype == torch.float64
+    assert torch.allclose(r.labels.sum(1), torch.ones(10, dtype=torch.float64))
+    onehot = torch.nn.functional.one_hot(labels, 4).double()
+    assert torch.allclose(r.labels, lam * onehot + (1 - lam) * onehot[r.partner])
+    w2, l2 = m(w, labels, generator=gen(14))  # __call__ == mix
+    assert torch.equal(w2.flatten(), r.weights.flatten()) and torch.equal(l2, r.labels)
+
+
+def test_mixup_float_labels_alpha_and_errors():
+    w = batch(SIREN, n=16)
+    reg = torch.randn(16, 3, generator=gen(1), dtype=torch.float64)
+    r = MixUp(alpha=0.4).mix(w, reg, generator=gen(15))
+    lam = r.lam.view(-1, 1)
+    assert torch.allclose(r.labels, lam * reg + (1 - lam) * reg[r.partner])
+    r1 = MixUp(alpha=0.4).mix(w, reg[:, 0], generator=gen(15))
+    assert torch.allclose(r1.labels, r.labels[:, 0])
+    soft = torch.softmax(reg, dim=1)
+    assert torch.allclose(MixUp().mix(w, soft, generator=gen(2)).labels.sum(1), torch.ones(16, dtype=torch.float64))
+    # Beta(0.4, 0.4) is U-shaped: many lambdas near 0 or 1; reproducible
+    lam_many = MixUp(alpha=0.4).mix(batch(SIREN, n=400), generator=gen(3)).lam
+    assert ((lam_many < 0.1) | (lam_many > 0.9)).double().mean() > 0.35
+    assert torch.equal(lam_many, MixUp(alpha=0.4).mix(batch(SIREN, n=400), generator=gen(3)).lam)
+    assert MixUp()(w, None, generator=gen(4))[1] is None
+    with pytest.raises(InrforgeError, match="num_classes"):
+        MixUp()(w, torch.zeros(16, dtype=torch.int64))
+    with pytest.raises(InrforgeError):
+        MixUp(num_classes=3)(w, torch.full((16,), 5))
+    with pytest.raises(InrforgeError):
+        MixUp(num_classes=3)(w, torch.zeros(15, dtype=torch.int64))
+
+
+def test_mixup_align_brings_partner_closer():
+    w = batch(SIREN_DWS, n=12, perturb=0.02)
+    r = MixUp(mode="align").mix(w, generator=gen(16))
+    before = (w.flatten() - w.flatten()[r.partner]).norm(dim=1)
+    after = (w.flatten() - r.partner_weights.flatten()).norm(dim=1)
+    assert (after <= before + 1e-12).all() and (after < before).any()
+
+
+# ----- Compose ----------------------------------------------------------------------------------
+def test_compose_order_labels_and_determinism():
+    w = batch(SIREN, n=8, perturb=0.05)
+    labels = torch.arange(8) % 3
+    comp = Compose([Permute(), SirenNegate(), MixUp(num_classes=3), GaussianNoise(0.0)])
+    w1, l1 = comp(w, labels, generator=gen(17))
+    w2, l2 = comp(w, labels, generator=gen(17))
+    assert torch.equal(w1.flatten(), w2.flatten()) and torch.equal(l1, l2)
+    assert l1.shape == (8, 3) and torch.allclose(l1.sum(1), torch.ones(8, dtype=torch.float64))
+    # Same result as applying the members by hand with one shared generator
+    g = gen(17)
+    h = SirenNegate()(Permute()(w, generator=g), generator=g)
+    h, lh = MixUp(num_classes=3)(h, labels, generator=g)
+    assert torch.allclose(w1.flatten(), h.flatten()) and torch.equal(l1, lh)
+    # Without labels a Compose returns just Weights; symmetries-only compose is exact
+    out = Compose([Permute(), SirenNegate(), SirenBiasShift()])(w, generator=gen(18))
+    assert isinstance(out, Weights)
+    x = coords(SIREN)
+    assert max_diff(render(out, x), render(w, x)) < 1e-9
