@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/inrforge fit --source digits --out $(DEMO)/digits.zarr --views 2 --steps 500 --lr 1e-3 --target-psnr 40 --no-compile
 	$(VENV)/bin/inrforge info $(DEMO)/digits.zarr
 	$(VENV)/bin/inrforge render $(DEMO)/digits.zarr --out $(DEMO)/digits.png --n 16
+	$(PY) pipelines/classify_inrs.py --store $(DEMO)/digits.zarr --models dwsnet,mlp --epochs 30 --out $(DEMO)/classify
 
 test: $(STAMP)
 	$(PY) -m pytest -q
