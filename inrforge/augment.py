@@ -34,6 +34,7 @@ from .weights import Weights
 
 __all__ = [
     "Augmentation",
+    "AlignTo",
     "Permute",
     "SirenNegate",
     "SirenBiasShift",
@@ -418,6 +419,38 @@ class QuantilePrune(Augmentation):
         prune_sorted = torch.arange(p, device=flat.device).unsqueeze(0) < k.unsqueeze(1)
         mask = torch.zeros_like(prune_sorted).scatter_(1, order, prune_sorted)
         return Weights.from_flat(flat.masked_fill(mask, 0.0), weights.arch)
+
+
+# ----- canonicalisation -----------------------------------------------------------------------
+class AlignTo:
+    """Align every INR to one fixed reference INR by weight matching (not random).
+
+    The "MLP + alignment" baseline of DWSNets: ``theta -> P* theta`` with ``P*`` the hidden-neuron
+    permutation of :func:`inrforge.align.weight_matching` that brings ``theta`` closest to the
+    reference.  An exact symmetry (the INR's function is unchanged); apply it to every split.
+    """
+
+    mixes_labels = False
+
+    def __init__(self, reference: Weights, max_iter: int = 100):
+        _check_weights(reference)
+        if len(reference) != 1:
+            raise InrforgeError(f"AlignTo needs one reference INR, got {len(reference)}")
+        self.reference = reference
+        self.max_iter = int(max_iter)
+
+    def check(self, arch: INRSpec) -> None:
+        if arch != self.reference.arch:
+            raise InrforgeError("AlignTo: the reference INR has another architecture than the data")
+
+    def __call__(self, weights: Weights, generator: torch.Generator | None = None) -> Weights:
+        _check_weights(weights)
+        self.check(weights.arch)
+        ref = self.reference.to(weights.device, weights.dtype)[torch.zeros(len(weights), dtype=torch.long)]
+        return weight_matching(ref, weights, max_iter=self.max_iter, generator=generator)[1]
+
+    def __repr__(self) -> str:
+        return "AlignTo(reference)"
 
 
 # ----- composition and mixing -----------------------------------------------------------------

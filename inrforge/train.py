@@ -214,23 +214,32 @@ def _write_csv(path, rows):
 
 def train_on_store(store, model: str = "dwsnet", augment=(), views: int | None = None, normalize: str | None = "symmetric",
                    config: TrainConfig | None = None, model_kwargs: dict | None = None, log_dir=None,
-                   progress: bool | None = None, cache: bool = True) -> dict:
-    """Build datasets, transform and model for ``store`` and train; returns :func:`fit_model`'s result."""
+                   progress: bool | None = None, cache: bool = True, align: bool = False) -> dict:
+    """Build datasets, transform and model for ``store`` and train; returns :func:`fit_model`'s result.
+
+    ``align=True`` first aligns every INR of every split to the first train INR (view 0) by
+    weight matching (the DWSNets "MLP + alignment" baseline).
+    """
+    from .augment import AlignTo, Compose
     from .store import open_store
 
     store = store if isinstance(store, INRStore) else open_store(store)
     config = config or TrainConfig()
     task, n_out = task_of(store)
     transform = build_transform(augment, store.arch, n_out if task == "classification" else None)
+    canon = None
+    if align:
+        canon = AlignTo(store.read(store.split("train")[:1], view=0)[0])
+        transform = Compose([canon] + ([transform] if transform is not None else []))
     train = WeightDataset(store, "train", views=views, transform=transform, normalize=normalize, cache=cache,
                           seed=config.seed)
-    val = WeightDataset(store, "val", normalize=normalize, cache=cache)
-    test = WeightDataset(store, "test", normalize=normalize, cache=cache)
+    val = WeightDataset(store, "val", normalize=normalize, cache=cache, transform=canon)
+    test = WeightDataset(store, "test", normalize=normalize, cache=cache, transform=canon)
     if len(train) == 0:
         raise InrforgeError(f"{store.path}: the train split has no fitted INRs")
     net = build_model(model, store.arch, n_out, **(model_kwargs or {}))
     res = fit_model(net, train, val, test, config, task, log_dir=log_dir, progress=progress,
                     desc=f"{model}{'+' + '+'.join(augment) if augment else ''}")
-    res.update({"model": model, "augment": list(augment or []), "views": train.n_views, "task": task,
+    res.update({"model": model, "augment": list(augment or []), "align": align, "views": train.n_views, "task": task,
                 "n_train": len(train), "skipped": train.skipped})
     return res

@@ -23,12 +23,13 @@ from inrforge import fit_inrs, open_store
 from inrforge.errors import InrforgeError
 from inrforge.train import TrainConfig, train_on_store
 
-# name -> (model, augmentations, model kwargs, lr)
+# name -> (model, augmentations, align to a reference first, lr)
 CONFIGS = {
-    "dwsnet": ("dwsnet", [], {}, None),
-    "dwsnet+perm": ("dwsnet", ["perm"], {}, None),
-    "mlp": ("mlp", [], {}, 1e-3),
-    "mlp+perm": ("mlp", ["perm"], {}, 1e-3),
+    "dwsnet": ("dwsnet", [], False, None),
+    "dwsnet+perm": ("dwsnet", ["perm"], False, None),
+    "mlp": ("mlp", [], False, 1e-3),
+    "mlp+perm": ("mlp", ["perm"], False, 1e-3),
+    "mlp+align": ("mlp", [], True, 1e-3),
 }
 
 
@@ -41,7 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--views", type=int, default=2)
     p.add_argument("--fit-steps", type=int, default=500)
     p.add_argument("--fit-lr", type=float, default=1e-3)
-    p.add_argument("--models", default="dwsnet,mlp,mlp+perm", help=f"comma list of {', '.join(CONFIGS)}")
+    p.add_argument("--models", default="dwsnet,mlp,mlp+perm,mlp+align", help=f"comma list of {', '.join(CONFIGS)}")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-3, help="DWSNet learning rate (MLPs use 1e-3)")
@@ -81,12 +82,12 @@ def main(argv=None) -> int:
 
     results = {}
     for name in names:
-        model, aug, kw, lr = CONFIGS[name]
-        kwargs = {"hidden": a.hidden, "depth": a.depth, **kw} if model == "dwsnet" else kw
+        model, aug, align, lr = CONFIGS[name]
+        kwargs = {"hidden": a.hidden, "depth": a.depth} if model == "dwsnet" else {}
         accs = []
         for seed in range(a.seeds):
             cfg = TrainConfig(epochs=a.epochs, lr=lr or a.lr, batch_size=a.batch_size, seed=seed, device=a.device)
-            res = train_on_store(store, model=model, augment=aug, config=cfg, model_kwargs=kwargs,
+            res = train_on_store(store, model=model, augment=aug, align=align, config=cfg, model_kwargs=kwargs,
                                  log_dir=out / name / f"seed{seed}", progress=False)
             accs.append(res["test"]["acc"])
             print(f"  {name:12s} seed {seed}: test {100 * res['test']['acc']:.2f}%  "

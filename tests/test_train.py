@@ -74,3 +74,20 @@ def test_bad_training_input(tmp_path, capsys):
     assert main(["train", str(tmp_path / "none.zarr"), "--quiet"]) == 1
     assert main(["train", s.path, "--epochs", "2", "--batch-size", "64", "--model", "mlp", "--quiet"]) == 0
     assert "mlp: test" in capsys.readouterr().out
+
+
+def test_align_to_reference_baseline(tmp_path):
+    from inrforge.align import apply_permutation, random_permutations
+    from inrforge.augment import AlignTo
+    from inrforge.weights import Weights
+
+    s = learnable_store(tmp_path / "s.zarr")
+    ref, _ = s.read([0])
+    copies = ref[torch.zeros(4, dtype=torch.long)]
+    shuffled = apply_permutation(copies, random_permutations(ARCH, 4, torch.Generator().manual_seed(0)))
+    aligned = AlignTo(ref)(shuffled)
+    assert torch.equal(aligned.flatten(), copies.flatten())  # canonical form: permuted copies collapse
+    with pytest.raises(InrforgeError, match="another architecture"):
+        AlignTo(Weights.from_flat(torch.zeros(1, make_arch().param_count), make_arch()))(shuffled)
+    res = train_on_store(s, model="mlp", align=True, config=TrainConfig(epochs=2, batch_size=64), progress=False)
+    assert res["align"] and 0 <= res["test"]["acc"] <= 1
