@@ -70,7 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--limit", type=_positive_int, help="fit only the first N objects")
     f.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--threads", type=_positive_int, default=_default_threads(), help="torch threads (default: all cores)")
+    f.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch threads (default: all cores; with --scheduler: per task, default 1)")
+    f.add_argument("--scheduler", metavar="ADDRESS",
+                   help="fit as Dask tasks, one per shard: a running scheduler's address (tcp://host:8786), "
+                        "or local:N for a local cluster of N single-threaded worker processes")
     f.add_argument("--no-compile", action="store_true", help="do not torch.compile the step")
     f.add_argument("--overwrite", action="store_true", help="replace an existing store made with other arguments")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -133,10 +137,18 @@ def cmd_fit(a) -> int:
     source = load_source(a.source, path=a.data, limit=a.limit, **parse_source_options(a.source_opt))
     arch = make_arch(a.arch, in_features=source.in_features, out_features=source.out_features, hidden=a.hidden,
                      depth=a.depth, w0=a.w0, fourier_features=a.fourier_features, fourier_sigma=a.fourier_sigma)
-    store = fit_inrs(source, a.out, arch=arch, views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
-                     batch_size=a.batch_size, device=a.device, seed=a.seed, compile=not a.no_compile,
-                     shard_objects=a.shard_size, overwrite=a.overwrite, progress=False if a.quiet else None,
-                     threads=a.threads)
+    kwargs = dict(arch=arch, views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
+                  batch_size=a.batch_size, device=a.device, seed=a.seed, compile=not a.no_compile,
+                  shard_objects=a.shard_size, overwrite=a.overwrite, progress=False if a.quiet else None)
+    if a.scheduler:
+        from .distributed import fit_inrs_distributed, scheduler_client
+
+        with scheduler_client(a.scheduler) as client:
+            report = fit_inrs_distributed(client, source, a.out, threads=a.threads, **kwargs)
+        print(report.summary())
+        store = report.store
+    else:
+        store = fit_inrs(source, a.out, threads=a.threads or _default_threads(), **kwargs)
     info = store.info()
     print(f"{store.path}: {info['objects']} objects x {info['views']} views, done {info['done_fraction']:.0%}, "
           f"median PSNR {info['psnr_median']:.2f} dB, failed {info['failed']}")

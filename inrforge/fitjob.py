@@ -2,7 +2,8 @@
 
 ``fit_inrs`` creates (or resumes) the store and fits it shard by shard; ``fit_shard`` is the unit
 of work (objects ``[start, stop)`` x all views), a pure function of its arguments, so a shard
-refitted after a crash, or on another process, gives the same numbers.
+refitted after a crash, or on another process, gives the same numbers.  ``prepare_fit`` (the
+validation and the store creation/opening) is shared with the Dask driver, ``inrforge.distributed``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -111,6 +113,97 @@ def _fit_identity(store: INRStore) -> dict:
             "shard_objects": a["shard_objects"], "chunk_objects": a["chunk_objects"]}
 
 
+@dataclass
+class FitPlan:
+    """What :func:`prepare_fit` hands to a fitting loop (local or distributed)."""
+
+    store: INRStore  # created or opened for writing
+    source: Source
+    arch: INRSpec
+    views: int
+    seed: int
+    settings: dict  # FitSettings keyword arguments (validated; the device is checked where it fits)
+
+    def fit_settings(self) -> FitSettings:
+        return FitSettings(**self.settings)
+
+    def pending_shards(self) -> list[int]:
+        return self.store.pending_shards()
+
+
+def prepare_fit(
+    source: Source | str,
+    out,
+    *,
+    arch: INRSpec | None = None,
+    views: int = 1,
+    steps: int = 1000,
+    lr: float = 5e-4,
+    target_psnr: float | None = 40.0,
+    batch_size: int = 512,
+    device: str = "cpu",
+    seed: int = 0,
+    compile: bool = True,
+    shard_objects: int = 256,
+    chunk_objects: int = 16,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    overwrite: bool = False,
+    threads: int | None = None,
+    fit_here: bool = True,
+) -> FitPlan:
+    """Validate the arguments of :func:`fit_inrs` and create (or open, to resume) the store.
+
+    ``fit_here=True`` (the single-process path) checks that ``device`` exists in this process and
+    applies ``threads`` to it; ``fit_here=False`` (a driver whose workers fit) only checks the
+    device's spelling and records ``threads`` (per task, default 1) in the informational
+    ``fit.threads`` attribute.
+    """
+    if isinstance(source, str):
+        source = load_source(source)
+    if int(views) != views or views < 1:
+        raise InrforgeError(f"--views must be a positive integer, got {views}")
+    if int(shard_objects) != shard_objects or shard_objects < 1 or int(chunk_objects) != chunk_objects or chunk_objects < 1:
+        raise InrforgeError("shard and chunk sizes must be positive integers")
+    if arch is None:
+        arch = make_arch("siren-dwsnets", in_features=source.in_features, out_features=source.out_features)
+    if arch.in_features != source.in_features or arch.out_features != source.out_features:
+        raise InrforgeError(
+            f"arch maps {arch.in_features} -> {arch.out_features} but source {source.name!r} has "
+            f"{source.in_features}-D coordinates and {source.out_features} outputs"
+        )
+    settings = dict(steps=steps, lr=lr, target_psnr=target_psnr, batch_size=batch_size, device=device,
+                    compile=compile)
+    if fit_here:
+        FitSettings(**settings)
+    else:  # the workers check that the device exists; here only its spelling
+        FitSettings(**{**settings, "device": "cpu"})
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise InrforgeError(f"unknown device {device!r}: {e}") from None
+        if dev.type not in ("cpu", "cuda"):
+            raise InrforgeError(f"unsupported device {device!r}; use cpu or cuda[:N]")
+    if threads is not None:
+        if threads < 1:
+            raise InrforgeError(f"--threads must be positive, got {threads}")
+        if fit_here:
+            torch.set_num_threads(int(threads))
+
+    fit_attrs = {"steps": int(steps), "lr": float(lr), "seed": int(seed),
+                 "target_psnr": None if target_psnr is None else float(target_psnr),
+                 "batch_size": int(batch_size), "device": str(device), "compile": bool(compile),
+                 "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
+                 "threads": torch.get_num_threads() if fit_here else int(threads or 1),
+                 "versions": _versions()}
+    try:
+        store = _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, chunk_objects,
+                                val_fraction, test_fraction, overwrite)
+    except OSError as e:
+        raise InrforgeError(f"cannot write the store at {out}: {e.strerror or e}") from None
+    return FitPlan(store=store, source=source, arch=arch, views=int(views), seed=int(seed), settings=settings)
+
+
 def fit_inrs(
     source: Source | str,
     out,
@@ -137,42 +230,17 @@ def fit_inrs(
     Creates the store, or resumes it when it exists with the same arguments (only unfinished
     shards are fitted; a finished store is returned untouched).  A store made with different
     arguments is refused unless ``overwrite``.  ``progress=None`` shows a bar only on a terminal.
+    (:func:`inrforge.distributed.fit_inrs_distributed` does the same on a Dask cluster.)
     """
-    if isinstance(source, str):
-        source = load_source(source)
-    if int(views) != views or views < 1:
-        raise InrforgeError(f"--views must be a positive integer, got {views}")
-    if int(shard_objects) != shard_objects or shard_objects < 1 or int(chunk_objects) != chunk_objects or chunk_objects < 1:
-        raise InrforgeError("shard and chunk sizes must be positive integers")
-    if arch is None:
-        arch = make_arch("siren-dwsnets", in_features=source.in_features, out_features=source.out_features)
-    if arch.in_features != source.in_features or arch.out_features != source.out_features:
-        raise InrforgeError(
-            f"arch maps {arch.in_features} -> {arch.out_features} but source {source.name!r} has "
-            f"{source.in_features}-D coordinates and {source.out_features} outputs"
-        )
-    settings = FitSettings(steps=steps, lr=lr, target_psnr=target_psnr, batch_size=batch_size,
-                           device=device, compile=compile)
-    if threads is not None:
-        if threads < 1:
-            raise InrforgeError(f"--threads must be positive, got {threads}")
-        torch.set_num_threads(int(threads))
-
-    fit_attrs = {"steps": int(steps), "lr": float(lr), "seed": int(seed),
-                 "target_psnr": None if target_psnr is None else float(target_psnr),
-                 "batch_size": int(batch_size), "device": str(device), "compile": bool(compile),
-                 "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
-                 "threads": torch.get_num_threads(), "versions": _versions()}
-    store = _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, chunk_objects,
-                            val_fraction, test_fraction, overwrite)
-
+    plan = prepare_fit(source, out, arch=arch, views=views, steps=steps, lr=lr, target_psnr=target_psnr,
+                       batch_size=batch_size, device=device, seed=seed, compile=compile,
+                       shard_objects=shard_objects, chunk_objects=chunk_objects, val_fraction=val_fraction,
+                       test_fraction=test_fraction, overwrite=overwrite, threads=threads)
+    store, source, arch = plan.store, plan.source, plan.arch
     pending = store.pending_shards()
     if not pending:
         return store
-    limit = memory_batch_limit(arch, len(source.coords), device)
-    if settings.batch_size > limit:
-        warnings.warn(f"batch size {settings.batch_size} INRs does not fit in memory here; using {limit}")
-        settings = FitSettings(**{**settings.__dict__, "batch_size": limit})
+    settings = capped_settings(plan.fit_settings(), arch, len(source.coords))
 
     done_objects = len(store) - sum(b - a for a, b in map(store.shard_range, pending))
     bar = tqdm(total=len(store), initial=done_objects, unit="obj", desc="fit",
@@ -196,6 +264,15 @@ def fit_inrs(
     finally:
         bar.close()
     return store
+
+
+def capped_settings(settings: FitSettings, arch: INRSpec, n_points: int) -> FitSettings:
+    """``settings`` with the batch size lowered (and a warning) when it does not fit in memory here."""
+    limit = memory_batch_limit(arch, n_points, settings.device)
+    if settings.batch_size > limit:
+        warnings.warn(f"batch size {settings.batch_size} INRs does not fit in memory here; using {limit}")
+        settings = FitSettings(**{**settings.__dict__, "batch_size": limit})
+    return settings
 
 
 def _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, chunk_objects,

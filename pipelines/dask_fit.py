@@ -1,0 +1,104 @@
+"""Fit a store of INRs on a Dask cluster: local, an existing scheduler, SLURM or PBS (dask-jobqueue).
+
+One Dask task per shard; each worker rebuilds the source from the store, fits its shard and writes
+it.  Re-running the same command resumes (only unfinished shards are submitted).  See
+docs/cluster.md for the environment the workers need.
+
+    python pipelines/dask_fit.py --source digits --out runs/digits.zarr --cluster local:2
+    python pipelines/dask_fit.py --source mnist --out /shared/mnist.zarr --cluster tcp://head:8786
+    python pipelines/dask_fit.py --source mnist --out /shared/mnist.zarr --cluster slurm \\
+        --jobs 8 --cores 16 --memory 32GB --walltime 04:00:00 --queue cpu
+    python pipelines/dask_fit.py --source cifar10 --data /shared/cifar --out /shared/cifar.zarr \\
+        --cluster slurm --gpu --jobs 4 --cores 8 --memory 64GB --queue gpu --batch-size 4096 --shard-size 4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from inrforge.arch import PRESETS, make_arch
+from inrforge.distributed import fit_inrs_distributed, scheduler_client
+from inrforge.errors import InrforgeError
+from inrforge.sources import SOURCE_NAMES, load_source, parse_source_options
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--source", required=True, choices=SOURCE_NAMES)
+    p.add_argument("--data", help="source files (on a filesystem the workers share)")
+    p.add_argument("--source-opt", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--out", required=True, help="store path on a shared filesystem, or an fsspec URL")
+    p.add_argument("--arch", default="siren-dwsnets", choices=PRESETS)
+    p.add_argument("--views", type=int, default=1)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--target-psnr", type=lambda t: None if t.lower() == "none" else float(t), default=40.0,
+                   help="early stop per INR (dB), or none")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--shard-size", type=int, default=256, help="objects per shard = per task")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--retries", type=int, default=3)
+    p.add_argument("--overwrite", action="store_true")
+    c = p.add_argument_group("cluster")
+    c.add_argument("--cluster", default="local:2", help="local:N, a scheduler address, slurm or pbs")
+    c.add_argument("--jobs", type=int, default=2, help="slurm/pbs: batch jobs to start")
+    c.add_argument("--cores", type=int, default=8, help="slurm/pbs: cores per job (= single-threaded workers "
+                                                          "per job on CPU)")
+    c.add_argument("--memory", default="16GB", help="slurm/pbs: memory per job")
+    c.add_argument("--walltime", default="02:00:00")
+    c.add_argument("--queue")
+    c.add_argument("--account")
+    c.add_argument("--gpu", action="store_true", help="one GPU per job, one worker per job, --device cuda")
+    return p.parse_args(argv)
+
+
+def jobqueue_cluster(a):
+    """A SLURM/PBS cluster of single-threaded workers (CPU) or one worker per GPU job."""
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise InrforgeError("--cluster slurm/pbs needs dask-jobqueue (pip install dask-jobqueue)") from None
+    cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[a.cluster]
+    processes = 1 if a.gpu else a.cores
+    extra = []
+    if a.gpu:
+        extra = ["--gres=gpu:1"] if a.cluster == "slurm" else ["-l ngpus=1"]
+    cluster = cls(cores=a.cores, processes=processes, memory=a.memory, walltime=a.walltime, queue=a.queue,
+                  account=a.account, python=sys.executable, job_extra_directives=extra,
+                  worker_extra_args=["--resources", "GPU=1"] if a.gpu else [],
+                  job_script_prologue=["export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1"])
+    cluster.scale(jobs=a.jobs)
+    return cluster
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    try:
+        source = load_source(a.source, path=a.data, limit=a.limit, **parse_source_options(a.source_opt))
+        arch = make_arch(a.arch, in_features=source.in_features, out_features=source.out_features)
+        kwargs = dict(arch=arch, views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
+                      batch_size=a.batch_size, seed=a.seed, compile=not a.no_compile, shard_objects=a.shard_size,
+                      overwrite=a.overwrite, retries=a.retries, device="cuda" if a.gpu else "cpu",
+                      resources={"GPU": 1} if a.gpu else None)
+        if a.cluster in ("slurm", "pbs"):
+            from distributed import Client
+
+            with jobqueue_cluster(a) as cluster, Client(cluster) as client:
+                report = fit_inrs_distributed(client, source, a.out, **kwargs)
+        else:
+            with scheduler_client(a.cluster) as client:
+                report = fit_inrs_distributed(client, source, a.out, **kwargs)
+    except InrforgeError as e:
+        print(f"dask_fit: error: {e}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    info = report.store.info()
+    print(f"{report.store.path}: done {info['done_fraction']:.0%}, median PSNR {info['psnr_median']:.2f} dB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
