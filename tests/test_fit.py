@@ -6,7 +6,7 @@ from torch import nn
 
 from inrforge.arch import INRSpec, make_arch
 from inrforge.errors import InrforgeError
-from inrforge.fit import FitSettings, fit_batch, inr_seed, per_inr_mse
+from inrforge.fit import FitSettings, fit_batch, inr_seed, mse_and_grads, per_inr_mse
 from inrforge.inr import image_grid
 from inrforge.weights import Weights
 
@@ -42,6 +42,26 @@ def test_one_adam_over_the_stack_equals_independent_adams():
         torch.testing.assert_close(res.params[k], single, rtol=1e-5, atol=1e-6)
     assert (res.steps == steps).all()
     assert not res.failed.any()
+
+
+@pytest.mark.parametrize("arch", [ARCH, make_arch("relu", hidden=6, depth=3, out_features=3),
+                                  make_arch("relu-fourier", fourier_features=4, hidden=5)])
+def test_explicit_gradients_equal_autograd(arch):
+    from inrforge.inr import encode
+
+    flat = arch.init_flat(range(3)).double()
+    w = Weights.from_flat(flat, arch)
+    params = [t.clone().requires_grad_(True) for t in w.tensors()]
+    x = encode(arch, COORDS.double())
+    y = torch.rand(3, 36, arch.out_features, dtype=torch.float64)
+    mse = per_inr_mse(arch, params[0::2], params[1::2], x, y)
+    mse.sum().backward()
+    active = torch.tensor([True, False, True])
+    got, gw, gb = mse_and_grads(arch, w.weights, w.biases, x, y, active)
+    torch.testing.assert_close(got, mse.detach())
+    for p, g in zip(params, [t for pair in zip(gw, gb) for t in pair]):
+        torch.testing.assert_close(g[active], p.grad[active], rtol=1e-10, atol=1e-12)
+        assert torch.count_nonzero(g[1]) == 0  # an inactive INR gets no gradient
 
 
 def test_loss_falls_and_metrics_describe_the_returned_params():
