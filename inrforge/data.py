@@ -195,10 +195,21 @@ class WeightDataset(Dataset):
             weights = Weights.from_flat(flat, self.arch)
         return weights, labels
 
-    def loader(self, batch_size: int = 256, shuffle: bool | None = None, drop_last: bool = False,
+    def loader(self, batch_size: int = 256, shuffle: bool | str | None = None, drop_last: bool = False,
                num_workers: int = 0, **kwargs) -> DataLoader:
-        """The fast-path DataLoader: whole-batch reads, batched transforms, seeded shuffling."""
-        shuffle = self.split == "train" if shuffle is None else shuffle
+        """The fast-path DataLoader: whole-batch reads, batched transforms, seeded shuffling.
+
+        ``shuffle``: ``"full"`` (a uniform permutation), ``"block"`` (chunks of the store in random
+        order, objects shuffled within each: a batch touches few chunks, for reads from disk),
+        ``False``; ``True``/``None`` pick ``"full"`` when cached and ``"block"`` otherwise (train
+        split only for ``None``).
+        """
+        if shuffle is None:
+            shuffle = self.split == "train"
+        if shuffle is True:
+            shuffle = "full" if self._cache is not None else "block"
+        if shuffle not in (False, "full", "block"):
+            raise InrforgeError(f"unknown shuffle {shuffle!r}; choose full, block or False")
         sampler = EpochSampler(self, shuffle)
         return DataLoader(self, batch_sampler=BatchSampler(sampler, batch_size, drop_last),
                           collate_fn=self.collate, num_workers=num_workers, **kwargs)
@@ -209,9 +220,10 @@ class WeightDataset(Dataset):
 
 
 class EpochSampler(Sampler):
-    """Indices in a seeded order that changes with ``dataset.epoch`` (or in order)."""
+    """Indices in a seeded order that changes with ``dataset.epoch``: ``"full"`` permutation,
+    ``"block"`` permutation of the store's chunks with each chunk's objects shuffled, or in order."""
 
-    def __init__(self, dataset: WeightDataset, shuffle: bool):
+    def __init__(self, dataset: WeightDataset, shuffle):
         self.dataset = dataset
         self.shuffle = shuffle
 
@@ -223,4 +235,8 @@ class EpochSampler(Sampler):
         if not self.shuffle:
             return iter(range(n))
         rng = np.random.default_rng([self.dataset.seed, self.dataset.epoch, 1])
-        return iter(rng.permutation(n).tolist())
+        if self.shuffle == "full":
+            return iter(rng.permutation(n).tolist())
+        chunk = np.asarray(self.dataset.objects) // int(self.dataset.store.attrs["chunk_objects"])
+        order = rng.permutation(chunk.max() + 1)[chunk]  # a random rank per chunk
+        return iter(np.lexsort((rng.random(n), order)).tolist())

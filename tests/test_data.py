@@ -146,3 +146,17 @@ def test_transform_for_another_arch_is_refused(tmp_path):
         WeightDataset(s, "train", transform=SirenNegate())
     with pytest.raises(InrforgeError, match="views"):
         WeightDataset(s, "train", views=4)
+
+
+def test_block_shuffle_keeps_batches_on_few_chunks(tmp_path):
+    s = synthetic_store(tmp_path / "s.zarr", n=80, shard=16)  # chunks of 4 objects
+    ds = WeightDataset(s, "train", normalize=None)
+    order = list(iter(ds.loader(batch_size=8, shuffle="block").batch_sampler.sampler))
+    assert sorted(order) == list(range(len(ds)))
+    chunks = ds.objects[order] // 4
+    runs = np.count_nonzero(np.diff(chunks)) + 1
+    assert runs == len(np.unique(chunks))  # each chunk's objects come together
+    ds.set_epoch(1)
+    assert list(iter(ds.loader(batch_size=8, shuffle="block").batch_sampler.sampler)) != order
+    with pytest.raises(InrforgeError, match="unknown shuffle"):
+        ds.loader(shuffle="random")

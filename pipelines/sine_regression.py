@@ -1,0 +1,216 @@
+"""Sine-frequency regression from INR weights: DWSNet vs flat MLP vs MLP + permutation augmentation
+(DWSNets paper, sine-wave regression: test MSE against the number of training INRs).
+
+Fits (or resumes) one store of 1-D SIRENs (1->32->32->1, the DWSNets init ``siren-dwsnets``) to ``sin(b x)`` on
+[-pi, pi) with ``b ~ U(0.5, 10)``, then, for each training-set size, trains each model on the first
+``n`` INRs of a fixed random order of the train split (nested subsets) and evaluates the best-val
+model on the whole test split.  Every run gets the same number of gradient steps (``--train-steps``;
+epochs = steps / batches per epoch), so small training sets are not simply under-trained.
+
+The target ``b`` is standardised with the train-split mean/std for training; MSEs are reported in
+the original units of ``b`` (so predicting the mean scores about var(b) = 7.5).  Metrics go to
+OUT/results.json, the log-x curve to OUT/results.png, per-run logs to OUT/<model>/n<size>/seed<k>/.
+
+    python pipelines/sine_regression.py --out runs/sine_regression            # full: 100 ... 5,000
+    python pipelines/sine_regression.py --small --out runs/sine_regression_small
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inrforge import fit_inrs, open_store
+from inrforge.arch import make_arch
+from inrforge.data import WeightDataset
+from inrforge.errors import InrforgeError
+from inrforge.train import TrainConfig, build_model, build_transform, fit_model
+
+# name -> (model, augmentations, lr)
+CONFIGS = {
+    "dwsnet": ("dwsnet", [], None),
+    "mlp": ("mlp", [], 1e-3),
+    "mlp+perm": ("mlp", ["perm"], 1e-3),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--store", help="an existing sines store (otherwise fit one into OUT/inrs.zarr)")
+    p.add_argument("--n", type=int, default=7000, help="sine INRs to fit (train split is ~81%% of them)")
+    p.add_argument("--n-points", type=int, default=1000, help="sample points on [-pi, pi)")
+    p.add_argument("--preset", default="siren-dwsnets", help="INR arch preset (1->32->32->1); with Sitzmann's "
+                   "'siren' init b is not readable from the weights (see docs/results_pipelines.md)")
+    p.add_argument("--fit-steps", type=int, default=1000)
+    p.add_argument("--fit-lr", type=float, default=1e-3)
+    p.add_argument("--test-fraction", type=float, default=0.1)
+    p.add_argument("--sizes", default="100,200,500,1000,2000,5000", help="comma list of training-set sizes")
+    p.add_argument("--models", default="dwsnet,mlp,mlp+perm", help=f"comma list of {', '.join(CONFIGS)}")
+    p.add_argument("--train-steps", type=int, default=3000, help="gradient steps per run")
+    p.add_argument("--min-epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3, help="DWSNet learning rate (MLPs use 1e-3)")
+    p.add_argument("--hidden", type=int, default=16, help="DWSNet channels")
+    p.add_argument("--depth", type=int, default=3, help="DWSNet layers")
+    p.add_argument("--seeds", type=int, default=1, help="training seeds per (model, size)")
+    p.add_argument("--seed", type=int, default=0, help="data seed (sines, splits, INR inits, subset order)")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="runs/sine_regression")
+    p.add_argument("--small", action="store_true", help="a ~1-minute setting (smoke test)")
+    a = p.parse_args(argv)
+    if a.small:
+        a.n = min(a.n, 700)
+        a.n_points = min(a.n_points, 200)
+        a.fit_steps = min(a.fit_steps, 200)
+        a.test_fraction = 0.2
+        a.sizes = "50,150,400"
+        a.train_steps = min(a.train_steps, 300)
+        a.min_epochs = min(a.min_epochs, 3)
+    return a
+
+
+def subset(ds: WeightDataset, idx) -> WeightDataset:
+    """A shallow copy of ``ds`` restricted to its items ``idx`` (positions, not object ids)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    out = copy.copy(ds)
+    out.objects = ds.objects[idx]
+    out.view_ok = ds.view_ok[idx]
+    out.labels = ds.labels[torch.from_numpy(idx)]
+    out._cache = None if ds._cache is None else ds._cache[idx]
+    out._views = out._draw_views()
+    return out
+
+
+def _standardise(ds: WeightDataset, mean: float, std: float) -> WeightDataset:
+    out = copy.copy(ds)
+    out.labels = (ds.labels.float() - mean) / std
+    return out
+
+
+def fit_store(a, out: Path):
+    from inrforge.sources import load_source
+
+    src = load_source("sines", n=a.n, a_range=(1.0, 1.0), b_range=(0.5, 10.0), fixed_amplitude=1.0,
+                      n_points=a.n_points, seed=a.seed)
+    arch = make_arch(a.preset, in_features=1, out_features=1, hidden=32, depth=2)
+    return fit_inrs(src, out / "inrs.zarr", arch=arch, views=1, steps=a.fit_steps, lr=a.fit_lr, target_psnr=None,
+                    seed=a.seed, compile=False, test_fraction=a.test_fraction, progress=False)
+
+
+def run(a) -> dict:
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [m.strip() for m in a.models.split(",") if m.strip()]
+    unknown = [m for m in names if m not in CONFIGS]
+    if unknown:
+        raise InrforgeError(f"unknown model config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+    store = open_store(a.store) if a.store else fit_store(a, out)
+    info = store.info()
+    print(f"# store {store.path}: {info['objects']} objects x {info['views']} views, "
+          f"median PSNR {info['psnr_median']:.1f} dB (p5 {info['psnr_p5']:.1f}); splits {info['splits']}", flush=True)
+
+    train_full = {}  # augmentation tuple -> full train dataset
+    val = WeightDataset(store, "val", cache=True)
+    test = WeightDataset(store, "test", cache=True)
+    n_train = len(WeightDataset(store, "train", normalize=None))
+    sizes = sorted({int(s) for s in a.sizes.split(",") if s.strip()})
+    if not sizes or sizes[0] < 1 or sizes[-1] > n_train:
+        raise InrforgeError(f"--sizes must lie in [1, {n_train}] (the train split), got {a.sizes}")
+    order = np.random.default_rng([a.seed, 7]).permutation(n_train)  # nested subsets: first n of one order
+    y_all = WeightDataset(store, "train", normalize=None).labels.float()
+    mu, sd = float(y_all.mean()), float(y_all.std())
+    val_s, test_s = _standardise(val, mu, sd), _standardise(test, mu, sd)
+
+    results = {name: {} for name in names}
+    for name in names:
+        model, aug, lr = CONFIGS[name]
+        kwargs = {"hidden": a.hidden, "depth": a.depth} if model == "dwsnet" else {}
+        for n in sizes:
+            mses, best_epochs = [], []
+            for seed in range(a.seeds):
+                key = (tuple(aug), seed)
+                if key not in train_full:
+                    train_full[key] = WeightDataset(store, "train", cache=True, seed=seed,
+                                                    transform=build_transform(aug, store.arch, None))
+                train = _standardise(subset(train_full[key], order[:n]), mu, sd)
+                batches = math.ceil(n / a.batch_size)
+                epochs = max(a.min_epochs, math.ceil(a.train_steps / batches))
+                cfg = TrainConfig(epochs=epochs, lr=lr or a.lr, batch_size=a.batch_size, seed=seed, device=a.device)
+                torch.manual_seed(seed)
+                net = build_model(model, store.arch, 1, **kwargs)
+                res = fit_model(net, train, val_s, test_s, cfg, "regression", log_dir=out / name / f"n{n}" / f"seed{seed}",
+                                progress=False, desc=name)
+                mse = res["test"]["loss"] * sd**2  # back to units of b
+                mses.append(mse)
+                best_epochs.append(res["best_epoch"])
+                print(f"  {name:9s} n={n:5d} seed {seed}: test MSE {mse:.4f}  ({epochs} epochs, best {res['best_epoch']}, "
+                      f"{res['params']:,} params, {res['train_time_s']:.0f} s)", flush=True)
+            results[name][str(n)] = {"test_mse": mses, "mean": float(np.mean(mses)), "std": float(np.std(mses)),
+                                     "epochs": epochs, "best_epoch": best_epochs, "params": res["params"]}
+
+    print(f"\n| model | " + " | ".join(f"n={n}" for n in sizes) + " |")
+    print("|---|" + "---|" * len(sizes))
+    for name in names:
+        cells = [f"{results[name][str(n)]['mean']:.3f}" + (f" ± {results[name][str(n)]['std']:.3f}" if a.seeds > 1 else "")
+                 for n in sizes]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"(test MSE of b; predicting the train mean scores {float(((test.labels.float() - mu) ** 2).mean()):.3f})")
+    setting = {"store": store.path, "objects": info["objects"], "splits": info["splits"],
+               "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"], "n_points": a.n_points,
+               "preset": a.preset, "fit_steps": a.fit_steps, "fit_lr": a.fit_lr, "sizes": sizes, "train_steps": a.train_steps,
+               "batch_size": a.batch_size, "seeds": a.seeds, "data_seed": a.seed, "dwsnet_hidden": a.hidden,
+               "dwsnet_depth": a.depth, "dwsnet_lr": a.lr, "label_mean": mu, "label_std": sd,
+               "test_mse_of_mean": float(((test.labels.float() - mu) ** 2).mean()), "small": bool(a.small)}
+    doc = {"setting": setting, "results": results}
+    (out / "results.json").write_text(json.dumps(doc, indent=2))
+    _plot(results, sizes, out / "results.png", setting)
+    return doc
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    torch.set_num_threads(a.threads or len(os.sched_getaffinity(0)))
+    run(a)
+    return 0
+
+
+def _plot(results, sizes, path, setting):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for k, (name, r) in enumerate(results.items()):
+        m = np.array([r[str(n)]["mean"] for n in sizes])
+        s = np.array([r[str(n)]["std"] for n in sizes])
+        ax.plot(sizes, m, "o-", color=f"C{k}", label=name)
+        if setting["seeds"] > 1:
+            ax.fill_between(sizes, m - s, m + s, color=f"C{k}", alpha=0.2)
+    ax.axhline(setting["test_mse_of_mean"], color="gray", ls=":", lw=1, label="predict mean")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training INRs")
+    ax.set_ylabel("test MSE of b")
+    ax.set_title(f"sin(b x), b~U(0.5,10): {setting['train_steps']} steps/run, {setting['seeds']} seed(s)", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except InrforgeError as e:
+        print(f"sine_regression: error: {e}", file=sys.stderr)
+        sys.exit(1)
