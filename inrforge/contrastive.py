@@ -1,0 +1,167 @@
+"""Self-supervised (SimCLR-style) contrastive learning on INR weights.
+
+Two augmented copies ("views") of every INR in a batch are drawn from a weight-space
+augmentation with two different generators, encoded, projected, and pulled together with the
+NT-Xent loss (normalised temperature-scaled cross entropy, Chen et al. 2020) while being pushed
+away from the other ``2B - 2`` embeddings of the batch.  The encoder's output (before the
+projection head) is the embedding used downstream (linear probe, t-SNE).
+
+Augmentations act on the raw weights (so exact symmetries such as SIREN negation stay exact);
+normalisation (``normalize_weights``, the store's train statistics) is applied afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import WeightDataset, normalization_stats
+from .errors import InrforgeError
+from .weights import Weights
+
+__all__ = ["nt_xent", "ProjectionHead", "ContrastiveModel", "two_views", "train_contrastive", "embed",
+           "default_views_transform"]
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """NT-Xent loss of two (B, D) batches of projections; row i of ``z1`` and of ``z2`` are a pair.
+
+    With ``z = normalise([z1; z2])`` (2B rows) and ``s_ij = z_i . z_j / temperature``, the loss is
+    the mean over the 2B rows of ``-log(exp(s_i,p(i)) / sum_{j != i} exp(s_ij))`` where ``p(i)`` is
+    the row's partner.  It is invariant to reordering the pairs and to rescaling either row.
+    """
+    if z1.ndim != 2 or z1.shape != z2.shape:
+        raise InrforgeError(f"nt_xent needs two (B, D) tensors of one shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    if len(z1) < 2:
+        raise InrforgeError("nt_xent needs at least 2 pairs (one positive and one negative)")
+    if not temperature > 0:
+        raise InrforgeError(f"temperature must be positive, got {temperature}")
+    b = len(z1)
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = z @ z.T / temperature
+    sim = sim.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=z.device), float("-inf"))
+    target = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+class ProjectionHead(nn.Module):
+    """SimCLR's projection g: Linear -> ReLU -> Linear."""
+
+    def __init__(self, in_features: int, out_features: int = 32, hidden: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, out_features))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class ContrastiveModel(nn.Module):
+    """``encoder`` (Weights -> (B, emb_dim)) followed by a :class:`ProjectionHead`."""
+
+    def __init__(self, encoder: nn.Module, emb_dim: int, proj_dim: int = 32, proj_hidden: int = 128):
+        super().__init__()
+        self.encoder = encoder
+        self.projection = ProjectionHead(emb_dim, proj_dim, proj_hidden)
+
+    def embed(self, x) -> torch.Tensor:
+        return self.encoder(x)
+
+    def forward(self, x) -> torch.Tensor:
+        return self.projection(self.encoder(x))
+
+
+def default_views_transform(arch, noise: float = 0.1, dropout: float = 0.05):
+    """Permute + SirenNegate (exact symmetries of SIRENs) + GaussianNoise + WeightDropout."""
+    from . import augment as A
+
+    augs = [A.Permute()]
+    if arch.family == "siren":
+        augs.append(A.SirenNegate())
+    augs += [A.GaussianNoise(noise), A.WeightDropout(dropout)]
+    t = A.Compose(augs)
+    t.check(arch)
+    return t
+
+
+def make_normalizer(store, mode: str | None = "symmetric") -> Callable[[Weights], Weights]:
+    """``w -> (w - mean) / std`` with the store's train statistics (identity for ``mode=None``)."""
+    if mode is None:
+        return lambda w: w
+    mean, std = normalization_stats(store, mode)
+
+    def norm(w: Weights) -> Weights:
+        return Weights.from_flat((w.flatten() - mean.to(w.device)) / std.to(w.device), w.arch)
+
+    return norm
+
+
+def two_views(weights: Weights, transform, gen1: torch.Generator, gen2: torch.Generator) -> tuple[Weights, Weights]:
+    """Two augmented copies of a batch, drawn with two generators."""
+    return transform(weights, generator=gen1), transform(weights, generator=gen2)
+
+
+def train_contrastive(model: ContrastiveModel, dataset: WeightDataset, transform, normalize=None, epochs: int = 50,
+                      lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 128, temperature: float = 0.1,
+                      seed: int = 0, device: str = "cpu", grad_clip: float | None = 10.0, log=None) -> dict:
+    """Train ``model`` with NT-Xent on two views of each INR of ``dataset`` (its labels are ignored).
+
+    ``dataset`` should hold raw weights (``normalize=None``, no transform); ``normalize`` (e.g.
+    :func:`make_normalizer`) is applied to each view after ``transform``.  AdamW with a cosine
+    learning-rate decay per step; the last batch of an epoch is dropped when it has < 2 INRs.
+    Returns ``{"history": [{"epoch", "loss", "time_s"}], "train_time_s"}``.
+    """
+    if dataset.normalize is not None or dataset.transform is not None:
+        raise InrforgeError("train_contrastive wants a raw dataset (normalize=None, transform=None)")
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    model.to(dev)
+    normalize = normalize or (lambda w: w)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    loader = dataset.loader(batch_size, shuffle=True, drop_last=len(dataset) % batch_size == 1)
+    total_steps = max(1, epochs * len(loader))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps))))
+    gen1 = torch.Generator().manual_seed(int(seed) * 2 + 1)
+    gen2 = torch.Generator().manual_seed(int(seed) * 2 + 2)
+    history, t0 = [], time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        dataset.set_epoch(epoch)
+        total, n = 0.0, 0
+        for w, _ in loader:
+            if len(w) < 2:
+                continue
+            v1, v2 = two_views(w, transform, gen1, gen2)
+            v1, v2 = normalize(v1).to(dev), normalize(v2).to(dev)
+            loss = nt_xent(model(v1), model(v2), temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(w)
+            n += len(w)
+        row = {"epoch": epoch, "loss": total / max(n, 1), "time_s": time.perf_counter() - t0}
+        history.append(row)
+        if log is not None:
+            log(row)
+    return {"history": history, "train_time_s": time.perf_counter() - t0}
+
+
+@torch.no_grad()
+def embed(encoder: nn.Module, dataset: WeightDataset, batch_size: int = 256, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """``(embeddings (N, D), labels (N, ...))`` of a dataset (its own normalisation/transform applied)."""
+    was_training = encoder.training
+    encoder.eval()
+    embs, labels = [], []
+    for w, y in dataset.loader(batch_size, shuffle=False):
+        embs.append(encoder(w.to(device)).cpu())
+        labels.append(y)
+    encoder.train(was_training)
+    return torch.cat(embs).numpy(), torch.cat(labels).numpy()

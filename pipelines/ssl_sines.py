@@ -1,0 +1,198 @@
+"""Self-supervised INR embeddings of sine waves: SimCLR (NT-Xent) with weight-space views, DWSNet vs
+flat-MLP encoder (DWSNets paper, self-supervised learning on INRs of ``a sin(b x)``).
+
+Fits (or resumes) a store of 1-D SIRENs (1->32->32->1, ``siren-dwsnets`` init) to ``a sin(b x)``
+on [-pi, pi) with ``a, b ~ U(0, 10)``.  Each encoder is trained contrastively on the train split
+(labels unused): two views per INR from Permute + SirenNegate + GaussianNoise + WeightDropout
+(``inrforge.contrastive``).  Then, on the encoder's embedding (before the projection head):
+
+* a linear probe (ridge, alpha chosen by CV on train) fitted on train embeddings and scored on the
+  test split: R^2 for a and for b;
+* a 2-D t-SNE of the test embeddings, coloured by a and by b (OUT/tsne.png).
+
+Reference rows: the same probe on the normalised raw weights, and on an untrained (random-init)
+encoder.  Metrics go to OUT/results.json, loss curves to OUT/<encoder>/history.json.
+
+    python pipelines/ssl_sines.py --out runs/ssl_sines
+    python pipelines/ssl_sines.py --small --out runs/ssl_sines_small
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inrforge import fit_inrs, open_store
+from inrforge.arch import make_arch
+from inrforge.contrastive import ContrastiveModel, default_views_transform, embed, make_normalizer, train_contrastive
+from inrforge.data import WeightDataset
+from inrforge.errors import InrforgeError
+from inrforge.models import DWSNet, FlatMLP
+
+ENCODERS = ("dwsnet", "mlp")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--store", help="an existing sines store with labels (a, b) (otherwise fit OUT/inrs.zarr)")
+    p.add_argument("--n", type=int, default=5000, help="sine INRs to fit")
+    p.add_argument("--n-points", type=int, default=2000)
+    p.add_argument("--fit-steps", type=int, default=1500)
+    p.add_argument("--fit-lr", type=float, default=1e-3)
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--encoders", default="dwsnet,mlp", help=f"comma list of {', '.join(ENCODERS)}")
+    p.add_argument("--emb-dim", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument("--noise", type=float, default=0.1, help="GaussianNoise rel_std of the views")
+    p.add_argument("--dropout", type=float, default=0.05, help="WeightDropout p of the views")
+    p.add_argument("--hidden", type=int, default=16, help="DWSNet channels")
+    p.add_argument("--depth", type=int, default=3, help="DWSNet layers")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="runs/ssl_sines")
+    p.add_argument("--small", action="store_true", help="a ~1-minute setting (smoke test)")
+    a = p.parse_args(argv)
+    if a.small:
+        a.n = min(a.n, 800)
+        a.n_points = min(a.n_points, 200)
+        a.fit_steps = min(a.fit_steps, 200)
+        a.fit_lr = 3e-3
+        a.epochs = min(a.epochs, 30)
+    return a
+
+
+def build_encoder(name: str, arch, a) -> torch.nn.Module:
+    if name == "dwsnet":
+        return DWSNet(arch, a.emb_dim, hidden=a.hidden, depth=a.depth, head_hidden=(128,))
+    if name == "mlp":
+        return FlatMLP(arch, a.emb_dim, hidden=(256, 256))
+    raise InrforgeError(f"unknown encoder {name!r}; choose from {', '.join(ENCODERS)}")
+
+
+def linear_probe(x_train, y_train, x_test, y_test) -> list[float]:
+    """Test R^2 per target of a ridge regression (alpha by CV on train) on standardised inputs."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.metrics import r2_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    m = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+    m.fit(x_train, y_train)
+    return [float(r) for r in r2_score(y_test, m.predict(x_test), multioutput="raw_values")]
+
+
+def fit_store(a, out: Path):
+    from inrforge.sources import load_source
+
+    src = load_source("sines", n=a.n, a_range=(0.0, 10.0), b_range=(0.0, 10.0), n_points=a.n_points, seed=a.seed)
+    arch = make_arch("siren-dwsnets", in_features=1, out_features=1, hidden=32, depth=2)
+    return fit_inrs(src, out / "inrs.zarr", arch=arch, views=1, steps=a.fit_steps, lr=a.fit_lr, target_psnr=None,
+                    seed=a.seed, compile=False, test_fraction=a.test_fraction, progress=False)
+
+
+def run(a) -> dict:
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [e.strip() for e in a.encoders.split(",") if e.strip()]
+    if any(e not in ENCODERS for e in names):
+        raise InrforgeError(f"unknown encoder(s) in {a.encoders!r}; choose from {', '.join(ENCODERS)}")
+    store = open_store(a.store) if a.store else fit_store(a, out)
+    info = store.info()
+    if store.labels.ndim != 2 or store.labels.shape[1] != 2:
+        raise InrforgeError(f"{store.path}: need (a, b) labels (a sines store without fixed_amplitude)")
+    print(f"# store {store.path}: {info['objects']} objects, median PSNR {info['psnr_median']:.1f} dB "
+          f"(p5 {info['psnr_p5']:.1f}); splits {info['splits']}", flush=True)
+    arch = store.arch
+    raw_train = WeightDataset(store, "train", normalize=None, cache=True, seed=a.seed)
+    train = WeightDataset(store, "train", cache=True, view_policy="first")  # probes and t-SNE use view 0
+    test = WeightDataset(store, "test", cache=True)
+    transform = default_views_transform(arch, a.noise, a.dropout)
+    normalize = make_normalizer(store)
+
+    x_tr = train._cache[:, 0]
+    x_te = test._cache[:, 0]
+    mean, std = (t.numpy() for t in (train.mean, train.std))
+    y_tr, y_te = train.labels.numpy(), test.labels.numpy()
+    results = {"raw weights": {"r2": linear_probe((x_tr - mean) / std, y_tr, (x_te - mean) / std, y_te)}}
+    embeddings = {}
+    for name in names:
+        torch.manual_seed(a.seed)
+        enc = build_encoder(name, arch, a)
+        e_tr, _ = embed(enc, train)
+        e_te, _ = embed(enc, test)
+        results[f"{name} (untrained)"] = {"r2": linear_probe(e_tr, y_tr, e_te, y_te)}
+        model = ContrastiveModel(enc, a.emb_dim)
+        res = train_contrastive(model, raw_train, transform, normalize, epochs=a.epochs, lr=a.lr,
+                                batch_size=a.batch_size, temperature=a.temperature, seed=a.seed, device=a.device)
+        (out / name).mkdir(exist_ok=True)
+        (out / name / "history.json").write_text(json.dumps(res["history"], indent=1))
+        e_tr, _ = embed(enc, train)
+        e_te, _ = embed(enc, test)
+        embeddings[name] = e_te
+        h = res["history"]
+        results[name] = {"r2": linear_probe(e_tr, y_tr, e_te, y_te), "loss_first": h[0]["loss"], "loss_last": h[-1]["loss"],
+                         "train_time_s": res["train_time_s"], "params": sum(p.numel() for p in enc.parameters())}
+        print(f"  {name:6s}: NT-Xent {h[0]['loss']:.3f} -> {h[-1]['loss']:.3f} in {len(h)} epochs "
+              f"({res['train_time_s']:.0f} s); probe R2 a {results[name]['r2'][0]:.3f}, b {results[name]['r2'][1]:.3f}",
+              flush=True)
+
+    print("\n| embedding | linear-probe R² (a) | linear-probe R² (b) |\n|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['r2'][0]:.3f} | {r['r2'][1]:.3f} |")
+    setting = {"store": store.path, "objects": info["objects"], "splits": info["splits"],
+               "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"], "n_points": a.n_points,
+               "fit_steps": a.fit_steps, "fit_lr": a.fit_lr, "epochs": a.epochs, "batch_size": a.batch_size,
+               "lr": a.lr, "temperature": a.temperature, "emb_dim": a.emb_dim, "views": repr(transform),
+               "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth, "seed": a.seed, "small": bool(a.small)}
+    doc = {"setting": setting, "results": results}
+    (out / "results.json").write_text(json.dumps(doc, indent=2))
+    if embeddings:
+        _plot_tsne(embeddings, y_te, out / "tsne.png", results, a.seed)
+    return doc
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    torch.set_num_threads(a.threads or len(os.sched_getaffinity(0)))
+    run(a)
+    return 0
+
+
+def _plot_tsne(embeddings, labels, path, results, seed):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+
+    fig, axes = plt.subplots(len(embeddings), 2, figsize=(7, 3.2 * len(embeddings)), squeeze=False)
+    for row, (name, e) in enumerate(embeddings.items()):
+        xy = TSNE(2, perplexity=min(30.0, (len(e) - 1) / 3), init="pca", random_state=seed).fit_transform(e)
+        for col, lab in enumerate("ab"):
+            ax = axes[row, col]
+            sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels[:, col], s=6, cmap="viridis")
+            fig.colorbar(sc, ax=ax, label=lab)
+            ax.set_title(f"{name}: coloured by {lab} (probe R² {results[name]['r2'][col]:.2f})", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except InrforgeError as e:
+        print(f"ssl_sines: error: {e}", file=sys.stderr)
+        sys.exit(1)
