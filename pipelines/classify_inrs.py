@@ -30,6 +30,7 @@ CONFIGS = {
     "mlp": ("mlp", [], False, 1e-3),
     "mlp+perm": ("mlp", ["perm"], False, 1e-3),
     "mlp+align": ("mlp", [], True, 1e-3),
+    "dwsnet+mixup-align": ("dwsnet", ["perm", "mixup-align"], False, None),
 }
 
 
@@ -39,7 +40,8 @@ def parse_args(argv=None):
     p.add_argument("--source", default="digits")
     p.add_argument("--data", help="source files folder (mnist IDX, fashion-mnist, ...)")
     p.add_argument("--limit", type=int)
-    p.add_argument("--views", type=int, default=2)
+    p.add_argument("--views", type=int, default=2, help="views fitted per object")
+    p.add_argument("--train-views", type=int, help="views used in training (default: all fitted)")
     p.add_argument("--fit-steps", type=int, default=500)
     p.add_argument("--fit-lr", type=float, default=1e-3)
     p.add_argument("--models", default="dwsnet,mlp,mlp+perm,mlp+align", help=f"comma list of {', '.join(CONFIGS)}")
@@ -87,7 +89,8 @@ def main(argv=None) -> int:
         accs = []
         for seed in range(a.seeds):
             cfg = TrainConfig(epochs=a.epochs, lr=lr or a.lr, batch_size=a.batch_size, seed=seed, device=a.device)
-            res = train_on_store(store, model=model, augment=aug, align=align, config=cfg, model_kwargs=kwargs,
+            res = train_on_store(store, model=model, augment=aug, align=align, views=a.train_views, config=cfg,
+                                 model_kwargs=kwargs,
                                  log_dir=out / name / f"seed{seed}", progress=False)
             accs.append(res["test"]["acc"])
             print(f"  {name:12s} seed {seed}: test {100 * res['test']['acc']:.2f}%  "
@@ -98,7 +101,7 @@ def main(argv=None) -> int:
     print(f"\n| model | test accuracy (%) | params |\n|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {r['params']:,} |")
-    setting = {"store": store.path, "objects": info["objects"], "views": info["views"], "epochs": a.epochs,
+    setting = {"store": store.path, "objects": info["objects"], "views": a.train_views or info["views"], "epochs": a.epochs,
                "seeds": a.seeds, "batch_size": a.batch_size, "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth}
     (out / "results.json").write_text(json.dumps({"setting": setting, "results": results}, indent=2))
     _plot(results, out / "results.png", setting)

@@ -110,8 +110,13 @@ def run(a) -> dict:
     info = store.info()
     if store.labels.ndim != 2 or store.labels.shape[1] != 2:
         raise InrforgeError(f"{store.path}: need (a, b) labels (a sines store without fixed_amplitude)")
+    # PSNR is against a peak of 1; against the wave's own peak a it is PSNR + 20 log10(a)
+    psnr = store.metric("psnr")[:, 0]
+    rel = psnr + 20 * np.log10(np.maximum(store.labels[:, 0], 1e-3))
+    rel = rel[np.isfinite(rel)]
     print(f"# store {store.path}: {info['objects']} objects, median PSNR {info['psnr_median']:.1f} dB "
-          f"(p5 {info['psnr_p5']:.1f}); splits {info['splits']}", flush=True)
+          f"(p5 {info['psnr_p5']:.1f}), relative to the amplitude {np.median(rel):.1f} dB (p5 "
+          f"{np.percentile(rel, 5):.1f}); splits {info['splits']}", flush=True)
     arch = store.arch
     raw_train = WeightDataset(store, "train", normalize=None, cache=True, seed=a.seed)
     train = WeightDataset(store, "train", cache=True, view_policy="first")  # probes and t-SNE use view 0
@@ -150,8 +155,9 @@ def run(a) -> dict:
     for name, r in results.items():
         print(f"| {name} | {r['r2'][0]:.3f} | {r['r2'][1]:.3f} |")
     setting = {"store": store.path, "objects": info["objects"], "splits": info["splits"],
-               "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"], "n_points": a.n_points,
-               "fit_steps": a.fit_steps, "fit_lr": a.fit_lr, "epochs": a.epochs, "batch_size": a.batch_size,
+               "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"],
+               "psnr_rel_amplitude_median": float(np.median(rel)), "psnr_rel_amplitude_p5": float(np.percentile(rel, 5)),
+               "n_points": a.n_points, "fit_steps": a.fit_steps, "fit_lr": a.fit_lr, "epochs": a.epochs, "batch_size": a.batch_size,
                "lr": a.lr, "temperature": a.temperature, "emb_dim": a.emb_dim, "views": repr(transform),
                "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth, "seed": a.seed, "small": bool(a.small)}
     doc = {"setting": setting, "results": results}
