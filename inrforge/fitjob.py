@@ -8,8 +8,6 @@ validation and the store creation/opening) is shared with the Dask driver, ``inr
 
 from __future__ import annotations
 
-import math
-import os
 import sys
 import time
 import warnings
@@ -24,7 +22,7 @@ from .arch import INRSpec, make_arch
 from .errors import InrforgeError
 from .fit import FitSettings, fit_batch, inr_seed, memory_batch_limit
 from .sources import Source, load_source
-from .store import INRStore, ShardData, create_store, is_store, jsonable, remove_store
+from .store import INRStore, ShardData, create_store, is_store, jsonable, prepare_output
 
 # Keys of the ``fit`` attribute that do not change the fitted numbers, hence not compared on resume.
 _INFORMATIONAL = ("versions", "threads")
@@ -110,7 +108,7 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 def _fit_identity(store: INRStore) -> dict:
     a = store.attrs
     return {"arch": a["arch"], "source": a["source"], "fit": a["fit"], "views": a["views"],
-            "shard_objects": a["shard_objects"], "chunk_objects": a["chunk_objects"]}
+            "shard_objects": a["shard_objects"]}
 
 
 @dataclass
@@ -278,15 +276,11 @@ def capped_settings(settings: FitSettings, arch: INRSpec, n_points: int) -> FitS
 def _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, chunk_objects,
                     val_fraction, test_fraction, overwrite) -> INRStore:
     new_identity = {"arch": arch.to_dict(), "source": source.describe(), "fit": fit_attrs,
-                    "views": int(views), "shard_objects": min(int(shard_objects), len(source)),
-                    "chunk_objects": None}
+                    "views": int(views), "shard_objects": min(int(shard_objects), len(source))}
     path = str(out)
-    exists = "://" in path or os.path.exists(path)
-    if exists and is_store(path):
+    if is_store(path):
         store = INRStore(path, mode="r+")
-        old = _fit_identity(store)
-        new_identity["chunk_objects"] = old["chunk_objects"]
-        diffs = _differences(jsonable(old), jsonable(new_identity))
+        diffs = _differences(jsonable(_fit_identity(store)), jsonable(new_identity))
         if not diffs:
             return store
         if not overwrite:
@@ -294,10 +288,7 @@ def _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, ch
                 f"{path} holds a store fitted with other arguments ({'; '.join(diffs[:3])}"
                 f"{'; ...' if len(diffs) > 3 else ''}); pass --overwrite to replace it or choose another --out"
             )
-        remove_store(path)
-    elif exists and "://" not in path:
-        if os.path.isfile(path) or os.listdir(path):
-            raise InrforgeError(f"{path} exists and is not an inrforge store; refusing to write there")
+    prepare_output(path, overwrite=True)  # removes the old store; refuses a foreign folder
     return create_store(
         path, arch=arch, n_objects=len(source), views=views, labels=source.labels,
         splits=make_splits(source, seed, val_fraction, test_fraction), source=source.describe(),

@@ -106,6 +106,13 @@ def fit_store(a, out: Path):
                     seed=a.seed, compile=False, test_fraction=a.test_fraction, progress=False)
 
 
+def _fit_info(store) -> dict:
+    """How the store was fitted, read from the store (so it is right with --store too)."""
+    attrs = store.attrs
+    return {"n_points": attrs["source"]["params"].get("n_points"), "init": store.arch.init,
+            "fit_steps": attrs["fit"]["steps"], "fit_lr": attrs["fit"]["lr"], "data_seed": attrs["fit"]["seed"]}
+
+
 def run(a) -> dict:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -165,9 +172,9 @@ def run(a) -> dict:
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"(test MSE of b; predicting the train mean scores {float(((test.labels.float() - mu) ** 2).mean()):.3f})")
     setting = {"store": store.path, "objects": info["objects"], "splits": info["splits"],
-               "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"], "n_points": a.n_points,
-               "preset": a.preset, "fit_steps": a.fit_steps, "fit_lr": a.fit_lr, "sizes": sizes, "train_steps": a.train_steps,
-               "batch_size": a.batch_size, "seeds": a.seeds, "data_seed": a.seed, "dwsnet_hidden": a.hidden,
+               "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"], **_fit_info(store),
+               "sizes": sizes, "train_steps": a.train_steps, "batch_size": a.batch_size, "seeds": a.seeds,
+               "subset_seed": a.seed, "dwsnet_hidden": a.hidden,
                "dwsnet_depth": a.depth, "dwsnet_lr": a.lr, "label_mean": mu, "label_std": sd,
                "test_mse_of_mean": float(((test.labels.float() - mu) ** 2).mean()), "small": bool(a.small)}
     doc = {"setting": setting, "results": results}
