@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden", type=_positive_int, default=32, help="DWSNet channels")
     t.add_argument("--depth", type=_positive_int, default=4, help="DWSNet equivariant layers")
     t.add_argument("--dropout", type=float, default=0.0)
+    t.add_argument("--norm", default="batch", choices=("batch", "layer", "none"),
+                   help="DWSNet normalisation (equivariant: statistics pooled over permuted axes)")
     t.add_argument("--normalize", default="symmetric", choices=("symmetric", "entry", "none"))
     t.add_argument("--device", default="cpu")
     t.add_argument("--seed", type=int, default=0)
@@ -210,7 +212,9 @@ def cmd_train(a) -> int:
     config = TrainConfig(epochs=a.epochs, lr=a.lr, weight_decay=a.weight_decay, batch_size=a.batch_size,
                          warmup_epochs=a.warmup_epochs, patience=a.patience, device=a.device, seed=a.seed,
                          num_workers=a.workers)
-    kwargs = {"hidden": a.hidden, "depth": a.depth, "dropout": a.dropout}
+    kwargs = {"dropout": a.dropout}
+    if a.model == "dwsnet":
+        kwargs.update(hidden=a.hidden, depth=a.depth, norm=None if a.norm == "none" else a.norm)
     res = train_on_store(a.store, model=a.model, augment=augment, views=a.views,
                          normalize=None if a.normalize == "none" else a.normalize, config=config,
                          model_kwargs=kwargs, log_dir=a.out, progress=False if a.quiet else None)

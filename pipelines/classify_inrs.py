@@ -50,6 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=3e-3, help="DWSNet learning rate (MLPs use 1e-3)")
     p.add_argument("--hidden", type=int, default=16, help="DWSNet channels")
     p.add_argument("--depth", type=int, default=3, help="DWSNet layers")
+    p.add_argument("--norm", default="batch", choices=("batch", "layer", "none"), help="DWSNet normalisation")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/classify")
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
     results = {}
     for name in names:
         model, aug, align, lr = CONFIGS[name]
-        kwargs = {"hidden": a.hidden, "depth": a.depth} if model == "dwsnet" else {}
+        kwargs = {"hidden": a.hidden, "depth": a.depth, "norm": None if a.norm == "none" else a.norm} if model == "dwsnet" else {}
         accs = []
         for seed in range(a.seeds):
             cfg = TrainConfig(epochs=a.epochs, lr=lr or a.lr, batch_size=a.batch_size, seed=seed, device=a.device)
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
     for name, r in results.items():
         print(f"| {name} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {r['params']:,} |")
     setting = {"store": store.path, "objects": info["objects"], "views": a.train_views or info["views"], "epochs": a.epochs,
-               "seeds": a.seeds, "batch_size": a.batch_size, "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth}
+               "seeds": a.seeds, "batch_size": a.batch_size, "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth, "dwsnet_norm": a.norm}
     (out / "results.json").write_text(json.dumps({"setting": setting, "results": results}, indent=2))
     _plot(results, out / "results.png", setting)
     return 0
