@@ -12,6 +12,7 @@ import zarr
 
 from inrforge.cli import main
 from inrforge.store import open_store
+from storecheck import assert_same, shard_files, snapshot
 
 FAST = ["fit", "--source", "digits", "--steps", "30", "--lr", "1e-3", "--no-compile", "--quiet", "--threads", "1"]
 
@@ -20,22 +21,6 @@ def run(args, capsys):
     code = main(args)
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def snapshot(path):
-    s = open_store(path)
-    return {"params": s.params[...], "psnr": s.metric("psnr"), "loss": s.metric("loss"),
-            "steps": s.metric("steps"), "failed": s.metric("failed"), "done": s.done()}
-
-
-def assert_same(a, b):
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-
-
-def shard_files(path):
-    root = os.path.join(path, "params", "c")
-    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns for d, _, fs in os.walk(root) for f in fs}
 
 
 def test_fit_info_render_resume_refuse_overwrite(tmp_path, capsys):

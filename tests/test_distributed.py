@@ -22,6 +22,7 @@ from inrforge.store import open_store
 
 distributed = pytest.importorskip("distributed")
 from inrforge import distributed as idist  # noqa: E402
+from storecheck import assert_same, shard_files, snapshot
 
 # One job for every test: 48 digits x 2 views in 6 shards of 8 objects; no early stop, so every
 # shard takes the same (short) time and a kill can land mid-job.
@@ -29,22 +30,6 @@ N, SHARD, VIEWS, STEPS = 48, 8, 2, 300
 JOB = dict(views=VIEWS, steps=STEPS, lr=1e-3, target_psnr=None, compile=False, shard_objects=SHARD, progress=False)
 CLI = ["fit", "--source", "digits", "--limit", str(N), "--shard-size", str(SHARD), "--views", str(VIEWS),
        "--steps", str(STEPS), "--lr", "1e-3", "--target-psnr", "none", "--no-compile", "--quiet"]
-
-
-def snapshot(path):
-    s = open_store(path)
-    return {"params": s.params[...], "psnr": s.metric("psnr"), "loss": s.metric("loss"),
-            "steps": s.metric("steps"), "failed": s.metric("failed"), "done": s.done()}
-
-
-def assert_same(a, b):
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-
-
-def shard_files(path):
-    root = os.path.join(path, "params", "c")
-    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns for d, _, fs in os.walk(root) for f in fs}
 
 
 @pytest.fixture(scope="module")
