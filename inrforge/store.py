@@ -243,6 +243,12 @@ class INRStore:
         return Weights.from_flat(flat, self.arch), torch.from_numpy(np.asarray(self.labels[idx]))
 
     # ----- summary ----------------------------------------------------------------------
+    def fit_summary(self) -> dict:
+        """How the INRs were fitted, as recorded in the store (for experiment reports)."""
+        fit = self.fit_settings
+        return {"n_points": (self.source.get("params") or {}).get("n_points"), "init": self.arch.init,
+                "fit_steps": fit.get("steps"), "fit_lr": fit.get("lr"), "data_seed": fit.get("seed")}
+
     def info(self) -> dict:
         psnr = self.metric("psnr")
         failed = self.metric("failed")

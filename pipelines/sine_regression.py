@@ -106,13 +106,6 @@ def fit_store(a, out: Path):
                     seed=a.seed, compile=False, test_fraction=a.test_fraction, progress=False)
 
 
-def _fit_info(store) -> dict:
-    """How the store was fitted, read from the store (so it is right with --store too)."""
-    attrs = store.attrs
-    return {"n_points": attrs["source"]["params"].get("n_points"), "init": store.arch.init,
-            "fit_steps": attrs["fit"]["steps"], "fit_lr": attrs["fit"]["lr"], "data_seed": attrs["fit"]["seed"]}
-
-
 def run(a) -> dict:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,7 +165,7 @@ def run(a) -> dict:
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"(test MSE of b; predicting the train mean scores {float(((test.labels.float() - mu) ** 2).mean()):.3f})")
     setting = {"store": store.path, "objects": info["objects"], "splits": info["splits"],
-               "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"], **_fit_info(store),
+               "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"], **store.fit_summary(),
                "sizes": sizes, "train_steps": a.train_steps, "batch_size": a.batch_size, "seeds": a.seeds,
                "subset_seed": a.seed, "dwsnet_hidden": a.hidden,
                "dwsnet_depth": a.depth, "dwsnet_lr": a.lr, "label_mean": mu, "label_std": sd,

@@ -100,13 +100,6 @@ def fit_store(a, out: Path):
                     seed=a.seed, compile=False, test_fraction=a.test_fraction, progress=False)
 
 
-def _fit_info(store) -> dict:
-    """How the store was fitted, read from the store (so it is right with --store too)."""
-    attrs = store.attrs
-    return {"n_points": attrs["source"]["params"].get("n_points"), "init": store.arch.init,
-            "fit_steps": attrs["fit"]["steps"], "fit_lr": attrs["fit"]["lr"], "data_seed": attrs["fit"]["seed"]}
-
-
 def run(a) -> dict:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -164,7 +157,7 @@ def run(a) -> dict:
     setting = {"store": store.path, "objects": info["objects"], "splits": info["splits"],
                "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"],
                "psnr_rel_amplitude_median": float(np.median(rel)), "psnr_rel_amplitude_p5": float(np.percentile(rel, 5)),
-               **_fit_info(store), "epochs": a.epochs, "batch_size": a.batch_size,
+               **store.fit_summary(), "epochs": a.epochs, "batch_size": a.batch_size,
                "lr": a.lr, "temperature": a.temperature, "emb_dim": a.emb_dim, "views": repr(transform),
                "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth, "seed": a.seed, "small": bool(a.small)}
     doc = {"setting": setting, "results": results}
