@@ -14,7 +14,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +243,82 @@ def train_on_store(store, model: str = "dwsnet", augment=(), views: int | None =
     res.update({"model": model, "augment": list(augment or []), "align": align, "views": train.n_views, "task": task,
                 "n_train": len(train), "skipped": train.skipped})
     return res
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One classifier configuration of an experiment: model, augmentations, alignment, learning rate.
+
+    ``lr=None`` means the caller's default (the pipelines give DWSNet its own lr, MLPs 1e-3);
+    ``model_kwargs`` go to :func:`build_model` (for DWSNet, typically ``dwsnet_kwargs(...)``).
+    """
+
+    model: str
+    augment: tuple[str, ...] = ()
+    align: bool = False
+    lr: float | None = None
+    model_kwargs: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+def dwsnet_kwargs(hidden: int = 16, depth: int = 3, norm: str | None = "batch") -> dict:
+    """DWSNet constructor arguments as the pipelines' ``--hidden/--depth/--norm`` flags give them."""
+    return {"hidden": hidden, "depth": depth, "norm": None if norm in (None, "none") else norm}
+
+
+def train_seeds(store, spec: RunSpec, seeds, config: TrainConfig, views: int | None = None, log_dir=None,
+                name: str | None = None, echo=print) -> dict:
+    """Train ``spec`` on ``store`` once per training seed (``seeds``: a count or a list of seeds).
+
+    Every seed changes the model init, the batch order, the views drawn and the augmentation draws
+    (:class:`TrainConfig` ``seed``); the store (INRs, splits) is fixed.  Returns the per-seed test
+    accuracies (or test losses for regression) with their mean and population std:
+    ``{"test_acc": [...], "mean", "std", "best_epoch": [...], "train_time_s": [...], "params", "views"}``.
+    """
+    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seeds:
+        raise InrforgeError("need at least one training seed")
+    name = name or spec.model
+    scores, best_epochs, times, res = [], [], [], None
+    for seed in seeds:
+        cfg = replace(config, seed=seed, lr=spec.lr or config.lr)
+        res = train_on_store(store, model=spec.model, augment=list(spec.augment), align=spec.align, views=views,
+                             config=cfg, model_kwargs=spec.model_kwargs,
+                             log_dir=Path(log_dir) / f"seed{seed}" if log_dir else None, progress=False)
+        score = res["test"]["acc"] if res["task"] == "classification" else res["test"]["loss"]
+        scores.append(score)
+        best_epochs.append(res["best_epoch"])
+        times.append(res["train_time_s"])
+        if echo:
+            what = f"test {100 * score:.2f}%" if res["task"] == "classification" else f"test loss {score:.4g}"
+            echo(f"  {name:18s} seed {seed}: {what}  (views {res['views']}, best epoch {res['best_epoch']}, "
+                 f"{res['params']:,} params, {res['train_time_s']:.0f} s)", flush=True)
+    return {"test_acc": scores, "mean": float(np.mean(scores)), "std": float(np.std(scores)), "best_epoch": best_epochs,
+            "train_time_s": times, "params": res["params"], "views": res["views"]}
+
+
+def open_or_fit(store=None, *, source: str = "digits", data=None, limit: int | None = None, out=None,
+                views: int = 1, steps: int = 500, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
+                echo=print) -> INRStore:
+    """The pipelines' store: ``store`` opened if given, else ``source`` fitted (or resumed) into ``out``.
+
+    The fit is :func:`inrforge.fit_inrs` without ``torch.compile`` (its compile time outweighs
+    the gain at pipeline sizes on a CPU) and with the default 40 dB early stop.  Prints one line
+    about the store.
+    """
+    from .fitjob import fit_inrs
+    from .sources import load_source
+    from .store import open_store
+
+    if store is not None:
+        st = open_store(store)
+    else:
+        if out is None:
+            raise InrforgeError("give a store or an output path to fit one into")
+        src = load_source(source, path=data, limit=limit)
+        st = fit_inrs(src, out, views=views, steps=steps, lr=lr, seed=seed, device=device, compile=False,
+                      progress=False)
+    info = st.info()
+    if echo:
+        echo(f"# store {st.path}: {info['objects']} objects x {info['views']} views, median PSNR "
+             f"{info['psnr_median']:.1f} dB (p5 {info['psnr_p5']:.1f}); splits {info['splits']}", flush=True)
+    return st

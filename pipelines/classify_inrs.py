@@ -14,23 +14,22 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from inrforge import fit_inrs, open_store
 from inrforge.errors import InrforgeError
-from inrforge.train import TrainConfig, train_on_store
+from inrforge.train import RunSpec, TrainConfig, dwsnet_kwargs, open_or_fit, train_seeds
 
-# name -> (model, augmentations, align to a reference first, lr)
+# name -> what to train (lr None: --lr, the DWSNet learning rate)
 CONFIGS = {
-    "dwsnet": ("dwsnet", [], False, None),
-    "dwsnet+perm": ("dwsnet", ["perm"], False, None),
-    "mlp": ("mlp", [], False, 1e-3),
-    "mlp+perm": ("mlp", ["perm"], False, 1e-3),
-    "mlp+align": ("mlp", [], True, 1e-3),
-    "dwsnet+mixup-align": ("dwsnet", ["perm", "mixup-align"], False, None),
+    "dwsnet": RunSpec("dwsnet"),
+    "dwsnet+perm": RunSpec("dwsnet", ("perm",)),
+    "mlp": RunSpec("mlp", lr=1e-3),
+    "mlp+perm": RunSpec("mlp", ("perm",), lr=1e-3),
+    "mlp+align": RunSpec("mlp", align=True, lr=1e-3),
+    "dwsnet+mixup-align": RunSpec("dwsnet", ("perm", "mixup-align")),
 }
 
 
@@ -52,6 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--depth", type=int, default=3, help="DWSNet layers")
     p.add_argument("--norm", default="batch", choices=("batch", "layer", "none"), help="DWSNet normalisation")
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/classify")
     p.add_argument("--small", action="store_true", help="a minutes-long setting (smoke test)")
@@ -65,39 +65,25 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.set_num_threads(a.threads or len(os.sched_getaffinity(0)))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     names = [m.strip() for m in a.models.split(",") if m.strip()]
     unknown = [m for m in names if m not in CONFIGS]
     if unknown:
         raise InrforgeError(f"unknown model config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
-    if a.store:
-        store = open_store(a.store)
-    else:
-        from inrforge.sources import load_source
-
-        src = load_source(a.source, path=a.data, limit=a.limit)
-        store = fit_inrs(src, out / "inrs.zarr", views=a.views, steps=a.fit_steps, lr=a.fit_lr, compile=False)
+    store = open_or_fit(a.store, source=a.source, data=a.data, limit=a.limit, out=out / "inrs.zarr", views=a.views,
+                        steps=a.fit_steps, lr=a.fit_lr, device=a.device)
     info = store.info()
-    print(f"# store {store.path}: {info['objects']} objects x {info['views']} views, "
-          f"median PSNR {info['psnr_median']:.1f} dB; splits {info['splits']}")
 
     results = {}
     for name in names:
-        model, aug, align, lr = CONFIGS[name]
-        kwargs = {"hidden": a.hidden, "depth": a.depth, "norm": None if a.norm == "none" else a.norm} if model == "dwsnet" else {}
-        accs = []
-        for seed in range(a.seeds):
-            cfg = TrainConfig(epochs=a.epochs, lr=lr or a.lr, batch_size=a.batch_size, seed=seed, device=a.device)
-            res = train_on_store(store, model=model, augment=aug, align=align, views=a.train_views, config=cfg,
-                                 model_kwargs=kwargs,
-                                 log_dir=out / name / f"seed{seed}", progress=False)
-            accs.append(res["test"]["acc"])
-            print(f"  {name:12s} seed {seed}: test {100 * res['test']['acc']:.2f}%  "
-                  f"(best epoch {res['best_epoch']}, {res['params']} params, {res['train_time_s']:.0f} s)", flush=True)
-        results[name] = {"test_acc": accs, "mean": float(np.mean(accs)), "std": float(np.std(accs)),
-                         "params": res["params"]}
+        spec = CONFIGS[name]
+        if spec.model == "dwsnet":
+            spec = replace(spec, model_kwargs=dwsnet_kwargs(a.hidden, a.depth, a.norm))
+        cfg = TrainConfig(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, device=a.device)
+        r = train_seeds(store, spec, a.seeds, cfg, views=a.train_views, log_dir=out / name, name=name)
+        results[name] = {k: r[k] for k in ("test_acc", "mean", "std", "params")}
 
     print(f"\n| model | test accuracy (%) | params |\n|---|---|---|")
     for name, r in results.items():

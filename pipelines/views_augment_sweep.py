@@ -1,0 +1,224 @@
+"""Neural views and weight-space augmentations for INR classification (Shamsian et al. 2024).
+
+Fits (or resumes) one store with ``--views`` (default 10) INRs per object, then two sweeps, each
+for DWSNet and the flat MLP and each over ``--seeds`` training seeds (test accuracy mean +- std):
+
+(a) views: train on the first k views of every train object (k in ``--view-counts``, default
+    1,2,5,10; each epoch draws one of them at random per object, the loader's view policy), no
+    augmentation.  Same epochs, hence the same number of gradient steps, for every k.
+(b) augmentation at a fixed ``--aug-views`` (default 1): none, hidden-neuron permutation, SIREN
+    negation, input-space (rotation + scaling + translation of the INR's input, all exact),
+    MixUp vanilla / with a randomly permuted partner / with a weight-matched partner.
+
+Val and test always use view 0 and no augmentation.  Metrics go to OUT/results.json, the
+two-panel figure (accuracy vs views; accuracy per augmentation) to OUT/results.png, per-run
+logs to OUT/views/<model>/k<k>/seed<s>/ and OUT/augment/<model>/<aug>/seed<s>/.
+
+    python pipelines/views_augment_sweep.py --out runs/views_digits                  # all digits
+    python pipelines/views_augment_sweep.py --source mnist --limit 1000 --device cuda --out runs/views_mnist
+    python pipelines/views_augment_sweep.py --small --out runs/views_small           # minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from inrforge.errors import InrforgeError
+from inrforge.train import RunSpec, TrainConfig, dwsnet_kwargs, open_or_fit, train_seeds
+
+MODELS = {"dwsnet": RunSpec("dwsnet"), "mlp": RunSpec("mlp", lr=1e-3)}  # lr None: --lr
+# row of sweep (b) -> augmentations (inrforge.train.AUGMENTATIONS names, applied in this order)
+AUGMENTATIONS = {
+    "none": (),
+    "perm": ("perm",),
+    "negate": ("negate",),
+    "input": ("rotate", "scale", "translate"),
+    "mixup": ("mixup",),
+    "mixup-perm": ("mixup-perm",),
+    "mixup-align": ("mixup-align",),
+}
+
+
+def _names(text: str, known, what: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise InrforgeError(f"unknown or no {what} {', '.join(unknown)}; choose from {', '.join(known)}")
+    return names
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--store", help="an existing store (otherwise fit --source into OUT/inrs.zarr)")
+    p.add_argument("--source", default="digits")
+    p.add_argument("--data", help="source files folder (mnist IDX, fashion-mnist, ...)")
+    p.add_argument("--limit", type=int, help="fit only the first N objects")
+    p.add_argument("--views", type=int, default=10, help="views fitted per object")
+    p.add_argument("--fit-steps", type=int, default=400)
+    p.add_argument("--fit-lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0, help="data seed: INR inits and splits of the fitted store")
+    p.add_argument("--view-counts", default="1,2,5,10", help="sweep (a): numbers of training views")
+    p.add_argument("--aug-views", type=int, default=1, help="sweep (b): training views per object")
+    p.add_argument("--augs", default=",".join(AUGMENTATIONS), help=f"sweep (b): comma list of {', '.join(AUGMENTATIONS)}")
+    p.add_argument("--models", default="dwsnet,mlp", help=f"comma list of {', '.join(MODELS)}")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-3, help="DWSNet learning rate (the MLP uses 1e-3)")
+    p.add_argument("--hidden", type=int, default=16, help="DWSNet channels")
+    p.add_argument("--depth", type=int, default=3, help="DWSNet layers")
+    p.add_argument("--norm", default="batch", choices=("batch", "layer", "none"), help="DWSNet normalisation")
+    p.add_argument("--seeds", type=int, default=3, help="training seeds per cell")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (fit and training)")
+    p.add_argument("--out", default="runs/views_augment")
+    p.add_argument("--small", action="store_true", help="a minutes-long setting (smoke test)")
+    a = p.parse_args(argv)
+    if a.small:
+        a.limit = min(a.limit or 300, 300)
+        a.fit_steps = min(a.fit_steps, 200)
+        a.epochs = min(a.epochs, 15)
+        a.batch_size = min(a.batch_size, 64)
+        a.seeds = min(a.seeds, 1)
+    return a
+
+
+def run(a) -> dict:
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    models = _names(a.models, MODELS, "model(s)")
+    augs = _names(a.augs, AUGMENTATIONS, "augmentation(s)")
+    try:
+        counts = sorted({int(k) for k in a.view_counts.split(",") if k.strip()})
+    except ValueError:
+        raise InrforgeError(f"--view-counts must be a comma list of integers, got {a.view_counts!r}") from None
+    if a.seeds < 1:
+        raise InrforgeError(f"--seeds must be >= 1, got {a.seeds}")
+    if not a.store and max(counts + [a.aug_views], default=0) > a.views:  # fail before fitting
+        raise InrforgeError(f"view counts {a.view_counts} / --aug-views {a.aug_views} exceed --views {a.views}")
+    store = open_or_fit(a.store, source=a.source, data=a.data, limit=a.limit, out=out / "inrs.zarr", views=a.views,
+                        steps=a.fit_steps, lr=a.fit_lr, seed=a.seed, device=a.device)
+    fitted = store.views
+    bad = [k for k in counts + [a.aug_views] if not 1 <= k <= fitted]
+    if not counts or bad:
+        raise InrforgeError(f"view counts must lie in [1, {fitted}] (the store's views), got "
+                            f"{a.view_counts} and --aug-views {a.aug_views}")
+    info = store.info()
+    config = TrainConfig(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, device=a.device)
+    specs = {m: replace(MODELS[m], model_kwargs=dwsnet_kwargs(a.hidden, a.depth, a.norm)) if m == "dwsnet"
+             else MODELS[m] for m in models}
+
+    def cell(r):
+        return {k: r[k] for k in ("test_acc", "mean", "std", "best_epoch", "train_time_s", "params")}
+
+    views_res = {m: {} for m in models}
+    aug_res = {m: {} for m in models}
+    for m in models:
+        print(f"# (a) views, {m}", flush=True)
+        for k in counts:
+            views_res[m][str(k)] = cell(train_seeds(store, specs[m], a.seeds, config, views=k,
+                                                    log_dir=out / "views" / m / f"k{k}", name=f"{m} k={k}"))
+    for m in models:
+        print(f"# (b) augmentations at {a.aug_views} view(s), {m}", flush=True)
+        for name in augs:
+            if name == "none" and str(a.aug_views) in views_res[m]:  # the same runs as sweep (a)
+                aug_res[m][name] = views_res[m][str(a.aug_views)]
+                continue
+            spec = replace(specs[m], augment=AUGMENTATIONS[name])
+            aug_res[m][name] = cell(train_seeds(store, spec, a.seeds, config, views=a.aug_views,
+                                                log_dir=out / "augment" / m / name, name=f"{m}+{name}"))
+
+    setting = {"store": store.path, "source": info["source"],
+               "objects": info["objects"], "views_fitted": fitted, "splits": info["splits"],
+               "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"], **store.fit_summary(),
+               "view_counts": counts, "aug_views": a.aug_views, "augmentations": {n: list(AUGMENTATIONS[n]) for n in augs},
+               "epochs": a.epochs, "batch_size": a.batch_size, "seeds": a.seeds,
+               "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth, "dwsnet_norm": a.norm, "dwsnet_lr": a.lr,
+               "mlp_lr": MODELS["mlp"].lr, "device": a.device, "small": bool(a.small)}
+    doc = {"setting": setting, "views": views_res, "augment": aug_res}
+    (out / "results.json").write_text(json.dumps(doc, indent=2))
+    print(format_tables(doc))
+    _plot(doc, out / "results.png")
+    return doc
+
+
+def _pm(r) -> str:
+    return f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}"
+
+
+def format_tables(doc) -> str:
+    """The two markdown tables: accuracy per number of views, per augmentation (with the change vs none)."""
+    s, views, aug = doc["setting"], doc["views"], doc["augment"]
+    models = list(views)
+    lines = [f"\nTest accuracy (%), mean ± std over {s['seeds']} seed(s); {s['objects']} objects, "
+             f"{s['epochs']} epochs, splits {s['splits']}",
+             "\n| train views | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for k in s["view_counts"]:
+        lines.append(f"| {k} | " + " | ".join(_pm(views[m][str(k)]) for m in models) + " |")
+    lines += [f"\n| augmentation ({s['aug_views']} view(s)) | " + " | ".join(models) + " |",
+              "|---|" + "---|" * len(models)]
+    for name in s["augmentations"]:
+        cells = []
+        for m in models:
+            r, base = aug[m][name], aug[m].get("none")
+            delta = f" ({100 * (r['mean'] - base['mean']):+.1f})" if base is not None and name != "none" else ""
+            cells.append(_pm(r) + delta)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _plot(doc, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    s, views, aug = doc["setting"], doc["views"], doc["augment"]
+    models, augs = list(views), list(s["augmentations"])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 1.6]})
+    ks = s["view_counts"]
+    for i, m in enumerate(models):
+        mean = np.array([100 * views[m][str(k)]["mean"] for k in ks])
+        std = np.array([100 * views[m][str(k)]["std"] for k in ks])
+        ax1.errorbar(ks, mean, yerr=std, fmt="o-", color=f"C{i}", capsize=3, label=m)
+    ax1.set_xscale("log")
+    ax1.set_xticks(ks, [str(k) for k in ks])
+    ax1.set_xlabel("training views per object")
+    ax1.set_ylabel("test accuracy (%)")
+    ax1.set_title("(a) neural views, no augmentation", fontsize=9)
+    ax1.legend(fontsize=8)
+    width = 0.8 / len(models)
+    x = np.arange(len(augs))
+    for i, m in enumerate(models):
+        ax2.bar(x + (i - (len(models) - 1) / 2) * width, [100 * aug[m][n]["mean"] for n in augs], width,
+                yerr=[100 * aug[m][n]["std"] for n in augs], color=f"C{i}", capsize=2, label=m)
+    ax2.set_xticks(x, augs, rotation=20, fontsize=8)
+    ax2.set_ylabel("test accuracy (%)")
+    ax2.set_title(f"(b) augmentation, {s['aug_views']} training view(s)", fontsize=9)
+    ax2.legend(fontsize=8)
+    fig.suptitle(f"{s['objects']} objects, {s['epochs']} epochs, {s['seeds']} seed(s)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    torch.set_num_threads(a.threads or len(os.sched_getaffinity(0)))
+    run(a)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except InrforgeError as e:
+        print(f"views_augment_sweep: error: {e}", file=sys.stderr)
+        sys.exit(1)
