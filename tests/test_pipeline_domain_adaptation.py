@@ -4,20 +4,10 @@ Only the headline direction is asserted, with margins well inside what was measu
 docs/results_pipelines.md, "Weight->weight domain adaptation").
 """
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"pipeline_{name}", ROOT / "pipelines" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from test_pipelines_small import _load
 
 
 def test_domain_adaptation_small(tmp_path):
