@@ -247,7 +247,7 @@ def fit_inrs_distributed(
     steps: int = 1000,
     lr: float = 5e-4,
     target_psnr: float | None = 40.0,
-    batch_size: int = 512,
+    batch_size: int | None = None,
     device: str = "cpu",
     seed: int = 0,
     compile: bool = True,

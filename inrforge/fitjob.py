@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .arch import INRSpec, make_arch
 from .errors import InrforgeError
-from .fit import FitSettings, fit_batch, inr_seed, memory_batch_limit
+from .fit import FitSettings, default_batch_size, fit_batch, inr_seed, memory_batch_limit
 from .sources import Source, load_source
 from .store import INRStore, ShardData, create_store, is_store, jsonable, prepare_output
 
@@ -138,7 +138,7 @@ def prepare_fit(
     steps: int = 1000,
     lr: float = 5e-4,
     target_psnr: float | None = 40.0,
-    batch_size: int = 512,
+    batch_size: int | None = None,
     device: str = "cpu",
     seed: int = 0,
     compile: bool = True,
@@ -170,6 +170,8 @@ def prepare_fit(
             f"arch maps {arch.in_features} -> {arch.out_features} but source {source.name!r} has "
             f"{source.in_features}-D coordinates and {source.out_features} outputs"
         )
+    if batch_size is None:
+        batch_size = default_batch_size(device, len(source.coords))
     settings = dict(steps=steps, lr=lr, target_psnr=target_psnr, batch_size=batch_size, device=device,
                     compile=compile)
     if fit_here:
@@ -211,7 +213,7 @@ def fit_inrs(
     steps: int = 1000,
     lr: float = 5e-4,
     target_psnr: float | None = 40.0,
-    batch_size: int = 512,
+    batch_size: int | None = None,
     device: str = "cpu",
     seed: int = 0,
     compile: bool = True,

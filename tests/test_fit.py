@@ -152,3 +152,32 @@ def test_bad_settings_are_user_errors(kw, msg):
 def test_cuda_requested_without_cuda():
     with pytest.raises(InrforgeError, match="CUDA is not available"):
         settings(device="cuda")
+
+
+def test_polynomial_sincos_matches_libm():
+    from inrforge.fit import sincos
+
+    u = torch.cat([torch.linspace(-1e4, 1e4, 400_001),
+                   torch.tensor([0.0, math.pi / 4, math.pi / 2, -math.pi, 1.5 * math.pi, -2.5 * math.pi])])
+    s, c = sincos(u)
+    exact = u.double()
+    assert (s.double() - exact.sin()).abs().max() < 1.5e-7
+    assert (c.double() - exact.cos()).abs().max() < 1.5e-7
+
+
+def test_fused_step_gradients_equal_autograd():
+    """The compiled step's maths (polynomial sin/cos, stored derivatives) is autograd's gradient."""
+    from inrforge.fit import backprop, sincos
+    from inrforge.inr import encode
+
+    arch = make_arch(hidden=8)
+    flat = arch.init_flat(range(3)).double()
+    w = Weights.from_flat(flat, arch)
+    params = [t.clone().requires_grad_(True) for t in w.tensors()]
+    x = encode(arch, COORDS.double())
+    y = torch.rand(3, 36, 1, dtype=torch.float64)
+    per_inr_mse(arch, params[0::2], params[1::2], x, y).sum().backward()
+    _, gw, gb, derivs = backprop(arch, w.weights, w.biases, x, y, torch.ones(3, dtype=torch.bool), sincos)
+    assert len(derivs) == arch.n_layers - 1
+    for p, g in zip(params, [t for pair in zip(gw, gb) for t in pair]):
+        torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-7)
