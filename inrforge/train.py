@@ -298,7 +298,7 @@ def train_seeds(store, spec: RunSpec, seeds, config: TrainConfig, views: int | N
 
 def open_or_fit(store=None, *, source: str = "digits", data=None, limit: int | None = None, out=None,
                 views: int = 1, steps: int = 500, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
-                echo=print) -> INRStore:
+                test_fraction: float = 0.1, echo=print) -> INRStore:
     """The pipelines' store: ``store`` opened if given, else ``source`` fitted (or resumed) into ``out``.
 
     The fit is :func:`inrforge.fit_inrs` without ``torch.compile`` (its compile time outweighs
@@ -316,7 +316,7 @@ def open_or_fit(store=None, *, source: str = "digits", data=None, limit: int | N
             raise InrforgeError("give a store or an output path to fit one into")
         src = load_source(source, path=data, limit=limit)
         st = fit_inrs(src, out, views=views, steps=steps, lr=lr, seed=seed, device=device, compile=False,
-                      progress=False)
+                      test_fraction=test_fraction, progress=False)
     info = st.info()
     if echo:
         echo(f"# store {st.path}: {info['objects']} objects x {info['views']} views, median PSNR "

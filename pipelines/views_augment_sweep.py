@@ -64,6 +64,7 @@ def parse_args(argv=None):
     p.add_argument("--fit-steps", type=int, default=400)
     p.add_argument("--fit-lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0, help="data seed: INR inits and splits of the fitted store")
+    p.add_argument("--test-fraction", type=float, default=0.1, help="test split of the fitted store")
     p.add_argument("--view-counts", default="1,2,5,10", help="sweep (a): numbers of training views")
     p.add_argument("--aug-views", type=int, default=1, help="sweep (b): training views per object")
     p.add_argument("--augs", default=",".join(AUGMENTATIONS), help=f"sweep (b): comma list of {', '.join(AUGMENTATIONS)}")
@@ -81,8 +82,9 @@ def parse_args(argv=None):
     p.add_argument("--small", action="store_true", help="a minutes-long setting (smoke test)")
     a = p.parse_args(argv)
     if a.small:
-        a.limit = min(a.limit or 300, 300)
-        a.fit_steps = min(a.fit_steps, 200)
+        a.limit = min(a.limit or 400, 400)
+        a.fit_steps = min(a.fit_steps, 150)
+        a.test_fraction = 0.25  # 100 test objects: a 30-object split is too noisy to read anything from
         a.epochs = min(a.epochs, 15)
         a.batch_size = min(a.batch_size, 64)
         a.seeds = min(a.seeds, 1)
@@ -103,7 +105,8 @@ def run(a) -> dict:
     if not a.store and max(counts + [a.aug_views], default=0) > a.views:  # fail before fitting
         raise InrforgeError(f"view counts {a.view_counts} / --aug-views {a.aug_views} exceed --views {a.views}")
     store = open_or_fit(a.store, source=a.source, data=a.data, limit=a.limit, out=out / "inrs.zarr", views=a.views,
-                        steps=a.fit_steps, lr=a.fit_lr, seed=a.seed, device=a.device)
+                        steps=a.fit_steps, lr=a.fit_lr, seed=a.seed, device=a.device,
+                        test_fraction=a.test_fraction)
     fitted = store.views
     bad = [k for k in counts + [a.aug_views] if not 1 <= k <= fitted]
     if not counts or bad:
