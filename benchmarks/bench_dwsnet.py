@@ -1,6 +1,6 @@
 """Benchmark: one training step of DWSNet vs the flat-MLP baseline on the MNIST INR arch (CPU).
 
-One step = forward + cross-entropy + backward + AdamW step at batch 512, arch 2->32->32->1,
+On a CPU by default (``--device cuda`` for a GPU).  One step = forward + cross-entropy + backward + AdamW step at batch 512, arch 2->32->32->1,
 DWSNet with 32 hidden channels and 5 equivariant layers.  Reports parameter counts and the median
 (and min: the CPU may be shared) step time over a few steps after warm-up.  The DWSNets reference
 implementation (552,650 params, max pooling, batch norm, attention set layers) takes ~7.4 s/step
@@ -25,6 +25,7 @@ REFERENCE_S = 7.4
 
 
 def bench(model, w, y, steps, warmup):
+    sync = torch.cuda.synchronize if w.device.type == "cuda" else (lambda: None)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=5e-4)
     model.train()
     times = []
@@ -34,6 +35,7 @@ def bench(model, w, y, steps, warmup):
         loss = F.cross_entropy(model(w), y)
         loss.backward()
         opt.step()
+        sync()
         dt = time.perf_counter() - t0
         if i >= warmup:
             times.append(dt)
@@ -46,13 +48,14 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--variants", action="store_true", help="also time max pooling + batch norm, attention")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     arch = make_arch()  # 2 -> 32 -> 32 -> 1 SIREN, 1,185 params
-    w = Weights.from_flat(torch.randn(args.batch, arch.param_count) * 0.1, arch)
-    y = torch.randint(0, 10, (args.batch,))
+    w = Weights.from_flat(torch.randn(args.batch, arch.param_count) * 0.1, arch).to(args.device)
+    y = torch.randint(0, 10, (args.batch,)).to(args.device)
 
     models = [
         ("DWSNet (hidden 32, 5 layers, mean pool)", DWSNet(arch, 10, hidden=32, depth=5)),
@@ -65,8 +68,9 @@ def main():
         ]
     models.append(("FlatMLP (256, 256, 256)", FlatMLP(arch, 10, hidden=(256, 256, 256))))
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}, arch {list(arch.widths)}")
+    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, batch {args.batch}, arch {list(arch.widths)}")
     for name, model in models:
+        model.to(args.device)
         n = sum(p.numel() for p in model.parameters())
         t, t_min = bench(model, w, y, args.steps, args.warmup)
         extra = ""
