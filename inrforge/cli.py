@@ -13,6 +13,7 @@ import sys
 
 from . import __version__
 from .errors import InrforgeError
+from .script import default_threads, report_errors, set_threads
 
 
 def _positive_int(text: str) -> int:
@@ -32,13 +33,6 @@ def _psnr_or_none(text: str):
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a PSNR in dB or 'none', got {text!r}") from None
-
-
-def _default_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    t.add_argument("--threads", type=_positive_int, default=_default_threads())
+    t.add_argument("--threads", type=_positive_int, default=default_threads())
     t.add_argument("--out", help="folder for metrics.jsonl/csv, best.pt and result.json")
     t.add_argument("--quiet", action="store_true")
 
@@ -150,7 +144,7 @@ def cmd_fit(a) -> int:
         print(report.summary())
         store = report.store
     else:
-        store = fit_inrs(source, a.out, threads=a.threads or _default_threads(), **kwargs)
+        store = fit_inrs(source, a.out, threads=a.threads or default_threads(), **kwargs)
     info = store.info()
     print(f"{store.path}: {info['objects']} objects x {info['views']} views, done {info['done_fraction']:.0%}, "
           f"median PSNR {info['psnr_median']:.2f} dB, failed {info['failed']}")
@@ -201,13 +195,12 @@ def cmd_render(a) -> int:
 
 
 def cmd_train(a) -> int:
-    import torch
 
     from .fit import check_device
     from .train import TrainConfig, train_on_store
 
     check_device(a.device)
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     augment = [x.strip() for x in a.augment.split(",") if x.strip()]
     config = TrainConfig(epochs=a.epochs, lr=a.lr, weight_decay=a.weight_decay, batch_size=a.batch_size,
                          warmup_epochs=a.warmup_epochs, patience=a.patience, device=a.device, seed=a.seed,
@@ -255,14 +248,7 @@ COMMANDS = {"fit": cmd_fit, "info": cmd_info, "render": cmd_render, "train": cmd
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except InrforgeError as e:
-        print(f"inrforge {args.command}: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("inrforge: interrupted (re-run the same command to resume)", file=sys.stderr)
-        return 130
+    return report_errors(f"inrforge {args.command}", lambda: COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":

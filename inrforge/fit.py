@@ -23,7 +23,6 @@ import torch
 from .arch import INRSpec
 from .errors import InrforgeError
 from .inr import encode, forward
-from .weights import Weights
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,10 @@ def reconstructions(store: INRStore, indices, view: int = 0) -> tuple[np.ndarray
 def render_grid(store: INRStore, out_png: str, n: int = 16, view: int = 0, split: str = "test") -> str:
     """Write a PNG with, per object, the ground truth (when the source can still be read) above
     its reconstruction.  Objects are the first ``n`` of ``split`` (all objects if it is empty)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from .script import pyplot
     from .sources import SOURCE_NAMES, source_from_description
+
+    plt = pyplot()
 
     if n < 1:
         raise InrforgeError(f"--n must be positive, got {n}")

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-import torch
 
 from inrforge.errors import InrforgeError
+from inrforge.script import pyplot, run_script, set_threads
 from inrforge.train import RunSpec, TrainConfig, dwsnet_kwargs, open_or_fit, train_seeds
 
 # name -> what to train (lr None: --lr, the DWSNet learning rate)
@@ -65,7 +63,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    torch.set_num_threads(a.threads or len(os.sched_getaffinity(0)))
+    set_threads(a.threads)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     names = [m.strip() for m in a.models.split(",") if m.strip()]
@@ -85,7 +83,7 @@ def main(argv=None) -> int:
         r = train_seeds(store, spec, a.seeds, cfg, views=a.train_views, log_dir=out / name, name=name)
         results[name] = {k: r[k] for k in ("test_acc", "mean", "std", "params")}
 
-    print(f"\n| model | test accuracy (%) | params |\n|---|---|---|")
+    print("\n| model | test accuracy (%) | params |\n|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {r['params']:,} |")
     setting = {"store": store.path, "objects": info["objects"], "views": a.train_views or info["views"], "epochs": a.epochs,
@@ -96,10 +94,7 @@ def main(argv=None) -> int:
 
 
 def _plot(results, path, setting):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(1.4 * len(results) + 2, 3))
     names = list(results)
@@ -113,8 +108,4 @@ def _plot(results, path, setting):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except InrforgeError as e:
-        print(f"classify_inrs: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_script("classify_inrs", main)

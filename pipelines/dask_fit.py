@@ -20,6 +20,7 @@ import sys
 from inrforge.arch import PRESETS, make_arch
 from inrforge.distributed import fit_inrs_distributed, scheduler_client
 from inrforge.errors import InrforgeError
+from inrforge.script import report_errors
 from inrforge.sources import SOURCE_NAMES, load_source, parse_source_options
 
 
@@ -76,24 +77,25 @@ def jobqueue_cluster(a):
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    try:
-        source = load_source(a.source, path=a.data, limit=a.limit, **parse_source_options(a.source_opt))
-        arch = make_arch(a.arch, in_features=source.in_features, out_features=source.out_features)
-        kwargs = dict(arch=arch, views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
-                      batch_size=a.batch_size, seed=a.seed, compile=not a.no_compile, shard_objects=a.shard_size,
-                      overwrite=a.overwrite, retries=a.retries, device="cuda" if a.gpu else "cpu",
-                      resources={"GPU": 1} if a.gpu else None)
-        if a.cluster in ("slurm", "pbs"):
-            from distributed import Client
+    return report_errors("dask_fit", lambda: fit(a))
 
-            with jobqueue_cluster(a) as cluster, Client(cluster) as client:
-                report = fit_inrs_distributed(client, source, a.out, **kwargs)
-        else:
-            with scheduler_client(a.cluster) as client:
-                report = fit_inrs_distributed(client, source, a.out, **kwargs)
-    except InrforgeError as e:
-        print(f"dask_fit: error: {e}", file=sys.stderr)
-        return 1
+
+def fit(a) -> int:
+    """Fit the source as Dask tasks (one per shard) and print the summary."""
+    source = load_source(a.source, path=a.data, limit=a.limit, **parse_source_options(a.source_opt))
+    arch = make_arch(a.arch, in_features=source.in_features, out_features=source.out_features)
+    kwargs = dict(arch=arch, views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
+                  batch_size=a.batch_size, seed=a.seed, compile=not a.no_compile, shard_objects=a.shard_size,
+                  overwrite=a.overwrite, retries=a.retries, device="cuda" if a.gpu else "cpu",
+                  resources={"GPU": 1} if a.gpu else None)
+    if a.cluster in ("slurm", "pbs"):
+        from distributed import Client
+
+        with jobqueue_cluster(a) as cluster, Client(cluster) as client:
+            report = fit_inrs_distributed(client, source, a.out, **kwargs)
+    else:
+        with scheduler_client(a.cluster) as client:
+            report = fit_inrs_distributed(client, source, a.out, **kwargs)
     print(report.summary())
     info = report.store.info()
     print(f"{report.store.path}: done {info['done_fraction']:.0%}, median PSNR {info['psnr_median']:.2f} dB")

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from inrforge.errors import InrforgeError
+from inrforge.script import pyplot, run_script, set_threads
 from inrforge.weights import Weights
 from inrforge.zoo import (CORRUPTIONS, MapperConfig, ResidualMapper, ZooSettings, build_mapper, corrupt_images,
                           fit_zoo, mapped_metrics, plan_classifiers, train_classifiers, train_mapper, zoo_accuracy,
@@ -171,16 +170,13 @@ def run(a) -> dict:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    torch.set_num_threads(a.threads or len(os.sched_getaffinity(0)))
+    set_threads(a.threads)
     run(a)
     return 0
 
 
 def _plot(doc, methods, label, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     res, s = doc["results"], doc["setting"]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(8, 3.2))
@@ -206,8 +202,4 @@ def _plot(doc, methods, label, path):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except InrforgeError as e:
-        print(f"domain_adaptation: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_script("domain_adaptation", main)

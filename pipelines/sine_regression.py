@@ -21,8 +21,6 @@ import argparse
 import copy
 import json
 import math
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,7 @@ from inrforge import fit_inrs, open_store
 from inrforge.arch import make_arch
 from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
+from inrforge.script import pyplot, run_script, set_threads
 from inrforge.train import TrainConfig, build_model, build_transform, fit_model
 
 # name -> (model, augmentations, lr)
@@ -157,7 +156,7 @@ def run(a) -> dict:
             results[name][str(n)] = {"test_mse": mses, "mean": float(np.mean(mses)), "std": float(np.std(mses)),
                                      "epochs": epochs, "best_epoch": best_epochs, "params": res["params"]}
 
-    print(f"\n| model | " + " | ".join(f"n={n}" for n in sizes) + " |")
+    print("\n| model | " + " | ".join(f"n={n}" for n in sizes) + " |")
     print("|---|" + "---|" * len(sizes))
     for name in names:
         cells = [f"{results[name][str(n)]['mean']:.3f}" + (f" ± {results[name][str(n)]['std']:.3f}" if a.seeds > 1 else "")
@@ -178,16 +177,13 @@ def run(a) -> dict:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    torch.set_num_threads(a.threads or len(os.sched_getaffinity(0)))
+    set_threads(a.threads)
     run(a)
     return 0
 
 
 def _plot(results, sizes, path, setting):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     for k, (name, r) in enumerate(results.items()):
@@ -209,8 +205,4 @@ def _plot(results, sizes, path, setting):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except InrforgeError as e:
-        print(f"sine_regression: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_script("sine_regression", main)

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +31,7 @@ from inrforge.arch import make_arch
 from inrforge.contrastive import ContrastiveModel, default_views_transform, embed, make_normalizer, train_contrastive
 from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
+from inrforge.script import pyplot, run_script, set_threads
 from inrforge.models import DWSNet, FlatMLP
 
 ENCODERS = ("dwsnet", "mlp")
@@ -169,16 +168,13 @@ def run(a) -> dict:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    torch.set_num_threads(a.threads or len(os.sched_getaffinity(0)))
+    set_threads(a.threads)
     run(a)
     return 0
 
 
 def _plot_tsne(embeddings, labels, path, results, seed):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from sklearn.manifold import TSNE
 
     fig, axes = plt.subplots(len(embeddings), 2, figsize=(7, 3.2 * len(embeddings)), squeeze=False)
@@ -197,8 +193,4 @@ def _plot_tsne(embeddings, labels, path, results, seed):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except InrforgeError as e:
-        print(f"ssl_sines: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_script("ssl_sines", main)

@@ -1,0 +1,61 @@
+"""Plumbing shared by the ``inrforge`` command line and the scripts in ``pipelines/``.
+
+- :func:`set_threads`: torch's intra-op threads, set deliberately (default: the cores this
+  process may run on; oversubscribed threads make CPU fitting many times slower);
+- :func:`pyplot`: matplotlib's pyplot on the headless Agg backend;
+- :func:`run_script`: run a script's ``main()`` as a program: a user error (an
+  :class:`InrforgeError`) is printed as one line on stderr with exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, NoReturn
+
+from .errors import InrforgeError
+
+
+def default_threads() -> int:
+    """The number of cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads to ``n`` (default: :func:`default_threads`); returns it."""
+    import torch
+
+    n = int(n or default_threads())
+    torch.set_num_threads(n)
+    return n
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (writes files, needs no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def report_errors(prog: str, main: Callable[[], int]) -> int:
+    """``main()``'s exit status; a user error becomes one line ``PROG: error: ...`` and status 1,
+    Ctrl-C a line saying that re-running resumes, and status 130."""
+    try:
+        return main()
+    except InrforgeError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted (re-run the same command to resume)", file=sys.stderr)
+        return 130
+
+
+def run_script(prog: str, main: Callable[[], int]) -> NoReturn:
+    """Exit with :func:`report_errors` (``prog``, ``main``): the ``__main__`` of every pipeline."""
+    sys.exit(report_errors(prog, main))
