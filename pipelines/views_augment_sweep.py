@@ -14,9 +14,13 @@ Val and test always use view 0 and no augmentation.  Metrics go to OUT/results.j
 two-panel figure (accuracy vs views; accuracy per augmentation) to OUT/results.png, per-run
 logs to OUT/views/<model>/k<k>/seed<s>/ and OUT/augment/<model>/<aug>/seed<s>/.
 
-    python pipelines/views_augment_sweep.py --out runs/views_digits                  # all digits
-    python pipelines/views_augment_sweep.py --source mnist --limit 1000 --device cuda --out runs/views_mnist
-    python pipelines/views_augment_sweep.py --small --out runs/views_small           # minutes
+    python pipelines/views_augment_sweep.py --out runs/views_digits                  # all digits, ~30 min
+    python pipelines/views_augment_sweep.py --source mnist --limit 2000 --fit-steps 500 --out runs/views_mnist
+    python pipelines/views_augment_sweep.py --store STORE --aug-views 10 --view-counts 10 --out runs/cross
+    python pipelines/views_augment_sweep.py --small --out runs/views_small           # 900 digits, views 1 and 10
+
+With ``--store`` the views, splits and PSNR are the store's; fitting a large MNIST store is
+faster with ``inrforge fit`` (compiled step, all cores) than inside the pipeline.
 """
 
 from __future__ import annotations
