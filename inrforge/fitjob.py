@@ -105,6 +105,21 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return diffs
 
 
+def _recorded_batch_size(out) -> int | None:
+    """The batch size the store at ``out`` was fitted with, or None where there is no store.
+
+    The batch size is part of a store's identity (it decides which INRs share a compiled step),
+    so resuming without ``--batch-size`` must reuse the recorded one, whatever this device's
+    default is, rather than be refused as a run with other arguments.
+    """
+    if not is_store(str(out)):
+        return None
+    try:
+        return int(INRStore(str(out)).attrs["fit"]["batch_size"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _fit_identity(store: INRStore) -> dict:
     a = store.attrs
     return {"arch": a["arch"], "source": a["source"], "fit": a["fit"], "views": a["views"],
@@ -170,8 +185,8 @@ def prepare_fit(
             f"arch maps {arch.in_features} -> {arch.out_features} but source {source.name!r} has "
             f"{source.in_features}-D coordinates and {source.out_features} outputs"
         )
-    if batch_size is None:
-        batch_size = default_batch_size(device, len(source.coords))
+    if batch_size is None:  # a resumed store keeps its own; a new one gets the device's default
+        batch_size = _recorded_batch_size(out) or default_batch_size(device, len(source.coords))
     settings = dict(steps=steps, lr=lr, target_psnr=target_psnr, batch_size=batch_size, device=device,
                     compile=compile)
     if fit_here:
