@@ -237,6 +237,7 @@ def train_on_store(store, model: str = "dwsnet", augment=(), views: int | None =
     test = WeightDataset(store, "test", normalize=normalize, cache=cache, transform=canon)
     if len(train) == 0:
         raise InrforgeError(f"{store.path}: the train split has no fitted INRs")
+    torch.manual_seed(config.seed)  # the init is the seed's, whatever ran before in this process
     net = build_model(model, store.arch, n_out, **(model_kwargs or {}))
     res = fit_model(net, train, val, test, config, task, log_dir=log_dir, progress=progress,
                     desc=f"{model}{'+' + '+'.join(augment) if augment else ''}")
