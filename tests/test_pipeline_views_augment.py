@@ -10,10 +10,10 @@ import json
 import pytest
 
 from inrforge.errors import InrforgeError
-from test_pipelines_small import _load, one_thread  # noqa: F401  (the fixture is used by name)
+from test_pipelines_small import _load
 
 
-def test_views_augment_small(tmp_path, one_thread):  # noqa: F811
+def test_views_augment_small(tmp_path, one_thread):
     mod = _load("views_augment_sweep")
     assert mod.main(["--small", "--threads", "1", "--out", str(tmp_path)]) == 0
     png = (tmp_path / "results.png").read_bytes()
