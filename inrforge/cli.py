@@ -195,7 +195,6 @@ def cmd_render(a) -> int:
 
 
 def cmd_train(a) -> int:
-
     from .fit import check_device
     from .train import TrainConfig, train_on_store
 
