@@ -1,7 +1,7 @@
-"""The ``inrforge`` command line: fit | info | render.
+"""The ``inrforge`` command line: fit | info | render | train | import-dws | export-dws.
 
 User errors (an :class:`InrforgeError`) are printed as one line on stderr with exit status 1;
-argument errors exit with status 2 (argparse's convention).
+argument errors are one line too and exit with status 2 (argparse's convention).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 from . import __version__
 from .errors import InrforgeError
-from .script import default_threads, report_errors, set_threads
+from .script import ArgumentParser, default_threads, report_errors, set_threads
 
 
 def _positive_int(text: str) -> int:
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .arch import PRESETS
     from .sources import SOURCE_NAMES
 
-    p = argparse.ArgumentParser(prog="inrforge", description="Fit INRs in batches, store them in Zarr, learn on their weights.")
+    p = ArgumentParser(prog="inrforge", description="Fit INRs in batches, store them in Zarr, learn on their weights.")
     p.add_argument("--version", action="version", version=f"inrforge {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

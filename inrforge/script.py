@@ -4,16 +4,27 @@
   process may run on; oversubscribed threads make CPU fitting many times slower);
 - :func:`pyplot`: matplotlib's pyplot on the headless Agg backend;
 - :func:`run_script`: run a script's ``main()`` as a program: a user error (an
-  :class:`InrforgeError`) is printed as one line on stderr with exit status 1, never a traceback.
+  :class:`InrforgeError`) is printed as one line on stderr with exit status 1, never a traceback;
+- :class:`ArgumentParser`: argparse whose argument errors are one line (no usage dump), status 2.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import Callable, NoReturn
 
 from .errors import InrforgeError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An :class:`argparse.ArgumentParser` whose argument errors are one line on stderr,
+    ``PROG: error: MESSAGE (see PROG --help)``, with exit status 2 (argparse's convention),
+    instead of the full usage text followed by the message. Subcommand parsers inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def default_threads() -> int:

@@ -10,14 +10,13 @@ chart to OUT/results.png, per-run logs to OUT/<model>/seed<k>/.
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
 
 
 from inrforge.errors import InrforgeError
-from inrforge.script import pyplot, run_script, set_threads
+from inrforge.script import ArgumentParser, pyplot, run_script, set_threads
 from inrforge.train import RunSpec, TrainConfig, dwsnet_kwargs, open_or_fit, train_seeds
 
 # name -> what to train (lr None: --lr, the DWSNet learning rate)
@@ -32,7 +31,7 @@ CONFIGS = {
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", help="an existing store (otherwise fit --source into OUT/inrs.zarr)")
     p.add_argument("--source", default="digits")
     p.add_argument("--data", help="source files folder (mnist IDX, fashion-mnist, ...)")

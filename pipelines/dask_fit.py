@@ -14,18 +14,17 @@ docs/cluster.md for the environment the workers need.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from inrforge.arch import PRESETS, make_arch
 from inrforge.distributed import fit_inrs_distributed, scheduler_client
 from inrforge.errors import InrforgeError
-from inrforge.script import report_errors
+from inrforge.script import ArgumentParser, report_errors
 from inrforge.sources import SOURCE_NAMES, load_source, parse_source_options
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--source", required=True, choices=SOURCE_NAMES)
     p.add_argument("--data", help="source files (on a filesystem the workers share)")
     p.add_argument("--source-opt", action="append", default=[], metavar="KEY=VALUE")

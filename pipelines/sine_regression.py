@@ -17,7 +17,6 @@ OUT/results.json, the log-x curve to OUT/results.png, per-run logs to OUT/<model
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -30,7 +29,7 @@ from inrforge import fit_inrs, open_store
 from inrforge.arch import make_arch
 from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
-from inrforge.script import pyplot, run_script, set_threads
+from inrforge.script import ArgumentParser, pyplot, run_script, set_threads
 from inrforge.train import TrainConfig, build_model, build_transform, fit_model
 
 # name -> (model, augmentations, lr)
@@ -42,7 +41,7 @@ CONFIGS = {
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", help="an existing sines store (otherwise fit one into OUT/inrs.zarr)")
     p.add_argument("--n", type=int, default=7000, help="sine INRs to fit (train split is ~81%% of them)")
     p.add_argument("--n-points", type=int, default=1000, help="sample points on [-pi, pi)")

@@ -19,7 +19,6 @@ encoder.  Metrics go to OUT/results.json, loss curves to OUT/<encoder>/history.j
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -31,14 +30,14 @@ from inrforge.arch import make_arch
 from inrforge.contrastive import ContrastiveModel, default_views_transform, embed, make_normalizer, train_contrastive
 from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
-from inrforge.script import pyplot, run_script, set_threads
+from inrforge.script import ArgumentParser, pyplot, run_script, set_threads
 from inrforge.models import DWSNet, FlatMLP
 
 ENCODERS = ("dwsnet", "mlp")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", help="an existing sines store with labels (a, b) (otherwise fit OUT/inrs.zarr)")
     p.add_argument("--n", type=int, default=5000, help="sine INRs to fit")
     p.add_argument("--n-points", type=int, default=2000)

@@ -90,7 +90,8 @@ def test_bad_input_is_one_line_and_nonzero(args, code, msg, capsys, tmp_path, mo
         with pytest.raises(SystemExit) as e:
             main(args)
         assert e.value.code == 2
-        assert msg in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1 and "--help" in err, err
     else:
         got, _, err = run(args, capsys)
         assert got == code and msg in err and err.count("\n") == 1, err
