@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from . import __version__
 from .errors import InrforgeError
-from .script import ArgumentParser, default_threads, report_errors, set_threads
+from .script import ArgumentParser, default_threads, report_errors, results_dir, set_threads
 
 
 def _positive_int(text: str) -> int:
@@ -107,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     t.add_argument("--threads", type=_positive_int, default=default_threads())
     t.add_argument("--out", help="folder for metrics.jsonl/csv, best.pt and result.json")
+    t.add_argument("--overwrite", action="store_true", help="replace an earlier run's results in --out")
     t.add_argument("--quiet", action="store_true")
 
     im = sub.add_parser("import-dws", help="convert a DWSNets-style folder of .pth INRs into a store")
@@ -182,14 +182,11 @@ def cmd_info(a) -> int:
 
 
 def cmd_render(a) -> int:
-    from .render import render_grid
+    from .render import check_image_path, render_grid
     from .store import open_store
 
-    store = open_store(a.store)
-    out = os.path.abspath(a.out)
-    if not os.path.isdir(os.path.dirname(out)):
-        raise InrforgeError(f"cannot write {a.out}: folder {os.path.dirname(out)} does not exist")
-    render_grid(store, out, n=a.n, view=a.view, split=a.split)
+    check_image_path(a.out)  # before opening the store: a bad path fails fast
+    render_grid(open_store(a.store), a.out, n=a.n, view=a.view, split=a.split)
     print(f"wrote {a.out}")
     return 0
 
@@ -199,6 +196,8 @@ def cmd_train(a) -> int:
     from .train import TrainConfig, train_on_store
 
     check_device(a.device)
+    if a.out:
+        results_dir(a.out, a.overwrite, results="result.json")
     set_threads(a.threads)
     augment = [x.strip() for x in a.augment.split(",") if x.strip()]
     config = TrainConfig(epochs=a.epochs, lr=a.lr, weight_decay=a.weight_decay, batch_size=a.batch_size,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -10,6 +11,25 @@ import torch
 from .errors import InrforgeError
 from .inr import render
 from .store import INRStore
+
+
+def check_image_path(path: str) -> str:
+    """``path`` as an absolute path if a figure may be written there, else an
+    :class:`InrforgeError`: its folder must exist, it must not be a folder (a store is one), and its
+    extension must be an image format matplotlib writes (so no other file is replaced by a PNG)."""
+    from matplotlib.figure import Figure
+
+    out = os.path.abspath(path)
+    if os.path.isdir(out):
+        raise InrforgeError(f"cannot write {path}: it is a folder; give an image file name such as grid.png")
+    if not os.path.isdir(os.path.dirname(out)):
+        raise InrforgeError(f"cannot write {path}: folder {os.path.dirname(out)} does not exist")
+    ext = os.path.splitext(out)[1].lstrip(".").lower()
+    formats = Figure().canvas.get_supported_filetypes()
+    if ext not in formats:
+        what = f"{'.' + ext} is not an image format" if ext else "it has no image extension"
+        raise InrforgeError(f"cannot write {path}: {what} (use one of {', '.join('.' + f for f in sorted(formats))})")
+    return out
 
 
 def reconstructions(store: INRStore, indices, view: int = 0) -> tuple[np.ndarray, dict]:
@@ -37,6 +57,7 @@ def render_grid(store: INRStore, out_png: str, n: int = 16, view: int = 0, split
 
     plt = pyplot()
 
+    out_png = check_image_path(out_png)
     if n < 1:
         raise InrforgeError(f"--n must be positive, got {n}")
     idx = store.split(split)

@@ -5,7 +5,8 @@
 - :func:`pyplot`: matplotlib's pyplot on the headless Agg backend;
 - :func:`run_script`: run a script's ``main()`` as a program: a user error (an
   :class:`InrforgeError`) is printed as one line on stderr with exit status 1, never a traceback;
-- :class:`ArgumentParser`: argparse whose argument errors are one line (no usage dump), status 2.
+- :class:`ArgumentParser`: argparse whose argument errors are one line (no usage dump), status 2;
+- :func:`results_dir`: a pipeline's ``--out`` folder, refusing to replace an earlier run's results.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Callable, NoReturn
 
 from .errors import InrforgeError
@@ -52,6 +54,23 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def results_dir(path, overwrite: bool = False, results: str = "results.json") -> Path:
+    """Create and return a run's output folder ``path`` (a pipeline's or ``inrforge train``'s).
+    An earlier run's ``results`` file there is never replaced silently: without ``overwrite`` that
+    is an :class:`InrforgeError` (the INRs a pipeline fitted into the folder stay reusable through
+    its ``--store`` option). A Zarr store is never used as the folder."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InrforgeError(f"--out {path} is a file, not a folder")
+    if (out / "zarr.json").exists():
+        raise InrforgeError(f"--out {path} is a Zarr store; write results to a folder of their own")
+    if (out / results).exists() and not overwrite:
+        raise InrforgeError(f"{out / results} holds an earlier run's results; choose another --out, "
+                            f"or pass --overwrite to replace them")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def report_errors(prog: str, main: Callable[[], int]) -> int:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, pyplot, run_script, set_threads
+from inrforge.script import ArgumentParser, results_dir, pyplot, run_script, set_threads
 from inrforge.train import RunSpec, TrainConfig, dwsnet_kwargs, open_or_fit, train_seeds
 
 # name -> what to train (lr None: --lr, the DWSNet learning rate)
@@ -51,6 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/classify")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     p.add_argument("--small", action="store_true", help="a minutes-long setting (smoke test)")
     a = p.parse_args(argv)
     if a.small:
@@ -63,8 +63,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     a = parse_args(argv)
     set_threads(a.threads)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(a.out, a.overwrite)
     names = [m.strip() for m in a.models.split(",") if m.strip()]
     unknown = [m for m in names if m not in CONFIGS]
     if unknown:

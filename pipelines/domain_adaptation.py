@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, pyplot, run_script, set_threads
+from inrforge.script import ArgumentParser, results_dir, pyplot, run_script, set_threads
 from inrforge.weights import Weights
 from inrforge.zoo import (CORRUPTIONS, MapperConfig, ResidualMapper, ZooSettings, build_mapper, corrupt_images,
                           fit_zoo, mapped_metrics, plan_classifiers, train_classifiers, train_mapper, zoo_accuracy,
@@ -73,6 +73,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/domain_adaptation")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     p.add_argument("--small", action="store_true", help="a ~1-minute setting (smoke test)")
     a = p.parse_args(argv)
     if a.small:
@@ -126,8 +127,7 @@ def run_seed(a, seed: int, out: Path) -> dict:
 
 
 def run(a) -> dict:
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(a.out, a.overwrite)
     a.mapper_list = [m.strip() for m in a.mappers.split(",") if m.strip()]
     unknown = [m for m in a.mapper_list if m not in MAPPERS]
     if unknown:

@@ -30,7 +30,7 @@ from inrforge.arch import make_arch
 from inrforge.contrastive import ContrastiveModel, default_views_transform, embed, make_normalizer, train_contrastive
 from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, pyplot, run_script, set_threads
+from inrforge.script import ArgumentParser, results_dir, pyplot, run_script, set_threads
 from inrforge.models import DWSNet, FlatMLP
 
 ENCODERS = ("dwsnet", "mlp")
@@ -58,6 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/ssl_sines")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     p.add_argument("--small", action="store_true", help="a ~1-minute setting (smoke test)")
     a = p.parse_args(argv)
     if a.small:
@@ -99,8 +100,7 @@ def fit_store(a, out: Path):
 
 
 def run(a) -> dict:
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(a.out, a.overwrite)
     names = [e.strip() for e in a.encoders.split(",") if e.strip()]
     if any(e not in ENCODERS for e in names):
         raise InrforgeError(f"unknown encoder(s) in {a.encoders!r}; choose from {', '.join(ENCODERS)}")

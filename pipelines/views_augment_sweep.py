@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, pyplot, run_script, set_threads
+from inrforge.script import ArgumentParser, results_dir, pyplot, run_script, set_threads
 from inrforge.train import RunSpec, TrainConfig, dwsnet_kwargs, open_or_fit, train_seeds
 
 VIEW_COUNTS = "1,2,5,10"
@@ -81,6 +80,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (fit and training)")
     p.add_argument("--out", default="runs/views_augment")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     p.add_argument("--small", action="store_true", help="a minutes-long setting (smoke test)")
     a = p.parse_args(argv)
     if a.small:
@@ -98,8 +98,7 @@ def parse_args(argv=None):
 
 
 def run(a) -> dict:
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(a.out, a.overwrite)
     models = _names(a.models, MODELS, "model(s)")
     augs = _names(a.augs, AUGMENTATIONS, "augmentation(s)")
     try:

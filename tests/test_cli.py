@@ -50,6 +50,11 @@ def test_fit_info_render_resume_refuse_overwrite(tmp_path, capsys):
     code, stdout, _ = run(["info", out, "--json"], capsys)
     assert code == 0 and '"done_fraction": 1.0' in stdout
 
+    # A figure is never written over the store (or any non-image file).
+    code, _, err = run(["render", out, "--out", out], capsys)
+    assert code == 1 and "it is a folder" in err and err.count("\n") == 1
+    assert_same(first, snapshot(out))
+
     png = tmp_path / "grid.png"
     code, _, _ = run(["render", out, "--out", str(png), "--n", "4"], capsys)
     assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -83,6 +88,8 @@ def test_fit_never_writes_into_a_foreign_folder(tmp_path, capsys):
     (["fit", "--source", "digits", "--out", "x", "--source-opt", "n=3"], 1, "unknown option"),
     (["info", "/no/such/store"], 1, "no store at"),
     (["render", "/no/such/store", "--out", "x.png"], 1, "no store at"),
+    (["render", "/no/such/store", "--out", "x.txt"], 1, ".txt is not an image format"),
+    (["render", "/no/such/store", "--out", "x"], 1, "no image extension"),
 ])
 def test_bad_input_is_one_line_and_nonzero(args, code, msg, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -8,6 +8,9 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
+from inrforge.errors import InrforgeError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +36,12 @@ def test_sine_regression_small(tmp_path, one_thread):
     assert dws < 0.5 * mlp
     assert dws < 0.25 * baseline
     assert set(res) == {"dwsnet", "mlp", "mlp+perm"}
+
+    # A second run into the same folder does not replace the first one's results.
+    before = (tmp_path / "results.json").read_bytes()
+    with pytest.raises(InrforgeError, match="earlier run's results.*--overwrite"):
+        mod.main(["--small", "--threads", "1", "--train-steps", "1", "--out", str(tmp_path)])
+    assert (tmp_path / "results.json").read_bytes() == before
 
 
 def test_ssl_sines_small(tmp_path, one_thread):

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -74,6 +75,18 @@ def test_bad_training_input(tmp_path, capsys):
     assert main(["train", str(tmp_path / "none.zarr"), "--quiet"]) == 1
     assert main(["train", s.path, "--epochs", "2", "--batch-size", "64", "--model", "mlp", "--quiet"]) == 0
     assert "mlp: test" in capsys.readouterr().out
+
+    # --out: never the store itself; an earlier run's results only replaced with --overwrite.
+    before = sorted(os.listdir(s.path))
+    assert main(["train", s.path, "--epochs", "1", "--model", "mlp", "--quiet", "--out", s.path]) == 1
+    assert "is a Zarr store" in capsys.readouterr().err and sorted(os.listdir(s.path)) == before
+    run = tmp_path / "run"
+    assert main(["train", s.path, "--epochs", "1", "--model", "mlp", "--quiet", "--out", str(run)]) == 0
+    first = (run / "result.json").read_bytes()
+    assert main(["train", s.path, "--epochs", "2", "--model", "mlp", "--quiet", "--out", str(run)]) == 1
+    assert "earlier run's results" in capsys.readouterr().err and (run / "result.json").read_bytes() == first
+    assert main(["train", s.path, "--epochs", "2", "--model", "mlp", "--quiet", "--out", str(run), "--overwrite"]) == 0
+    assert json.loads((run / "result.json").read_text())["epochs_run"] == 2
 
 
 def test_align_to_reference_baseline(tmp_path):

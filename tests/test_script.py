@@ -1,0 +1,42 @@
+"""The plumbing shared by the CLI and the pipelines: one-line argument errors, results folders."""
+
+import pytest
+
+from inrforge.errors import InrforgeError
+from inrforge.script import ArgumentParser, report_errors, results_dir
+
+
+def test_argument_errors_are_one_line_with_status_2(capsys):
+    p = ArgumentParser(prog="tool")
+    p.add_argument("--n", type=int, required=True)
+    sub = p.add_subparsers(dest="cmd")
+    sub.add_parser("go").add_argument("--k", type=int)
+    for argv, msg in ((["--n", "x"], "invalid int value"), (["--n", "1", "go", "--k", "y"], "tool go: error")):
+        with pytest.raises(SystemExit) as e:
+            p.parse_args(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and msg in err and err.count("\n") == 1 and "--help" in err, err
+
+
+def test_results_dir_never_replaces_earlier_results(tmp_path):
+    out = tmp_path / "run" / "deep"
+    assert results_dir(out) == out and out.is_dir()  # created, parents too
+    (out / "inrs.zarr").mkdir()
+    assert results_dir(out) == out  # fitted INRs alone are reused, not refused
+    (out / "results.json").write_text("earlier")
+    with pytest.raises(InrforgeError, match="earlier run's results"):
+        results_dir(out)
+    assert results_dir(out, overwrite=True) == out
+    assert (out / "results.json").read_text() == "earlier"  # the caller replaces it, not this check
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InrforgeError, match="is a file"):
+        results_dir(tmp_path / "file", overwrite=True)
+
+
+def test_report_errors_prints_one_line(capsys):
+    def bad():
+        raise InrforgeError("no such thing")
+
+    assert report_errors("tool", bad) == 1
+    assert capsys.readouterr().err == "tool: error: no such thing\n"
+    assert report_errors("tool", lambda: 0) == 0
