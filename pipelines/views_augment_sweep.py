@@ -14,7 +14,8 @@ Val and test always use view 0 and no augmentation.  Metrics go to OUT/results.j
 two-panel figure (accuracy vs views; accuracy per augmentation) to OUT/results.png, per-run
 logs to OUT/views/<model>/k<k>/seed<s>/ and OUT/augment/<model>/<aug>/seed<s>/.
 
-    python pipelines/views_augment_sweep.py --out runs/views_digits                  # all digits, ~30 min
+    python pipelines/views_augment_sweep.py --out runs/views_digits                  # all digits, ~70 min (2 threads)
+    python pipelines/views_augment_sweep.py --epochs 40 --out runs/views_digits_40   # ~25 min; MixUp then hurts
     python pipelines/views_augment_sweep.py --source mnist --limit 2000 --fit-steps 500 --out runs/views_mnist
     python pipelines/views_augment_sweep.py --store STORE --aug-views 10 --view-counts 10 --out runs/cross
     python pipelines/views_augment_sweep.py --small --out runs/views_small           # 900 digits, views 1 and 10
@@ -70,7 +71,9 @@ def parse_args(argv=None):
     p.add_argument("--aug-views", type=int, default=1, help="sweep (b): training views per object")
     p.add_argument("--augs", default=",".join(AUGMENTATIONS), help=f"sweep (b): comma list of {', '.join(AUGMENTATIONS)}")
     p.add_argument("--models", default="dwsnet,mlp", help=f"comma list of {', '.join(MODELS)}")
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=160,
+                   help="training epochs per run (at 40 the models are undertrained and MixUp costs "
+                        "accuracy; docs/results_pipelines.md)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-3, help="DWSNet learning rate (the MLP uses 1e-3)")
     p.add_argument("--hidden", type=int, default=16, help="DWSNet channels")
