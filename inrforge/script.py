@@ -6,7 +6,8 @@
 - :func:`run_script`: run a script's ``main()`` as a program: a user error (an
   :class:`InrforgeError`) is printed as one line on stderr with exit status 1, never a traceback;
 - :class:`ArgumentParser`: argparse whose argument errors are one line (no usage dump), status 2;
-- :func:`results_dir`: a pipeline's ``--out`` folder, refusing to replace an earlier run's results.
+- :func:`results_dir`: a pipeline's ``--out`` folder, refusing to replace an earlier run's results
+  (:func:`add_results_arguments` declares its two options).
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def add_results_arguments(parser: argparse.ArgumentParser, default: str) -> None:
+    """A pipeline's ``--out`` folder (``default``) and ``--overwrite``, the two inputs of
+    :func:`results_dir`."""
+    parser.add_argument("--out", default=default)
+    parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
 
 
 def results_dir(path, overwrite: bool = False, results: str = "results.json") -> Path:

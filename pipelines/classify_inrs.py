@@ -15,7 +15,7 @@ from dataclasses import replace
 
 
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, results_dir, pyplot, run_script, set_threads
+from inrforge.script import ArgumentParser, add_results_arguments, pyplot, results_dir, run_script, set_threads
 from inrforge.train import RunSpec, TrainConfig, dwsnet_kwargs, open_or_fit, train_seeds
 
 # name -> what to train (lr None: --lr, the DWSNet learning rate)
@@ -49,8 +49,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="runs/classify")
-    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    add_results_arguments(p, "runs/classify")
     p.add_argument("--small", action="store_true", help="a minutes-long setting (smoke test)")
     a = p.parse_args(argv)
     if a.small:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, results_dir, pyplot, run_script, set_threads
+from inrforge.script import ArgumentParser, add_results_arguments, pyplot, results_dir, run_script, set_threads
 from inrforge.weights import Weights
 from inrforge.zoo import (CORRUPTIONS, MapperConfig, ResidualMapper, ZooSettings, build_mapper, corrupt_images,
                           fit_zoo, mapped_metrics, plan_classifiers, train_classifiers, train_mapper, zoo_accuracy,
@@ -72,8 +72,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="runs/domain_adaptation")
-    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    add_results_arguments(p, "runs/domain_adaptation")
     p.add_argument("--small", action="store_true", help="a ~1-minute setting (smoke test)")
     a = p.parse_args(argv)
     if a.small:

@@ -29,7 +29,7 @@ from inrforge import fit_inrs, open_store
 from inrforge.arch import make_arch
 from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, results_dir, pyplot, run_script, set_threads
+from inrforge.script import ArgumentParser, add_results_arguments, pyplot, results_dir, run_script, set_threads
 from inrforge.train import TrainConfig, build_model, build_transform, fit_model
 
 # name -> (model, augmentations, lr)
@@ -62,8 +62,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="data seed (sines, splits, INR inits, subset order)")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="runs/sine_regression")
-    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    add_results_arguments(p, "runs/sine_regression")
     p.add_argument("--small", action="store_true", help="a ~1-minute setting (smoke test)")
     a = p.parse_args(argv)
     if a.small:

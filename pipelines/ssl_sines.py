@@ -30,7 +30,7 @@ from inrforge.arch import make_arch
 from inrforge.contrastive import ContrastiveModel, default_views_transform, embed, make_normalizer, train_contrastive
 from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, results_dir, pyplot, run_script, set_threads
+from inrforge.script import ArgumentParser, add_results_arguments, pyplot, results_dir, run_script, set_threads
 from inrforge.models import DWSNet, FlatMLP
 
 ENCODERS = ("dwsnet", "mlp")
@@ -57,8 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="runs/ssl_sines")
-    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    add_results_arguments(p, "runs/ssl_sines")
     p.add_argument("--small", action="store_true", help="a ~1-minute setting (smoke test)")
     a = p.parse_args(argv)
     if a.small:

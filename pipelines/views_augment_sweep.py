@@ -31,7 +31,7 @@ from dataclasses import replace
 
 
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, results_dir, pyplot, run_script, set_threads
+from inrforge.script import ArgumentParser, add_results_arguments, pyplot, results_dir, run_script, set_threads
 from inrforge.train import RunSpec, TrainConfig, dwsnet_kwargs, open_or_fit, train_seeds
 
 VIEW_COUNTS = "1,2,5,10"
@@ -82,8 +82,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, default=3, help="training seeds per cell")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (fit and training)")
-    p.add_argument("--out", default="runs/views_augment")
-    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    add_results_arguments(p, "runs/views_augment")
     p.add_argument("--small", action="store_true", help="a minutes-long setting (smoke test)")
     a = p.parse_args(argv)
     if a.small:

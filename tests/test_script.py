@@ -3,7 +3,7 @@
 import pytest
 
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, report_errors, results_dir
+from inrforge.script import ArgumentParser, add_results_arguments, report_errors, results_dir
 
 
 def test_argument_errors_are_one_line_with_status_2(capsys):
@@ -40,3 +40,12 @@ def test_report_errors_prints_one_line(capsys):
     assert report_errors("tool", bad) == 1
     assert capsys.readouterr().err == "tool: error: no such thing\n"
     assert report_errors("tool", lambda: 0) == 0
+
+
+def test_add_results_arguments_declares_out_and_overwrite():
+    p = ArgumentParser(prog="tool")
+    add_results_arguments(p, "runs/x")
+    a = p.parse_args([])
+    assert (a.out, a.overwrite) == ("runs/x", False)
+    a = p.parse_args(["--out", "elsewhere", "--overwrite"])
+    assert (a.out, a.overwrite) == ("elsewhere", True)
