@@ -62,8 +62,8 @@ class FitResult:
 def check_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise InrforgeError(f"unknown device {device!r}: {e}") from None
+    except (RuntimeError, TypeError):
+        raise InrforgeError(f"unknown device {device!r}; use cpu or cuda[:N]") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InrforgeError(f"device {device!r} requested but CUDA is not available here")
     if dev.type not in ("cpu", "cuda"):

@@ -141,7 +141,9 @@ def test_inr_seed_is_a_function_of_seed_object_view():
 
 
 @pytest.mark.parametrize("kw, msg", [(dict(steps=0), "--steps"), (dict(lr=-1.0), "--lr"),
-                                     (dict(batch_size=0), "--batch-size"), (dict(device="tpu"), "device"),
+                                     (dict(batch_size=0), "--batch-size"),
+                                     (dict(device="tpu"), r"unknown device 'tpu'; use cpu or cuda\[:N\]$"),
+                                     (dict(device="mps"), r"unsupported device 'mps'; use cpu or cuda"),
                                      (dict(target_psnr=float("nan")), "target-psnr")])
 def test_bad_settings_are_user_errors(kw, msg):
     with pytest.raises(InrforgeError, match=msg):
