@@ -12,26 +12,8 @@ import sys
 
 from . import __version__
 from .errors import InrforgeError
-from .script import ArgumentParser, default_threads, report_errors, results_dir, set_threads
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
-def _psnr_or_none(text: str):
-    if text.lower() in ("none", "off", "inf"):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a PSNR in dB or 'none', got {text!r}") from None
+from .script import (ArgumentParser, default_threads, nonnegative_float, nonnegative_int, positive_float,
+                     positive_int, psnr_or_none, report_errors, results_dir, set_threads)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,21 +31,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="source option, e.g. n=5000 or b_range=0.5,10 for sines (repeatable)")
     f.add_argument("--out", required=True, help="store path (a folder, or an fsspec URL)")
     f.add_argument("--arch", default="siren-dwsnets", choices=PRESETS, help="INR preset (default: siren-dwsnets)")
-    f.add_argument("--hidden", type=_positive_int, default=32, help="hidden width (default 32)")
-    f.add_argument("--depth", type=_positive_int, default=2, help="number of hidden layers (default 2: 2->32->32->1)")
-    f.add_argument("--w0", type=float, default=30.0, help="SIREN frequency w0 (default 30)")
-    f.add_argument("--fourier-features", type=_positive_int, default=32, help="relu-fourier: number of frequencies")
-    f.add_argument("--fourier-sigma", type=float, default=3.0, help="relu-fourier: std of the frequencies")
-    f.add_argument("--views", type=_positive_int, default=1, help="INRs (random inits) per object")
-    f.add_argument("--steps", type=_positive_int, default=1000, help="Adam steps per INR")
-    f.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate")
-    f.add_argument("--target-psnr", type=_psnr_or_none, default=40.0, help="early stop per INR (dB), or 'none'")
-    f.add_argument("--batch-size", type=_positive_int, help="INRs fitted at once (default: ~25,000 INR-points per step on a CPU, 8,192 on a GPU)")
-    f.add_argument("--shard-size", type=_positive_int, default=256, help="objects per shard (unit of writing/resuming)")
-    f.add_argument("--limit", type=_positive_int, help="fit only the first N objects")
+    f.add_argument("--hidden", type=positive_int, default=32, help="hidden width (default 32)")
+    f.add_argument("--depth", type=positive_int, default=2, help="number of hidden layers (default 2: 2->32->32->1)")
+    f.add_argument("--w0", type=positive_float, default=30.0, help="SIREN frequency w0 (default 30)")
+    f.add_argument("--fourier-features", type=positive_int, default=32, help="relu-fourier: number of frequencies")
+    f.add_argument("--fourier-sigma", type=positive_float, default=3.0, help="relu-fourier: std of the frequencies")
+    f.add_argument("--views", type=positive_int, default=1, help="INRs (random inits) per object")
+    f.add_argument("--steps", type=positive_int, default=1000, help="Adam steps per INR")
+    f.add_argument("--lr", type=positive_float, default=5e-4, help="Adam learning rate")
+    f.add_argument("--target-psnr", type=psnr_or_none, default=40.0, help="early stop per INR (dB), or 'none'")
+    f.add_argument("--batch-size", type=positive_int, help="INRs fitted at once (default: ~25,000 INR-points per step on a CPU, 8,192 on a GPU)")
+    f.add_argument("--shard-size", type=positive_int, default=256, help="objects per shard (unit of writing/resuming)")
+    f.add_argument("--limit", type=positive_int, help="fit only the first N objects")
     f.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--threads", type=_positive_int, default=None,
+    f.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads (default: all cores; with --scheduler: per task, default 1)")
     f.add_argument("--scheduler", metavar="ADDRESS",
                    help="fit as Dask tasks, one per shard: a running scheduler's address (tcp://host:8786), "
@@ -79,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render", help="draw ground truth beside reconstructions")
     r.add_argument("store")
     r.add_argument("--out", required=True, help="PNG to write")
-    r.add_argument("--n", type=_positive_int, default=16)
-    r.add_argument("--view", type=int, default=0)
+    r.add_argument("--n", type=positive_int, default=16)
+    r.add_argument("--view", type=nonnegative_int, default=0)
     r.add_argument("--split", default="test", choices=("train", "val", "test"))
 
     t = sub.add_parser("train", help="train a weight-space model (DWSNet or flat MLP) on a store")
@@ -88,23 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default="dwsnet", choices=("dwsnet", "mlp"))
     t.add_argument("--augment", default="", help="comma list: perm, negate, shift, rotate, scale, translate, noise, "
                                                 "dropout, prune, mixup, mixup-perm, mixup-align")
-    t.add_argument("--views", type=_positive_int, help="use the first N views of each train object (default all)")
-    t.add_argument("--epochs", type=_positive_int, default=100)
-    t.add_argument("--lr", type=float, default=5e-3)
-    t.add_argument("--weight-decay", type=float, default=5e-4)
-    t.add_argument("--batch-size", type=_positive_int, default=512)
-    t.add_argument("--warmup-epochs", type=float, default=1.0)
-    t.add_argument("--patience", type=_positive_int, help="stop after N epochs without a better val score")
-    t.add_argument("--hidden", type=_positive_int, default=32, help="DWSNet channels")
-    t.add_argument("--depth", type=_positive_int, default=4, help="DWSNet equivariant layers")
+    t.add_argument("--views", type=positive_int, help="use the first N views of each train object (default all)")
+    t.add_argument("--epochs", type=positive_int, default=100)
+    t.add_argument("--lr", type=positive_float, default=5e-3)
+    t.add_argument("--weight-decay", type=nonnegative_float, default=5e-4)
+    t.add_argument("--batch-size", type=positive_int, default=512)
+    t.add_argument("--warmup-epochs", type=nonnegative_float, default=1.0)
+    t.add_argument("--patience", type=positive_int, help="stop after N epochs without a better val score")
+    t.add_argument("--hidden", type=positive_int, default=32, help="DWSNet channels")
+    t.add_argument("--depth", type=positive_int, default=4, help="DWSNet equivariant layers")
     t.add_argument("--dropout", type=float, default=0.0)
     t.add_argument("--norm", default="batch", choices=("batch", "layer", "none"),
                    help="DWSNet normalisation (equivariant: statistics pooled over permuted axes)")
     t.add_argument("--normalize", default="symmetric", choices=("symmetric", "entry", "none"))
     t.add_argument("--device", default="cpu")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    t.add_argument("--threads", type=_positive_int, default=default_threads())
+    t.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers")
+    t.add_argument("--threads", type=positive_int, default=default_threads())
     t.add_argument("--out", help="folder for metrics.jsonl/csv, best.pt and result.json")
     t.add_argument("--overwrite", action="store_true", help="replace an earlier run's results in --out")
     t.add_argument("--quiet", action="store_true")
@@ -114,14 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--out", required=True, help="store to create")
     im.add_argument("--splits", help="DWSNets splits JSON ({split: {path: [...], label: [...]}}); default DIR/splits.json if present")
     im.add_argument("--arch", default="siren-dwsnets", choices=PRESETS, help="family/offset of the INRs (shapes are read from the files)")
-    im.add_argument("--w0", type=float, default=30.0)
+    im.add_argument("--w0", type=positive_float, default=30.0)
     im.add_argument("--image-size", help="HxW grid the INRs were fitted on (e.g. 28x28), for render")
     im.add_argument("--overwrite", action="store_true")
 
     ex = sub.add_parser("export-dws", help="write a store as one DWSNets-style .pth per INR plus splits.json")
     ex.add_argument("store")
     ex.add_argument("out", help="empty folder to write")
-    ex.add_argument("--view", type=int, default=0)
+    ex.add_argument("--view", type=nonnegative_int, default=0)
     return p
 
 

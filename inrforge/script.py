@@ -6,6 +6,10 @@
 - :func:`run_script`: run a script's ``main()`` as a program: a user error (an
   :class:`InrforgeError`) is printed as one line on stderr with exit status 1, never a traceback;
 - :class:`ArgumentParser`: argparse whose argument errors are one line (no usage dump), status 2;
+- argument types that refuse impossible values while parsing, before any work starts:
+  :func:`positive_int`, :func:`nonnegative_int`, :func:`positive_ints` (a comma list),
+  :func:`positive_float`, :func:`nonnegative_float`, :func:`fraction`, :func:`probability`,
+  :func:`psnr_or_none`;
 - :func:`results_dir`: a pipeline's ``--out`` folder, refusing to replace an earlier run's results
   (:func:`add_results_arguments` declares its two options).
 """
@@ -13,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -28,6 +33,64 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(text: str, kind: type, ok: Callable[[float], bool], expected: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer > 0 (counts: epochs, steps, sizes, threads, ...)."""
+    return _number(text, int, lambda v: v > 0, "a positive integer")
+
+
+def nonnegative_int(text: str) -> int:
+    """An integer >= 0 (an index, a number of worker processes)."""
+    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates, temperatures, w0)."""
+    return _number(text, float, lambda v: v > 0, "a positive number")
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0 (noise levels, angles, weight decay)."""
+    return _number(text, float, lambda v: v >= 0, "a number >= 0")
+
+
+def fraction(text: str) -> float:
+    """A number strictly between 0 and 1 (a split's share of the data)."""
+    return _number(text, float, lambda v: 0 < v < 1, "a number between 0 and 1")
+
+
+def probability(text: str) -> float:
+    """A number in [0, 1]."""
+    return _number(text, float, lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+
+
+def psnr_or_none(text: str) -> float | None:
+    """A PSNR in dB, or ``none`` / ``off`` / ``inf`` for no early stop."""
+    if text.lower() in ("none", "off", "inf"):
+        return None
+    return _number(text, float, lambda v: True, "a PSNR in dB or 'none'")
+
+
+def positive_ints(text: str) -> tuple[int, ...]:
+    """A comma list of integers > 0 such as ``1,2,5,10``: sorted, without repeats."""
+    try:
+        values = {int(t) for t in text.split(",") if t.strip()}
+    except ValueError:
+        values = set()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive integers, got {text!r}")
+    return tuple(sorted(values))
 
 
 def default_threads() -> int:

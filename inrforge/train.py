@@ -49,6 +49,8 @@ class TrainConfig:
             raise InrforgeError("epochs and batch size must be positive")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise InrforgeError(f"--lr must be positive, got {self.lr}")
+        if self.num_workers < 0:
+            raise InrforgeError(f"--workers must be 0 or more, got {self.num_workers}")
 
 
 def build_transform(names, arch, num_classes: int | None):
@@ -61,6 +63,9 @@ def build_transform(names, arch, num_classes: int | None):
         raise InrforgeError(f"unknown augmentation(s) {', '.join(unknown)}; choose from {', '.join(AUGMENTATIONS)}")
     if not names:
         return None
+    mixups = [n for n in names if n.startswith("mixup")]
+    if len(mixups) > 1:
+        raise InrforgeError(f"choose one MixUp variant, not {', '.join(mixups)}")
     make = {
         "perm": lambda: A.Permute(), "negate": lambda: A.SirenNegate(), "shift": lambda: A.SirenBiasShift(),
         "rotate": lambda: A.Rotate(), "scale": lambda: A.Scale(), "translate": lambda: A.Translate(),

@@ -15,7 +15,8 @@ from dataclasses import replace
 
 
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, add_results_arguments, pyplot, results_dir, run_script, set_threads
+from inrforge.script import (ArgumentParser, add_results_arguments, positive_float, positive_int, pyplot,
+                             results_dir, run_script, set_threads)
 from inrforge.train import RunSpec, TrainConfig, dwsnet_kwargs, open_or_fit, train_seeds
 
 # name -> what to train (lr None: --lr, the DWSNet learning rate)
@@ -34,20 +35,20 @@ def parse_args(argv=None):
     p.add_argument("--store", help="an existing store (otherwise fit --source into OUT/inrs.zarr)")
     p.add_argument("--source", default="digits")
     p.add_argument("--data", help="source files folder (mnist IDX, fashion-mnist, ...)")
-    p.add_argument("--limit", type=int)
-    p.add_argument("--views", type=int, default=2, help="views fitted per object")
-    p.add_argument("--train-views", type=int, help="views used in training (default: all fitted)")
-    p.add_argument("--fit-steps", type=int, default=500)
-    p.add_argument("--fit-lr", type=float, default=1e-3)
+    p.add_argument("--limit", type=positive_int)
+    p.add_argument("--views", type=positive_int, default=2, help="views fitted per object")
+    p.add_argument("--train-views", type=positive_int, help="views used in training (default: all fitted)")
+    p.add_argument("--fit-steps", type=positive_int, default=500)
+    p.add_argument("--fit-lr", type=positive_float, default=1e-3)
     p.add_argument("--models", default="dwsnet,mlp,mlp+perm,mlp+align", help=f"comma list of {', '.join(CONFIGS)}")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=3e-3, help="DWSNet learning rate (MLPs use 1e-3)")
-    p.add_argument("--hidden", type=int, default=16, help="DWSNet channels")
-    p.add_argument("--depth", type=int, default=3, help="DWSNet layers")
+    p.add_argument("--epochs", type=positive_int, default=40)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="DWSNet learning rate (MLPs use 1e-3)")
+    p.add_argument("--hidden", type=positive_int, default=16, help="DWSNet channels")
+    p.add_argument("--depth", type=positive_int, default=3, help="DWSNet layers")
     p.add_argument("--norm", default="batch", choices=("batch", "layer", "none"), help="DWSNet normalisation")
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
+    p.add_argument("--seeds", type=positive_int, default=1)
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
     add_results_arguments(p, "runs/classify")
     p.add_argument("--small", action="store_true", help="a minutes-long setting (smoke test)")
@@ -62,11 +63,13 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     a = parse_args(argv)
     set_threads(a.threads)
-    out = results_dir(a.out, a.overwrite)
     names = [m.strip() for m in a.models.split(",") if m.strip()]
     unknown = [m for m in names if m not in CONFIGS]
     if unknown:
         raise InrforgeError(f"unknown model config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+    if not a.store and a.train_views and a.train_views > a.views:  # fail before fitting
+        raise InrforgeError(f"--train-views {a.train_views} exceeds --views {a.views} (the views fitted per object)")
+    out = results_dir(a.out, a.overwrite)
     store = open_or_fit(a.store, source=a.source, data=a.data, limit=a.limit, out=out / "inrs.zarr", views=a.views,
                         steps=a.fit_steps, lr=a.fit_lr, device=a.device)
     info = store.info()

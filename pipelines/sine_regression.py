@@ -29,7 +29,9 @@ from inrforge import fit_inrs, open_store
 from inrforge.arch import make_arch
 from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, add_results_arguments, pyplot, results_dir, run_script, set_threads
+from inrforge.fitjob import make_splits
+from inrforge.script import (ArgumentParser, add_results_arguments, fraction, positive_float, positive_int,
+                             positive_ints, pyplot, results_dir, run_script, set_threads)
 from inrforge.train import TrainConfig, build_model, build_transform, fit_model
 
 # name -> (model, augmentations, lr)
@@ -43,24 +45,24 @@ CONFIGS = {
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", help="an existing sines store (otherwise fit one into OUT/inrs.zarr)")
-    p.add_argument("--n", type=int, default=7000, help="sine INRs to fit (train split is ~81%% of them)")
-    p.add_argument("--n-points", type=int, default=1000, help="sample points on [-pi, pi)")
+    p.add_argument("--n", type=positive_int, default=7000, help="sine INRs to fit (train split is ~81%% of them)")
+    p.add_argument("--n-points", type=positive_int, default=1000, help="sample points on [-pi, pi)")
     p.add_argument("--preset", default="siren-dwsnets", help="INR arch preset (1->32->32->1); with Sitzmann's "
                    "'siren' init b is not readable from the weights (see docs/results_pipelines.md)")
-    p.add_argument("--fit-steps", type=int, default=1000)
-    p.add_argument("--fit-lr", type=float, default=1e-3)
-    p.add_argument("--test-fraction", type=float, default=0.1)
-    p.add_argument("--sizes", default="100,200,500,1000,2000,5000", help="comma list of training-set sizes")
+    p.add_argument("--fit-steps", type=positive_int, default=1000)
+    p.add_argument("--fit-lr", type=positive_float, default=1e-3)
+    p.add_argument("--test-fraction", type=fraction, default=0.1)
+    p.add_argument("--sizes", type=positive_ints, default="100,200,500,1000,2000,5000", help="comma list of training-set sizes")
     p.add_argument("--models", default="dwsnet,mlp,mlp+perm", help=f"comma list of {', '.join(CONFIGS)}")
-    p.add_argument("--train-steps", type=int, default=3000, help="gradient steps per run")
-    p.add_argument("--min-epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3, help="DWSNet learning rate (MLPs use 1e-3)")
-    p.add_argument("--hidden", type=int, default=16, help="DWSNet channels")
-    p.add_argument("--depth", type=int, default=3, help="DWSNet layers")
-    p.add_argument("--seeds", type=int, default=1, help="training seeds per (model, size)")
+    p.add_argument("--train-steps", type=positive_int, default=3000, help="gradient steps per run")
+    p.add_argument("--min-epochs", type=positive_int, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="DWSNet learning rate (MLPs use 1e-3)")
+    p.add_argument("--hidden", type=positive_int, default=16, help="DWSNet channels")
+    p.add_argument("--depth", type=positive_int, default=3, help="DWSNet layers")
+    p.add_argument("--seeds", type=positive_int, default=1, help="training seeds per (model, size)")
     p.add_argument("--seed", type=int, default=0, help="data seed (sines, splits, INR inits, subset order)")
-    p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
     add_results_arguments(p, "runs/sine_regression")
     p.add_argument("--small", action="store_true", help="a ~1-minute setting (smoke test)")
@@ -70,7 +72,7 @@ def parse_args(argv=None):
         a.n_points = min(a.n_points, 200)
         a.fit_steps = min(a.fit_steps, 200)
         a.test_fraction = 0.2
-        a.sizes = "50,150,400"
+        a.sizes = (50, 150, 400)
         a.train_steps = min(a.train_steps, 300)
         a.min_epochs = min(a.min_epochs, 3)
     return a
@@ -94,23 +96,36 @@ def _standardise(ds: WeightDataset, mean: float, std: float) -> WeightDataset:
     return out
 
 
-def fit_store(a, out: Path):
+def sines_source(a):
+    """The sines sin(b x), b ~ U(0.5, 10), that the pipeline fits (unless --store is given)."""
     from inrforge.sources import load_source
 
-    src = load_source("sines", n=a.n, a_range=(1.0, 1.0), b_range=(0.5, 10.0), fixed_amplitude=1.0,
-                      n_points=a.n_points, seed=a.seed)
+    return load_source("sines", n=a.n, a_range=(1.0, 1.0), b_range=(0.5, 10.0), fixed_amplitude=1.0,
+                       n_points=a.n_points, seed=a.seed)
+
+
+def fit_store(a, src, out: Path):
     arch = make_arch(a.preset, in_features=1, out_features=1, hidden=32, depth=2)
     return fit_inrs(src, out / "inrs.zarr", arch=arch, views=1, steps=a.fit_steps, lr=a.fit_lr, target_psnr=None,
                     seed=a.seed, compile=False, test_fraction=a.test_fraction, progress=False)
 
 
+def _check_sizes(sizes, n_train: int):
+    if sizes[-1] > n_train:
+        raise InrforgeError(f"--sizes must lie in [1, {n_train}] (the train split), got {','.join(map(str, sizes))}")
+
+
 def run(a) -> dict:
-    out = results_dir(a.out, a.overwrite)
     names = [m.strip() for m in a.models.split(",") if m.strip()]
     unknown = [m for m in names if m not in CONFIGS]
     if unknown:
         raise InrforgeError(f"unknown model config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
-    store = open_store(a.store) if a.store else fit_store(a, out)
+    sizes = sorted(set(a.sizes))
+    if not a.store:  # the split sizes are known before fitting: fail before fitting
+        src = sines_source(a)
+        _check_sizes(sizes, len(make_splits(src, a.seed, test_fraction=a.test_fraction)["train"]))
+    out = results_dir(a.out, a.overwrite)
+    store = open_store(a.store) if a.store else fit_store(a, src, out)
     info = store.info()
     print(f"# store {store.path}: {info['objects']} objects x {info['views']} views, "
           f"median PSNR {info['psnr_median']:.1f} dB (p5 {info['psnr_p5']:.1f}); splits {info['splits']}", flush=True)
@@ -119,9 +134,7 @@ def run(a) -> dict:
     val = WeightDataset(store, "val", cache=True)
     test = WeightDataset(store, "test", cache=True)
     n_train = len(WeightDataset(store, "train", normalize=None))
-    sizes = sorted({int(s) for s in a.sizes.split(",") if s.strip()})
-    if not sizes or sizes[0] < 1 or sizes[-1] > n_train:
-        raise InrforgeError(f"--sizes must lie in [1, {n_train}] (the train split), got {a.sizes}")
+    _check_sizes(sizes, n_train)
     order = np.random.default_rng([a.seed, 7]).permutation(n_train)  # nested subsets: first n of one order
     y_all = WeightDataset(store, "train", normalize=None).labels.float()
     mu, sd = float(y_all.mean()), float(y_all.std())

@@ -30,7 +30,8 @@ from inrforge.arch import make_arch
 from inrforge.contrastive import ContrastiveModel, default_views_transform, embed, make_normalizer, train_contrastive
 from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, add_results_arguments, pyplot, results_dir, run_script, set_threads
+from inrforge.script import (ArgumentParser, add_results_arguments, fraction, nonnegative_float, positive_float,
+                             positive_int, probability, pyplot, results_dir, run_script, set_threads)
 from inrforge.models import DWSNet, FlatMLP
 
 ENCODERS = ("dwsnet", "mlp")
@@ -39,23 +40,23 @@ ENCODERS = ("dwsnet", "mlp")
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", help="an existing sines store with labels (a, b) (otherwise fit OUT/inrs.zarr)")
-    p.add_argument("--n", type=int, default=5000, help="sine INRs to fit")
-    p.add_argument("--n-points", type=int, default=2000)
-    p.add_argument("--fit-steps", type=int, default=1500)
-    p.add_argument("--fit-lr", type=float, default=1e-3)
-    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--n", type=positive_int, default=5000, help="sine INRs to fit")
+    p.add_argument("--n-points", type=positive_int, default=2000)
+    p.add_argument("--fit-steps", type=positive_int, default=1500)
+    p.add_argument("--fit-lr", type=positive_float, default=1e-3)
+    p.add_argument("--test-fraction", type=fraction, default=0.2)
     p.add_argument("--encoders", default="dwsnet,mlp", help=f"comma list of {', '.join(ENCODERS)}")
-    p.add_argument("--emb-dim", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--temperature", type=float, default=0.1)
-    p.add_argument("--noise", type=float, default=0.1, help="GaussianNoise rel_std of the views")
-    p.add_argument("--dropout", type=float, default=0.05, help="WeightDropout p of the views")
-    p.add_argument("--hidden", type=int, default=16, help="DWSNet channels")
-    p.add_argument("--depth", type=int, default=3, help="DWSNet layers")
+    p.add_argument("--emb-dim", type=positive_int, default=32)
+    p.add_argument("--epochs", type=positive_int, default=100)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--temperature", type=positive_float, default=0.1)
+    p.add_argument("--noise", type=nonnegative_float, default=0.1, help="GaussianNoise rel_std of the views")
+    p.add_argument("--dropout", type=probability, default=0.05, help="WeightDropout p of the views")
+    p.add_argument("--hidden", type=positive_int, default=16, help="DWSNet channels")
+    p.add_argument("--depth", type=positive_int, default=3, help="DWSNet layers")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
     add_results_arguments(p, "runs/ssl_sines")
     p.add_argument("--small", action="store_true", help="a ~1-minute setting (smoke test)")
@@ -99,10 +100,10 @@ def fit_store(a, out: Path):
 
 
 def run(a) -> dict:
-    out = results_dir(a.out, a.overwrite)
     names = [e.strip() for e in a.encoders.split(",") if e.strip()]
     if any(e not in ENCODERS for e in names):
         raise InrforgeError(f"unknown encoder(s) in {a.encoders!r}; choose from {', '.join(ENCODERS)}")
+    out = results_dir(a.out, a.overwrite)
     store = open_store(a.store) if a.store else fit_store(a, out)
     info = store.info()
     if store.labels.ndim != 2 or store.labels.shape[1] != 2:

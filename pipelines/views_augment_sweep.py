@@ -31,7 +31,8 @@ from dataclasses import replace
 
 
 from inrforge.errors import InrforgeError
-from inrforge.script import ArgumentParser, add_results_arguments, pyplot, results_dir, run_script, set_threads
+from inrforge.script import (ArgumentParser, add_results_arguments, fraction, positive_float, positive_int,
+                             positive_ints, pyplot, results_dir, run_script, set_threads)
 from inrforge.train import RunSpec, TrainConfig, dwsnet_kwargs, open_or_fit, train_seeds
 
 VIEW_COUNTS = "1,2,5,10"
@@ -61,26 +62,26 @@ def parse_args(argv=None):
     p.add_argument("--store", help="an existing store (otherwise fit --source into OUT/inrs.zarr)")
     p.add_argument("--source", default="digits")
     p.add_argument("--data", help="source files folder (mnist IDX, fashion-mnist, ...)")
-    p.add_argument("--limit", type=int, help="fit only the first N objects")
-    p.add_argument("--views", type=int, default=10, help="views fitted per object")
-    p.add_argument("--fit-steps", type=int, default=400)
-    p.add_argument("--fit-lr", type=float, default=1e-3)
+    p.add_argument("--limit", type=positive_int, help="fit only the first N objects")
+    p.add_argument("--views", type=positive_int, default=10, help="views fitted per object")
+    p.add_argument("--fit-steps", type=positive_int, default=400)
+    p.add_argument("--fit-lr", type=positive_float, default=1e-3)
     p.add_argument("--seed", type=int, default=0, help="data seed: INR inits and splits of the fitted store")
-    p.add_argument("--test-fraction", type=float, default=0.1, help="test split of the fitted store")
-    p.add_argument("--view-counts", default=VIEW_COUNTS, help="sweep (a): numbers of training views (--small: 1,10)")
-    p.add_argument("--aug-views", type=int, default=1, help="sweep (b): training views per object")
+    p.add_argument("--test-fraction", type=fraction, default=0.1, help="test split of the fitted store")
+    p.add_argument("--view-counts", type=positive_ints, default=VIEW_COUNTS, help="sweep (a): numbers of training views (--small: 1,10)")
+    p.add_argument("--aug-views", type=positive_int, default=1, help="sweep (b): training views per object")
     p.add_argument("--augs", default=",".join(AUGMENTATIONS), help=f"sweep (b): comma list of {', '.join(AUGMENTATIONS)}")
     p.add_argument("--models", default="dwsnet,mlp", help=f"comma list of {', '.join(MODELS)}")
-    p.add_argument("--epochs", type=int, default=160,
+    p.add_argument("--epochs", type=positive_int, default=160,
                    help="training epochs per run (at 40 the models are undertrained and MixUp costs "
                         "accuracy; docs/results_pipelines.md)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=3e-3, help="DWSNet learning rate (the MLP uses 1e-3)")
-    p.add_argument("--hidden", type=int, default=16, help="DWSNet channels")
-    p.add_argument("--depth", type=int, default=3, help="DWSNet layers")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="DWSNet learning rate (the MLP uses 1e-3)")
+    p.add_argument("--hidden", type=positive_int, default=16, help="DWSNet channels")
+    p.add_argument("--depth", type=positive_int, default=3, help="DWSNet layers")
     p.add_argument("--norm", default="batch", choices=("batch", "layer", "none"), help="DWSNet normalisation")
-    p.add_argument("--seeds", type=int, default=3, help="training seeds per cell")
-    p.add_argument("--threads", type=int, help="torch threads (default: all cores of this process)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="training seeds per cell")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (fit and training)")
     add_results_arguments(p, "runs/views_augment")
     p.add_argument("--small", action="store_true", help="a minutes-long setting (smoke test)")
@@ -94,31 +95,27 @@ def parse_args(argv=None):
         a.epochs = min(a.epochs, 20)
         a.batch_size = min(a.batch_size, 64)
         a.seeds = min(a.seeds, 2)
-        if a.view_counts == VIEW_COUNTS:
-            a.view_counts = "1,10"
+        if a.view_counts == positive_ints(VIEW_COUNTS):
+            a.view_counts = (1, 10)
     return a
 
 
 def run(a) -> dict:
-    out = results_dir(a.out, a.overwrite)
     models = _names(a.models, MODELS, "model(s)")
     augs = _names(a.augs, AUGMENTATIONS, "augmentation(s)")
-    try:
-        counts = sorted({int(k) for k in a.view_counts.split(",") if k.strip()})
-    except ValueError:
-        raise InrforgeError(f"--view-counts must be a comma list of integers, got {a.view_counts!r}") from None
-    if a.seeds < 1:
-        raise InrforgeError(f"--seeds must be >= 1, got {a.seeds}")
-    if not a.store and max(counts + [a.aug_views], default=0) > a.views:  # fail before fitting
-        raise InrforgeError(f"view counts {a.view_counts} / --aug-views {a.aug_views} exceed --views {a.views}")
+    counts = sorted(set(a.view_counts))
+    shown = ",".join(map(str, counts))
+    if not a.store and max(counts + [a.aug_views]) > a.views:  # fail before fitting
+        raise InrforgeError(f"view counts {shown} / --aug-views {a.aug_views} exceed --views {a.views}")
+    out = results_dir(a.out, a.overwrite)
     store = open_or_fit(a.store, source=a.source, data=a.data, limit=a.limit, out=out / "inrs.zarr", views=a.views,
                         steps=a.fit_steps, lr=a.fit_lr, seed=a.seed, device=a.device,
                         test_fraction=a.test_fraction)
     fitted = store.views
     bad = [k for k in counts + [a.aug_views] if not 1 <= k <= fitted]
-    if not counts or bad:
+    if bad:
         raise InrforgeError(f"view counts must lie in [1, {fitted}] (the store's views), got "
-                            f"{a.view_counts} and --aug-views {a.aug_views}")
+                            f"{shown} and --aug-views {a.aug_views}")
     info = store.info()
     config = TrainConfig(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, device=a.device)
     specs = {m: replace(MODELS[m], model_kwargs=dwsnet_kwargs(a.hidden, a.depth, a.norm)) if m == "dwsnet"

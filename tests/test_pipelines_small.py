@@ -22,6 +22,41 @@ def _load(name):
     return mod
 
 
+@pytest.mark.parametrize("name, args, message", [
+    ("classify_inrs", ["--epochs", "0"], "argument --epochs: expected a positive integer, got '0'"),
+    ("views_augment_sweep", ["--view-counts", "1,0"], "--view-counts: expected a comma list of positive integers"),
+    ("views_augment_sweep", ["--test-fraction", "1"], "--test-fraction: expected a number between 0 and 1"),
+    ("sine_regression", ["--sizes", "50,x"], "--sizes: expected a comma list of positive integers, got '50,x'"),
+    ("sine_regression", ["--lr", "nan"], "--lr: expected a positive number, got 'nan'"),
+    ("ssl_sines", ["--dropout", "1.5"], "--dropout: expected a probability in [0, 1]"),
+    ("domain_adaptation", ["--noise", "-0.1"], "--noise: expected a number >= 0"),
+    ("domain_adaptation", ["--seeds", "0"], "--seeds: expected a positive integer"),
+    ("dask_fit", ["--source", "digits", "--shard-size", "0"], "--shard-size: expected a positive integer"),
+    ("dask_fit", ["--source", "digits", "--target-psnr", "high"], "--target-psnr: expected a PSNR in dB or 'none'"),
+])
+def test_impossible_arguments_are_refused_before_any_work(tmp_path, capsys, name, args, message):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:
+        _load(name).main(args + ["--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name, args, message", [
+    ("sine_regression", ["--n", "100", "--sizes", "10,90"], r"--sizes must lie in \[1, 81\] \(the train split\), got 10,90"),
+    ("classify_inrs", ["--views", "2", "--train-views", "3"], "--train-views 3 exceeds --views 2"),
+    ("views_augment_sweep", ["--views", "2", "--view-counts", "1,5"], "view counts 1,5 / --aug-views 1 exceed --views 2"),
+    ("ssl_sines", ["--encoders", "dwsnet,cnn"], "unknown encoder"),
+    ("domain_adaptation", ["--mappers", "cnn"], "unknown mapper"),
+])
+def test_settings_that_cannot_work_are_refused_before_fitting(tmp_path, name, args, message):
+    out = tmp_path / "run"
+    with pytest.raises(InrforgeError, match=message):
+        _load(name).main(args + ["--out", str(out)])
+    assert not out.exists()
+
+
 def test_sine_regression_small(tmp_path, one_thread):
     mod = _load("sine_regression")
     assert mod.main(["--small", "--threads", "1", "--out", str(tmp_path)]) == 0

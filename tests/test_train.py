@@ -66,6 +66,10 @@ def test_patience_stops_early(tmp_path):
 def test_bad_training_input(tmp_path, capsys):
     with pytest.raises(InrforgeError, match="unknown augmentation"):
         build_transform(["spin"], ARCH, 2)
+    with pytest.raises(InrforgeError, match="choose one MixUp variant, not mixup, mixup-align"):
+        build_transform(["perm", "mixup", "mixup-align"], ARCH, 2)
+    with pytest.raises(InrforgeError, match="--workers must be 0 or more"):
+        TrainConfig(num_workers=-1)
     relu = make_arch("relu", hidden=8)
     with pytest.raises(InrforgeError, match="(?i)siren"):
         build_transform(["negate"], relu, 2)
