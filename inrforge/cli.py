@@ -157,7 +157,11 @@ def cmd_info(a) -> int:
           f"offset={arch['output_offset']}, init={arch['init']}, {info['params_per_inr']} params")
     print(f"splits       train {info['splits']['train']}, val {info['splits']['val']}, test {info['splits']['test']}")
     print(f"done         {info['done_fraction']:.1%} ({info['shards']} shards)")
-    print(f"PSNR (dB)    mean {info['psnr_mean']:.2f}, median {info['psnr_median']:.2f}, 5th pct {info['psnr_p5']:.2f}")
+    if info["psnr_median"] == info["psnr_median"]:
+        print(f"PSNR (dB)    mean {info['psnr_mean']:.2f}, median {info['psnr_median']:.2f}, "
+              f"5th pct {info['psnr_p5']:.2f}")
+    else:  # NaN: nothing fitted yet, or imported INRs whose fit quality was never recorded
+        print("PSNR (dB)    none recorded")
     print(f"failed       {info['failed']}")
     print(f"size         {_human(info['size_bytes'])}")
     return 0

@@ -162,6 +162,7 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
     """Write one ``seq.{i}.weight``/``seq.{i}.bias`` state dict (plus ``label``) per object and a
     DWSNets ``splits.json``; returns the splits file.  Objects not fitted are left out."""
     store = store if isinstance(store, INRStore) else open_store(store)
+    view = store.check_view(view)  # before creating anything
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise InrforgeError(f"{out_dir} is not empty; choose an empty folder")

@@ -216,7 +216,7 @@ class INRStore:
         ``indices`` (ints or a slice), read with one sorted orthogonal selection."""
         if isinstance(indices, slice):
             sel = self.params[indices]
-            return sel if view is None else sel[:, self._check_view(view)]
+            return sel if view is None else sel[:, self.check_view(view)]
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
             raise InrforgeError(f"object index out of range for a store of {len(self)} objects")
@@ -226,14 +226,16 @@ class INRStore:
         if view is None:
             block = self.params.get_orthogonal_selection((uniq, slice(None), slice(None)))
         else:
-            block = self.params.get_orthogonal_selection((uniq, self._check_view(view), slice(None)))
+            block = self.params.get_orthogonal_selection((uniq, self.check_view(view), slice(None)))
         out = np.empty((len(idx),) + block.shape[1:], dtype=block.dtype)
         out[order] = block[inverse]
         return out
 
-    def _check_view(self, view: int) -> int:
+    def check_view(self, view: int) -> int:
+        """``view`` as an int, or an :class:`InrforgeError` when the store has no such view."""
         if not 0 <= int(view) < self.views:
-            raise InrforgeError(f"view {view} out of range: the store has {self.views} views")
+            raise InrforgeError(f"view {view} out of range: the store has {self.views} view"
+                                f"{'' if self.views == 1 else 's'} (0 to {self.views - 1})")
         return int(view)
 
     def read(self, indices, view: int = 0) -> tuple[Weights, torch.Tensor]:

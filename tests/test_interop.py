@@ -108,3 +108,10 @@ def test_cli_import_export_render(tmp_path, capsys):
     assert main(["export-dws", out, str(tmp_path / "exp")]) == 0
     assert (tmp_path / "exp" / "splits.json").exists()
     assert open_store(out).info()["psnr_median"] != open_store(out).info()["psnr_median"]  # NaN: unknown
+    capsys.readouterr()
+    assert main(["info", out]) == 0
+    assert "PSNR (dB)    none recorded" in capsys.readouterr().out
+    # A view the store lacks is refused before the folder is created.
+    assert main(["export-dws", out, str(tmp_path / "exp2"), "--view", "1"]) == 1
+    assert "view 1 out of range: the store has 1 view (0 to 0)" in capsys.readouterr().err
+    assert not (tmp_path / "exp2").exists()
