@@ -271,6 +271,22 @@ def dwsnet_kwargs(hidden: int = 16, depth: int = 3, norm: str | None = "batch") 
     return {"hidden": hidden, "depth": depth, "norm": None if norm in (None, "none") else norm}
 
 
+def add_classifier_arguments(parser) -> None:
+    """The classification pipelines' training recipe as options: ``--epochs --batch-size --lr
+    --hidden --depth --norm`` (DWSNet with 16 channels, 3 layers and batch norm at lr 3e-3;
+    the MLPs keep lr 1e-3). The defaults are those measured in docs/results_pipelines.md."""
+    from .script import positive_float, positive_int
+
+    parser.add_argument("--epochs", type=positive_int, default=160,
+                        help="training epochs per run (at 40 DWSNet is undertrained and MixUp costs "
+                             "accuracy; docs/results_pipelines.md)")
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--lr", type=positive_float, default=3e-3, help="DWSNet learning rate (MLPs use 1e-3)")
+    parser.add_argument("--hidden", type=positive_int, default=16, help="DWSNet channels")
+    parser.add_argument("--depth", type=positive_int, default=3, help="DWSNet layers")
+    parser.add_argument("--norm", default="batch", choices=("batch", "layer", "none"), help="DWSNet normalisation")
+
+
 def train_seeds(store, spec: RunSpec, seeds, config: TrainConfig, views: int | None = None, log_dir=None,
                 name: str | None = None, echo=print) -> dict:
     """Train ``spec`` on ``store`` once per training seed (``seeds``: a count or a list of seeds).

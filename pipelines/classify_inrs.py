@@ -17,7 +17,7 @@ from dataclasses import replace
 from inrforge.errors import InrforgeError
 from inrforge.script import (ArgumentParser, add_results_arguments, positive_float, positive_int, pyplot,
                              results_dir, run_script, set_threads)
-from inrforge.train import RunSpec, TrainConfig, dwsnet_kwargs, open_or_fit, train_seeds
+from inrforge.train import RunSpec, TrainConfig, add_classifier_arguments, dwsnet_kwargs, open_or_fit, train_seeds
 
 # name -> what to train (lr None: --lr, the DWSNet learning rate)
 CONFIGS = {
@@ -41,14 +41,7 @@ def parse_args(argv=None):
     p.add_argument("--fit-steps", type=positive_int, default=500)
     p.add_argument("--fit-lr", type=positive_float, default=1e-3)
     p.add_argument("--models", default="dwsnet,mlp,mlp+perm,mlp+align", help=f"comma list of {', '.join(CONFIGS)}")
-    p.add_argument("--epochs", type=positive_int, default=160,
-                   help="training epochs per model (docs/results.md used 40, where DWSNet is still "
-                        "undertrained; docs/results_pipelines.md)")
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--lr", type=positive_float, default=3e-3, help="DWSNet learning rate (MLPs use 1e-3)")
-    p.add_argument("--hidden", type=positive_int, default=16, help="DWSNet channels")
-    p.add_argument("--depth", type=positive_int, default=3, help="DWSNet layers")
-    p.add_argument("--norm", default="batch", choices=("batch", "layer", "none"), help="DWSNet normalisation")
+    add_classifier_arguments(p)  # --epochs --batch-size --lr --hidden --depth --norm
     p.add_argument("--seeds", type=positive_int, default=1)
     p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")

@@ -33,7 +33,7 @@ from dataclasses import replace
 from inrforge.errors import InrforgeError
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, positive_float, positive_int,
                              positive_ints, pyplot, results_dir, run_script, set_threads)
-from inrforge.train import RunSpec, TrainConfig, dwsnet_kwargs, open_or_fit, train_seeds
+from inrforge.train import RunSpec, TrainConfig, add_classifier_arguments, dwsnet_kwargs, open_or_fit, train_seeds
 
 VIEW_COUNTS = "1,2,5,10"
 MODELS = {"dwsnet": RunSpec("dwsnet"), "mlp": RunSpec("mlp", lr=1e-3)}  # lr None: --lr
@@ -72,14 +72,7 @@ def parse_args(argv=None):
     p.add_argument("--aug-views", type=positive_int, default=1, help="sweep (b): training views per object")
     p.add_argument("--augs", default=",".join(AUGMENTATIONS), help=f"sweep (b): comma list of {', '.join(AUGMENTATIONS)}")
     p.add_argument("--models", default="dwsnet,mlp", help=f"comma list of {', '.join(MODELS)}")
-    p.add_argument("--epochs", type=positive_int, default=160,
-                   help="training epochs per run (at 40 the models are undertrained and MixUp costs "
-                        "accuracy; docs/results_pipelines.md)")
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--lr", type=positive_float, default=3e-3, help="DWSNet learning rate (the MLP uses 1e-3)")
-    p.add_argument("--hidden", type=positive_int, default=16, help="DWSNet channels")
-    p.add_argument("--depth", type=positive_int, default=3, help="DWSNet layers")
-    p.add_argument("--norm", default="batch", choices=("batch", "layer", "none"), help="DWSNet normalisation")
+    add_classifier_arguments(p)  # --epochs --batch-size --lr --hidden --depth --norm
     p.add_argument("--seeds", type=positive_int, default=3, help="training seeds per cell")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (fit and training)")
