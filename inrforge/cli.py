@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from . import __version__
@@ -157,7 +158,7 @@ def cmd_info(a) -> int:
           f"offset={arch['output_offset']}, init={arch['init']}, {info['params_per_inr']} params")
     print(f"splits       train {info['splits']['train']}, val {info['splits']['val']}, test {info['splits']['test']}")
     print(f"done         {info['done_fraction']:.1%} ({info['shards']} shards)")
-    if info["psnr_median"] == info["psnr_median"]:
+    if not math.isnan(info["psnr_median"]):
         print(f"PSNR (dB)    mean {info['psnr_mean']:.2f}, median {info['psnr_median']:.2f}, "
               f"5th pct {info['psnr_p5']:.2f}")
     else:  # NaN: nothing fitted yet, or imported INRs whose fit quality was never recorded

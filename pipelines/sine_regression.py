@@ -120,7 +120,7 @@ def run(a) -> dict:
     unknown = [m for m in names if m not in CONFIGS]
     if unknown:
         raise InrforgeError(f"unknown model config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
-    sizes = sorted(set(a.sizes))
+    sizes = list(a.sizes)  # sorted, without repeats (positive_ints)
     if not a.store:  # the split sizes are known before fitting: fail before fitting
         src = sines_source(a)
         _check_sizes(sizes, len(make_splits(src, a.seed, test_fraction=a.test_fraction)["train"]))

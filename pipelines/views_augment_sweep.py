@@ -96,7 +96,7 @@ def parse_args(argv=None):
 def run(a) -> dict:
     models = _names(a.models, MODELS, "model(s)")
     augs = _names(a.augs, AUGMENTATIONS, "augmentation(s)")
-    counts = sorted(set(a.view_counts))
+    counts = list(a.view_counts)  # sorted, without repeats (positive_ints)
     shown = ",".join(map(str, counts))
     if not a.store and max(counts + [a.aug_views]) > a.views:  # fail before fitting
         raise InrforgeError(f"view counts {shown} / --aug-views {a.aug_views} exceed --views {a.views}")
