@@ -9,8 +9,8 @@ View policy: a train dataset draws, each epoch, one random view per object among
 so batches do not depend on the number of workers).  Val/test datasets use view 0.  Views whose
 fit failed are never drawn; objects with no usable view are skipped and counted in ``skipped``.
 
-Normalisation ``x -> (x - mean) / std`` uses statistics of the train split, computed once and
-cached in the store under ``stats/<mode>``:
+Normalisation ``x -> (x - mean) / std`` uses statistics of the train split, computed once per
+store object (a finished store opened writable keeps them under ``stats/<mode>``):
 
 * ``"entry"``: per flat entry (the DWSNets recipe).  It does not commute with neuron
   permutations, so after a permutation augmentation entries are scaled by another neuron's
@@ -44,15 +44,27 @@ def usable_views(store: INRStore) -> np.ndarray:
 def normalization_stats(store: INRStore, mode: str = "symmetric", block: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, std), each (P,) float32, over the usable views of the train split.
 
-    Cached in the store (``stats/<mode>/mean|std``) when it is writable; recomputed otherwise.
+    Computed once per store object and set of finished shards (the datasets of one training run
+    share them).  A *finished* store opened writable keeps them under ``stats/<mode>``, which
+    later readers reuse; an unfinished store's statistics are never written, since a resumed fit
+    would change them.
     """
     if mode not in NORMALIZE_MODES:
         raise InrforgeError(f"unknown normalisation {mode!r}; choose one of {', '.join(NORMALIZE_MODES)} or None")
-    try:
-        g = store.root["stats"][mode]
-        return torch.from_numpy(g["mean"][...]), torch.from_numpy(g["std"][...])
-    except KeyError:
-        pass
+    done = store.done()
+    key = (mode, np.packbits(done).tobytes())
+    memo = store.__dict__.setdefault("_normalization_memo", {})
+    if key not in memo:
+        memo[key] = _stats_from_disk(store, mode) if done.all() else None
+        if memo[key] is None:
+            memo[key] = _compute_stats(store, mode, block)
+            if done.all():
+                _stats_to_disk(store, mode, *memo[key])
+    mean, std = memo[key]
+    return torch.from_numpy(mean), torch.from_numpy(std)
+
+
+def _compute_stats(store: INRStore, mode: str, block: int) -> tuple[np.ndarray, np.ndarray]:
     train = store.split("train")
     ok = usable_views(store)
     train = train[ok[train].any(axis=1)]
@@ -63,8 +75,7 @@ def normalization_stats(store: INRStore, mode: str = "symmetric", block: int = 4
     for lo in range(0, len(train), block):
         idx = train[lo: lo + block]
         flat = store.read_flat(idx, view=None).astype(np.float64)  # (n, V, P)
-        mask = ok[idx]
-        x = flat[mask]
+        x = flat[ok[idx]]
         s1 += x.sum(0)
         s2 += np.square(x).sum(0)
         count += len(x)
@@ -76,15 +87,28 @@ def normalization_stats(store: INRStore, mode: str = "symmetric", block: int = 4
     mean = s1 / count
     std = np.sqrt(np.maximum(s2 / count - mean**2, 0.0))
     std = np.where(std > 1e-8, std, 1.0)
-    mean, std = mean.astype(np.float32), std.astype(np.float32)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _stats_from_disk(store: INRStore, mode: str):
+    """The statistics a finished store keeps, or None (absent, or written before it was finished)."""
+    try:
+        g = store.root["stats"][mode]
+        if not g.attrs.get("complete", False):
+            return None
+        return g["mean"][...], g["std"][...]
+    except KeyError:
+        return None
+
+
+def _stats_to_disk(store: INRStore, mode: str, mean: np.ndarray, std: np.ndarray) -> None:
     try:
         grp = store.root.require_group("stats").require_group(mode)
         for name, arr in (("mean", mean), ("std", std)):
             grp.create_array(name, shape=arr.shape, dtype="float32", chunks=arr.shape, overwrite=True)[...] = arr
-        grp.attrs.update({"split": "train", "count": int(count)})
-    except Exception:  # a read-only store: keep the statistics in memory
+        grp.attrs.update({"split": "train", "complete": True})
+    except Exception:  # a read-only store: the statistics stay in memory
         pass
-    return torch.from_numpy(mean), torch.from_numpy(std)
 
 
 def _seed_of(*parts) -> int:
@@ -171,6 +195,9 @@ class WeightDataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(flat)), self.labels[i]
 
     def __getitems__(self, indices) -> dict:
+        epoch = getattr(indices, "epoch", self.epoch)
+        if epoch != self.epoch:  # a persistent worker's copy catching up with the main process
+            self.set_epoch(epoch)
         idx = np.asarray(indices, dtype=np.int64)
         flat = torch.from_numpy(np.ascontiguousarray(self._flat(idx)))
         return {"flat": flat, "labels": self.labels[torch.from_numpy(idx)], "indices": idx, "epoch": self.epoch}
@@ -184,7 +211,10 @@ class WeightDataset(Dataset):
         weights = Weights.from_flat(batch["flat"], self.arch)
         labels = batch["labels"]
         if self.transform is not None:
-            idx = batch["indices"] if batch["indices"] is not None else np.zeros(0)
+            # seeded by the batch's objects; the per-item path does not know them, so its content stands in
+            idx = batch["indices"]
+            if idx is None:
+                idx = np.frombuffer(hashlib.blake2b(batch["flat"].numpy().tobytes(), digest_size=8).digest(), np.int64)
             gen = torch.Generator().manual_seed(_seed_of(self.seed, batch["epoch"], idx))
             if getattr(self.transform, "mixes_labels", False):
                 weights, labels = self.transform(weights, labels, generator=gen)
@@ -211,7 +241,7 @@ class WeightDataset(Dataset):
         if shuffle not in (False, "full", "block"):
             raise InrforgeError(f"unknown shuffle {shuffle!r}; choose full, block or False")
         sampler = EpochSampler(self, shuffle)
-        return DataLoader(self, batch_sampler=BatchSampler(sampler, batch_size, drop_last),
+        return DataLoader(self, batch_sampler=EpochBatchSampler(sampler, batch_size, drop_last),
                           collate_fn=self.collate, num_workers=num_workers, **kwargs)
 
     def __repr__(self) -> str:
@@ -232,7 +262,7 @@ class EpochSampler(Sampler):
 
     def __iter__(self):
         n = len(self.dataset)
-        if not self.shuffle:
+        if not self.shuffle or n == 0:
             return iter(range(n))
         rng = np.random.default_rng([self.dataset.seed, self.dataset.epoch, 1])
         if self.shuffle == "full":
@@ -240,3 +270,25 @@ class EpochSampler(Sampler):
         chunk = np.asarray(self.dataset.objects) // int(self.dataset.store.attrs["chunk_objects"])
         order = rng.permutation(chunk.max() + 1)[chunk]  # a random rank per chunk
         return iter(np.lexsort((rng.random(n), order)).tolist())
+
+
+class EpochBatch(list):
+    """A batch of dataset indices that carries the epoch it was drawn in.
+
+    DataLoader workers hold copies of the dataset; with ``persistent_workers`` those copies never
+    see :meth:`WeightDataset.set_epoch`.  The epoch travelling with each batch keeps their views and
+    augmentation seeds those of the main process.
+    """
+
+    epoch: int = 0
+
+
+class EpochBatchSampler(BatchSampler):
+    """:class:`BatchSampler` whose batches are :class:`EpochBatch` es of ``sampler.dataset.epoch``."""
+
+    def __iter__(self):
+        epoch = self.sampler.dataset.epoch
+        for batch in super().__iter__():
+            out = EpochBatch(batch)
+            out.epoch = epoch
+            yield out

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from .arch import INRSpec
@@ -68,7 +69,13 @@ class Weights:
         return self.map(lambda t: t.to(*args, **kwargs))
 
     def __getitem__(self, index) -> "Weights":
-        """Select INRs along the batch dimension (int, slice, index tensor or bool mask)."""
+        """Select INRs along the batch dimension (int, slice, index tensor or bool mask).
+
+        A single index (a Python or numpy int, or a 0-d tensor) keeps the batch dimension.
+        """
+        if isinstance(index, np.integer) or (isinstance(index, torch.Tensor) and index.ndim == 0
+                                             and not index.dtype.is_floating_point and index.dtype != torch.bool):
+            index = int(index)
         if isinstance(index, int):
             index = slice(index, index + 1) if index != -1 else slice(-1, None)
         return self.map(lambda t: t[index])

@@ -123,6 +123,14 @@ def test_rotate_is_f_of_R_x(arch):
     assert torch.equal(aug(w, generator=gen(7)).flatten(), out.flatten())
 
 
+def test_a_positive_angle_turns_the_image_clockwise():
+    w = batch(SIREN, n=2, perturb=0.05)
+    img = render(w, image_grid(12, 12).double()).reshape(2, 12, 12)
+    turned = render(Rotate().apply(w, torch.full((2,), math.pi / 2, dtype=torch.float64)),
+                    image_grid(12, 12).double()).reshape(2, 12, 12)
+    assert max_diff(turned, torch.rot90(img, k=-1, dims=(1, 2))) < 1e-10  # as docs/augmentations.md says
+
+
 @pytest.mark.parametrize("arch", [SIREN3, RELU, ARCH3D], ids=lambda a: f"{a.family}{a.widths}")
 def test_scale_and_translate_are_exact(arch):
     w = batch(arch, n=4, perturb=0.05)

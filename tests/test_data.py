@@ -160,3 +160,60 @@ def test_block_shuffle_keeps_batches_on_few_chunks(tmp_path):
     assert list(iter(ds.loader(batch_size=8, shuffle="block").batch_sampler.sampler)) != order
     with pytest.raises(InrforgeError, match="unknown shuffle"):
         ds.loader(shuffle="random")
+
+
+def test_persistent_workers_follow_set_epoch(tmp_path):
+    s = synthetic_store(tmp_path / "s.zarr")
+    ds = WeightDataset(s.path, "train", transform=SirenNegate(), seed=3, normalize=None)
+    loader = ds.loader(batch_size=8, num_workers=1, persistent_workers=True,
+                       multiprocessing_context=multiprocessing.get_context("fork"))
+    for epoch in (0, 1, 2):
+        ds.set_epoch(epoch)
+        got = [w.flatten() for w, _ in loader]  # the same worker process every epoch
+        ref = [w.flatten() for w, _ in ds.loader(batch_size=8)]
+        assert len(got) == len(ref) and all(torch.equal(a, b) for a, b in zip(got, ref))
+        if epoch:
+            assert not torch.equal(torch.cat(got), previous)
+        previous = torch.cat(got)
+
+
+def test_an_empty_split_gives_no_batches_whatever_the_shuffle(tmp_path):
+    s = synthetic_store(tmp_path / "s.zarr", undone_shards=[4])  # the test split (35..39) is not fitted
+    ds = WeightDataset(s, "test", normalize=None)
+    assert len(ds) == 0 and ds.skipped == 5
+    for shuffle in (False, True, "full", "block"):
+        assert list(ds.loader(batch_size=4, shuffle=shuffle)) == []
+
+
+def test_statistics_of_an_unfinished_store_are_not_kept(tmp_path):
+    s = synthetic_store(tmp_path / "s.zarr", undone_shards=[1])
+    partial, _ = normalization_stats(s, "entry")
+    assert "stats" not in s.root  # a resumed fit would change them
+    # the fit resumes and finishes shard 1: the same store object and a new one both see it
+    full = synthetic_store(tmp_path / "full.zarr")
+    a, b = s.shard_range(1)
+    m = full.metric("psnr")[a:b]
+    s.write_shard(ShardData(a, full.read_flat(np.arange(a, b), view=None), m, m, np.ones(m.shape, np.int32),
+                            np.zeros(m.shape, bool)))
+    after, _ = normalization_stats(s, "entry")
+    assert not torch.equal(after, partial)
+    every = s.read_flat(s.split("train"), view=None).astype(np.float64).reshape(-1, ARCH.param_count)
+    np.testing.assert_allclose(after.numpy(), every.mean(0), rtol=1e-5, atol=1e-6)
+    assert s.root["stats"]["entry"].attrs["complete"]
+    from inrforge.store import open_store
+    reopened = open_store(s.path)  # read-only: reuses what the finished store kept
+    assert torch.equal(normalization_stats(reopened, "entry")[0], after)
+
+
+def test_the_per_item_path_draws_each_batch_afresh(tmp_path):
+    s = synthetic_store(tmp_path / "s.zarr")
+    ds = WeightDataset(s, "train", views=1, normalize=None, transform=SirenNegate())
+    signs = []
+    for lo in (0, 4):
+        items = [ds[i] for i in range(lo, lo + 4)]
+        w, _ = ds.collate(items)
+        raw = torch.stack([f for f, _ in items])
+        signs.append(torch.sign(w.flatten()) * torch.sign(raw))
+        again, _ = ds.collate(items)
+        assert torch.equal(again.flatten(), w.flatten())  # seeded: the same batch draws the same
+    assert not torch.equal(signs[0], signs[1])

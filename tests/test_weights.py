@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -46,6 +47,9 @@ def test_indexing_cat_map_to():
     w = random_weights(6)
     parts = [w[0:2], w[torch.tensor([2, 3])], w[4], w[-1]]
     assert torch.equal(Weights.cat(parts).flatten(), w.flatten())
+    for single in (np.int64(4), torch.tensor(4), -2):  # one INR, batch dimension kept
+        assert torch.equal(w[single].flatten(), w.flatten()[4:5])
+    assert torch.equal(w[torch.arange(6) % 2 == 0].flatten(), w.flatten()[::2])
     assert torch.equal(w.map(lambda t: 2 * t).flatten(), 2 * w.flatten())
     assert w.to(torch.float64).dtype == torch.float64
     assert len(w) == 6 and w.batch_size == 6
