@@ -14,7 +14,7 @@ import sys
 from . import __version__
 from .errors import InrforgeError
 from .script import (ArgumentParser, default_threads, nonnegative_float, nonnegative_int, positive_float,
-                     positive_int, psnr_or_none, report_errors, results_dir, set_threads)
+                     positive_int, probability, psnr_or_none, report_errors, results_dir, set_threads)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,10 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=nonnegative_float, default=5e-4)
     t.add_argument("--batch-size", type=positive_int, default=512)
     t.add_argument("--warmup-epochs", type=nonnegative_float, default=1.0)
-    t.add_argument("--patience", type=positive_int, help="stop after N epochs without a better val score")
+    t.add_argument("--patience", type=positive_int, help="stop once N epochs in a row bring no better val score")
     t.add_argument("--hidden", type=positive_int, default=32, help="DWSNet channels")
     t.add_argument("--depth", type=positive_int, default=4, help="DWSNet equivariant layers")
-    t.add_argument("--dropout", type=float, default=0.0)
+    t.add_argument("--dropout", type=probability, default=0.0)
     t.add_argument("--norm", default="batch", choices=("batch", "layer", "none"),
                    help="DWSNet normalisation (equivariant: statistics pooled over permuted axes)")
     t.add_argument("--normalize", default="symmetric", choices=("symmetric", "entry", "none"))
@@ -180,11 +180,9 @@ def cmd_render(a) -> int:
 
 def cmd_train(a) -> int:
     from .fit import check_device
-    from .train import TrainConfig, train_on_store
+    from .train import TrainConfig, prepare_training
 
     check_device(a.device)
-    if a.out:
-        results_dir(a.out, a.overwrite, results="result.json")
     set_threads(a.threads)
     augment = [x.strip() for x in a.augment.split(",") if x.strip()]
     config = TrainConfig(epochs=a.epochs, lr=a.lr, weight_decay=a.weight_decay, batch_size=a.batch_size,
@@ -193,14 +191,17 @@ def cmd_train(a) -> int:
     kwargs = {"dropout": a.dropout}
     if a.model == "dwsnet":
         kwargs.update(hidden=a.hidden, depth=a.depth, norm=None if a.norm == "none" else a.norm)
-    res = train_on_store(a.store, model=a.model, augment=augment, views=a.views,
-                         normalize=None if a.normalize == "none" else a.normalize, config=config,
-                         model_kwargs=kwargs, log_dir=a.out, progress=False if a.quiet else None)
+    run = prepare_training(a.store, model=a.model, augment=augment, views=a.views,
+                           normalize=None if a.normalize == "none" else a.normalize, config=config,
+                           model_kwargs=kwargs)
+    if a.out:  # only once everything above is known to be right: a refused run leaves no folder
+        results_dir(a.out, a.overwrite, results="result.json")
+    res = run.fit(log_dir=a.out, progress=False if a.quiet else None)
     metric = "acc" if res["task"] == "classification" else "loss"
     show = (lambda d: f"{100 * d[metric]:.2f}%") if metric == "acc" else (lambda d: f"{d[metric]:.4g} MSE")
-    print(f"{a.model}{' + ' + ','.join(augment) if augment else ''}: test {show(res['test'])} "
-          f"(val {show(res['val'])}, best epoch {res['best_epoch']}, {res['params']} params, "
-          f"{res['train_time_s']:.0f} s)" if "test" in res else f"{a.model}: trained, no test split")
+    scores = [f"{split} {show(res[split])}" for split in ("test", "val") if split in res]
+    print(f"{a.model}{' + ' + ','.join(augment) if augment else ''}: {', '.join(scores) or 'no val or test split'} "
+          f"(best epoch {res['best_epoch']}, {res['params']} params, {res['train_time_s']:.0f} s)")
     return 0
 
 

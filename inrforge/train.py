@@ -83,6 +83,8 @@ def build_model(name: str, arch, out_features: int, hidden: int = 32, depth: int
                 mlp_hidden=(256, 256, 256), **kw) -> torch.nn.Module:
     from .models import DWSNet, FlatMLP
 
+    if not 0.0 <= dropout <= 1.0:
+        raise InrforgeError(f"--dropout must be a probability in [0, 1], got {dropout}")
     if name == "dwsnet":
         return DWSNet(arch, out_features, hidden=hidden, depth=depth, dropout=dropout, **kw)
     if name == "mlp":
@@ -98,6 +100,15 @@ def task_of(store: INRStore) -> tuple[str, int]:
             raise InrforgeError("class labels must be >= 0")
         return "classification", int(labels.max()) + 1
     return "regression", 1 if labels.ndim == 1 else labels.shape[1]
+
+
+def require_task(store: INRStore, task: str, what: str = "this experiment") -> int:
+    """The store's number of classes (or targets) if its labels are ``task``'s, else a clear error."""
+    got, n = task_of(store)
+    if got != task:
+        labels = "class ids" if got == "classification" else f"{n} float target(s) per INR"
+        raise InrforgeError(f"{store.path} holds {labels}, a {got} task; {what} needs a {task} store")
+    return n
 
 
 def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -139,13 +150,24 @@ def _eval_loader(ds: WeightDataset, batch_size: int):
 
 
 def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: WeightDataset | None,
-              config: TrainConfig, task: str, log_dir=None, progress: bool | None = None, desc: str = "train") -> dict:
-    """Train ``model`` and return the results (best epoch, val/test metrics, history, time)."""
+              config: TrainConfig, task: str, log_dir=None, progress: bool | None = None, desc: str = "train",
+              describe: dict | None = None) -> dict:
+    """Train ``model`` and return the results (best epoch, val/test metrics, history, time).
+
+    Without a val split the last epoch's weights are kept.  A model with batch norm skips a
+    last batch of one INR (batch statistics need two).  ``describe`` (what was trained: model,
+    augmentations, ...) goes into the results and ``result.json``.
+    """
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    train_loader = train.loader(config.batch_size, shuffle=True, num_workers=config.num_workers)
+    batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if batch_norm and len(train) < 2:
+        raise InrforgeError(f"batch norm needs at least 2 train INRs, the train split has {len(train)}; "
+                            f"use --norm layer or none")
+    drop_last = batch_norm and len(train) % config.batch_size == 1
+    train_loader = train.loader(config.batch_size, shuffle=True, drop_last=drop_last, num_workers=config.num_workers)
     steps_per_epoch = len(train_loader)
     sched = _schedule(opt, max(1, int(config.warmup_epochs * steps_per_epoch)), config.epochs * steps_per_epoch)
     higher_better = task == "classification"
@@ -161,7 +183,7 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     for epoch in bar:
         model.train()
         train.set_epoch(epoch)
-        total, n = 0.0, 0
+        total, n, lr = 0.0, 0, opt.param_groups[0]["lr"]
         for w, y in train_loader:
             w, y = w.to(device), y.to(device)
             loss = _loss(task, model(w), y)
@@ -169,11 +191,12 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
             loss.backward()
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            lr = opt.param_groups[0]["lr"]
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(y)
             n += len(y)
-        row = {"epoch": epoch, "train_loss": total / max(n, 1), "lr": opt.param_groups[0]["lr"],
+        row = {"epoch": epoch, "train_loss": total / max(n, 1), "lr": lr,  # the epoch's last step's
                "time_s": time.perf_counter() - t0}
         if val is not None and len(val):
             v = evaluate(model, _eval_loader(val, config.batch_size), task, device)
@@ -190,13 +213,15 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
         if log_dir:
             with open(log_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
-        if config.patience is not None and since > config.patience:
+        if config.patience is not None and since >= config.patience:
             break
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
-    result = {"best_epoch": best_epoch, "epochs_run": len(history), "train_time_s": time.perf_counter() - t0,
-              "history": history, "config": asdict(config),
+    else:  # no val split: the last epoch's weights
+        best_epoch = len(history) - 1
+    result = {**(describe or {}), "best_epoch": best_epoch, "epochs_run": len(history),
+              "train_time_s": time.perf_counter() - t0, "history": history, "config": asdict(config),
               "params": sum(p.numel() for p in model.parameters())}
     if val is not None and len(val):
         result["val"] = evaluate(model, _eval_loader(val, config.batch_size), task, device)
@@ -217,24 +242,50 @@ def _write_csv(path, rows):
         w.writerows(rows)
 
 
-def train_on_store(store, model: str = "dwsnet", augment=(), views: int | None = None, normalize: str | None = "symmetric",
-                   config: TrainConfig | None = None, model_kwargs: dict | None = None, log_dir=None,
-                   progress: bool | None = None, cache: bool = True, align: bool = False) -> dict:
-    """Build datasets, transform and model for ``store`` and train; returns :func:`fit_model`'s result.
+@dataclass
+class TrainingRun:
+    """Everything :func:`fit_model` needs for one run on a store, built and checked up front."""
 
-    ``align=True`` first aligns every INR of every split to the first train INR (view 0) by
-    weight matching (the DWSNets "MLP + alignment" baseline).
+    model: torch.nn.Module
+    train: WeightDataset
+    val: WeightDataset
+    test: WeightDataset
+    config: TrainConfig
+    task: str
+    describe: dict
+
+    def fit(self, log_dir=None, progress: bool | None = None) -> dict:
+        d = self.describe
+        desc = f"{d['model']}{'+' + '+'.join(d['augment']) if d['augment'] else ''}"
+        return fit_model(self.model, self.train, self.val, self.test, self.config, self.task, log_dir=log_dir,
+                         progress=progress, desc=desc, describe=d)
+
+
+def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None = None,
+                     normalize: str | None = "symmetric", config: TrainConfig | None = None,
+                     model_kwargs: dict | None = None, cache: bool = True, align: bool = False) -> TrainingRun:
+    """Open ``store`` and build its datasets, transform and model; every argument is checked here,
+    before anything is trained or written.
+
+    ``align=True`` first aligns every INR of every split to one train INR (the first whose view 0
+    is usable) by weight matching (the DWSNets "MLP + alignment" baseline).
     """
     from .augment import AlignTo, Compose
+    from .data import usable_views
     from .store import open_store
 
     store = store if isinstance(store, INRStore) else open_store(store)
     config = config or TrainConfig()
     task, n_out = task_of(store)
+    augment = [n for n in (augment or []) if n and n != "none"]
     transform = build_transform(augment, store.arch, n_out if task == "classification" else None)
     canon = None
     if align:
-        canon = AlignTo(store.read(store.split("train")[:1], view=0)[0])
+        train_ids = store.split("train")
+        usable = train_ids[usable_views(store)[train_ids, 0]]
+        if len(usable) == 0:
+            raise InrforgeError(f"{store.path}: no train INR with a usable view 0 to align to")
+        canon = AlignTo(store.read(usable[:1], view=0)[0])
         transform = Compose([canon] + ([transform] if transform is not None else []))
     train = WeightDataset(store, "train", views=views, transform=transform, normalize=normalize, cache=cache,
                           seed=config.seed)
@@ -244,11 +295,20 @@ def train_on_store(store, model: str = "dwsnet", augment=(), views: int | None =
         raise InrforgeError(f"{store.path}: the train split has no fitted INRs")
     torch.manual_seed(config.seed)  # the init is the seed's, whatever ran before in this process
     net = build_model(model, store.arch, n_out, **(model_kwargs or {}))
-    res = fit_model(net, train, val, test, config, task, log_dir=log_dir, progress=progress,
-                    desc=f"{model}{'+' + '+'.join(augment) if augment else ''}")
-    res.update({"model": model, "augment": list(augment or []), "align": align, "views": train.n_views, "task": task,
-                "n_train": len(train), "skipped": train.skipped})
-    return res
+    describe = {"store": store.path, "model": model, "model_kwargs": dict(model_kwargs or {}), "augment": augment,
+                "align": align, "views": train.n_views, "normalize": normalize, "task": task,
+                "n_train": len(train), "n_val": len(val), "n_test": len(test), "skipped": train.skipped}
+    return TrainingRun(net, train, val, test, config, task, describe)
+
+
+def train_on_store(store, model: str = "dwsnet", augment=(), views: int | None = None, normalize: str | None = "symmetric",
+                   config: TrainConfig | None = None, model_kwargs: dict | None = None, log_dir=None,
+                   progress: bool | None = None, cache: bool = True, align: bool = False) -> dict:
+    """:func:`prepare_training` then train; returns :func:`fit_model`'s result, which also says
+    what was trained (store, model and its arguments, augmentations, views, split sizes)."""
+    run = prepare_training(store, model=model, augment=augment, views=views, normalize=normalize, config=config,
+                           model_kwargs=model_kwargs, cache=cache, align=align)
+    return run.fit(log_dir=log_dir, progress=progress)
 
 
 @dataclass(frozen=True)
@@ -320,12 +380,14 @@ def train_seeds(store, spec: RunSpec, seeds, config: TrainConfig, views: int | N
 
 def open_or_fit(store=None, *, source: str = "digits", data=None, limit: int | None = None, out=None,
                 views: int = 1, steps: int = 500, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
-                test_fraction: float = 0.1, echo=print) -> INRStore:
+                test_fraction: float = 0.1, overwrite: bool = False, task: str | None = None,
+                echo=print) -> INRStore:
     """The pipelines' store: ``store`` opened if given, else ``source`` fitted (or resumed) into ``out``.
 
     The fit is :func:`inrforge.fit_inrs` without ``torch.compile`` (its compile time outweighs
-    the gain at pipeline sizes on a CPU) and with the default 40 dB early stop.  Prints one line
-    about the store.
+    the gain at pipeline sizes on a CPU) and with the default 40 dB early stop; ``overwrite``
+    replaces a store fitted there with other arguments.  A given store whose labels are not
+    ``task``'s (``"classification"`` or ``"regression"``) is refused.  Prints one line about the store.
     """
     from .fitjob import fit_inrs
     from .sources import load_source
@@ -333,12 +395,14 @@ def open_or_fit(store=None, *, source: str = "digits", data=None, limit: int | N
 
     if store is not None:
         st = open_store(store)
+        if task is not None:
+            require_task(st, task)
     else:
         if out is None:
             raise InrforgeError("give a store or an output path to fit one into")
         src = load_source(source, path=data, limit=limit)
         st = fit_inrs(src, out, views=views, steps=steps, lr=lr, seed=seed, device=device, compile=False,
-                      test_fraction=test_fraction, progress=False)
+                      test_fraction=test_fraction, overwrite=overwrite, progress=False)
     info = st.info()
     if echo:
         echo(f"# store {st.path}: {info['objects']} objects x {info['views']} views, median PSNR "

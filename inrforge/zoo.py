@@ -234,8 +234,9 @@ def train_classifiers(arch: INRSpec, plan: ClassifierPlan, x: torch.Tensor, y: t
     (see :func:`minibatch_positions`), the loss ``sum_k CE_k`` is back-propagated, one Adam step
     updates all stacks.  Classifier k's parameters are snapshotted after its ``T_k``-th step;
     training it further does not touch the others (the loss separates), so the result equals a
-    separate Adam run of ``T_k`` steps.  A classifier whose loss becomes NaN/inf is marked failed
-    and keeps its last finite parameters.
+    separate Adam run of ``T_k`` steps.  A classifier whose loss becomes NaN/inf is marked failed;
+    like a failed INR it keeps the parameters at which that happened, and its step count is the
+    number of steps it took before.
     """
     dev = check_device(settings.device)
     b = plan.init.shape[0]
@@ -249,13 +250,19 @@ def train_classifiers(arch: INRSpec, plan: ClassifierPlan, x: torch.Tensor, y: t
     final = plan.init.to(dev).clone()
     ends = plan.steps.to(dev)
     failed = torch.zeros(b, dtype=torch.bool, device=dev)
+    steps_taken = plan.steps.to(dev).to(torch.int32)
     max_steps = int(plan.steps.max())
     positions = minibatch_positions(plan.batch_seeds, subsets.shape[1], max_steps, settings.batch_size, dev)
     for t, pos in enumerate(positions):
         idx = subsets.gather(1, pos)  # (B, m) image indices
         logits = forward(arch, params[0::2], params[1::2], x[idx], encoded=True)  # (B, m, K)
         ce = F.cross_entropy(logits.transpose(1, 2), y[idx], reduction="none").mean(1)  # (B,)
-        failed |= ~torch.isfinite(ce) & (t < ends)
+        newly = ~torch.isfinite(ce) & (t < ends) & ~failed
+        if bool(newly.any()):  # the parameters that gave the non-finite loss, before any update
+            with torch.no_grad():
+                final[newly] = torch.cat([p.reshape(b, -1) for p in params], dim=1)[newly]
+            steps_taken = torch.where(newly, torch.full_like(steps_taken, t), steps_taken)
+        failed |= newly
         opt.zero_grad(set_to_none=True)
         torch.where(failed, torch.zeros_like(ce), ce).sum().backward()
         opt.step()
@@ -264,9 +271,9 @@ def train_classifiers(arch: INRSpec, plan: ClassifierPlan, x: torch.Tensor, y: t
             with torch.no_grad():
                 flat = torch.cat([p.reshape(b, -1) for p in params], dim=1)
                 final[done] = flat[done]
-        if bool(failed.any()):  # freeze the failed ones (keep whatever final holds: their init)
+        if bool(failed.any()):  # the failed ones are finished: final holds their parameters
             ends = torch.where(failed, torch.full_like(ends, -1), ends)
-    return ZooFitResult(final.cpu(), plan.steps.to(torch.int32), failed.cpu())
+    return ZooFitResult(final.cpu(), steps_taken.cpu(), failed.cpu())
 
 
 # ----------------------------------------------------------------------------------------------

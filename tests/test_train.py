@@ -14,18 +14,26 @@ from inrforge.train import TrainConfig, build_transform, train_on_store
 ARCH = make_arch(hidden=8)
 
 
-def learnable_store(path, n=160, labels="class"):
-    """Random INR weights whose label is a permutation-invariant function of them."""
+def learnable_store(path, n=160, labels="class", val=True, fail_first=False):
+    """Random INR weights whose label is a permutation-invariant function of them.
+    ``val=False``: no val split; ``fail_first``: view 0 of the first train INR failed (NaN)."""
     rng = np.random.default_rng(0)
     params = rng.standard_normal((n, 2, ARCH.param_count)).astype(np.float32)
     last_bias = params[:, 0, -1]
     params[:, 1, -1] = last_bias  # both views share the (invariant) output bias
     y = (last_bias > 0).astype(np.int64) if labels == "class" else last_bias[:, None].astype(np.float32)
-    s = create_store(path, arch=ARCH, n_objects=n, views=2, labels=y,
-                     splits={"train": np.arange(0, n - 40), "val": np.arange(n - 40, n - 20), "test": np.arange(n - 20, n)},
+    splits = {"train": np.arange(0, n - 40), "val": np.arange(n - 40, n - 20), "test": np.arange(n - 20, n)}
+    if not val:
+        splits["val"] = np.arange(0)
+    s = create_store(path, arch=ARCH, n_objects=n, views=2, labels=y, splits=splits,
                      source={"name": "synthetic", "params": {}}, fit={}, shard_objects=n)
     ok = np.full((n, 2), 30.0, np.float32)
-    s.write_shard(ShardData(0, params, ok, ok, np.ones((n, 2), np.int32), np.zeros((n, 2), bool)))
+    failed = np.zeros((n, 2), bool)
+    if fail_first:
+        failed[0, 0] = True
+        params[0, 0] = np.nan
+        ok[0, 0] = np.nan
+    s.write_shard(ShardData(0, params, ok, ok, np.ones((n, 2), np.int32), failed))
     return s
 
 
@@ -61,6 +69,47 @@ def test_patience_stops_early(tmp_path):
     res = train_on_store(s, model="mlp", config=TrainConfig(epochs=50, lr=1e-6, patience=2, batch_size=64),
                          progress=False)
     assert res["epochs_run"] < 50
+    assert res["epochs_run"] == res["best_epoch"] + 1 + 2  # exactly 2 epochs without a better val score
+
+
+def test_batch_norm_skips_a_last_batch_of_one(tmp_path):
+    s = learnable_store(tmp_path / "s.zarr")  # 120 train INRs
+    cfg = TrainConfig(epochs=2, batch_size=119)
+    res = train_on_store(s, model="dwsnet", config=cfg, model_kwargs={"hidden": 8, "depth": 2, "norm": "batch"},
+                         progress=False)
+    assert res["epochs_run"] == 2 and np.isfinite(res["history"][-1]["train_loss"])
+    res = train_on_store(s, model="mlp", config=cfg, progress=False)  # no batch norm: every INR trains
+    assert res["epochs_run"] == 2
+
+
+def test_no_val_split_keeps_the_last_epoch(tmp_path, capsys):
+    s = learnable_store(tmp_path / "s.zarr", val=False)
+    res = train_on_store(s, model="mlp", config=TrainConfig(epochs=3, batch_size=64), progress=False)
+    assert res["best_epoch"] == 2 and "val" not in res and "test" in res
+    assert main(["train", s.path, "--epochs", "2", "--model", "mlp", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "mlp: test" in out and "val" not in out and "best epoch 1" in out
+
+
+def test_align_reference_skips_a_failed_view(tmp_path):
+    s = learnable_store(tmp_path / "s.zarr", fail_first=True)
+    res = train_on_store(s, model="mlp", align=True, config=TrainConfig(epochs=1, batch_size=64), progress=False)
+    assert np.isfinite(res["test"]["loss"])
+
+
+def test_result_json_says_what_was_trained(tmp_path):
+    from inrforge.train import build_model
+
+    s = learnable_store(tmp_path / "s.zarr")
+    run = tmp_path / "run"
+    assert main(["train", s.path, "--epochs", "2", "--hidden", "8", "--depth", "2", "--augment", "perm",
+                 "--quiet", "--out", str(run)]) == 0
+    r = json.loads((run / "result.json").read_text())
+    assert (r["model"], r["augment"], r["store"], r["views"], r["n_train"]) == ("dwsnet", ["perm"], s.path, 2, 120)
+    net = build_model(r["model"], ARCH, 2, **r["model_kwargs"])
+    net.load_state_dict(torch.load(run / "best.pt"))  # the folder alone rebuilds the model
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(row["lr"] > 0 for row in rows)  # the rate the epoch trained at, not the one after it
 
 
 def test_bad_training_input(tmp_path, capsys):
@@ -77,6 +126,16 @@ def test_bad_training_input(tmp_path, capsys):
     assert main(["train", s.path, "--augment", "spin", "--quiet"]) == 1
     assert "unknown augmentation" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "none.zarr"), "--quiet"]) == 1
+    # refused runs leave no --out folder behind
+    relu = learnable_store(tmp_path / "relu.zarr")
+    relu.root.attrs["arch"] = {**relu.root.attrs["arch"], "family": "relu", "init": "relu", "w0": 1.0}
+    for args in ([str(tmp_path / "none.zarr")], [s.path, "--views", "3"],
+                 [relu.path, "--augment", "negate"]):
+        assert main(["train", *args, "--quiet", "--out", str(tmp_path / "never")]) == 1
+        assert not (tmp_path / "never").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["train", s.path, "--dropout", "2", "--out", str(tmp_path / "never")])
+    assert e.value.code == 2 and not (tmp_path / "never").exists()
     assert main(["train", s.path, "--epochs", "2", "--batch-size", "64", "--model", "mlp", "--quiet"]) == 0
     assert "mlp: test" in capsys.readouterr().out
 

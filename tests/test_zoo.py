@@ -45,6 +45,24 @@ def test_one_adam_over_the_stack_equals_independent_adams():
         torch.testing.assert_close(res.params[k], single, rtol=1e-5, atol=1e-6)
 
 
+def test_a_diverging_classifier_is_marked_failed_where_it_diverged():
+    """Like a failed INR: flagged, its step count the steps taken before the loss went non-finite,
+    the parameters those steps reached; the others train undisturbed."""
+    x, y = toy_data()
+    s = ZooSettings(steps=12, min_steps_fraction=1.0, lr=1e-2, batch_size=7, subset_fraction=0.6)
+    plan = plan_classifiers(ARCH, range(3), seed=3, n_train=len(y), settings=s)
+    plan.init[1] = float("inf")  # classifier 1's loss is non-finite from its first step
+    res = train_classifiers(ARCH, plan, x, y, s)
+    assert res.failed.tolist() == [False, True, False]
+    assert res.steps.tolist() == [12, 0, 12]
+    assert torch.isinf(res.params[1]).all()  # the parameters that failed, not a fitted-looking set
+    alone = train_classifiers(ARCH, plan_classifiers(ARCH, [0], seed=3, n_train=len(y), settings=s), x, y, s)
+    torch.testing.assert_close(res.params[0], alone.params[0])
+    huge = ZooSettings(steps=12, min_steps_fraction=1.0, lr=1e25, batch_size=7, subset_fraction=0.6)
+    res = train_classifiers(ARCH, plan_classifiers(ARCH, range(3), seed=3, n_train=len(y), settings=huge), x, y, huge)
+    assert res.failed.all() and (res.steps > 0).all() and (res.steps < 12).all()
+
+
 def test_a_classifier_does_not_depend_on_its_batch_company():
     x, y = toy_data()
     s = ZooSettings(steps=6, batch_size=4)
