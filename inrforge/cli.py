@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--shard-size", type=positive_int, default=256, help="objects per shard (unit of writing/resuming)")
     f.add_argument("--limit", type=positive_int, help="fit only the first N objects")
     f.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=nonnegative_int, default=0)
     f.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads (default: all cores; with --scheduler: per task, default 1)")
     f.add_argument("--scheduler", metavar="ADDRESS",
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DWSNet normalisation (equivariant: statistics pooled over permuted axes)")
     t.add_argument("--normalize", default="symmetric", choices=("symmetric", "entry", "none"))
     t.add_argument("--device", default="cpu")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=nonnegative_int, default=0)
     t.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers")
     t.add_argument("--threads", type=positive_int, default=default_threads())
     t.add_argument("--out", help="folder for metrics.jsonl/csv, best.pt and result.json")
@@ -147,8 +147,8 @@ def cmd_info(a) -> int:
     from .store import open_store
 
     info = open_store(a.store).info()
-    if a.json:
-        print(json.dumps(info, indent=2))
+    if a.json:  # strict JSON: a statistic with nothing to summarise is null, not NaN
+        print(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in info.items()}, indent=2))
         return 0
     arch = info["arch"]
     print(f"store        {info['path']}")

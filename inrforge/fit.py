@@ -25,6 +25,14 @@ from .errors import InrforgeError
 from .inr import encode, forward
 
 
+def check_count(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int if it is an integer (not a bool, not 2.0) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise InrforgeError(f"{name} must be {what}, got {value!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class FitSettings:
     """Everything that determines the fitted numbers (apart from the targets and the inits)."""
@@ -37,14 +45,12 @@ class FitSettings:
     compile: bool = True
 
     def __post_init__(self):
-        if int(self.steps) != self.steps or self.steps <= 0:
-            raise InrforgeError(f"--steps must be a positive integer, got {self.steps}")
+        check_count("--steps", self.steps)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise InrforgeError(f"--lr must be a positive number, got {self.lr}")
         if self.target_psnr is not None and not math.isfinite(self.target_psnr):
             raise InrforgeError(f"--target-psnr must be a number, got {self.target_psnr}")
-        if int(self.batch_size) != self.batch_size or self.batch_size <= 0:
-            raise InrforgeError(f"--batch-size must be a positive integer, got {self.batch_size}")
+        check_count("--batch-size", self.batch_size)
         check_device(self.device)
 
 
@@ -59,15 +65,16 @@ class FitResult:
     failed: torch.Tensor  # (B,) bool
 
 
-def check_device(device: str) -> torch.device:
+def check_device(device: str, here: bool = True) -> torch.device:
+    """``device`` as a torch device: ``cpu`` or ``cuda[:N]``, and (``here``) present in this process."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise InrforgeError(f"unknown device {device!r}; use cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InrforgeError(f"device {device!r} requested but CUDA is not available here")
     if dev.type not in ("cpu", "cuda"):
         raise InrforgeError(f"unsupported device {device!r}; use cpu or cuda[:N]")
+    if here and dev.type == "cuda" and not torch.cuda.is_available():
+        raise InrforgeError(f"device {device!r} requested but CUDA is not available here")
     return dev
 
 
@@ -276,17 +283,33 @@ def default_batch_size(device: str, n_points: int) -> int:
     return int(min(4096, max(16, 25_000 // max(1, int(n_points)))))
 
 
+def batch_bytes(arch: INRSpec, n_points: int) -> int:
+    """Activation memory of one INR's step: forward + backward, ~6 float32 copies of every layer's output."""
+    return 6 * 4 * int(n_points) * (sum(arch.widths[1:]) + arch.widths[0])
+
+
 def memory_batch_limit(arch: INRSpec, n_points: int, device: str) -> int:
-    """A batch size whose activations (forward + backward, ~6 copies of every layer's output)
-    fit in a quarter of the device's memory."""
-    per_inr = 6 * 4 * n_points * (sum(arch.widths[1:]) + arch.widths[0])
+    """The largest batch whose activations (:func:`batch_bytes`) fit in a quarter of the GPU's
+    free memory, or half of the memory available to a new process on a CPU host."""
     dev = torch.device(device)
     if dev.type == "cuda":
         free, _ = torch.cuda.mem_get_info(dev)
         budget = free // 4
     else:
-        try:
-            budget = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
-        except (ValueError, OSError):
-            budget = 2 << 30
-    return max(1, int(budget // per_inr))
+        budget = available_bytes() // 2
+    return max(1, int(budget // batch_bytes(arch, n_points)))
+
+
+def available_bytes() -> int:
+    """MemAvailable (free memory plus what the kernel can reclaim), else the free pages."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 8 << 30

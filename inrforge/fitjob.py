@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,9 +19,10 @@ from tqdm.auto import tqdm
 from . import __version__
 from .arch import INRSpec, make_arch
 from .errors import InrforgeError
-from .fit import FitSettings, default_batch_size, fit_batch, inr_seed, memory_batch_limit
+from .fit import (FitSettings, available_bytes, batch_bytes, check_count, check_device, default_batch_size,
+                  fit_batch, inr_seed, memory_batch_limit)
 from .sources import Source, load_source
-from .store import INRStore, ShardData, create_store, is_store, jsonable, prepare_output
+from .store import INRStore, ShardData, create_store, is_store, jsonable
 
 # Keys of the ``fit`` attribute that do not change the fitted numbers, hence not compared on resume.
 _INFORMATIONAL = ("versions", "threads")
@@ -174,10 +174,13 @@ def prepare_fit(
     """
     if isinstance(source, str):
         source = load_source(source)
-    if int(views) != views or views < 1:
-        raise InrforgeError(f"--views must be a positive integer, got {views}")
-    if int(shard_objects) != shard_objects or shard_objects < 1 or int(chunk_objects) != chunk_objects or chunk_objects < 1:
-        raise InrforgeError("shard and chunk sizes must be positive integers")
+    views = check_count("--views", views)
+    seed = check_count("--seed", seed, minimum=0)
+    shard_objects = check_count("the shard size", shard_objects)
+    chunk_objects = check_count("the chunk size", chunk_objects)
+    # the device is checked before anything asks it for its memory or default batch; a driver
+    # whose workers fit checks only its spelling (the workers check that it exists)
+    check_device(device, here=fit_here)
     if arch is None:
         arch = make_arch("siren-dwsnets", in_features=source.in_features, out_features=source.out_features)
     if arch.in_features != source.in_features or arch.out_features != source.out_features:
@@ -185,20 +188,23 @@ def prepare_fit(
             f"arch maps {arch.in_features} -> {arch.out_features} but source {source.name!r} has "
             f"{source.in_features}-D coordinates and {source.out_features} outputs"
         )
-    if batch_size is None:  # a resumed store keeps its own; a new one gets the device's default
-        batch_size = _recorded_batch_size(out) or default_batch_size(device, len(source.coords))
+    shard_gib = min(shard_objects, len(source)) * views * arch.param_count * 4 * 3 / 2**30  # params, inits, results
+    if fit_here and shard_gib * 2**30 > available_bytes() // 2:
+        raise InrforgeError(f"a shard of {min(shard_objects, len(source))} objects x {views} views holds "
+                            f"{shard_gib:.1f} GiB of parameters while it is fitted, more than this machine has to "
+                            f"spare; use fewer --views or a smaller shard size")
+    if batch_size is None:  # a resumed store keeps its own; a new one the device's default, if it fits
+        batch_size = _recorded_batch_size(out)
+        if batch_size is None:
+            batch_size = default_batch_size(device, len(source.coords))
+            if fit_here:
+                batch_size = min(batch_size, memory_batch_limit(arch, len(source.coords), device))
     settings = dict(steps=steps, lr=lr, target_psnr=target_psnr, batch_size=batch_size, device=device,
                     compile=compile)
     if fit_here:
-        FitSettings(**settings)
-    else:  # the workers check that the device exists; here only its spelling
+        require_memory(FitSettings(**settings), arch, len(source.coords))  # before a store exists
+    else:
         FitSettings(**{**settings, "device": "cpu"})
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError) as e:
-            raise InrforgeError(f"unknown device {device!r}: {e}") from None
-        if dev.type not in ("cpu", "cuda"):
-            raise InrforgeError(f"unsupported device {device!r}; use cpu or cuda[:N]")
     if threads is not None:
         if threads < 1:
             raise InrforgeError(f"--threads must be positive, got {threads}")
@@ -255,7 +261,8 @@ def fit_inrs(
     pending = store.pending_shards()
     if not pending:
         return store
-    settings = capped_settings(plan.fit_settings(), arch, len(source.coords))
+    store.check_writable()
+    settings = plan.fit_settings()
 
     done_objects = len(store) - sum(b - a for a, b in map(store.shard_range, pending))
     bar = tqdm(total=len(store), initial=done_objects, unit="obj", desc="fit",
@@ -275,19 +282,34 @@ def fit_inrs(
     try:
         for k in pending:
             start, stop = store.shard_range(k)
-            store.write_shard(fit_shard(arch, source, start, stop, views, seed, settings, on_batch))
+            shard = fit_shard(arch, source, start, stop, views, seed, settings, on_batch)
+            try:
+                store.write_shard(shard)
+            except OSError as e:
+                raise InrforgeError(f"cannot write shard {k} to {store.path}: {e.strerror or e}") from None
     finally:
         bar.close()
     return store
 
 
-def capped_settings(settings: FitSettings, arch: INRSpec, n_points: int) -> FitSettings:
-    """``settings`` with the batch size lowered (and a warning) when it does not fit in memory here."""
+def require_memory(settings: FitSettings, arch: INRSpec, n_points: int) -> FitSettings:
+    """``settings`` if a batch of ``settings.batch_size`` INRs fits in memory here, else an error.
+
+    The batch size is part of a store's identity (it decides which INRs share a step, and the
+    rounding of the shared products), so it is never lowered silently: a store fitted with it
+    could not be resumed bit-identically.
+    """
     limit = memory_batch_limit(arch, n_points, settings.device)
     if settings.batch_size > limit:
-        warnings.warn(f"batch size {settings.batch_size} INRs does not fit in memory here; using {limit}")
-        settings = FitSettings(**{**settings.__dict__, "batch_size": limit})
+        need = settings.batch_size * batch_bytes(arch, n_points) / 2**30
+        raise InrforgeError(
+            f"a batch of {settings.batch_size} INRs of {n_points} points needs about {need:.1f} GiB, more than "
+            f"this {settings.device} has to spare (about {limit} INRs fit); pass --batch-size {limit} or less "
+            f"(a new --out: a store keeps the batch size it was started with)")
     return settings
+
+
+capped_settings = require_memory  # the name inrforge.distributed imports
 
 
 def _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, chunk_objects,
@@ -305,9 +327,9 @@ def _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, ch
                 f"{path} holds a store fitted with other arguments ({'; '.join(diffs[:3])}"
                 f"{'; ...' if len(diffs) > 3 else ''}); pass --overwrite to replace it or choose another --out"
             )
-    prepare_output(path, overwrite=True)  # removes the old store; refuses a foreign folder
+    # the old store (if any) is replaced only once the new one is complete; a foreign folder is refused
     return create_store(
         path, arch=arch, n_objects=len(source), views=views, labels=source.labels,
         splits=make_splits(source, seed, val_fraction, test_fraction), source=source.describe(),
-        fit=fit_attrs, shard_objects=shard_objects, chunk_objects=chunk_objects,
+        fit=fit_attrs, shard_objects=shard_objects, chunk_objects=chunk_objects, overwrite=True,
     )

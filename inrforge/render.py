@@ -24,6 +24,8 @@ def check_image_path(path: str) -> str:
         raise InrforgeError(f"cannot write {path}: it is a folder; give an image file name such as grid.png")
     if not os.path.isdir(os.path.dirname(out)):
         raise InrforgeError(f"cannot write {path}: folder {os.path.dirname(out)} does not exist")
+    if not os.access(os.path.dirname(out), os.W_OK) or (os.path.exists(out) and not os.access(out, os.W_OK)):
+        raise InrforgeError(f"cannot write {path}: permission denied")
     ext = os.path.splitext(out)[1].lstrip(".").lower()
     formats = Figure().canvas.get_supported_filetypes()
     if ext not in formats:
@@ -104,6 +106,10 @@ def render_grid(store: INRStore, out_png: str, n: int = 16, view: int = 0, split
     top = "top: ground truth, bottom: INR" if truth is not None and grid["kind"] == "image" else "INR reconstructions"
     fig.suptitle(f"{store.source.get('name')} view {view}: {top}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
+    try:
+        fig.savefig(out_png, dpi=120)
+    except OSError as e:
+        raise InrforgeError(f"cannot write {out_png}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
     return out_png

@@ -55,26 +55,67 @@ def _is_url(path) -> bool:
     return "://" in str(path)
 
 
+def local_path(path) -> str:
+    """``path`` as a string; a ``file://`` URL becomes the plain local path it names."""
+    path = str(path)
+    return path[len("file://"):] if path.startswith("file://") else path
+
+
 def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.ndarray,
                  splits: dict[str, np.ndarray], source: dict, fit: dict, shard_objects: int = 256,
-                 chunk_objects: int = 16, extra_attrs: dict | None = None) -> "INRStore":
+                 chunk_objects: int = 16, extra_attrs: dict | None = None, overwrite: bool = False) -> "INRStore":
     """Create an empty store with every array sized up front; returns it opened for writing.
 
     On a local filesystem the group is built in a temporary sibling folder and renamed into
-    place, so a store is either complete or absent.
+    place, so a store is either complete or absent.  An existing store at ``path`` is replaced
+    only with ``overwrite``, and only once the new one is complete: if anything fails before,
+    the old store is untouched.  Anything else at ``path`` (a file, a non-empty folder) is refused.
     """
+    path = local_path(path)
+    prepare_output(path, overwrite)
     if n_objects <= 0 or views <= 0:
         raise InrforgeError(f"nothing to store: {n_objects} objects x {views} views")
     shard_objects = max(1, min(int(shard_objects), n_objects))
     chunk_objects = max(1, min(int(chunk_objects), shard_objects))
     while shard_objects % chunk_objects:  # a shard must hold whole chunks
         chunk_objects -= 1
+    final = path
+    if _is_url(final):  # no rename on object stores: the old store goes first
+        if is_store(final):
+            remove_store(final)
+        tmp = final
+    else:
+        tmp = f"{final.rstrip('/')}.tmp-{os.getpid()}"
+    try:
+        if tmp != final and os.path.exists(tmp):
+            shutil.rmtree(tmp)
+        _build_group(tmp, arch, n_objects, views, labels, splits, shard_objects, chunk_objects, {
+            "arch": arch.to_dict(),
+            "layout": arch.layout_dicts(),
+            "source": source,
+            "fit": fit,
+            "n_objects": int(n_objects),
+            "views": int(views),
+            "shard_objects": shard_objects,
+            "chunk_objects": chunk_objects,
+            **(extra_attrs or {}),
+        })
+        if tmp != final:
+            _swap_into_place(tmp, final)
+    except BaseException as e:  # the half-built folder goes; an old store at final stays
+        if tmp != final:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise InrforgeError(f"cannot write a store at {final}: {e.strerror or e}") from None
+        raise
+    return INRStore(final, mode="r+")
+
+
+def _build_group(path: str, arch: INRSpec, n_objects: int, views: int, labels, splits: dict,
+                 shard_objects: int, chunk_objects: int, attrs: dict) -> None:
+    """Write the empty group of :func:`create_store` at ``path``, its format marker last."""
     p = arch.param_count
-    final = str(path)
-    tmp = final if _is_url(final) else f"{final.rstrip('/')}.tmp-{os.getpid()}"
-    if not _is_url(final) and os.path.exists(tmp):
-        shutil.rmtree(tmp)
-    root = zarr.open_group(tmp, mode="w")
+    root = zarr.open_group(path, mode="w")
     zarr.create_array(root.store, name="params", shape=(n_objects, views, p), dtype="float32",
                       chunks=(chunk_objects, views, p), shards=(shard_objects, views, p), fill_value=np.nan)
     labels = np.asarray(labels)
@@ -93,23 +134,28 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
     if arch.fourier is not None:
         m = arch.fourier.matrix().numpy()
         root.create_array("fourier_matrix", shape=m.shape, dtype="float32", chunks=m.shape)[...] = m
-    attrs = {
-        "arch": arch.to_dict(),
-        "layout": arch.layout_dicts(),
-        "source": source,
-        "fit": fit,
-        "n_objects": int(n_objects),
-        "views": int(views),
-        "shard_objects": shard_objects,
-        "chunk_objects": chunk_objects,
-        **(extra_attrs or {}),
-    }
     root.attrs.update(jsonable(attrs))
     # The format marker goes last: a group without it was never finished.
     root.attrs["inrforge"] = {"format": FORMAT_VERSION, "version": __version__}
-    if tmp != final:
-        os.replace(tmp, final)
-    return INRStore(final, mode="r+")
+
+
+def _swap_into_place(new: str, final: str) -> None:
+    """Rename the finished folder ``new`` to ``final``; a store already there is moved aside
+    first and deleted only after the rename."""
+    old = None
+    if is_store(final):
+        old = f"{final.rstrip('/')}.old-{os.getpid()}"
+        os.replace(final, old)
+    elif os.path.isdir(final):
+        os.rmdir(final)  # an empty folder (prepare_output refused any other)
+    try:
+        os.replace(new, final)
+    except OSError:
+        if old is not None:
+            os.replace(old, final)
+        raise
+    if old is not None:
+        shutil.rmtree(old)
 
 
 def jsonable(obj):
@@ -120,7 +166,7 @@ def jsonable(obj):
 def is_store(path) -> bool:
     """True when ``path`` holds a finished inrforge group (of any format version)."""
     try:
-        return "inrforge" in zarr.open_group(str(path), mode="r").attrs
+        return "inrforge" in zarr.open_group(local_path(path), mode="r").attrs
     except Exception:
         return False
 
@@ -129,7 +175,9 @@ class INRStore:
     """An opened store.  ``len(store)`` objects, ``store.views`` views each, ``store.arch``."""
 
     def __init__(self, path, mode: str = "r"):
-        self.path = str(path)
+        if mode not in ("r", "r+"):  # zarr's "w"/"a"/"x" would create or empty the group
+            raise InrforgeError(f"open a store with mode 'r' (read) or 'r+' (read and write), not {mode!r}")
+        self.path = local_path(path)
         if not _is_url(self.path) and not os.path.exists(self.path):
             raise InrforgeError(f"no store at {self.path}")
         try:
@@ -197,6 +245,15 @@ class INRStore:
         done = self.done()
         return [k for k in range(self.n_shards) if not done[slice(*self.shard_range(k))].all()]
 
+    def check_writable(self) -> None:
+        """An :class:`InrforgeError` unless every folder of a local store may be written (a resume
+        finds out before it fits anything, not when it writes the first shard)."""
+        if _is_url(self.path):
+            return
+        for folder, _, _ in os.walk(self.path):
+            if not os.access(folder, os.W_OK):
+                raise InrforgeError(f"{self.path} is read-only here ({folder}); cannot resume the fit into it")
+
     def write_shard(self, data: ShardData) -> None:
         """Write one whole shard: params, metrics, and last its ``done`` flags."""
         start, stop = data.start, data.start + len(data.params)
@@ -211,22 +268,42 @@ class INRStore:
         self.root["done"][start:stop] = np.ones(stop - start, dtype=bool)
 
     # ----- reading ----------------------------------------------------------------------
-    def read_flat(self, indices, view: int | None = 0) -> np.ndarray:
-        """Flat parameters (n, P) of ``view`` (or (n, V, P) for ``view=None``) of the objects
-        ``indices`` (ints or a slice), read with one sorted orthogonal selection."""
+    def object_indices(self, indices) -> np.ndarray:
+        """``indices`` (an int, a sequence or array of ints, a bool mask of length N, or a slice)
+        as an int64 array of object numbers."""
         if isinstance(indices, slice):
-            sel = self.params[indices]
-            return sel if view is None else sel[:, self.check_view(view)]
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+            return np.arange(len(self))[indices]
+        arr = np.asarray(indices)
+        if arr.dtype == bool:
+            if arr.shape != (len(self),):
+                raise InrforgeError(f"a boolean mask must have one entry per object ({len(self)}), got shape {arr.shape}")
+            return np.flatnonzero(arr)
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise InrforgeError(f"object indices must be integers, got {arr.dtype}")
+        idx = arr.astype(np.int64).reshape(-1)
         if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
             raise InrforgeError(f"object index out of range for a store of {len(self)} objects")
-        idx = idx % len(self) if len(idx) else idx
+        return idx % len(self) if len(idx) else idx
+
+    def read_flat(self, indices, view: int | None = 0) -> np.ndarray:
+        """Flat parameters (n, P) of ``view`` (or (n, V, P) for ``view=None``) of the objects
+        ``indices`` (see :meth:`object_indices`), read with one sorted orthogonal selection."""
+        if view is not None:
+            view = self.check_view(view)
+        if isinstance(indices, slice) and indices.step in (None, 1):  # a contiguous read
+            sel = self.params[indices]
+            return sel if view is None else sel[:, view]
+        idx = self.object_indices(indices)
+        if len(idx) == 0:
+            return np.empty((0,) + self.params.shape[1 if view is None else 2:], dtype=np.float32)
+        if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise InrforgeError(f"object index out of range for a store of {len(self)} objects")
         order = np.argsort(idx, kind="stable")
         uniq, inverse = np.unique(idx[order], return_inverse=True)
         if view is None:
             block = self.params.get_orthogonal_selection((uniq, slice(None), slice(None)))
         else:
-            block = self.params.get_orthogonal_selection((uniq, self.check_view(view), slice(None)))
+            block = self.params.get_orthogonal_selection((uniq, view, slice(None)))
         out = np.empty((len(idx),) + block.shape[1:], dtype=block.dtype)
         out[order] = block[inverse]
         return out
@@ -239,9 +316,10 @@ class INRStore:
         return int(view)
 
     def read(self, indices, view: int = 0) -> tuple[Weights, torch.Tensor]:
-        """``(weights, labels)`` for the objects ``indices`` at one view."""
-        flat = torch.from_numpy(np.ascontiguousarray(self.read_flat(indices, view)))
-        idx = np.arange(len(self))[indices] if isinstance(indices, slice) else np.asarray(indices)
+        """``(weights, labels)`` for the objects ``indices`` at one view (see :meth:`object_indices`;
+        a single int gives a batch of one)."""
+        idx = self.object_indices(indices)
+        flat = torch.from_numpy(np.ascontiguousarray(self.read_flat(idx, view)))
         return Weights.from_flat(flat, self.arch), torch.from_numpy(np.asarray(self.labels[idx]))
 
     # ----- summary ----------------------------------------------------------------------
@@ -286,16 +364,16 @@ def _size_on_disk(path: str) -> int | None:
 
 
 def prepare_output(path, overwrite: bool = False) -> None:
-    """Make ``path`` ready for a new store without ever destroying foreign data.
+    """Check that a new store may be written at ``path``; deletes nothing.
 
-    An existing inrforge store is removed only with ``overwrite`` (else an error); an existing
+    An existing inrforge store may be replaced only with ``overwrite`` (else an error; the
+    replacement happens in :func:`create_store`, once the new store is complete); an existing
     file or non-empty folder that is not a store is always refused.
     """
-    path = str(path)
+    path = local_path(path)
     if is_store(path):
         if not overwrite:
             raise InrforgeError(f"{path} already holds a store; pass --overwrite to replace it or choose another --out")
-        remove_store(path)
     elif not _is_url(path) and os.path.exists(path) and (os.path.isfile(path) or os.listdir(path)):
         raise InrforgeError(f"{path} exists and is not an inrforge store; refusing to write there")
 
@@ -307,6 +385,7 @@ def open_store(path, mode: str = "r") -> INRStore:
 
 def remove_store(path) -> None:
     """Delete an inrforge store (refuses anything that is not one)."""
+    path = local_path(path)
     if not is_store(path):
         raise InrforgeError(f"refusing to delete {path}: it is not an inrforge store")
     if _is_url(path):

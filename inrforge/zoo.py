@@ -49,7 +49,7 @@ from .fit import check_device, inr_seed
 from .fitjob import _differences, _fit_identity, _versions
 from .inr import forward
 from .sources import load_source
-from .store import INRStore, ShardData, create_store, is_store, jsonable, prepare_output
+from .store import INRStore, ShardData, create_store, is_store, jsonable
 from .weights import Weights
 
 ZOO_SOURCE = "classifier-zoo"
@@ -344,7 +344,6 @@ def fit_zoo(out, *, data: str = "digits", n_classifiers: int = 512, hidden: int 
                                 "pass overwrite=True (--overwrite) or choose another output")
         store = None if diffs else store
     if store is None:
-        prepare_output(out, overwrite=True)
         rng = np.random.default_rng([seed, 2])
         perm = rng.permutation(n_classifiers)
         n_val, n_test = int(round(val_fraction * n_classifiers)), int(round(zoo_test_fraction * n_classifiers))
@@ -352,7 +351,8 @@ def fit_zoo(out, *, data: str = "digits", n_classifiers: int = 512, hidden: int 
                   "train": np.sort(perm[n_val + n_test:])}
         store = create_store(out, arch=arch, n_objects=n_classifiers, views=1,
                              labels=np.full(n_classifiers, np.nan, dtype=np.float32), splits=splits, source=source,
-                             fit=fit_attrs, shard_objects=shard_objects, chunk_objects=min(16, shard_objects))
+                             fit=fit_attrs, shard_objects=shard_objects, chunk_objects=min(16, shard_objects),
+                             overwrite=True)
     acc_array = _accuracy_array(store)
     for k in store.pending_shards():
         start, stop = store.shard_range(k)

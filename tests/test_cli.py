@@ -89,6 +89,10 @@ def test_fit_never_writes_into_a_foreign_folder(tmp_path, capsys):
     (["train", "x", "--workers", "-1"], 2, "argument --workers: expected an integer >= 0, got '-1'"),
     (["render", "x", "--out", "y.png", "--view", "-1"], 2, "argument --view: expected an integer >= 0"),
     (["fit", "--source", "digits", "--out", "x", "--source-opt", "n=3"], 1, "unknown option"),
+    (["fit", "--source", "digits", "--out", "x", "--seed", "-1"], 2, "argument --seed: expected an integer >= 0"),
+    (["fit", "--source", "digits", "--out", "x", "--device", "foo"], 1, "unknown device 'foo'; use cpu or cuda[:N]"),
+    (["fit", "--source", "digits", "--out", "x", "--views", "100000000"], 1, "use fewer --views"),
+    (["train", "x", "--dropout", "2"], 2, "argument --dropout: expected a probability in [0, 1]"),
     (["info", "/no/such/store"], 1, "no store at"),
     (["render", "/no/such/store", "--out", "x.png"], 1, "no store at"),
     (["render", "/no/such/store", "--out", "x.txt"], 1, ".txt is not an image format"),
@@ -144,3 +148,31 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
         if k in finished:
             assert after[f] == m
     assert len(after) == 12
+
+
+def test_info_json_is_strict_json_before_anything_is_fitted(tmp_path, capsys):
+    import json
+
+    from inrforge.fitjob import prepare_fit
+
+    out = tmp_path / "s.zarr"
+    prepare_fit("digits", out, steps=2, compile=False)  # created, nothing fitted: no PSNR to summarise
+    code, stdout, _ = run(["info", str(out), "--json"], capsys)
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    info = json.loads(stdout, parse_constant=refuse)
+    assert code == 0 and info["psnr_median"] is None and info["done_fraction"] == 0.0
+
+
+def test_render_into_a_folder_it_cannot_write(tmp_path, capsys, monkeypatch):
+    import inrforge.render as render_module
+
+    out = str(tmp_path / "d.zarr")
+    assert run(FAST + ["--limit", "4", "--out", out], capsys)[0] == 0
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(render_module.os, "access", lambda p, mode: os.path.abspath(p) != str(locked))
+    code, _, err = run(["render", out, "--out", str(locked / "x.png")], capsys)
+    assert code == 1 and "permission denied" in err and err.count("\n") == 1 and not os.listdir(locked)

@@ -32,3 +32,43 @@ def test_resume_without_batch_size_keeps_the_stores(tmp_path):
 
     with pytest.raises(InrforgeError, match="other arguments"):  # a different explicit one is refused
         fit_inrs(src, part, batch_size=7, **kw)
+
+
+def test_impossible_arguments_are_refused_before_a_store_exists(tmp_path):
+    src = load_source("digits", limit=6)
+    out = tmp_path / "s.zarr"
+    for kw, msg in ((dict(steps=2.0), "--steps must be a positive integer, got 2.0"),
+                    (dict(views=True), "--views must be a positive integer, got True"),
+                    (dict(seed=-1), "--seed must be an integer >= 0, got -1"),
+                    (dict(device=None), "unknown device None"),
+                    (dict(views=10**8), "a shard of 6 objects x 100000000 views holds")):
+        with pytest.raises(InrforgeError, match=msg):
+            fit_inrs(src, out, **{"steps": 2, "compile": False, "progress": False, **kw})
+        assert not out.exists()
+
+
+def test_a_failed_overwrite_keeps_the_old_store(tmp_path):
+    src = load_source("digits", limit=6)
+    out = tmp_path / "s.zarr"
+    fit_inrs(src, out, steps=2, compile=False, progress=False)
+    before = snapshot(out)
+    with pytest.raises(InrforgeError, match="test_fraction"):
+        fit_inrs(src, out, steps=3, compile=False, progress=False, overwrite=True, test_fraction=1.5)
+    assert_same(before, snapshot(out))
+
+
+def test_the_batch_size_is_never_lowered_silently(tmp_path, monkeypatch):
+    """A batch that does not fit in memory is refused (the batch size is part of the store's
+    identity); the automatic one of a new store is capped before it is recorded."""
+    import inrforge.fit as fit_module
+    from inrforge.arch import make_arch
+    from inrforge.fit import batch_bytes
+
+    src = load_source("digits", limit=12)
+    per_inr = batch_bytes(make_arch(), len(src.coords))
+    monkeypatch.setattr(fit_module, "available_bytes", lambda: 2 * 7 * per_inr)  # room for 7 INRs
+    with pytest.raises(InrforgeError, match="a batch of 10 INRs .* pass --batch-size 7 or less"):
+        fit_inrs(src, tmp_path / "a.zarr", batch_size=10, steps=2, compile=False, progress=False)
+    assert not (tmp_path / "a.zarr").exists()
+    store = fit_inrs(src, tmp_path / "b.zarr", steps=2, compile=False, progress=False)
+    assert store.attrs["fit"]["batch_size"] == 7

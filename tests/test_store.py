@@ -111,3 +111,74 @@ def test_out_of_range_reads(tmp_path):
         s.read_flat([10])
     with pytest.raises(InrforgeError, match="view 2"):
         s.read([0], view=2)
+
+
+def test_index_forms_of_read(tmp_path):
+    s = make(tmp_path / "s.zarr")
+    for k in range(s.n_shards):
+        s.write_shard(shard_data(s, k))
+    everything = s.read_flat(np.arange(10))
+    w, y = s.read(np.arange(10) < 3)  # a mask selects objects 0..2
+    assert torch.equal(w.flatten(), torch.from_numpy(everything[:3])) and y.tolist() == [0, 1, 2]
+    w, y = s.read(5)  # one object: a batch of one
+    assert len(w) == 1 and y.shape == (1,)
+    w, y = s.read([])
+    assert len(w) == 0 and y.shape == (0,)
+    w, y = s.read(slice(None, None, -1))
+    assert torch.equal(w.flatten(), torch.from_numpy(everything[::-1].copy())) and y.tolist() == (np.arange(10) % 3)[::-1].tolist()
+    assert s.read_flat(slice(2, 5), view=None).shape == (3, 2, ARCH.param_count)
+    with pytest.raises(InrforgeError, match="one entry per object"):
+        s.read(np.arange(4) < 2)
+    with pytest.raises(InrforgeError, match="must be integers"):
+        s.read([0.5])
+
+
+def test_a_write_mode_open_is_refused_and_empties_nothing(tmp_path):
+    s = make(tmp_path / "s.zarr")
+    before = sorted(p.name for p in (tmp_path / "s.zarr").iterdir())
+    for mode in ("w", "a", "x", "w-"):
+        with pytest.raises(InrforgeError, match="mode 'r'"):
+            open_store(s.path, mode=mode)
+    assert sorted(p.name for p in (tmp_path / "s.zarr").iterdir()) == before
+    assert len(open_store(s.path)) == 10
+
+
+def test_overwrite_replaces_a_store_only_once_the_new_one_is_complete(tmp_path, monkeypatch):
+    import inrforge.store as store_module
+
+    old = make(tmp_path / "s.zarr")
+    old.write_shard(shard_data(old, 0))
+    with pytest.raises(InrforgeError, match="already holds a store"):
+        make(tmp_path / "s.zarr")
+    replacement = dict(arch=ARCH, n_objects=3, views=1, labels=np.zeros(3, np.int64), splits={"train": np.arange(3)},
+                       source={"name": "other"}, fit={}, overwrite=True)
+
+    def disk_full(obj):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:  # the disk fills up half-way through building the new store
+        m.setattr(store_module, "jsonable", disk_full)
+        with pytest.raises(InrforgeError, match="cannot write a store at .*No space left"):
+            create_store(tmp_path / "s.zarr", **replacement)
+    kept = open_store(tmp_path / "s.zarr")
+    assert kept.done()[:4].all() and kept.attrs["fit"] == {"steps": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]  # no half-built folder left
+    new = create_store(tmp_path / "s.zarr", **replacement)
+    assert len(new) == 3 and not new.done().any() and sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]
+
+
+def test_file_urls_are_local_paths(tmp_path):
+    s = make(f"file://{tmp_path}/u.zarr")
+    assert s.path == f"{tmp_path}/u.zarr" and is_store(tmp_path / "u.zarr")
+    assert len(open_store(f"file://{tmp_path}/u.zarr")) == 10
+
+
+def test_a_read_only_store_is_reported_before_any_work(tmp_path, monkeypatch):
+    import inrforge.store as store_module
+
+    s = make(tmp_path / "s.zarr")
+    s.check_writable()
+    params = str(tmp_path / "s.zarr" / "params")
+    monkeypatch.setattr(store_module.os, "access", lambda p, mode: str(p) != params)
+    with pytest.raises(InrforgeError, match="read-only"):
+        s.check_writable()
