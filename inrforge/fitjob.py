@@ -172,8 +172,7 @@ def prepare_fit(
     device's spelling and records ``threads`` (per task, default 1) in the informational
     ``fit.threads`` attribute.
     """
-    if isinstance(source, str):
-        source = load_source(source)
+    source = load_source(source) if isinstance(source, str) else source.check()  # something to fit
     views = check_count("--views", views)
     seed = check_count("--seed", seed, minimum=0)
     shard_objects = check_count("the shard size", shard_objects)

