@@ -96,8 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("data", help="folder of per-INR state dicts (seq.{i}.weight / seq.{i}.bias)")
     im.add_argument("--out", required=True, help="store to create")
     im.add_argument("--splits", help="DWSNets splits JSON ({split: {path: [...], label: [...]}}); default DIR/splits.json if present")
-    im.add_argument("--arch", default="siren-dwsnets", choices=PRESETS, help="family/offset of the INRs (shapes are read from the files)")
-    im.add_argument("--w0", type=positive_float, default=30.0)
+    im.add_argument("--arch", default=None, choices=("siren-dwsnets", "siren", "relu"),
+                    help="family/offset/init of INRs whose splits JSON records no arch (default siren-dwsnets; shapes "
+                         "are read from the files); an export-dws folder's recorded arch, relu-fourier included, "
+                         "is used as is")
+    im.add_argument("--w0", type=positive_float, default=None,
+                    help="SIREN w0 of INRs whose splits JSON records no arch (default 30)")
     im.add_argument("--image-size", help="HxW grid the INRs were fitted on (e.g. 28x28), for render")
     im.add_argument("--overwrite", action="store_true")
 

@@ -4,12 +4,28 @@ That form is one PyTorch state dict (``.pth``) per INR, with ``seq.{i}.weight`` 
 ``seq.{i}.bias`` (out,), and a splits JSON ``{"train"|"val"|"test": {"path": [...], "label":
 [...]}}``.  The labels may instead be a ``label`` key in each state dict.  Importing makes a
 one-view store.  Its PSNR is NaN ("unknown"): the targets are not part of that form.
+
+Three conventions differ from inrforge's and are converted both ways (docs/format.md, "DWSNets
+import and export"):
+
+* coordinates: DWSNets' ``make_coordinates`` feeds ``(x, y) = (column, row)``; inrforge feeds
+  ``(row, column)``.  For INRs of 2-D coordinates the two input columns of the first layer's
+  weight are swapped on import and on export (``W0[:, [1, 0]]``), an exact change of variables;
+* labels: DWSNets writes class ids as strings (``"2"``); labels that are all integers become
+  int64 class ids, other numbers float32 regression targets;
+* an export's ``splits.json`` also records the ``arch``, the labels' dtype, the coordinate grid
+  and, for Fourier-feature archs, the ``fourier_matrix``, which an import uses.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +33,24 @@ import torch
 
 from .arch import INRSpec, make_arch
 from .errors import InrforgeError
-from .store import INRStore, ShardData, create_store, open_store, prepare_output
+from .store import (INRStore, ShardData, create_store, is_store, local_path, open_store, prepare_output,
+                    remove_store)
 
-_KEY = re.compile(r"^(?:seq|layers|net|model)\.(\d+)\.(weight|bias)$")
+_KEY = re.compile(r"^(seq|layers|net|model)\.(\d+)\.(weight|bias)$")
+_SPLITS = ("train", "val", "test")
+_MAX_EXACT_INT = 2 ** 53  # floats beyond this are not trusted to be integers
 
+
+# ----- reading state dicts ---------------------------------------------------------------------
 
 def _load_state(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise InrforgeError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "Weights only load failed" in msg:
+            msg = "not a PyTorch file that torch.load(weights_only=True) accepts"
+        raise InrforgeError(f"cannot read {path}: {msg}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = {**state["state_dict"], **({"label": state["label"]} if "label" in state else {})}
     if not isinstance(state, dict):
@@ -35,66 +59,309 @@ def _load_state(path: Path) -> dict:
 
 
 def _layers(state: dict, path) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The (weight, bias) pairs of a state dict, in layer order."""
+    """The (weight, bias) pairs of a state dict, in layer order, checked to form an MLP."""
     found: dict[int, dict[str, torch.Tensor]] = {}
+    prefixes = set()
     for key, value in state.items():
-        m = _KEY.match(key)
+        m = _KEY.match(str(key))
         if m:
-            found.setdefault(int(m.group(1)), {})[m.group(2)] = value
+            prefixes.add(m.group(1))
+            if not torch.is_tensor(value):
+                raise InrforgeError(f"{path}: {key} is a {type(value).__name__}, not a tensor")
+            found.setdefault(int(m.group(2)), {})[m.group(3)] = value
     if not found:
         raise InrforgeError(f"{path}: no seq.{{i}}.weight / seq.{{i}}.bias entries")
+    if len(prefixes) > 1:
+        raise InrforgeError(f"{path}: layers under several prefixes ({', '.join(sorted(prefixes))}); "
+                            f"expected one MLP such as seq.{{i}}.weight / seq.{{i}}.bias")
     layers = []
     for i in sorted(found):
         if set(found[i]) != {"weight", "bias"}:
             raise InrforgeError(f"{path}: layer {i} lacks its weight or bias")
-        layers.append((found[i]["weight"], found[i]["bias"]))
+        w, b = found[i]["weight"], found[i]["bias"]
+        if w.ndim != 2 or b.ndim != 1 or b.shape[0] != w.shape[0]:
+            raise InrforgeError(f"{path}: layer {i} has weight {tuple(w.shape)} and bias {tuple(b.shape)}; "
+                                f"expected (out, in) and (out,)")
+        if layers and w.shape[1] != layers[-1][0].shape[0]:
+            raise InrforgeError(f"{path}: layer {i} takes {w.shape[1]} inputs but the layer before gives "
+                                f"{layers[-1][0].shape[0]}")
+        if w.is_complex() or b.is_complex():
+            raise InrforgeError(f"{path}: layer {i} is complex-valued")
+        layers.append((w, b))
     return layers
 
 
 def arch_from_state(state: dict, path="state dict", preset: str = "siren-dwsnets", w0: float = 30.0) -> INRSpec:
-    """The INRSpec whose shapes match a state dict (family and init from ``preset``)."""
+    """The INRSpec whose shapes match a state dict (family, offset and init from ``preset``).
+
+    ``relu-fourier`` is refused: a plain state dict lacks the Fourier matrix its first layer reads.
+    """
     layers = _layers(state, path)
     widths = [layers[0][0].shape[1]] + [w.shape[0] for w, _ in layers]
+    if preset == "relu-fourier":
+        raise InrforgeError(f"{path}: relu-fourier INRs need their Fourier matrix, which a plain state dict "
+                            "lacks; import them from an inrforge export-dws folder (its splits.json records "
+                            "the arch and the matrix)")
     base = make_arch(preset, w0=w0)
     return INRSpec(widths=tuple(widths), family=base.family, w0=base.w0, output_offset=base.output_offset,
                    init=base.init)
 
 
-def _flat(state: dict, arch: INRSpec, path) -> np.ndarray:
+def _flat(state: dict, arch: INRSpec, path, what: str) -> np.ndarray:
     layers = _layers(state, path)
     shapes = [(tuple(w.shape), tuple(b.shape)) for w, b in layers]
     if shapes != [(ws, bs) for ws, bs in zip(arch.weight_shapes, arch.bias_shapes)]:
-        raise InrforgeError(f"{path}: layer shapes {shapes} differ from the first INR's arch {list(arch.widths)}")
-    return torch.cat([t.detach().float().reshape(-1) for pair in layers for t in pair]).numpy()
+        raise InrforgeError(f"{path}: layer shapes {shapes} differ from {what} {list(arch.widths)}")
+    flat = torch.cat([t.detach().float().reshape(-1) for pair in layers for t in pair]).numpy()
+    if not np.isfinite(flat).all():
+        raise InrforgeError(f"{path}: the weights hold NaN or infinite values")
+    return flat
 
 
-def _from_splits_json(splits_file: Path) -> tuple[list[Path], list, dict]:
+def _swaps_inputs(arch: INRSpec) -> bool:
+    """True for INRs of 2-D coordinates: DWSNets orders them (x = column, y = row)."""
+    return arch.in_features == 2
+
+
+def _swap_first_layer_inputs(params: np.ndarray, arch: INRSpec) -> None:
+    """Swap, in place, the two input columns of the first weight of (n, P) flat parameters."""
+    d1 = arch.widths[1]
+    w = params[:, : 2 * d1].reshape(len(params), d1, 2)
+    params[:, : 2 * d1] = w[:, :, ::-1].reshape(len(params), 2 * d1)
+
+
+# ----- labels --------------------------------------------------------------------------------
+
+def _number(value, where: str):
+    """A label entry as an int or a finite float; DWSNets' string class ids ("2") are numbers too."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            value = float(text)
+        except ValueError:
+            raise InrforgeError(f"{where}: label {value!r} is not a number (labels must be class ids "
+                                "or regression targets)") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InrforgeError(f"{where}: label {value!r} is not a number (labels must be class ids or "
+                            "regression targets)")
+    if isinstance(value, numbers.Integral):
+        value = int(value)
+        if not -2 ** 63 <= value < 2 ** 63:
+            raise InrforgeError(f"{where}: label {value} does not fit in int64")
+        return value
+    value = float(value)
+    if not math.isfinite(value):
+        raise InrforgeError(f"{where}: label {value} is not finite")
+    return value
+
+
+def _label(value, where: str):
+    """A label: a number, or a flat non-empty list of numbers (a vector target)."""
+    if torch.is_tensor(value):
+        if value.ndim > 1:
+            raise InrforgeError(f"{where}: label of shape {tuple(value.shape)}; expected a number or a vector")
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        if not value or any(isinstance(v, (list, tuple)) for v in value):
+            raise InrforgeError(f"{where}: label {value!r} must be a number or a non-empty flat list of numbers")
+        return [_number(v, where) for v in value]
+    return _number(value, where)
+
+
+def _is_integer(v) -> bool:
+    return isinstance(v, int) or (v.is_integer() and abs(v) <= _MAX_EXACT_INT)
+
+
+def _label_array(labels: list, wheres: list[str], recorded_dtype=None) -> np.ndarray:
+    """int64 class ids when every (scalar) label is an integer, else float32; vectors are float32."""
+    shapes = [len(v) if isinstance(v, list) else None for v in labels]
+    for k, s in enumerate(shapes):
+        if s != shapes[0]:
+            what = (lambda s: "a number" if s is None else f"a vector of {s}")
+            raise InrforgeError(f"labels of different shapes: {wheres[0]} has {what(shapes[0])}, "
+                                f"{wheres[k]} has {what(s)}")
+    if shapes[0] is not None:
+        return np.asarray(labels, dtype=np.float32)
+    integral = all(_is_integer(v) for v in labels)
+    if recorded_dtype == "int64" and not integral:
+        k = next(k for k, v in enumerate(labels) if not _is_integer(v))
+        raise InrforgeError(f"{wheres[k]}: label {labels[k]} is not an integer, but the splits file "
+                            "records int64 (class id) labels")
+    if integral and recorded_dtype != "float32":
+        return np.asarray([int(v) for v in labels], dtype=np.int64)
+    return np.asarray(labels, dtype=np.float32)
+
+
+# ----- the splits JSON -----------------------------------------------------------------------
+
+def _from_splits_json(splits_file: Path) -> tuple[list[Path], list, list[str], dict, dict]:
+    """(paths, labels (None: read from the file), where each label came from, splits, spec)."""
     try:
         spec = json.loads(splits_file.read_text())
     except (OSError, ValueError) as e:
         raise InrforgeError(f"cannot read splits file {splits_file}: {e}") from None
-    paths, labels, splits = [], [], {}
-    for name in ("train", "val", "test"):
+    if not isinstance(spec, dict):
+        raise InrforgeError(f"{splits_file}: expected a JSON object {{'train': {{'path': [...], 'label': [...]}}, ...}}, "
+                            f"got a {type(spec).__name__}")
+    paths, labels, wheres, splits, numbers = [], [], [], {}, []
+    for name in _SPLITS:
         part = spec.get(name)
         if part is None:
             continue
         if not isinstance(part, dict) or "path" not in part:
             raise InrforgeError(f"{splits_file}: split {name!r} must be {{'path': [...], 'label': [...]}}")
         p = part["path"]
-        lab = part.get("label", [None] * len(p))
+        lab = part.get("label", [None] * len(p) if isinstance(p, list) else None)
+        if not isinstance(p, list) or not all(isinstance(q, str) for q in p):
+            raise InrforgeError(f"{splits_file}: split {name!r}: 'path' must be a list of file names")
+        if not isinstance(lab, list):
+            raise InrforgeError(f"{splits_file}: split {name!r}: 'label' must be a list (one label per path)")
         if len(lab) != len(p):
             raise InrforgeError(f"{splits_file}: split {name!r} has {len(p)} paths but {len(lab)} labels")
         splits[name] = np.arange(len(paths), len(paths) + len(p))
-        for q in p:
+        index = part.get("index")  # export-dws: the object numbers in the exported store
+        ok = isinstance(index, list) and len(index) == len(p) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and _is_integer(v) for v in index)
+        numbers = numbers + [int(v) for v in index] if ok and numbers is not None else None
+        for k, q in enumerate(p):
             q = Path(q)
             paths.append(q if q.is_absolute() else splits_file.parent / q)
+            wheres.append(f"{splits_file} ({name} entry {k})")
         labels += lab
     if not paths:
         raise InrforgeError(f"{splits_file} lists no INRs")
-    return paths, labels, splits
+    if numbers is not None and sorted(numbers) == list(range(len(paths))):
+        # an export of a whole store: every object goes back to its own number
+        order = np.argsort(numbers)
+        paths, labels, wheres = ([seq[j] for j in order] for seq in (paths, labels, wheres))
+        where = np.asarray(numbers)
+        splits = {name: np.sort(where[idx]) for name, idx in splits.items()}
+    return paths, labels, wheres, splits, spec
 
 
-def import_dws(data_dir, out, splits_file=None, preset: str = "siren-dwsnets", w0: float = 30.0,
+def _recorded_arch(spec: dict, splits_file, preset, w0) -> INRSpec | None:
+    """The arch an export recorded in its splits file (checked against ``preset``/``w0`` if given)."""
+    if "arch" not in spec:
+        return None
+    if not isinstance(spec["arch"], dict):
+        raise InrforgeError(f"{splits_file}: 'arch' must be an object (as export-dws writes it)")
+    try:
+        arch = INRSpec.from_dict(spec["arch"])
+    except InrforgeError as e:
+        raise InrforgeError(f"{splits_file}: {e}") from None
+    if preset is not None:
+        want = make_arch(preset, w0=arch.w0)
+        if (want.family, want.init, want.output_offset, want.fourier is None) != \
+                (arch.family, arch.init, arch.output_offset, arch.fourier is None):
+            raise InrforgeError(f"{splits_file} records a {arch.family} arch (init {arch.init}, output offset "
+                                f"{arch.output_offset}{', Fourier features' if arch.fourier else ''}); it "
+                                f"contradicts --arch {preset}: leave --arch out")
+    if w0 is not None and arch.family == "siren" and float(w0) != arch.w0:
+        raise InrforgeError(f"{splits_file} records w0={arch.w0:g}; it contradicts --w0 {float(w0):g}: leave --w0 out")
+    if arch.fourier is not None:
+        matrix = spec.get("fourier_matrix")
+        try:
+            matrix = np.asarray(matrix, dtype=np.float32)
+        except (TypeError, ValueError):
+            matrix = None
+        expected = arch.fourier.matrix().numpy()
+        if matrix is None or matrix.shape != expected.shape:
+            raise InrforgeError(f"{splits_file}: a Fourier-feature arch needs 'fourier_matrix', a "
+                                f"{expected.shape[0]} x {expected.shape[1]} list of lists")
+        if _swaps_inputs(arch):
+            matrix = matrix[:, ::-1]
+        if not np.array_equal(matrix, expected):
+            raise InrforgeError(f"{splits_file}: 'fourier_matrix' is not the matrix of the recorded Fourier "
+                                f"features (seed {arch.fourier.seed}, sigma {arch.fourier.sigma})")
+    return arch
+
+
+def _recorded_grid(spec: dict, splits_file, arch: INRSpec) -> dict | None:
+    grid = spec.get("grid")
+    if grid is None:
+        return None
+    bad = InrforgeError(f"{splits_file}: 'grid' must be an image grid {{'kind': 'image', 'height', 'width', "
+                        f"'channels'}} for INRs of 2-D coordinates or an interval grid for 1-D ones, "
+                        f"matching the arch's {arch.in_features} inputs and {arch.out_features} outputs")
+    if not isinstance(grid, dict):
+        raise bad
+    posint = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0)
+    if grid.get("kind") == "image":
+        if not (arch.in_features == 2 and posint(grid.get("height")) and posint(grid.get("width"))
+                and grid.get("channels") == arch.out_features):
+            raise bad
+        return dict(grid)  # as recorded, descriptive keys included
+    if grid.get("kind") == "interval":
+        lo, hi = grid.get("lo"), grid.get("hi")
+        if not (arch.in_features == 1 and posint(grid.get("n_points")) and isinstance(grid.get("endpoint", False), bool)
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi))):
+            raise bad
+        return dict(grid)
+    raise bad
+
+
+# ----- writing safely ----------------------------------------------------------------------------
+
+def _make_parent(path: Path, what: str) -> list[Path]:
+    """Create ``path``'s missing parent folders; returns those created (outermost first)."""
+    missing = []
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise InrforgeError(f"cannot write {what} {path}: {parent} is a file, not a folder")
+    missing.reverse()
+    try:
+        for folder in missing:
+            folder.mkdir()
+    except OSError as e:
+        _remove_empty(missing)
+        raise InrforgeError(f"cannot write {what} {path}: {e.strerror or e}") from None
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _staging_dir(path: Path, what: str) -> Path:
+    """A new hidden folder beside ``path`` to build into (fails early when that is not writable)."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".inrforge-tmp", dir=path.parent))
+    except OSError as e:
+        raise InrforgeError(f"cannot write {what} {path}: {e.strerror or e} (in {path.parent})") from None
+
+
+def _move_into_place(new: Path, final: Path, staging: Path) -> None:
+    """Rename ``new`` to ``final``; whatever is at ``final`` (an empty folder, or something we were
+    allowed to replace) is moved into ``staging`` first and comes back if the rename fails."""
+    old = None
+    if final.exists():
+        if final.is_dir() and not any(final.iterdir()):
+            final.rmdir()
+        else:
+            old = staging / "replaced"
+            os.replace(final, old)
+    try:
+        os.replace(new, final)
+    except OSError:
+        if old is not None:
+            os.replace(old, final)
+        raise
+
+
+# ----- import ----------------------------------------------------------------------------------
+
+def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: float | None = None,
                shard_objects: int = 1024, overwrite: bool = False, image_size: tuple[int, int] | None = None) -> INRStore:
     """Convert a folder of per-INR state dicts into a one-view store, keeping the splits.
 
@@ -102,98 +369,213 @@ def import_dws(data_dir, out, splits_file=None, preset: str = "siren-dwsnets", w
     from each file's ``label`` key, and the splits follow the path: ``test`` in it -> test,
     ``val`` -> val, else train.  ``image_size=(H, W)`` records the image grid the INRs were fitted
     on (``inrforge render`` needs it; the DWSNets MNIST INRs are 28 x 28).
+
+    The arch is the one a splits file written by :func:`export_dws` records; ``preset`` and ``w0``
+    (default ``siren-dwsnets`` and 30) are for files that record none, and contradicting a
+    recorded arch is an error.  Every file is read and checked before anything is written, and
+    the store is built beside ``out`` and renamed into place: a failed import leaves ``out`` as
+    it was (with ``overwrite``, an existing store there is replaced only by a complete import).
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InrforgeError(f"no folder {data_dir}")
+    if image_size is not None:
+        if (len(image_size) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
+                                             for v in image_size)):
+            raise InrforgeError(f"image size must be two positive integers (height, width), got {image_size!r}")
+    out = local_path(out)
+    url = "://" in out
+    if is_store(out):
+        if not overwrite:
+            raise InrforgeError(f"{out} already holds a store; pass --overwrite to replace it or choose another --out")
+    else:
+        prepare_output(out, overwrite=False)  # refuses a file or a non-empty folder; deletes nothing
+
     if splits_file is None and (data_dir / "splits.json").exists():
         splits_file = data_dir / "splits.json"
+    spec = {}
     if splits_file is not None:
-        paths, labels, splits = _from_splits_json(Path(splits_file))
+        splits_file = Path(splits_file)
+        paths, labels, wheres, splits, spec = _from_splits_json(splits_file)
     else:
         paths = sorted(data_dir.rglob("*.pth"))
         if not paths:
             raise InrforgeError(f"no .pth files under {data_dir}")
         labels = [None] * len(paths)
+        wheres = [str(p) for p in paths]
         rel = [p.relative_to(data_dir).as_posix().lower() for p in paths]
         which = np.array(["test" if "test" in r else "val" if "val" in r else "train" for r in rel])
-        splits = {name: np.flatnonzero(which == name) for name in ("train", "val", "test")}
+        splits = {name: np.flatnonzero(which == name) for name in _SPLITS}
+    seen = {}
     for p in paths:
-        if not p.exists():
-            raise InrforgeError(f"missing INR file {p}")
+        if not p.is_file():
+            raise InrforgeError(f"missing INR file {p}" if not p.exists() else f"{p} is not a file")
+        key = os.path.realpath(p)
+        if key in seen:
+            raise InrforgeError(f"{splits_file}: {p} is listed twice (an INR belongs to one split, once)")
+        seen[key] = p
 
-    arch = None
-    flats, all_labels = [], []
-    for k, p in enumerate(paths):
-        state = _load_state(p)
-        if arch is None:
-            arch = arch_from_state(state, p, preset, w0)
-        flats.append(_flat(state, arch, p))
-        if labels[k] is not None:
-            all_labels.append(labels[k])
-        elif "label" in state:
-            lab = state["label"]
-            all_labels.append(lab.tolist() if torch.is_tensor(lab) else lab)
-        else:
-            raise InrforgeError(f"{p}: no label (give a splits JSON or a 'label' key)")
-    lab = np.asarray(all_labels)
-    lab = lab.astype(np.int64) if np.issubdtype(lab.dtype, np.integer) else lab.astype(np.float32)
-    params = np.stack(flats).astype(np.float32)[:, None]  # (N, 1, P)
+    arch = _recorded_arch(spec, splits_file, preset, w0)
+    what = "the arch recorded in the splits file" if arch is not None else "the first INR's arch"
+    grid = None if arch is None else _recorded_grid(spec, splits_file, arch)
+    recorded_dtype = spec.get("label_dtype")
+    if recorded_dtype not in (None, "int64", "float32"):
+        raise InrforgeError(f"{splits_file}: 'label_dtype' must be 'int64' or 'float32', got {recorded_dtype!r}")
 
-    out = str(out)
-    prepare_output(out, overwrite)
-    n = len(paths)
-    source = {"name": "dws-import", "params": {"path": str(data_dir.resolve())}, "n_objects": n,
-              "target_scaling": "unknown (imported)",
-              "grid": None if image_size is None else {"kind": "image", "height": int(image_size[0]),
-                                                       "width": int(image_size[1]), "channels": arch.out_features}, "label_names": None,
-              "label_shape": list(lab.shape[1:])}
-    store = create_store(out, arch=arch, n_objects=n, views=1, labels=lab, splits=splits, source=source,
-                         fit={"imported_from": str(data_dir.resolve())}, shard_objects=shard_objects)
-    for k in range(store.n_shards):
-        a, b = store.shard_range(k)
-        unknown = np.full((b - a, 1), np.nan, np.float32)
-        store.write_shard(ShardData(a, params[a:b], unknown, unknown, np.zeros((b - a, 1), np.int32),
-                                    np.zeros((b - a, 1), bool)))
-    return store
+    staging, created, ok = None, [], False
+    if not url:  # fail before reading every file when --out cannot be written
+        created = _make_parent(Path(out), "a store at")
+        staging = _staging_dir(Path(out), "a store at")
+    try:
+        flats, all_labels = [], []
+        for k, p in enumerate(paths):
+            state = _load_state(p)
+            if arch is None:
+                arch = arch_from_state(state, p, preset or "siren-dwsnets", 30.0 if w0 is None else w0)
+            flats.append(_flat(state, arch, p, what))
+            if labels[k] is not None:
+                all_labels.append(_label(labels[k], wheres[k]))
+            elif "label" in state:
+                all_labels.append(_label(state["label"], f"{p} ('label')"))
+            else:
+                raise InrforgeError(f"{p}: no label (give a splits JSON or a 'label' key)")
+        lab = _label_array(all_labels, [str(p) if labels[k] is None else wheres[k] for k, p in enumerate(paths)],
+                           recorded_dtype)
+        if image_size is not None:
+            if arch.in_features != 2:
+                raise InrforgeError(f"--image-size is for INRs of 2-D image coordinates; these take "
+                                    f"{arch.in_features} input{'s' if arch.in_features != 1 else ''}")
+            h, w = int(image_size[0]), int(image_size[1])
+            if grid is not None and (grid["kind"], grid.get("height"), grid.get("width")) != ("image", h, w):
+                raise InrforgeError(f"--image-size {h}x{w} contradicts the grid {splits_file} records "
+                                    f"({grid.get('height')}x{grid.get('width')})")
+            grid = {"kind": "image", "height": h, "width": w, "channels": arch.out_features,
+                    "coords": "coords[r*W + c] = (linspace(-1,1,H)[r], linspace(-1,1,W)[c]), row-major"}
+        params = np.stack(flats).astype(np.float32)
+        if _swaps_inputs(arch) and arch.fourier is None:
+            _swap_first_layer_inputs(params, arch)  # DWSNets (x=col, y=row) -> inrforge (row, col)
+        params = params[:, None]  # (N, 1, P)
+
+        n = len(paths)
+        source = {"name": "dws-import", "params": {"path": str(data_dir.resolve())}, "n_objects": n,
+                  "target_scaling": "unknown (imported)", "grid": grid, "label_names": None,
+                  "label_shape": list(lab.shape[1:])}
+        build = out if url else str(staging / "store")
+        try:
+            if url and is_store(out):
+                remove_store(out)  # no rename on an object store: the old store goes first
+            store = create_store(build, arch=arch, n_objects=n, views=1, labels=lab, splits=splits, source=source,
+                                 fit={"imported_from": str(data_dir.resolve())}, shard_objects=shard_objects)
+            for k in range(store.n_shards):
+                a, b = store.shard_range(k)
+                unknown = np.full((b - a, 1), np.nan, np.float32)
+                store.write_shard(ShardData(a, params[a:b], unknown, unknown, np.zeros((b - a, 1), np.int32),
+                                            np.zeros((b - a, 1), bool)))
+            if not url:
+                _move_into_place(Path(build), Path(out), staging)
+        except OSError as e:
+            raise InrforgeError(f"cannot write a store at {out}: {e.strerror or e}") from None
+        ok = True
+    finally:  # the staging folder goes, holding at most a half-built store or the replaced one
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if not ok:
+            _remove_empty(created)
+    return INRStore(out, mode="r+")
+
+
+# ----- export ----------------------------------------------------------------------------------
+
+def _is_export(folder: Path) -> bool:
+    """True for a folder export_dws wrote: splits.json plus train/val/test folders, nothing else."""
+    names = {p.name for p in folder.iterdir()}
+    return "splits.json" in names and names <= {"splits.json", *_SPLITS}
 
 
 def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
     """Write one ``seq.{i}.weight``/``seq.{i}.bias`` state dict (plus ``label``) per object and a
-    DWSNets ``splits.json``; returns the splits file.  Objects not fitted are left out."""
+    DWSNets ``splits.json``; returns the splits file.  Objects not fitted are left out.
+
+    ``out_dir`` must be absent or an empty folder (with ``overwrite``, an earlier export is
+    replaced).  A new folder is built hidden beside ``out_dir`` and renamed into place at the end;
+    an empty one is filled, ``splits.json`` last.  A failed export leaves nothing behind.  The
+    splits file also records the ``arch``, ``label_dtype``, the coordinate ``grid`` and, for
+    Fourier-feature archs, the ``fourier_matrix``, so that :func:`import_dws` rebuilds the store
+    exactly.
+    """
     store = store if isinstance(store, INRStore) else open_store(store)
     view = store.check_view(view)  # before creating anything
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise InrforgeError(f"{out_dir} is not empty; choose an empty folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    done = store.done()
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise InrforgeError(f"{out_dir} is a file; choose an empty folder")
+        if any(out_dir.iterdir()) and not (overwrite and _is_export(out_dir)):
+            raise InrforgeError(f"{out_dir} is not empty; choose an empty folder"
+                                + (" (overwrite replaces only an earlier export-dws folder)" if overwrite else ""))
     arch = store.arch
-    spec = {}
-    for name in ("train", "val", "test"):
-        idx = store.split(name)
-        idx = idx[done[idx]]
-        entries = {"path": [], "label": []}
-        for lo in range(0, len(idx), 1024):
-            part = idx[lo: lo + 1024]
-            weights, labels = store.read(part, view)
-            for j, i in enumerate(part):
-                state = {}
-                for layer, (w, b) in enumerate(zip(weights.weights, weights.biases)):
-                    state[f"seq.{layer}.weight"] = w[j].clone()
-                    state[f"seq.{layer}.bias"] = b[j].clone()
-                label = labels[j].tolist()
-                state["label"] = torch.tensor(label)
-                rel = f"{name}/{int(i):07d}.pth"
-                (out_dir / name).mkdir(exist_ok=True)
-                torch.save(state, out_dir / rel)
-                entries["path"].append(rel)
-                entries["label"].append(label)
-        spec[name] = entries
-    spec["arch"] = arch.to_dict()
-    splits_file = out_dir / "splits.json"
-    splits_file.write_text(json.dumps(spec))
-    return splits_file
+    swap = _swaps_inputs(arch) and arch.fourier is None
+    in_place = out_dir.is_dir() and not any(out_dir.iterdir())  # an empty folder is filled where it is
+    created = [] if in_place else _make_parent(out_dir, "an export to")
+    staging = None if in_place else _staging_dir(out_dir, "an export to")
+    build = out_dir if in_place else staging / "export"
+    ok = False
+    try:
+        if not in_place:
+            build.mkdir()
+        done = store.done()
+        spec = {}
+        for name in _SPLITS:
+            idx = store.split(name)
+            idx = idx[done[idx]]
+            entries = {"path": [], "label": [], "index": []}
+            (build / name).mkdir()
+            for lo in range(0, len(idx), 1024):
+                part = idx[lo: lo + 1024]
+                weights, labels = store.read(part, view)
+                for j, i in enumerate(part):
+                    state = {}
+                    for layer, (w, b) in enumerate(zip(weights.weights, weights.biases)):
+                        w = w[j]
+                        if layer == 0 and swap:
+                            w = w[:, [1, 0]]  # inrforge (row, col) -> DWSNets (x=col, y=row)
+                        state[f"seq.{layer}.weight"] = w.clone()
+                        state[f"seq.{layer}.bias"] = b[j].clone()
+                    label = labels[j].tolist()
+                    state["label"] = torch.tensor(label)
+                    rel = f"{name}/{int(i):07d}.pth"
+                    torch.save(state, build / rel)
+                    entries["path"].append(rel)
+                    entries["label"].append(label)
+                    entries["index"].append(int(i))
+            spec[name] = entries
+        spec["arch"] = arch.to_dict()
+        spec["label_dtype"] = "int64" if np.issubdtype(store.labels.dtype, np.integer) else "float32"
+        grid = store.source.get("grid")
+        if isinstance(grid, dict) and grid.get("kind") in ("image", "interval"):
+            spec["grid"] = grid
+        if arch.fourier is not None:
+            matrix = arch.fourier.matrix().numpy()
+            spec["fourier_matrix"] = (matrix[:, ::-1] if _swaps_inputs(arch) else matrix).tolist()
+        (build / "splits.json.tmp").write_text(json.dumps(spec))
+        os.replace(build / "splits.json.tmp", build / "splits.json")  # last: the export is complete
+        if not in_place:
+            _move_into_place(build, out_dir, staging)
+        ok = True
+    except OSError as e:
+        raise InrforgeError(f"cannot write an export to {out_dir}: {e.strerror or e}") from None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if not ok:
+            if in_place:  # the folder was empty: everything in it is ours
+                for name in (*_SPLITS, "splits.json.tmp", "splits.json"):
+                    target = out_dir / name
+                    if target.is_dir():
+                        shutil.rmtree(target, ignore_errors=True)
+                    elif target.exists():
+                        target.unlink()
+            _remove_empty(created)
+    return out_dir / "splits.json"
 
 
 __all__ = ["import_dws", "export_dws", "arch_from_state"]

@@ -1,4 +1,6 @@
 import json
+import os
+import re
 
 import numpy as np
 import pytest
@@ -38,7 +40,11 @@ def write_dws_dataset(root, n=7, widths=(2, 8, 8, 1), with_json=True, seed=0):
 
 
 def flat(state, n_layers=3):
-    return torch.cat([state[f"seq.{i}.{t}"].reshape(-1) for i in range(n_layers) for t in ("weight", "bias")])
+    """The inrforge flat vector of a DWSNets state dict: its first weight's two input columns swap
+    (DWSNets feeds (x=column, y=row), inrforge (row, column))."""
+    tensors = [state[f"seq.{i}.{t}"] for i in range(n_layers) for t in ("weight", "bias")]
+    tensors[0] = tensors[0][:, [1, 0]]
+    return torch.cat([t.reshape(-1) for t in tensors])
 
 
 def test_import_keeps_weights_labels_and_splits(tmp_path):
@@ -53,6 +59,7 @@ def test_import_keeps_weights_labels_and_splits(tmp_path):
     assert store.split("val").tolist() == [4] and store.split("test").tolist() == [5, 6]
     w, _ = store.read([0])
     assert torch.equal(w.weights[1][0], states[k_of[order[0]]]["seq.1.weight"])
+    assert torch.equal(w.weights[0][0], states[k_of[order[0]]]["seq.0.weight"][:, [1, 0]])
 
 
 def test_export_then_import_round_trips(tmp_path):
@@ -70,6 +77,14 @@ def test_export_then_import_round_trips(tmp_path):
         np.testing.assert_array_equal(a.split(s), b.split(s))
     with pytest.raises(InrforgeError, match="not empty"):
         export_dws(a, tmp_path / "exported")
+    (tmp_path / "exported" / "train" / "0000000.pth").unlink()
+    export_dws(a, tmp_path / "exported", overwrite=True)  # an earlier export is replaced whole
+    assert (tmp_path / "exported" / "train" / "0000000.pth").exists()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(InrforgeError, match="overwrite replaces only an earlier export-dws folder"):
+        export_dws(a, tmp_path / "other", overwrite=True)
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["notes.txt"]
 
 
 def test_labels_from_state_dicts_and_splits_from_paths(tmp_path):
@@ -115,3 +130,330 @@ def test_cli_import_export_render(tmp_path, capsys):
     assert main(["export-dws", out, str(tmp_path / "exp2"), "--view", "1"]) == 1
     assert "view 1 out of range: the store has 1 view (0 to 0)" in capsys.readouterr().err
     assert not (tmp_path / "exp2").exists()
+
+
+# ----- helpers for the tests below ---------------------------------------------------------------
+
+def make_store(path, arch, n=6, labels=None, grid=None, seed=0):
+    """A finished one-view store with random (tame) parameters, without fitting anything."""
+    from inrforge.store import ShardData, create_store
+
+    params = (0.3 * torch.randn(n, 1, arch.param_count, generator=torch.Generator().manual_seed(seed))).numpy()
+    labels = np.arange(n) % 3 if labels is None else np.asarray(labels)
+    source = {"name": "test", "params": {}, "n_objects": n, "target_scaling": "none", "grid": grid,
+              "label_names": None, "label_shape": list(labels.shape[1:])}
+    store = create_store(path, arch=arch, n_objects=n, views=1, labels=labels, source=source, fit={},
+                         splits={"train": np.arange(n - 2), "val": [n - 2], "test": [n - 1]}, shard_objects=n)
+    nan = np.full((n, 1), np.nan, np.float32)
+    store.write_shard(ShardData(0, params, nan, nan, np.zeros((n, 1), np.int32), np.zeros((n, 1), bool)))
+    return store
+
+
+def dws_image(state, size, w0=30.0, offset=0.5):
+    """What DWSNets draws for a state dict: its make_coordinates (np.meshgrid, default 'xy'
+    indexing, so the first input is the column) and ``out.view(size, size)``."""
+    lin = np.linspace(-1, 1, size)
+    x, y = np.meshgrid(lin, lin)
+    h = torch.from_numpy(np.stack([x.ravel(), y.ravel()], 1)).float()
+    n = len([k for k in state if k.endswith(".weight")])
+    for i in range(n):
+        h = h @ state[f"seq.{i}.weight"].T + state[f"seq.{i}.bias"]
+        h = torch.sin(w0 * h) if i < n - 1 else h
+    return (h + offset).view(size, size)
+
+
+def inrforge_images(store, size):
+    from inrforge.inr import image_grid, render
+
+    w, _ = store.read(slice(None))
+    with torch.no_grad():
+        return render(w, image_grid(size, size))[..., 0].reshape(len(store), size, size)
+
+
+def write_splits(root, labels, paths=None):
+    paths = paths or [f"train/inr{k}.pth" for k in range(len(labels))]
+    (root / "splits.json").write_text(json.dumps({"train": {"path": paths, "label": labels}}))
+
+
+def cli_error(capsys, argv):
+    """Run the CLI; assert exit 1 with exactly one stderr line and no traceback; return it."""
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+# ----- labels ---------------------------------------------------------------------------------
+
+def test_dwsnets_string_labels_become_class_ids(tmp_path):
+    write_dws_dataset(tmp_path / "dws", n=4, with_json=False)  # files under train/, val/, test/
+    root = tmp_path / "dws"
+    paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.pth"))
+    write_splits(root, ["2", "7", " 1", "0"], paths)  # what DWSNets' generate_data_splits.py writes
+    s = import_dws(root, tmp_path / "a.zarr")
+    assert s.labels.dtype == np.int64 and s.labels.tolist() == [2, 7, 1, 0]
+    write_splits(root, [2.0, 7, "3", 1.0], paths)  # integral floats too
+    s = import_dws(root, tmp_path / "b.zarr")
+    assert s.labels.dtype == np.int64 and s.labels.tolist() == [2, 7, 3, 1]
+    write_splits(root, [0.5, 7, "2.25", 1], paths)  # a non-integer: regression
+    s = import_dws(root, tmp_path / "c.zarr")
+    assert s.labels.dtype == np.float32 and s.labels.tolist() == [0.5, 7, 2.25, 1]
+    write_splits(root, [1, 2, "cat", 0], paths)
+    with pytest.raises(InrforgeError, match=r"splits.json \(train entry 2\): label 'cat' is not a number"):
+        import_dws(root, tmp_path / "d.zarr")
+    assert not (tmp_path / "d.zarr").exists()
+
+
+def test_exported_float_labels_stay_regression(tmp_path):
+    from inrforge.arch import make_arch
+
+    a = make_store(tmp_path / "a.zarr", make_arch(hidden=4, depth=1), n=4,
+                   labels=np.array([1.0, 2.0, 3.0, 4.0], np.float32))  # integral, but regression
+    export_dws(a, tmp_path / "ex")
+    assert json.loads((tmp_path / "ex" / "splits.json").read_text())["label_dtype"] == "float32"
+    b = import_dws(tmp_path / "ex", tmp_path / "b.zarr")
+    assert b.labels.dtype == np.float32 and b.labels.tolist() == a.labels.tolist()
+
+
+# ----- coordinates ----------------------------------------------------------------------------
+
+def test_imported_dwsnets_inrs_render_upright(tmp_path):
+    states, _, spec = write_dws_dataset(tmp_path / "dws", n=4, widths=(2, 8, 8, 1))
+    paths = [p for sp in ("train", "val", "test") for p in spec[sp]["path"]]  # the store's order
+    for k, p in enumerate(paths):
+        states[k] = {key: 0.05 * v for key, v in torch.load(tmp_path / "dws" / p, weights_only=True).items()}  # smooth images
+        torch.save(states[k], tmp_path / "dws" / p)
+    s = import_dws(tmp_path / "dws", tmp_path / "s.zarr", image_size=(9, 9))
+    ours = inrforge_images(s, 9)
+    for i in range(len(paths)):
+        theirs = dws_image(states[i], 9)
+        assert not torch.allclose(theirs, theirs.T, atol=1e-3)  # not symmetric: the test can tell
+        torch.testing.assert_close(ours[i], theirs, atol=1e-4, rtol=1e-4)  # same picture, upright
+
+
+def test_exported_inrs_render_upright_in_dwsnets_and_round_trip(tmp_path):
+    from inrforge.arch import make_arch
+
+    a = make_store(tmp_path / "a.zarr", make_arch(hidden=8, depth=2), n=4,
+                   grid={"kind": "image", "height": 7, "width": 7, "channels": 1})
+    export_dws(a, tmp_path / "ex")
+    spec = json.loads((tmp_path / "ex" / "splits.json").read_text())
+    ours = inrforge_images(a, 7)
+    for i, rel in enumerate(spec["train"]["path"]):
+        theirs = dws_image(torch.load(tmp_path / "ex" / rel, weights_only=True), 7)
+        assert not torch.allclose(ours[i], ours[i].T, atol=1e-3)
+        torch.testing.assert_close(theirs, ours[i], atol=1e-4, rtol=1e-4)
+    b = import_dws(tmp_path / "ex", tmp_path / "b.zarr")
+    np.testing.assert_array_equal(a.read_flat(slice(None), None), b.read_flat(slice(None), None))
+    assert b.source["grid"] == a.source["grid"]  # recorded: render works without --image-size
+
+
+# ----- the recorded arch ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset,kw,grid", [
+    ("siren", {"w0": 12.5}, {"kind": "image", "height": 5, "width": 4, "channels": 1}),
+    ("relu", {}, None),
+    ("relu-fourier", {"fourier_features": 4}, {"kind": "image", "height": 5, "width": 5, "channels": 1}),
+    ("siren-dwsnets", {"in_features": 1, "w0": 7.0}, {"kind": "interval", "lo": -3.0, "hi": 3.0, "n_points": 9,
+                                                      "endpoint": False}),
+])
+def test_export_import_keeps_the_arch(tmp_path, preset, kw, grid):
+    from inrforge.arch import make_arch
+    from inrforge.render import reconstructions
+
+    arch = make_arch(preset, hidden=8, depth=2, **kw)
+    a = make_store(tmp_path / "a.zarr", arch, n=4, grid=grid)
+    export_dws(a, tmp_path / "ex")
+    b = import_dws(tmp_path / "ex", tmp_path / "b.zarr")
+    assert b.arch == arch
+    np.testing.assert_array_equal(a.read_flat(slice(None), None), b.read_flat(slice(None), None))
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert b.labels.dtype == a.labels.dtype
+    if grid is not None:
+        np.testing.assert_array_equal(reconstructions(a, [0, 1])[0], reconstructions(b, [0, 1])[0])
+
+
+def test_recorded_arch_against_arch_options(tmp_path, capsys):
+    from inrforge.arch import make_arch
+
+    a = make_store(tmp_path / "a.zarr", make_arch("siren", hidden=8, w0=12.5), n=4)
+    export_dws(a, tmp_path / "ex")
+    with pytest.raises(InrforgeError, match="records w0=12.5; it contradicts --w0 30"):
+        import_dws(tmp_path / "ex", tmp_path / "b.zarr", w0=30.0)
+    with pytest.raises(InrforgeError, match="contradicts --arch siren-dwsnets"):
+        import_dws(tmp_path / "ex", tmp_path / "b.zarr", preset="siren-dwsnets")
+    assert import_dws(tmp_path / "ex", tmp_path / "b.zarr", preset="siren", w0=12.5).arch == a.arch
+    err = cli_error(capsys, ["import-dws", str(tmp_path / "ex"), "--out", str(tmp_path / "c.zarr"), "--arch", "relu"])
+    assert "contradicts --arch relu" in err and not (tmp_path / "c.zarr").exists()
+    assert main(["import-dws", str(tmp_path / "ex"), "--out", str(tmp_path / "c.zarr"), "--arch", "siren",
+                 "--w0", "12.5"]) == 0
+
+
+def test_fourier_archs_need_their_matrix(tmp_path):
+    from inrforge.arch import make_arch
+
+    arch = make_arch("relu-fourier", hidden=8, fourier_features=4)
+    export_dws(make_store(tmp_path / "a.zarr", arch, n=4), tmp_path / "ex")
+    spec = json.loads((tmp_path / "ex" / "splits.json").read_text())
+    np.testing.assert_array_equal(np.array(spec["fourier_matrix"], np.float32)[:, ::-1], arch.fourier.matrix().numpy())
+    spec["fourier_matrix"][0][0] += 1.0
+    (tmp_path / "ex" / "splits.json").write_text(json.dumps(spec))
+    with pytest.raises(InrforgeError, match="'fourier_matrix' is not the matrix"):
+        import_dws(tmp_path / "ex", tmp_path / "b.zarr")
+    del spec["fourier_matrix"], spec["arch"]  # plain files: the matrix is unknown
+    (tmp_path / "ex" / "splits.json").write_text(json.dumps(spec))
+    with pytest.raises(InrforgeError, match="relu-fourier INRs need their Fourier matrix"):
+        import_dws(tmp_path / "ex", tmp_path / "b.zarr", preset="relu-fourier")
+    assert not (tmp_path / "b.zarr").exists()
+
+
+# ----- malformed input --------------------------------------------------------------------------
+
+def _layer_state(label=1, w0=None):
+    return {"seq.0.weight": torch.zeros(4, 2) if w0 is None else w0, "seq.0.bias": torch.zeros(4),
+            "seq.1.weight": torch.zeros(1, 4), "seq.1.bias": torch.zeros(1), "label": label}
+
+
+@pytest.mark.parametrize("case,match", [
+    ("toplist", "expected a JSON object"),
+    ("strpath", "'path' must be a list of file names"),
+    ("catjson", r"\(train entry 0\): label 'cat' is not a number"),
+    ("catpth", r"a.pth \('label'\): label 'cat' is not a number"),
+    ("mixed", "labels of different shapes: .*a.pth has a number, .*b.pth has a vector of 2"),
+    ("w1d", r"layer 0 has weight \(4,\) and bias \(4,\)"),
+    ("prefixes", "layers under several prefixes"),
+    ("nan", "NaN or infinite"),
+    ("twice", "is listed twice"),
+    ("imagesize", "--image-size is for INRs of 2-D image coordinates; these take 1 input"),
+])
+def test_malformed_input_is_a_one_line_error(tmp_path, capsys, case, match):
+    d = tmp_path / "d"
+    d.mkdir()
+    a, b = _layer_state(), _layer_state()
+    argv = ["import-dws", str(d), "--out", str(tmp_path / "s.zarr")]
+    if case == "toplist":
+        (d / "splits.json").write_text("[1, 2]")
+    elif case == "strpath":
+        (d / "splits.json").write_text(json.dumps({"train": {"path": "a.pth", "label": 1}}))
+    elif case == "catjson":
+        (d / "splits.json").write_text(json.dumps({"train": {"path": ["a.pth", "b.pth"], "label": ["cat", "dog"]}}))
+    elif case == "catpth":
+        a["label"] = "cat"
+    elif case == "mixed":
+        b["label"] = torch.tensor([1.0, 2.0])
+    elif case == "w1d":
+        a = {"seq.0.weight": torch.zeros(4), "seq.0.bias": torch.zeros(4), "label": 1}
+    elif case == "prefixes":
+        a["layers.0.weight"] = torch.zeros(4, 2)
+    elif case == "nan":
+        b["seq.1.bias"] = torch.tensor([float("nan")])
+    elif case == "twice":
+        (d / "splits.json").write_text(json.dumps({"train": {"path": ["a.pth"], "label": [1]},
+                                                   "test": {"path": ["./a.pth"], "label": [1]}}))
+    elif case == "imagesize":
+        a = {"seq.0.weight": torch.zeros(4, 1), "seq.0.bias": torch.zeros(4), "label": 1}
+        b = dict(a)
+        argv += ["--image-size", "8x8"]
+    torch.save(a, d / "a.pth")
+    torch.save(b, d / "b.pth")
+    assert re.search(match, cli_error(capsys, argv))
+    assert not (tmp_path / "s.zarr").exists()
+
+
+# ----- destinations ---------------------------------------------------------------------------------
+
+def test_unwritable_destinations_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    write_dws_dataset(tmp_path / "dws")
+    store = str(tmp_path / "s.zarr")
+    import_dws(tmp_path / "dws", store)
+    (tmp_path / "afile").write_text("keep me")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    err = cli_error(capsys, ["export-dws", store, str(tmp_path / "afile")])
+    assert "afile is a file; choose an empty folder" in err
+    err = cli_error(capsys, ["export-dws", store, str(tmp_path / "afile" / "ex")])
+    assert "afile is a file, not a folder" in err
+    err = cli_error(capsys, ["import-dws", str(tmp_path / "dws"), "--out", str(tmp_path / "afile" / "i.zarr")])
+    assert "afile is a file, not a folder" in err
+    assert (tmp_path / "afile").read_text() == "keep me"
+    # A write that fails half-way (disk full) leaves nothing: not the folder, nor its staging copy.
+    real_save = torch.save
+    calls = []
+
+    def failing_save(obj, f, *args, **kwargs):
+        calls.append(f)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    err = cli_error(capsys, ["export-dws", store, str(tmp_path / "new" / "ex")])
+    assert "cannot write an export to" in err and "No space left on device" in err
+    (tmp_path / "empty").mkdir()
+    calls.clear()
+    cli_error(capsys, ["export-dws", store, str(tmp_path / "empty")])
+    assert list((tmp_path / "empty").iterdir()) == []  # an empty folder given stays empty
+    (tmp_path / "empty").rmdir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_destinations(tmp_path, capsys):
+    write_dws_dataset(tmp_path / "dws")
+    store = str(tmp_path / "s.zarr")
+    import_dws(tmp_path / "dws", store)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    try:
+        assert "Permission denied" in cli_error(capsys, ["export-dws", store, str(ro / "ex")])
+        assert "Permission denied" in cli_error(capsys, ["import-dws", str(tmp_path / "dws"), "--out", str(ro / "i.zarr")])
+        assert list(ro.iterdir()) == []
+    finally:
+        os.chmod(ro, 0o700)
+
+
+def test_failed_import_leaves_out_as_it_was(tmp_path, capsys, monkeypatch):
+    from inrforge.store import INRStore
+
+    write_dws_dataset(tmp_path / "dws", n=6)
+    torch.save({"seq.0.weight": torch.zeros(8)}, tmp_path / "dws" / "test" / "1" / "inr4.pth")  # file 5 of 6
+    out = tmp_path / "sub" / "s.zarr"
+    with pytest.raises(InrforgeError, match="inr4.pth: layer 0"):
+        import_dws(tmp_path / "dws", out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dws"]  # no store, no staging, no parent
+    write_dws_dataset(tmp_path / "good", n=5, seed=1)
+    old = import_dws(tmp_path / "good", out).read_flat(slice(None), None)
+    with pytest.raises(InrforgeError, match="inr4.pth"):
+        import_dws(tmp_path / "dws", out, overwrite=True)
+
+    def full_disk(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(INRStore, "write_shard", full_disk)
+    write_dws_dataset(tmp_path / "other", n=4, seed=2)
+    err = cli_error(capsys, ["import-dws", str(tmp_path / "other"), "--out", str(out), "--overwrite"])
+    assert "No space left on device" in err
+    np.testing.assert_array_equal(open_store(out).read_flat(slice(None), None), old)  # the old store survives
+    assert sorted(p.name for p in out.parent.iterdir()) == ["s.zarr"]
+    monkeypatch.undo()
+    assert len(import_dws(tmp_path / "other", out, overwrite=True)) == 4  # a complete import replaces it
+
+
+def test_a_whole_store_comes_back_with_its_own_object_numbers(tmp_path):
+    """Exported per split (train, val, test), re-imported in the store's own order and splits."""
+    from inrforge.arch import make_arch
+    from inrforge.store import ShardData, create_store
+
+    arch = make_arch(hidden=8, depth=2)
+    a = make_store(tmp_path / "a.zarr", arch, n=6)  # splits train 0..3, val 4, test 5: renumber them
+    src = create_store(tmp_path / "mixed.zarr", arch=arch, n_objects=6, views=1, labels=np.arange(6), fit={},
+                       source=a.source, splits={"train": [0, 2, 5], "val": [3], "test": [1, 4]})
+    nan = np.full((6, 1), np.nan, np.float32)
+    src.write_shard(ShardData(0, a.read_flat(slice(None), None), nan, nan, np.zeros((6, 1), np.int32),
+                              np.zeros((6, 1), bool)))
+    export_dws(src, tmp_path / "ex")
+    b = import_dws(tmp_path / "ex", tmp_path / "b.zarr")
+    np.testing.assert_array_equal(src.read_flat(slice(None), None), b.read_flat(slice(None), None))
+    assert b.labels.tolist() == list(range(6))
+    assert {s: b.split(s).tolist() for s in ("train", "val", "test")} == {"train": [0, 2, 5], "val": [3], "test": [1, 4]}
