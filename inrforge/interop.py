@@ -33,8 +33,8 @@ import torch
 
 from .arch import INRSpec, make_arch
 from .errors import InrforgeError
-from .store import (INRStore, ShardData, create_store, is_store, local_path, open_store, prepare_output,
-                    remove_store)
+from .store import (INRStore, ShardData, create_store, is_store, local_path, move_into_place, open_store,
+                    prepare_output, remove_store)
 
 _KEY = re.compile(r"^(seq|layers|net|model)\.(\d+)\.(weight|bias)$")
 _SPLITS = ("train", "val", "test")
@@ -341,24 +341,6 @@ def _staging_dir(path: Path, what: str) -> Path:
         raise InrforgeError(f"cannot write {what} {path}: {e.strerror or e} (in {path.parent})") from None
 
 
-def _move_into_place(new: Path, final: Path, staging: Path) -> None:
-    """Rename ``new`` to ``final``; whatever is at ``final`` (an empty folder, or something we were
-    allowed to replace) is moved into ``staging`` first and comes back if the rename fails."""
-    old = None
-    if final.exists():
-        if final.is_dir() and not any(final.iterdir()):
-            final.rmdir()
-        else:
-            old = staging / "replaced"
-            os.replace(final, old)
-    try:
-        os.replace(new, final)
-    except OSError:
-        if old is not None:
-            os.replace(old, final)
-        raise
-
-
 # ----- import ----------------------------------------------------------------------------------
 
 def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: float | None = None,
@@ -472,7 +454,7 @@ def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: f
                 store.write_shard(ShardData(a, params[a:b], unknown, unknown, np.zeros((b - a, 1), np.int32),
                                             np.zeros((b - a, 1), bool)))
             if not url:
-                _move_into_place(Path(build), Path(out), staging)
+                move_into_place(Path(build), Path(out), aside=staging / "replaced")
         except OSError as e:
             raise InrforgeError(f"cannot write a store at {out}: {e.strerror or e}") from None
         ok = True
@@ -559,7 +541,7 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
         (build / "splits.json.tmp").write_text(json.dumps(spec))
         os.replace(build / "splits.json.tmp", build / "splits.json")  # last: the export is complete
         if not in_place:
-            _move_into_place(build, out_dir, staging)
+            move_into_place(build, out_dir, aside=staging / "replaced")
         ok = True
     except OSError as e:
         raise InrforgeError(f"cannot write an export to {out_dir}: {e.strerror or e}") from None

@@ -101,7 +101,9 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
             **(extra_attrs or {}),
         })
         if tmp != final:
-            _swap_into_place(tmp, final)
+            old = move_into_place(tmp, final, aside=f"{final.rstrip('/')}.old-{os.getpid()}")
+            if old is not None:
+                shutil.rmtree(old)
     except BaseException as e:  # the half-built folder goes; an old store at final stays
         if tmp != final:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -139,23 +141,24 @@ def _build_group(path: str, arch: INRSpec, n_objects: int, views: int, labels, s
     root.attrs["inrforge"] = {"format": FORMAT_VERSION, "version": __version__}
 
 
-def _swap_into_place(new: str, final: str) -> None:
-    """Rename the finished folder ``new`` to ``final``; a store already there is moved aside
-    first and deleted only after the rename."""
+def move_into_place(new, final, aside) -> str | None:
+    """Rename the finished folder ``new`` to ``final``.  An empty folder at ``final`` is replaced;
+    anything else there (which the caller may replace) is first renamed to ``aside``, and renamed
+    back if the rename of ``new`` fails.  Returns ``aside`` when it holds the old content, for
+    the caller to delete, else None."""
     old = None
-    if is_store(final):
-        old = f"{final.rstrip('/')}.old-{os.getpid()}"
+    if os.path.isdir(final) and not os.listdir(final):
+        os.rmdir(final)
+    elif os.path.exists(final):
+        old = str(aside)
         os.replace(final, old)
-    elif os.path.isdir(final):
-        os.rmdir(final)  # an empty folder (prepare_output refused any other)
     try:
         os.replace(new, final)
     except OSError:
         if old is not None:
             os.replace(old, final)
         raise
-    if old is not None:
-        shutil.rmtree(old)
+    return old
 
 
 def jsonable(obj):
