@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from .arch import INRSpec
 from .errors import InrforgeError
 from .fit import FitSettings, check_device
-from .fitjob import capped_settings, fit_shard, prepare_fit
+from .fitjob import fit_shard, prepare_fit, require_memory
 from .sources import SOURCE_NAMES, Source, source_from_description
 from .store import INRStore
 
@@ -41,8 +41,10 @@ CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up
 
 
 # ----- connecting -------------------------------------------------------------------------------
-def _parse_local(spec: str) -> int | None:
-    """``local`` -> one worker per core, ``local:N`` -> N; anything else -> None (an address)."""
+def local_workers(spec: str, option: str = "--scheduler") -> int | None:
+    """``local`` -> one worker per core, ``local:N`` -> N; anything else -> None (an address).
+    ``local:N`` with N not a positive integer is an :class:`InrforgeError` naming ``option`` (the
+    command-line option that gave ``spec``)."""
     if spec == "local":
         try:
             return len(os.sched_getaffinity(0))
@@ -54,24 +56,24 @@ def _parse_local(spec: str) -> int | None:
         except ValueError:
             n = 0
         if n < 1:
-            raise InrforgeError(f"--scheduler local:N needs a positive number of workers, got {spec!r}")
+            raise InrforgeError(f"{option} local:N needs a positive number of workers N, got {spec!r}")
         return n
     return None
 
 
 @contextmanager
-def scheduler_client(spec: str, timeout: float | None = None):
+def scheduler_client(spec: str, timeout: float | None = None, option: str = "--scheduler"):
     """A ``distributed.Client`` for ``spec``, closed on exit.
 
     ``spec`` is a running scheduler's address (``tcp://host:8786``) or ``local:N``: a
     ``LocalCluster`` of N single-threaded worker processes, started here and closed on exit.
     An address that does not answer within ``timeout`` seconds (default ``CONNECT_TIMEOUT``) is an
-    :class:`InrforgeError`.
+    :class:`InrforgeError`; errors name ``spec`` as the command-line ``option`` that gave it.
     """
     from distributed import Client, LocalCluster
 
     timeout = CONNECT_TIMEOUT if timeout is None else float(timeout)
-    n = _parse_local(spec)
+    n = local_workers(spec, option)
     if n is not None:
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
         try:
@@ -223,7 +225,7 @@ def fit_shard_task(path: str, shard: int, arch: INRSpec, views: int, seed: int, 
             source = _worker_source(store.source)
         if len(source) != len(store):
             raise InrforgeError(f"source {source.name!r} has {len(source)} objects here, the store {len(store)}")
-        fs = capped_settings(FitSettings(**settings), arch, len(source.coords))  # checks the device here
+        fs = require_memory(FitSettings(**settings), arch, len(source.coords))  # checks the device here
         start, stop = store.shard_range(shard)
         data = fit_shard(arch, source, start, stop, views, seed, fs)
         try:
@@ -349,5 +351,5 @@ def _resume_hint(report: FitReport) -> str:
     return f"{done} of {report.shards} shards are done; re-run the same command to resume"
 
 
-__all__ = ["fit_inrs_distributed", "scheduler_client", "FitReport", "fit_shard_task", "probe_store",
+__all__ = ["fit_inrs_distributed", "scheduler_client", "local_workers", "FitReport", "fit_shard_task", "probe_store",
            "CONNECT_TIMEOUT"]

@@ -308,8 +308,6 @@ def require_memory(settings: FitSettings, arch: INRSpec, n_points: int) -> FitSe
     return settings
 
 
-capped_settings = require_memory  # the name inrforge.distributed imports
-
 
 def _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, chunk_objects,
                     val_fraction, test_fraction, overwrite) -> INRStore:

@@ -7,9 +7,12 @@
   :class:`InrforgeError`) is printed as one line on stderr with exit status 1, never a traceback;
 - :class:`ArgumentParser`: argparse whose argument errors are one line (no usage dump), status 2;
 - argument types that refuse impossible values while parsing, before any work starts:
-  :func:`positive_int`, :func:`nonnegative_int`, :func:`positive_ints` (a comma list),
-  :func:`positive_float`, :func:`nonnegative_float`, :func:`fraction`, :func:`probability`,
-  :func:`psnr_or_none`;
+  :func:`positive_int`, :func:`nonnegative_int`, :func:`int_at_least` (a factory),
+  :func:`positive_ints` (a sorted comma list), :func:`layer_widths` (an ordered comma list),
+  :func:`names_from` (a factory: a comma list of known names), :func:`positive_float`,
+  :func:`nonnegative_float`, :func:`fraction`, :func:`probability`, :func:`psnr_or_none`;
+- :func:`parse_with_small`: a pipeline's ``--small`` changes only the defaults; values given
+  explicitly win;
 - :func:`results_dir`: a pipeline's ``--out`` folder, refusing to replace an earlier run's results
   (:func:`add_results_arguments` declares its two options).
 """
@@ -93,6 +96,58 @@ def positive_ints(text: str) -> tuple[int, ...]:
     return tuple(sorted(values))
 
 
+def int_at_least(lo: int) -> Callable[[str], int]:
+    """An argument type: an integer >= ``lo`` (e.g. ``int_at_least(2)`` for a contrastive batch)."""
+
+    def parse(text: str) -> int:
+        return _number(text, int, lambda v: v >= lo, f"an integer >= {lo}")
+
+    parse.__name__ = f"int_at_least_{lo}"
+    return parse
+
+
+def layer_widths(text: str) -> tuple[int, ...]:
+    """A comma list of integers > 0 such as ``512,256``, in the given order, repeats kept (the
+    hidden widths of a network); at least one."""
+    try:
+        values = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive layer widths, got {text!r}")
+    return values
+
+
+def names_from(choices, what: str = "names") -> Callable[[str], tuple[str, ...]]:
+    """An argument type: a comma list of ``choices`` such as ``dwsnet,mlp``, returned as a tuple in
+    the given order without repeats.  An empty list, or a name not in ``choices``, is refused with
+    the choices listed.  A string default goes through it too (argparse converts string defaults)."""
+    choices = tuple(choices)
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+        unknown = [n for n in names if n not in choices]
+        if not names or unknown:
+            why = f" (unknown: {', '.join(unknown)})" if unknown else ""
+            raise argparse.ArgumentTypeError(f"expected a comma list of {what} from {', '.join(choices)}, "
+                                             f"got {text!r}{why}")
+        return names
+
+    parse.__name__ = what
+    return parse
+
+
+def parse_with_small(parser: argparse.ArgumentParser, argv, small: dict) -> argparse.Namespace:
+    """Parse ``argv`` with ``parser``, whose ``--small`` flag (``dest="small"``) selects the
+    defaults ``small`` (dest -> value, already converted) instead of the parser's own.  Only the
+    defaults change: a value given on the command line wins, ``--small`` or not."""
+    a = parser.parse_args(argv)
+    if a.small:
+        parser.set_defaults(**small)
+        a = parser.parse_args(argv)
+    return a
+
+
 def default_threads() -> int:
     """The number of cores this process may run on."""
     try:
@@ -122,9 +177,12 @@ def pyplot():
 
 def add_results_arguments(parser: argparse.ArgumentParser, default: str) -> None:
     """A pipeline's ``--out`` folder (``default``) and ``--overwrite``, the two inputs of
-    :func:`results_dir`."""
+    :func:`results_dir`; a pipeline passes ``--overwrite`` on to the store it fits into ``--out``
+    too (a store fitted there with other arguments is otherwise refused)."""
     parser.add_argument("--out", default=default)
-    parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results of an earlier run in --out, and the INRs it fitted there "
+                             "if they were fitted with other arguments")
 
 
 def results_dir(path, overwrite: bool = False, results: str = "results.json") -> Path:
@@ -146,15 +204,24 @@ def results_dir(path, overwrite: bool = False, results: str = "results.json") ->
 
 def report_errors(prog: str, main: Callable[[], int]) -> int:
     """``main()``'s exit status; a user error becomes one line ``PROG: error: ...`` and status 1,
-    Ctrl-C a line saying that re-running resumes, and status 130."""
+    Ctrl-C a line saying that re-running resumes, and status 130; a reader that stopped reading
+    (``inrforge info STORE | head``) ends the output quietly, with status 141 (128 + SIGPIPE)."""
     try:
-        return main()
+        status = main()
+        sys.stdout.flush()  # here, so that a closed pipe is caught below and not at exit
+        return status
     except InrforgeError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted (re-run the same command to resume)", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        try:  # no second error when the interpreter flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
 
 
 def run_script(prog: str, main: Callable[[], int]) -> NoReturn:

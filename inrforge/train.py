@@ -378,6 +378,32 @@ def train_seeds(store, spec: RunSpec, seeds, config: TrainConfig, views: int | N
             "train_time_s": times, "params": res["params"], "views": res["views"]}
 
 
+def classification_input(store=None, *, source: str = "digits", data=None, limit: int | None = None,
+                         views: int = 1, views_needed: int = 1, needed_as: str = "--train-views",
+                         who: str = "this experiment"):
+    """What a classification pipeline will train on, checked before it writes or fits anything:
+    ``(store or None, arch, n_classes)``.  A given ``store`` must hold class ids and at least
+    ``views_needed`` views; otherwise ``source`` must have class ids and ``views`` (the views to
+    be fitted) must cover ``views_needed``, and the arch is the one :func:`open_or_fit` fits."""
+    from .arch import make_arch
+    from .sources import load_source
+    from .store import open_store
+
+    if store is not None:
+        st = open_store(store)
+        n_classes = require_task(st, "classification", who)
+        if views_needed > st.views:
+            raise InrforgeError(f"{needed_as} {views_needed} exceeds the {st.views} views per object of {st.path}")
+        return st, st.arch, n_classes
+    src = load_source(source, path=data, limit=limit)
+    if not np.issubdtype(src.labels.dtype, np.integer):
+        raise InrforgeError(f"source {source!r} has float targets, a regression task; {who} needs class ids")
+    if views_needed > views:
+        raise InrforgeError(f"{needed_as} {views_needed} exceeds --views {views} (the views fitted per object)")
+    arch = make_arch("siren-dwsnets", in_features=src.in_features, out_features=src.out_features)
+    return None, arch, int(src.labels.max()) + 1
+
+
 def open_or_fit(store=None, *, source: str = "digits", data=None, limit: int | None = None, out=None,
                 views: int = 1, steps: int = 500, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
                 test_fraction: float = 0.1, overwrite: bool = False, task: str | None = None,

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-
-from inrforge.errors import InrforgeError
-from inrforge.script import (ArgumentParser, add_results_arguments, positive_float, positive_int, pyplot,
-                             results_dir, run_script, set_threads)
-from inrforge.train import RunSpec, TrainConfig, add_classifier_arguments, dwsnet_kwargs, open_or_fit, train_seeds
+from inrforge.fit import check_device
+from inrforge.script import (ArgumentParser, add_results_arguments, names_from, parse_with_small, positive_float,
+                             positive_int, pyplot, results_dir, run_script, set_threads)
+from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, classification_input, dwsnet_kwargs,
+                            open_or_fit, train_seeds)
 
 # name -> what to train (lr None: --lr, the DWSNet learning rate)
 CONFIGS = {
@@ -40,33 +40,30 @@ def parse_args(argv=None):
     p.add_argument("--train-views", type=positive_int, help="views used in training (default: all fitted)")
     p.add_argument("--fit-steps", type=positive_int, default=500)
     p.add_argument("--fit-lr", type=positive_float, default=1e-3)
-    p.add_argument("--models", default="dwsnet,mlp,mlp+perm,mlp+align", help=f"comma list of {', '.join(CONFIGS)}")
+    p.add_argument("--models", type=names_from(CONFIGS, "model configs"), default="dwsnet,mlp,mlp+perm,mlp+align",
+                   help=f"comma list of {', '.join(CONFIGS)}")
     add_classifier_arguments(p)  # --epochs --batch-size --lr --hidden --depth --norm
     p.add_argument("--seeds", type=positive_int, default=1)
     p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
     add_results_arguments(p, "runs/classify")
-    p.add_argument("--small", action="store_true", help="a minutes-long setting (smoke test)")
-    a = p.parse_args(argv)
-    if a.small:
-        a.limit = a.limit or 400
-        a.fit_steps = min(a.fit_steps, 200)
-        a.epochs = min(a.epochs, 8)
-    return a
+    p.add_argument("--small", action="store_true",
+                   help="a minutes-long setting (smoke test): defaults --limit 400 --fit-steps 200 --epochs 8")
+    return parse_with_small(p, argv, {"limit": 400, "fit_steps": 200, "epochs": 8})
 
 
 def main(argv=None) -> int:
     a = parse_args(argv)
+    # Everything that can be checked is checked before --out is created and before any fitting.
+    check_device(a.device)
+    store, _, _ = classification_input(a.store, source=a.source, data=a.data, limit=a.limit, views=a.views,
+                                       views_needed=a.train_views or 1, who="classify_inrs")
     set_threads(a.threads)
-    names = [m.strip() for m in a.models.split(",") if m.strip()]
-    unknown = [m for m in names if m not in CONFIGS]
-    if unknown:
-        raise InrforgeError(f"unknown model config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
-    if not a.store and a.train_views and a.train_views > a.views:  # fail before fitting
-        raise InrforgeError(f"--train-views {a.train_views} exceeds --views {a.views} (the views fitted per object)")
+    names = a.models
     out = results_dir(a.out, a.overwrite)
-    store = open_or_fit(a.store, source=a.source, data=a.data, limit=a.limit, out=out / "inrs.zarr", views=a.views,
-                        steps=a.fit_steps, lr=a.fit_lr, device=a.device)
+    if not a.store:
+        store = open_or_fit(None, source=a.source, data=a.data, limit=a.limit, out=out / "inrs.zarr", views=a.views,
+                            steps=a.fit_steps, lr=a.fit_lr, device=a.device, overwrite=a.overwrite)
     info = store.info()
 
     results = {}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 
 from inrforge.arch import PRESETS, make_arch
-from inrforge.distributed import fit_inrs_distributed, scheduler_client
+from inrforge.distributed import fit_inrs_distributed, local_workers, scheduler_client
 from inrforge.errors import InrforgeError
 from inrforge.script import (ArgumentParser, nonnegative_int, positive_float, positive_int, psnr_or_none,
                              report_errors)
@@ -37,9 +37,11 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=positive_float, default=5e-4)
     p.add_argument("--target-psnr", type=psnr_or_none, default=40.0,
                    help="early stop per INR (dB), or none")
-    p.add_argument("--batch-size", type=positive_int, default=512)
+    p.add_argument("--batch-size", type=positive_int,
+                   help="INRs per fitting batch (default: the store's recorded one when resuming, else automatic "
+                        "as in inrforge fit: about 25,000 INR-points per step on CPU)")
     p.add_argument("--shard-size", type=positive_int, default=256, help="objects per shard = per task")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--retries", type=nonnegative_int, default=3)
     p.add_argument("--overwrite", action="store_true")
@@ -53,7 +55,13 @@ def parse_args(argv=None):
     c.add_argument("--queue")
     c.add_argument("--account")
     c.add_argument("--gpu", action="store_true", help="one GPU per job, one worker per job, --device cuda")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.cluster not in ("slurm", "pbs"):
+        try:
+            local_workers(a.cluster, "--cluster")
+        except InrforgeError as e:
+            p.error(str(e))
+    return a
 
 
 def jobqueue_cluster(a):
@@ -94,7 +102,7 @@ def fit(a) -> int:
         with jobqueue_cluster(a) as cluster, Client(cluster) as client:
             report = fit_inrs_distributed(client, source, a.out, **kwargs)
     else:
-        with scheduler_client(a.cluster) as client:
+        with scheduler_client(a.cluster, option="--cluster") as client:
             report = fit_inrs_distributed(client, source, a.out, **kwargs)
     print(report.summary())
     info = report.store.info()

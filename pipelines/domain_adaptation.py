@@ -32,15 +32,27 @@ import numpy as np
 import torch
 
 from inrforge.errors import InrforgeError
-from inrforge.script import (ArgumentParser, add_results_arguments, nonnegative_float, positive_float,
-                             positive_int, pyplot, results_dir, run_script, set_threads)
+from inrforge.fit import check_device
+from inrforge.script import (ArgumentParser, add_results_arguments, layer_widths, names_from, nonnegative_float,
+                             nonnegative_int, parse_with_small, positive_float, positive_int, pyplot, results_dir,
+                             run_script, set_threads)
 from inrforge.weights import Weights
 from inrforge.zoo import (CORRUPTIONS, MapperConfig, ResidualMapper, ZooSettings, build_mapper, corrupt_images,
                           fit_zoo, mapped_metrics, plan_classifiers, train_classifiers, train_mapper, zoo_accuracy,
-                          zoo_data_of)
+                          zoo_data, zoo_data_of)
 
 MAPPERS = ("mlp", "dwsnet")
 PAPER = {"none": 60.92, "mlp": 64.33, "dwsnet": 71.36}  # CIFAR-10 -> corrupted CIFAR-10, Table 2
+ZOO_VAL, ZOO_TEST = 0.15, 0.15  # shares of the zoo's classifiers in its val and test splits (fit_zoo's rounding)
+
+
+def zoo_split_sizes(n: int) -> dict:
+    """The sizes of the zoo's train / val / test classifier splits for ``n`` classifiers (as fit_zoo makes them)."""
+    n_val, n_test = int(round(ZOO_VAL * n)), int(round(ZOO_TEST * n))
+    return {"train": n - n_val - n_test, "val": n_val, "test": n_test}
+
+
+MIN_CLASSIFIERS = next(n for n in range(1, 1000) if min(zoo_split_sizes(n).values()) >= 1)
 
 
 def parse_args(argv=None):
@@ -57,9 +69,10 @@ def parse_args(argv=None):
     p.add_argument("--angle", type=nonnegative_float, default=30.0, help="rotation of the target domain (degrees)")
     p.add_argument("--blur", type=nonnegative_float, default=1.0, help="blur std in pixels (blur-noise)")
     p.add_argument("--noise", type=nonnegative_float, default=0.1, help="pixel noise std of the target domain")
-    p.add_argument("--target-images", type=positive_int, default=100,
+    p.add_argument("--target-images", type=nonnegative_int, default=100,
                    help="labelled target-domain training images the mappers learn from (0: all zoo-training images)")
-    p.add_argument("--mappers", default="mlp,dwsnet", help=f"comma list of {', '.join(MAPPERS)}")
+    p.add_argument("--mappers", type=names_from(MAPPERS, "mappers"), default="mlp,dwsnet",
+                   help=f"comma list of {', '.join(MAPPERS)}")
     p.add_argument("--epochs", type=positive_int, default=40, help="mapper training epochs")
     p.add_argument("--batch-size", type=positive_int, default=32, help="classifiers per mapper step")
     p.add_argument("--image-batch", type=positive_int, default=256, help="target images per mapper step")
@@ -67,20 +80,21 @@ def parse_args(argv=None):
     p.add_argument("--lr-mlp", type=positive_float, default=1e-3)
     p.add_argument("--dws-hidden", type=positive_int, default=8, help="DWSNet mapper channels")
     p.add_argument("--dws-depth", type=positive_int, default=3, help="DWSNet mapper layers")
-    p.add_argument("--mlp-hidden", default="512,512", help="flat-MLP mapper hidden widths")
+    p.add_argument("--mlp-hidden", type=layer_widths, default="512,512", help="flat-MLP mapper hidden widths")
     p.add_argument("--reference-classifiers", type=positive_int, default=32,
                    help="classifiers trained from scratch on the labelled target images (reference row)")
     p.add_argument("--seeds", type=positive_int, default=3)
     p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
     add_results_arguments(p, "runs/domain_adaptation")
-    p.add_argument("--small", action="store_true", help="a ~1-minute setting (smoke test)")
-    a = p.parse_args(argv)
-    if a.small:
-        a.classifiers = min(a.classifiers, 200)
-        a.zoo_steps = min(a.zoo_steps, 300)
-        a.epochs = min(a.epochs, 8)
-        a.seeds = min(a.seeds, 3)
+    p.add_argument("--small", action="store_true",
+                   help="a ~1-minute setting (smoke test): defaults --classifiers 200 --zoo-steps 300 --epochs 8")
+    a = parse_with_small(p, argv, {"classifiers": 200, "zoo_steps": 300, "epochs": 8})
+    if a.classifiers < MIN_CLASSIFIERS:
+        sizes = zoo_split_sizes(a.classifiers)
+        p.error(f"argument --classifiers: expected at least {MIN_CLASSIFIERS}, got {a.classifiers}: the zoo's "
+                f"train / val / test splits ({ZOO_VAL:.0%} val, {ZOO_TEST:.0%} test) would hold "
+                f"{sizes['train']} / {sizes['val']} / {sizes['test']} classifiers")
     return a
 
 
@@ -88,13 +102,12 @@ def run_seed(a, seed: int, out: Path) -> dict:
     settings = ZooSettings(steps=a.zoo_steps, device=a.device)
     store = fit_zoo(out / f"zoo_seed{seed}.zarr", data=a.data, path=a.data_path, limit=a.limit,
                     image_size=a.image_size, n_classifiers=a.classifiers, hidden=a.hidden, depth=a.depth,
-                    settings=settings, seed=seed)
+                    settings=settings, seed=seed, val_fraction=ZOO_VAL, zoo_test_fraction=ZOO_TEST,
+                    overwrite=a.overwrite)
     d = zoo_data_of(store)
     kw = {"kind": a.corruption, "angle": a.angle, "blur": a.blur, "sigma": a.noise}
     tgt = np.arange(len(d.y_train))
-    if a.target_images:
-        if not 0 < a.target_images <= len(tgt):
-            raise InrforgeError(f"--target-images must be in [1, {len(tgt)}], got {a.target_images}")
+    if a.target_images:  # at most len(tgt): checked in run() before anything is fitted
         tgt = np.sort(np.random.default_rng([seed, 3]).choice(len(tgt), a.target_images, replace=False))
     x_tr, y_tr = corrupt_images(d.x_train[tgt], d.shape, seed=2 * seed, **kw), d.y_train[tgt]
     x_te = corrupt_images(d.x_test, d.shape, seed=2 * seed + 1, **kw)
@@ -111,10 +124,9 @@ def run_seed(a, seed: int, out: Path) -> dict:
     scratch = Weights.from_flat(train_classifiers(store.arch, plan, x_tr, y_tr, ref).params, store.arch)
     res["target_only"] = {"acc": float(mapped_metrics(None, scratch, x_te, d.y_test)[0].mean())}
     sigma = ResidualMapper.tensor_stds(w["train"])
-    mlp_hidden = tuple(int(h) for h in a.mlp_hidden.split(",") if h.strip())
-    for name in a.mapper_list:
+    for name in a.mappers:
         torch.manual_seed(seed)
-        mapper = build_mapper(name, store.arch, sigma, hidden=a.dws_hidden, depth=a.dws_depth, mlp_hidden=mlp_hidden)
+        mapper = build_mapper(name, store.arch, sigma, hidden=a.dws_hidden, depth=a.dws_depth, mlp_hidden=a.mlp_hidden)
         cfg = MapperConfig(epochs=a.epochs, lr=a.lr_dwsnet if name == "dwsnet" else a.lr_mlp, batch_size=a.batch_size,
                            image_batch=a.image_batch, seed=seed, device=a.device)
         hist = train_mapper(mapper, w["train"], w["val"], x_tr, y_tr, cfg)
@@ -127,17 +139,21 @@ def run_seed(a, seed: int, out: Path) -> dict:
 
 
 def run(a) -> dict:
-    a.mapper_list = [m.strip() for m in a.mappers.split(",") if m.strip()]
-    unknown = [m for m in a.mapper_list if m not in MAPPERS]
-    if unknown:
-        raise InrforgeError(f"unknown mapper(s) {', '.join(unknown)}; choose from {', '.join(MAPPERS)}")
+    # Everything that can be checked is checked before --out is created and before any zoo is fitted:
+    # the device, the source images (zoo_data: the zoo's train/test image split, whose sizes do not
+    # depend on the seed) and --target-images against the zoo's training images.
+    check_device(a.device)
+    n_images = len(zoo_data(a.data, limit=a.limit, image_size=a.image_size, path=a.data_path).y_train)
+    if a.target_images > n_images:
+        raise InrforgeError(f"--target-images must be in [0, {n_images}] (the zoo's training images; 0: all), "
+                            f"got {a.target_images}")
     out = results_dir(a.out, a.overwrite)
     per_seed = []
     for seed in range(a.seeds):
         per_seed.append(run_seed(a, seed, out))
         print(f"# seed {seed}: zoo source accuracy (test classifiers) "
               f"{100 * per_seed[-1]['zoo']['source_acc_test_classifiers']:.2f}", flush=True)
-    methods = ["none"] + a.mapper_list + ["target_only"]
+    methods = ["none"] + list(a.mappers) + ["target_only"]
     summary = {}
     for m in methods:
         accs = [100 * r[m]["acc"] for r in per_seed]
@@ -155,7 +171,7 @@ def run(a) -> dict:
     print(f"({a.data} {'x'.join(map(str, [a.image_size] * 2)) if a.image_size else ''} -> {a.corruption}; "
           f"source accuracy {np.mean(src):.2f}; {z['splits']} classifiers of {z['params_per_classifier']} params; "
           f"{a.seeds} seed(s), {a.epochs} mapper epochs; unseen test classifiers on held-out target images)")
-    setting = {k: v for k, v in vars(a).items() if k not in ("mapper_list",)}
+    setting = dict(vars(a))
     setting.update({"source_acc_mean": float(np.mean(src)), "zoo_splits": z["splits"],
                     "n_train_images": z["n_train_images"], "n_test_images": z["n_test_images"],
                     "params_per_classifier": z["params_per_classifier"]})

@@ -26,13 +26,14 @@ import numpy as np
 import torch
 
 from inrforge import fit_inrs, open_store
-from inrforge.arch import make_arch
+from inrforge.arch import PRESETS, make_arch
 from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
+from inrforge.fit import check_device
 from inrforge.fitjob import make_splits
-from inrforge.script import (ArgumentParser, add_results_arguments, fraction, positive_float, positive_int,
-                             positive_ints, pyplot, results_dir, run_script, set_threads)
-from inrforge.train import TrainConfig, build_model, build_transform, fit_model
+from inrforge.script import (ArgumentParser, add_results_arguments, fraction, names_from, nonnegative_int,
+                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, results_dir, run_script, set_threads)
+from inrforge.train import TrainConfig, build_model, build_transform, fit_model, require_task
 
 # name -> (model, augmentations, lr)
 CONFIGS = {
@@ -47,13 +48,15 @@ def parse_args(argv=None):
     p.add_argument("--store", help="an existing sines store (otherwise fit one into OUT/inrs.zarr)")
     p.add_argument("--n", type=positive_int, default=7000, help="sine INRs to fit (train split is ~81%% of them)")
     p.add_argument("--n-points", type=positive_int, default=1000, help="sample points on [-pi, pi)")
-    p.add_argument("--preset", default="siren-dwsnets", help="INR arch preset (1->32->32->1); with Sitzmann's "
-                   "'siren' init b is not readable from the weights (see docs/results_pipelines.md)")
+    p.add_argument("--preset", default="siren-dwsnets", choices=PRESETS,
+                   help="INR arch preset (1->32->32->1); with Sitzmann's 'siren' init b is not readable from the "
+                        "weights (see docs/results_pipelines.md)")
     p.add_argument("--fit-steps", type=positive_int, default=1000)
     p.add_argument("--fit-lr", type=positive_float, default=1e-3)
     p.add_argument("--test-fraction", type=fraction, default=0.1)
     p.add_argument("--sizes", type=positive_ints, default="100,200,500,1000,2000,5000", help="comma list of training-set sizes")
-    p.add_argument("--models", default="dwsnet,mlp,mlp+perm", help=f"comma list of {', '.join(CONFIGS)}")
+    p.add_argument("--models", type=names_from(CONFIGS, "model configs"), default="dwsnet,mlp,mlp+perm",
+                   help=f"comma list of {', '.join(CONFIGS)}")
     p.add_argument("--train-steps", type=positive_int, default=3000, help="gradient steps per run")
     p.add_argument("--min-epochs", type=positive_int, default=5)
     p.add_argument("--batch-size", type=positive_int, default=64)
@@ -61,21 +64,15 @@ def parse_args(argv=None):
     p.add_argument("--hidden", type=positive_int, default=16, help="DWSNet channels")
     p.add_argument("--depth", type=positive_int, default=3, help="DWSNet layers")
     p.add_argument("--seeds", type=positive_int, default=1, help="training seeds per (model, size)")
-    p.add_argument("--seed", type=int, default=0, help="data seed (sines, splits, INR inits, subset order)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="data seed (sines, splits, INR inits, subset order)")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
     add_results_arguments(p, "runs/sine_regression")
-    p.add_argument("--small", action="store_true", help="a ~1-minute setting (smoke test)")
-    a = p.parse_args(argv)
-    if a.small:
-        a.n = min(a.n, 700)
-        a.n_points = min(a.n_points, 200)
-        a.fit_steps = min(a.fit_steps, 200)
-        a.test_fraction = 0.2
-        a.sizes = (50, 150, 400)
-        a.train_steps = min(a.train_steps, 300)
-        a.min_epochs = min(a.min_epochs, 3)
-    return a
+    p.add_argument("--small", action="store_true",
+                   help="a ~1-minute setting (smoke test): defaults --n 700 --n-points 200 --fit-steps 200 "
+                        "--test-fraction 0.2 --sizes 50,150,400 --train-steps 300 --min-epochs 3")
+    return parse_with_small(p, argv, {"n": 700, "n_points": 200, "fit_steps": 200, "test_fraction": 0.2,
+                                      "sizes": (50, 150, 400), "train_steps": 300, "min_epochs": 3})
 
 
 def subset(ds: WeightDataset, idx) -> WeightDataset:
@@ -107,7 +104,7 @@ def sines_source(a):
 def fit_store(a, src, out: Path):
     arch = make_arch(a.preset, in_features=1, out_features=1, hidden=32, depth=2)
     return fit_inrs(src, out / "inrs.zarr", arch=arch, views=1, steps=a.fit_steps, lr=a.fit_lr, target_psnr=None,
-                    seed=a.seed, compile=False, test_fraction=a.test_fraction, progress=False)
+                    seed=a.seed, compile=False, test_fraction=a.test_fraction, overwrite=a.overwrite, progress=False)
 
 
 def _check_sizes(sizes, n_train: int):
@@ -115,17 +112,29 @@ def _check_sizes(sizes, n_train: int):
         raise InrforgeError(f"--sizes must lie in [1, {n_train}] (the train split), got {','.join(map(str, sizes))}")
 
 
+def check_store(store) -> None:
+    """A given --store must hold one float target per INR (b of a sines store with fixed_amplitude)."""
+    n = require_task(store, "regression", "sine_regression")
+    if n != 1:
+        raise InrforgeError(f"{store.path} holds {n} float targets per INR; sine_regression needs exactly one, "
+                            f"the frequency b (a sines store fitted with fixed_amplitude)")
+
+
 def run(a) -> dict:
-    names = [m.strip() for m in a.models.split(",") if m.strip()]
-    unknown = [m for m in names if m not in CONFIGS]
-    if unknown:
-        raise InrforgeError(f"unknown model config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+    names = a.models
     sizes = list(a.sizes)  # sorted, without repeats (positive_ints)
-    if not a.store:  # the split sizes are known before fitting: fail before fitting
+    # Everything that can be checked is checked before --out is created and before any fitting.
+    check_device(a.device)
+    if a.store:
+        store = open_store(a.store)
+        check_store(store)
+        _check_sizes(sizes, len(WeightDataset(store, "train", normalize=None)))
+    else:  # the split sizes are known before fitting
         src = sines_source(a)
         _check_sizes(sizes, len(make_splits(src, a.seed, test_fraction=a.test_fraction)["train"]))
     out = results_dir(a.out, a.overwrite)
-    store = open_store(a.store) if a.store else fit_store(a, src, out)
+    if not a.store:
+        store = fit_store(a, src, out)
     info = store.info()
     print(f"# store {store.path}: {info['objects']} objects x {info['views']} views, "
           f"median PSNR {info['psnr_median']:.1f} dB (p5 {info['psnr_p5']:.1f}); splits {info['splits']}", flush=True)

@@ -30,9 +30,12 @@ from inrforge.arch import make_arch
 from inrforge.contrastive import ContrastiveModel, default_views_transform, embed, make_normalizer, train_contrastive
 from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
-from inrforge.script import (ArgumentParser, add_results_arguments, fraction, nonnegative_float, positive_float,
-                             positive_int, probability, pyplot, results_dir, run_script, set_threads)
+from inrforge.fit import check_device
 from inrforge.models import DWSNet, FlatMLP
+from inrforge.script import (ArgumentParser, add_results_arguments, fraction, int_at_least, names_from,
+                             nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int, probability, pyplot,
+                             results_dir, run_script, set_threads)
+from inrforge.train import require_task
 
 ENCODERS = ("dwsnet", "mlp")
 
@@ -45,29 +48,26 @@ def parse_args(argv=None):
     p.add_argument("--fit-steps", type=positive_int, default=1500)
     p.add_argument("--fit-lr", type=positive_float, default=1e-3)
     p.add_argument("--test-fraction", type=fraction, default=0.2)
-    p.add_argument("--encoders", default="dwsnet,mlp", help=f"comma list of {', '.join(ENCODERS)}")
+    p.add_argument("--encoders", type=names_from(ENCODERS, "encoders"), default="dwsnet,mlp",
+                   help=f"comma list of {', '.join(ENCODERS)}")
     p.add_argument("--emb-dim", type=positive_int, default=32)
     p.add_argument("--epochs", type=positive_int, default=100)
-    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--batch-size", type=int_at_least(2), default=128,
+                   help="INRs per contrastive batch (at least 2: NT-Xent contrasts the INRs of a batch)")
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--temperature", type=positive_float, default=0.1)
     p.add_argument("--noise", type=nonnegative_float, default=0.1, help="GaussianNoise rel_std of the views")
     p.add_argument("--dropout", type=probability, default=0.05, help="WeightDropout p of the views")
     p.add_argument("--hidden", type=positive_int, default=16, help="DWSNet channels")
     p.add_argument("--depth", type=positive_int, default=3, help="DWSNet layers")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
     add_results_arguments(p, "runs/ssl_sines")
-    p.add_argument("--small", action="store_true", help="a ~1-minute setting (smoke test)")
-    a = p.parse_args(argv)
-    if a.small:
-        a.n = min(a.n, 800)
-        a.n_points = min(a.n_points, 200)
-        a.fit_steps = min(a.fit_steps, 200)
-        a.fit_lr = 3e-3
-        a.epochs = min(a.epochs, 30)
-    return a
+    p.add_argument("--small", action="store_true",
+                   help="a ~1-minute setting (smoke test): defaults --n 800 --n-points 200 --fit-steps 200 "
+                        "--fit-lr 3e-3 --epochs 30")
+    return parse_with_small(p, argv, {"n": 800, "n_points": 200, "fit_steps": 200, "fit_lr": 3e-3, "epochs": 30})
 
 
 def build_encoder(name: str, arch, a) -> torch.nn.Module:
@@ -96,18 +96,28 @@ def fit_store(a, out: Path):
     src = load_source("sines", n=a.n, a_range=(0.0, 10.0), b_range=(0.0, 10.0), n_points=a.n_points, seed=a.seed)
     arch = make_arch("siren-dwsnets", in_features=1, out_features=1, hidden=32, depth=2)
     return fit_inrs(src, out / "inrs.zarr", arch=arch, views=1, steps=a.fit_steps, lr=a.fit_lr, target_psnr=None,
-                    seed=a.seed, compile=False, test_fraction=a.test_fraction, progress=False)
+                    seed=a.seed, compile=False, test_fraction=a.test_fraction, overwrite=a.overwrite, progress=False)
+
+
+def check_store(store) -> None:
+    """A given --store must hold the (a, b) float targets of a sines store (without fixed_amplitude)."""
+    n = require_task(store, "regression", "ssl_sines")
+    if store.labels.ndim != 2 or n != 2:
+        raise InrforgeError(f"{store.path} holds {n} float target(s) per INR; ssl_sines needs the two targets "
+                            f"(a, b) of a sines store fitted without fixed_amplitude")
 
 
 def run(a) -> dict:
-    names = [e.strip() for e in a.encoders.split(",") if e.strip()]
-    if any(e not in ENCODERS for e in names):
-        raise InrforgeError(f"unknown encoder(s) in {a.encoders!r}; choose from {', '.join(ENCODERS)}")
+    names = a.encoders
+    # Everything that can be checked is checked before --out is created and before any fitting.
+    check_device(a.device)
+    if a.store:
+        store = open_store(a.store)
+        check_store(store)
     out = results_dir(a.out, a.overwrite)
-    store = open_store(a.store) if a.store else fit_store(a, out)
+    if not a.store:
+        store = fit_store(a, out)
     info = store.info()
-    if store.labels.ndim != 2 or store.labels.shape[1] != 2:
-        raise InrforgeError(f"{store.path}: need (a, b) labels (a sines store without fixed_amplitude)")
     # PSNR is against a peak of 1; against the wave's own peak a it is PSNR + 20 log10(a)
     psnr = store.metric("psnr")[:, 0]
     rel = psnr + 20 * np.log10(np.maximum(store.labels[:, 0], 1e-3))

@@ -29,11 +29,12 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-
 from inrforge.errors import InrforgeError
-from inrforge.script import (ArgumentParser, add_results_arguments, fraction, positive_float, positive_int,
-                             positive_ints, pyplot, results_dir, run_script, set_threads)
-from inrforge.train import RunSpec, TrainConfig, add_classifier_arguments, dwsnet_kwargs, open_or_fit, train_seeds
+from inrforge.fit import check_device
+from inrforge.script import (ArgumentParser, add_results_arguments, fraction, names_from, nonnegative_int,
+                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, results_dir, run_script, set_threads)
+from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, build_transform, classification_input,
+                            dwsnet_kwargs, open_or_fit, train_seeds)
 
 VIEW_COUNTS = "1,2,5,10"
 MODELS = {"dwsnet": RunSpec("dwsnet"), "mlp": RunSpec("mlp", lr=1e-3)}  # lr None: --lr
@@ -49,14 +50,6 @@ AUGMENTATIONS = {
 }
 
 
-def _names(text: str, known, what: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        raise InrforgeError(f"unknown or no {what} {', '.join(unknown)}; choose from {', '.join(known)}")
-    return names
-
-
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", help="an existing store (otherwise fit --source into OUT/inrs.zarr)")
@@ -66,49 +59,50 @@ def parse_args(argv=None):
     p.add_argument("--views", type=positive_int, default=10, help="views fitted per object")
     p.add_argument("--fit-steps", type=positive_int, default=400)
     p.add_argument("--fit-lr", type=positive_float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0, help="data seed: INR inits and splits of the fitted store")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="data seed: INR inits and splits of the fitted store")
     p.add_argument("--test-fraction", type=fraction, default=0.1, help="test split of the fitted store")
     p.add_argument("--view-counts", type=positive_ints, default=VIEW_COUNTS, help="sweep (a): numbers of training views (--small: 1,10)")
     p.add_argument("--aug-views", type=positive_int, default=1, help="sweep (b): training views per object")
-    p.add_argument("--augs", default=",".join(AUGMENTATIONS), help=f"sweep (b): comma list of {', '.join(AUGMENTATIONS)}")
-    p.add_argument("--models", default="dwsnet,mlp", help=f"comma list of {', '.join(MODELS)}")
+    p.add_argument("--augs", type=names_from(AUGMENTATIONS, "augmentations"), default=",".join(AUGMENTATIONS),
+                   help=f"sweep (b): comma list of {', '.join(AUGMENTATIONS)}")
+    p.add_argument("--models", type=names_from(MODELS, "models"), default="dwsnet,mlp",
+                   help=f"comma list of {', '.join(MODELS)}")
     add_classifier_arguments(p)  # --epochs --batch-size --lr --hidden --depth --norm
     p.add_argument("--seeds", type=positive_int, default=3, help="training seeds per cell")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (fit and training)")
     add_results_arguments(p, "runs/views_augment")
-    p.add_argument("--small", action="store_true", help="a minutes-long setting (smoke test)")
-    a = p.parse_args(argv)
-    if a.small:
-        # About 2-3 minutes on one thread.  Fewer objects or epochs than this and the seed-to-seed
-        # spread (several points) hides the effect of views; see docs/results_pipelines.md.
-        a.limit = min(a.limit or 900, 900)
-        a.fit_steps = min(a.fit_steps, 150)
-        a.test_fraction = 0.25  # 225 test objects
-        a.epochs = min(a.epochs, 20)
-        a.batch_size = min(a.batch_size, 64)
-        a.seeds = min(a.seeds, 2)
-        if a.view_counts == positive_ints(VIEW_COUNTS):
-            a.view_counts = (1, 10)
-    return a
+    p.add_argument("--small", action="store_true",
+                   help="a minutes-long setting (smoke test): defaults --limit 900 --fit-steps 150 --test-fraction "
+                        "0.25 --epochs 20 --batch-size 64 --seeds 2 --view-counts 1,10")
+    # About 2-3 minutes on one thread.  Fewer objects or epochs than this and the seed-to-seed
+    # spread (several points) hides the effect of views; see docs/results_pipelines.md.
+    return parse_with_small(p, argv, {"limit": 900, "fit_steps": 150, "test_fraction": 0.25, "epochs": 20,
+                                      "batch_size": 64, "seeds": 2, "view_counts": (1, 10)})
 
 
 def run(a) -> dict:
-    models = _names(a.models, MODELS, "model(s)")
-    augs = _names(a.augs, AUGMENTATIONS, "augmentation(s)")
+    models, augs = a.models, a.augs
     counts = list(a.view_counts)  # sorted, without repeats (positive_ints)
     shown = ",".join(map(str, counts))
-    if not a.store and max(counts + [a.aug_views]) > a.views:  # fail before fitting
-        raise InrforgeError(f"view counts {shown} / --aug-views {a.aug_views} exceed --views {a.views}")
+    # Everything that can be checked is checked before --out is created and before any fitting or
+    # training: the store's task and views, and every augmentation of sweep (b) against the arch.
+    check_device(a.device)
+    store, arch, n_classes = classification_input(
+        a.store, source=a.source, data=a.data, limit=a.limit, views=a.views,
+        views_needed=max(counts + [a.aug_views]), needed_as=f"view counts {shown} / --aug-views {a.aug_views}:",
+        who="views_augment_sweep")
+    for name in augs:
+        try:
+            build_transform(AUGMENTATIONS[name], arch, n_classes)
+        except InrforgeError as e:
+            raise InrforgeError(f"--augs {name} does not apply to the INRs "
+                                f"{'of ' + a.store if a.store else 'fitted from ' + repr(a.source)}: {e}") from None
     out = results_dir(a.out, a.overwrite)
-    store = open_or_fit(a.store, source=a.source, data=a.data, limit=a.limit, out=out / "inrs.zarr", views=a.views,
-                        steps=a.fit_steps, lr=a.fit_lr, seed=a.seed, device=a.device,
-                        test_fraction=a.test_fraction)
-    fitted = store.views
-    bad = [k for k in counts + [a.aug_views] if not 1 <= k <= fitted]
-    if bad:
-        raise InrforgeError(f"view counts must lie in [1, {fitted}] (the store's views), got "
-                            f"{shown} and --aug-views {a.aug_views}")
+    if not a.store:
+        store = open_or_fit(None, source=a.source, data=a.data, limit=a.limit, out=out / "inrs.zarr", views=a.views,
+                            steps=a.fit_steps, lr=a.fit_lr, seed=a.seed, device=a.device,
+                            test_fraction=a.test_fraction, overwrite=a.overwrite)
     info = store.info()
     config = TrainConfig(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, device=a.device)
     specs = {m: replace(MODELS[m], model_kwargs=dwsnet_kwargs(a.hidden, a.depth, a.norm)) if m == "dwsnet"
@@ -135,7 +129,7 @@ def run(a) -> dict:
                                                 log_dir=out / "augment" / m / name, name=f"{m}+{name}"))
 
     setting = {"store": store.path, "source": info["source"],
-               "objects": info["objects"], "views_fitted": fitted, "splits": info["splits"],
+               "objects": info["objects"], "views_fitted": store.views, "splits": info["splits"],
                "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"], **store.fit_summary(),
                "view_counts": counts, "aug_views": a.aug_views, "augmentations": {n: list(AUGMENTATIONS[n]) for n in augs},
                "epochs": a.epochs, "batch_size": a.batch_size, "seeds": a.seeds,

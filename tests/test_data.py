@@ -167,12 +167,13 @@ def test_persistent_workers_follow_set_epoch(tmp_path):
     ds = WeightDataset(s.path, "train", transform=SirenNegate(), seed=3, normalize=None)
     loader = ds.loader(batch_size=8, num_workers=1, persistent_workers=True,
                        multiprocessing_context=multiprocessing.get_context("fork"))
+    previous = None
     for epoch in (0, 1, 2):
         ds.set_epoch(epoch)
         got = [w.flatten() for w, _ in loader]  # the same worker process every epoch
         ref = [w.flatten() for w, _ in ds.loader(batch_size=8)]
         assert len(got) == len(ref) and all(torch.equal(a, b) for a, b in zip(got, ref))
-        if epoch:
+        if previous is not None:
             assert not torch.equal(torch.cat(got), previous)
         previous = torch.cat(got)
 

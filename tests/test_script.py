@@ -5,9 +5,9 @@ import argparse
 import pytest
 
 from inrforge.errors import InrforgeError
-from inrforge.script import (ArgumentParser, add_results_arguments, fraction, nonnegative_float, nonnegative_int,
-                             positive_float, positive_int, positive_ints, probability, psnr_or_none, report_errors,
-                             results_dir)
+from inrforge.script import (ArgumentParser, add_results_arguments, fraction, int_at_least, layer_widths, names_from,
+                             nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int,
+                             positive_ints, probability, psnr_or_none, report_errors, results_dir)
 
 
 def test_argument_errors_are_one_line_with_status_2(capsys):
@@ -64,6 +64,10 @@ def test_add_results_arguments_declares_out_and_overwrite():
     (probability, {"0": 0.0, "1": 1.0, "0.05": 0.05}, ["1.5", "-0.1", "nan"]),
     (psnr_or_none, {"40": 40.0, "none": None, "OFF": None}, ["high", "nan"]),
     (positive_ints, {"10,1,2,5,2": (1, 2, 5, 10), "7": (7,), " 3, 4 ,": (3, 4)}, ["0,1", "1,x", ",", "-1", ""]),
+    (int_at_least(2), {"2": 2, "128": 128}, ["1", "0", "-3", "2.5", "x"]),
+    (layer_widths, {"512,512": (512, 512), "64,8,32": (64, 8, 32), " 16 ,": (16,)}, ["", ",", "abc", "8,0", "8,-1"]),
+    (names_from(("dwsnet", "mlp", "mlp+perm")),
+     {"mlp,dwsnet": ("mlp", "dwsnet"), " mlp , mlp,": ("mlp",), "mlp+perm": ("mlp+perm",)}, ["", ",", "cnn", "mlp,cnn"]),
 ])
 def test_argument_types_accept_valid_and_refuse_impossible_values(kind, accepted, refused):
     for text, value in accepted.items():
@@ -75,3 +79,45 @@ def test_argument_types_accept_valid_and_refuse_impossible_values(kind, accepted
             kind(text)
         with pytest.raises(SystemExit):
             p.parse_args([f"--v={text}"])
+
+
+def test_names_from_lists_the_choices_and_the_unknown_names():
+    with pytest.raises(argparse.ArgumentTypeError) as e:
+        names_from(("dwsnet", "mlp"), "encoders")("mlp,cnn,rnn")
+    assert str(e.value) == "expected a comma list of encoders from dwsnet, mlp, got 'mlp,cnn,rnn' (unknown: cnn, rnn)"
+
+
+def test_parse_with_small_changes_only_the_defaults():
+    def parser():
+        p = ArgumentParser(prog="tool")
+        p.add_argument("--steps", type=positive_int, default=1000)
+        p.add_argument("--sizes", type=positive_ints, default="100,1000")
+        p.add_argument("--small", action="store_true")
+        return p
+
+    small = {"steps": 10, "sizes": (5, 50)}
+    a = parse_with_small(parser(), [], small)
+    assert (a.steps, a.sizes) == (1000, (100, 1000))  # the string default goes through the type
+    a = parse_with_small(parser(), ["--small"], small)
+    assert (a.steps, a.sizes) == (10, (5, 50))
+    a = parse_with_small(parser(), ["--small", "--steps", "2000", "--sizes", "7"], small)
+    assert (a.steps, a.sizes) == (2000, (7,))  # given explicitly: kept, larger or not
+
+
+def test_a_closed_pipe_ends_the_output_quietly(tmp_path):
+    """``inrforge info STORE | head -1``: the reader goes away; no traceback, status 141."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from inrforge.arch import make_arch
+    from inrforge.store import create_store
+
+    create_store(tmp_path / "s.zarr", arch=make_arch(), n_objects=2, views=1, labels=np.zeros(2, np.int64),
+                 splits={"train": [0, 1]}, source={"name": "t"}, fit={})
+    p = subprocess.Popen([sys.executable, "-m", "inrforge", "info", str(tmp_path / "s.zarr")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # before it writes anything
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and err == ""
