@@ -94,6 +94,9 @@ class Augmentation:
         self.generator = generator
 
     def _generator(self, generator):
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise InrforgeError(f"{type(self).__name__} takes (weights, generator=None), got a "
+                                f"{type(generator).__name__} as generator; labels go to MixUp, or to a Compose")
         return generator if generator is not None else self.generator
 
     def check(self, arch: INRSpec) -> None:

@@ -275,7 +275,7 @@ def default_batch_size(device: str, n_points: int) -> int:
     """INRs fitted per step when the user gives no ``--batch-size``.
 
     On a CPU about 25,000 (INR, point) pairs per step, so that a step's activations stay in
-    cache: for 784 points that is 32 INRs, measured 0.11 ms per INR-step against 0.36 ms at 512.
+    cache: for 784 points that is 31 INRs, measured 0.11 ms per INR-step against 0.36 ms at 512.
     On a GPU 8,192 INRs (lowered later where they do not fit in memory).
     """
     if torch.device(device).type == "cuda":

@@ -315,3 +315,10 @@ def test_compose_order_labels_and_determinism():
     assert isinstance(out, Weights)
     x = coords(SIREN)
     assert max_diff(render(out, x), render(w, x)) < 1e-9
+
+
+def test_labels_given_to_a_single_network_augmentation_are_a_clear_error():
+    w = batch(SIREN, n=3)
+    with pytest.raises(InrforgeError, match=r"Permute takes \(weights, generator=None\), got a Tensor"):
+        Permute()(w, torch.zeros(3, dtype=torch.long))
+    assert torch.equal(Compose([Permute()])(w, torch.zeros(3, dtype=torch.long))[1], torch.zeros(3, dtype=torch.long))
