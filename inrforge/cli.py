@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("store")
     ex.add_argument("out", help="empty folder to write")
     ex.add_argument("--view", type=nonnegative_int, default=0)
+    ex.add_argument("--overwrite", action="store_true", help="replace an earlier export-dws folder (nothing else)")
     return p
 
 
@@ -228,7 +229,7 @@ def cmd_import_dws(a) -> int:
 def cmd_export_dws(a) -> int:
     from .interop import export_dws
 
-    print(f"wrote {export_dws(a.store, a.out, view=a.view)}")
+    print(f"wrote {export_dws(a.store, a.out, view=a.view, overwrite=a.overwrite)}")
     return 0
 
 

@@ -192,8 +192,26 @@ def prepare_fit(
         raise InrforgeError(f"a shard of {min(shard_objects, len(source))} objects x {views} views holds "
                             f"{shard_gib:.1f} GiB of parameters while it is fitted, more than this machine has to "
                             f"spare; use fewer --views or a smaller shard size")
+    if threads is not None:
+        if threads < 1:
+            raise InrforgeError(f"--threads must be positive, got {threads}")
+        if fit_here:
+            torch.set_num_threads(int(threads))
+
+    def fit_attrs_with(batch: int) -> dict:
+        return {"steps": int(steps), "lr": float(lr), "seed": int(seed),
+                "target_psnr": None if target_psnr is None else float(target_psnr),
+                "batch_size": int(batch), "device": str(device), "compile": bool(compile),
+                "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
+                "threads": torch.get_num_threads() if fit_here else int(threads or 1),
+                "versions": _versions()}
+
     if batch_size is None:  # a resumed store keeps its own; a new one the device's default, if it fits
         batch_size = _recorded_batch_size(out)
+        if batch_size is not None and overwrite and _differences(
+                jsonable(_fit_identity(INRStore(str(out)))),
+                jsonable(_identity(source, arch, views, fit_attrs_with(batch_size), shard_objects))):
+            batch_size = None  # the store will be replaced: a new store's default, not the old one's
         if batch_size is None:
             batch_size = default_batch_size(device, len(source.coords))
             if fit_here:
@@ -204,18 +222,7 @@ def prepare_fit(
         require_memory(FitSettings(**settings), arch, len(source.coords))  # before a store exists
     else:
         FitSettings(**{**settings, "device": "cpu"})
-    if threads is not None:
-        if threads < 1:
-            raise InrforgeError(f"--threads must be positive, got {threads}")
-        if fit_here:
-            torch.set_num_threads(int(threads))
-
-    fit_attrs = {"steps": int(steps), "lr": float(lr), "seed": int(seed),
-                 "target_psnr": None if target_psnr is None else float(target_psnr),
-                 "batch_size": int(batch_size), "device": str(device), "compile": bool(compile),
-                 "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
-                 "threads": torch.get_num_threads() if fit_here else int(threads or 1),
-                 "versions": _versions()}
+    fit_attrs = fit_attrs_with(batch_size)
     try:
         store = _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, chunk_objects,
                                 val_fraction, test_fraction, overwrite)
@@ -309,10 +316,15 @@ def require_memory(settings: FitSettings, arch: INRSpec, n_points: int) -> FitSe
 
 
 
+def _identity(source, arch, views, fit_attrs, shard_objects) -> dict:
+    """What a store made with these arguments records (compared with a store's :func:`_fit_identity`)."""
+    return {"arch": arch.to_dict(), "source": source.describe(), "fit": fit_attrs,
+            "views": int(views), "shard_objects": min(int(shard_objects), len(source))}
+
+
 def _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, chunk_objects,
                     val_fraction, test_fraction, overwrite) -> INRStore:
-    new_identity = {"arch": arch.to_dict(), "source": source.describe(), "fit": fit_attrs,
-                    "views": int(views), "shard_objects": min(int(shard_objects), len(source))}
+    new_identity = _identity(source, arch, views, fit_attrs, shard_objects)
     path = str(out)
     if is_store(path):
         store = INRStore(path, mode="r+")

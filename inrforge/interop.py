@@ -434,7 +434,10 @@ def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: f
             grid = {"kind": "image", "height": h, "width": w, "channels": arch.out_features,
                     "coords": "coords[r*W + c] = (linspace(-1,1,H)[r], linspace(-1,1,W)[c]), row-major"}
         params = np.stack(flats).astype(np.float32)
-        if _swaps_inputs(arch) and arch.fourier is None:
+        # an export written before the swap existed records its arch but no label_dtype: its files
+        # are already in inrforge's (row, col) order
+        pre_swap_export = "arch" in spec and "label_dtype" not in spec
+        if _swaps_inputs(arch) and arch.fourier is None and not pre_swap_export:
             _swap_first_layer_inputs(params, arch)  # DWSNets (x=col, y=row) -> inrforge (row, col)
         params = params[:, None]  # (N, 1, P)
 
@@ -504,11 +507,11 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
     try:
         if not in_place:
             build.mkdir()
-        done = store.done()
+        usable = store.done() & ~store.metric("failed")[:, view]  # a failed fit is not exported as a good one
         spec = {}
         for name in _SPLITS:
             idx = store.split(name)
-            idx = idx[done[idx]]
+            idx = idx[usable[idx]]
             entries = {"path": [], "label": [], "index": []}
             (build / name).mkdir()
             for lo in range(0, len(idx), 1024):

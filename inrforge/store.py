@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import urllib.parse
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +58,53 @@ def _is_url(path) -> bool:
 
 
 def local_path(path) -> str:
-    """``path`` as a string; a ``file://`` URL becomes the plain local path it names."""
+    """``path`` as a string; a ``file:`` URL (``file:///p``, ``file://localhost/p``, with %-escapes)
+    becomes the plain local path it names."""
     path = str(path)
-    return path[len("file://"):] if path.startswith("file://") else path
+    if not path.startswith("file://"):
+        return path
+    url = urllib.parse.urlparse(path)
+    if url.netloc not in ("", "localhost"):
+        raise InrforgeError(f"{path}: a file URL on another host ({url.netloc}) is not a local path")
+    return urllib.parse.unquote(url.path)
+
+
+def _leftovers(final: str) -> list[str]:
+    """Sibling folders an interrupted create/overwrite of ``final`` left: ``final.tmp-PID``
+    (a store being built) and ``final.old-PID`` (a store set aside to be replaced)."""
+    parent, name = os.path.split(final.rstrip("/"))
+    try:
+        names = os.listdir(parent or ".")
+    except OSError:
+        return []
+    return sorted(os.path.join(parent, n) for n in names
+                  if n.startswith(name + ".") and n[len(name) + 1:].split("-")[0] in ("tmp", "old")
+                  and n.rsplit("-", 1)[-1].isdigit())
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def check_leftovers(final: str) -> None:
+    """Before a store is written at ``final``: delete the half-built ``final.tmp-PID`` folders of
+    processes that are gone, and refuse to go on while ``final.old-PID`` holds a store that an
+    interrupted ``--overwrite`` set aside and never got to delete (its data may be all there is)."""
+    for left in _leftovers(final):
+        pid = int(left.rsplit("-", 1)[-1])
+        if _process_alive(pid):
+            continue
+        if ".tmp-" in os.path.basename(left):
+            shutil.rmtree(left, ignore_errors=True)
+        elif is_store(left):
+            raise InrforgeError(f"{left} holds a store an interrupted --overwrite of {final} set aside; "
+                                f"move it back to {final} or delete it, then re-run")
 
 
 def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.ndarray,
@@ -72,6 +118,8 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
     the old store is untouched.  Anything else at ``path`` (a file, a non-empty folder) is refused.
     """
     path = local_path(path)
+    if not _is_url(path) and os.path.islink(path.rstrip("/")):
+        path = os.path.realpath(path)  # a link to a store: the store it points to is replaced
     prepare_output(path, overwrite)
     if n_objects <= 0 or views <= 0:
         raise InrforgeError(f"nothing to store: {n_objects} objects x {views} views")
@@ -85,7 +133,10 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
             remove_store(final)
         tmp = final
     else:
-        tmp = f"{final.rstrip('/')}.tmp-{os.getpid()}"
+        final = final.rstrip("/") or "/"
+        check_leftovers(final)
+        tmp = f"{final}.tmp-{os.getpid()}"
+    old = None
     try:
         if tmp != final and os.path.exists(tmp):
             shutil.rmtree(tmp)
@@ -101,15 +152,18 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
             **(extra_attrs or {}),
         })
         if tmp != final:
-            old = move_into_place(tmp, final, aside=f"{final.rstrip('/')}.old-{os.getpid()}")
-            if old is not None:
-                shutil.rmtree(old)
+            old = move_into_place(tmp, final, aside=f"{final}.old-{os.getpid()}")
     except BaseException as e:  # the half-built folder goes; an old store at final stays
         if tmp != final:
             shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError):
             raise InrforgeError(f"cannot write a store at {final}: {e.strerror or e}") from None
         raise
+    if old is not None:  # the new store is in place: the old one goes (a failure here loses nothing)
+        try:
+            shutil.rmtree(old)
+        except OSError as e:
+            warnings.warn(f"the store {final} replaced is left at {old} ({e.strerror or e}); delete it by hand")
     return INRStore(final, mode="r+")
 
 
@@ -145,7 +199,11 @@ def move_into_place(new, final, aside) -> str | None:
     """Rename the finished folder ``new`` to ``final``.  An empty folder at ``final`` is replaced;
     anything else there (which the caller may replace) is first renamed to ``aside``, and renamed
     back if the rename of ``new`` fails.  Returns ``aside`` when it holds the old content, for
-    the caller to delete, else None."""
+    the caller to delete, else None.  A symbolic link at ``final`` is followed: what it points to
+    is replaced, and the link keeps working."""
+    final = str(final).rstrip("/") or "/"
+    if os.path.islink(final):
+        final = os.path.realpath(final)
     old = None
     if os.path.isdir(final) and not os.listdir(final):
         os.rmdir(final)
@@ -182,7 +240,9 @@ class INRStore:
             raise InrforgeError(f"open a store with mode 'r' (read) or 'r+' (read and write), not {mode!r}")
         self.path = local_path(path)
         if not _is_url(self.path) and not os.path.exists(self.path):
-            raise InrforgeError(f"no store at {self.path}")
+            aside = [p for p in _leftovers(self.path) if ".old-" in os.path.basename(p) and is_store(p)]
+            hint = f" ({aside[0]} holds the store an interrupted --overwrite set aside)" if aside else ""
+            raise InrforgeError(f"no store at {self.path}{hint}")
         try:
             self.root = zarr.open_group(self.path, mode=mode)
         except Exception as e:
@@ -313,6 +373,8 @@ class INRStore:
 
     def check_view(self, view: int) -> int:
         """``view`` as an int, or an :class:`InrforgeError` when the store has no such view."""
+        if isinstance(view, bool) or not isinstance(view, (int, np.integer)):
+            raise InrforgeError(f"a view is an integer, got {view!r}")
         if not 0 <= int(view) < self.views:
             raise InrforgeError(f"view {view} out of range: the store has {self.views} view"
                                 f"{'' if self.views == 1 else 's'} (0 to {self.views - 1})")

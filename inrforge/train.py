@@ -145,6 +145,16 @@ def _schedule(optimizer, warmup_steps: int, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def check_batch_norm(model, n_train: int, batch_size: int) -> bool:
+    """Whether ``model`` has batch norm; if so, an error unless its batches can hold 2 INRs
+    (batch statistics of one INR are undefined)."""
+    batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if batch_norm and min(n_train, batch_size) < 2:
+        what = f"--batch-size {batch_size}" if batch_size < 2 else f"a train split of {n_train} INR(s)"
+        raise InrforgeError(f"batch norm needs batches of at least 2 INRs, not {what}; use --norm layer or none")
+    return batch_norm
+
+
 def _eval_loader(ds: WeightDataset, batch_size: int):
     return ds.loader(max(batch_size, 256), shuffle=False)
 
@@ -162,10 +172,7 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     device = torch.device(config.device)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    if batch_norm and len(train) < 2:
-        raise InrforgeError(f"batch norm needs at least 2 train INRs, the train split has {len(train)}; "
-                            f"use --norm layer or none")
+    batch_norm = check_batch_norm(model, len(train), config.batch_size)
     drop_last = batch_norm and len(train) % config.batch_size == 1
     train_loader = train.loader(config.batch_size, shuffle=True, drop_last=drop_last, num_workers=config.num_workers)
     steps_per_epoch = len(train_loader)
@@ -295,6 +302,7 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
         raise InrforgeError(f"{store.path}: the train split has no fitted INRs")
     torch.manual_seed(config.seed)  # the init is the seed's, whatever ran before in this process
     net = build_model(model, store.arch, n_out, **(model_kwargs or {}))
+    check_batch_norm(net, len(train), config.batch_size)
     describe = {"store": store.path, "model": model, "model_kwargs": dict(model_kwargs or {}), "augment": augment,
                 "align": align, "views": train.n_views, "normalize": normalize, "task": task,
                 "n_train": len(train), "n_val": len(val), "n_test": len(test), "skipped": train.skipped}

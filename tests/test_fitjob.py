@@ -72,3 +72,13 @@ def test_the_batch_size_is_never_lowered_silently(tmp_path, monkeypatch):
     assert not (tmp_path / "a.zarr").exists()
     store = fit_inrs(src, tmp_path / "b.zarr", steps=2, compile=False, progress=False)
     assert store.attrs["fit"]["batch_size"] == 7
+
+
+def test_an_overwrite_gets_a_new_stores_batch_size_not_the_old_ones(tmp_path):
+    src = load_source("digits", limit=6)
+    kw = dict(steps=2, compile=False, progress=False)
+    fit_inrs(src, tmp_path / "s.zarr", batch_size=5, **kw)
+    replaced = fit_inrs(src, tmp_path / "s.zarr", seed=3, overwrite=True, **kw)
+    fresh = fit_inrs(src, tmp_path / "fresh.zarr", seed=3, **kw)
+    assert replaced.attrs["fit"]["batch_size"] == fresh.attrs["fit"]["batch_size"] != 5
+    assert fit_inrs(src, tmp_path / "s.zarr", seed=3, **kw).attrs["fit"]["batch_size"] != 5  # and it resumes

@@ -457,3 +457,36 @@ def test_a_whole_store_comes_back_with_its_own_object_numbers(tmp_path):
     np.testing.assert_array_equal(src.read_flat(slice(None), None), b.read_flat(slice(None), None))
     assert b.labels.tolist() == list(range(6))
     assert {s: b.split(s).tolist() for s in ("train", "val", "test")} == {"train": [0, 2, 5], "val": [3], "test": [1, 4]}
+
+
+def test_an_export_from_before_the_swap_imports_upright(tmp_path):
+    """Exports written before the coordinate swap record an arch but no label_dtype, and their
+    files are in inrforge's own (row, col) order: import must not swap them."""
+    from inrforge.arch import make_arch
+
+    a = make_store(tmp_path / "a.zarr", make_arch(hidden=8, depth=2), n=4)
+    export_dws(a, tmp_path / "ex")
+    spec = json.loads((tmp_path / "ex" / "splits.json").read_text())
+    for rel in spec["train"]["path"] + spec["val"]["path"] + spec["test"]["path"]:  # undo the swap, as before
+        state = torch.load(tmp_path / "ex" / rel, weights_only=True)
+        state["seq.0.weight"] = state["seq.0.weight"][:, [1, 0]]
+        torch.save(state, tmp_path / "ex" / rel)
+    old = {k: spec[k] for k in ("train", "val", "test", "arch")}
+    for k in ("train", "val", "test"):
+        old[k] = {"path": spec[k]["path"], "label": spec[k]["label"]}
+    (tmp_path / "ex" / "splits.json").write_text(json.dumps(old))
+    b = import_dws(tmp_path / "ex", tmp_path / "b.zarr")
+    np.testing.assert_array_equal(a.read_flat(slice(None), None), b.read_flat(slice(None), None))
+
+
+def test_failed_inrs_are_not_exported_as_good_ones(tmp_path, capsys):
+    from inrforge.arch import make_arch
+
+    a = make_store(tmp_path / "a.zarr", make_arch(hidden=8, depth=2), n=4)
+    a.root["metrics"]["failed"][1, 0] = True
+    export_dws(a, tmp_path / "ex")
+    spec = json.loads((tmp_path / "ex" / "splits.json").read_text())
+    assert spec["train"]["index"] == [0] and "0000001.pth" not in str(spec)
+    assert main(["export-dws", a.path, str(tmp_path / "ex")]) == 1  # an earlier export: --overwrite replaces it
+    assert "not empty" in capsys.readouterr().err
+    assert main(["export-dws", a.path, str(tmp_path / "ex"), "--overwrite", "--view", "0"]) == 0

@@ -182,3 +182,68 @@ def test_a_read_only_store_is_reported_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(store_module.os, "access", lambda p, mode: str(p) != params)
     with pytest.raises(InrforgeError, match="read-only"):
         s.check_writable()
+
+
+def test_overwrite_through_a_link_replaces_what_it_points_to(tmp_path):
+    real = make(tmp_path / "real.zarr")
+    (tmp_path / "link.zarr").symlink_to(tmp_path / "real.zarr")
+    new = create_store(tmp_path / "link.zarr", arch=ARCH, n_objects=3, views=1, labels=np.zeros(3, np.int64),
+                       splits={"train": np.arange(3)}, source={"name": "other"}, fit={}, overwrite=True)
+    assert (tmp_path / "link.zarr").is_symlink() and len(open_store(tmp_path / "link.zarr")) == 3 == len(new)
+    assert len(real) == 10  # the object opened before still reads what it read
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.zarr", "real.zarr"]
+
+
+def test_a_replaced_store_that_cannot_be_deleted_is_a_warning_not_a_failure(tmp_path, monkeypatch):
+    import shutil
+
+    import inrforge.store as store_module
+
+    make(tmp_path / "s.zarr")
+    real_rmtree = shutil.rmtree
+
+    def stuck(path, *a, **k):
+        if ".old-" in str(path):
+            raise PermissionError(1, "Operation not permitted")
+        return real_rmtree(path, *a, **k)
+
+    monkeypatch.setattr(store_module.shutil, "rmtree", stuck)
+    with pytest.warns(UserWarning, match="left at .*s.zarr.old-"):
+        new = create_store(tmp_path / "s.zarr", arch=ARCH, n_objects=3, views=1, labels=np.zeros(3, np.int64),
+                           splits={"train": np.arange(3)}, source={"name": "other"}, fit={}, overwrite=True)
+    assert len(open_store(new.path)) == 3
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_what_an_interrupted_overwrite_left_is_cleaned_or_reported(tmp_path):
+    import shutil
+
+    pid = _dead_pid()
+    make(tmp_path / f"s.zarr.tmp-{pid}")  # half-built by a process that is gone: deleted
+    make(tmp_path / "s.zarr")
+    create_store(tmp_path / "s.zarr", arch=ARCH, n_objects=3, views=1, labels=np.zeros(3, np.int64),
+                 splits={"train": np.arange(3)}, source={"name": "other"}, fit={}, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]
+    # killed between its two renames: the old store is set aside and nothing is at s.zarr
+    shutil.move(str(tmp_path / "s.zarr"), str(tmp_path / f"s.zarr.old-{pid}"))
+    with pytest.raises(InrforgeError, match=f"no store at .*s.zarr \\(.*s.zarr.old-{pid} holds the store"):
+        open_store(tmp_path / "s.zarr")
+    with pytest.raises(InrforgeError, match="an interrupted --overwrite of .* set aside; move it back"):
+        make(tmp_path / "s.zarr")
+    assert is_store(tmp_path / f"s.zarr.old-{pid}")
+
+
+def test_file_urls_with_host_and_escapes(tmp_path):
+    from inrforge.store import local_path
+
+    assert local_path(f"file://localhost{tmp_path}/a%20b.zarr") == f"{tmp_path}/a b.zarr"
+    with pytest.raises(InrforgeError, match="another host"):
+        local_path("file://elsewhere/x.zarr")

@@ -133,6 +133,11 @@ def test_bad_training_input(tmp_path, capsys):
                  [relu.path, "--augment", "negate"]):
         assert main(["train", *args, "--quiet", "--out", str(tmp_path / "never")]) == 1
         assert not (tmp_path / "never").exists()
+    tiny = learnable_store(tmp_path / "tiny.zarr", n=41)  # 1 train INR
+    for args in ([s.path, "--batch-size", "1"], [tiny.path]):  # batch norm cannot work: refused up front
+        assert main(["train", *args, "--quiet", "--out", str(tmp_path / "never")]) == 1
+        assert "batch norm needs batches of at least 2 INRs" in capsys.readouterr().err
+        assert not (tmp_path / "never").exists()
     with pytest.raises(SystemExit) as e:
         main(["train", s.path, "--dropout", "2", "--out", str(tmp_path / "never")])
     assert e.value.code == 2 and not (tmp_path / "never").exists()
