@@ -33,8 +33,8 @@ import torch
 
 from .arch import INRSpec, make_arch
 from .errors import InrforgeError
-from .store import (INRStore, ShardData, create_store, is_store, local_path, move_into_place, open_store,
-                    prepare_output, remove_store)
+from .store import (INRStore, ShardData, check_leftovers, create_store, is_store, local_path, move_into_place,
+                    open_store, prepare_output, remove_store)
 
 _KEY = re.compile(r"^(seq|layers|net|model)\.(\d+)\.(weight|bias)$")
 _SPLITS = ("train", "val", "test")
@@ -406,6 +406,7 @@ def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: f
 
     staging, created, ok = None, [], False
     if not url:  # fail before reading every file when --out cannot be written
+        check_leftovers(out.rstrip("/") or "/")
         created = _make_parent(Path(out), "a store at")
         staging = _staging_dir(Path(out), "a store at")
     try:
@@ -456,8 +457,10 @@ def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: f
                 unknown = np.full((b - a, 1), np.nan, np.float32)
                 store.write_shard(ShardData(a, params[a:b], unknown, unknown, np.zeros((b - a, 1), np.int32),
                                             np.zeros((b - a, 1), bool)))
-            if not url:
-                move_into_place(Path(build), Path(out), aside=staging / "replaced")
+            if not url:  # set aside where an interrupted overwrite is found again (store.check_leftovers)
+                old = move_into_place(Path(build), Path(out), aside=f"{out.rstrip('/')}.old-{os.getpid()}")
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
         except OSError as e:
             raise InrforgeError(f"cannot write a store at {out}: {e.strerror or e}") from None
         ok = True
