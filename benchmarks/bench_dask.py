@@ -27,7 +27,7 @@ import torch
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--source", default="digits")
     p.add_argument("--objects", type=int, default=256)
     p.add_argument("--steps", type=int, default=200)

@@ -71,7 +71,7 @@ def loop_fit(arch, init, coords, targets, steps, lr):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3, help="interleaved (loop, batched) rounds; the ratio is their median")
     p.add_argument("--loop-inrs", type=int, default=3, help="INRs the loop fits per round")
     p.add_argument("--batch", type=int, help="INRs per batched step (default: the fitter's default)")

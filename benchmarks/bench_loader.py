@@ -79,7 +79,7 @@ def rate(loader, batches):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=8192)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--batches", type=int, default=20)

@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--shard-size", type=positive_int, default=256, help="objects per shard (unit of writing/resuming)")
     f.add_argument("--limit", type=positive_int, help="fit only the first N objects")
     f.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    f.add_argument("--seed", type=nonnegative_int, default=0)
+    f.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="global seed; view v of object i starts from a seed derived from (seed, i, v)")
     f.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads (default: all cores; with --scheduler: per task, default 1)")
     f.add_argument("--scheduler", metavar="ADDRESS",
@@ -56,41 +57,44 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--quiet", action="store_true", help="no progress bar")
 
     i = sub.add_parser("info", help="summarise a store")
-    i.add_argument("store")
+    i.add_argument("store", help="store path or fsspec URL")
     i.add_argument("--json", action="store_true", help="print JSON")
 
     r = sub.add_parser("render", help="draw ground truth beside reconstructions")
-    r.add_argument("store")
+    r.add_argument("store", help="store path or fsspec URL")
     r.add_argument("--out", required=True, help="PNG to write")
-    r.add_argument("--n", type=positive_int, default=16)
-    r.add_argument("--view", type=nonnegative_int, default=0)
-    r.add_argument("--split", default="test", choices=("train", "val", "test"))
+    r.add_argument("--n", type=positive_int, default=16, help="objects to draw")
+    r.add_argument("--view", type=nonnegative_int, default=0, help="which neural view to draw")
+    r.add_argument("--split", default="test", choices=("train", "val", "test"), help="objects drawn from this split")
 
     t = sub.add_parser("train", help="train a weight-space model (DWSNet or flat MLP) on a store")
-    t.add_argument("store")
-    t.add_argument("--model", default="dwsnet", choices=("dwsnet", "mlp"))
+    t.add_argument("store", help="store path or fsspec URL")
+    t.add_argument("--model", default="dwsnet", choices=("dwsnet", "mlp"), help="DWSNet or flat-MLP baseline")
     t.add_argument("--augment", default="", help="comma list: perm, negate, shift, rotate, scale, translate, noise, "
                                                 "dropout, prune, mixup, mixup-perm, mixup-align")
     t.add_argument("--views", type=positive_int, help="use the first N views of each train object (default all)")
-    t.add_argument("--epochs", type=positive_int, default=100)
-    t.add_argument("--lr", type=positive_float, default=5e-3)
-    t.add_argument("--weight-decay", type=nonnegative_float, default=5e-4)
-    t.add_argument("--batch-size", type=positive_int, default=512)
-    t.add_argument("--warmup-epochs", type=nonnegative_float, default=1.0)
+    t.add_argument("--epochs", type=positive_int, default=100, help="passes over the train split")
+    t.add_argument("--lr", type=positive_float, default=5e-3, help="AdamW peak learning rate")
+    t.add_argument("--weight-decay", type=nonnegative_float, default=5e-4, help="AdamW weight decay")
+    t.add_argument("--batch-size", type=positive_int, default=512, help="INRs per training batch")
+    t.add_argument("--warmup-epochs", type=nonnegative_float, default=1.0,
+                   help="linear learning-rate warm-up, in epochs (may be fractional)")
     t.add_argument("--patience", type=positive_int, help="stop once N epochs in a row bring no better val score")
     t.add_argument("--hidden", type=positive_int, default=32, help="DWSNet channels")
     t.add_argument("--depth", type=positive_int, default=4, help="DWSNet equivariant layers")
-    t.add_argument("--dropout", type=probability, default=0.0)
+    t.add_argument("--dropout", type=probability, default=0.0, help="dropout probability in the model")
     t.add_argument("--norm", default="batch", choices=("batch", "layer", "none"),
                    help="DWSNet normalisation (equivariant: statistics pooled over permuted axes)")
-    t.add_argument("--normalize", default="symmetric", choices=("symmetric", "entry", "none"))
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--seed", type=nonnegative_int, default=0)
+    t.add_argument("--normalize", default="symmetric", choices=("symmetric", "entry", "none"),
+                   help="input normalisation from train-split statistics: pooled over each entry's "
+                        "permutation orbit (commutes with neuron permutations), per flat entry (DWSNets), or none")
+    t.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    t.add_argument("--seed", type=nonnegative_int, default=0, help="seed for init, shuffling and augmentations")
     t.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers")
-    t.add_argument("--threads", type=positive_int, default=default_threads())
+    t.add_argument("--threads", type=positive_int, default=default_threads(), help="torch threads")
     t.add_argument("--out", help="folder for metrics.jsonl/csv, best.pt and result.json")
     t.add_argument("--overwrite", action="store_true", help="replace an earlier run's results in --out")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     im = sub.add_parser("import-dws", help="convert a DWSNets-style folder of .pth INRs into a store")
     im.add_argument("data", help="folder of per-INR state dicts (seq.{i}.weight / seq.{i}.bias)")
@@ -103,12 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--w0", type=positive_float, default=None,
                     help="SIREN w0 of INRs whose splits JSON records no arch (default 30)")
     im.add_argument("--image-size", help="HxW grid the INRs were fitted on (e.g. 28x28), for render")
-    im.add_argument("--overwrite", action="store_true")
+    im.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
 
     ex = sub.add_parser("export-dws", help="write a store as one DWSNets-style .pth per INR plus splits.json")
-    ex.add_argument("store")
+    ex.add_argument("store", help="store path or fsspec URL")
     ex.add_argument("out", help="empty folder to write")
-    ex.add_argument("--view", type=nonnegative_int, default=0)
+    ex.add_argument("--view", type=nonnegative_int, default=0, help="which neural view to export")
     ex.add_argument("--overwrite", action="store_true", help="replace an earlier export-dws folder (nothing else)")
     return p
 

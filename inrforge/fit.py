@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +78,15 @@ def check_device(device: str, here: bool = True) -> torch.device:
     if here and dev.type == "cuda" and not torch.cuda.is_available():
         raise InrforgeError(f"device {device!r} requested but CUDA is not available here")
     return dev
+
+
+def check_compiler() -> None:
+    """``torch.compile`` on a CPU builds C++: an error unless the compiler Inductor calls (``$CXX``,
+    default ``g++``; ``clang++`` on macOS) is there."""
+    cxx = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
+    if shutil.which(cxx) is None:
+        raise InrforgeError(f"torch.compile needs a C++ compiler ({cxx} not found; install one or set CXX), "
+                            f"or pass --no-compile")
 
 
 def per_inr_mse(arch: INRSpec, weights, biases, coords, targets) -> torch.Tensor:

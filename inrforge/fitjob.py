@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 from . import __version__
 from .arch import INRSpec, make_arch
 from .errors import InrforgeError
-from .fit import (FitSettings, available_bytes, batch_bytes, check_count, check_device, default_batch_size,
-                  fit_batch, inr_seed, memory_batch_limit)
+from .fit import (FitSettings, available_bytes, batch_bytes, check_compiler, check_count, check_device,
+                  default_batch_size, fit_batch, inr_seed, memory_batch_limit)
 from .sources import Source, load_source
 from .store import INRStore, ShardData, create_store, is_store, jsonable
 
@@ -180,6 +180,8 @@ def prepare_fit(
     # the device is checked before anything asks it for its memory or default batch; a driver
     # whose workers fit checks only its spelling (the workers check that it exists)
     check_device(device, here=fit_here)
+    if compile and fit_here and torch.device(device).type == "cpu":
+        check_compiler()  # before a store that records compile=True exists
     if arch is None:
         arch = make_arch("siren-dwsnets", in_features=source.in_features, out_features=source.out_features)
     if arch.in_features != source.in_features or arch.out_features != source.out_features:

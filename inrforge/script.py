@@ -34,8 +34,35 @@ class ArgumentParser(argparse.ArgumentParser):
     ``PROG: error: MESSAGE (see PROG --help)``, with exit status 2 (argparse's convention),
     instead of the full usage text followed by the message. Subcommand parsers inherit it."""
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpWithDefaults)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        # an option given no help still shows its default (argparse shows nothing for it)
+        if args and str(args[0]).startswith("-") and "help" not in kwargs and _worth_showing(kwargs.get("default")):
+            kwargs["help"] = "(default: %(default)s)"
+        return super().add_argument(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """``--help`` shows each option's default (where it has one worth showing)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.option_strings and _worth_showing(action.default)
+                and "%(default)" not in text and "default" not in text):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _worth_showing(default) -> bool:
+    """Whether ``--help`` should state this default (not for unset, off, or empty ones)."""
+    return not (default is None or default is False or default is argparse.SUPPRESS
+                or (isinstance(default, (list, tuple, str)) and len(default) == 0))
 
 
 def _number(text: str, kind: type, ok: Callable[[float], bool], expected: str):

@@ -25,7 +25,7 @@ from inrforge.sources import SOURCE_NAMES, load_source, parse_source_options
 
 
 def parse_args(argv=None):
-    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--source", required=True, choices=SOURCE_NAMES)
     p.add_argument("--data", help="source files (on a filesystem the workers share)")
     p.add_argument("--source-opt", action="append", default=[], metavar="KEY=VALUE")
@@ -42,18 +42,18 @@ def parse_args(argv=None):
                         "as in inrforge fit: about 25,000 INR-points per step on CPU)")
     p.add_argument("--shard-size", type=positive_int, default=256, help="objects per shard = per task")
     p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--no-compile", action="store_true")
-    p.add_argument("--retries", type=nonnegative_int, default=3)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-compile", action="store_true", help="do not torch.compile the step")
+    p.add_argument("--retries", type=nonnegative_int, default=3, help="extra attempts of a shard task that raised or whose worker died")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store made with other arguments")
     c = p.add_argument_group("cluster")
     c.add_argument("--cluster", default="local:2", help="local:N, a scheduler address, slurm or pbs")
     c.add_argument("--jobs", type=positive_int, default=2, help="slurm/pbs: batch jobs to start")
     c.add_argument("--cores", type=positive_int, default=8, help="slurm/pbs: cores per job (= single-threaded workers "
                                                           "per job on CPU)")
     c.add_argument("--memory", default="16GB", help="slurm/pbs: memory per job")
-    c.add_argument("--walltime", default="02:00:00")
-    c.add_argument("--queue")
-    c.add_argument("--account")
+    c.add_argument("--walltime", default="02:00:00", help="slurm/pbs: wall-clock limit per job")
+    c.add_argument("--queue", help="slurm/pbs: queue (partition)")
+    c.add_argument("--account", help="slurm/pbs: account to charge")
     c.add_argument("--gpu", action="store_true", help="one GPU per job, one worker per job, --device cuda")
     a = p.parse_args(argv)
     if a.cluster not in ("slurm", "pbs"):

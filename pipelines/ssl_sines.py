@@ -41,7 +41,7 @@ ENCODERS = ("dwsnet", "mlp")
 
 
 def parse_args(argv=None):
-    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--store", help="an existing sines store with labels (a, b) (otherwise fit OUT/inrs.zarr)")
     p.add_argument("--n", type=positive_int, default=5000, help="sine INRs to fit")
     p.add_argument("--n-points", type=positive_int, default=2000)

@@ -51,7 +51,7 @@ AUGMENTATIONS = {
 
 
 def parse_args(argv=None):
-    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--store", help="an existing store (otherwise fit --source into OUT/inrs.zarr)")
     p.add_argument("--source", default="digits")
     p.add_argument("--data", help="source files folder (mnist IDX, fashion-mnist, ...)")

@@ -82,3 +82,10 @@ def test_an_overwrite_gets_a_new_stores_batch_size_not_the_old_ones(tmp_path):
     fresh = fit_inrs(src, tmp_path / "fresh.zarr", seed=3, **kw)
     assert replaced.attrs["fit"]["batch_size"] == fresh.attrs["fit"]["batch_size"] != 5
     assert fit_inrs(src, tmp_path / "s.zarr", seed=3, **kw).attrs["fit"]["batch_size"] != 5  # and it resumes
+
+
+def test_compiling_without_a_compiler_is_refused_before_a_store_exists(tmp_path, monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    with pytest.raises(InrforgeError, match="torch.compile needs a C\\+\\+ compiler .*or pass --no-compile"):
+        fit_inrs(load_source("digits", limit=3), tmp_path / "s.zarr", steps=2, compile=True, progress=False)
+    assert not (tmp_path / "s.zarr").exists()

@@ -121,3 +121,18 @@ def test_a_closed_pipe_ends_the_output_quietly(tmp_path):
     p.stdout.close()  # before it writes anything
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 141 and err == ""
+
+
+def test_help_states_each_default_worth_stating():
+    p = ArgumentParser(prog="tool")
+    p.add_argument("--seed", type=int, default=0)  # no help text: the default is still shown
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--hidden", type=int, default=32, help="width (default 32)")  # says it already
+    p.add_argument("--opt", action="append", default=[], help="repeatable")
+    p.add_argument("--limit", type=int, help="first N")
+    p.add_argument("--quiet", action="store_true", help="no bar")
+    text = " ".join(p.format_help().split())
+    assert "--seed SEED (default: 0)" in text and "learning rate (default: 0.001)" in text
+    assert "(default 32) (default" not in text
+    for silent in ("repeatable", "first N", "no bar"):
+        assert f"{silent} (default" not in text, silent
