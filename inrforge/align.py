@@ -36,6 +36,18 @@ def _hidden_widths(arch: INRSpec) -> tuple[int, ...]:
     return arch.widths[1:-1]
 
 
+def _gen_device(generator, what: str) -> torch.device:
+    """The device random numbers are drawn on; a clear error for a seed given as a generator."""
+    if generator is None:
+        return torch.device("cpu")
+    if not isinstance(generator, torch.Generator):
+        raise InrforgeError(
+            f"{what}: generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)), "
+            f"got {type(generator).__name__}"
+        )
+    return generator.device
+
+
 def random_permutations(
     arch: INRSpec,
     batch: int,
@@ -47,7 +59,7 @@ def random_permutations(
     Drawn as the argsort of uniform random keys (on the generator's device, CPU by default) and
     moved to ``device``.
     """
-    gen_device = generator.device if generator is not None else torch.device("cpu")
+    gen_device = _gen_device(generator, "random_permutations")
     perms = []
     for d in _hidden_widths(arch):
         keys = torch.rand(batch, d, generator=generator, device=gen_device)
@@ -79,16 +91,31 @@ def _check_perms(weights: Weights, perms: Sequence[torch.Tensor]) -> list[torch.
                 f"permutation of hidden layer {i} has shape {tuple(p.shape)}, expected {(b, d)}"
             )
         out.append(p)
+    # Each row must hold every index 0..d-1 once (else the result is not the same function).
+    bad = [i for i, (p, d) in enumerate(zip(out, hidden)) if p.numel() and not (
+        ((p >= 0) & (p < d)).all()
+        and torch.zeros(b, d, dtype=torch.bool, device=p.device).scatter_(1, p.clamp(0, d - 1), True).all()
+    )]
+    if bad:
+        raise InrforgeError(f"the permutation of hidden layer {bad[0]} is not a permutation of 0..{hidden[bad[0]] - 1} "
+                            f"in every row")
     return out
 
 
 def apply_permutation(weights: Weights, perms: Sequence[torch.Tensor]) -> Weights:
     """Permute the hidden neurons of a batch of INRs (see the module docstring for the convention).
 
-    ``perms[i]`` is ``(B, d_{i+1})`` (or ``(d_{i+1},)`` for the whole batch).  The result
-    computes exactly the same function as ``weights``.  One gather per tensor.
+    ``perms[i]`` is ``(B, d_{i+1})`` (or ``(d_{i+1},)`` for the whole batch); each row must be a
+    permutation of ``0..d_{i+1}-1`` (checked: InrforgeError).  The result computes exactly the
+    same function as ``weights``.  One gather per tensor.
     """
-    perms = _check_perms(weights, perms)
+    return permute_neurons(weights, _check_perms(weights, perms))
+
+
+def permute_neurons(weights: Weights, perms: Sequence[torch.Tensor]) -> Weights:
+    """:func:`apply_permutation` without the check: for ``(B, d)`` int64 permutations on the
+    weights' device that are known to be valid (drawn by :func:`random_permutations`, solved by
+    :func:`weight_matching`)."""
     n_hidden = len(perms)
     b = len(weights)
     new_w, new_b = [], []
@@ -98,7 +125,7 @@ def apply_permutation(weights: Weights, perms: Sequence[torch.Tensor]) -> Weight
         cols = perms[layer - 1] if layer > 0 else None
         if rows is not None and cols is not None:
             index = rows.unsqueeze(2) * d_in + cols.unsqueeze(1)  # (B, out, in) into the flat matrix
-            w = torch.gather(w.reshape(b, d_out * d_in), 1, index.reshape(b, -1)).reshape(b, d_out, d_in)
+            w = torch.gather(w.reshape(b, d_out * d_in), 1, index.reshape(b, d_out * d_in)).reshape(b, d_out, d_in)
         elif rows is not None:
             w = torch.gather(w, 1, rows.unsqueeze(2).expand(b, d_out, d_in))
         elif cols is not None:
@@ -188,7 +215,8 @@ def weight_matching(
     it, or after ``max_iter`` sweeps.
 
     Returns ``(perms, b_aligned)``: ``perms[i]`` is ``(B, d_{i+1})`` int64 and
-    ``b_aligned == apply_permutation(b, perms)`` computes the same functions as ``b``.
+    ``b_aligned == apply_permutation(b, perms)`` computes the same functions as ``b`` (both on
+    ``a``'s device, in ``b``'s dtype).  Non-finite weights raise InrforgeError.
     """
     if not isinstance(a, Weights) or not isinstance(b, Weights):
         raise InrforgeError("weight_matching needs two Weights batches")
@@ -200,24 +228,28 @@ def weight_matching(
         raise InrforgeError(f"max_iter must be >= 1, got {max_iter}")
     if init not in ("forward", "identity"):
         raise InrforgeError(f"unknown weight-matching init {init!r}; choose 'forward' or 'identity'")
+    gen_device = _gen_device(generator, "weight_matching")
     n_hidden = a.arch.n_layers - 1
     batch = len(a)
     device = a.device
     perms = identity_permutations(a.arch, batch, device=device)
-    if n_hidden == 0 or batch == 0:
-        return perms, apply_permutation(b, perms)
     b_in = b if b.device == device else b.to(device)
+    if n_hidden == 0 or batch == 0:
+        return perms, permute_neurons(b_in, perms)
     # Costs are computed (batched) in float64: no per-step conversion for scipy, exact sums.
     a, b = a.to(dtype=torch.float64), b_in.to(dtype=torch.float64)
+    finite = torch.isfinite(a.flatten()).all(dim=1) & torch.isfinite(b.flatten()).all(dim=1)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite).flatten()[:5].tolist()
+        raise InrforgeError(f"weight_matching: pairs {bad} (batch indices) have non-finite (NaN / inf) weights")
 
-    gen_device = generator.device if generator is not None else torch.device("cpu")
     with torch.no_grad():
         if init == "forward":
             fwd = []
             for layer in range(n_hidden):
                 cost = _incoming_cost(a, b, layer, fwd).cpu().numpy()
                 fwd.append(torch.as_tensor(_solve(cost), device=device))
-            use = (_inner(a, apply_permutation(b, fwd)) > _inner(a, b)).to(device)
+            use = (_inner(a, permute_neurons(b, fwd)) > _inner(a, b)).to(device)
             perms = [torch.where(use.unsqueeze(1), f, p) for f, p in zip(fwd, perms)]
         perms_np = [p.cpu().numpy().copy() for p in perms]
         dirty = np.ones((batch, n_hidden), dtype=bool)
@@ -246,4 +278,4 @@ def weight_matching(
                         dirty[rows, layer + 1] = True
             if not dirty.any():
                 break
-    return perms, apply_permutation(b_in, perms)
+    return perms, permute_neurons(b_in, perms)

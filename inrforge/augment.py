@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .align import apply_permutation, random_permutations, weight_matching
+from .align import permute_neurons, random_permutations, weight_matching
 from .arch import INRSpec
 from .errors import InrforgeError
 from .weights import Weights
@@ -69,6 +69,19 @@ def _randn(shape, generator, like: torch.Tensor) -> torch.Tensor:
     return r.to(like.device)
 
 
+def _check_generator(owner: str, generator) -> torch.Generator | None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise InrforgeError(f"{owner}: generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) "
+                            f"or None, got {type(generator).__name__}")
+    return generator
+
+
+def _check_labels(owner: str, labels) -> None:
+    if isinstance(labels, torch.Generator):
+        raise InrforgeError(f"{owner} takes (weights, labels=None, generator=None): a torch.Generator was given as "
+                            f"labels; pass it as generator=...")
+
+
 def _check_weights(weights) -> None:
     if not isinstance(weights, Weights):
         raise InrforgeError(f"augmentations take a Weights batch, got {type(weights).__name__}")
@@ -91,7 +104,7 @@ class Augmentation:
     kind = "lossy"
 
     def __init__(self, generator: torch.Generator | None = None):
-        self.generator = generator
+        self.generator = _check_generator(type(self).__name__, generator)
 
     def _generator(self, generator):
         if generator is not None and not isinstance(generator, torch.Generator):
@@ -136,7 +149,7 @@ class Permute(Augmentation):
 
     def _apply(self, weights, generator):
         perms = random_permutations(weights.arch, len(weights), generator, device=weights.device)
-        return apply_permutation(weights, perms)
+        return permute_neurons(weights, perms)
 
 
 def _check_siren(name: str, arch: INRSpec) -> None:
@@ -227,6 +240,14 @@ def _check_plain_input(name: str, arch: INRSpec, dims: int | None = None) -> Non
         raise InrforgeError(f"{name} needs {dims}-D input coordinates; this arch has {arch.in_features}")
 
 
+def _params(name: str, params, weights: Weights, shape: tuple[int, ...]) -> torch.Tensor:
+    """``params`` as a tensor on the weights' device and dtype, checked to be ``shape``."""
+    t = torch.as_tensor(params).to(weights.device, weights.dtype)
+    if tuple(t.shape) != shape:
+        raise InrforgeError(f"{name} params must be {shape} (one row per INR), got {tuple(t.shape)}")
+    return t
+
+
 def _with_first(weights: Weights, w0=None, b0=None) -> Weights:
     ws, bs = list(weights.weights), list(weights.biases)
     if w0 is not None:
@@ -268,13 +289,13 @@ class Rotate(_ParamAugmentation):
     def apply(self, weights, params):
         _check_weights(weights)
         self.check(weights.arch)
-        r = rotation_matrices(params.to(weights.device, weights.dtype))
+        r = rotation_matrices(_params("Rotate", params, weights, (len(weights),)))
         return _with_first(weights, w0=torch.bmm(weights.weights[0], r))
 
     @staticmethod
     def transform_coords(coords: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """``T x = R(theta) x`` per sample: coords (N, 2) -> (B, N, 2)."""
-        r = rotation_matrices(params.to(coords.dtype))
+        r = rotation_matrices(torch.as_tensor(params).to(coords.device, coords.dtype))
         return torch.einsum("bij,nj->bni", r, coords)
 
 
@@ -302,13 +323,13 @@ class Scale(_ParamAugmentation):
     def apply(self, weights, params):
         _check_weights(weights)
         self.check(weights.arch)
-        s = params.to(weights.device, weights.dtype)
+        s = _params("Scale", params, weights, (len(weights),))
         return _with_first(weights, w0=weights.weights[0] * s[:, None, None])
 
     @staticmethod
     def transform_coords(coords, params):
         """``T x = s x`` per sample: coords (N, in) -> (B, N, in)."""
-        return params.to(coords.dtype)[:, None, None] * coords
+        return torch.as_tensor(params).to(coords.device, coords.dtype)[:, None, None] * coords
 
 
 class Translate(_ParamAugmentation):
@@ -335,9 +356,7 @@ class Translate(_ParamAugmentation):
     def apply(self, weights, params):
         _check_weights(weights)
         arch = weights.arch
-        t = params.to(weights.device, weights.dtype)
-        if tuple(t.shape) != (len(weights), arch.in_features):
-            raise InrforgeError(f"Translate shifts must be {(len(weights), arch.in_features)}, got {tuple(t.shape)}")
+        t = _params("Translate", params, weights, (len(weights), arch.in_features))
         w0 = weights.weights[0]
         if arch.fourier is None:
             return _with_first(weights, b0=weights.biases[0] + torch.bmm(w0, t.unsqueeze(2)).squeeze(2))
@@ -352,7 +371,7 @@ class Translate(_ParamAugmentation):
     @staticmethod
     def transform_coords(coords, params):
         """``T x = x + t`` per sample: coords (N, in) -> (B, N, in)."""
-        return coords.unsqueeze(0) + params.to(coords.dtype).unsqueeze(1)
+        return coords.unsqueeze(0) + torch.as_tensor(params).to(coords.device, coords.dtype).unsqueeze(1)
 
 
 # ----- not function-preserving ----------------------------------------------------------------
@@ -371,9 +390,11 @@ class GaussianNoise(Augmentation):
 
     def _apply(self, weights, generator):
         b = len(weights)
+        if b == 0:
+            return weights
 
         def noisy(t):
-            std = t.reshape(b, -1).std(dim=1, correction=0)
+            std = t.flatten(1).std(dim=1, correction=0)
             scale = (self.rel_std * std).reshape(b, *([1] * (t.ndim - 1)))
             return t + _randn(t.shape, generator, t) * scale
 
@@ -473,7 +494,7 @@ class Compose:
             if not callable(a):
                 raise InrforgeError(f"Compose needs callables, got {a!r}")
         self.augmentations = augmentations
-        self.generator = generator
+        self.generator = _check_generator("Compose", generator)
 
     def check(self, arch: INRSpec) -> None:
         for a in self.augmentations:
@@ -482,8 +503,9 @@ class Compose:
 
     def __call__(self, weights: Weights, labels: torch.Tensor | None = None, generator: torch.Generator | None = None):
         _check_weights(weights)
+        _check_labels("Compose", labels)
         self.check(weights.arch)
-        g = generator if generator is not None else self.generator
+        g = generator if _check_generator("Compose", generator) is not None else self.generator
         for a in self.augmentations:
             if getattr(a, "mixes_labels", False):
                 weights, labels = a(weights, labels, generator=g)
@@ -547,7 +569,7 @@ class MixUp:
         self.mode = mode
         self.alpha = float(alpha)
         self.num_classes = None if num_classes is None else int(num_classes)
-        self.generator = generator
+        self.generator = _check_generator("MixUp", generator)
         self.align_max_iter = int(align_max_iter)
 
     def check(self, arch: INRSpec) -> None:
@@ -578,7 +600,8 @@ class MixUp:
     def mix(self, weights: Weights, labels: torch.Tensor | None = None,
             generator: torch.Generator | None = None) -> MixResult:
         _check_weights(weights)
-        g = generator if generator is not None else self.generator
+        _check_labels("MixUp", labels)
+        g = generator if _check_generator("MixUp", generator) is not None else self.generator
         n = len(weights)
         like = weights.weights[0]
         soft = None if labels is None else self._soft_labels(labels, n, like.dtype if like.dtype.is_floating_point else torch.float32)
@@ -589,7 +612,7 @@ class MixUp:
         lam = self._lam(n, g, like)
         other = weights[partner]
         if self.mode == "perm":
-            other = apply_permutation(other, random_permutations(weights.arch, n, g, device=weights.device))
+            other = permute_neurons(other, random_permutations(weights.arch, n, g, device=weights.device))
         elif self.mode == "align":
             other = weight_matching(weights, other, max_iter=self.align_max_iter, generator=g)[1]
         mixed = Weights(

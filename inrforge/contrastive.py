@@ -34,7 +34,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> tor
 
     With ``z = normalise([z1; z2])`` (2B rows) and ``s_ij = z_i . z_j / temperature``, the loss is
     the mean over the 2B rows of ``-log(exp(s_i,p(i)) / sum_{j != i} exp(s_ij))`` where ``p(i)`` is
-    the row's partner.  It is invariant to reordering the pairs and to rescaling either row.
+    the row's partner.  It is invariant to reordering the pairs, to swapping ``z1`` and ``z2`` and
+    to rescaling any row by a positive factor.
     """
     if z1.ndim != 2 or z1.shape != z2.shape:
         raise InrforgeError(f"nt_xent needs two (B, D) tensors of one shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
@@ -118,6 +119,10 @@ def train_contrastive(model: ContrastiveModel, dataset: WeightDataset, transform
     """
     if dataset.normalize is not None or dataset.transform is not None:
         raise InrforgeError("train_contrastive wants a raw dataset (normalize=None, transform=None)")
+    if int(batch_size) < 2 or len(dataset) < 2:
+        # a batch of one INR has no negative: every batch would be skipped and nothing trained
+        raise InrforgeError(f"contrastive training needs batches of at least 2 INRs, got batch_size {batch_size} "
+                            f"and a dataset of {len(dataset)}")
     torch.manual_seed(seed)
     dev = torch.device(device)
     model.to(dev)
@@ -155,8 +160,15 @@ def train_contrastive(model: ContrastiveModel, dataset: WeightDataset, transform
 
 
 @torch.no_grad()
-def embed(encoder: nn.Module, dataset: WeightDataset, batch_size: int = 256, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """``(embeddings (N, D), labels (N, ...))`` of a dataset (its own normalisation/transform applied)."""
+def embed(encoder: nn.Module, dataset: WeightDataset, batch_size: int = 256,
+          device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(embeddings (N, D), labels (N, ...))`` of a dataset (its own normalisation/transform applied).
+
+    The batches are moved to ``device``, by default the encoder's (its first parameter's, CPU if
+    it has none); the embeddings come back on the CPU.
+    """
+    if device is None:
+        device = next((p.device for p in encoder.parameters()), torch.device("cpu"))
     was_training = encoder.training
     encoder.eval()
     embs, labels = [], []

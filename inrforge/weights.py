@@ -27,13 +27,24 @@ class Weights:
     arch: INRSpec
 
     def __post_init__(self):
+        if not isinstance(self.arch, INRSpec):
+            raise InrforgeError(f"Weights needs an INRSpec as arch, got {type(self.arch).__name__}")
         object.__setattr__(self, "weights", tuple(self.weights))
         object.__setattr__(self, "biases", tuple(self.biases))
         if len(self.weights) != self.arch.n_layers or len(self.biases) != self.arch.n_layers:
             raise InrforgeError(
                 f"weights have {len(self.weights)} layers but the arch has {self.arch.n_layers}"
             )
-        b = self.weights[0].shape[0]
+        if not all(isinstance(t, torch.Tensor) for t in self.weights + self.biases):
+            raise InrforgeError("Weights takes torch tensors (per layer: weight (B, out, in), bias (B, out))")
+        first = self.weights[0]
+        for slot, t in zip(self.arch.layout, self.tensors()):
+            if t.dtype != first.dtype or t.device != first.device:
+                raise InrforgeError(
+                    f"all weights and biases must share one dtype and device: {slot.name} is "
+                    f"{t.dtype} on {t.device}, layers.0.weight is {first.dtype} on {first.device}"
+                )
+        b = first.shape[0] if first.ndim else 0
         for i, (w, bias, ws, bs) in enumerate(zip(self.weights, self.biases, self.arch.weight_shapes, self.arch.bias_shapes)):
             if tuple(w.shape) != (b, *ws) or tuple(bias.shape) != (b, *bs):
                 raise InrforgeError(
@@ -71,17 +82,27 @@ class Weights:
     def __getitem__(self, index) -> "Weights":
         """Select INRs along the batch dimension (int, slice, index tensor or bool mask).
 
-        A single index (a Python or numpy int, or a 0-d tensor) keeps the batch dimension.
+        A single index (a Python or numpy int, or a 0-d integer tensor / array) keeps the batch
+        dimension; out of range it raises IndexError (so ``for one in weights`` stops at the end).
         """
-        if isinstance(index, np.integer) or (isinstance(index, torch.Tensor) and index.ndim == 0
-                                             and not index.dtype.is_floating_point and index.dtype != torch.bool):
+        if isinstance(index, torch.Tensor):
+            if index.ndim == 0 and not index.dtype.is_floating_point and index.dtype != torch.bool:
+                index = int(index)
+        elif isinstance(index, (np.integer, np.ndarray)) and np.ndim(index) == 0 and index.dtype.kind in "iu":
             index = int(index)
-        if isinstance(index, int):
-            index = slice(index, index + 1) if index != -1 else slice(-1, None)
+        if isinstance(index, int) and not isinstance(index, bool):
+            n = len(self)
+            if not -n <= index < n:
+                raise IndexError(f"INR index {index} is out of range for a batch of {n}")
+            index = index % n
+            index = slice(index, index + 1)
         return self.map(lambda t: t[index])
 
     @staticmethod
     def cat(items: Sequence["Weights"]) -> "Weights":
+        items = list(items)
+        if not items:
+            raise InrforgeError("Weights.cat needs at least one batch")
         arch = items[0].arch
         if any(it.arch != arch for it in items):
             raise InrforgeError("cannot concatenate weights of different architectures")
@@ -95,7 +116,7 @@ class Weights:
     # ----- flat layout --------------------------------------------------------------------
     def flatten(self) -> torch.Tensor:
         """(B, P) in the arch's flat layout."""
-        return torch.cat([t.reshape(len(self), -1) for t in self.tensors()], dim=1)
+        return torch.cat([t.flatten(1) for t in self.tensors()], dim=1)  # flatten(1): B = 0 too
 
     @classmethod
     def from_flat(cls, flat: torch.Tensor, arch: INRSpec) -> "Weights":

@@ -116,3 +116,36 @@ def test_float32_and_errors():
         weight_matching(a, b, init="nope")
     with pytest.raises(InrforgeError):
         weight_matching(a, b, max_iter=0)
+
+
+def test_apply_permutation_rejects_non_permutations():
+    arch = ARCHS[0]
+    w = batch(arch, 3)
+    ok = random_permutations(arch, 3, gen(8))
+    dup = ok[0].clone()
+    dup[1, 0] = dup[1, 1]  # one row repeats a neuron and drops another
+    out_of_range = ok[0].clone()
+    out_of_range[2, 3] = 16
+    for bad in (dup, out_of_range, -1 - ok[0]):
+        with pytest.raises(InrforgeError, match="hidden layer 0 is not a permutation"):
+            apply_permutation(w, [bad, ok[1]])
+    with pytest.raises(InrforgeError, match="hidden layer 1 is not a permutation"):
+        apply_permutation(w, [ok[0], torch.zeros(16, dtype=torch.long)])
+
+
+def test_weight_matching_edge_cases():
+    arch = ARCHS[0]
+    a, b = batch(arch, 4), batch(arch, 4, seed=10)
+    # an empty batch (e.g. a filtered one) is fine
+    perms, al = weight_matching(a[0:0], b[0:0])
+    assert [tuple(p.shape) for p in perms] == [(0, 16), (0, 16)] and len(al) == 0
+    # a diverged INR gets a clear error naming it, not scipy's "invalid numeric entries"
+    flat = b.flatten().clone()
+    flat[2, 5] = float("nan")
+    with pytest.raises(InrforgeError, match=r"pairs \[2\].*non-finite"):
+        weight_matching(a, Weights.from_flat(flat, arch))
+    # a seed instead of a generator is a clear error
+    with pytest.raises(InrforgeError, match="torch.Generator"):
+        weight_matching(a, b, generator=0)
+    with pytest.raises(InrforgeError, match="torch.Generator"):
+        random_permutations(arch, 2, generator=0)

@@ -322,3 +322,58 @@ def test_labels_given_to_a_single_network_augmentation_are_a_clear_error():
     with pytest.raises(InrforgeError, match=r"Permute takes \(weights, generator=None\), got a Tensor"):
         Permute()(w, torch.zeros(3, dtype=torch.long))
     assert torch.equal(Compose([Permute()])(w, torch.zeros(3, dtype=torch.long))[1], torch.zeros(3, dtype=torch.long))
+
+
+# ----- edge cases -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "aug",
+    [Permute(), SirenNegate(), SirenBiasShift(), Rotate(), Scale(), Translate(), GaussianNoise(), WeightDropout(),
+     QuantilePrune(), MixUp("vanilla", num_classes=3), MixUp("perm", num_classes=3), MixUp("align", num_classes=3)],
+    ids=repr,
+)
+def test_empty_batch_passes_through(aug):
+    """A filtered batch can be empty: every augmentation returns an empty batch, not a crash."""
+    w = batch(SIREN, n=3)[torch.zeros(3, dtype=torch.bool)]
+    if isinstance(aug, MixUp):
+        out, labels = aug(w, torch.zeros(0, dtype=torch.long), generator=gen(0))
+        assert labels.shape == (0, 3)
+    else:
+        out = aug(w, generator=gen(0))
+    assert len(out) == 0 and out.flatten().shape == (0, SIREN.param_count)
+
+
+def test_generator_mixups_are_clear_errors():
+    w = batch(SIREN, n=4)
+    for aug in (MixUp(), Compose([Permute()])):
+        with pytest.raises(InrforgeError, match="Generator was given as labels"):
+            aug(w, gen(0))  # a generator passed positionally, where the labels go
+    for make in (lambda: Permute(generator=0), lambda: SirenNegate(0.5, 42), lambda: MixUp(generator=0),
+                 lambda: Compose([Permute()], generator=0)):
+        with pytest.raises(InrforgeError, match="must be a torch.Generator"):
+            make()  # a seed is not a generator
+    with pytest.raises(InrforgeError, match="must be a torch.Generator"):
+        MixUp()(w, None, generator=0)
+
+
+def test_input_transform_params_are_checked():
+    w = batch(SIREN, n=4)
+    for aug, bad in ((Rotate(), torch.zeros(3)), (Rotate(), torch.tensor(0.3)), (Scale(), torch.ones(1)),
+                     (Scale(), 2.0), (Translate(), torch.zeros(4, 3))):
+        with pytest.raises(InrforgeError, match="one row per INR"):
+            aug.apply(w, bad)
+    # params need not be tensors
+    x = coords(SIREN)
+    s = [0.5, 1.0, 1.5, 2.0]
+    assert max_diff(render(Scale().apply(w, s), x), render(w, Scale.transform_coords(x, s))) < 1e-10
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_transform_coords_follow_the_coords_device():
+    w = batch(SIREN, n=2).to("cuda")
+    x = coords(SIREN)  # on the CPU, as image_grid makes it
+    for aug in (Rotate(), Scale(), Translate()):
+        p = aug.sample(w, gen(0))  # on the weights' device
+        assert p.device.type == "cuda"
+        tx = aug.transform_coords(x, p)
+        assert tx.device == x.device
+        assert max_diff(render(aug.apply(w, p), x).cpu(), render(w, tx).cpu()) < 1e-10

@@ -1,13 +1,17 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from inrforge.arch import make_arch
 from inrforge.augment import Permute
-from inrforge.contrastive import ContrastiveModel, default_views_transform, nt_xent, two_views
+from inrforge.contrastive import (ContrastiveModel, default_views_transform, embed, make_normalizer, nt_xent,
+                                  train_contrastive, two_views)
+from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
 from inrforge.models import DWSNet
+from inrforge.store import ShardData, create_store
 from inrforge.weights import Weights
 
 
@@ -73,3 +77,56 @@ def test_views_differ_and_dwsnet_contrastive_model_is_permutation_invariant(gen)
         out = model(w)
         assert out.shape == (6, 5) and model.embed(w).shape == (6, 8)
         torch.testing.assert_close(model(Permute()(w, generator=gen)), out, atol=1e-5, rtol=1e-4)
+
+
+SMALL = make_arch("siren-dwsnets", in_features=1, hidden=6, depth=2)
+
+
+def small_store(path, n=20):
+    rng = np.random.default_rng(0)
+    params = rng.standard_normal((n, 1, SMALL.param_count)).astype(np.float32)
+    splits = {"train": np.arange(0, n - 4), "val": np.arange(0), "test": np.arange(n - 4, n)}
+    s = create_store(path, arch=SMALL, n_objects=n, views=1, labels=params[:, 0, -1:].copy(), splits=splits,
+                     source={"name": "synthetic", "params": {}}, fit={}, shard_objects=n)
+    ok = np.full((n, 1), 30.0, np.float32)
+    s.write_shard(ShardData(0, params, ok, ok, np.ones((n, 1), np.int32), np.zeros((n, 1), bool)))
+    return s
+
+
+def test_train_contrastive_trains_and_needs_pairs(tmp_path):
+    store = small_store(tmp_path / "s")
+    raw = WeightDataset(store, "train", normalize=None, cache=True)
+    torch.manual_seed(0)
+    model = ContrastiveModel(DWSNet(SMALL, 4, hidden=4, depth=2, head_hidden=(8,)), 4, proj_dim=3, proj_hidden=8)
+    t = default_views_transform(SMALL)
+    res = train_contrastive(model, raw, t, make_normalizer(store), epochs=2, batch_size=5)
+    assert [r["epoch"] for r in res["history"]] == [0, 1]
+    assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in res["history"])
+    # a batch of one INR has no negative: it used to skip every batch and report a loss of 0.0
+    with pytest.raises(InrforgeError, match="at least 2"):
+        train_contrastive(model, raw, t, epochs=1, batch_size=1)
+
+
+class _DeviceProbe(torch.nn.Module):
+    """An 'encoder' whose parameter lives on the meta device; records where its input was."""
+
+    def __init__(self):
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.empty(1, device="meta"))
+        self.seen = []
+
+    def forward(self, w):
+        self.seen.append(w.device)
+        return torch.zeros(len(w), 2)
+
+
+def test_embed_feeds_the_encoder_on_its_own_device(tmp_path):
+    """embed used to move the batches to "cpu" whatever the encoder's device (a GPU-trained
+    encoder then failed in the ssl_sines pipeline, which calls embed(enc, dataset))."""
+    ds = WeightDataset(small_store(tmp_path / "s"), "test")
+    enc = _DeviceProbe()
+    e, y = embed(enc, ds)
+    assert e.shape == (4, 2) and y.shape == (4, 1)
+    assert enc.seen and all(d.type == "meta" for d in enc.seen)
+    embed(enc, ds, device="cpu")  # an explicit device still wins
+    assert enc.seen[-1].type == "cpu"

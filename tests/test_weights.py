@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -55,3 +57,33 @@ def test_indexing_cat_map_to():
     assert len(w) == 6 and w.batch_size == 6
     with pytest.raises(InrforgeError, match="different architectures"):
         Weights.cat([w, random_weights(2, INRSpec(widths=(2, 5, 7, 1)))])
+
+
+def test_out_of_range_index_raises_and_iteration_stops():
+    w = random_weights(4)
+    for bad in (4, -5, np.int64(7), torch.tensor(4)):
+        with pytest.raises(IndexError, match="out of range"):
+            w[bad]
+    # Python's iteration protocol stops at IndexError: one single-INR batch per element, no more.
+    items = list(itertools.islice(iter(w), 6))
+    assert len(items) == 4
+    assert torch.equal(Weights.cat(items).flatten(), w.flatten())
+    assert torch.equal(w[np.array(2)].flatten(), w.flatten()[2:3])  # 0-d array: one INR, batch dim kept
+
+
+def test_empty_batch_flattens():
+    empty = Weights.from_flat(torch.zeros(0, ARCH.param_count), ARCH)
+    assert len(empty) == 0 and empty.flatten().shape == (0, ARCH.param_count)
+    assert random_weights(3)[torch.zeros(3, dtype=torch.bool)].flatten().shape == (0, ARCH.param_count)
+
+
+def test_inconsistent_tensors_and_bad_arguments_are_reported():
+    w = random_weights()
+    with pytest.raises(InrforgeError, match="layers.1.bias is torch.float64"):
+        Weights(w.weights, (w.biases[0], w.biases[1].double(), w.biases[2]), ARCH)
+    with pytest.raises(InrforgeError, match="INRSpec"):
+        Weights(w.weights, w.biases, ARCH.to_dict())
+    with pytest.raises(InrforgeError, match="torch tensors"):
+        Weights([t.numpy() for t in w.weights], w.biases, ARCH)
+    with pytest.raises(InrforgeError, match="at least one"):
+        Weights.cat([])

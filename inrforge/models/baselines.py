@@ -1,10 +1,10 @@
 """Baselines that ignore the weight-space symmetry.
 
 :class:`FlatMLP` is an MLP on the flat parameter vector (``Weights.flatten()``, the arch's layout).
-It is the model behind all three non-equivariant baselines of the DWSNets paper: plain, with
-hidden-neuron permutation augmentation, and with alignment (weight matching) of every INR to a
-reference.  Augmentation and alignment are data-side transforms applied before the model sees the
-weights; the model itself is the same.
+It is the model behind the three MLP baselines of the DWSNets paper (not its other,
+non-equivariant baselines): plain, with hidden-neuron permutation augmentation, and with alignment
+(weight matching) of every INR to a reference.  Augmentation and alignment are data-side
+transforms applied before the model sees the weights; the model itself is the same.
 """
 
 from __future__ import annotations

@@ -181,6 +181,13 @@ class WSFeatures:
         return WSFeatures(tuple(fn(t) for t in self.tensors), self.arch, self.channels)
 
     def __add__(self, other: "WSFeatures") -> "WSFeatures":
+        # no broadcasting: (B=1, C=1) features would otherwise silently add to (B, C) ones
+        if (not isinstance(other, WSFeatures) or other.arch.widths != self.arch.widths
+                or other.channels != self.channels or len(other) != len(self)):
+            what = (type(other).__name__ if not isinstance(other, WSFeatures)
+                    else f"{len(other)} x {other.channels} channels, widths {list(other.arch.widths)}")
+            raise InrforgeError(f"cannot add features ({what}) to features of {len(self)} x {self.channels} "
+                                f"channels, widths {list(self.arch.widths)}")
         return WSFeatures(tuple(a + b for a, b in zip(self.tensors, other.tensors)), self.arch, self.channels)
 
     # ----- conversions -------------------------------------------------------------------
@@ -206,7 +213,19 @@ class WSFeatures:
         slots = tensor_slots(arch)
         if len(weights) != arch.n_layers or len(biases) != arch.n_layers:
             raise InrforgeError(f"expected {arch.n_layers} weights and biases, got {len(weights)} / {len(biases)}")
-        c = weights[0].shape[1]
+        if weights[0].ndim != 4:
+            raise InrforgeError(f"weights[0]: expected a (B, C, d_1, d_0) tensor, got shape {tuple(weights[0].shape)}")
+        b, c = weights[0].shape[:2]
+        # check every shape before reshaping: a transposed (B, C, d_i, d_{i+1}) weight would
+        # otherwise be silently scrambled into the right number of entries
+        for i in range(arch.n_layers):
+            for what, t, shape in (("weights", weights[i], arch.weight_shapes[i]),
+                                   ("biases", biases[i], arch.bias_shapes[i])):
+                if tuple(t.shape) != (b, c, *shape):
+                    raise InrforgeError(
+                        f"{what}[{i}]: got shape {tuple(t.shape)}, expected {(b, c, *shape)} (nfn layout "
+                        f"(B, C, d_out, d_in) / (B, C, d_out) of widths {list(arch.widths)})"
+                    )
         ts = [t for pair in zip(weights, biases) for t in pair]
         return cls(tuple(cls._to_canonical(s, t) for s, t in zip(slots, ts)), arch, c)
 
@@ -239,6 +258,13 @@ def _as_features(x, arch: INRSpec) -> WSFeatures:
         raise InrforgeError(f"expected Weights or WSFeatures, got {type(x).__name__}")
     if feats.arch.widths != arch.widths:
         raise InrforgeError(f"input widths {list(feats.arch.widths)} do not match the model's {list(arch.widths)}")
+    return feats
+
+
+def _checked(x, arch: INRSpec, channels: int, what: str) -> WSFeatures:
+    feats = _as_features(x, arch)
+    if feats.channels != channels:
+        raise InrforgeError(f"{what} expects {channels} channels, got {feats.channels}")
     return feats
 
 
@@ -493,6 +519,7 @@ class WSNorm(nn.Module):
         if kind not in ("batch", "layer"):
             raise InrforgeError(f"unknown norm {kind!r}; choose batch or layer")
         self.kind, self.eps = kind, eps
+        self.arch, self.channels = arch, int(channels)
         self.slots = tensor_slots(arch)
         ce = [s.fixed * channels for s in self.slots]
         if kind == "batch":
@@ -502,6 +529,7 @@ class WSNorm(nn.Module):
             self.beta = nn.ParameterList(nn.Parameter(torch.zeros(c)) for c in ce)
 
     def forward(self, feats: WSFeatures) -> WSFeatures:
+        feats = _checked(feats, self.arch, self.channels, "WSNorm")
         out = []
         for i, x in enumerate(feats.tensors):
             if self.kind == "batch":
@@ -524,10 +552,12 @@ class InvariantPool(nn.Module):
         if pool not in POOLS:
             raise InrforgeError(f"unknown head pool {pool!r}; choose one of {', '.join(POOLS)}")
         self.pool = pool
+        self.arch, self.channels = arch, int(channels)
         self.slots = tensor_slots(arch)
         self.out_features = sum(s.fixed * channels for s in self.slots)
 
     def forward(self, feats: WSFeatures) -> torch.Tensor:
+        feats = _checked(feats, self.arch, self.channels, "InvariantPool")
         parts = []
         for s, x in zip(self.slots, feats.tensors):
             for _ in s.perm:  # reduce the leading permuted axis, once per permuted axis
@@ -605,8 +635,10 @@ class DWSNet(nn.Module):
         in_channels: int = 1,
     ):
         super().__init__()
-        if depth < 1 or hidden < 1 or out_features < 1:
-            raise InrforgeError(f"impossible DWSNet: depth {depth}, hidden {hidden}, out_features {out_features}")
+        head_hidden = tuple(head_hidden)
+        if depth < 1 or hidden < 1 or out_features < 1 or any(h < 1 for h in head_hidden):
+            raise InrforgeError(f"impossible DWSNet: depth {depth}, hidden {hidden}, head_hidden {list(head_hidden)}, "
+                                f"out_features {out_features}")
         self.arch = arch
         self.trunk = _Trunk(arch, [in_channels] + [hidden] * depth, pool, set_layer, dropout, norm, residual, False)
         self.pool = InvariantPool(arch, hidden, head_pool)
