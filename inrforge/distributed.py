@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .arch import INRSpec
 from .errors import InrforgeError
-from .fit import FitSettings, check_device
+from .fit import FitSettings, check_compiler, check_device
 from .fitjob import fit_shard, prepare_fit, require_memory
 from .sources import SOURCE_NAMES, Source, source_from_description
 from .store import INRStore
@@ -73,6 +73,10 @@ def scheduler_client(spec: str, timeout: float | None = None, option: str = "--s
     from distributed import Client, LocalCluster
 
     timeout = CONNECT_TIMEOUT if timeout is None else float(timeout)
+    if spec.lower() in ("slurm", "pbs"):
+        raise InrforgeError(f"{option} takes local:N or a running scheduler's address, not {spec!r}; "
+                            f"pipelines/dask_fit.py --cluster {spec.lower()} starts {spec.upper()} workers "
+                            f"(dask-jobqueue)")
     n = local_workers(spec, option)
     if n is not None:
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
@@ -167,15 +171,18 @@ def _where(worker=None) -> str:
     return f"worker {worker.address} on {socket.gethostname()}"
 
 
-def probe_store(path: str, device: str | None = None, dask_worker=None) -> str | None:
-    """Run on a worker (``client.run(probe_store, path, device)``): None when it sees the store at
-    ``path``, can create a file in it (removed again) and has ``device``; else a one-line reason."""
+def probe_store(path: str, device: str | None = None, compile: bool = False, dask_worker=None) -> str | None:
+    """Run on a worker (``client.run(probe_store, path, device, compile)``): None when it sees the
+    store at ``path``, can create a file in it (removed again), has ``device`` and, for ``compile``
+    on a CPU, the C++ compiler ``torch.compile`` needs; else a one-line reason."""
     where = _where(dask_worker)
-    if device is not None:
-        try:
+    try:
+        if device is not None:
             check_device(device)
-        except InrforgeError as e:
-            return f"{where}: {e}"
+        if compile and torch.device(device or "cpu").type == "cpu":
+            check_compiler()
+    except InrforgeError as e:
+        return f"{where}: {e}"
     name = f".inrforge-write-probe-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     try:
         if "://" in path:
@@ -202,11 +209,68 @@ def probe_store(path: str, device: str | None = None, dask_worker=None) -> str |
     return None
 
 
+def _offers(dask_worker=None) -> dict:
+    """Run on a worker: the Dask resources it offers (``--resources GPU=1`` -> ``{"GPU": 1}``)."""
+    return dict(dask_worker.state.total_resources) if dask_worker is not None else {}
+
+
+def check_workers(client, path: str, device: str, compile: bool = False, resources: dict | None = None) -> None:
+    """Before any task is submitted: an :class:`InrforgeError` (one line) unless every connected
+    worker that may run a task (one offering ``resources``) can import inrforge and passes
+    :func:`probe_store`.  Connected workers none of which offers ``resources`` are an error too: the
+    tasks would wait for ever.  No connected worker at all is fine (workers that join later)."""
+    def import_failure(addr, e):
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        if not any(s in str(e) for s in ("ModuleNotFoundError", "ImportError", "No module named")):
+            return f"worker {addr}: the store probe failed: {first}"
+        return (f"worker {addr} cannot import inrforge's code ({first}); the workers need the same inrforge, "
+                f"torch, zarr and dask as the driver (see docs/cluster.md)")
+
+    targets = None  # every connected worker
+    if resources:
+        offered = client.run(_offers, on_error="return")
+        broken = sorted(import_failure(a, e) for a, e in offered.items() if isinstance(e, BaseException))
+        if broken:
+            raise InrforgeError(broken[0] + (f" (and {len(broken) - 1} more workers)" if len(broken) > 1 else ""))
+        targets = [a for a, have in offered.items() if all(have.get(r, 0) >= q for r, q in resources.items())]
+        if offered and not targets:
+            raise InrforgeError(
+                f"none of the {len(offered)} connected workers offers the resources {resources} the tasks ask for "
+                f"(they offer {sorted({json.dumps(h, sort_keys=True) for h in offered.values()})}); start workers "
+                f"with e.g. dask worker --resources GPU=1, or ask for no resources")
+        if not targets:
+            return
+    results = client.run(probe_store, path, str(device), bool(compile), workers=targets, on_error="return")
+    problems = sorted(import_failure(a, p) if isinstance(p, BaseException) else p for a, p in results.items() if p)
+    if problems:
+        more = f" (and {len(problems) - 1} more workers)" if len(problems) > 1 else ""
+        raise InrforgeError(problems[0] + more)
+
+
+def store_identity(store: INRStore) -> str:
+    """The attributes of ``store`` as canonical JSON: equal for a store and for the same store
+    re-opened, different once another run has replaced it (``--overwrite`` with other arguments)."""
+    return json.dumps(store.attrs, sort_keys=True)
+
+
+def _check_same_store(path: str, expect: str | None, store: INRStore | None = None) -> INRStore:
+    """The store at ``path`` (re-read unless given), or an :class:`InrforgeError` where it is no
+    longer the store the task was submitted for."""
+    store = INRStore(path) if store is None else store
+    if expect is not None and store_identity(store) != expect:
+        raise InrforgeError(f"the store at {path} was replaced by another run (--overwrite with other arguments) "
+                            f"since this job started; its shard is not written there")
+    return store
+
+
 def fit_shard_task(path: str, shard: int, arch: INRSpec, views: int, seed: int, settings: dict,
-                   threads: int, topic: str, source: Source | None = None) -> dict:
+                   threads: int, topic: str, source: Source | None = None, expect: str | None = None) -> dict:
     """One Dask task: fit shard ``shard`` of the store at ``path`` and write it there.
 
     ``source=None`` rebuilds the source from the store's attributes (cached per process).
+    ``expect`` (:func:`store_identity` of the store the driver submitted for) is compared with the
+    store when the task opens it and again just before it writes: a task still running after its
+    driver died never writes into a store that a later run replaced.
     Returns a small summary dict; the data goes straight to the store, never through Dask.
     """
     from distributed import get_worker
@@ -221,13 +285,17 @@ def fit_shard_task(path: str, shard: int, arch: INRSpec, views: int, seed: int, 
             store = INRStore(path, mode="r+")
         except InrforgeError as e:
             raise InrforgeError(f"{e} (is it on a filesystem the workers share?)") from None
+        _check_same_store(path, expect, store)
         if source is None:
             source = _worker_source(store.source)
         if len(source) != len(store):
             raise InrforgeError(f"source {source.name!r} has {len(source)} objects here, the store {len(store)}")
         fs = require_memory(FitSettings(**settings), arch, len(source.coords))  # checks the device here
+        if fs.compile and torch.device(fs.device).type == "cpu":
+            check_compiler()  # a worker that joined after the probe
         start, stop = store.shard_range(shard)
         data = fit_shard(arch, source, start, stop, views, seed, fs)
+        _check_same_store(path, expect)  # re-read: the fit took a while
         try:
             store.write_shard(data)
         except OSError as e:
@@ -293,19 +361,21 @@ def fit_inrs_distributed(
         report.wall_s = time.perf_counter() - t0
         return report
 
-    problems = sorted({p for p in client.run(probe_store, store.path, str(device)).values() if p})
-    if problems:
-        more = f" (and {len(problems) - 1} more workers)" if len(problems) > 1 else ""
-        raise InrforgeError(problems[0] + more)
+    check_workers(client, store.path, str(device), compile=compile, resources=resources)
 
     if ship_source is None:
         ship_source = plan.source.describe().get("name") not in SOURCE_NAMES
     source_arg = client.scatter(plan.source, broadcast=False, hash=False) if ship_source else None
     run_id = uuid.uuid4().hex[:8]
     topic = f"inrforge-fit-{run_id}"
+    # Every task attempt logs a start event.  They are counted as they arrive: the scheduler keeps
+    # only the last distributed.admin.low-level-log-length (1000) events of a topic.
+    attempts: list[int] = []
+    client.subscribe_topic(topic, lambda event: attempts.append(event[1]["shard"]))
+    expect = store_identity(store)
     futures = {
         client.submit(fit_shard_task, store.path, k, plan.arch, plan.views, plan.seed, plan.settings,
-                      int(threads or 1), topic, source_arg, key=f"inrforge-shard-{run_id}-{k}",
+                      int(threads or 1), topic, source_arg, expect, key=f"inrforge-shard-{run_id}-{k}",
                       retries=retries, pure=False, resources=resources): k
         for k in pending
     }
@@ -341,7 +411,10 @@ def fit_inrs_distributed(
                 client.cancel(list(futures))
             except Exception:  # the scheduler is gone too: nothing left to cancel
                 pass
-    attempts = [msg["shard"] for _, msg in client.get_events(topic)]
+        try:
+            client.unsubscribe_topic(topic)
+        except Exception:
+            pass
     report.retries = len(attempts) - len(set(attempts))
     return report
 
@@ -352,4 +425,4 @@ def _resume_hint(report: FitReport) -> str:
 
 
 __all__ = ["fit_inrs_distributed", "scheduler_client", "local_workers", "FitReport", "fit_shard_task", "probe_store",
-           "CONNECT_TIMEOUT"]
+           "check_workers", "store_identity", "CONNECT_TIMEOUT"]

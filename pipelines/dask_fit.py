@@ -43,33 +43,58 @@ def parse_args(argv=None):
     p.add_argument("--shard-size", type=positive_int, default=256, help="objects per shard = per task")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--no-compile", action="store_true", help="do not torch.compile the step")
-    p.add_argument("--retries", type=nonnegative_int, default=3, help="extra attempts of a shard task that raised or whose worker died")
+    p.add_argument("--retries", type=nonnegative_int, default=3,
+                   help="extra attempts of a shard task that raised (a task whose worker died is re-run by the "
+                        "scheduler, up to distributed.scheduler.allowed-failures times)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store made with other arguments")
     c = p.add_argument_group("cluster")
     c.add_argument("--cluster", default="local:2", help="local:N, a scheduler address, slurm or pbs")
-    c.add_argument("--jobs", type=positive_int, default=2, help="slurm/pbs: batch jobs to start")
-    c.add_argument("--cores", type=positive_int, default=8, help="slurm/pbs: cores per job (= single-threaded workers "
-                                                          "per job on CPU)")
-    c.add_argument("--memory", default="16GB", help="slurm/pbs: memory per job")
-    c.add_argument("--walltime", default="02:00:00", help="slurm/pbs: wall-clock limit per job")
+    # The slurm/pbs options default to None so that one given with another --cluster (where it would
+    # be ignored) is refused; JOBQUEUE_DEFAULTS fills them in.
+    c.add_argument("--jobs", type=positive_int, help="slurm/pbs: batch jobs to start (default: 2)")
+    c.add_argument("--cores", type=positive_int, help="slurm/pbs: cores per job (= single-threaded workers "
+                                                      "per job on CPU) (default: 8)")
+    c.add_argument("--memory", help="slurm/pbs: memory per job (default: 16GB)")
+    c.add_argument("--walltime", help="slurm/pbs: wall-clock limit per job (default: 02:00:00)")
     c.add_argument("--queue", help="slurm/pbs: queue (partition)")
     c.add_argument("--account", help="slurm/pbs: account to charge")
-    c.add_argument("--gpu", action="store_true", help="one GPU per job, one worker per job, --device cuda")
+    c.add_argument("--gpu", action="store_true",
+                   help="--device cuda, one GPU per task: slurm/pbs ask for one GPU and start one worker per job; "
+                        "with a scheduler address, its workers must offer the resource GPU=1")
     a = p.parse_args(argv)
     if a.cluster not in ("slurm", "pbs"):
         try:
-            local_workers(a.cluster, "--cluster")
+            local = local_workers(a.cluster, "--cluster")
         except InrforgeError as e:
             p.error(str(e))
+        given = [f"--{name}" for name in JOBQUEUE_DEFAULTS if getattr(a, name) is not None]
+        if given:
+            p.error(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} only for --cluster slurm or pbs, "
+                    f"not {a.cluster}")
+        if a.gpu and local is not None:
+            p.error(f"--gpu needs workers that each own a GPU and offer the resource GPU=1, which --cluster "
+                    f"{a.cluster} does not start; use --cluster slurm/pbs, or the address of a scheduler whose "
+                    f"workers were started with --resources GPU=1")
+    for name, default in JOBQUEUE_DEFAULTS.items():
+        if getattr(a, name) is None:
+            setattr(a, name, default)
     return a
 
 
-def jobqueue_cluster(a):
-    """A SLURM/PBS cluster of single-threaded workers (CPU) or one worker per GPU job."""
+JOBQUEUE_DEFAULTS = {"jobs": 2, "cores": 8, "memory": "16GB", "walltime": "02:00:00", "queue": None, "account": None}
+
+
+def _jobqueue():
     try:
         import dask_jobqueue
     except ImportError:
         raise InrforgeError("--cluster slurm/pbs needs dask-jobqueue (pip install dask-jobqueue)") from None
+    return dask_jobqueue
+
+
+def jobqueue_cluster(a):
+    """A SLURM/PBS cluster of single-threaded workers (CPU) or one worker per GPU job."""
+    dask_jobqueue = _jobqueue()
     cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[a.cluster]
     processes = 1 if a.gpu else a.cores
     extra = []
@@ -90,6 +115,8 @@ def main(argv=None) -> int:
 
 def fit(a) -> int:
     """Fit the source as Dask tasks (one per shard) and print the summary."""
+    if a.cluster in ("slurm", "pbs"):
+        _jobqueue()  # before the source is loaded
     source = load_source(a.source, path=a.data, limit=a.limit, **parse_source_options(a.source_opt))
     arch = make_arch(a.arch, in_features=source.in_features, out_features=source.out_features)
     kwargs = dict(arch=arch, views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,

@@ -1,6 +1,9 @@
-"""Fitting as Dask tasks on a LocalCluster: bit-identical to the single-process fit, survives a
-SIGKILLed worker and a SIGKILLed driver (resume refits nothing finished), one-line errors."""
+"""Fitting as Dask tasks on a LocalCluster: bit-identical to the single-process fit (plain
+``inrforge fit``), survives a SIGKILLed worker, a task that raised once and a SIGKILLed driver
+(resume refits nothing finished), never writes into a store another run replaced, one-line errors."""
 
+import errno
+import functools
 import os
 import re
 import resource
@@ -10,18 +13,20 @@ import sys
 import threading
 import time
 
+import numpy as np
 import psutil
 import pytest
 
 from inrforge.cli import main
 from inrforge.errors import InrforgeError
-from inrforge.fitjob import fit_inrs
+from inrforge.fitjob import prepare_fit
 from inrforge.sources import load_source
 from inrforge.store import open_store
 
 distributed = pytest.importorskip("distributed")
 from inrforge import distributed as idist  # noqa: E402
 from storecheck import assert_same, shard_files, snapshot
+from test_pipelines_small import _load
 
 # One job for every test: 48 digits x 2 views in 6 shards of 8 objects; no early stop, so every
 # shard takes the same (short) time and a kill can land mid-job.
@@ -37,10 +42,10 @@ def source():
 
 
 @pytest.fixture(scope="module")
-def reference(source, tmp_path_factory):
-    """The single-process fit with 2 torch threads (the workers use 1)."""
+def reference(tmp_path_factory):
+    """Plain ``inrforge fit`` (no --scheduler), with 2 torch threads (the workers use 1)."""
     path = str(tmp_path_factory.mktemp("ref") / "ref.zarr")
-    fit_inrs(source, path, threads=2, **JOB)
+    assert main(CLI + ["--out", path, "--threads", "2"]) == 0
     return snapshot(path)
 
 
@@ -202,3 +207,199 @@ def test_a_device_the_workers_lack_is_refused_before_fitting(client, source, tmp
     with pytest.raises(InrforgeError, match=r"worker tcp://.*: device 'cuda' requested but CUDA is not available"):
         idist.fit_inrs_distributed(client, source, out, device="cuda", **JOB)
     assert not open_store(out).done().any()
+
+
+# ----- helpers run on the workers (client.run) -----------------------------------------------------
+def _set_env(name, value):
+    """Set (or, for None, unset) an environment variable; returns the old value."""
+    old = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    return old
+
+
+async def _offer(dask_worker, **resources):
+    """Make the worker offer Dask resources, as ``dask worker --resources GPU=1`` does."""
+    await dask_worker.set_resources(**resources)
+
+
+_HIDDEN = {}
+
+
+def _hide_inrforge(hide):
+    """Make inrforge unimportable in this worker process (a worker without inrforge), or undo it."""
+    if hide:
+        for name in [m for m in sys.modules if m == "inrforge" or m.startswith("inrforge.")]:
+            _HIDDEN[name] = sys.modules[name]
+            sys.modules[name] = None
+    else:
+        sys.modules.update(_HIDDEN)
+        _HIDDEN.clear()
+
+
+def _fail_first_write_of_shard_0(flag):
+    """The first write of shard 0, across the workers, fails with EIO (a transient filesystem error)."""
+    from inrforge.store import INRStore
+
+    write = INRStore.write_shard
+
+    def write_shard(self, data):
+        if data.start == 0 and not os.path.exists(flag):
+            open(flag, "x").close()
+            raise OSError(errno.EIO, "injected transient I/O error")
+        return write(self, data)
+
+    write_shard.original = write
+    INRStore.write_shard = write_shard
+
+
+def _restore_write_shard():
+    from inrforge.store import INRStore
+
+    INRStore.write_shard = getattr(INRStore.write_shard, "original", INRStore.write_shard)
+
+
+def _drive(result, *args, **kwargs):
+    """fit_inrs_distributed in a thread: its report or its error in ``result``."""
+    try:
+        result["report"] = idist.fit_inrs_distributed(*args, **kwargs)
+    except BaseException as e:  # noqa: BLE001 - inspected by the test
+        result["error"] = e
+
+
+def _new_tasks_started(client, old_topics):
+    return any(t.startswith("inrforge-fit-") and t not in old_topics for t in client.get_events())
+
+
+# ----- the tests ------------------------------------------------------------------------------------
+def test_a_store_replaced_mid_job_gets_no_shard_of_the_old_job(client, source, tmp_path):
+    # A second run with other arguments and --overwrite replaces the store while this job's tasks run
+    # (as they do on after their driver was killed: Dask cannot stop a running task).  They must not
+    # write their shards, fitted with the old arguments, into the new store and mark them done.
+    out = str(tmp_path / "replaced.zarr")
+    old_topics = set(client.get_events())
+    result = {}
+    t = threading.Thread(target=_drive, args=(result, client, source, out), kwargs=JOB)
+    t.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and t.is_alive() and not _new_tasks_started(client, old_topics):
+        time.sleep(0.01)
+    assert not open_store(out).done().any(), "the replacement must land before the first shard is written"
+    job = {k: v for k, v in JOB.items() if k != "progress"}
+    prepare_fit(source, out, **{**job, "steps": STEPS + 1}, overwrite=True, fit_here=False)  # the other run
+    t.join(120)
+    new = open_store(out)
+    assert new.fit_settings["steps"] == STEPS + 1
+    assert not new.done().any() and np.isnan(new.params[...]).all() and not new.metric("steps").any()
+    assert "was replaced by another run" in str(result.get("error")), result
+
+
+def test_a_task_that_raised_once_is_retried_counted_and_identical(client, source, reference, tmp_path):
+    # The summary's retries must not depend on the scheduler's event log, which keeps only the last
+    # distributed.admin.low-level-log-length (1000) events of a topic: here 2, so that 6 shards are a big job.
+    from distributed.broker import Topic
+
+    out = str(tmp_path / "retried.zarr")
+    topics = client.cluster.scheduler._broker._topics
+    factory = topics.default_factory
+    topics.default_factory = functools.partial(Topic, maxlen=2)
+    client.run(_fail_first_write_of_shard_0, str(tmp_path / "failed-once"))
+    try:
+        report = idist.fit_inrs_distributed(client, source, out, **JOB)
+    finally:
+        topics.default_factory = factory
+        client.run(_restore_write_shard)
+    assert (report.fitted, report.retries) == (6, 1) and "retries 1;" in report.summary()
+    assert_same(reference, snapshot(out))
+
+
+def test_resources_no_connected_worker_offers_are_refused_at_once(client, source, tmp_path):
+    out = str(tmp_path / "gpu.zarr")
+    result = {}
+    t = threading.Thread(target=_drive, args=(result, client, source, out), kwargs={**JOB, "resources": {"GPU": 1}},
+                         daemon=True)
+    t.start()
+    t.join(15)
+    if t.is_alive():  # the tasks wait for a worker with a GPU: give them one, so that the job ends
+        client.run(_offer, GPU=1)
+        t.join(120)
+        client.run(_offer, GPU=0)
+        pytest.fail("the driver waits for ever for a worker that offers {'GPU': 1}")
+    assert re.search(r"none of the 2 connected workers offers the resources \{'GPU': 1\} the tasks ask for",
+                     str(result.get("error"))), result
+    assert not open_store(out).done().any()
+
+
+def test_resources_choose_the_workers_that_are_probed(client, tmp_path):
+    # A mixed cluster: the tasks ask for a resource only worker a offers, so they all run there, and
+    # worker b (which may not write the store here; on a real cluster: which has no GPU) is no obstacle.
+    out = str(tmp_path / "mixed.zarr")
+    a, b = sorted(client.scheduler_info()["workers"])
+    client.run(_offer, slot=1, workers=[a])
+    client.run(_limit_file_size, 0, workers=[b])
+    try:
+        report = idist.fit_inrs_distributed(client, load_source("digits", limit=8), out, views=1, steps=20, lr=1e-3,
+                                            target_psnr=None, compile=False, shard_objects=4, progress=False,
+                                            resources={"slot": 1})
+    finally:
+        client.run(_limit_file_size, resource.RLIM_INFINITY, workers=[b])
+        client.run(_offer, slot=0, workers=[a])
+    assert report.fitted == 2 and report.workers == {a}
+    assert open_store(out).done().all()
+
+
+def test_workers_without_inrforge_are_one_line(client, tmp_path, capsys):
+    out = tmp_path / "nomod.zarr"
+    a = sorted(client.scheduler_info()["workers"])[0]
+    client.run(_hide_inrforge, True, workers=[a])
+    try:
+        code = main(CLI + ["--out", str(out), "--scheduler", client.scheduler.address])
+    finally:
+        client.run(_hide_inrforge, False, workers=[a])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1, err
+    assert re.search(rf"worker {re.escape(a)} cannot import inrforge's code \(.*inrforge.*\); the workers need the "
+                     r"same inrforge, torch, zarr and dask as the driver", err), err
+    assert not open_store(out).done().any()
+
+
+def test_workers_without_a_compiler_are_refused_before_fitting(client, source, tmp_path):
+    out = str(tmp_path / "cc.zarr")
+    old = client.run(_set_env, "CXX", "/nonexistent/c++")
+    try:
+        with pytest.raises(InrforgeError, match=r"worker tcp://.*: torch.compile needs a C\+\+ compiler "
+                                                r"\(/nonexistent/c\+\+ not found"):
+            idist.fit_inrs_distributed(client, source, out, **{**JOB, "compile": True})
+    finally:
+        for worker, value in old.items():
+            client.run(_set_env, "CXX", value, workers=[worker])
+    assert not open_store(out).done().any()
+
+
+def test_the_cli_scheduler_is_no_batch_system(tmp_path, capsys):
+    out = tmp_path / "slurm.zarr"
+    code = main(CLI + ["--out", str(out), "--scheduler", "slurm"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1, err
+    assert "--scheduler takes local:N or a running scheduler's address, not 'slurm'" in err
+    assert "pipelines/dask_fit.py --cluster slurm" in err and not out.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gpu"], "--gpu needs workers that each own a GPU and offer the resource GPU=1, which --cluster local:2 "
+                "does not start"),
+    (["--cluster", "local:4", "--cores", "16"], "--cores is only for --cluster slurm or pbs, not local:4"),
+    (["--cluster", "tcp://head:8786", "--jobs", "8", "--walltime", "1:00:00"],
+     "--jobs, --walltime are only for --cluster slurm or pbs, not tcp://head:8786"),
+])
+def test_dask_fit_refuses_options_its_cluster_would_ignore(tmp_path, capsys, args, message):
+    out = tmp_path / "s.zarr"
+    with pytest.raises(SystemExit) as e:
+        _load("dask_fit").main(["--source", "digits", "--out", str(out)] + args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and err.count("\n") == 1, err
+    assert not out.exists()
+    a = _load("dask_fit").parse_args(["--source", "digits", "--out", str(out), "--cluster", "slurm", "--cores", "16"])
+    assert (a.jobs, a.cores, a.memory, a.walltime, a.queue) == (2, 16, "16GB", "02:00:00", None)
