@@ -247,30 +247,14 @@ def check_workers(client, path: str, device: str, compile: bool = False, resourc
         raise InrforgeError(problems[0] + more)
 
 
-def store_identity(store: INRStore) -> str:
-    """The attributes of ``store`` as canonical JSON: equal for a store and for the same store
-    re-opened, different once another run has replaced it (``--overwrite`` with other arguments)."""
-    return json.dumps(store.attrs, sort_keys=True)
-
-
-def _check_same_store(path: str, expect: str | None, store: INRStore | None = None) -> INRStore:
-    """The store at ``path`` (re-read unless given), or an :class:`InrforgeError` where it is no
-    longer the store the task was submitted for."""
-    store = INRStore(path) if store is None else store
-    if expect is not None and store_identity(store) != expect:
-        raise InrforgeError(f"the store at {path} was replaced by another run (--overwrite with other arguments) "
-                            f"since this job started; its shard is not written there")
-    return store
-
-
 def fit_shard_task(path: str, shard: int, arch: INRSpec, views: int, seed: int, settings: dict,
                    threads: int, topic: str, source: Source | None = None, expect: str | None = None) -> dict:
     """One Dask task: fit shard ``shard`` of the store at ``path`` and write it there.
 
     ``source=None`` rebuilds the source from the store's attributes (cached per process).
-    ``expect`` (:func:`store_identity` of the store the driver submitted for) is compared with the
-    store when the task opens it and again just before it writes: a task still running after its
-    driver died never writes into a store that a later run replaced.
+    ``expect`` (:meth:`INRStore.identity` of the store the driver submitted for) is compared with
+    the store when the task opens it, and ``write_shard`` checks again just before it writes: a
+    task still running after its driver died never writes into a store that a later run replaced.
     Returns a small summary dict; the data goes straight to the store, never through Dask.
     """
     from distributed import get_worker
@@ -285,7 +269,8 @@ def fit_shard_task(path: str, shard: int, arch: INRSpec, views: int, seed: int, 
             store = INRStore(path, mode="r+")
         except InrforgeError as e:
             raise InrforgeError(f"{e} (is it on a filesystem the workers share?)") from None
-        _check_same_store(path, expect, store)
+        if expect is not None:
+            store.check_unreplaced(expect)
         if source is None:
             source = _worker_source(store.source)
         if len(source) != len(store):
@@ -295,7 +280,6 @@ def fit_shard_task(path: str, shard: int, arch: INRSpec, views: int, seed: int, 
             check_compiler()  # a worker that joined after the probe
         start, stop = store.shard_range(shard)
         data = fit_shard(arch, source, start, stop, views, seed, fs)
-        _check_same_store(path, expect)  # re-read: the fit took a while
         try:
             store.write_shard(data)
         except OSError as e:
@@ -372,7 +356,7 @@ def fit_inrs_distributed(
     # only the last distributed.admin.low-level-log-length (1000) events of a topic.
     attempts: list[int] = []
     client.subscribe_topic(topic, lambda event: attempts.append(event[1]["shard"]))
-    expect = store_identity(store)
+    expect = store.identity()
     futures = {
         client.submit(fit_shard_task, store.path, k, plan.arch, plan.views, plan.seed, plan.settings,
                       int(threads or 1), topic, source_arg, expect, key=f"inrforge-shard-{run_id}-{k}",
@@ -425,4 +409,4 @@ def _resume_hint(report: FitReport) -> str:
 
 
 __all__ = ["fit_inrs_distributed", "scheduler_client", "local_workers", "FitReport", "fit_shard_task", "probe_store",
-           "check_workers", "store_identity", "CONNECT_TIMEOUT"]
+           "check_workers", "CONNECT_TIMEOUT"]

@@ -317,11 +317,30 @@ class INRStore:
             if not os.access(folder, os.W_OK):
                 raise InrforgeError(f"{self.path} is read-only here ({folder}); cannot resume the fit into it")
 
+    def identity(self) -> str:
+        """This store's attributes as canonical JSON.  Another run's store at the same path (an
+        ``--overwrite`` with other arguments) has other attributes."""
+        return json.dumps(self.attrs, sort_keys=True)
+
+    def check_unreplaced(self, identity: str | None = None) -> None:
+        """An :class:`InrforgeError` unless the store now at ``self.path`` is the one opened here
+        (or the one whose :meth:`identity` is given): a run that is still fitting must not write
+        into a store another run has put in its place."""
+        try:
+            now = json.dumps(zarr.open_group(self.path, mode="r").attrs.asdict(), sort_keys=True)
+        except Exception:
+            now = None
+        if now != (self.identity() if identity is None else identity):
+            raise InrforgeError(f"the store at {self.path} was replaced or removed by another run since this one "
+                                f"started (--overwrite with other arguments?); nothing more is written there")
+
     def write_shard(self, data: ShardData) -> None:
-        """Write one whole shard: params, metrics, and last its ``done`` flags."""
+        """Write one whole shard: params, metrics, and last its ``done`` flags.  Refused (nothing
+        written) when another run has replaced the store meanwhile (:meth:`check_unreplaced`)."""
         start, stop = data.start, data.start + len(data.params)
         if start % self.shard_objects or (stop != len(self) and stop - start != self.shard_objects):
             raise ValueError(f"objects [{start}, {stop}) are not one whole shard")
+        self.check_unreplaced()
         self.params[start:stop] = data.params
         m = self.root["metrics"]
         m["psnr"][start:stop] = data.psnr

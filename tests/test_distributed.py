@@ -293,7 +293,7 @@ def test_a_store_replaced_mid_job_gets_no_shard_of_the_old_job(client, source, t
     new = open_store(out)
     assert new.fit_settings["steps"] == STEPS + 1
     assert not new.done().any() and np.isnan(new.params[...]).all() and not new.metric("steps").any()
-    assert "was replaced by another run" in str(result.get("error")), result
+    assert "was replaced or removed by another run" in str(result.get("error")), result
 
 
 def test_a_task_that_raised_once_is_retried_counted_and_identical(client, source, reference, tmp_path):

@@ -247,3 +247,21 @@ def test_file_urls_with_host_and_escapes(tmp_path):
     assert local_path(f"file://localhost{tmp_path}/a%20b.zarr") == f"{tmp_path}/a b.zarr"
     with pytest.raises(InrforgeError, match="another host"):
         local_path("file://elsewhere/x.zarr")
+
+
+def test_a_writer_never_writes_into_a_store_that_replaced_its_own(tmp_path):
+    path = tmp_path / "s.zarr"
+    old = make(path)  # still "fitting" with this object open
+    old.write_shard(shard_data(old, 0))
+    create_store(path, arch=ARCH, n_objects=12, views=1, labels=np.arange(12) % 3,
+                 splits={"train": np.arange(12)}, source={"name": "other"}, fit={"steps": 2},
+                 shard_objects=4, chunk_objects=2, overwrite=True)  # another run's --overwrite
+    new = open_store(path)
+    with pytest.raises(InrforgeError, match="was replaced or removed by another run"):
+        old.write_shard(shard_data(old, 1))
+    assert np.isnan(new.read_flat(slice(None), view=None)).all() and not new.done().any()
+    new_writer = open_store(path, mode="r+")
+    new_writer.write_shard(ShardData(start=0, params=np.zeros((4, 1, ARCH.param_count), np.float32),
+                                     psnr=np.zeros((4, 1), np.float32), loss=np.zeros((4, 1), np.float32),
+                                     steps=np.zeros((4, 1), np.int32), failed=np.zeros((4, 1), bool)))
+    assert new_writer.done()[:4].all()  # the store's own writer is not refused
