@@ -511,7 +511,10 @@ class WSNorm(nn.Module):
       positions (running statistics in eval mode);
     * ``"layer"``: per sample and tensor, mean/variance over all its entries and channels, then a
       per-channel affine map.
-    Both commute with the hidden permutations.
+    Both commute with the hidden permutations.  With ``"batch"``, the bias of the layer that feeds
+    the norm is redundant (the norm subtracts a mean over the same axes, as with a convolution's
+    bias before batch norm): its gradient is zero to rounding.  It is kept so that parameter counts
+    and seeded inits stay those of the recorded results.
     """
 
     def __init__(self, arch: INRSpec, channels: int, kind: str = "batch", eps: float = 1e-5):
