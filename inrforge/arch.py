@@ -31,6 +31,24 @@ INITS = ("siren", "siren-dwsnets", "relu")
 PRESETS = ("siren", "siren-dwsnets", "relu", "relu-fourier")
 
 
+def _count(value, what: str, minimum: int | None = 1) -> int:
+    """``value`` as an int (>= ``minimum`` unless it is None): an int or an integral float (``32.0``);
+    a bool, a string, ``2.5``, NaN or anything else is an :class:`InrforgeError` (never truncated)."""
+    ok = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and math.isfinite(value)
+                                                  and float(value).is_integer())
+    if isinstance(value, (bool, np.bool_)) or not ok or (minimum is not None and int(value) < minimum):
+        expects = {None: "an integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+        raise InrforgeError(f"impossible arch: {what} must be {expects}, got {value!r}")
+    return int(value)
+
+
+def _real(value, what: str) -> float:
+    """``value`` as a float: an int or float (not a bool, a string or None); its range is checked by the caller."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InrforgeError(f"impossible arch: {what} must be a number, got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class FourierSpec:
     """Random Fourier features ``gamma(x) = [cos(2 pi B x), sin(2 pi B x)]``, ``B ~ N(0, sigma^2)``.
@@ -43,6 +61,15 @@ class FourierSpec:
     n_features: int
     sigma: float
     seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "in_features", _count(self.in_features, "Fourier in_features"))
+        object.__setattr__(self, "n_features", _count(self.n_features, "the number of Fourier features"))
+        sigma = _real(self.sigma, "Fourier sigma")
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise InrforgeError(f"impossible arch: Fourier sigma must be a positive number, got {self.sigma!r}")
+        object.__setattr__(self, "sigma", sigma)
+        object.__setattr__(self, "seed", _count(self.seed, "the Fourier seed", minimum=None))
 
     def matrix(self) -> torch.Tensor:
         gen = torch.Generator().manual_seed(int(self.seed))
@@ -75,22 +102,32 @@ class INRSpec:
     _layout: tuple[ParamSlot, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        widths = tuple(int(w) for w in self.widths)
+        bad = InrforgeError(f"impossible INR widths {self.widths!r}: need >= 2 positive integer sizes")
+        if isinstance(self.widths, (str, bytes)):
+            raise bad
+        try:
+            widths = tuple(_count(w, "width") for w in self.widths)
+        except (InrforgeError, TypeError):  # TypeError: not a sequence
+            raise bad from None
+        if len(widths) < 2:
+            raise bad
         object.__setattr__(self, "widths", widths)
-        if len(widths) < 2 or any(w <= 0 for w in widths):
-            raise InrforgeError(f"impossible INR widths {list(self.widths)}: need >= 2 positive sizes")
         if self.family not in FAMILIES:
             raise InrforgeError(f"unknown INR family {self.family!r}; choose one of {', '.join(FAMILIES)}")
         if self.init not in INITS:
             raise InrforgeError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)}")
-        if not (math.isfinite(self.w0) and self.w0 > 0):
+        w0 = _real(self.w0, "w0")
+        if not (math.isfinite(w0) and w0 > 0):
             raise InrforgeError(f"w0 must be a positive number, got {self.w0}")
-        if not math.isfinite(self.output_offset):
+        offset = _real(self.output_offset, "output_offset")
+        if not math.isfinite(offset):
             raise InrforgeError(f"output_offset must be finite, got {self.output_offset}")
+        object.__setattr__(self, "w0", w0)
+        object.__setattr__(self, "output_offset", offset)
         if self.fourier is not None:
             f = self.fourier
-            if f.in_features <= 0 or f.n_features <= 0 or not f.sigma > 0:
-                raise InrforgeError(f"impossible Fourier features {f}")
+            if not isinstance(f, FourierSpec):
+                raise InrforgeError(f"impossible arch: fourier must be a FourierSpec or None, got {type(f).__name__}")
             if widths[0] != 2 * f.n_features:
                 raise InrforgeError(
                     f"with {f.n_features} Fourier features the first width must be {2 * f.n_features}, got {widths[0]}"
@@ -175,25 +212,48 @@ class INRSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "INRSpec":
+        """The arch a :meth:`to_dict` describes.  Anything else (not a JSON object, a missing or
+        malformed field, a recorded ``param_count``/``in_features`` that contradicts the widths)
+        is an :class:`InrforgeError`."""
+        if not isinstance(d, dict):
+            raise InrforgeError(f"not an INR architecture description: expected a JSON object, got "
+                                f"{type(d).__name__}")
+        missing = [k for k in ("widths", "family") if k not in d]
+        if missing:
+            raise InrforgeError(f"not an INR architecture description: missing {', '.join(map(repr, missing))}")
+        fourier = d.get("fourier")
+        if fourier is not None and not isinstance(fourier, dict):
+            raise InrforgeError(f"not an INR architecture description: 'fourier' must be null or an object, "
+                                f"got {fourier!r}"[:300])
         try:
-            fourier = d.get("fourier")
-            return cls(
-                widths=tuple(d["widths"]),
+            spec = cls(
+                widths=d["widths"],
                 family=d["family"],
-                w0=float(d.get("w0", 30.0)),
-                output_offset=float(d.get("output_offset", 0.0)),
+                w0=d.get("w0", 30.0),
+                output_offset=d.get("output_offset", 0.0),
                 init=d.get("init", "siren" if d["family"] == "siren" else "relu"),
                 fourier=None if fourier is None else FourierSpec(**fourier),
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except TypeError as e:  # unexpected or missing FourierSpec fields
             raise InrforgeError(f"not an INR architecture description: {e}") from None
+        except InrforgeError as e:
+            raise InrforgeError(f"not an INR architecture description: {e}") from None
+        for key in ("param_count", "in_features"):
+            if key in d and d[key] != getattr(spec, key):
+                raise InrforgeError(f"not a consistent INR architecture description: it records {key} "
+                                    f"{d[key]!r}, but its widths {list(spec.widths)} give {getattr(spec, key)}")
+        return spec
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "INRSpec":
-        return cls.from_dict(json.loads(text))
+        try:
+            d = json.loads(text)
+        except (TypeError, ValueError) as e:
+            raise InrforgeError(f"not an INR architecture description: not JSON ({e})") from None
+        return cls.from_dict(d)
 
     def layout_dicts(self) -> list[dict]:
         return [{"name": s.name, "shape": list(s.shape), "offset": s.offset} for s in self.layout]
@@ -256,16 +316,17 @@ def make_arch(
     """
     if preset not in PRESETS:
         raise InrforgeError(f"unknown arch preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    for name, v in (("in_features", in_features), ("out_features", out_features), ("hidden", hidden), ("depth", depth)):
-        if int(v) != v or v < 1:
-            raise InrforgeError(f"impossible arch: {name} must be a positive integer, got {v}")
+    in_features, out_features, hidden, depth = (
+        _count(v, name) for name, v in (("in_features", in_features), ("out_features", out_features),
+                                        ("hidden", hidden), ("depth", depth)))
+    w0 = _real(w0, "w0")
     fourier = None
     d0 = in_features
     if preset == "relu-fourier":
         fourier = FourierSpec(in_features, fourier_features, fourier_sigma, fourier_seed)
-        d0 = 2 * fourier_features
+        d0 = 2 * fourier.n_features
     widths = (d0,) + (hidden,) * depth + (out_features,)
     family = "siren" if preset.startswith("siren") else "relu"
     init = {"siren": "siren", "siren-dwsnets": "siren-dwsnets"}.get(preset, "relu")
     offset = 0.5 if preset == "siren-dwsnets" else 0.0
-    return INRSpec(widths=widths, family=family, w0=float(w0), output_offset=offset, init=init, fourier=fourier)
+    return INRSpec(widths=widths, family=family, w0=w0, output_offset=offset, init=init, fourier=fourier)

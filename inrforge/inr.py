@@ -18,6 +18,7 @@ from typing import Sequence
 import torch
 
 from .arch import INRSpec
+from .errors import InrforgeError
 from .weights import Weights
 
 
@@ -55,8 +56,20 @@ def forward(
 def render(weights: Weights, coords: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
     """Evaluate a batch of INRs at ``coords`` ((N, in) or (B, N, in)) -> (B, N, out).
 
-    ``chunk`` bounds memory by evaluating that many INRs at a time.
+    ``chunk`` bounds memory by evaluating that many INRs at a time.  Coordinates of another shape
+    (a missing ``in`` axis, a per-INR batch of another size) are an :class:`InrforgeError`.
     """
+    if not isinstance(coords, torch.Tensor):
+        coords = torch.as_tensor(coords)
+    arch, n = weights.arch, len(weights)
+    shared = coords.ndim == 2 and coords.shape[1] == arch.in_features
+    per_inr = coords.ndim == 3 and coords.shape[0] == n and coords.shape[2] == arch.in_features
+    if not (shared or per_inr):
+        raise InrforgeError(f"coordinates of shape {tuple(coords.shape)} do not fit {n} INRs of "
+                            f"{arch.in_features}-D inputs: expected (N, {arch.in_features}) or "
+                            f"({n}, N, {arch.in_features})")
+    if chunk is not None and (isinstance(chunk, bool) or int(chunk) != chunk or chunk < 1):
+        raise InrforgeError(f"chunk must be a positive number of INRs, got {chunk!r}")
     coords = coords.to(weights.device, weights.dtype)
     if chunk is None or len(weights) <= chunk:
         return forward(weights.arch, weights.weights, weights.biases, coords)

@@ -42,6 +42,9 @@ def reconstructions(store: INRStore, indices, view: int = 0) -> tuple[np.ndarray
     grid = store.source.get("grid")
     if not grid:
         raise InrforgeError(f"{store.path} records no coordinate grid (an import without --image-size); cannot render")
+    if isinstance(grid, dict) and grid.get("kind") == "classifier":
+        raise InrforgeError(f"{store.path} is a classifier zoo: its objects are classifiers, not INRs of a "
+                            f"coordinate grid; there is nothing to render")
     coords = coords_from_grid(grid)
     weights, _ = store.read(indices, view)
     with torch.no_grad():
@@ -51,60 +54,121 @@ def reconstructions(store: INRStore, indices, view: int = 0) -> tuple[np.ndarray
     return out[..., 0], grid
 
 
+def _ground_truth(store: INRStore, idx: np.ndarray) -> np.ndarray | None:
+    """The targets the objects ``idx`` were fitted to, re-read from the store's source; None (with a
+    warning) when that source cannot be read any more or no longer holds the data that was fitted."""
+    from .sources import SOURCE_NAMES, source_from_description
+    from .store import jsonable
+
+    if store.source.get("name") not in SOURCE_NAMES:  # imported stores have no source to re-read
+        return None
+    try:
+        source = source_from_description(store.source)
+        changed = []
+        if len(source) != len(store):
+            changed.append(f"{len(source)} objects, the store has {len(store)}")
+        elif not np.array_equal(np.asarray(source.labels), np.asarray(store.labels)):
+            changed.append("other labels")
+        keys = ("kind", "height", "width", "channels", "lo", "hi", "n_points", "endpoint")  # not the prose
+        now, then = jsonable(source.grid()), store.source.get("grid") or {}
+        if any(now.get(k) != then.get(k) for k in keys):
+            changed.append("another coordinate grid")
+        if changed:
+            raise InrforgeError(f"the source's data changed since the fit: it now has {' and '.join(changed)}")
+        return source.targets(idx).numpy()
+    except Exception as e:  # the source files may be gone or changed; the reconstructions still render
+        warnings.warn(f"ground truth unavailable ({e}); drawing reconstructions only")
+        return None
+
+
+def _label_text(label, names) -> str:
+    """A label as a short title: a class id as its name (when the store records names), a regression
+    target with 3 significant digits, a vector target as ``name=value`` pairs."""
+    label = np.asarray(label)
+    names = list(names) if isinstance(names, (list, tuple)) else []
+    if label.ndim == 0:
+        if np.issubdtype(label.dtype, np.integer):
+            v = int(label)
+            return str(names[v]) if 0 <= v < len(names) else str(v)
+        return f"{float(label):.3g}"
+    values = [f"{float(v):.3g}" for v in label.reshape(-1)]
+    if len(names) == len(values):
+        return ", ".join(f"{n}={v}" for n, v in zip(names, values))
+    return "[" + ", ".join(values) + "]"
+
+
 def render_grid(store: INRStore, out_png: str, n: int = 16, view: int = 0, split: str = "test") -> str:
     """Write a PNG with, per object, the ground truth (when the source can still be read) above
-    its reconstruction.  Objects are the first ``n`` of ``split`` (all objects if it is empty)."""
+    its reconstruction (1-D sources: in the same plot, dashed).  Objects are the first ``n`` of
+    ``split`` (all objects if it is empty) whose shard is fitted and whose view did not fail."""
     from .script import pyplot
-    from .sources import SOURCE_NAMES, source_from_description
+    from .sources import coords_from_grid
 
     plt = pyplot()
 
     out_png = check_image_path(out_png)
-    if n < 1:
-        raise InrforgeError(f"--n must be positive, got {n}")
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise InrforgeError(f"--n must be a positive integer, got {n}")
+    view = store.check_view(view)
     idx = store.split(split)
+    where = f"the {split} split"
     if len(idx) == 0:
         idx = np.arange(len(store))
+        where = f"all objects (the {split} split is empty)"
     done = store.done()
-    idx = idx[done[idx]][:n]
-    if len(idx) == 0:
+    failed = store.metric("failed")[:, view]
+    fitted = idx[done[idx]]
+    usable = fitted[~failed[fitted]]
+    if len(usable) == 0:
+        if len(fitted):
+            raise InrforgeError(f"{store.path}: the {len(fitted)} fitted INR(s) of view {view} in {where} all "
+                                f"failed (their loss became NaN/inf); nothing to render")
+        if done.any():
+            raise InrforgeError(f"{store.path} has no fitted objects to render yet in {where} "
+                                f"({int(done.sum())} of {len(store)} objects are fitted; try another --split)")
         raise InrforgeError(f"{store.path} has no fitted objects to render yet")
+    idx = usable[: int(n)]
+    left_out = len(fitted) - len(usable)
+    note = f", {left_out} failed INR{'s' if left_out > 1 else ''} left out" if left_out else ""
     recon, grid = reconstructions(store, idx, view)
-    truth = None
-    if store.source.get("name") in SOURCE_NAMES:  # imported stores have no source to re-read
-        try:
-            truth = source_from_description(store.source).targets(idx).numpy()
-        except Exception as e:  # the source files may be gone; the reconstructions still render
-            warnings.warn(f"ground truth unavailable ({e}); drawing reconstructions only")
+    truth = _ground_truth(store, idx)
     labels = store.labels[idx]
+    names = store.source.get("label_names")
     psnr = store.metric("psnr")[idx, view]
 
+    image = grid["kind"] == "image"
     cols = min(len(idx), 8)
     blocks = -(-len(idx) // cols)
-    rows_per = 2 if truth is not None else 1
-    fig, axes = plt.subplots(blocks * rows_per, cols, figsize=(1.6 * cols, 1.7 * blocks * rows_per), squeeze=False)
+    rows_per = 2 if truth is not None and image else 1  # 1-D: the ground truth shares the plot
+    fig, axes = plt.subplots(blocks * rows_per, cols, figsize=(max(1.6 * cols, 4.0), 1.7 * blocks * rows_per),
+                             squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
+    x = None if image else coords_from_grid(grid)[:, 0].numpy()  # the points the INRs were evaluated at
     for k in range(len(idx)):
         b, c = divmod(k, cols)
         ax_r = axes[b * rows_per + rows_per - 1, c]
-        label = labels[k] if np.ndim(labels[k]) == 0 else np.round(labels[k], 2).tolist()
-        if grid["kind"] == "image":
+        if image:
             show = (lambda a, img: a.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1))
             show(ax_r, recon[k])
             if truth is not None:
                 show(axes[b * rows_per, c], truth[k].reshape(recon[k].shape))
         else:
-            x = np.linspace(grid["lo"], grid["hi"], grid["n_points"], endpoint=grid.get("endpoint", False))
             ax_r.axis("on")
             ax_r.plot(x, recon[k], lw=1, color="C1")
             if truth is not None:
                 ax_r.plot(x, truth[k][:, 0], lw=1, color="C0", ls="--")
             ax_r.set_xticks([])
             ax_r.set_yticks([])
-        ax_r.set_title(f"{label} | {psnr[k]:.1f} dB", fontsize=7)
-    top = "top: ground truth, bottom: INR" if truth is not None and grid["kind"] == "image" else "INR reconstructions"
-    fig.suptitle(f"{store.source.get('name')} view {view}: {top}", fontsize=9)
+        title = _label_text(labels[k], names)
+        if np.isfinite(psnr[k]):  # imported INRs have no recorded PSNR
+            title += f" | {psnr[k]:.1f} dB"
+        ax_r.set_title(title, fontsize=7)
+    if truth is None:
+        top = "INR reconstructions"
+    else:
+        top = "top: ground truth, bottom: INR" if image else "dashed: ground truth, solid: INR"
+    fig.suptitle(f"{store.source.get('name')} view {view}, {where.removeprefix('the ')}{note}\n{top}", fontsize=9)
     fig.tight_layout()
     try:
         fig.savefig(out_png, dpi=120)

@@ -23,6 +23,7 @@ import argparse
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, NoReturn
 
@@ -232,7 +233,15 @@ def results_dir(path, overwrite: bool = False, results: str = "results.json") ->
 def report_errors(prog: str, main: Callable[[], int]) -> int:
     """``main()``'s exit status; a user error becomes one line ``PROG: error: ...`` and status 1,
     Ctrl-C a line saying that re-running resumes, and status 130; a reader that stopped reading
-    (``inrforge info STORE | head``) ends the output quietly, with status 141 (128 + SIGPIPE)."""
+    (``inrforge info STORE | head``) ends the output quietly, with status 141 (128 + SIGPIPE).
+    Warnings are one line too: ``PROG: warning: ...``."""
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, category, *_, **__: print(f"{prog}: warning: {message}",
+                                                                         file=sys.stderr)
+        return _status(prog, main)
+
+
+def _status(prog: str, main: Callable[[], int]) -> int:
     try:
         status = main()
         sys.stdout.flush()  # here, so that a closed pipe is caught below and not at exit

@@ -1,6 +1,7 @@
 """The command line end to end: fit / resume / refuse / overwrite / info / render, and errors."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -176,3 +177,208 @@ def test_render_into_a_folder_it_cannot_write(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(render_module.os, "access", lambda p, mode: os.path.abspath(p) != str(locked))
     code, _, err = run(["render", out, "--out", str(locked / "x.png")], capsys)
     assert code == 1 and "permission denied" in err and err.count("\n") == 1 and not os.listdir(locked)
+
+
+# ----- render / info on stores of every kind ---------------------------------------------------------------
+
+def _drawn_figures(monkeypatch):
+    """The figures ``render`` draws (kept when it closes them)."""
+    import matplotlib.pyplot as plt
+
+    figures, close = [], plt.close
+
+    def keep(fig=None):
+        figures.append(fig)
+        close(fig)
+
+    monkeypatch.setattr(plt, "close", keep)
+    return figures
+
+
+def _panels(fig):
+    """The image panels of a render figure, top to bottom then left to right, as arrays."""
+    axes = sorted((ax for ax in fig.axes if ax.images), key=lambda ax: (-ax.get_position().y0, ax.get_position().x0))
+    return [np.asarray(ax.images[0].get_array()) for ax in axes], axes
+
+
+def _drawn_objects(store, split, n=16):
+    idx = store.split(split)
+    return (idx if len(idx) else np.arange(len(store)))[:n]
+
+
+def _siren_by_hand(store, i, coords):
+    """Object i, view 0, evaluated from the store's own attributes with numpy (docs/format.md)."""
+    arch, layout = store.attrs["arch"], store.attrs["layout"]
+    theta = store.params[i, 0].astype(np.float64)
+    tensors = [theta[s["offset"]: s["offset"] + int(np.prod(s["shape"]))].reshape(s["shape"]) for s in layout]
+    h = coords
+    for k in range(0, len(tensors), 2):
+        h = h @ tensors[k].T + tensors[k + 1]
+        if k + 2 < len(tensors):
+            h = np.sin(arch["w0"] * h)
+    return h + arch["output_offset"]
+
+
+def _image_folder(root, sizes, n_per_class=2):
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for k in range(n_per_class):
+            h, w = sizes
+            img = np.zeros((h, w, 3), np.uint8)
+            img[0, :, 0] = 255                      # red top row
+            img[:, -1, 1] = 200                     # green right column
+            img[h // 2, k % w, 2] = 255             # a blue dot, moving right with k
+            img[-1, 0] = 80 if cls == "a" else 160  # grey bottom-left corner
+            Image.fromarray(img).save(root / cls / f"{k}.png")
+
+
+def test_render_rgb_panels_follow_the_documented_grid(tmp_path, capsys, monkeypatch):
+    """Non-square RGB images: the top panel is the image file itself, the bottom one the INR evaluated
+    (by hand, from the store's attributes) at coords[r, c] = (lin_H[r], lin_W[c])."""
+    from PIL import Image
+
+    data, out = tmp_path / "imgs", str(tmp_path / "i.zarr")
+    _image_folder(data, (5, 7))
+    assert run(FAST[:2] + ["image-folder", "--data", str(data)] + FAST[3:] + ["--steps", "5", "--out", out],
+               capsys)[0] == 0
+    store = open_store(out)
+    figures = _drawn_figures(monkeypatch)
+    code, _, err = run(["render", out, "--out", str(tmp_path / "g.png"), "--split", "train"], capsys)
+    assert code == 0, err
+    idx = _drawn_objects(store, "train")
+    panels, _ = _panels(figures[-1])
+    assert len(panels) == 2 * len(idx) and len(idx) <= 8  # one block: truths above reconstructions
+    files = sorted(data.glob("*/*.png"))
+    r, c = np.meshgrid(np.linspace(-1, 1, 5), np.linspace(-1, 1, 7), indexing="ij")
+    coords = np.stack([r, c], -1).reshape(-1, 2)
+    for k, i in enumerate(idx):
+        truth, recon = panels[k], panels[len(idx) + k]
+        np.testing.assert_allclose(truth, np.asarray(Image.open(files[i])) / 255, atol=1e-6)
+        want = _siren_by_hand(store, i, coords).reshape(5, 7, 3).clip(0, 1)
+        np.testing.assert_allclose(recon, want, atol=1e-4)
+
+
+def test_render_sines_draws_truth_and_inr_in_one_plot_with_short_titles(tmp_path, capsys, monkeypatch):
+    import math
+    import re
+
+    out = str(tmp_path / "s.zarr")
+    args = ["fit", "--source", "sines", "--source-opt", "n=3", "--source-opt", "n_points=40", "--arch", "siren",
+            "--w0", "10", "--steps", "5", "--no-compile", "--quiet", "--threads", "1", "--out", out]
+    assert run(args, capsys)[0] == 0
+    store = open_store(out)
+    figures = _drawn_figures(monkeypatch)
+    assert run(["render", out, "--out", str(tmp_path / "s.png"), "--split", "train"], capsys)[0] == 0
+    fig = figures[-1]
+    idx = _drawn_objects(store, "train")
+    assert len(fig.axes) == len(idx) and all(ax.axison for ax in fig.axes)  # no empty row of axes
+    x = -math.pi + 2 * math.pi * np.arange(40) / 40
+    for ax, i in zip(fig.axes, idx):
+        inr, truth = ax.lines
+        a, b = store.labels[i]
+        np.testing.assert_allclose(truth.get_xdata(), x, atol=1e-6)
+        np.testing.assert_allclose(truth.get_ydata(), a * np.sin(b * x), atol=1e-4)
+        assert re.fullmatch(r"a=\S{1,8}, b=\S{1,8} \| -?\d+\.\d dB", ax.get_title()), ax.get_title()
+    assert "dashed: ground truth" in fig._suptitle.get_text()
+
+
+def test_render_leaves_failed_inrs_out(tmp_path, capsys, monkeypatch):
+    out = str(tmp_path / "d.zarr")
+    assert run(FAST + ["--limit", "12", "--out", out], capsys)[0] == 0
+    train = open_store(out).split("train")
+    failed = zarr.open_group(out, mode="r+")["metrics/failed"]
+    failed[train[1], 0] = True
+    figures = _drawn_figures(monkeypatch)
+    assert run(["render", out, "--out", str(tmp_path / "g.png"), "--split", "train"], capsys)[0] == 0
+    panels, axes = _panels(figures[-1])
+    assert len(panels) == 2 * (len(train) - 1)
+    assert "1 failed INR left out" in figures[-1]._suptitle.get_text()
+    failed[train, 0] = True
+    code, _, err = run(["render", out, "--out", str(tmp_path / "g.png"), "--split", "train"], capsys)
+    assert code == 1 and "failed" in err and err.count("\n") == 1
+    code, stdout, _ = run(["info", out], capsys)
+    assert code == 0 and f"failed       {len(train)}" in stdout
+
+
+def test_render_of_an_unfinished_store_names_the_split(tmp_path, capsys):
+    out = str(tmp_path / "d.zarr")
+    assert run(FAST + ["--limit", "8", "--shard-size", "1", "--out", out], capsys)[0] == 0
+    test = open_store(out).split("test")
+    assert len(test)
+    zarr.open_group(out, mode="r+")["done"][test] = False
+    code, _, err = run(["render", out, "--out", str(tmp_path / "g.png")], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert "no fitted objects to render yet in the test split" in err and "try another --split" in err
+    assert run(["render", out, "--out", str(tmp_path / "g.png"), "--split", "train"], capsys)[0] == 0
+    code, _, err = run(["render", out, "--out", str(tmp_path / "g.png"), "--view", "1"], capsys)
+    assert code == 1 and "view 1 out of range" in err and err.count("\n") == 1
+    code, stdout, _ = run(["info", out], capsys)
+    assert code == 0 and f"({8 - len(test)}/8 shards)" in stdout
+
+
+def test_render_after_the_source_data_changed_draws_reconstructions_only(tmp_path, capsys, monkeypatch):
+    data, out = tmp_path / "imgs", str(tmp_path / "i.zarr")
+    _image_folder(data, (5, 7))
+    assert run(FAST[:2] + ["image-folder", "--data", str(data)] + FAST[3:] + ["--steps", "5", "--out", out],
+               capsys)[0] == 0
+    figures = _drawn_figures(monkeypatch)
+    for change in ("resize", "add"):
+        if change == "resize":  # same files, other size: the truth no longer has the grid's pixels
+            _image_folder(data, (4, 4))
+        else:  # one more image: the objects after it are shifted
+            _image_folder(data, (5, 7), n_per_class=3)
+        code, _, err = run(["render", out, "--out", str(tmp_path / "g.png"), "--split", "train"], capsys)
+        assert code == 0, err
+        assert re.fullmatch(r"inrforge render: warning: ground truth unavailable .*changed since the fit[^\n]*\n", err), err
+        panels, _ = _panels(figures[-1])
+        assert len(panels) == len(_drawn_objects(open_store(out), "train"))  # reconstructions only
+        assert all(p.shape == (5, 7, 3) for p in panels)
+
+
+def test_render_of_an_import_shows_no_nan_psnr_and_fits_its_title(tmp_path, capsys, monkeypatch):
+    out, exported, imported = str(tmp_path / "d.zarr"), str(tmp_path / "exp"), str(tmp_path / "imp.zarr")
+    assert run(FAST + ["--limit", "4", "--out", out], capsys)[0] == 0
+    assert run(["export-dws", out, exported], capsys)[0] == 0
+    assert run(["import-dws", exported, "--out", imported], capsys)[0] == 0
+    figures = _drawn_figures(monkeypatch)
+    assert run(["render", imported, "--out", str(tmp_path / "g.png"), "--n", "1", "--split", "train"], capsys)[0] == 0
+    fig = figures[-1]
+    _, axes = _panels(fig)
+    assert len(axes) == 1 and "nan" not in axes[0].get_title().lower()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    box = fig._suptitle.get_window_extent(FigureCanvasAgg(fig).get_renderer())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width  # not cut off by a one-column figure
+
+
+def _import_interval_store(tmp_path, capsys, endpoint):
+    import json
+
+    out, exported, imported = str(tmp_path / "s.zarr"), tmp_path / "exp", str(tmp_path / "imp.zarr")
+    args = ["fit", "--source", "sines", "--source-opt", "n=2", "--source-opt", "n_points=20", "--arch", "siren",
+            "--steps", "2", "--no-compile", "--quiet", "--threads", "1", "--out", out]
+    assert run(args, capsys)[0] == 0
+    assert run(["export-dws", out, str(exported)], capsys)[0] == 0
+    spec = json.loads((exported / "splits.json").read_text())
+    spec["grid"].update(lo=-1.0, hi=1.0, endpoint=endpoint)
+    (exported / "splits.json").write_text(json.dumps(spec))
+    assert run(["import-dws", str(exported), "--out", imported], capsys)[0] == 0
+    return imported
+
+
+def test_render_of_an_interval_grid_with_endpoint_does_not_crash(tmp_path, capsys, monkeypatch):
+    imported = _import_interval_store(tmp_path, capsys, endpoint=True)
+    figures = _drawn_figures(monkeypatch)
+    code, _, err = run(["render", imported, "--out", str(tmp_path / "g.png"), "--split", "train"], capsys)
+    assert code == 0, err
+    (line,) = figures[-1].axes[0].lines
+    assert len(line.get_xdata()) == len(line.get_ydata())
+
+
+def test_render_of_an_interval_grid_with_endpoint_evaluates_its_points(tmp_path, capsys, monkeypatch):
+    imported = _import_interval_store(tmp_path, capsys, endpoint=True)
+    figures = _drawn_figures(monkeypatch)
+    assert run(["render", imported, "--out", str(tmp_path / "g.png"), "--split", "train"], capsys)[0] == 0
+    np.testing.assert_allclose(figures[-1].axes[0].lines[0].get_xdata(), np.linspace(-1, 1, 20), atol=1e-6)

@@ -1,7 +1,10 @@
+import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from inrforge.arch import INRSpec, make_arch
+from inrforge.errors import InrforgeError
 from inrforge.inr import encode, image_grid, psnr, render
 from inrforge.weights import Weights
 
@@ -67,3 +70,82 @@ def test_image_grid_is_row_major_on_minus_one_one():
 
 def test_psnr_definition():
     assert torch.allclose(psnr(torch.tensor([1e-4])), torch.tensor([40.0]))
+
+
+class _Sin(nn.Module):
+    def __init__(self, w0):
+        super().__init__()
+        self.w0 = w0
+
+    def forward(self, x):
+        return torch.sin(self.w0 * x)
+
+
+def sequential_of(arch, flat):
+    """nn.Sequential(Linear, Sin|ReLU, ..., Linear) loaded with one INR's flat parameters, and the
+    Fourier encoding written out from the documented formula with the arch's matrix B."""
+    mods = []
+    offsets = iter(arch.layout)
+    for i in range(arch.n_layers):
+        ws, bs = next(offsets), next(offsets)
+        lin = nn.Linear(arch.widths[i], arch.widths[i + 1], dtype=flat.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(flat[ws.offset: ws.offset + ws.size].reshape(ws.shape))
+            lin.bias.copy_(flat[bs.offset: bs.offset + bs.size])
+        mods.append(lin)
+        if i < arch.n_layers - 1:
+            mods.append(_Sin(arch.w0) if arch.family == "siren" else nn.ReLU())
+    seq = nn.Sequential(*mods)
+
+    def f(x):
+        if arch.fourier is not None:
+            proj = 2 * torch.pi * x @ arch.fourier.matrix().to(x.dtype).T
+            x = torch.cat([torch.cos(proj), torch.sin(proj)], dim=-1)
+        return seq(x) + arch.output_offset
+
+    return f
+
+
+@pytest.mark.parametrize("preset", ["siren", "siren-dwsnets", "relu", "relu-fourier"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(2, 1, 8, 2), (1, 1, 5, 1), (2, 3, 6, 3), (3, 2, 1, 4)])  # in, out, hidden, depth
+def test_batched_forward_equals_nn_sequential(preset, dtype, shape):
+    arch = make_arch(preset, in_features=shape[0], out_features=shape[1], hidden=shape[2], depth=shape[3],
+                     fourier_features=3, w0=15.0)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-11)
+    gen = torch.Generator().manual_seed(0)
+    for b in (0, 1, 3):
+        flat = (arch.init_flat(range(b)) + 0.05 * torch.randn(b, arch.param_count, generator=gen)).to(dtype)
+        w = Weights.from_flat(flat, arch)
+        x = (torch.rand(7, arch.in_features, generator=gen) * 2 - 1).to(dtype)
+        xb = (torch.rand(b, 7, arch.in_features, generator=gen) * 2 - 1).to(dtype)
+        for coords in (x, xb):
+            for chunk in (None, 2):
+                out = render(w, coords, chunk=chunk)
+                assert out.shape == (b, 7, arch.out_features) and out.dtype == dtype
+                with torch.no_grad():
+                    for k in range(b):
+                        want = sequential_of(arch, flat[k])(coords if coords.ndim == 2 else coords[k])
+                        torch.testing.assert_close(out[k], want, **tol)
+
+
+def test_fourier_encoding_uses_the_matrix_the_store_records(tmp_path):
+    from inrforge.store import create_store
+
+    arch = make_arch("relu-fourier", fourier_features=5, fourier_sigma=2.5, fourier_seed=7)
+    store = create_store(tmp_path / "s.zarr", arch=arch, n_objects=1, views=1, labels=np.zeros(1, dtype=np.int64),
+                         splits={}, source={"name": "x"}, fit={})
+    B = torch.from_numpy(store.root["fourier_matrix"][...]).double()
+    x = torch.rand(9, 2, dtype=torch.float64)
+    want = torch.cat([torch.cos(2 * torch.pi * x @ B.T), torch.sin(2 * torch.pi * x @ B.T)], dim=-1)
+    torch.testing.assert_close(encode(arch, x), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("coords", [torch.rand(5), torch.rand(5, 3), torch.rand(3, 5, 2), torch.rand(1, 2, 5, 2)])
+def test_render_refuses_coordinates_of_another_shape(coords):
+    arch = make_arch()
+    w = Weights.from_flat(arch.init_flat(range(2)), arch)
+    with pytest.raises(InrforgeError, match=r"expected \(N, 2\) or \(2, N, 2\)"):
+        render(w, coords)
+    with pytest.raises(InrforgeError, match="chunk"):
+        render(w, torch.rand(5, 2), chunk=0)

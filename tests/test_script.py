@@ -136,3 +136,14 @@ def test_help_states_each_default_worth_stating():
     assert "(default 32) (default" not in text
     for silent in ("repeatable", "first N", "no bar"):
         assert f"{silent} (default" not in text, silent
+
+
+def test_warnings_are_one_line_too(capsys):
+    import warnings
+
+    def main():
+        warnings.warn("ground truth unavailable: the source changed")
+        return 0
+
+    assert report_errors("tool", main) == 0
+    assert capsys.readouterr().err == "tool: warning: ground truth unavailable: the source changed\n"

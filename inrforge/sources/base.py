@@ -256,6 +256,7 @@ def coords_from_grid(grid: dict) -> torch.Tensor:
         return image_grid(int(grid["height"]), int(grid["width"]))
     if grid.get("kind") == "interval":
         n, lo, hi = int(grid["n_points"]), float(grid["lo"]), float(grid["hi"])
-        k = torch.arange(n + 1 if grid.get("endpoint", False) else n, dtype=torch.float64)
-        return (lo + (hi - lo) * k / (n if not grid.get("endpoint", False) else max(n - 1, 1))).float().unsqueeze(1)
+        # n points from lo, spaced (hi - lo) / (n - 1) to end at hi, or (hi - lo) / n to stop short of it
+        k = torch.arange(n, dtype=torch.float64)
+        return (lo + (hi - lo) * k / (max(n - 1, 1) if grid.get("endpoint", False) else n)).float().unsqueeze(1)
     raise InrforgeError(f"unknown coordinate grid {grid.get('kind')!r} in the store")
