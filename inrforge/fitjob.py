@@ -85,7 +85,8 @@ def fit_shard(arch: INRSpec, source: Source, start: int, stop: int, views: int, 
     )
 
 
-def _versions() -> dict:
+def library_versions() -> dict:
+    """The versions a store records (its numbers depend on them)."""
     import zarr
 
     return {"inrforge": __version__, "torch": torch.__version__, "zarr": zarr.__version__,
@@ -206,7 +207,7 @@ def prepare_fit(
                 "batch_size": int(batch), "device": str(device), "compile": bool(compile),
                 "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
                 "threads": torch.get_num_threads() if fit_here else int(threads or 1),
-                "versions": _versions()}
+                "versions": library_versions()}
 
     if batch_size is None:  # a resumed store keeps its own; a new one the device's default, if it fits
         batch_size = _recorded_batch_size(out)

@@ -193,6 +193,27 @@ def set_threads(n: int | None = None) -> int:
     return n
 
 
+def results_versions(*extra: str) -> dict:
+    """What a results.json records about the software behind its numbers: the store's library
+    versions, matplotlib's and those of the modules named in ``extra``, and torch's thread count."""
+    import importlib
+
+    import matplotlib
+    import torch
+
+    from .fitjob import library_versions
+
+    more = {name: importlib.import_module(name).__version__ for name in extra}
+    return {**library_versions(), "matplotlib": matplotlib.__version__, **more,
+            "torch_threads": torch.get_num_threads()}
+
+
+def save_figure(fig, path) -> None:
+    """Write ``fig`` as a PNG (120 dpi) and close it."""
+    fig.savefig(path, dpi=120)
+    pyplot().close(fig)
+
+
 def pyplot():
     """``matplotlib.pyplot`` on the Agg backend (writes files, needs no display)."""
     import matplotlib

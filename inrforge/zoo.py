@@ -46,7 +46,7 @@ from torch import nn
 from .arch import INRSpec, make_arch
 from .errors import InrforgeError
 from .fit import check_device, inr_seed
-from .fitjob import _differences, _fit_identity, _versions
+from .fitjob import _differences, _fit_identity, library_versions
 from .inr import forward
 from .sources import load_source
 from .store import INRStore, ShardData, create_store, is_store, jsonable
@@ -332,7 +332,7 @@ def fit_zoo(out, *, data: str = "digits", n_classifiers: int = 512, hidden: int 
                        "n_train_images": len(d.y_train), "n_test_images": len(d.y_test), "n_classes": d.n_classes},
               "label_names": None, "label_shape": []}
     fit_attrs = {**asdict(settings), "seed": int(seed), "val_fraction": float(val_fraction),
-                 "zoo_test_fraction": float(zoo_test_fraction), "versions": _versions()}
+                 "zoo_test_fraction": float(zoo_test_fraction), "versions": library_versions()}
     identity = {"arch": arch.to_dict(), "source": source, "fit": fit_attrs, "views": 1,
                 "shard_objects": min(int(shard_objects), int(n_classifiers))}
     store = None

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, names_from, parse_with_small, positive_float,
-                             positive_int, pyplot, results_dir, run_script, set_threads)
+                             positive_int, pyplot, results_dir, results_versions, save_figure, run_script, set_threads)
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, classification_input, dwsnet_kwargs,
                             open_or_fit, train_seeds)
 
@@ -56,8 +56,8 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     # Everything that can be checked is checked before --out is created and before any fitting.
     check_device(a.device)
-    store, _, _ = classification_input(a.store, source=a.source, data=a.data, limit=a.limit, views=a.views,
-                                       views_needed=a.train_views or 1, who="classify_inrs")
+    store, _, n_classes = classification_input(a.store, source=a.source, data=a.data, limit=a.limit, views=a.views,
+                                               views_needed=a.train_views or 1, who="classify_inrs")
     set_threads(a.threads)
     names = a.models
     out = results_dir(a.out, a.overwrite)
@@ -73,30 +73,64 @@ def main(argv=None) -> int:
             spec = replace(spec, model_kwargs=dwsnet_kwargs(a.hidden, a.depth, a.norm))
         cfg = TrainConfig(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, device=a.device)
         r = train_seeds(store, spec, a.seeds, cfg, views=a.train_views, log_dir=out / name, name=name)
-        results[name] = {k: r[k] for k in ("test_acc", "mean", "std", "params")}
-
-    print("\n| model | test accuracy (%) | params |\n|---|---|---|")
-    for name, r in results.items():
-        print(f"| {name} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {r['params']:,} |")
-    setting = {"store": store.path, "objects": info["objects"], "views": a.train_views or info["views"], "epochs": a.epochs,
-               "seeds": a.seeds, "batch_size": a.batch_size, "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth, "dwsnet_norm": a.norm}
-    (out / "results.json").write_text(json.dumps({"setting": setting, "results": results}, indent=2))
-    _plot(results, out / "results.png", setting)
+        results[name] = {**{k: r[k] for k in ("test_acc", "mean", "std", "best_epoch", "train_time_s", "params")},
+                         "model": spec.model, "augment": list(spec.augment), "align": spec.align, "lr": spec.lr or a.lr}
+    setting = {"store": store.path, "source": info["source"], "objects": info["objects"], "views_fitted": info["views"],
+               "views": a.train_views or info["views"], "splits": info["splits"], "n_classes": n_classes,
+               "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"], **store.fit_summary(),
+               "epochs": a.epochs, "seeds": a.seeds, "batch_size": a.batch_size, "dwsnet_lr": a.lr,
+               "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth, "dwsnet_norm": a.norm, "device": a.device,
+               "small": bool(a.small), "versions": results_versions()}
+    doc = {"setting": setting, "results": results}
+    (out / "results.json").write_text(json.dumps(doc, indent=2))
+    print(format_table(doc))
+    save_figure(make_figure(doc), out / "results.png")
     return 0
 
 
-def _plot(results, path, setting):
-    plt = pyplot()
 
-    fig, ax = plt.subplots(figsize=(1.4 * len(results) + 2, 3))
+
+def _caption(s) -> str:
+    several = s["seeds"] > 1
+    return (f"{s['source'] or 'INRs'}: {s['objects']} objects x {s['views']} training view(s), splits {s['splits']}; "
+            f"{s['epochs']} epochs, batch {s['batch_size']}; {'mean ± std over ' if several else ''}"
+            f"{s['seeds']} training seed(s)")
+
+
+def format_table(doc) -> str:
+    """The markdown table of test accuracy per model (DWSNets Table 1's shape), from ``doc`` (results.json) alone."""
+    s, res = doc["setting"], doc["results"]
+    lines = [f"\nTest accuracy (%), {_caption(s)}; chance {100 / s['n_classes']:.1f} %",
+             "\n| model | test accuracy (%) | params |", "|---|---|---|"]
+    for name, r in res.items():
+        acc = f"{100 * r['mean']:.2f}" + (f" ± {100 * r['std']:.2f}" if s["seeds"] > 1 else "")
+        lines.append(f"| {name} | {acc} | {r['params']:,} |")
+    return "\n".join(lines)
+
+
+def make_figure(doc):
+    """One bar per model (error bars: ± std over seeds), from ``doc`` (results.json) alone."""
+    from matplotlib.patches import Patch
+
+    plt = pyplot()
+    s, results = doc["setting"], doc["results"]
     names = list(results)
-    ax.bar(names, [100 * results[n]["mean"] for n in names], yerr=[100 * results[n]["std"] for n in names],
-           color=["C0" if n.startswith("dwsnet") else "C1" for n in names])
+    several = s["seeds"] > 1
+    fig, ax = plt.subplots(figsize=(1.4 * len(names) + 3.2, 3.2))
+    colours = ["C0" if n.startswith("dwsnet") else "C1" for n in names]
+    ax.bar(names, [100 * results[n]["mean"] for n in names], color=colours,
+           yerr=[100 * results[n]["std"] for n in names] if several else None, capsize=4)
+    chance = ax.axhline(100 / s["n_classes"], color="gray", ls=":", lw=1)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{setting['objects']} objects x {setting['views']} views, {setting['epochs']} epochs", fontsize=9)
+    ax.set_xlabel("model (+ augmentation or alignment)")
+    ax.set_title(_caption(s).replace("; ", "\n", 1), fontsize=8)
+    handles = [Patch(color=c, label=lab) for c, lab in (("C0", "DWSNet"), ("C1", "flat MLP")) if c in colours]
+    ax.legend(handles + [chance], [h.get_label() for h in handles] + ["chance"], fontsize=7, loc="upper left",
+              bbox_to_anchor=(1.02, 1.0), borderaxespad=0)  # outside the axes: it covers no bar
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+
+
 
 
 if __name__ == "__main__":

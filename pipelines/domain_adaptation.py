@@ -35,7 +35,7 @@ import torch
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, layer_widths, names_from, nonnegative_float,
-                             nonnegative_int, parse_with_small, positive_float, positive_int, pyplot, results_dir,
+                             nonnegative_int, parse_with_small, positive_float, positive_int, pyplot, results_dir, results_versions, save_figure,
                              run_script, set_threads)
 from inrforge.weights import Weights
 from inrforge.zoo import (CORRUPTIONS, MapperConfig, ResidualMapper, ZooSettings, build_mapper, corrupt_images,
@@ -160,48 +160,68 @@ def run(a) -> dict:
         accs = [100 * r[m]["acc"] for r in per_seed]
         summary[m] = {"acc": accs, "mean": float(np.mean(accs)), "std": float(np.std(accs))}
     src = [100 * r["zoo"]["source_acc_test_classifiers"] for r in per_seed]
-    label = {"none": "No adaptation", "mlp": "MLP", "dwsnet": "DWSNet",
-             "target_only": f"(reference) trained on the {a.target_images or 'all'} target images only"}
-    print("\n| method | target test accuracy (%) | paper (CIFAR-10 -> corrupted) |")
-    print("|---|---|---|")
-    for m in methods:
-        s = summary[m]
-        paper = f"{PAPER[m]:.2f}" if m in PAPER else "-"
-        print(f"| {label[m]} | {s['mean']:.2f} ± {s['std']:.2f} | {paper} |")
     z = per_seed[0]["zoo"]
-    print(f"({a.data} {'x'.join(map(str, [a.image_size] * 2)) if a.image_size else ''} -> {a.corruption}; "
-          f"source accuracy {np.mean(src):.2f}; {z['splits']} classifiers of {z['params_per_classifier']} params; "
-          f"{a.seeds} seed(s), {a.epochs} mapper epochs; unseen test classifiers on held-out target images)")
     setting = dict(vars(a))
-    setting.update({"source_acc_mean": float(np.mean(src)), "zoo_splits": z["splits"],
-                    "n_train_images": z["n_train_images"], "n_test_images": z["n_test_images"],
-                    "params_per_classifier": z["params_per_classifier"]})
+    setting.update({"methods": methods, "source_acc": src, "source_acc_mean": float(np.mean(src)),
+                    "zoo_splits": z["splits"], "n_train_images": z["n_train_images"],
+                    "n_test_images": z["n_test_images"], "params_per_classifier": z["params_per_classifier"],
+                    "versions": results_versions()})
     doc = {"setting": setting, "results": summary, "per_seed": per_seed, "paper": PAPER}
     (out / "results.json").write_text(json.dumps(doc, indent=2))
-    _plot(doc, methods, label, out / "results.png")
+    print(format_table(doc))
+    save_figure(make_figure(doc), out / "results.png")
     return doc
 
 
-def main(argv=None) -> int:
-    a = parse_args(argv)
-    set_threads(a.threads)
-    run(a)
-    return 0
 
 
-def _plot(doc, methods, label, path):
+def _labels(s) -> dict:
+    return {"none": "No adaptation", "mlp": "MLP mapper", "dwsnet": "DWSNet mapper",
+            "target_only": f"(reference) trained on the {s['target_images'] or 'all'} target images only"}
+
+
+def _setting_line(s) -> str:
+    size = f" {s['image_size']}x{s['image_size']}" if s["image_size"] else ""
+    return (f"{s['data']}{size} -> {s['corruption']}; {s['classifiers']} classifiers {tuple(s['zoo_splits'].values())} "
+            f"(train, val, test); {s['target_images'] or 'all'} labelled target images, {s['epochs']} mapper epochs; "
+            f"{'mean ± std over ' if s['seeds'] > 1 else ''}{s['seeds']} seed(s)")
+
+
+def format_table(doc) -> str:
+    """The markdown table in the shape of DWSNets Table 2, from ``doc`` (results.json) alone."""
+    s, res = doc["setting"], doc["results"]
+    label, several = _labels(s), s["seeds"] > 1
+    lines = [f"\nTarget-domain accuracy (%) of the unseen test classifiers on the {s['n_test_images']} held-out "
+             f"target images; {_setting_line(s)}",
+             "\n| method | target test accuracy (%) | paper (CIFAR-10 -> corrupted) |", "|---|---|---|"]
+    for m in s["methods"]:
+        r = res[m]
+        acc = f"{r['mean']:.2f}" + (f" ± {r['std']:.2f}" if several else "")
+        paper = f"{doc['paper'][m]:.2f}" if m in doc["paper"] else "-"
+        lines.append(f"| {label[m]} | {acc} | {paper} |")
+    lines.append(f"(source-domain accuracy of the test classifiers {s['source_acc_mean']:.2f}; classifiers of "
+                 f"{s['params_per_classifier']} params)")
+    return "\n".join(lines)
+
+
+def make_figure(doc):
+    """(a) target accuracy per method, (b) the val classifiers' target accuracy during mapper training, one line
+    per seed; from ``doc`` (results.json) alone."""
     plt = pyplot()
-
-    res, s = doc["results"], doc["setting"]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(8, 3.2))
+    res, s, methods = doc["results"], doc["setting"], doc["setting"]["methods"]
+    label, several = _labels(s), s["seeds"] > 1
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 3.8))
     xs = np.arange(len(methods))
-    ax.bar(xs, [res[m]["mean"] for m in methods], yerr=[res[m]["std"] for m in methods],
+    ax.bar(xs, [res[m]["mean"] for m in methods], yerr=[res[m]["std"] for m in methods] if several else None,
            color=[f"C{k}" for k in range(len(methods))], capsize=4)
     ax.axhline(s["source_acc_mean"], color="gray", ls=":", lw=1, label="source-domain accuracy")
-    ax.set_xticks(xs, [label[m] if m != "target_only" else "target\nonly" for m in methods], fontsize=8)
+    top = max([s["source_acc_mean"]] + [res[m]["mean"] + res[m]["std"] for m in methods])
+    ax.set_ylim(0, min(100.0, top) * 1.2)  # headroom above the data for the legend
+    ax.set_xticks(xs, [label[m].replace(" mapper", "\nmapper") if m != "target_only" else "target\nonly"
+                       for m in methods], fontsize=8)
     ax.set_ylabel("target test accuracy (%)")
-    ax.set_title(f"{s['data']} -> {s['corruption']}, unseen classifiers, {s['seeds']} seed(s)", fontsize=8)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("(a) unseen test classifiers, held-out target images", fontsize=8)
+    ax.legend(fontsize=7, loc="upper center")
     for m in (m for m in methods if m in MAPPERS):
         for r in doc["per_seed"]:
             h = r[m]["history"]
@@ -209,10 +229,20 @@ def _plot(doc, methods, label, path):
                     label=label[m] if r is doc["per_seed"][0] else None)
     bx.set_xlabel("mapper epoch")
     bx.set_ylabel("val classifiers' target accuracy (%)")
-    bx.legend(fontsize=7)
+    bx.set_title("(b) mapper training, one line per seed", fontsize=8)
+    bx.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)  # outside: covers no curve
+    fig.suptitle(_setting_line(s), fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+
+
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    set_threads(a.threads)
+    run(a)
+    return 0
 
 
 if __name__ == "__main__":

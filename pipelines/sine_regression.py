@@ -32,7 +32,7 @@ from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.fitjob import make_splits
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, names_from, nonnegative_int,
-                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, results_dir, run_script, set_threads)
+                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, results_dir, results_versions, save_figure, run_script, set_threads)
 from inrforge.train import TrainConfig, build_model, build_transform, fit_model, require_task
 
 # name -> (model, augmentations, lr)
@@ -176,22 +176,17 @@ def run(a) -> dict:
             results[name][str(n)] = {"test_mse": mses, "mean": float(np.mean(mses)), "std": float(np.std(mses)),
                                      "epochs": epochs, "best_epoch": best_epochs, "params": res["params"]}
 
-    print("\n| model | " + " | ".join(f"n={n}" for n in sizes) + " |")
-    print("|---|" + "---|" * len(sizes))
-    for name in names:
-        cells = [f"{results[name][str(n)]['mean']:.3f}" + (f" ± {results[name][str(n)]['std']:.3f}" if a.seeds > 1 else "")
-                 for n in sizes]
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    print(f"(test MSE of b; predicting the train mean scores {float(((test.labels.float() - mu) ** 2).mean()):.3f})")
     setting = {"store": store.path, "objects": info["objects"], "splits": info["splits"],
                "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"], **store.fit_summary(),
-               "sizes": sizes, "train_steps": a.train_steps, "batch_size": a.batch_size, "seeds": a.seeds,
-               "subset_seed": a.seed, "dwsnet_hidden": a.hidden,
-               "dwsnet_depth": a.depth, "dwsnet_lr": a.lr, "label_mean": mu, "label_std": sd,
-               "test_mse_of_mean": float(((test.labels.float() - mu) ** 2).mean()), "small": bool(a.small)}
+               "sizes": sizes, "train_steps": a.train_steps, "min_epochs": a.min_epochs, "batch_size": a.batch_size,
+               "seeds": a.seeds, "subset_seed": a.seed, "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth,
+               "dwsnet_lr": a.lr, "mlp_lr": CONFIGS["mlp"][2], "label_mean": mu, "label_std": sd,
+               "test_mse_of_mean": float(((test.labels.float() - mu) ** 2).mean()), "device": a.device,
+               "small": bool(a.small), "versions": results_versions()}
     doc = {"setting": setting, "results": results}
     (out / "results.json").write_text(json.dumps(doc, indent=2))
-    _plot(results, sizes, out / "results.png", setting)
+    print(format_table(doc))
+    save_figure(make_figure(doc), out / "results.png")
     return doc
 
 
@@ -202,26 +197,59 @@ def main(argv=None) -> int:
     return 0
 
 
-def _plot(results, sizes, path, setting):
-    plt = pyplot()
 
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+
+def format_table(doc) -> str:
+    """The markdown table of test MSE per model and training-set size, from ``doc`` (results.json) alone."""
+    s, res = doc["setting"], doc["results"]
+    sizes, several = s["sizes"], s["seeds"] > 1
+    lines = [f"\nTest MSE of b (in units of b²), {'mean ± std over ' if several else ''}{s['seeds']} training "
+             f"seed(s); {s['objects']} sine INRs ({s['n_points']} points, {s['fit_steps']} fit steps, median PSNR "
+             f"{s['psnr_median']:.1f} dB), splits {s['splits']}, data seed {s['data_seed']}; "
+             f"{s['train_steps']} gradient steps per run, batch {s['batch_size']}",
+             "\n| model | " + " | ".join(f"n={n}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for name, r in res.items():
+        cells = [f"{r[str(n)]['mean']:.3f}" + (f" ± {r[str(n)]['std']:.3f}" if several else "") for n in sizes]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append(f"(predicting the train mean scores {s['test_mse_of_mean']:.3f})")
+    return "\n".join(lines)
+
+
+def make_figure(doc):
+    """Test MSE against the number of training INRs (log-log), from ``doc`` (results.json) alone."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
+
+    plt = pyplot()
+    s, results = doc["setting"], doc["results"]
+    sizes, several = s["sizes"], s["seeds"] > 1
+    fig, ax = plt.subplots(figsize=(6.2, 3.4))
     for k, (name, r) in enumerate(results.items()):
         m = np.array([r[str(n)]["mean"] for n in sizes])
-        s = np.array([r[str(n)]["std"] for n in sizes])
-        ax.plot(sizes, m, "o-", color=f"C{k}", label=name)
-        if setting["seeds"] > 1:
-            ax.fill_between(sizes, m - s, m + s, color=f"C{k}", alpha=0.2)
-    ax.axhline(setting["test_mse_of_mean"], color="gray", ls=":", lw=1, label="predict mean")
+        sd = np.array([r[str(n)]["std"] for n in sizes])
+        if several:  # error bars: ± std over the training seeds
+            ax.errorbar(sizes, m, yerr=sd, fmt="o-", color=f"C{k}", capsize=3, label=name)
+        else:
+            ax.plot(sizes, m, "o-", color=f"C{k}", label=name)
+    ax.axhline(s["test_mse_of_mean"], color="gray", ls=":", lw=1, label="predict the mean")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("training INRs")
-    ax.set_ylabel("test MSE of b")
-    ax.set_title(f"sin(b x), b~U(0.5,10): {setting['train_steps']} steps/run, {setting['seeds']} seed(s)", fontsize=8)
-    ax.legend(fontsize=7)
+    # the sizes themselves as the x ticks, in plain numbers (no overlapping minor labels of a log axis)
+    ax.xaxis.set_major_locator(FixedLocator(sizes))
+    ax.set_xticklabels([str(n) for n in sizes])
+    ax.xaxis.set_minor_locator(NullLocator())
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.5, 1, 2, 5 rather than 5x10^-1, 10^0, ...
+    ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.set_xlabel("training INRs (log scale)")
+    ax.set_ylabel("test MSE of b (units of b², log scale)")
+    ax.set_title(f"sin(b x), b ~ U(0.5, 10): {s['objects']} INRs, {s['train_steps']} steps/run, {s['seeds']} "
+                 f"seed(s){' (mean ± std)' if several else ''}", fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)  # outside: covers nothing
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+
+
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from inrforge.fit import check_device
 from inrforge.models import DWSNet, FlatMLP
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, int_at_least, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int, probability, pyplot,
+                             results_versions, save_figure,
                              results_dir, run_script, set_threads)
 from inrforge.train import require_task
 
@@ -159,20 +160,73 @@ def run(a) -> dict:
               f"({res['train_time_s']:.0f} s); probe R2 a {results[name]['r2'][0]:.3f}, b {results[name]['r2'][1]:.3f}",
               flush=True)
 
-    print("\n| embedding | linear-probe R² (a) | linear-probe R² (b) |\n|---|---|---|")
-    for name, r in results.items():
-        print(f"| {name} | {r['r2'][0]:.3f} | {r['r2'][1]:.3f} |")
     setting = {"store": store.path, "objects": info["objects"], "splits": info["splits"],
                "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"],
                "psnr_rel_amplitude_median": float(np.median(rel)), "psnr_rel_amplitude_p5": float(np.percentile(rel, 5)),
-               **store.fit_summary(), "epochs": a.epochs, "batch_size": a.batch_size,
+               **store.fit_summary(), "encoders": list(names), "epochs": a.epochs, "batch_size": a.batch_size,
                "lr": a.lr, "temperature": a.temperature, "emb_dim": a.emb_dim, "views": repr(transform),
-               "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth, "seed": a.seed, "small": bool(a.small)}
+               "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth, "seed": a.seed, "device": a.device,
+               "small": bool(a.small), "versions": results_versions("sklearn")}
     doc = {"setting": setting, "results": results}
+    if embeddings:  # the t-SNE coordinates go into results.json, so that the figure can be redrawn from it
+        doc["tsne"] = {"labels": y_te.tolist(), "test_objects": test.objects.tolist(),
+                       "xy": {name: tsne(e, a.seed).tolist() for name, e in embeddings.items()}}
     (out / "results.json").write_text(json.dumps(doc, indent=2))
+    print(format_table(doc))
     if embeddings:
-        _plot_tsne(embeddings, y_te, out / "tsne.png", results, a.seed)
+        save_figure(make_figure(doc), out / "tsne.png")
     return doc
+
+
+
+
+def _row_name(name: str) -> str:
+    return name if name == "raw weights" or name.endswith("(untrained)") else f"{name}, NT-Xent"
+
+
+def format_table(doc) -> str:
+    """The markdown table of linear-probe R², from ``doc`` (results.json) alone."""
+    s, res = doc["setting"], doc["results"]
+    lines = [f"\nLinear-probe test R² (ridge fitted on {s['splits']['train']} train embeddings, scored on "
+             f"{s['splits']['test']} test INRs); {s['objects']} INRs of a sin(b x), a, b ~ U(0, 10) "
+             f"({s['n_points']} points, {s['fit_steps']} fit steps); NT-Xent {s['epochs']} epochs, batch "
+             f"{s['batch_size']}; 1 seed ({s['seed']})",
+             "\n| embedding | linear-probe R² (a) | linear-probe R² (b) |", "|---|---|---|"]
+    for name, r in res.items():
+        lines.append(f"| {_row_name(name)} | {r['r2'][0]:.3f} | {r['r2'][1]:.3f} |")
+    return "\n".join(lines)
+
+
+def tsne(e, seed: int):
+    """2-D t-SNE coordinates of the embeddings ``e`` (one row per test INR)."""
+    from sklearn.manifold import TSNE
+
+    return TSNE(2, perplexity=min(30.0, (len(e) - 1) / 3), init="pca", random_state=seed).fit_transform(e)
+
+
+def make_figure(doc):
+    """t-SNE of the test embeddings, one row per encoder, coloured by a and by b; from ``doc`` (results.json) alone."""
+    plt = pyplot()
+    s, t, results = doc["setting"], doc["tsne"], doc["results"]
+    labels = np.asarray(t["labels"])
+    fig, axes = plt.subplots(len(t["xy"]), 2, figsize=(7, 3.2 * len(t["xy"]) + 0.5), squeeze=False)
+    for row, (name, xy) in enumerate(t["xy"].items()):
+        xy = np.asarray(xy)
+        for col, lab in enumerate("ab"):
+            ax = axes[row, col]
+            sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels[:, col], s=6, cmap="viridis")
+            fig.colorbar(sc, ax=ax, label=f"{lab} ({'amplitude' if lab == 'a' else 'frequency'})")
+            ax.set_title(f"{name}, NT-Xent: coloured by {lab} (probe R² {results[name]['r2'][col]:.2f})", fontsize=8)
+            ax.set_xlabel("t-SNE 1 (no units)", fontsize=7)
+            ax.set_ylabel("t-SNE 2 (no units)", fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"t-SNE of the {len(labels)} test embeddings; {s['objects']} sine INRs, "
+                 f"{s['epochs']} NT-Xent epochs, seed {s['seed']}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 
 
 def main(argv=None) -> int:
@@ -180,25 +234,6 @@ def main(argv=None) -> int:
     set_threads(a.threads)
     run(a)
     return 0
-
-
-def _plot_tsne(embeddings, labels, path, results, seed):
-    plt = pyplot()
-    from sklearn.manifold import TSNE
-
-    fig, axes = plt.subplots(len(embeddings), 2, figsize=(7, 3.2 * len(embeddings)), squeeze=False)
-    for row, (name, e) in enumerate(embeddings.items()):
-        xy = TSNE(2, perplexity=min(30.0, (len(e) - 1) / 3), init="pca", random_state=seed).fit_transform(e)
-        for col, lab in enumerate("ab"):
-            ax = axes[row, col]
-            sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels[:, col], s=6, cmap="viridis")
-            fig.colorbar(sc, ax=ax, label=lab)
-            ax.set_title(f"{name}: coloured by {lab} (probe R² {results[name]['r2'][col]:.2f})", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from dataclasses import replace
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, names_from, nonnegative_int,
-                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, results_dir, run_script, set_threads)
+                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, results_dir, results_versions, save_figure, run_script, set_threads)
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, build_transform, classification_input,
                             dwsnet_kwargs, open_or_fit, train_seeds)
 
@@ -134,27 +134,30 @@ def run(a) -> dict:
                "view_counts": counts, "aug_views": a.aug_views, "augmentations": {n: list(AUGMENTATIONS[n]) for n in augs},
                "epochs": a.epochs, "batch_size": a.batch_size, "seeds": a.seeds,
                "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth, "dwsnet_norm": a.norm, "dwsnet_lr": a.lr,
-               "mlp_lr": MODELS["mlp"].lr, "device": a.device, "small": bool(a.small)}
+               "mlp_lr": MODELS["mlp"].lr, "n_classes": n_classes, "device": a.device, "small": bool(a.small),
+               "versions": results_versions()}
     doc = {"setting": setting, "views": views_res, "augment": aug_res}
     (out / "results.json").write_text(json.dumps(doc, indent=2))
     print(format_tables(doc))
-    _plot(doc, out / "results.png")
+    save_figure(make_figure(doc), out / "results.png")
     return doc
 
 
-def _pm(r) -> str:
-    return f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}"
+
+
+def _pm(r, several: bool = True) -> str:
+    return f"{100 * r['mean']:.1f}" + (f" ± {100 * r['std']:.1f}" if several else "")
 
 
 def format_tables(doc) -> str:
     """The two markdown tables: accuracy per number of views, per augmentation (with the change vs none)."""
     s, views, aug = doc["setting"], doc["views"], doc["augment"]
-    models = list(views)
-    lines = [f"\nTest accuracy (%), mean ± std over {s['seeds']} seed(s); {s['objects']} objects, "
-             f"{s['epochs']} epochs, splits {s['splits']}",
+    models, several = list(views), s["seeds"] > 1
+    lines = [f"\nTest accuracy (%), {_setting_line(s)}, splits {s['splits']}, batch {s['batch_size']}; "
+             f"chance {100 / s['n_classes']:.1f} %",
              "\n| train views | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for k in s["view_counts"]:
-        lines.append(f"| {k} | " + " | ".join(_pm(views[m][str(k)]) for m in models) + " |")
+        lines.append(f"| {k} | " + " | ".join(_pm(views[m][str(k)], several) for m in models) + " |")
     lines += [f"\n| augmentation ({s['aug_views']} view(s)) | " + " | ".join(models) + " |",
               "|---|" + "---|" * len(models)]
     for name in s["augmentations"]:
@@ -162,42 +165,55 @@ def format_tables(doc) -> str:
         for m in models:
             r, base = aug[m][name], aug[m].get("none")
             delta = f" ({100 * (r['mean'] - base['mean']):+.1f})" if base is not None and name != "none" else ""
-            cells.append(_pm(r) + delta)
+            cells.append(_pm(r, several) + delta)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _plot(doc, path):
-    plt = pyplot()
+def _setting_line(s) -> str:
+    return (f"{'mean ± std over ' if s['seeds'] > 1 else ''}{s['seeds']} training seed(s); {s['source'] or 'INRs'}: "
+            f"{s['objects']} objects x {s['views_fitted']} fitted views, {s['epochs']} epochs")
+
+
+def make_figure(doc):
+    """(a) accuracy against training views, (b) one bar per augmentation; from ``doc`` (results.json) alone."""
     import numpy as np
 
+    plt = pyplot()
     s, views, aug = doc["setting"], doc["views"], doc["augment"]
     models, augs = list(views), list(s["augmentations"])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 1.6]})
+    several = s["seeds"] > 1
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1, 1.6]})
     ks = s["view_counts"]
+    chance = 100 / s["n_classes"]
     for i, m in enumerate(models):
         mean = np.array([100 * views[m][str(k)]["mean"] for k in ks])
         std = np.array([100 * views[m][str(k)]["std"] for k in ks])
-        ax1.errorbar(ks, mean, yerr=std, fmt="o-", color=f"C{i}", capsize=3, label=m)
+        ax1.errorbar(ks, mean, yerr=std if several else None, fmt="o-", color=f"C{i}", capsize=3, label=m)
+    ax1.axhline(chance, color="gray", ls=":", lw=1, label="chance")
     ax1.set_xscale("log")
     ax1.set_xticks(ks, [str(k) for k in ks])
-    ax1.set_xlabel("training views per object")
+    ax1.minorticks_off()
+    ax1.set_xlabel("training views per object (log scale)")
     ax1.set_ylabel("test accuracy (%)")
     ax1.set_title("(a) neural views, no augmentation", fontsize=9)
-    ax1.legend(fontsize=8)
     width = 0.8 / len(models)
     x = np.arange(len(augs))
     for i, m in enumerate(models):
         ax2.bar(x + (i - (len(models) - 1) / 2) * width, [100 * aug[m][n]["mean"] for n in augs], width,
-                yerr=[100 * aug[m][n]["std"] for n in augs], color=f"C{i}", capsize=2, label=m)
+                yerr=[100 * aug[m][n]["std"] for n in augs] if several else None, color=f"C{i}", capsize=2)
+    ax2.axhline(chance, color="gray", ls=":", lw=1)
     ax2.set_xticks(x, augs, rotation=20, fontsize=8)
+    ax2.set_xlabel("augmentation")
     ax2.set_ylabel("test accuracy (%)")
     ax2.set_title(f"(b) augmentation, {s['aug_views']} training view(s)", fontsize=9)
-    ax2.legend(fontsize=8)
-    fig.suptitle(f"{s['objects']} objects, {s['epochs']} epochs, {s['seeds']} seed(s)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    # one legend for both panels, outside them: it covers no data
+    fig.legend(*ax1.get_legend_handles_labels(), loc="upper right", ncol=len(models) + 1, fontsize=8)
+    fig.suptitle("Test accuracy, " + _setting_line(s), fontsize=9, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    return fig
+
+
 
 
 def main(argv=None) -> int:

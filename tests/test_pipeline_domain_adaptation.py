@@ -6,8 +6,9 @@ docs/results_pipelines.md, "Weight->weight domain adaptation").
 
 import json
 
+import pytest
 import torch
-from test_pipelines_small import _load
+from test_pipelines_small import _load, covered_by_legends, has_legend
 
 
 def test_domain_adaptation_small(tmp_path):
@@ -29,3 +30,35 @@ def test_domain_adaptation_small(tmp_path):
         assert dws > none + 8
         assert dws > mlp + 5
     assert res["none"]["mean"] < setting["source_acc_mean"] - 25  # the corruption really shifts the domain
+
+
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_domain_adaptation_table_and_figure(seeds):
+    """The legend of the source-domain line used to sit on the bars (lower right); panel (b) had no
+    title; the setting (classifiers, target images, epochs) was in neither the title nor the table."""
+    mod = _load("domain_adaptation")
+    a = mod.parse_args(["--small", "--seeds", str(seeds)])
+    setting = {**vars(a), "methods": ["none", "mlp", "dwsnet", "target_only"], "source_acc_mean": 91.1,
+               "source_acc": [91.1] * seeds, "zoo_splits": {"train": 140, "val": 30, "test": 30},
+               "n_train_images": 1258, "n_test_images": 539, "params_per_classifier": 2410}
+    accs = {"none": 51.5, "mlp": 55.8, "dwsnet": 88.0, "target_only": 89.0}  # tall bars, near the source line
+    results = {m: {"acc": [v + k for k in range(seeds)], "mean": v + (seeds - 1) / 2, "std": 0.8 * (seeds > 1)}
+               for m, v in accs.items()}
+    hist = [{"epoch": e, "val_acc": 0.5 + 0.05 * e} for e in range(8)]
+    per_seed = [{m: {"acc": results[m]["acc"][k] / 100, **({"history": hist} if m in mod.MAPPERS else {})}
+                 for m in accs} for k in range(seeds)]
+    doc = json.loads(json.dumps({"setting": setting, "results": results, "per_seed": per_seed, "paper": mod.PAPER}))
+    table = mod.format_table(doc)
+    caption = table.strip().splitlines()[0]
+    for fact in ("539 held-out target images", "200 classifiers", "100 labelled target images", "8 mapper epochs",
+                 f"{seeds} seed(s)"):
+        assert fact in caption, (fact, caption)
+    assert ("±" in table) == (seeds > 1) and "| DWSNet mapper | " in table and "71.36" in table
+    fig = mod.make_figure(doc)
+    try:
+        assert "200 classifiers" in fig.get_suptitle() and "8 mapper epochs" in fig.get_suptitle()
+        ax, bx = fig.axes
+        assert ax.get_ylabel() and bx.get_xlabel() and bx.get_ylabel() and bx.get_title()
+        assert has_legend(fig) and covered_by_legends(fig) == []
+    finally:
+        fig.clf()

@@ -27,6 +27,50 @@ def _load(name):
     return mod
 
 
+def covered_by_legends(fig) -> list[str]:
+    """The data of ``fig`` that one of its legends covers: lines (sampled along their segments), bars,
+    error bars and scatter points whose display position lies inside a legend's box. Empty when
+    every legend is clear of the data."""
+    import numpy as np
+    from matplotlib.collections import LineCollection
+
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    legends = [leg for leg in [ax.get_legend() for ax in fig.axes] + list(fig.legends) if leg is not None]
+    boxes = [leg.get_window_extent(r) for leg in legends]
+
+    def along(xy):  # points along each segment of a polyline, in data (or axes) coordinates
+        xy = np.asarray(xy, dtype=float)
+        if len(xy) < 2:
+            return xy
+        t = np.linspace(0, 1, 50)[:, None, None]
+        return (xy[:-1] + t * (xy[1:] - xy[:-1])).reshape(-1, 2)
+
+    hits = []
+    for ax in fig.axes:
+        shapes = []
+        for line in ax.lines:
+            shapes.append((f"line {line.get_label()!r}", line.get_transform().transform(along(line.get_xydata()))))
+        for c in ax.collections:
+            if isinstance(c, LineCollection):
+                pts = [c.get_transform().transform(along(seg)) for seg in c.get_segments() if len(seg)]
+                shapes.append(("error bars", np.concatenate(pts) if pts else np.zeros((0, 2))))
+            else:
+                shapes.append(("points", c.get_offset_transform().transform(c.get_offsets())))
+        for what, pts in shapes:
+            if any(b.contains(x, y) for b in boxes for x, y in pts):
+                hits.append(f"{ax.get_title()}: {what}")
+        for patch in ax.patches:
+            ext = patch.get_window_extent(r)
+            if ext.width > 0 and ext.height > 0 and any(b.overlaps(ext) for b in boxes):
+                hits.append(f"{ax.get_title()}: bar at x={ext.x0:.0f}")
+    return hits
+
+
+def has_legend(fig) -> bool:
+    return bool(fig.legends) or any(ax.get_legend() is not None for ax in fig.axes)
+
+
 @pytest.mark.parametrize("name, args, message", [
     ("classify_inrs", ["--epochs", "0"], "argument --epochs: expected a positive integer, got '0'"),
     ("views_augment_sweep", ["--view-counts", "1,0"], "--view-counts: expected a comma list of positive integers"),
@@ -237,6 +281,113 @@ def test_ssl_sines_small(tmp_path, one_thread):
         assert (tmp_path / name / "history.json").exists()
     r2_a, r2_b = res["dwsnet"]["r2"]
     assert r2_b > 0.3 and r2_a > 0.5
-    # measured (seeds 0 / 1): R2(a) 0.88 / 0.92, R2(b) 0.75 / 0.59 (DWSNet); R2(a) 0.04 / 0.07 (MLP).
+    # measured (seeds 0 / 1): R2(a) 0.88 / 0.91, R2(b) 0.76 / 0.61 (DWSNet); R2(a) 0.05 / 0.07 (MLP).
     # The amplitude is (nearly) linearly readable from the invariant embedding only
     assert r2_a > res["mlp"]["r2"][0] + 0.3
+
+
+def _sine_doc(seeds: int) -> dict:
+    """A results.json of sine_regression with made-up numbers (three models, sizes 50 ... 400)."""
+    sizes = [50, 150, 400]
+    setting = {"store": "inrs.zarr", "objects": 700, "splits": {"train": 504, "val": 56, "test": 140},
+               "psnr_median": 44.5, "psnr_p5": 31.7, "n_points": 200, "init": "siren-dwsnets", "fit_steps": 200,
+               "fit_lr": 1e-3, "data_seed": 0, "sizes": sizes, "train_steps": 300, "min_epochs": 3, "batch_size": 64,
+               "seeds": seeds, "subset_seed": 0, "test_mse_of_mean": 7.3}
+    curves = {"dwsnet": [0.95, 0.85, 0.53], "mlp": [7.0, 6.9, 6.4], "mlp+perm": [0.86, 0.93, 0.94]}
+    results = {}
+    for name, means in curves.items():
+        results[name] = {}
+        for n, m in zip(sizes, means):
+            mses = [m * (1 + 0.1 * k) for k in range(seeds)]
+            mean = sum(mses) / seeds
+            std = (sum((x - mean) ** 2 for x in mses) / seeds) ** 0.5
+            results[name][str(n)] = {"test_mse": mses, "mean": mean, "std": std, "epochs": 10, "best_epoch": [5] * seeds,
+                                     "params": 1000}
+    return {"setting": setting, "results": results}
+
+
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_sine_regression_table_and_figure_state_the_setting(seeds):
+    mod = _load("sine_regression")
+    doc = json.loads(json.dumps(_sine_doc(seeds)))  # as read back from results.json
+    table = mod.format_table(doc)
+    caption = table.strip().splitlines()[0]
+    for fact in ("units of b²", f"{seeds} training seed(s)", "700 sine INRs", "200 fit steps", "300 gradient steps",
+                 "'test': 140"):
+        assert fact in caption, (fact, caption)
+    assert ("mean ± std" in caption) == (seeds > 1) and ("±" in table.split("| n=50")[1]) == (seeds > 1)
+    assert "| dwsnet | " + (f"{doc['results']['dwsnet']['50']['mean']:.3f}") in table
+    fig = mod.make_figure(doc)
+    try:
+        ax = fig.axes[0]
+        assert ax.get_xscale() == ax.get_yscale() == "log"
+        # the training-set sizes are the x ticks, in plain numbers; no minor labels crowd them
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["50", "150", "400"]
+        assert not any(t.get_text() for t in ax.xaxis.get_minorticklabels())
+        assert "units of b²" in ax.get_ylabel() and ax.get_xlabel()
+        assert f"{seeds} seed(s)" in ax.get_title() and "700 INRs" in ax.get_title()
+        assert has_legend(fig) and covered_by_legends(fig) == []
+        assert (len(ax.containers) == 3) == (seeds > 1)  # error bars (± std over the seeds) only with several seeds
+    finally:
+        fig.clf()
+
+
+def test_ssl_sines_tsne_is_redrawn_from_results_json():
+    import numpy as np
+
+    mod = _load("ssl_sines")
+    rng = np.random.default_rng(0)
+    setting = {"objects": 50, "splits": {"train": 36, "val": 4, "test": 10}, "n_points": 16, "fit_steps": 1,
+               "epochs": 2, "batch_size": 8, "seed": 0}
+    results = {"raw weights": {"r2": [0.1, -0.2]}, "dwsnet (untrained)": {"r2": [0.8, 0.5]},
+               "dwsnet": {"r2": [0.9, 0.6], "loss_first": 5.0, "loss_last": 2.0}, "mlp (untrained)": {"r2": [0.0, 0.3]},
+               "mlp": {"r2": [0.1, 0.6], "loss_first": 5.0, "loss_last": 4.0}}
+    doc = {"setting": setting, "results": results,
+           "tsne": {"labels": rng.uniform(0, 10, (10, 2)).tolist(), "test_objects": list(range(10)),
+                    "xy": {n: rng.normal(size=(10, 2)).tolist() for n in ("dwsnet", "mlp")}}}
+    table = mod.format_table(doc)
+    assert "| dwsnet, NT-Xent | 0.900 | 0.600 |" in table and "| dwsnet (untrained) | 0.800 | 0.500 |" in table
+    assert "50 INRs" in table and "2 epochs" in table and "10 test INRs" in table
+    fig = mod.make_figure(doc)
+    try:
+        panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        assert len(panels) == 4 and fig.get_suptitle()
+        colourbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+        assert sorted(cb.get_ylabel()[0] for cb in colourbars) == ["a", "a", "b", "b"]
+        assert np.allclose(panels[0].collections[0].get_offsets(), doc["tsne"]["xy"]["dwsnet"])
+    finally:
+        fig.clf()
+
+
+def _rerun_args(stores, name):
+    """Seconds-long runs of each pipeline (tiny stores or zoos, one epoch)."""
+    return {
+        "sine_regression": ["--store", stores["b"], "--sizes", "4,8", "--models", "mlp,mlp+perm", "--train-steps", "2",
+                            "--min-epochs", "1", "--seeds", "2"],
+        "classify_inrs": ["--store", stores["digits"], "--models", "mlp,mlp+perm", "--epochs", "1", "--seeds", "2"],
+        "views_augment_sweep": ["--store", stores["digits"], "--view-counts", "1,2", "--augs", "none,negate", "--models",
+                                "mlp", "--epochs", "1", "--seeds", "2"],
+        "ssl_sines": ["--store", stores["ab"], "--encoders", "mlp", "--epochs", "1", "--batch-size", "8"],
+        "domain_adaptation": ["--classifiers", "8", "--zoo-steps", "2", "--epochs", "1", "--seeds", "2", "--mappers", "mlp",
+                              "--mlp-hidden", "8", "--reference-classifiers", "2", "--target-images", "20",
+                              "--image-batch", "16"],
+    }[name]
+
+
+@pytest.mark.parametrize("name", ["sine_regression", "classify_inrs", "views_augment_sweep", "ssl_sines",
+                                  "domain_adaptation"])
+def test_results_json_redraws_the_printed_table_and_the_figure(tmp_path, capsys, stores, one_thread, name):
+    mod = _load(name)
+    assert mod.main([*_rerun_args(stores, name), "--threads", "1", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    doc = json.loads((tmp_path / "results.json").read_text())
+    table = (mod.format_tables if name == "views_augment_sweep" else mod.format_table)(doc)
+    assert table in printed  # the printed table is the JSON's numbers
+    versions = doc["setting"]["versions"]
+    assert {"inrforge", "torch", "numpy", "python", "matplotlib"} <= set(versions) and versions["torch_threads"] == 1
+    fig = mod.make_figure(doc)  # the figure needs nothing but results.json
+    try:  # (the t-SNE's colours are explained by colour bars, not a legend)
+        assert (name == "ssl_sines" or has_legend(fig)) and covered_by_legends(fig) == []
+    finally:
+        fig.clf()
+    assert (tmp_path / ("tsne.png" if name == "ssl_sines" else "results.png")).stat().st_size > 0
