@@ -88,8 +88,6 @@ def main(argv=None) -> int:
     return 0
 
 
-
-
 def _caption(s) -> str:
     several = s["seeds"] > 1
     return (f"{s['source'] or 'INRs'}: {s['objects']} objects x {s['views']} training view(s), splits {s['splits']}; "
@@ -129,8 +127,6 @@ def make_figure(doc):
               bbox_to_anchor=(1.02, 1.0), borderaxespad=0)  # outside the axes: it covers no bar
     fig.tight_layout()
     return fig
-
-
 
 
 if __name__ == "__main__":

@@ -173,8 +173,6 @@ def run(a) -> dict:
     return doc
 
 
-
-
 def _labels(s) -> dict:
     return {"none": "No adaptation", "mlp": "MLP mapper", "dwsnet": "DWSNet mapper",
             "target_only": f"(reference) trained on the {s['target_images'] or 'all'} target images only"}
@@ -234,8 +232,6 @@ def make_figure(doc):
     fig.suptitle(_setting_line(s), fontsize=8)
     fig.tight_layout()
     return fig
-
-
 
 
 def main(argv=None) -> int:

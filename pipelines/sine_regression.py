@@ -197,8 +197,6 @@ def main(argv=None) -> int:
     return 0
 
 
-
-
 def format_table(doc) -> str:
     """The markdown table of test MSE per model and training-set size, from ``doc`` (results.json) alone."""
     s, res = doc["setting"], doc["results"]
@@ -248,8 +246,6 @@ def make_figure(doc):
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)  # outside: covers nothing
     fig.tight_layout()
     return fig
-
-
 
 
 if __name__ == "__main__":

@@ -178,8 +178,6 @@ def run(a) -> dict:
     return doc
 
 
-
-
 def _row_name(name: str) -> str:
     return name if name == "raw weights" or name.endswith("(untrained)") else f"{name}, NT-Xent"
 
@@ -225,8 +223,6 @@ def make_figure(doc):
                  f"{s['epochs']} NT-Xent epochs, seed {s['seed']}", fontsize=9)
     fig.tight_layout()
     return fig
-
-
 
 
 def main(argv=None) -> int:

@@ -143,8 +143,6 @@ def run(a) -> dict:
     return doc
 
 
-
-
 def _pm(r, several: bool = True) -> str:
     return f"{100 * r['mean']:.1f}" + (f" ± {100 * r['std']:.1f}" if several else "")
 
@@ -212,8 +210,6 @@ def make_figure(doc):
     fig.suptitle("Test accuracy, " + _setting_line(s), fontsize=9, x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     return fig
-
-
 
 
 def main(argv=None) -> int:
