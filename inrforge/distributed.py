@@ -179,8 +179,8 @@ def probe_store(path: str, device: str | None = None, compile: bool = False, das
     try:
         if device is not None:
             check_device(device)
-        if compile and torch.device(device or "cpu").type == "cpu":
-            check_compiler()
+        if compile:
+            check_compiler(device or "cpu")
     except InrforgeError as e:
         return f"{where}: {e}"
     name = f".inrforge-write-probe-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -229,9 +229,7 @@ def check_workers(client, path: str, device: str, compile: bool = False, resourc
     targets = None  # every connected worker
     if resources:
         offered = client.run(_offers, on_error="return")
-        broken = sorted(import_failure(a, e) for a, e in offered.items() if isinstance(e, BaseException))
-        if broken:
-            raise InrforgeError(broken[0] + (f" (and {len(broken) - 1} more workers)" if len(broken) > 1 else ""))
+        _refuse_if_any(sorted(import_failure(a, e) for a, e in offered.items() if isinstance(e, BaseException)))
         targets = [a for a, have in offered.items() if all(have.get(r, 0) >= q for r, q in resources.items())]
         if offered and not targets:
             raise InrforgeError(
@@ -241,7 +239,11 @@ def check_workers(client, path: str, device: str, compile: bool = False, resourc
         if not targets:
             return
     results = client.run(probe_store, path, str(device), bool(compile), workers=targets, on_error="return")
-    problems = sorted(import_failure(a, p) if isinstance(p, BaseException) else p for a, p in results.items() if p)
+    _refuse_if_any(sorted(import_failure(a, p) if isinstance(p, BaseException) else p for a, p in results.items() if p))
+
+
+def _refuse_if_any(problems: list[str]) -> None:
+    """One line for the workers' problems: the first, and how many more workers have one."""
     if problems:
         more = f" (and {len(problems) - 1} more workers)" if len(problems) > 1 else ""
         raise InrforgeError(problems[0] + more)
@@ -276,8 +278,8 @@ def fit_shard_task(path: str, shard: int, arch: INRSpec, views: int, seed: int, 
         if len(source) != len(store):
             raise InrforgeError(f"source {source.name!r} has {len(source)} objects here, the store {len(store)}")
         fs = require_memory(FitSettings(**settings), arch, len(source.coords))  # checks the device here
-        if fs.compile and torch.device(fs.device).type == "cpu":
-            check_compiler()  # a worker that joined after the probe
+        if fs.compile:
+            check_compiler(fs.device)  # a worker that joined after the probe
         start, stop = store.shard_range(shard)
         data = fit_shard(arch, source, start, stop, views, seed, fs)
         try:

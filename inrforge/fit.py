@@ -80,9 +80,11 @@ def check_device(device: str, here: bool = True) -> torch.device:
     return dev
 
 
-def check_compiler() -> None:
-    """``torch.compile`` on a CPU builds C++: an error unless the compiler Inductor calls (``$CXX``,
-    default ``g++``; ``clang++`` on macOS) is there."""
+def check_compiler(device: str = "cpu") -> None:
+    """``torch.compile`` on a CPU builds C++: for a CPU ``device``, an error unless the compiler
+    Inductor calls (``$CXX``, default ``g++``; ``clang++`` on macOS) is there."""
+    if torch.device(device).type != "cpu":
+        return
     cxx = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
     if shutil.which(cxx) is None:
         raise InrforgeError(f"torch.compile needs a C++ compiler ({cxx} not found; install one or set CXX), "

@@ -181,8 +181,8 @@ def prepare_fit(
     # the device is checked before anything asks it for its memory or default batch; a driver
     # whose workers fit checks only its spelling (the workers check that it exists)
     check_device(device, here=fit_here)
-    if compile and fit_here and torch.device(device).type == "cpu":
-        check_compiler()  # before a store that records compile=True exists
+    if compile and fit_here:
+        check_compiler(device)  # before a store that records compile=True exists
     if arch is None:
         arch = make_arch("siren-dwsnets", in_features=source.in_features, out_features=source.out_features)
     if arch.in_features != source.in_features or arch.out_features != source.out_features:
@@ -316,7 +316,6 @@ def require_memory(settings: FitSettings, arch: INRSpec, n_points: int) -> FitSe
             f"this {settings.device} has to spare (about {limit} INRs fit); pass --batch-size {limit} or less "
             f"(a new --out: a store keeps the batch size it was started with)")
     return settings
-
 
 
 def _identity(source, arch, views, fit_attrs, shard_objects) -> dict:

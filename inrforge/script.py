@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import sys
@@ -39,18 +40,19 @@ class ArgumentParser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _HelpWithDefaults)
         super().__init__(*args, **kwargs)
 
-    def add_argument(self, *args, **kwargs):
-        # an option given no help still shows its default (argparse shows nothing for it)
-        if args and str(args[0]).startswith("-") and "help" not in kwargs and _worth_showing(kwargs.get("default")):
-            kwargs["help"] = "(default: %(default)s)"
-        return super().add_argument(*args, **kwargs)
-
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class _HelpWithDefaults(argparse.HelpFormatter):
-    """``--help`` shows each option's default (where it has one worth showing)."""
+    """``--help`` shows each option's default (where it has one worth showing), also for an option
+    declared without a help text (in an argument group too), which argparse would list bare."""
+
+    def _format_action(self, action):
+        if action.help is None and action.option_strings and _worth_showing(action.default):
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
 
     def _get_help_string(self, action):
         text = action.help or ""

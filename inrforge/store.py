@@ -378,8 +378,6 @@ class INRStore:
         idx = self.object_indices(indices)
         if len(idx) == 0:
             return np.empty((0,) + self.params.shape[1 if view is None else 2:], dtype=np.float32)
-        if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
-            raise InrforgeError(f"object index out of range for a store of {len(self)} objects")
         order = np.argsort(idx, kind="stable")
         uniq, inverse = np.unique(idx[order], return_inverse=True)
         if view is None:

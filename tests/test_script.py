@@ -131,7 +131,9 @@ def test_help_states_each_default_worth_stating():
     p.add_argument("--opt", action="append", default=[], help="repeatable")
     p.add_argument("--limit", type=int, help="first N")
     p.add_argument("--quiet", action="store_true", help="no bar")
+    p.add_argument_group("cluster").add_argument("--walltime", default="02:00:00")  # in a group, no help
     text = " ".join(p.format_help().split())
+    assert "--walltime WALLTIME (default: 02:00:00)" in text
     assert "--seed SEED (default: 0)" in text and "learning rate (default: 0.001)" in text
     assert "(default 32) (default" not in text
     for silent in ("repeatable", "first N", "no bar"):
