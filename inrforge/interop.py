@@ -34,7 +34,7 @@ import torch
 from .arch import INRSpec, make_arch
 from .errors import InrforgeError
 from .store import (INRStore, ShardData, check_leftovers, create_store, is_store, local_path, move_into_place,
-                    open_store, prepare_output, remove_store)
+                    open_store, prepare_output, remove_store, replace_store)
 
 _KEY = re.compile(r"^(seq|layers|net|model)\.(\d+)\.(weight|bias)$")
 _SPLITS = ("train", "val", "test")
@@ -457,10 +457,8 @@ def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: f
                 unknown = np.full((b - a, 1), np.nan, np.float32)
                 store.write_shard(ShardData(a, params[a:b], unknown, unknown, np.zeros((b - a, 1), np.int32),
                                             np.zeros((b - a, 1), bool)))
-            if not url:  # set aside where an interrupted overwrite is found again (store.check_leftovers)
-                old = move_into_place(Path(build), Path(out), aside=f"{out.rstrip('/')}.old-{os.getpid()}")
-                if old is not None:
-                    shutil.rmtree(old, ignore_errors=True)
+            if not url:
+                replace_store(build, out)
         except OSError as e:
             raise InrforgeError(f"cannot write a store at {out}: {e.strerror or e}") from None
         ok = True

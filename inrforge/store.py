@@ -136,7 +136,6 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
         final = final.rstrip("/") or "/"
         check_leftovers(final)
         tmp = f"{final}.tmp-{os.getpid()}"
-    old = None
     try:
         if tmp != final and os.path.exists(tmp):
             shutil.rmtree(tmp)
@@ -152,19 +151,26 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
             **(extra_attrs or {}),
         })
         if tmp != final:
-            old = move_into_place(tmp, final, aside=f"{final}.old-{os.getpid()}")
+            replace_store(tmp, final)
     except BaseException as e:  # the half-built folder goes; an old store at final stays
         if tmp != final:
             shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError):
             raise InrforgeError(f"cannot write a store at {final}: {e.strerror or e}") from None
         raise
-    if old is not None:  # the new store is in place: the old one goes (a failure here loses nothing)
+    return INRStore(final, mode="r+")
+
+
+def replace_store(new: str, final: str) -> None:
+    """Move the finished local store ``new`` to ``final`` (:func:`move_into_place`); a store there
+    is set aside as ``final.old-PID`` (where :func:`check_leftovers` finds it if this process dies)
+    and deleted once the new one is in place.  A failure to delete it is a warning: nothing is lost."""
+    old = move_into_place(new, final, aside=f"{str(final).rstrip('/')}.old-{os.getpid()}")
+    if old is not None:
         try:
             shutil.rmtree(old)
         except OSError as e:
             warnings.warn(f"the store {final} replaced is left at {old} ({e.strerror or e}); delete it by hand")
-    return INRStore(final, mode="r+")
 
 
 def _build_group(path: str, arch: INRSpec, n_objects: int, views: int, labels, splits: dict,
