@@ -210,6 +210,13 @@ def results_versions(*extra: str) -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
+def mean_std(cell: dict, several: bool, scale: float = 1.0, digits: int = 2) -> str:
+    """A results table's cell: ``scale`` times ``cell["mean"]``, with ``± cell["std"]`` only when the
+    mean is over several seeds (one seed has no spread to show)."""
+    text = f"{scale * cell['mean']:.{digits}f}"
+    return text + (f" ± {scale * cell['std']:.{digits}f}" if several else "")
+
+
 def save_figure(fig, path) -> None:
     """Write ``fig`` as a PNG (120 dpi) and close it."""
     fig.savefig(path, dpi=120)

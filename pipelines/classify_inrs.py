@@ -14,8 +14,9 @@ import json
 from dataclasses import replace
 
 from inrforge.fit import check_device
-from inrforge.script import (ArgumentParser, add_results_arguments, names_from, parse_with_small, positive_float,
-                             positive_int, pyplot, results_dir, results_versions, save_figure, run_script, set_threads)
+from inrforge.script import (ArgumentParser, add_results_arguments, mean_std, names_from, parse_with_small,
+                             positive_float, positive_int, pyplot, results_dir, results_versions, run_script,
+                             save_figure, set_threads)
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, classification_input, dwsnet_kwargs,
                             open_or_fit, train_seeds)
 
@@ -101,8 +102,7 @@ def format_table(doc) -> str:
     lines = [f"\nTest accuracy (%), {_caption(s)}; chance {100 / s['n_classes']:.1f} %",
              "\n| model | test accuracy (%) | params |", "|---|---|---|"]
     for name, r in res.items():
-        acc = f"{100 * r['mean']:.2f}" + (f" ± {100 * r['std']:.2f}" if s["seeds"] > 1 else "")
-        lines.append(f"| {name} | {acc} | {r['params']:,} |")
+        lines.append(f"| {name} | {mean_std(r, s['seeds'] > 1, scale=100)} | {r['params']:,} |")
     return "\n".join(lines)
 
 

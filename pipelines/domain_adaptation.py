@@ -34,9 +34,9 @@ import torch
 
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
-from inrforge.script import (ArgumentParser, add_results_arguments, layer_widths, names_from, nonnegative_float,
-                             nonnegative_int, parse_with_small, positive_float, positive_int, pyplot, results_dir, results_versions, save_figure,
-                             run_script, set_threads)
+from inrforge.script import (ArgumentParser, add_results_arguments, layer_widths, mean_std, names_from,
+                             nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int, pyplot,
+                             results_dir, results_versions, run_script, save_figure, set_threads)
 from inrforge.weights import Weights
 from inrforge.zoo import (CORRUPTIONS, MapperConfig, ResidualMapper, ZooSettings, build_mapper, corrupt_images,
                           fit_zoo, mapped_metrics, plan_classifiers, train_classifiers, train_mapper, zoo_accuracy,
@@ -194,7 +194,7 @@ def format_table(doc) -> str:
              "\n| method | target test accuracy (%) | paper (CIFAR-10 -> corrupted) |", "|---|---|---|"]
     for m in s["methods"]:
         r = res[m]
-        acc = f"{r['mean']:.2f}" + (f" ± {r['std']:.2f}" if several else "")
+        acc = mean_std(r, several)
         paper = f"{doc['paper'][m]:.2f}" if m in doc["paper"] else "-"
         lines.append(f"| {label[m]} | {acc} | {paper} |")
     lines.append(f"(source-domain accuracy of the test classifiers {s['source_acc_mean']:.2f}; classifiers of "

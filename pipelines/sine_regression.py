@@ -31,8 +31,9 @@ from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.fitjob import make_splits
-from inrforge.script import (ArgumentParser, add_results_arguments, fraction, names_from, nonnegative_int,
-                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, results_dir, results_versions, save_figure, run_script, set_threads)
+from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
+                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, results_dir,
+                             results_versions, run_script, save_figure, set_threads)
 from inrforge.train import TrainConfig, build_model, build_transform, fit_model, require_task
 
 # name -> (model, augmentations, lr)
@@ -207,7 +208,7 @@ def format_table(doc) -> str:
              f"{s['train_steps']} gradient steps per run, batch {s['batch_size']}",
              "\n| model | " + " | ".join(f"n={n}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
     for name, r in res.items():
-        cells = [f"{r[str(n)]['mean']:.3f}" + (f" ± {r[str(n)]['std']:.3f}" if several else "") for n in sizes]
+        cells = [mean_std(r[str(n)], several, digits=3) for n in sizes]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append(f"(predicting the train mean scores {s['test_mse_of_mean']:.3f})")
     return "\n".join(lines)

@@ -33,9 +33,8 @@ from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.models import DWSNet, FlatMLP
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, int_at_least, names_from,
-                             nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int, probability, pyplot,
-                             results_versions, save_figure,
-                             results_dir, run_script, set_threads)
+                             nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int,
+                             probability, pyplot, results_dir, results_versions, run_script, save_figure, set_threads)
 from inrforge.train import require_task
 
 ENCODERS = ("dwsnet", "mlp")

@@ -31,8 +31,9 @@ from dataclasses import replace
 
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
-from inrforge.script import (ArgumentParser, add_results_arguments, fraction, names_from, nonnegative_int,
-                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, results_dir, results_versions, save_figure, run_script, set_threads)
+from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
+                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, results_dir,
+                             results_versions, run_script, save_figure, set_threads)
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, build_transform, classification_input,
                             dwsnet_kwargs, open_or_fit, train_seeds)
 
@@ -143,10 +144,6 @@ def run(a) -> dict:
     return doc
 
 
-def _pm(r, several: bool = True) -> str:
-    return f"{100 * r['mean']:.1f}" + (f" ± {100 * r['std']:.1f}" if several else "")
-
-
 def format_tables(doc) -> str:
     """The two markdown tables: accuracy per number of views, per augmentation (with the change vs none)."""
     s, views, aug = doc["setting"], doc["views"], doc["augment"]
@@ -155,7 +152,7 @@ def format_tables(doc) -> str:
              f"chance {100 / s['n_classes']:.1f} %",
              "\n| train views | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for k in s["view_counts"]:
-        lines.append(f"| {k} | " + " | ".join(_pm(views[m][str(k)], several) for m in models) + " |")
+        lines.append(f"| {k} | " + " | ".join(mean_std(views[m][str(k)], several, scale=100, digits=1) for m in models) + " |")
     lines += [f"\n| augmentation ({s['aug_views']} view(s)) | " + " | ".join(models) + " |",
               "|---|" + "---|" * len(models)]
     for name in s["augmentations"]:
@@ -163,7 +160,7 @@ def format_tables(doc) -> str:
         for m in models:
             r, base = aug[m][name], aug[m].get("none")
             delta = f" ({100 * (r['mean'] - base['mean']):+.1f})" if base is not None and name != "none" else ""
-            cells.append(_pm(r, several) + delta)
+            cells.append(mean_std(r, several, scale=100, digits=1) + delta)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
