@@ -290,6 +290,15 @@ def _status(prog: str, main: Callable[[], int]) -> int:
         return 141
 
 
+def run_pipeline(parse_args: Callable, run: Callable, argv=None) -> int:
+    """A pipeline's ``main``: parse ``argv``, set torch's threads (``--threads``), ``run`` the parsed
+    arguments, exit status 0."""
+    a = parse_args(argv)
+    set_threads(a.threads)
+    run(a)
+    return 0
+
+
 def run_script(prog: str, main: Callable[[], int]) -> NoReturn:
     """Exit with :func:`report_errors` (``prog``, ``main``): the ``__main__`` of every pipeline."""
     sys.exit(report_errors(prog, main))

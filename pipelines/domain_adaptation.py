@@ -36,7 +36,7 @@ from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, layer_widths, mean_std, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int, pyplot,
-                             results_dir, results_versions, run_script, save_figure, set_threads)
+                             results_dir, results_versions, run_pipeline, run_script, save_figure)
 from inrforge.weights import Weights
 from inrforge.zoo import (CORRUPTIONS, MapperConfig, ResidualMapper, ZooSettings, build_mapper, corrupt_images,
                           fit_zoo, mapped_metrics, plan_classifiers, train_classifiers, train_mapper, zoo_accuracy,
@@ -235,10 +235,7 @@ def make_figure(doc):
 
 
 def main(argv=None) -> int:
-    a = parse_args(argv)
-    set_threads(a.threads)
-    run(a)
-    return 0
+    return run_pipeline(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from inrforge.fit import check_device
 from inrforge.fitjob import make_splits
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, positive_float, positive_int, positive_ints, pyplot, results_dir,
-                             results_versions, run_script, save_figure, set_threads)
+                             results_versions, run_pipeline, run_script, save_figure)
 from inrforge.train import TrainConfig, build_model, build_transform, fit_model, require_task
 
 # name -> (model, augmentations, lr)
@@ -192,10 +192,7 @@ def run(a) -> dict:
 
 
 def main(argv=None) -> int:
-    a = parse_args(argv)
-    set_threads(a.threads)
-    run(a)
-    return 0
+    return run_pipeline(parse_args, run, argv)
 
 
 def format_table(doc) -> str:

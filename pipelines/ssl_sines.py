@@ -34,7 +34,7 @@ from inrforge.fit import check_device
 from inrforge.models import DWSNet, FlatMLP
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, int_at_least, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int,
-                             probability, pyplot, results_dir, results_versions, run_script, save_figure, set_threads)
+                             probability, pyplot, results_dir, results_versions, run_pipeline, run_script, save_figure)
 from inrforge.train import require_task
 
 ENCODERS = ("dwsnet", "mlp")
@@ -225,10 +225,7 @@ def make_figure(doc):
 
 
 def main(argv=None) -> int:
-    a = parse_args(argv)
-    set_threads(a.threads)
-    run(a)
-    return 0
+    return run_pipeline(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, positive_float, positive_int, positive_ints, pyplot, results_dir,
-                             results_versions, run_script, save_figure, set_threads)
+                             results_versions, run_pipeline, run_script, save_figure)
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, build_transform, classification_input,
                             dwsnet_kwargs, open_or_fit, train_seeds)
 
@@ -210,10 +210,7 @@ def make_figure(doc):
 
 
 def main(argv=None) -> int:
-    a = parse_args(argv)
-    set_threads(a.threads)
-    run(a)
-    return 0
+    return run_pipeline(parse_args, run, argv)
 
 
 if __name__ == "__main__":
