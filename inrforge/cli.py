@@ -122,6 +122,10 @@ def cmd_fit(a) -> int:
     from .fitjob import fit_inrs
     from .sources import load_source, parse_source_options
 
+    if a.scheduler:  # a misspelt scheduler is refused before the source is loaded
+        from .distributed import check_scheduler
+
+        check_scheduler(a.scheduler)
     source = load_source(a.source, path=a.data, limit=a.limit, **parse_source_options(a.source_opt))
     arch = make_arch(a.arch, in_features=source.in_features, out_features=source.out_features, hidden=a.hidden,
                      depth=a.depth, w0=a.w0, fourier_features=a.fourier_features, fourier_sigma=a.fourier_sigma)
@@ -129,10 +133,9 @@ def cmd_fit(a) -> int:
                   batch_size=a.batch_size, device=a.device, seed=a.seed, compile=not a.no_compile,
                   shard_objects=a.shard_size, overwrite=a.overwrite, progress=False if a.quiet else None)
     if a.scheduler:
-        from .distributed import fit_inrs_distributed, scheduler_client
+        from .distributed import fit_inrs_distributed
 
-        with scheduler_client(a.scheduler) as client:
-            report = fit_inrs_distributed(client, source, a.out, threads=a.threads, **kwargs)
+        report = fit_inrs_distributed(a.scheduler, source, a.out, threads=a.threads, **kwargs)
         print(report.summary())
         store = report.store
     else:

@@ -1,9 +1,10 @@
 """Fitting as Dask tasks on a cluster: one task per pending shard, each task writes its own shard.
 
-The driver (:func:`fit_inrs_distributed`) validates the arguments and creates the store exactly as
-:func:`inrforge.fitjob.fit_inrs` does (every array sized up front, via
-:func:`~inrforge.fitjob.prepare_fit`), checks that the workers can write into it, then submits one
-task per shard whose ``done`` chunk is unset.  A task runs on a worker: it rebuilds the source from
+The driver (:func:`fit_inrs_distributed`) validates the arguments and checks any store at the
+output as :func:`inrforge.fitjob.fit_inrs` does (:func:`~inrforge.fitjob.prepare_fit`); only then,
+and only when shards are left to fit, does it connect to (or start) the cluster, create the store
+(every array sized up front), check that the workers can write into it, and submit one task per
+shard whose ``done`` chunk is unset.  A task runs on a worker: it rebuilds the source from
 the store's ``source`` attribute (cached per worker process, so MNIST never travels through the
 scheduler), sets torch's thread count, fits all views of its shard on the worker's device with
 :func:`~inrforge.fitjob.fit_shard` and writes the whole shard (params, metrics, then ``done``).
@@ -12,7 +13,8 @@ finished store is bit-identical to the single-process one and a killed worker or
 the shards in flight; re-running the same command resumes.
 
 Dask is used as it is: ``retries`` re-runs a task that raised, and the scheduler itself re-runs a
-task whose worker died (up to ``distributed.scheduler.allowed-failures`` times).
+task whose worker died (up to ``distributed.scheduler.allowed-failures`` times).  The one failure
+no retry can mend, a store that another run replaced, is returned by the task instead of raised.
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ import socket
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
 from .arch import INRSpec
-from .errors import InrforgeError
+from .errors import InrforgeError, StoreReplacedError
 from .fit import FitSettings, check_compiler, check_device
 from .fitjob import fit_shard, prepare_fit, require_memory
 from .sources import SOURCE_NAMES, Source, source_from_description
@@ -61,6 +63,17 @@ def local_workers(spec: str, option: str = "--scheduler") -> int | None:
     return None
 
 
+def check_scheduler(spec: str, option: str = "--scheduler") -> int | None:
+    """What :func:`scheduler_client` would refuse, checked without connecting: a batch system's
+    name (those are ``pipelines/dask_fit.py``'s) or a bad ``local:N``.  Returns
+    :func:`local_workers`' answer."""
+    if spec.lower() in ("slurm", "pbs"):
+        raise InrforgeError(f"{option} takes local:N or a running scheduler's address, not {spec!r}; "
+                            f"pipelines/dask_fit.py --cluster {spec.lower()} starts {spec.upper()} workers "
+                            f"(dask-jobqueue)")
+    return local_workers(spec, option)
+
+
 @contextmanager
 def scheduler_client(spec: str, timeout: float | None = None, option: str = "--scheduler"):
     """A ``distributed.Client`` for ``spec``, closed on exit.
@@ -73,11 +86,7 @@ def scheduler_client(spec: str, timeout: float | None = None, option: str = "--s
     from distributed import Client, LocalCluster
 
     timeout = CONNECT_TIMEOUT if timeout is None else float(timeout)
-    if spec.lower() in ("slurm", "pbs"):
-        raise InrforgeError(f"{option} takes local:N or a running scheduler's address, not {spec!r}; "
-                            f"pipelines/dask_fit.py --cluster {spec.lower()} starts {spec.upper()} workers "
-                            f"(dask-jobqueue)")
-    n = local_workers(spec, option)
+    n = check_scheduler(spec, option)
     if n is not None:
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
         try:
@@ -257,7 +266,8 @@ def fit_shard_task(path: str, shard: int, arch: INRSpec, views: int, seed: int, 
     ``expect`` (:meth:`INRStore.identity` of the store the driver submitted for) is compared with
     the store when the task opens it, and ``write_shard`` checks again just before it writes: a
     task still running after its driver died never writes into a store that a later run replaced.
-    Returns a small summary dict; the data goes straight to the store, never through Dask.
+    Returns a small summary dict; the data goes straight to the store, never through Dask.  A
+    replaced store is reported in the dict (key ``error``) instead of raised, so it is not retried.
     """
     from distributed import get_worker
 
@@ -286,7 +296,9 @@ def fit_shard_task(path: str, shard: int, arch: INRSpec, views: int, seed: int, 
             store.write_shard(data)
         except OSError as e:
             raise InrforgeError(f"cannot write the store at {path}: {e.strerror or e}") from None
-    except InrforgeError as e:
+    except StoreReplacedError as e:  # no retry can help (on any worker): returned, so Dask does not retry it
+        return {"shard": shard, "error": f"{_where()}: {e}"}
+    except InrforgeError as e:  # raised: Dask retries it, perhaps on a worker without this problem
         raise InrforgeError(f"{_where()}: {e}") from None
     return {"shard": shard, "inrs": int(data.failed.size), "failed": int(data.failed.sum()),
             "seconds": time.perf_counter() - t0, "worker": worker.address}
@@ -318,14 +330,20 @@ def fit_inrs_distributed(
     resources: dict | None = None,
     ship_source: bool | None = None,
 ) -> FitReport:
-    """:func:`inrforge.fit_inrs` on the Dask cluster of ``client`` (a ``distributed.Client``).
+    """:func:`inrforge.fit_inrs` on a Dask cluster.
 
     Same arguments and the same store, bit for bit; the shards are fitted by the workers, one task
-    per pending shard.  Extra arguments:
+    per pending shard.  ``client`` is a ``distributed.Client``; or a scheduler's address or
+    ``local:N`` (connected with :func:`scheduler_client`); or a callable returning a context
+    manager that yields a client (e.g. one that starts a SLURM cluster).  The last two are entered
+    only once the arguments and any store at ``out`` have been checked, and only when there are
+    shards to fit: a finished store or a refused one starts no cluster, and an unreachable
+    scheduler leaves a store that ``overwrite`` would replace untouched.  Extra arguments:
 
     - ``threads``: torch threads per task (default 1: a task occupies one worker thread, so run
       single-threaded workers, or workers with T threads that fit T shards at once);
     - ``retries``: re-runs of a task that raised (a worker that dies is handled by the scheduler);
+      a store replaced by another run is never retried;
     - ``resources``: Dask resources per task, e.g. ``{"GPU": 1}`` with ``--device cuda``;
     - ``ship_source``: send the (pickled) source to the workers instead of rebuilding it there
       from the store's attributes; default: only when it is not one of the registered sources.
@@ -334,19 +352,45 @@ def fit_inrs_distributed(
     the job with an :class:`InrforgeError`; finished shards stay, so re-running resumes.
     """
     t0 = time.perf_counter()
+    if isinstance(client, str):
+        check_scheduler(client)
     if "://" not in str(out):
         out = os.path.abspath(os.path.expanduser(str(out)))  # the workers do not share our cwd
     plan = prepare_fit(source, out, arch=arch, views=views, steps=steps, lr=lr, target_psnr=target_psnr,
                        batch_size=batch_size, device=device, seed=seed, compile=compile,
                        shard_objects=shard_objects, chunk_objects=chunk_objects, val_fraction=val_fraction,
-                       test_fraction=test_fraction, overwrite=overwrite, threads=threads, fit_here=False)
-    store = plan.store
-    pending = plan.pending_shards()
+                       test_fraction=test_fraction, overwrite=overwrite, threads=threads, fit_here=False,
+                       create=False)
+    if plan.store is not None and not plan.pending_shards():
+        return FitReport(store=plan.store, shards=plan.store.n_shards, skipped=plan.store.n_shards,
+                         wall_s=time.perf_counter() - t0)
+    with _connected(client) as client:
+        return _fit_pending(client, plan, t0, progress=progress, threads=threads, retries=retries,
+                            resources=resources, ship_source=ship_source)
+
+
+def _connected(client):
+    """A context manager that gives the ``distributed.Client`` that ``client`` stands for (see
+    :func:`fit_inrs_distributed`)."""
+    if isinstance(client, str):
+        return scheduler_client(client)
+    if hasattr(client, "submit"):
+        return nullcontext(client)
+    if callable(client):
+        return client()
+    raise TypeError(f"client must be a distributed.Client, a scheduler address or a callable, not {client!r}")
+
+
+def _fit_pending(client, plan, t0: float, *, progress, threads, retries, resources, ship_source) -> FitReport:
+    """The driver's part once connected: create the store if need be, probe the workers, submit a
+    task per pending shard and collect them."""
+    store = plan.open()
+    pending = store.pending_shards()
     report = FitReport(store=store, shards=store.n_shards, skipped=store.n_shards - len(pending))
     if not pending:
         report.wall_s = time.perf_counter() - t0
         return report
-
+    device, compile = plan.settings["device"], plan.settings["compile"]
     check_workers(client, store.path, str(device), compile=compile, resources=resources)
 
     if ship_source is None:
@@ -374,6 +418,8 @@ def fit_inrs_distributed(
             k = futures[fut]
             try:
                 r = fut.result()
+                if "error" in r:
+                    raise InrforgeError(r["error"])
             except InrforgeError as e:
                 raise InrforgeError(f"shard {k}: {e}; {_resume_hint(report)}") from None
             except Exception as e:
@@ -410,5 +456,5 @@ def _resume_hint(report: FitReport) -> str:
     return f"{done} of {report.shards} shards are done; re-run the same command to resume"
 
 
-__all__ = ["fit_inrs_distributed", "scheduler_client", "local_workers", "FitReport", "fit_shard_task", "probe_store",
-           "check_workers", "CONNECT_TIMEOUT"]
+__all__ = ["fit_inrs_distributed", "scheduler_client", "check_scheduler", "local_workers", "FitReport",
+           "fit_shard_task", "probe_store", "check_workers", "CONNECT_TIMEOUT"]

@@ -7,3 +7,10 @@ traceback.
 
 class InrforgeError(Exception):
     """A problem with the user's input, files or settings, explained in one line."""
+
+
+class StoreReplacedError(InrforgeError):
+    """The store a run writes into was replaced or removed by another run since it started.
+
+    Trying again cannot help (the store is gone for this run), so the Dask driver does not retry a
+    task that raised it."""

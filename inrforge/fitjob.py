@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from .errors import InrforgeError
 from .fit import (FitSettings, available_bytes, batch_bytes, check_compiler, check_count, check_device,
                   default_batch_size, fit_batch, inr_seed, memory_batch_limit)
 from .sources import Source, load_source
-from .store import INRStore, ShardData, create_store, is_store, jsonable
+from .store import INRStore, ShardData, create_store, is_store, jsonable, prepare_output
 
 # Keys of the ``fit`` attribute that do not change the fitted numbers, hence not compared on resume.
 _INFORMATIONAL = ("versions", "threads")
@@ -131,18 +132,26 @@ def _fit_identity(store: INRStore) -> dict:
 class FitPlan:
     """What :func:`prepare_fit` hands to a fitting loop (local or distributed)."""
 
-    store: INRStore  # created or opened for writing
+    store: INRStore | None  # opened for writing; None until :meth:`open` creates it (``create=False``)
     source: Source
     arch: INRSpec
     views: int
     seed: int
     settings: dict  # FitSettings keyword arguments (validated; the device is checked where it fits)
+    open_or_create: Callable[[], INRStore] = field(repr=False, default=None)
 
     def fit_settings(self) -> FitSettings:
         return FitSettings(**self.settings)
 
+    def open(self) -> INRStore:
+        """The store to write: the one already found, else the store at ``out`` checked again and
+        opened (resume) or created (replacing one made with other arguments, with ``overwrite``)."""
+        if self.store is None:
+            self.store = self.open_or_create()
+        return self.store
+
     def pending_shards(self) -> list[int]:
-        return self.store.pending_shards()
+        return self.open().pending_shards()
 
 
 def prepare_fit(
@@ -165,6 +174,7 @@ def prepare_fit(
     overwrite: bool = False,
     threads: int | None = None,
     fit_here: bool = True,
+    create: bool = True,
 ) -> FitPlan:
     """Validate the arguments of :func:`fit_inrs` and create (or open, to resume) the store.
 
@@ -172,6 +182,10 @@ def prepare_fit(
     applies ``threads`` to it; ``fit_here=False`` (a driver whose workers fit) only checks the
     device's spelling and records ``threads`` (per task, default 1) in the informational
     ``fit.threads`` attribute.
+
+    ``create=False`` checks the store at ``out`` (refusing what would be refused) and opens it when
+    it can be resumed, but creates or replaces nothing: ``plan.store`` is None until
+    :meth:`FitPlan.open`.  The Dask driver uses it to start a cluster only when there is work.
     """
     source = load_source(source) if isinstance(source, str) else source.check()  # something to fit
     views = check_count("--views", views)
@@ -226,12 +240,21 @@ def prepare_fit(
     else:
         FitSettings(**{**settings, "device": "cpu"})
     fit_attrs = fit_attrs_with(batch_size)
-    try:
-        store = _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, chunk_objects,
-                                val_fraction, test_fraction, overwrite)
-    except OSError as e:
-        raise InrforgeError(f"cannot write the store at {out}: {e.strerror or e}") from None
-    return FitPlan(store=store, source=source, arch=arch, views=int(views), seed=int(seed), settings=settings)
+
+    def open_or_create() -> INRStore:
+        try:
+            return _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, chunk_objects,
+                                   val_fraction, test_fraction, overwrite)
+        except OSError as e:
+            raise InrforgeError(f"cannot write the store at {out}: {e.strerror or e}") from None
+
+    plan = FitPlan(store=None, source=source, arch=arch, views=int(views), seed=int(seed), settings=settings,
+                   open_or_create=open_or_create)
+    if create:
+        plan.open()
+    else:  # refuse now what open_or_create would refuse later; open a store to resume
+        plan.store = _matching_store(out, source, arch, views, fit_attrs, shard_objects, overwrite)
+    return plan
 
 
 def fit_inrs(
@@ -324,23 +347,36 @@ def _identity(source, arch, views, fit_attrs, shard_objects) -> dict:
             "views": int(views), "shard_objects": min(int(shard_objects), len(source))}
 
 
+def _matching_store(out, source, arch, views, fit_attrs, shard_objects, overwrite) -> INRStore | None:
+    """The store at ``out`` opened for writing when it was made with these arguments (to resume);
+    None when a new store is to be written there: nothing is there yet, or (with ``overwrite``) a
+    store made with other arguments.  Refuses, without writing anything, a store made with other
+    arguments without ``overwrite`` and anything else that is not a store (a file, a non-empty folder)."""
+    path = str(out)
+    if not is_store(path):
+        prepare_output(path)
+        return None
+    store = INRStore(path, mode="r+")
+    diffs = _differences(jsonable(_fit_identity(store)), jsonable(_identity(source, arch, views, fit_attrs,
+                                                                             shard_objects)))
+    if not diffs:
+        return store
+    if not overwrite:
+        raise InrforgeError(
+            f"{path} holds a store fitted with other arguments ({'; '.join(diffs[:3])}"
+            f"{'; ...' if len(diffs) > 3 else ''}); pass --overwrite to replace it or choose another --out"
+        )
+    return None
+
+
 def _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, chunk_objects,
                     val_fraction, test_fraction, overwrite) -> INRStore:
-    new_identity = _identity(source, arch, views, fit_attrs, shard_objects)
-    path = str(out)
-    if is_store(path):
-        store = INRStore(path, mode="r+")
-        diffs = _differences(jsonable(_fit_identity(store)), jsonable(new_identity))
-        if not diffs:
-            return store
-        if not overwrite:
-            raise InrforgeError(
-                f"{path} holds a store fitted with other arguments ({'; '.join(diffs[:3])}"
-                f"{'; ...' if len(diffs) > 3 else ''}); pass --overwrite to replace it or choose another --out"
-            )
+    store = _matching_store(out, source, arch, views, fit_attrs, shard_objects, overwrite)
+    if store is not None:
+        return store
     # the old store (if any) is replaced only once the new one is complete; a foreign folder is refused
     return create_store(
-        path, arch=arch, n_objects=len(source), views=views, labels=source.labels,
+        str(out), arch=arch, n_objects=len(source), views=views, labels=source.labels,
         splits=make_splits(source, seed, val_fraction, test_fraction), source=source.describe(),
         fit=fit_attrs, shard_objects=shard_objects, chunk_objects=chunk_objects, overwrite=True,
     )

@@ -34,7 +34,7 @@ import zarr
 
 from . import __version__
 from .arch import INRSpec
-from .errors import InrforgeError
+from .errors import InrforgeError, StoreReplacedError
 from .weights import Weights
 
 FORMAT_VERSION = 1
@@ -329,7 +329,7 @@ class INRStore:
         return json.dumps(self.attrs, sort_keys=True)
 
     def check_unreplaced(self, identity: str | None = None) -> None:
-        """An :class:`InrforgeError` unless the store now at ``self.path`` is the one opened here
+        """A :class:`StoreReplacedError` unless the store now at ``self.path`` is the one opened here
         (or the one whose :meth:`identity` is given): a run that is still fitting must not write
         into a store another run has put in its place."""
         try:
@@ -337,7 +337,7 @@ class INRStore:
         except Exception:
             now = None
         if now != (self.identity() if identity is None else identity):
-            raise InrforgeError(f"the store at {self.path} was replaced or removed by another run since this one "
+            raise StoreReplacedError(f"the store at {self.path} was replaced or removed by another run since this one "
                                 f"started (--overwrite with other arguments?); nothing more is written there")
 
     def write_shard(self, data: ShardData) -> None:

@@ -14,7 +14,9 @@ docs/cluster.md for the environment the workers need.
 
 from __future__ import annotations
 
+import functools
 import sys
+from contextlib import contextmanager
 
 from inrforge.arch import PRESETS, make_arch
 from inrforge.distributed import fit_inrs_distributed, local_workers, scheduler_client
@@ -108,6 +110,15 @@ def jobqueue_cluster(a):
     return cluster
 
 
+@contextmanager
+def jobqueue_client(a):
+    """A client of :func:`jobqueue_cluster`; the jobs are cancelled on exit."""
+    from distributed import Client
+
+    with jobqueue_cluster(a) as cluster, Client(cluster) as client:
+        yield client
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
     return report_errors("dask_fit", lambda: fit(a))
@@ -124,13 +135,11 @@ def fit(a) -> int:
                   overwrite=a.overwrite, retries=a.retries, device="cuda" if a.gpu else "cpu",
                   resources={"GPU": 1} if a.gpu else None)
     if a.cluster in ("slurm", "pbs"):
-        from distributed import Client
-
-        with jobqueue_cluster(a) as cluster, Client(cluster) as client:
-            report = fit_inrs_distributed(client, source, a.out, **kwargs)
+        connect = functools.partial(jobqueue_client, a)
     else:
-        with scheduler_client(a.cluster, option="--cluster") as client:
-            report = fit_inrs_distributed(client, source, a.out, **kwargs)
+        connect = functools.partial(scheduler_client, a.cluster, option="--cluster")
+    # connected (jobs submitted) only when the store is checked and has shards left to fit
+    report = fit_inrs_distributed(connect, source, a.out, **kwargs)
     print(report.summary())
     info = report.store.info()
     print(f"{report.store.path}: done {info['done_fraction']:.0%}, median PSNR {info['psnr_median']:.2f} dB")

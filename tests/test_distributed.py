@@ -163,6 +163,43 @@ def test_unreachable_scheduler_is_one_line(tmp_path, capsys, monkeypatch):
     assert code == 1 and "--scheduler local:N needs a positive number of workers" in capsys.readouterr().err
 
 
+def test_an_unreachable_scheduler_leaves_the_store_overwrite_would_replace(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(idist, "CONNECT_TIMEOUT", 2.0)
+    out = str(tmp_path / "kept.zarr")
+    prepare_fit(load_source("digits", limit=N), out, views=VIEWS, steps=7, compile=False, shard_objects=SHARD)
+    before = open_store(out).identity()
+    code = main(CLI + ["--out", out, "--scheduler", "tcp://127.0.0.1:1", "--overwrite"])
+    assert code == 1 and "cannot reach the Dask scheduler" in capsys.readouterr().err
+    assert open_store(out).identity() == before
+
+
+def test_a_finished_or_refused_store_starts_no_cluster(source, tmp_path, capsys, monkeypatch):
+    out = str(tmp_path / "fin.zarr")
+    assert main(CLI + ["--out", out, "--steps", "5", "--threads", "1"]) == 0  # finished in one process
+    capsys.readouterr()
+    started = []
+
+    def no_cluster(*args, **kwargs):
+        started.append(args)
+        raise AssertionError("a LocalCluster was started")
+
+    monkeypatch.setattr(distributed, "LocalCluster", no_cluster)
+    assert main(CLI + ["--out", out, "--steps", "5", "--scheduler", "local:2"]) == 0
+    assert "nothing to fit: all 6 shards were already done" in capsys.readouterr().out
+    assert main(CLI + ["--out", out, "--steps", "6", "--scheduler", "local:2"]) == 1  # other arguments
+    err = capsys.readouterr().err
+    assert "holds a store fitted with other arguments (fit.steps: store has 5, now 6)" in err and err.count("\n") == 1, err
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert main(CLI + ["--out", str(foreign), "--scheduler", "local:2"]) == 1
+    assert "exists and is not an inrforge store" in capsys.readouterr().err
+    assert not started and (foreign / "notes.txt").read_text() == "mine"
+    # a connect callable (as dask_fit.py passes for SLURM) is not entered either
+    report = idist.fit_inrs_distributed(lambda: no_cluster(), source, out, **{**JOB, "steps": 5})
+    assert (report.fitted, report.skipped) == (0, 6) and not started
+
+
 def test_local_workers_names_the_option_that_gave_the_spec():
     assert idist.local_workers("local:3") == 3 and idist.local_workers("tcp://head:8786") is None
     for spec in ("local:0", "local:x"):
@@ -294,6 +331,10 @@ def test_a_store_replaced_mid_job_gets_no_shard_of_the_old_job(client, source, t
     assert new.fit_settings["steps"] == STEPS + 1
     assert not new.done().any() and np.isnan(new.params[...]).all() and not new.metric("steps").any()
     assert "was replaced or removed by another run" in str(result.get("error")), result
+    # No retry can mend that: no shard's task was attempted twice (Dask would have retried a raise 3 times).
+    topic, = [t for t in client.get_events() if t.startswith("inrforge-fit-") and t not in old_topics]
+    attempts = [msg["shard"] for _, msg in client.get_events(topic)]
+    assert attempts and len(attempts) == len(set(attempts)), attempts
 
 
 def test_a_task_that_raised_once_is_retried_counted_and_identical(client, source, reference, tmp_path):
