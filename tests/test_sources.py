@@ -701,3 +701,107 @@ def test_option_helpers():
     for bad in (2, 0.5, "yes", None, 1.0):
         with pytest.raises(InrforgeError, match="option b must be true or false"):
             bool_option(bad, "b")
+
+
+# --------------------------------------------------------------------------------------- audit: fixed bugs
+
+def test_idx_compression_is_told_by_content_not_name(tmp_path):
+    # a browser that un-gzips a download but keeps the .gz name, and a gzipped file without one
+    data = write_idx_set(tmp_path / "src", seed=7)
+    plain_gz, gz_plain = tmp_path / "plain_gz", tmp_path / "gz_plain"
+    plain_gz.mkdir()
+    gz_plain.mkdir()
+    for name, arr in data.items():
+        (plain_gz / (name + ".gz")).write_bytes(idx_bytes(arr))
+        (gz_plain / name).write_bytes(gzip.compress(idx_bytes(arr)))
+    check_idx_source(load_source("mnist", path=plain_gz), data)
+    check_idx_source(load_source("fashion-mnist", path=gz_plain), data)
+    # a broken gzip stream is still named as one
+    raw = gzip.compress(idx_bytes(data[IDX_NAMES[0]]))
+    (gz_plain / IDX_NAMES[0]).write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(InrforgeError) as e:
+        load_source("mnist", path=gz_plain)
+    one_line_error(e, IDX_NAMES[0], "gzip")
+
+
+def test_image_folder_train_test_without_class_folders_refused(tmp_path):
+    # train/<class>/... but test/ holds its images directly: not two classes "train" and "test"
+    # (that silently dropped every train image and made the test images one class)
+    save_png(tmp_path / "train" / "cat" / "1.png", np.zeros((3, 3), np.uint8))
+    save_png(tmp_path / "train" / "dog" / "1.png", np.ones((3, 3), np.uint8))
+    save_png(tmp_path / "test" / "1.png", np.full((3, 3), 2, np.uint8))
+    with pytest.raises(InrforgeError) as e:
+        load_source("image-folder", path=tmp_path)
+    one_line_error(e, tmp_path / "test", "class subfolders")
+    # the same the other way round
+    (tmp_path / "test" / "1.png").rename(tmp_path / "x.png")
+    save_png(tmp_path / "test" / "cat" / "1.png", np.zeros((3, 3), np.uint8))
+    for p in (tmp_path / "train").rglob("*.png"):
+        p.unlink()
+    save_png(tmp_path / "train" / "loose.png", np.zeros((3, 3), np.uint8))
+    with pytest.raises(InrforgeError) as e:
+        load_source("image-folder", path=tmp_path)
+    one_line_error(e, tmp_path / "train", "class subfolders")
+
+
+def test_image_targets_of_no_or_one_index():
+    src = load_source("digits", limit=4)
+    t = src.targets([])
+    assert t.shape == (0, 64, 1) and t.dtype == torch.float32
+    assert src.targets(np.zeros(0, np.int64)).shape == (0, 64, 1)
+    np.testing.assert_array_equal(src.targets(2).numpy(), src.targets([2]).numpy())
+    assert load_source("sines", n=3, n_points=5).targets([]).shape == (0, 5, 1)
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "image-folder"])
+def test_unreadable_data_folder_is_one_line(tmp_path, monkeypatch, name):
+    import errno
+    from pathlib import Path
+
+    write_idx_set(tmp_path / "d")
+    write_cifar(tmp_path / "d")
+    save_png(tmp_path / "d" / "cls" / "a.png", np.zeros((2, 2), np.uint8))
+
+    def denied(self, *a, **k):  # what a folder without read/search permission gives (not as root)
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", denied)
+    monkeypatch.setattr(Path, "is_file", denied)
+    with pytest.raises(InrforgeError) as e:
+        load_source(name, path=tmp_path / "d")
+    one_line_error(e, "Permission denied", tmp_path / "d")
+
+
+def test_describe_rebuilds_the_same_data(tmp_path):
+    """What a store records (``describe()`` through JSON) rebuilds the same objects (Dask workers
+    and ``render`` rely on it), and its grid gives back the very coordinates."""
+    from PIL import Image
+
+    from inrforge.sources import coords_from_grid, source_from_description
+
+    write_idx_set(tmp_path / "f" / "FashionMNIST" / "raw", gz=True)
+    write_cifar(tmp_path / "c" / "cifar-10-batches-py")
+    rng = np.random.default_rng(3)
+    col = rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    save_png(tmp_path / "i" / "train" / "x" / "1.png", col)
+    save_png(tmp_path / "i" / "test" / "y" / "2.png", np.dstack([col, col[..., :1]]))   # RGBA
+    Image.fromarray(col[..., 0].astype(np.uint16) * 257).save(tmp_path / "i" / "test" / "y" / "3.png")
+    cases = [("digits", None, {}, 9), ("fashion-mnist", tmp_path / "f", {}, 6), ("cifar10", tmp_path / "c", {}, None),
+             ("image-folder", tmp_path / "i", {"size": "5x4"}, None),
+             ("sines", None, {"n": 7, "fixed_amplitude": 1.5, "n_points": 9, "seed": 4}, 5)]
+    for name, path, opts, limit in cases:
+        src = load_source(name, path=path, limit=limit, **opts)
+        desc = json.loads(json.dumps(src.describe()))
+        again = source_from_description(desc)
+        n = len(src)
+        assert len(again) == n and json.loads(json.dumps(again.describe())) == desc, name
+        np.testing.assert_array_equal(again.labels, src.labels)
+        np.testing.assert_array_equal(again.official_test, src.official_test)
+        assert torch.equal(again.targets(range(n)), src.targets(range(n))), name
+        assert torch.equal(coords_from_grid(desc["grid"]), src.coords), name
+    img = load_source("image-folder", path=tmp_path / "i", size="5x4")
+    assert img.out_features == 3 and img.targets([0]).shape == (1, 20, 3)
+    lin_h, lin_w = torch.linspace(-1, 1, 5), torch.linspace(-1, 1, 4)
+    for r in range(5):
+        for c in range(4):
+            assert img.coords[r * 4 + c].tolist() == [lin_h[r].item(), lin_w[c].item()]

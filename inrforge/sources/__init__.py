@@ -60,7 +60,10 @@ def source_options(name: str) -> dict:
 
 
 def load_source(name: str, path: str | None = None, limit: int | None = None, **options) -> Source:
-    """Build the named source, keeping the first ``limit`` objects."""
+    """Build the named source, keeping the first ``limit`` objects.
+
+    Bad input, including data files or folders the OS refuses to read, raises :class:`InrforgeError`.
+    """
     if name not in _REGISTRY:
         raise InrforgeError(f"unknown source {name!r}; choose one of {', '.join(_REGISTRY)}")
     loader, needs_path = _REGISTRY[name]
@@ -73,7 +76,11 @@ def load_source(name: str, path: str | None = None, limit: int | None = None, **
         raise InrforgeError(f"unknown option(s) {', '.join(unknown)} for source {name!r} (accepted: {accepted})")
     if path is not None:
         path = str(path)
-    return loader(path=path, **options).check().limit(limit)
+    try:
+        source = loader(path=path, **options)
+    except OSError as e:  # a folder that cannot be listed, a file that cannot be opened, ...
+        raise InrforgeError(f"source {name!r}: cannot read its data: {e}") from None
+    return source.check().limit(limit)
 
 
 def source_from_description(desc: dict) -> Source:

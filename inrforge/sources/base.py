@@ -232,8 +232,11 @@ class ImageSource(Source):
         return self.images.shape[3]
 
     def targets(self, indices) -> torch.Tensor:
-        imgs = self.images[np.asarray(indices)]
-        return torch.from_numpy(imgs.reshape(len(imgs), -1, imgs.shape[3]).astype(np.float32) / 255.0)
+        """(len(indices), H * W, C) float32 ``pixel / 255``; a single index counts as a list of one."""
+        idx = np.asarray(indices).reshape(-1)
+        imgs = self.images[idx if idx.size else idx.astype(np.int64)]  # [] is a float array
+        n, h, w, c = imgs.shape
+        return torch.from_numpy(imgs.reshape(n, h * w, c).astype(np.float32) / 255.0)
 
     def grid(self) -> dict:
         n, h, w, c = self.images.shape

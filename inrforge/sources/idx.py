@@ -1,4 +1,5 @@
-"""Reading the IDX format (the raw MNIST / Fashion-MNIST files), plain or gzip-compressed.
+"""Reading the IDX format (the raw MNIST / Fashion-MNIST files), plain or gzip-compressed: gzip
+data is told by its content, so a ``.gz`` name that does not match it does not matter.
 
 An IDX file is: two zero bytes, a dtype code (0x08 ubyte, 0x09 byte, 0x0B int16, 0x0C int32,
 0x0D float32, 0x0E float64), the number of dimensions, one big-endian uint32 per dimension, then
@@ -34,12 +35,15 @@ IDX_FILES = {
 }
 
 
+_GZIP_MAGIC = b"\x1f\x8b"  # an IDX file starts with two zero bytes, so the two never mix
+
+
 def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped when they are gzip data, whatever the name says (a browser may
+    un-gzip a download and keep its ``.gz`` name; a gzipped file may have lost it)."""
     try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if raw[:2] == _GZIP_MAGIC else raw
     except FileNotFoundError:
         raise InrforgeError(f"IDX file not found: {path}") from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
@@ -49,7 +53,7 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def read_idx(path) -> np.ndarray:
-    """Read one IDX file (``.gz`` is decompressed) into a native-endian numpy array.
+    """Read one IDX file (gzip data is decompressed, named ``.gz`` or not) into a native-endian numpy array.
 
     Raises :class:`InrforgeError` naming the file when it is not IDX, truncated or has trailing data.
     """

@@ -3,8 +3,9 @@
 Class names are the subfolder names, sorted; class ids are their positions.  Images are sorted by
 file name within a class, classes in order.  If ``DIR`` holds exactly the subfolders ``train/`` and
 ``test/`` (each with class subfolders) the train images come first, then the test images, which
-form ``official_test``; the classes are the sorted union of both.  Hidden files and files without
-an image extension are skipped.
+form ``official_test``; the classes are the sorted union of both.  Such a split is recognised as
+soon as one of the two holds a subfolder, and then both must hold class subfolders with images
+(else a one-line error).  Hidden files and files without an image extension are skipped.
 
 Options: ``size`` (``32`` or ``"HxW"``: resize every image with bilinear filtering; default: all
 images must already have the same size) and ``mode`` (``"L"`` grey or ``"RGB"``; default RGB unless
@@ -153,7 +154,8 @@ def load_image_folder_source(path, size=None, mode=None) -> ImageSource:
             raise InrforgeError(f"mode must be L (grey) or RGB, got {mode!r}")
 
     subdirs = {p.name for p in _visible_dirs(root)}
-    split = (subdirs == {"train", "test"} and _visible_dirs(root / "train") and _visible_dirs(root / "test"))
+    # train/ and test/ with class subfolders in either: a split, and then both need them
+    split = subdirs == {"train", "test"} and bool(_visible_dirs(root / "train") or _visible_dirs(root / "test"))
     if split:
         parts = {"train": _scan(root / "train"), "test": _scan(root / "test")}
         if not parts["train"] or not parts["test"]:
