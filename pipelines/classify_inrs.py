@@ -49,8 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu")
     add_results_arguments(p, "runs/classify")
     p.add_argument("--small", action="store_true",
-                   help="a minutes-long setting (smoke test): defaults --limit 400 --fit-steps 200 --epochs 8")
-    return parse_with_small(p, argv, {"limit": 400, "fit_steps": 200, "epochs": 8})
+                   help="a minute-long setting (smoke test): defaults --limit 400 --fit-steps 200 --epochs 30 "
+                        "--batch-size 32 (270 gradient steps)")
+    return parse_with_small(p, argv, {"limit": 400, "fit_steps": 200, "epochs": 30, "batch_size": 32})
 
 
 def main(argv=None) -> int:
