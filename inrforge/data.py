@@ -5,9 +5,10 @@ The fast path reads a whole batch at once: :class:`WeightDataset` implements ``_
 the batch into an :class:`inrforge.Weights`, applies the batched transform, then normalises.
 
 View policy: a train dataset draws, each epoch, one random view per object among its first
-``views`` views (``set_epoch`` picks the epoch; the draw is a function of (seed, epoch, object),
-so batches do not depend on the number of workers).  Val/test datasets use view 0.  Views whose
-fit failed are never drawn; objects with no usable view are skipped and counted in ``skipped``.
+``views`` views (``set_epoch`` picks the epoch; the draws are a function of (seed, epoch) and the
+dataset's objects with their usable views, so batches do not depend on the number of workers).
+Val/test datasets use view 0.  Views whose fit failed are never drawn; objects with no usable
+view are skipped and counted in ``skipped``.
 
 Normalisation ``x -> (x - mean) / std`` uses statistics of the train split, computed once per
 store object (a finished store opened writable keeps them under ``stats/<mode>``):
@@ -24,12 +25,14 @@ store object (a finished store opened writable keeps them under ``stats/<mode>``
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from .errors import InrforgeError
+from .fit import check_count
 from .store import INRStore, open_store
 from .weights import Weights
 
@@ -133,6 +136,8 @@ class WeightDataset(Dataset):
         self.store = store if isinstance(store, INRStore) else open_store(store)
         self.arch = self.store.arch
         self.split = split
+        if views is not None and (isinstance(views, bool) or not isinstance(views, (int, np.integer))):
+            raise InrforgeError(f"views must be an integer in [1, {self.store.views}] for this store, got {views!r}")
         n_views = self.store.views if views is None else int(views)
         if not 1 <= n_views <= self.store.views:
             raise InrforgeError(f"views must be in [1, {self.store.views}] for this store, got {views}")
@@ -142,7 +147,7 @@ class WeightDataset(Dataset):
         if transform is not None and hasattr(transform, "check"):
             transform.check(self.arch)  # fail early on an incompatible arch
         self.transform = transform
-        self.seed = int(seed)
+        self.seed = check_count("seed", seed, 0)
         self.epoch = 0
         objects = self.store.split(split)
         ok = usable_views(self.store)[objects][:, :n_views]
@@ -159,14 +164,17 @@ class WeightDataset(Dataset):
         if normalize is not None:
             self.mean, self.std = normalization_stats(self.store, normalize)
         self._cache = None
-        if cache:
-            self._cache = self.store.read_flat(self.objects, view=None)[:, :n_views]  # (n, n_views, P)
+        if cache:  # (n, n_views, P), or (n, 1, P) for view 0 only: no other view is held
+            if self.view_policy == "first":
+                self._cache = self.store.read_flat(self.objects, view=0)[:, None]
+            else:
+                self._cache = np.ascontiguousarray(self.store.read_flat(self.objects, view=None)[:, :n_views])
         self._views = self._draw_views()
 
     # ----- views --------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
-        """Pick the epoch: train datasets redraw each object's view (call before iterating)."""
-        self.epoch = int(epoch)
+        """Pick the epoch (an integer >= 0): train datasets redraw each object's view (call before iterating)."""
+        self.epoch = check_count("epoch", epoch, 0)
         self._views = self._draw_views()
 
     def _draw_views(self) -> np.ndarray:
@@ -194,28 +202,29 @@ class WeightDataset(Dataset):
         flat = self._flat(np.asarray([i]))[0]
         return torch.from_numpy(np.ascontiguousarray(flat)), self.labels[i]
 
-    def __getitems__(self, indices) -> dict:
+    def __getitems__(self, indices) -> "ItemBatch":
+        """The items ``indices`` read at once, as an :class:`ItemBatch` (a list of samples to torch)."""
         epoch = getattr(indices, "epoch", self.epoch)
         if epoch != self.epoch:  # a persistent worker's copy catching up with the main process
             self.set_epoch(epoch)
         idx = np.asarray(indices, dtype=np.int64)
         flat = torch.from_numpy(np.ascontiguousarray(self._flat(idx)))
-        return {"flat": flat, "labels": self.labels[torch.from_numpy(idx)], "indices": idx, "epoch": self.epoch}
+        return ItemBatch(flat, self.labels[torch.from_numpy(idx)], idx, self.epoch)
 
     # ----- batches ------------------------------------------------------------------------
     def collate(self, batch) -> tuple[Weights, torch.Tensor]:
         """``(Weights, labels)`` of a batch: transform (seeded by the batch), then normalise."""
-        if not isinstance(batch, dict):  # the per-item path: a list of (flat, label)
+        if not isinstance(batch, ItemBatch):  # the per-item path: a list of (flat, label)
             flats, labels = zip(*batch)
-            batch = {"flat": torch.stack(flats), "labels": torch.stack(labels), "indices": None, "epoch": self.epoch}
-        weights = Weights.from_flat(batch["flat"], self.arch)
-        labels = batch["labels"]
+            batch = ItemBatch(torch.stack(flats), torch.stack(labels), None, self.epoch)
+        weights = Weights.from_flat(batch.flat, self.arch)
+        labels = batch.labels
         if self.transform is not None:
             # seeded by the batch's objects; the per-item path does not know them, so its content stands in
-            idx = batch["indices"]
+            idx = batch.indices
             if idx is None:
-                idx = np.frombuffer(hashlib.blake2b(batch["flat"].numpy().tobytes(), digest_size=8).digest(), np.int64)
-            gen = torch.Generator().manual_seed(_seed_of(self.seed, batch["epoch"], idx))
+                idx = np.frombuffer(hashlib.blake2b(batch.flat.numpy().tobytes(), digest_size=8).digest(), np.int64)
+            gen = torch.Generator().manual_seed(_seed_of(self.seed, batch.epoch, idx))
             if getattr(self.transform, "mixes_labels", False):
                 weights, labels = self.transform(weights, labels, generator=gen)
             else:
@@ -240,6 +249,8 @@ class WeightDataset(Dataset):
             shuffle = "full" if self._cache is not None else "block"
         if shuffle not in (False, "full", "block"):
             raise InrforgeError(f"unknown shuffle {shuffle!r}; choose full, block or False")
+        batch_size = check_count("batch size", batch_size, 1)
+        num_workers = check_count("num_workers", num_workers, 0)
         sampler = EpochSampler(self, shuffle)
         return DataLoader(self, batch_sampler=EpochBatchSampler(sampler, batch_size, drop_last),
                           collate_fn=self.collate, num_workers=num_workers, **kwargs)
@@ -247,6 +258,27 @@ class WeightDataset(Dataset):
     def __repr__(self) -> str:
         return (f"WeightDataset({self.store.path!r}, split={self.split!r}, {len(self)} objects, views={self.n_views}, "
                 f"policy={self.view_policy}, normalize={self.normalize!r}, skipped={self.skipped})")
+
+
+class ItemBatch(Sequence):
+    """What :meth:`WeightDataset.__getitems__` returns: the whole batch as tensors (``flat`` (B, P),
+    ``labels``, the dataset positions ``indices`` or None, the ``epoch``) for :meth:`WeightDataset.collate`,
+    and, to torch, the list of ``(flat, label)`` samples its ``__getitems__`` contract asks for (so a
+    plain ``DataLoader`` with the default collate, or a ``Subset``, works; the samples are made only
+    when asked for)."""
+
+    __slots__ = ("flat", "labels", "indices", "epoch")
+
+    def __init__(self, flat: torch.Tensor, labels: torch.Tensor, indices, epoch: int):
+        self.flat, self.labels, self.indices, self.epoch = flat, labels, indices, epoch
+
+    def __len__(self) -> int:
+        return len(self.flat)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        return self.flat[i], self.labels[i]
 
 
 class EpochSampler(Sampler):

@@ -4,7 +4,8 @@ regressors (float labels).
 One loop serves all: AdamW, linear warm-up then cosine decay of the learning rate per step,
 validation each epoch, the best-val checkpoint kept in memory (and written if asked), early stop
 after ``patience`` epochs without improvement, per-epoch metrics to JSON lines and CSV, tqdm.
-The test split is evaluated once, with the best-val weights.
+The test split is evaluated once, with the best-val weights.  A run whose train loss becomes
+NaN/inf stops there and keeps the weights of its best (or, without val, last) finished epoch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import csv
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -24,11 +26,13 @@ from tqdm.auto import tqdm
 
 from .data import WeightDataset
 from .errors import InrforgeError
+from .fit import check_device, is_number
 from .store import INRStore
 
 AUGMENTATIONS = ("perm", "negate", "shift", "rotate", "scale", "translate", "noise", "dropout", "prune",
                  "mixup", "mixup-perm", "mixup-align")
 MODELS = ("dwsnet", "mlp")
+TASKS = ("classification", "regression")
 
 
 @dataclass
@@ -45,12 +49,36 @@ class TrainConfig:
     grad_clip: float | None = 10.0
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1:
-            raise InrforgeError("epochs and batch size must be positive")
-        if not (math.isfinite(self.lr) and self.lr > 0):
+        """Every field checked: a bad value is a one-line :class:`InrforgeError` naming it."""
+        if not (_is_int(self.epochs) and self.epochs >= 1 and _is_int(self.batch_size) and self.batch_size >= 1):
+            raise InrforgeError(f"epochs and batch size must be positive integers, got {self.epochs!r} and "
+                                f"{self.batch_size!r}")
+        if not _at_least(self.lr, 0, strict=True):
             raise InrforgeError(f"--lr must be positive, got {self.lr}")
-        if self.num_workers < 0:
+        if not _at_least(self.weight_decay, 0):
+            raise InrforgeError(f"weight decay must be 0 or more, got {self.weight_decay}")
+        if not _at_least(self.warmup_epochs, 0):
+            raise InrforgeError(f"warm-up epochs must be 0 or more, got {self.warmup_epochs}")
+        if self.patience is not None and not (_is_int(self.patience) and self.patience >= 1):
+            raise InrforgeError(f"patience must be a positive integer (or None), got {self.patience!r}")
+        if not (_is_int(self.seed) and self.seed >= 0):
+            raise InrforgeError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if not (_is_int(self.num_workers) and self.num_workers >= 0):
             raise InrforgeError(f"--workers must be 0 or more, got {self.num_workers}")
+        if self.grad_clip is not None and not _at_least(self.grad_clip, 0):  # 0 or None: no clipping
+            raise InrforgeError(f"grad_clip must be positive (0 or None turn it off), got {self.grad_clip}")
+        check_device(self.device, here=False)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _at_least(x, lo: float, strict: bool = False) -> bool:
+    """Whether ``x`` is a finite number >= ``lo`` (> with ``strict``)."""
+    if not is_number(x) or not math.isfinite(x):
+        return False
+    return x > lo if strict else x >= lo
 
 
 def build_transform(names, arch, num_classes: int | None):
@@ -119,7 +147,7 @@ def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model, loader, task: str, device) -> dict:
-    """Mean loss and, for classification, accuracy; for regression also the MSE per target."""
+    """Mean loss and, for classification, accuracy (an output that is not finite counts as wrong)."""
     model.eval()
     total, n, correct = 0.0, 0, 0
     for w, y in loader:
@@ -128,7 +156,8 @@ def evaluate(model, loader, task: str, device) -> dict:
         total += float(_loss(task, out, y)) * len(y)
         n += len(y)
         if task == "classification":
-            correct += int((out.argmax(1) == (y.argmax(1) if y.ndim == 2 else y)).sum())
+            hit = (out.argmax(1) == (y.argmax(1) if y.ndim == 2 else y)) & torch.isfinite(out).all(1)
+            correct += int(hit.sum())
     res = {"loss": total / max(n, 1), "n": n}
     if task == "classification":
         res["acc"] = correct / max(n, 1)
@@ -167,9 +196,19 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     Without a val split the last epoch's weights are kept.  A model with batch norm skips a
     last batch of one INR (batch statistics need two).  ``describe`` (what was trained: model,
     augmentations, ...) goes into the results and ``result.json``.
+
+    A non-finite train loss stops the run before that step updates the model (a warning says so):
+    the best finished epoch's weights (without val, the last finished epoch's) are kept and
+    ``result["diverged"] = {"epoch", "step"}`` says where; a run that diverges in its first epoch
+    has no such weights and is an :class:`InrforgeError`.  A val score that is not finite is
+    never the best.
     """
+    if task not in TASKS:
+        raise InrforgeError(f"unknown task {task!r}; choose {' or '.join(TASKS)}")
+    if len(train) == 0:
+        raise InrforgeError(f"the train dataset has no INRs to train on ({train.skipped} skipped)")
+    device = check_device(config.device)
     torch.manual_seed(config.seed)
-    device = torch.device(config.device)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     batch_norm = check_batch_norm(model, len(train), config.batch_size)
@@ -179,7 +218,8 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     sched = _schedule(opt, max(1, int(config.warmup_epochs * steps_per_epoch)), config.epochs * steps_per_epoch)
     higher_better = task == "classification"
     key = "acc" if higher_better else "loss"
-    best, best_state, best_epoch, history, since = None, None, -1, [], 0
+    best, best_state, best_epoch, history, since, diverged = None, None, -1, [], 0, None
+    has_val = val is not None and len(val) > 0
     log_dir = Path(log_dir) if log_dir else None
     if log_dir:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -191,9 +231,13 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
         model.train()
         train.set_epoch(epoch)
         total, n, lr = 0.0, 0, opt.param_groups[0]["lr"]
-        for w, y in train_loader:
+        for step, (w, y) in enumerate(train_loader):
             w, y = w.to(device), y.to(device)
             loss = _loss(task, model(w), y)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                diverged = {"epoch": epoch, "step": step}
+                break
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
@@ -201,20 +245,24 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
             lr = opt.param_groups[0]["lr"]
             opt.step()
             sched.step()
-            total += float(loss.detach()) * len(y)
+            total += value * len(y)
             n += len(y)
+        if diverged:
+            break
         row = {"epoch": epoch, "train_loss": total / max(n, 1), "lr": lr,  # the epoch's last step's
                "time_s": time.perf_counter() - t0}
-        if val is not None and len(val):
+        if has_val:
             v = evaluate(model, _eval_loader(val, config.batch_size), task, device)
             row.update({f"val_{k}": x for k, x in v.items() if k != "n"})
             score = v[key]
-            improved = best is None or (score > best if higher_better else score < best)
+            improved = math.isfinite(score) and (best is None or (score > best if higher_better else score < best))
             if improved:
                 best, best_epoch, since = score, epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 since += 1
+        else:  # the last finished epoch, kept should a later one diverge
+            best_state = copy.deepcopy(model.state_dict())
         history.append(row)
         bar.set_postfix({k: f"{x:.4g}" for k, x in row.items() if k.startswith(("train_loss", "val_"))}, refresh=False)
         if log_dir:
@@ -223,14 +271,18 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
         if config.patience is not None and since >= config.patience:
             break
     bar.close()
+    if diverged:
+        _report_divergence(diverged, best_state, opt.param_groups[0]["lr"])
     if best_state is not None:
         model.load_state_dict(best_state)
-    else:  # no val split: the last epoch's weights
+    if best_epoch < 0:  # no val split, or no finite val score: the last (finished) epoch's weights
         best_epoch = len(history) - 1
     result = {**(describe or {}), "best_epoch": best_epoch, "epochs_run": len(history),
               "train_time_s": time.perf_counter() - t0, "history": history, "config": asdict(config),
               "params": sum(p.numel() for p in model.parameters())}
-    if val is not None and len(val):
+    if diverged:
+        result["diverged"] = diverged
+    if has_val:
         result["val"] = evaluate(model, _eval_loader(val, config.batch_size), task, device)
     if test is not None and len(test):
         result["test"] = evaluate(model, _eval_loader(test, config.batch_size), task, device)
@@ -239,6 +291,16 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
         torch.save(model.state_dict(), log_dir / "best.pt")
         (log_dir / "result.json").write_text(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
     return result
+
+
+def _report_divergence(diverged: dict, kept, lr: float) -> None:
+    """A warning that the run stopped at a non-finite loss, or an error if no finished epoch is kept."""
+    where = (f"diverged at epoch {diverged['epoch']}, step {diverged['step']} "
+             f"(the train loss is not finite; lr {lr:.3g})")
+    if kept is None:
+        raise InrforgeError(f"training {where}, before any finished epoch (with a finite val score) to keep; "
+                            f"lower --lr or check the INRs")
+    warnings.warn(f"training {where}: stopped, keeping the best finished epoch's weights", stacklevel=3)
 
 
 def _write_csv(path, rows):
@@ -283,6 +345,7 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
 
     store = store if isinstance(store, INRStore) else open_store(store)
     config = config or TrainConfig()
+    check_device(config.device)
     task, n_out = task_of(store)
     augment = [n for n in (augment or []) if n and n != "none"]
     transform = build_transform(augment, store.arch, n_out if task == "classification" else None)

@@ -69,13 +69,13 @@ def test_batched_path_equals_per_item_path(tmp_path):
     idx = [5, 1, 17, 1]
     batch = ds.__getitems__(idx)
     items = [ds[i] for i in idx]
-    assert torch.equal(batch["flat"], torch.stack([f for f, _ in items]))
-    assert torch.equal(batch["labels"], torch.stack([y for _, y in items]))
+    assert torch.equal(batch.flat, torch.stack([f for f, _ in items]))
+    assert torch.equal(batch.labels, torch.stack([y for _, y in items]))
     full = s.read_flat(ds.objects[idx], view=None)
-    np.testing.assert_array_equal(batch["flat"].numpy(), full[np.arange(4), ds._views[idx]])
+    np.testing.assert_array_equal(batch.flat.numpy(), full[np.arange(4), ds._views[idx]])
     cached = WeightDataset(s, "train", normalize=None, cache=True)
     cached.set_epoch(2)
-    assert torch.equal(cached.__getitems__(idx)["flat"], batch["flat"])
+    assert torch.equal(cached.__getitems__(idx).flat, batch.flat)
 
 
 def test_loader_covers_the_split_once_per_epoch(tmp_path):
@@ -218,3 +218,85 @@ def test_the_per_item_path_draws_each_batch_afresh(tmp_path):
         again, _ = ds.collate(items)
         assert torch.equal(again.flatten(), w.flatten())  # seeded: the same batch draws the same
     assert not torch.equal(signs[0], signs[1])
+
+
+def test_a_plain_dataloader_collates_the_batched_path(tmp_path):
+    """torch's own DataLoader (default collate, Subset) works: __getitems__ returns a list of samples."""
+    from torch.utils.data import DataLoader, Subset
+
+    s = synthetic_store(tmp_path / "s.zarr")
+    ds = WeightDataset(s, "train", normalize=None)
+    ds.set_epoch(1)
+    flat, labels = next(iter(DataLoader(ds, batch_size=4)))
+    assert torch.equal(flat, torch.stack([ds[i][0] for i in range(4)])) and labels.tolist() == [0, 1, 2, 3]
+    sub = Subset(ds, [5, 2])
+    flat, labels = next(iter(DataLoader(sub, batch_size=2)))
+    assert torch.equal(flat, torch.stack([ds[5][0], ds[2][0]])) and labels.tolist() == [1, 2]
+    w, y = next(iter(DataLoader(sub, batch_size=2, collate_fn=ds.collate)))  # the fast path through a Subset
+    assert torch.equal(w.flatten(), flat) and torch.equal(y, labels)
+
+
+def test_bad_dataset_and_loader_arguments_are_refused(tmp_path):
+    s = synthetic_store(tmp_path / "s.zarr")
+    for bad in (-1, 1.5, "0"):
+        with pytest.raises(InrforgeError, match="seed must be an integer >= 0"):
+            WeightDataset(s, "train", seed=bad)
+    ds = WeightDataset(s, "train", normalize=None)
+    with pytest.raises(InrforgeError, match="epoch must be an integer >= 0"):
+        ds.set_epoch(-1)
+    for bad in (2.5, "a", True):
+        with pytest.raises(InrforgeError, match="views must be an integer"):
+            WeightDataset(s, "train", views=bad)
+    for bad in (0, -3, 2.0):
+        with pytest.raises(InrforgeError, match="batch size must be a positive integer"):
+            ds.loader(batch_size=bad)
+    with pytest.raises(InrforgeError, match="num_workers must be an integer >= 0, got -1"):
+        ds.loader(batch_size=4, num_workers=-1)
+
+
+def _held_bytes(a):
+    while a.base is not None:
+        a = a.base
+    return a.nbytes
+
+
+def test_the_cache_holds_only_the_views_it_serves(tmp_path):
+    s = synthetic_store(tmp_path / "s.zarr", views=3)
+    p = ARCH.param_count * 4
+    two = WeightDataset(s, "train", views=2, normalize=None, cache=True)
+    assert _held_bytes(two._cache) == len(two) * 2 * p
+    val = WeightDataset(s, "val", normalize=None, cache=True)  # view 0 only
+    assert _held_bytes(val._cache) == len(val) * p
+    for ds, kw in ((two, {"views": 2}), (val, {})):
+        plain = WeightDataset(s, ds.split, normalize=None, **kw)
+        ds.set_epoch(4), plain.set_epoch(4)
+        idx = list(range(len(ds)))
+        assert torch.equal(ds.__getitems__(idx).flat, plain.__getitems__(idx).flat)
+
+
+def test_float_vector_labels_on_every_path(tmp_path):
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal((40, 2)).astype(np.float32)
+    s = create_store(tmp_path / "f.zarr", arch=ARCH, n_objects=40, views=1, labels=y,
+                     splits={"train": np.arange(30), "val": np.arange(30, 35), "test": np.arange(35, 40)},
+                     source={"name": "synthetic", "params": {}}, fit={}, shard_objects=40, chunk_objects=4)
+    ok = np.full((40, 1), 30.0, np.float32)
+    s.write_shard(ShardData(0, rng.standard_normal((40, 1, ARCH.param_count)).astype(np.float32), ok, ok,
+                            np.ones((40, 1), np.int32), np.zeros((40, 1), bool)))
+    for cache in (False, True):
+        ds = WeightDataset(s, "train", normalize=None, cache=cache)
+        got = torch.cat([lab for _, lab in ds.loader(batch_size=7, shuffle=True)])
+        assert got.dtype == torch.float32 and got.shape == (30, 2)
+        assert sorted(got[:, 0].tolist()) == sorted(y[:30, 0].tolist())
+        _, lab = ds.collate([ds[3], ds[0]])
+        assert torch.equal(lab, torch.from_numpy(y[[3, 0]]))
+
+
+def test_drop_last_and_the_last_partial_batch(tmp_path):
+    s = synthetic_store(tmp_path / "s.zarr")  # 30 train INRs
+    ds = WeightDataset(s, "train", normalize=None)
+    for shuffle in ("full", "block", False):
+        sizes = [len(y) for _, y in ds.loader(batch_size=8, shuffle=shuffle)]
+        assert sizes == [8, 8, 8, 6]
+        kept = torch.cat([y for _, y in ds.loader(batch_size=8, shuffle=shuffle, drop_last=True)])
+        assert len(kept) == 24

@@ -187,3 +187,89 @@ def test_a_run_depends_on_its_seed_not_on_what_ran_before(tmp_path, model):
     again = train_on_store(s, **kw)
     assert [r["train_loss"] for r in first["history"]] == [r["train_loss"] for r in again["history"]]
     assert first["test"] == again["test"]
+
+
+class _NaNAfter(torch.nn.Module):
+    """Wraps a model: its training outputs turn NaN from the ``after``-th training batch on (a run diverging)."""
+
+    def __init__(self, net, after):
+        super().__init__()
+        self.net, self.after, self.calls = net, after, 0
+
+    def forward(self, w):
+        out = self.net(w)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.after:
+                out = out * float("nan")
+        return out
+
+
+def _diverging_run(store, after):
+    from dataclasses import replace
+
+    from inrforge.train import prepare_training
+
+    run = prepare_training(store, model="mlp", config=TrainConfig(epochs=6, batch_size=32))  # 4 batches per epoch
+    return replace(run, model=_NaNAfter(run.model, after))
+
+
+def test_a_diverging_run_stops_and_keeps_the_last_good_weights(tmp_path):
+    s = learnable_store(tmp_path / "s.zarr")
+    with pytest.warns(UserWarning, match="diverged"):
+        res = _diverging_run(s, after=9).fit(log_dir=tmp_path / "run", progress=False)  # NaN in epoch 2's 2nd batch
+    assert res["diverged"] == {"epoch": 2, "step": 1}
+    assert res["epochs_run"] == 2 and res["best_epoch"] in (0, 1)
+    assert all(np.isfinite(r["train_loss"]) for r in res["history"])
+    assert np.isfinite(res["val"]["loss"]) and np.isfinite(res["test"]["loss"])
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["diverged"]["epoch"] == 2
+    no_val = learnable_store(tmp_path / "n.zarr", val=False)  # the last finished epoch is kept
+    with pytest.warns(UserWarning, match="diverged"):
+        res = _diverging_run(no_val, after=9).fit(progress=False)
+    assert res["best_epoch"] == 1 and np.isfinite(res["test"]["loss"])
+    with pytest.raises(InrforgeError, match="diverged at epoch 0"):  # nothing finished to keep
+        _diverging_run(s, after=2).fit(progress=False)
+
+
+def test_evaluate_counts_non_finite_outputs_as_wrong(tmp_path):
+    from inrforge.data import WeightDataset
+    from inrforge.train import evaluate
+
+    s = learnable_store(tmp_path / "s.zarr")
+    class NaNModel(torch.nn.Module):
+        def forward(self, w):
+            return torch.full((len(w), 2), float("nan"))
+
+    ds = WeightDataset(s, "test", normalize=None)
+    res = evaluate(NaNModel(), ds.loader(batch_size=8), "classification", "cpu")
+    assert res["acc"] == 0.0 and res["n"] == 20  # not the share of class 0, which argmax of NaN would give
+
+
+def test_bad_train_config_is_refused(tmp_path):
+    from inrforge.train import fit_model, prepare_training
+
+    for kw, words in (({"grad_clip": -1.0}, "grad_clip"), ({"grad_clip": float("nan")}, "grad_clip"),
+                      ({"patience": 0}, "patience"), ({"seed": -1}, "seed"), ({"weight_decay": -1.0}, "weight decay"),
+                      ({"warmup_epochs": float("nan")}, "warm-up"), ({"epochs": 2.5}, "epochs"),
+                      ({"device": "gpu"}, "unknown device")):
+        with pytest.raises(InrforgeError, match=words):
+            TrainConfig(**kw)
+    s = learnable_store(tmp_path / "s.zarr")
+    run = prepare_training(s, model="mlp", config=TrainConfig(epochs=1, batch_size=32))
+    with pytest.raises(InrforgeError, match="unknown task 'classif'"):
+        fit_model(run.model, run.train, run.val, run.test, run.config, "classif", progress=False)
+    undone = learnable_store(tmp_path / "u.zarr")
+    undone.root["done"][...] = False
+    from inrforge.data import WeightDataset
+    empty = WeightDataset(undone, "train", normalize=None)
+    with pytest.raises(InrforgeError, match="no INRs to train on"):
+        fit_model(run.model, empty, None, None, run.config, "classification", progress=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_missing_device_is_refused_before_training(tmp_path):
+    from inrforge.train import prepare_training
+
+    s = learnable_store(tmp_path / "s.zarr")
+    with pytest.raises(InrforgeError, match="device 'cuda' requested but CUDA is not available here"):
+        prepare_training(s, model="mlp", config=TrainConfig(device="cuda"))
