@@ -31,15 +31,24 @@ INITS = ("siren", "siren-dwsnets", "relu")
 PRESETS = ("siren", "siren-dwsnets", "relu", "relu-fourier")
 
 
-def _count(value, what: str, minimum: int | None = 1) -> int:
-    """``value`` as an int (>= ``minimum`` unless it is None): an int or an integral float (``32.0``);
-    a bool, a string, ``2.5``, NaN or anything else is an :class:`InrforgeError` (never truncated)."""
+def whole_number(value, what: str, minimum: int | None = 1) -> int:
+    """``value`` as an int (>= ``minimum`` unless it is None): an int or an integral float (``32.0``,
+    as JSON may give); a bool, a string, ``2.5``, NaN or anything else is an :class:`InrforgeError`
+    naming ``what`` (never truncated).  (``fit.check_count`` is the stricter API check: no floats.)"""
     ok = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and math.isfinite(value)
                                                   and float(value).is_integer())
     if isinstance(value, (bool, np.bool_)) or not ok or (minimum is not None and int(value) < minimum):
         expects = {None: "an integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
-        raise InrforgeError(f"impossible arch: {what} must be {expects}, got {value!r}")
+        raise InrforgeError(f"{what} must be {expects}, got {value!r}")
     return int(value)
+
+
+def _count(value, what: str, minimum: int | None = 1) -> int:
+    """:func:`whole_number` for an arch field: the error says the arch is impossible."""
+    try:
+        return whole_number(value, what, minimum)
+    except InrforgeError as e:
+        raise InrforgeError(f"impossible arch: {e}") from None
 
 
 def _real(value, what: str) -> float:

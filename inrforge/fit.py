@@ -7,8 +7,9 @@ own MSE; Adam is elementwise, so one Adam over the stack is B independent Adams.
 
 Early stop is per INR: when an INR's PSNR (measured before an update) reaches ``target_psnr`` its
 parameters stop changing (the update is discarded for it), so the stored parameters are the ones
-measured.  An INR whose loss becomes NaN/inf is frozen at its last finite parameters and marked
-failed.
+measured.  An INR whose loss becomes NaN/inf is marked failed and frozen at the parameters that
+gave the non-finite loss (NaN/inf parameters too, when an update overflowed); this includes an
+INR whose very last update made its loss non-finite.
 """
 
 from __future__ import annotations
@@ -48,12 +49,27 @@ class FitSettings:
 
     def __post_init__(self):
         check_count("--steps", self.steps)
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise InrforgeError(f"--lr must be a positive number, got {self.lr}")
-        if self.target_psnr is not None and not math.isfinite(self.target_psnr):
-            raise InrforgeError(f"--target-psnr must be a number, got {self.target_psnr}")
+        if not (is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
+            raise InrforgeError(f"--lr must be a positive number, got {self.lr!r}")
+        if self.target_psnr is not None and not (is_number(self.target_psnr) and math.isfinite(self.target_psnr)):
+            raise InrforgeError(f"--target-psnr must be a number, got {self.target_psnr!r}")
         check_count("--batch-size", self.batch_size)
+        if not isinstance(self.compile, (bool, np.bool_)):
+            raise InrforgeError(f"compile must be True or False, got {self.compile!r}")
         check_device(self.device)
+
+
+def is_number(value) -> bool:
+    """Whether ``value`` is a real number (int, float, numpy scalar), not a bool or a string."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def psnr_to_mse(psnr: float) -> float:
+    """``10^(-psnr / 10)``, the MSE at PSNR ``psnr`` (peak 1); ``inf`` where that overflows."""
+    try:
+        return 10.0 ** (-float(psnr) / 10.0)
+    except OverflowError:
+        return math.inf
 
 
 @dataclass
@@ -228,9 +244,11 @@ def fit_batch(arch: INRSpec, init: torch.Tensor, coords: torch.Tensor, targets: 
               settings: FitSettings) -> FitResult:
     """Fit ``len(init)`` INRs of ``arch`` from flat initial parameters ``init`` (B, P).
 
-    ``coords`` (N, in_features) are shared; ``targets`` is (B, N, out_features).
+    ``coords`` (N, in_features) are shared, or (B, N, in_features) per INR; ``targets`` is
+    (B, N, out_features).  Other shapes are an :class:`InrforgeError` (:func:`check_fit_inputs`).
     """
     dev = check_device(settings.device)
+    check_fit_inputs(arch, init, coords, targets)
     b = init.shape[0]
     enc = encode(arch, coords.to(dev, torch.float32))
     targets = targets.to(dev, torch.float32)
@@ -240,7 +258,7 @@ def fit_batch(arch: INRSpec, init: torch.Tensor, coords: torch.Tensor, targets: 
     opt = torch.optim.Adam([flat], lr=settings.lr, fused=True)  # fused: one kernel, same update
     step_fn = _step_fn(arch, settings.compile)
     target = settings.target_psnr
-    mse_target = None if target is None else 10.0 ** (-target / 10.0)
+    mse_target = None if target is None else psnr_to_mse(target)
 
     active = torch.ones(b, dtype=torch.bool, device=dev)
     failed = torch.zeros(b, dtype=torch.bool, device=dev)
@@ -268,9 +286,10 @@ def fit_batch(arch: INRSpec, init: torch.Tensor, coords: torch.Tensor, targets: 
 
     views = stacked_views(arch, flat, b)
     final = per_inr_mse(arch, views[0::2], views[1::2], enc, targets)
+    failed |= ~torch.isfinite(final)  # the last update made the loss non-finite
     final = torch.where(failed, torch.full_like(final, float("nan")), final).float().cpu()
     return FitResult(
-        params=torch.cat([v.reshape(b, -1) for v in views], dim=1).cpu(),
+        params=torch.cat([v.reshape(b, s.size) for v, s in zip(views, arch.layout)], dim=1).cpu(),
         loss=final,
         psnr=-10.0 * torch.log10(final),
         steps=n_steps.cpu(),
@@ -278,9 +297,28 @@ def fit_batch(arch: INRSpec, init: torch.Tensor, coords: torch.Tensor, targets: 
     )
 
 
+def check_fit_inputs(arch: INRSpec, init, coords, targets) -> None:
+    """An :class:`InrforgeError` unless ``init`` is (B, P), ``coords`` (N, in) or (B, N, in) and
+    ``targets`` (B, N, out) for ``arch`` (a mismatch would otherwise broadcast silently)."""
+    for name, t in (("init", init), ("coords", coords), ("targets", targets)):
+        if not isinstance(t, torch.Tensor):
+            raise InrforgeError(f"fit_batch: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if init.ndim != 2 or init.shape[1] != arch.param_count:
+        raise InrforgeError(f"fit_batch: init must be (B, {arch.param_count}) for this arch, got {tuple(init.shape)}")
+    b = init.shape[0]
+    n = coords.shape[-2] if coords.ndim in (2, 3) else None
+    if n is None or coords.shape[-1] != arch.in_features or (coords.ndim == 3 and coords.shape[0] != b):
+        raise InrforgeError(f"fit_batch: coords must be (N, {arch.in_features}) or ({b}, N, {arch.in_features}), "
+                            f"got {tuple(coords.shape)}")
+    if tuple(targets.shape) != (b, n, arch.out_features):
+        raise InrforgeError(f"fit_batch: targets must be ({b}, {n}, {arch.out_features}) (INRs, points, outputs), "
+                            f"got {tuple(targets.shape)}")
+
+
 def inr_seed(seed: int, index: int, view: int) -> int:
     """The init seed of view ``view`` of object ``index``: a pure function of (seed, index, view)."""
-    state = np.random.SeedSequence([int(seed), int(index), int(view)]).generate_state(2, dtype=np.uint32)
+    seed, index, view = (check_count(n, v, minimum=0) for n, v in (("seed", seed), ("index", index), ("view", view)))
+    state = np.random.SeedSequence([seed, index, view]).generate_state(2, dtype=np.uint32)
     return int(state[0]) << 31 ^ int(state[1])
 
 

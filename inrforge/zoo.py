@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .arch import INRSpec, make_arch
+from .arch import INRSpec, make_arch, whole_number
 from .errors import InrforgeError
-from .fit import check_device, inr_seed
+from .fit import check_count, check_device, inr_seed, is_number
 from .fitjob import _differences, _fit_identity, library_versions
 from .inr import forward
 from .sources import load_source
@@ -94,10 +94,11 @@ def zoo_data(data: str = "digits", limit: int | None = None, image_size: int | N
     seeded ``test_fraction`` (``numpy.random.default_rng([seed, 1])``).  ``image_size`` area-
     downsamples square images (e.g. MNIST 28 -> 14).
     """
-    if not 0 < test_fraction < 1:
-        raise InrforgeError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    if image_size is not None and (int(image_size) != image_size or image_size < 1):
-        raise InrforgeError(f"image_size must be a positive integer, got {image_size}")
+    if not (is_number(test_fraction) and 0 < test_fraction < 1):
+        raise InrforgeError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    if image_size is not None:
+        image_size = whole_number(image_size, "image_size")
+    seed = check_count("seed", seed, minimum=0)
     src = load_source(data, path=path, limit=limit)
     if not hasattr(src, "images") or src.labels.ndim != 1:
         raise InrforgeError(f"source {data!r} is not a labelled image dataset; a classifier zoo needs one")
@@ -140,22 +141,20 @@ class ZooSettings:
     device: str = "cpu"
 
     def __post_init__(self):
-        object.__setattr__(self, "init_scale", tuple(float(s) for s in self.init_scale))
-        if int(self.steps) != self.steps or self.steps < 1:
-            raise InrforgeError(f"zoo steps must be a positive integer, got {self.steps}")
-        if not 0 < self.min_steps_fraction <= 1:
-            raise InrforgeError(f"min_steps_fraction must be in (0, 1], got {self.min_steps_fraction}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise InrforgeError(f"zoo lr must be a positive number, got {self.lr}")
-        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
-            raise InrforgeError(f"zoo batch_size must be a positive integer, got {self.batch_size}")
-        if not 0 < self.subset_fraction <= 1:
-            raise InrforgeError(f"subset_fraction must be in (0, 1], got {self.subset_fraction}")
-        lo, hi = self.init_scale if len(self.init_scale) == 2 else (0.0, -1.0)
-        if not 0 < lo <= hi:
-            raise InrforgeError(f"init_scale must be a range 0 < lo <= hi, got {self.init_scale}")
-        if int(self.classifiers_per_batch) != self.classifiers_per_batch or self.classifiers_per_batch < 1:
-            raise InrforgeError(f"classifiers_per_batch must be a positive integer, got {self.classifiers_per_batch}")
+        for name, label in (("steps", "zoo steps"), ("batch_size", "zoo batch_size"),
+                            ("classifiers_per_batch", "classifiers_per_batch")):
+            object.__setattr__(self, name, whole_number(getattr(self, name), label))
+        for name in ("min_steps_fraction", "subset_fraction"):
+            value = getattr(self, name)
+            if not (is_number(value) and 0 < value <= 1):
+                raise InrforgeError(f"{name} must be in (0, 1], got {value!r}")
+        if not (is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
+            raise InrforgeError(f"zoo lr must be a positive number, got {self.lr!r}")
+        scale = self.init_scale
+        pair = isinstance(scale, (tuple, list, np.ndarray)) and len(scale) == 2 and all(map(is_number, scale))
+        if not (pair and 0 < scale[0] <= scale[1] < math.inf):
+            raise InrforgeError(f"init_scale must be a range 0 < lo <= hi (finite), got {scale!r}")
+        object.__setattr__(self, "init_scale", (float(scale[0]), float(scale[1])))
         check_device(self.device)
 
 
@@ -236,12 +235,16 @@ def train_classifiers(arch: INRSpec, plan: ClassifierPlan, x: torch.Tensor, y: t
     training it further does not touch the others (the loss separates), so the result equals a
     separate Adam run of ``T_k`` steps.  A classifier whose loss becomes NaN/inf is marked failed;
     like a failed INR it keeps the parameters at which that happened, and its step count is the
-    number of steps it took before.
+    number of steps it took before.  That includes the loss of its final parameters (on its last
+    minibatch): a last update that diverged fails it with ``T_k`` steps.
     """
     dev = check_device(settings.device)
     b = plan.init.shape[0]
-    if arch.in_features != x.shape[1]:
-        raise InrforgeError(f"classifier arch takes {arch.in_features} inputs but the images have {x.shape[1]}")
+    if x.ndim != 2 or arch.in_features != x.shape[1]:
+        raise InrforgeError(f"classifier arch takes {arch.in_features} inputs but the images are {tuple(x.shape)}")
+    if y.shape != (len(x),) or (len(y) and not 0 <= int(y.min()) <= int(y.max()) < arch.out_features):
+        raise InrforgeError(f"labels must be (n,) = ({len(x)},) classes in [0, {arch.out_features}), got shape "
+                            f"{tuple(y.shape)}" + (f", range [{int(y.min())}, {int(y.max())}]" if y.numel() else ""))
     x, y = x.to(dev), y.to(dev)
     subsets = plan.subsets.to(dev)
     params = [plan.init[:, s.offset:s.offset + s.size].reshape(b, *s.shape).to(dev).clone().requires_grad_(True)
@@ -271,9 +274,21 @@ def train_classifiers(arch: INRSpec, plan: ClassifierPlan, x: torch.Tensor, y: t
             with torch.no_grad():
                 flat = torch.cat([p.reshape(b, -1) for p in params], dim=1)
                 final[done] = flat[done]
+                failed |= _diverged_at_end(arch, params, done, x[idx], y[idx])
         if bool(failed.any()):  # the failed ones are finished: final holds their parameters
             ends = torch.where(failed, torch.full_like(ends, -1), ends)
     return ZooFitResult(final.cpu(), steps_taken.cpu(), failed.cpu())
+
+
+def _diverged_at_end(arch: INRSpec, params, done: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the ``done`` classifiers whose mean cross-entropy on their minibatch (x (B, m, D),
+    y (B, m)) is non-finite at the current ``params``; only those classifiers are evaluated."""
+    sel = done.nonzero()[:, 0]
+    logits = forward(arch, [p[sel] for p in params[0::2]], [p[sel] for p in params[1::2]], x[sel], encoded=True)
+    ce = F.cross_entropy(logits.transpose(1, 2), y[sel], reduction="none").mean(1)
+    out = torch.zeros_like(done)
+    out[sel] = ~torch.isfinite(ce)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -311,14 +326,18 @@ def fit_zoo(out, *, data: str = "digits", n_classifiers: int = 512, hidden: int 
     with the same arguments (a finished store is returned untouched); other arguments are refused
     unless ``overwrite``.  Objects are classifiers (one view each); their splits are a seeded
     ``val_fraction`` / ``zoo_test_fraction`` of the zoo (``default_rng([seed, 2])``); the label of a
-    classifier is its source-domain test accuracy.
+    classifier is its source-domain test accuracy.  A classifier whose training loss or test
+    cross-entropy is NaN/inf is stored failed, with NaN accuracy, label and loss.
     """
-    settings = settings or ZooSettings()
-    if int(n_classifiers) != n_classifiers or n_classifiers < 1:
-        raise InrforgeError(f"n_classifiers must be a positive integer, got {n_classifiers}")
+    settings = ZooSettings() if settings is None else settings
+    if not isinstance(settings, ZooSettings):
+        raise InrforgeError(f"settings must be a ZooSettings, got {type(settings).__name__}")
+    n_classifiers = whole_number(n_classifiers, "n_classifiers")
+    shard_objects = whole_number(shard_objects, "shard_objects")
+    seed = check_count("seed", seed, minimum=0)
     for name, f in (("val_fraction", val_fraction), ("zoo_test_fraction", zoo_test_fraction)):
-        if not 0 <= f < 1:
-            raise InrforgeError(f"{name} must be in [0, 1), got {f}")
+        if not (is_number(f) and 0 <= f < 1):
+            raise InrforgeError(f"{name} must be in [0, 1), got {f!r}")
     if val_fraction + zoo_test_fraction >= 1:
         raise InrforgeError("val_fraction + zoo_test_fraction must leave some training classifiers")
     d = zoo_data(data, limit=limit, image_size=image_size, test_fraction=test_fraction, seed=seed, path=path)
@@ -363,17 +382,18 @@ def fit_zoo(out, *, data: str = "digits", n_classifiers: int = 512, hidden: int 
             plan = plan_classifiers(arch, range(lo, hi), seed, len(d.y_train), settings)
             res = train_classifiers(arch, plan, d.x_train, d.y_train, settings)
             acc, ce = classifier_metrics(Weights.from_flat(res.params, arch), d.x_test, d.y_test)
-            acc = torch.where(res.failed, torch.full_like(acc, float("nan")), acc)
-            ce = torch.where(res.failed, torch.full_like(ce, float("nan")), ce)
-            parts.append((res, acc, ce))
+            failed = res.failed | ~torch.isfinite(ce)  # "failed": a loss became NaN/inf (docs/format.md)
+            acc = torch.where(failed, torch.full_like(acc, float("nan")), acc)
+            ce = torch.where(failed, torch.full_like(ce, float("nan")), ce)
+            parts.append((res, acc, ce, failed))
         cat = lambda f: torch.cat([f(*p) for p in parts]).numpy()  # noqa: E731
-        acc = cat(lambda r, a, c: a)
+        acc = cat(lambda r, a, c, f: a)
         acc_array[start:stop] = acc[:, None]
         store.root["labels"][start:stop] = acc
         store.write_shard(ShardData(
-            start=start, params=cat(lambda r, a, c: r.params)[:, None],
-            psnr=np.full((stop - start, 1), np.nan, dtype=np.float32), loss=cat(lambda r, a, c: c)[:, None],
-            steps=cat(lambda r, a, c: r.steps)[:, None], failed=cat(lambda r, a, c: r.failed)[:, None]))
+            start=start, params=cat(lambda r, a, c, f: r.params)[:, None],
+            psnr=np.full((stop - start, 1), np.nan, dtype=np.float32), loss=cat(lambda r, a, c, f: c)[:, None],
+            steps=cat(lambda r, a, c, f: r.steps)[:, None], failed=cat(lambda r, a, c, f: f)[:, None]))
     store._labels = None
     return store
 

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -138,13 +139,21 @@ def test_inr_seed_is_a_function_of_seed_object_view():
     assert inr_seed(0, 1, 2) == inr_seed(0, 1, 2)
     seeds = {inr_seed(s, i, v) for s in range(2) for i in range(50) for v in range(3)}
     assert len(seeds) == 300
+    assert inr_seed(np.int64(3), np.int32(1), 0) == inr_seed(3, 1, 0)
+    for args, name in [((-1, 0, 0), "seed"), ((1.5, 0, 0), "seed"), ((0, -2, 0), "index"), ((0, 0, True), "view")]:
+        with pytest.raises(InrforgeError, match=f"{name} must be an integer >= 0"):
+            inr_seed(*args)  # -1 was a raw ValueError, 1.5 silently the seed of 1
 
 
 @pytest.mark.parametrize("kw, msg", [(dict(steps=0), "--steps"), (dict(lr=-1.0), "--lr"),
                                      (dict(batch_size=0), "--batch-size"),
                                      (dict(device="tpu"), r"unknown device 'tpu'; use cpu or cuda\[:N\]$"),
                                      (dict(device="mps"), r"unsupported device 'mps'; use cpu or cuda"),
-                                     (dict(target_psnr=float("nan")), "target-psnr")])
+                                     (dict(target_psnr=float("nan")), "target-psnr"),
+                                     (dict(lr="1e-3"), "--lr must be a positive number, got '1e-3'"),
+                                     (dict(lr=None), "--lr"), (dict(lr=True), "--lr"),
+                                     (dict(target_psnr="40"), "--target-psnr must be a number"),
+                                     (dict(compile="no"), "compile must be True or False")])
 def test_bad_settings_are_user_errors(kw, msg):
     with pytest.raises(InrforgeError, match=msg):
         settings(**kw)
@@ -183,3 +192,50 @@ def test_fused_step_gradients_equal_autograd():
     assert len(derivs) == arch.n_layers - 1
     for p, g in zip(params, [t for pair in zip(gw, gb) for t in pair]):
         torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_an_inr_whose_last_update_diverges_is_marked_failed():
+    """The update of the last step can make the loss non-finite: that INR is failed too, not a
+    successful INR with a NaN/inf loss."""
+    init = ARCH.init_flat(range(3))
+    y = targets(3)
+    for steps, lr in [(1, 1e20), (2, 1e10)]:
+        res = fit_batch(ARCH, init, COORDS, y, settings(steps=steps, lr=lr))
+        assert res.failed.tolist() == [True, True, True]
+        assert res.steps.tolist() == [steps] * 3  # the updates applied, the last one included
+        assert torch.isnan(res.loss).all() and torch.isnan(res.psnr).all()
+
+
+@pytest.mark.parametrize("arch, shapes, msg", [
+    (make_arch("siren", hidden=8, out_features=3), dict(targets=(2, 36, 1)), r"targets must be \(2, 36, 3\)"),
+    (ARCH, dict(targets=(2, 36, 3)), r"targets must be \(2, 36, 1\)"),
+    (ARCH, dict(targets=(2, 36)), r"targets must be \(2, 36, 1\)"),
+    (ARCH, dict(targets=(1, 36, 1)), r"targets must be \(2, 36, 1\)"),
+    (ARCH, dict(coords=(36, 3)), r"coords must be \(N, 2\) or \(2, N, 2\)"),
+    (ARCH, dict(coords=(3, 36, 2)), r"coords must be \(N, 2\)"),
+    (ARCH, dict(init=(2, 104)), r"init must be \(B, 105\)"),
+])
+def test_mismatched_shapes_are_user_errors(arch, shapes, msg):
+    """Gray targets for an RGB arch used to broadcast silently (every channel fitted to gray)."""
+    init = torch.zeros(shapes.get("init", (2, arch.param_count)))
+    coords = torch.zeros(shapes.get("coords", (36, 2)))
+    y = torch.zeros(shapes.get("targets", (2, 36, arch.out_features)))
+    with pytest.raises(InrforgeError, match=msg):
+        fit_batch(arch, init, coords, y, settings(steps=1))
+
+
+def test_per_inr_coordinates_and_empty_batches():
+    init = ARCH.init_flat(range(3))
+    y = targets(3)
+    shared = fit_batch(ARCH, init, COORDS, y, settings(steps=5))
+    perm = torch.randperm(36, generator=torch.Generator().manual_seed(0))
+    own = fit_batch(ARCH, init, torch.stack([COORDS, COORDS[perm], COORDS]),
+                    torch.stack([y[0], y[1, perm], y[2]]), settings(steps=5))
+    torch.testing.assert_close(own.params, shared.params, rtol=1e-5, atol=1e-6)  # same points, other order
+    empty = fit_batch(ARCH, init[:0], COORDS, y[:0], settings(steps=5))
+    assert empty.params.shape == (0, ARCH.param_count) and empty.failed.shape == (0,)
+
+
+def test_a_target_psnr_below_any_reachable_stops_at_once():
+    res = fit_batch(ARCH, ARCH.init_flat(range(2)), COORDS, targets(2), settings(target_psnr=-5000.0))
+    assert res.steps.tolist() == [0, 0] and not res.failed.any()

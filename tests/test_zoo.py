@@ -103,7 +103,11 @@ def test_zoo_store_round_trips_and_resumes(tmp_path):
 @pytest.mark.parametrize("kw, msg", [
     (dict(steps=0), "steps"), (dict(lr=-1.0), "lr"), (dict(subset_fraction=0.0), "subset_fraction"),
     (dict(init_scale=(2.0, 1.0)), "init_scale"), (dict(batch_size=0), "batch_size"),
-    (dict(device="tpu"), "device"),
+    (dict(device="tpu"), "device"), (dict(steps="3"), "zoo steps must be a positive integer, got '3'"),
+    (dict(steps=float("nan")), "zoo steps"), (dict(steps=2.5), "zoo steps"), (dict(lr="1"), "zoo lr"),
+    (dict(init_scale=None), "init_scale"), (dict(init_scale=(1.0, float("inf"))), "init_scale"),
+    (dict(min_steps_fraction="a"), "min_steps_fraction"), (dict(subset_fraction=None), "subset_fraction"),
+    (dict(classifiers_per_batch=True), "classifiers_per_batch"),
 ])
 def test_bad_settings_are_user_errors(kw, msg):
     with pytest.raises(InrforgeError, match=msg):
@@ -124,6 +128,11 @@ def test_bad_zoo_input_is_a_user_error(tmp_path):
     plan = plan_classifiers(classifier_arch(10, 3), range(2), 0, len(y), s)
     with pytest.raises(InrforgeError, match="inputs"):
         train_classifiers(classifier_arch(10, 3), plan, x, y, s)
+    plan = plan_classifiers(ARCH, range(2), 0, len(y), s)
+    with pytest.raises(InrforgeError, match=r"classes in \[0, 3\), got shape \(40,\), range \[0, 3\]"):
+        train_classifiers(ARCH, plan, x, torch.where(y == 2, 3, y), s)  # was a raw IndexError
+    with pytest.raises(InrforgeError, match=r"labels must be \(n,\) = \(40,\)"):
+        train_classifiers(ARCH, plan, x, y[:30], s)
 
 
 def test_corruption_is_deterministic_and_in_range():
@@ -155,3 +164,49 @@ def test_dwsnet_mapper_is_permutation_equivariant():
     pw = apply_permutation(w, perms)
     torch.testing.assert_close(m(pw).flatten(), apply_permutation(m(w), perms).flatten(), rtol=1e-4, atol=1e-5)
     assert not torch.allclose(m(w).flatten(), w.flatten())  # it does change the weights
+
+
+def test_a_classifier_whose_last_update_diverges_is_failed():
+    """One Adam step of lr 1e20: the loss of the final parameters is NaN for classifiers 0 and 1
+    (their logits overflow), finite for 2.  The first two are failed after their T_k = 1 steps."""
+    x, y = toy_data()
+    s = ZooSettings(steps=1, min_steps_fraction=1.0, lr=1e20, batch_size=7, subset_fraction=0.6)
+    plan = plan_classifiers(ARCH, range(3), seed=3, n_train=len(y), settings=s)
+    res = train_classifiers(ARCH, plan, x, y, s)
+    assert res.failed.tolist() == [True, True, False]
+    assert res.steps.tolist() == [1, 1, 1]
+    _, ce = classifier_metrics(Weights.from_flat(res.params, ARCH), x, y)
+    assert torch.isnan(ce[:2]).all() and torch.isfinite(ce[2])
+
+
+def test_a_zoo_never_stores_a_nan_loss_for_a_classifier_not_failed(tmp_path):
+    s = ZooSettings(steps=1, min_steps_fraction=1.0, lr=1e20, classifiers_per_batch=4)
+    store = fit_zoo(tmp_path / "z.zarr", data="digits", limit=100, n_classifiers=6.0, hidden=4, settings=s,
+                    seed=1, shard_objects=4)
+    failed = store.root["metrics"]["failed"][:, 0]
+    loss = store.root["metrics"]["loss"][:, 0]
+    assert failed.all() and np.isnan(loss).all()  # every test loss overflowed: all failed
+    assert np.isnan(zoo_accuracy(store)).all() and np.isnan(store.labels).all()  # no label from a failed one
+
+
+def test_integral_float_settings_are_ints():
+    s = ZooSettings(steps=3.0, batch_size=2.0, classifiers_per_batch=4.0, init_scale=[1, 2])
+    assert (s.steps, s.batch_size, s.classifiers_per_batch, s.init_scale) == (3, 2, 4, (1.0, 2.0))
+    assert all(type(v) is int for v in (s.steps, s.batch_size, s.classifiers_per_batch))
+    x, y = toy_data()
+    res = train_classifiers(ARCH, plan_classifiers(ARCH, range(2), 0, len(y), s), x, y, s)
+    assert not res.failed.any()
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(shard_objects=0), "shard_objects must be a positive integer, got 0"),
+    (dict(n_classifiers=2.5), "n_classifiers must be a positive integer"),
+    (dict(seed=-1), "seed must be an integer >= 0"),
+    (dict(settings={"steps": 2}), "settings must be a ZooSettings"),
+    (dict(val_fraction="0.1"), "val_fraction must be in"),
+    (dict(test_fraction=None), "test_fraction must be in"),
+    (dict(image_size="4"), "image_size must be a positive integer"),
+])
+def test_bad_fit_zoo_arguments_are_user_errors(tmp_path, kw, msg):
+    with pytest.raises(InrforgeError, match=msg):
+        fit_zoo(tmp_path / "z.zarr", **{"data": "digits", "limit": 50, "n_classifiers": 4, **kw})
