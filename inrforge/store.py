@@ -33,12 +33,13 @@ import torch
 import zarr
 
 from . import __version__
-from .arch import INRSpec
+from .arch import INRSpec, whole_number
 from .errors import InrforgeError, StoreReplacedError
 from .weights import Weights
 
 FORMAT_VERSION = 1
 METRICS = ("psnr", "loss", "steps", "failed")
+ATTRIBUTES = ("arch", "layout", "source", "fit", "n_objects", "views", "shard_objects", "chunk_objects")
 
 
 @dataclass(frozen=True)
@@ -252,18 +253,18 @@ class INRStore:
         try:
             self.root = zarr.open_group(self.path, mode=mode)
         except Exception as e:
-            raise InrforgeError(f"{self.path} is not a readable Zarr store: {str(e).splitlines()[0]}") from None
-        attrs = self.root.attrs.asdict()
-        meta = attrs.get("inrforge")
-        if not isinstance(meta, dict) or "format" not in meta:
-            raise InrforgeError(f"{self.path} is a Zarr group but not an inrforge store")
-        if meta["format"] != FORMAT_VERSION:
-            raise InrforgeError(f"{self.path} has store format {meta['format']}; this inrforge reads format {FORMAT_VERSION}")
-        self.attrs = attrs
-        self.arch = INRSpec.from_dict(attrs["arch"])
-        self.views = int(attrs["views"])
-        self.shard_objects = int(attrs["shard_objects"])
-        self.params = self.root["params"]
+            raise InrforgeError(f"{self.path} is not a readable Zarr store: {_first_line(e)}") from None
+        if self.root.metadata.zarr_format != 3:
+            raise InrforgeError(f"{self.path} is a Zarr v{self.root.metadata.zarr_format} group, not an inrforge "
+                                f"store (inrforge stores are Zarr v3)")
+        self.attrs = self.root.attrs.asdict()
+        _check_format(self.path, self.attrs.get("inrforge"))
+        self.arch, n, self.views, self.shard_objects = _check_attributes(self.path, self.attrs)
+        self.params = self._array("params")
+        want = (n, self.views, self.arch.param_count)
+        if self.params.shape != want or self.params.dtype != np.float32:
+            raise InrforgeError(f"{self.path}: params has shape {self.params.shape} and dtype {self.params.dtype}, "
+                                f"but its attributes give {want} float32 (n_objects, views, param_count)")
         self._labels = None
 
     def __len__(self) -> int:
@@ -283,22 +284,59 @@ class INRStore:
 
     @property
     def labels(self) -> np.ndarray:
+        """(N,) or (N, K) labels, read once."""
         if self._labels is None:
-            self._labels = self.root["labels"][...]
+            arr = self._array("labels")
+            if arr.ndim not in (1, 2) or arr.shape[0] != len(self):
+                raise InrforgeError(f"{self.path}: labels has shape {arr.shape}, not one row per object "
+                                    f"({len(self)} objects)")
+            self._labels = self._read(arr)
         return self._labels
 
     def split(self, name: str) -> np.ndarray:
+        """The split's object indices, as stored (sorted)."""
         if name not in ("train", "val", "test"):
             raise InrforgeError(f"unknown split {name!r}; choose train, val or test")
-        return self.root["splits"][name][...]
+        return self._read(self._array(f"splits/{name}", (None,)))
 
     def done(self) -> np.ndarray:
-        return self.root["done"][...]
+        """(N,) bool: the object's shard is fully written.  Only these objects' params and metrics
+        are final; the others hold the fill values (NaN params: never fitted) or what a killed writer
+        left (refitted on resume)."""
+        return self._read(self._array("done", (len(self),)))
 
     def metric(self, name: str) -> np.ndarray:
+        """(N, V) metric ``name``: psnr, loss, steps, failed, or an extra one the store holds (a
+        classifier zoo's ``accuracy``), as stored (see :meth:`done` for which entries are final)."""
         if name not in METRICS:
-            raise InrforgeError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}")
-        return self.root["metrics"][name][...]
+            extra = sorted(set(self._array("metrics", group=True).array_keys()) - set(METRICS))
+            if name not in extra:
+                raise InrforgeError(f"unknown metric {name!r}; choose one of {', '.join(METRICS + tuple(extra))}")
+        return self._read(self._array(f"metrics/{name}", (len(self), self.views)))
+
+    def _array(self, name: str, shape: tuple | None = None, group: bool = False):
+        """The array (or with ``group``, the group) ``name``; an :class:`InrforgeError` when it is
+        missing, unreadable or not of ``shape`` (None entries match any size)."""
+        try:
+            node = self.root[name]
+        except Exception:
+            node = None
+        if not isinstance(node, zarr.Group if group else zarr.Array):
+            raise InrforgeError(f"{self.path} has no readable {'group' if group else 'array'} {name!r} (a damaged store?)")
+        if shape is not None and (node.ndim != len(shape) or any(w not in (None, g) for g, w in zip(node.shape, shape))):
+            want = ", ".join("any" if w is None else str(w) for w in shape)
+            raise InrforgeError(f"{self.path}: {name} has shape {node.shape}, expected ({want}{',' * (len(shape) == 1)})")
+        return node
+
+    def _read(self, arr, selection=Ellipsis, orthogonal: bool = False) -> np.ndarray:
+        """``arr[selection]`` (an orthogonal selection with ``orthogonal``); a chunk that cannot be
+        decoded (a damaged file) is an :class:`InrforgeError`."""
+        try:
+            return arr.get_orthogonal_selection(selection) if orthogonal else arr[selection]
+        except MemoryError:
+            raise
+        except Exception as e:
+            raise InrforgeError(f"cannot read {arr.path} of {self.path}: {_first_line(e)} (a damaged chunk?)") from None
 
     # ----- shards -----------------------------------------------------------------------
     @property
@@ -306,12 +344,16 @@ class INRStore:
         return -(-len(self) // self.shard_objects)
 
     def shard_range(self, k: int) -> tuple[int, int]:
-        start = k * self.shard_objects
+        """Objects ``[start, stop)`` of shard ``k`` (0 <= k < n_shards; anything else is an error)."""
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 0 <= k < self.n_shards:
+            raise InrforgeError(f"shard {k!r} out of range: the store has {self.n_shards} shard"
+                                f"{'' if self.n_shards == 1 else 's'} (0 to {self.n_shards - 1})")
+        start = int(k) * self.shard_objects
         return start, min(start + self.shard_objects, len(self))
 
-    def pending_shards(self) -> list[int]:
-        """Shards whose ``done`` chunk is not fully set."""
-        done = self.done()
+    def pending_shards(self, done: np.ndarray | None = None) -> list[int]:
+        """Shards whose ``done`` chunk is not fully set (in ``done``, when given: a :meth:`done` read)."""
+        done = self.done() if done is None else done
         return [k for k in range(self.n_shards) if not done[slice(*self.shard_range(k))].all()]
 
     def check_writable(self) -> None:
@@ -357,10 +399,13 @@ class INRStore:
 
     # ----- reading ----------------------------------------------------------------------
     def object_indices(self, indices) -> np.ndarray:
-        """``indices`` (an int, a sequence or array of ints, a bool mask of length N, or a slice)
-        as an int64 array of object numbers."""
+        """``indices`` (an int, a sequence, numpy array or torch tensor of ints, a bool mask of length
+        N, or a slice) as an int64 array of object numbers in [0, N), in the given order, duplicates
+        kept; negative numbers count from the end; an array of more dimensions is flattened.  Other
+        types, numbers out of range and malformed slices are an :class:`InrforgeError`."""
         if isinstance(indices, slice):
-            return np.arange(len(self))[indices]
+            rows = self._rows(indices)
+            return np.arange(rows.start, rows.stop, rows.step, dtype=np.int64)
         arr = np.asarray(indices)
         if arr.dtype == bool:
             if arr.shape != (len(self),):
@@ -368,28 +413,34 @@ class INRStore:
             return np.flatnonzero(arr)
         if arr.size and not np.issubdtype(arr.dtype, np.integer):
             raise InrforgeError(f"object indices must be integers, got {arr.dtype}")
-        idx = arr.astype(np.int64).reshape(-1)
-        if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
+        if arr.size and (arr.min() < -len(self) or arr.max() >= len(self)):  # before a cast can wrap
             raise InrforgeError(f"object index out of range for a store of {len(self)} objects")
+        idx = arr.astype(np.int64).reshape(-1)
         return idx % len(self) if len(idx) else idx
+
+    def _rows(self, indices: slice) -> range:
+        """The objects a slice selects, or an :class:`InrforgeError` for a malformed slice."""
+        try:
+            return range(len(self))[indices]
+        except (TypeError, ValueError) as e:
+            raise InrforgeError(f"bad slice of objects {indices!r}: {e}") from None
 
     def read_flat(self, indices, view: int | None = 0) -> np.ndarray:
         """Flat parameters (n, P) of ``view`` (or (n, V, P) for ``view=None``) of the objects
         ``indices`` (see :meth:`object_indices`), read with one sorted orthogonal selection."""
         if view is not None:
             view = self.check_view(view)
-        if isinstance(indices, slice) and indices.step in (None, 1):  # a contiguous read
-            sel = self.params[indices]
+        if isinstance(indices, slice) and self._rows(indices).step == 1:  # a contiguous read
+            rows = self._rows(indices)
+            sel = self._read(self.params, slice(rows.start, rows.stop))
             return sel if view is None else sel[:, view]
         idx = self.object_indices(indices)
         if len(idx) == 0:
             return np.empty((0,) + self.params.shape[1 if view is None else 2:], dtype=np.float32)
         order = np.argsort(idx, kind="stable")
         uniq, inverse = np.unique(idx[order], return_inverse=True)
-        if view is None:
-            block = self.params.get_orthogonal_selection((uniq, slice(None), slice(None)))
-        else:
-            block = self.params.get_orthogonal_selection((uniq, view, slice(None)))
+        views = slice(None) if view is None else view
+        block = self._read(self.params, (uniq, views, slice(None)), orthogonal=True)
         out = np.empty((len(idx),) + block.shape[1:], dtype=block.dtype)
         out[order] = block[inverse]
         return out
@@ -405,7 +456,11 @@ class INRStore:
 
     def read(self, indices, view: int = 0) -> tuple[Weights, torch.Tensor]:
         """``(weights, labels)`` for the objects ``indices`` at one view (see :meth:`object_indices`;
-        a single int gives a batch of one)."""
+        a single int gives a batch of one).  The parameters are returned as stored, finished or not:
+        :meth:`done` and ``metric("failed")`` say which are usable (``inrforge.data.usable_views``)."""
+        if view is None:
+            raise InrforgeError("read gives one view (a Weights batch holds one INR per object); "
+                                "use read_flat(indices, view=None) for all views")
         idx = self.object_indices(indices)
         flat = torch.from_numpy(np.ascontiguousarray(self.read_flat(idx, view)))
         return Weights.from_flat(flat, self.arch), torch.from_numpy(np.asarray(self.labels[idx]))
@@ -418,10 +473,14 @@ class INRStore:
                 "fit_steps": fit.get("steps"), "fit_lr": fit.get("lr"), "data_seed": fit.get("seed")}
 
     def info(self) -> dict:
+        """Counts, arch, size on disk, and the PSNR mean/median/5th percentile and failure count over
+        the INRs of finished shards (a shard still being written, or left by a killed writer, is not
+        counted); the PSNR statistics leave failed INRs out and are NaN when none is left."""
+        flags = self.done()  # read first: a shard done now wrote its metrics before, even while a fit runs
+        done = flags[:, None]
         psnr = self.metric("psnr")
-        failed = self.metric("failed")
-        done = self.done()
-        ok = psnr[np.isfinite(psnr)]
+        failed = self.metric("failed") & done
+        ok = psnr[done & ~failed & np.isfinite(psnr)]
         pct = (lambda q: float(np.percentile(ok, q))) if len(ok) else (lambda q: float("nan"))
         return {
             "path": self.path,
@@ -432,8 +491,8 @@ class INRStore:
             "params_per_inr": self.arch.param_count,
             "source": self.source.get("name"),
             "splits": {s: int(len(self.split(s))) for s in ("train", "val", "test")},
-            "done_fraction": float(done.mean()) if len(done) else 0.0,
-            "shards": f"{self.n_shards - len(self.pending_shards())}/{self.n_shards}",
+            "done_fraction": float(flags.mean()),
+            "shards": f"{self.n_shards - len(self.pending_shards(flags))}/{self.n_shards}",
             "psnr_mean": float(ok.mean()) if len(ok) else float("nan"),
             "psnr_median": pct(50),
             "psnr_p5": pct(5),
@@ -443,12 +502,68 @@ class INRStore:
 
 
 def _size_on_disk(path: str) -> int | None:
+    """Bytes of the files under a local store (None for a URL).  A file that vanishes while it is
+    counted (a writer's temporary file, renamed into place) is skipped."""
     if _is_url(path):
         return None
     total = 0
     for dirpath, _, files in os.walk(path):
-        total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, f))
+            except OSError:
+                pass
     return total
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0]
+
+
+def _check_format(path: str, meta) -> None:
+    """An :class:`InrforgeError` unless ``meta`` (the ``inrforge`` attribute) marks a store of the
+    format this code reads."""
+    if not isinstance(meta, dict) or "format" not in meta:
+        raise InrforgeError(f"{path} is a Zarr group but not an inrforge store")
+    fmt = meta["format"]
+    if isinstance(fmt, bool) or not isinstance(fmt, int):
+        raise InrforgeError(f"{path} has a malformed format marker {fmt!r} (inrforge.format must be an integer)")
+    if fmt > FORMAT_VERSION:
+        raise InrforgeError(f"{path} has store format {fmt}, newer than this inrforge {__version__} reads "
+                            f"(format {FORMAT_VERSION}): upgrade inrforge to read it")
+    if fmt != FORMAT_VERSION:
+        raise InrforgeError(f"{path} has store format {fmt}; this inrforge reads format {FORMAT_VERSION}")
+
+
+def _check_attributes(path: str, attrs: dict) -> tuple[INRSpec, int, int, int]:
+    """``(arch, n_objects, views, shard_objects)`` from a store's attributes; an
+    :class:`InrforgeError` naming ``path`` when one is missing or malformed, or when the layout is
+    not the arch's (the reader builds weights from the arch)."""
+    missing = [k for k in ATTRIBUTES if k not in attrs]
+    if missing:
+        raise InrforgeError(f"{path} is a damaged inrforge store: missing attribute{'s' if len(missing) > 1 else ''} "
+                            f"{', '.join(missing)}")
+    for key in ("source", "fit"):
+        if not isinstance(attrs[key], dict):
+            raise InrforgeError(f"{path}: attribute {key} must be a JSON object, got {type(attrs[key]).__name__}")
+    try:
+        arch = INRSpec.from_dict(attrs["arch"])
+        n, views, shard, _ = (whole_number(attrs[k], k) for k in ATTRIBUTES[4:])
+    except InrforgeError as e:
+        raise InrforgeError(f"{path}: {e}") from None
+    if attrs["layout"] != arch.layout_dicts():
+        raise InrforgeError(f"{path}: the stored layout does not match its arch "
+                            f"({_layout_difference(attrs['layout'], arch.layout_dicts())})")
+    return arch, n, views, shard
+
+
+def _layout_difference(got, want: list[dict]) -> str:
+    if not isinstance(got, list):
+        return f"a {type(got).__name__}, not a list"
+    for i, w in enumerate(want):
+        if i >= len(got) or got[i] != w:
+            return f"entry {i} is {got[i] if i < len(got) else 'missing'}, the arch gives {w}"
+    return f"{len(got)} entries, the arch gives {len(want)}"
 
 
 def prepare_output(path, overwrite: bool = False) -> None:

@@ -10,6 +10,7 @@ from inrforge.errors import InrforgeError
 from inrforge.store import ShardData, create_store, is_store, open_store, remove_store
 
 ARCH = make_arch()
+SMALL = make_arch(hidden=16)  # 2->16->16->1, 337 parameters
 
 
 def make(path, n=10, views=2, shard=4, chunk=2, labels=None, arch=ARCH):
@@ -265,3 +266,207 @@ def test_a_writer_never_writes_into_a_store_that_replaced_its_own(tmp_path):
                                      psnr=np.zeros((4, 1), np.float32), loss=np.zeros((4, 1), np.float32),
                                      steps=np.zeros((4, 1), np.int32), failed=np.zeros((4, 1), bool)))
     assert new_writer.done()[:4].all()  # the store's own writer is not refused
+
+
+def finished(path, n=10, views=2):
+    """A store with every shard written (shard_data's numbers)."""
+    s = make(path, n=n, views=views)
+    for k in range(s.n_shards):
+        s.write_shard(shard_data(s, k))
+    return s
+
+
+def test_info_summarises_only_finished_inrs_that_did_not_fail(tmp_path):
+    s = make(tmp_path / "s.zarr")
+    d0, d1, d2 = (shard_data(s, k) for k in range(3))
+    d0.failed[1, 0], d0.psnr[1, 0] = True, np.nan  # a failed fit: PSNR NaN, as fit writes it
+    d2.failed[0, 1], d2.psnr[0, 1] = True, np.nan
+    s.write_shard(d0)
+    s.write_shard(d2)
+    m = s.root["metrics"]  # a writer killed after shard 1's metrics, before its done chunk
+    s.params[4:8] = d1.params
+    m["psnr"][4:8] = np.full((4, 2), 99, np.float32)
+    d1.failed[2, 1] = True
+    m["failed"][4:8] = d1.failed
+    info = open_store(s.path).info()
+    ok = np.concatenate([d0.psnr.ravel(), d2.psnr.ravel()])
+    ok = ok[np.isfinite(ok)].astype(np.float64)
+    assert len(ok) == 10
+    assert info["psnr_mean"] == pytest.approx(ok.mean(), rel=1e-6)
+    assert info["psnr_median"] == pytest.approx(np.median(ok), rel=1e-6)
+    assert info["psnr_p5"] == pytest.approx(np.percentile(ok, 5), rel=1e-6)
+    assert info["failed"] == 2 and info["done_fraction"] == 0.6 and info["shards"] == "2/3"
+
+
+def test_size_on_disk_survives_a_file_that_vanishes_while_counted(tmp_path, monkeypatch):
+    import inrforge.store as store_module
+
+    s = make(tmp_path / "s.zarr")
+    real_walk = store_module.os.walk
+
+    def walk_with_a_vanished_file(top, *a, **k):  # a concurrent writer renamed its .partial file
+        for dirpath, dirs, files in real_walk(top, *a, **k):
+            yield dirpath, dirs, files + ["0.3f2a.partial"]
+
+    monkeypatch.setattr(store_module.os, "walk", walk_with_a_vanished_file)
+    size = s.info()["size_bytes"]
+    monkeypatch.undo()
+    assert size == s.info()["size_bytes"] > 0
+
+
+def test_bad_slices_and_unsigned_overflow_are_one_line_errors(tmp_path):
+    s = finished(tmp_path / "s.zarr")
+    for bad in (slice(0.5, 2), slice(0, 4, 0), slice("a", None)):
+        for read in (s.read, s.read_flat, s.object_indices):
+            with pytest.raises(InrforgeError, match="slice"):
+                read(bad)
+    with pytest.raises(InrforgeError, match="out of range"):  # 2**64 - 1 is not object -1
+        s.read_flat(np.array([2**64 - 1], dtype=np.uint64))
+    np.testing.assert_array_equal(s.read_flat(np.array([9], np.uint64)), s.read_flat([-1]))
+    np.testing.assert_array_equal(s.read_flat(slice(5, 2)), np.empty((0, ARCH.param_count), np.float32))
+    np.testing.assert_array_equal(s.read_flat(slice(-3, None), view=None), s.read_flat([7, 8, 9], view=None))
+
+
+def test_read_gives_one_view_and_points_to_read_flat_for_all(tmp_path):
+    s = finished(tmp_path / "s.zarr")
+    with pytest.raises(InrforgeError, match=r"one view.*read_flat\(indices, view=None\)"):
+        s.read([0, 1], view=None)
+    w, _ = s.read([0, 1], view=np.int64(1))
+    assert torch.equal(w.flatten(), torch.from_numpy(s.read_flat([0, 1], view=None)[:, 1]))
+
+
+def test_shard_range_refuses_shards_the_store_does_not_have(tmp_path):
+    s = make(tmp_path / "s.zarr")
+    assert [s.shard_range(k) for k in range(3)] == [(0, 4), (4, 8), (8, 10)]
+    for k in (3, -1, 1.0, True):
+        with pytest.raises(InrforgeError, match="shard"):
+            s.shard_range(k)
+
+
+def _edited(tmp_path, edit, name="zarr.json"):
+    """A finished store whose ``name`` metadata JSON went through ``edit`` (a hand edit)."""
+    s = finished(tmp_path / "s.zarr")
+    meta = tmp_path / "s.zarr" / name
+    doc = json.loads(meta.read_text())
+    edit(doc)
+    meta.write_text(json.dumps(doc))
+    return s.path
+
+
+def _use_everything(path):
+    s = open_store(path)
+    s.read([0, 1])
+    s.read_flat(slice(None), view=None)
+    s.info()
+    s.fit_summary()
+    s.labels
+    return s
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda d: d["attributes"].pop("views"), "missing attribute.*views"),
+    (lambda d: d["attributes"].pop("arch"), "missing attribute.*arch"),
+    (lambda d: d["attributes"].pop("shard_objects"), "missing attribute.*shard_objects"),
+    (lambda d: d["attributes"].pop("layout"), "missing attribute.*layout"),
+    (lambda d: d["attributes"]["inrforge"].update(format="1"), "format marker '1'"),
+    (lambda d: d["attributes"]["inrforge"].update(format=True), "format marker True"),
+    (lambda d: d["attributes"]["inrforge"].update(format=3), "format 3, newer than .* upgrade inrforge"),
+    (lambda d: d["attributes"].update(views="two"), "views must be a positive integer, got 'two'"),
+    (lambda d: d["attributes"].update(shard_objects=0), "shard_objects must be a positive integer, got 0"),
+    (lambda d: d["attributes"].update(n_objects=12), r"params has shape \(10, 2, 1185\).* \(12, 2, 1185\)"),
+    (lambda d: d["attributes"].update(views=3), r"params has shape \(10, 2, 1185\).* \(10, 3, 1185\)"),
+    (lambda d: d["attributes"].update(arch=SMALL.to_dict(), layout=SMALL.layout_dicts()),
+     r"params has shape \(10, 2, 1185\).* \(10, 2, 337\)"),
+    (lambda d: d["attributes"]["layout"][0].update(shape=[2, 32]), "layout does not match its arch .*entry 0"),
+    (lambda d: d["attributes"].update(source=["digits"]), "source must be a JSON object"),
+    (lambda d: d["attributes"].update(fit=None), "fit must be a JSON object"),
+    (lambda d: d["attributes"]["arch"].update(family="tanh"), "s.zarr: .*unknown INR family 'tanh'"),
+])
+def test_a_damaged_or_hand_edited_store_is_refused_in_one_line(tmp_path, edit, words):
+    path = _edited(tmp_path, edit)
+    with pytest.raises(InrforgeError, match=words):
+        _use_everything(path)
+
+
+@pytest.mark.parametrize("name, edit, words", [
+    ("params/zarr.json", lambda d: d.update(data_type="float64"), "params .*float64.* float32"),
+    ("params/zarr.json", lambda d: d.update(shape=[10, 2370]), "params"),
+    ("labels/zarr.json", lambda d: d.update(shape=[8]), r"labels has shape \(8,\), not one row per object \(10 objects\)"),
+    ("done/zarr.json", lambda d: d.update(shape=[8]), r"done has shape \(8,\)"),
+    ("metrics/psnr/zarr.json", lambda d: d.update(shape=[10, 1]), r"metrics/psnr has shape \(10, 1\)"),
+])
+def test_arrays_of_the_wrong_shape_are_refused(tmp_path, name, edit, words):
+    path = _edited(tmp_path, edit, name)
+    with pytest.raises(InrforgeError, match=words):
+        _use_everything(path)
+
+
+@pytest.mark.parametrize("array", ["params", "labels", "done", "metrics/psnr", "splits/val"])
+def test_a_missing_array_is_a_one_line_error(tmp_path, array):
+    import shutil
+
+    s = finished(tmp_path / "s.zarr")
+    shutil.rmtree(tmp_path / "s.zarr" / array)
+    with pytest.raises(InrforgeError, match=f"s.zarr has no readable array '{array}'"):
+        _use_everything(s.path).split("val")
+
+
+def test_a_corrupt_chunk_is_a_one_line_error(tmp_path):
+    s = finished(tmp_path / "s.zarr")
+    (tmp_path / "s.zarr" / "params" / "c" / "1" / "0" / "0").write_bytes(b"garbage")
+    (tmp_path / "s.zarr" / "metrics" / "psnr" / "c" / "0" / "0").write_bytes(b"garbage")
+    r = open_store(s.path)
+    assert r.read_flat([0, 1]).shape == (2, ARCH.param_count)  # shard 0 is intact
+    with pytest.raises(InrforgeError, match="cannot read params of .*s.zarr"):
+        r.read([0, 5])
+    with pytest.raises(InrforgeError, match="cannot read params"):
+        r.read_flat(slice(4, 8))
+    with pytest.raises(InrforgeError, match="cannot read metrics/psnr"):
+        r.metric("psnr")
+
+
+def test_a_zarr_v2_group_is_refused(tmp_path):
+    g = zarr.open_group(str(tmp_path / "v2.zarr"), mode="w", zarr_format=2)
+    g.attrs["inrforge"] = {"format": 1}
+    with pytest.raises(InrforgeError, match="Zarr v2 group.*Zarr v3"):
+        open_store(tmp_path / "v2.zarr")
+
+
+def test_extra_metrics_such_as_a_zoos_accuracy_are_readable(tmp_path):
+    s = finished(tmp_path / "s.zarr", views=1)  # a zoo: one view
+    s.root["metrics"].create_array("accuracy", shape=(10, 1), dtype="float32", chunks=(4, 1), fill_value=np.nan)
+    s.root["metrics"]["accuracy"][:4] = np.full((4, 1), 0.5, np.float32)
+    acc = open_store(s.path).metric("accuracy")
+    assert acc.shape == (10, 1) and acc[:4].tolist() == [[0.5]] * 4 and np.isnan(acc[4:]).all()
+    with pytest.raises(InrforgeError, match="unknown metric 'psnr2'; choose one of .*accuracy"):
+        s.metric("psnr2")
+
+
+def test_unfinished_objects_are_read_as_stored_nan(tmp_path):
+    s = make(tmp_path / "s.zarr")
+    s.write_shard(shard_data(s, 0))
+    w, y = open_store(s.path).read([3, 4])
+    flat = w.flatten()
+    assert torch.isfinite(flat[0]).all() and torch.isnan(flat[1]).all() and y.tolist() == [0, 1]
+    assert s.done()[[3, 4]].tolist() == [True, False]
+
+
+def test_reading_a_store_read_only_writes_nothing(tmp_path):
+    import os
+    import time
+
+    s = finished(tmp_path / "s.zarr")
+
+    def mtimes():
+        return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
+                for d, _, fs in os.walk(s.path) for f in fs + ["."]}
+
+    before = mtimes()
+    time.sleep(0.01)
+    r = _use_everything(s.path)
+    for name in ("train", "val", "test"):
+        r.split(name)
+    for name in ("psnr", "loss", "steps", "failed"):
+        r.metric(name)
+    r.pending_shards(), r.done(), is_store(s.path)
+    assert mtimes() == before
