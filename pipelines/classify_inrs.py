@@ -50,7 +50,7 @@ def parse_args(argv=None):
     add_results_arguments(p, "runs/classify")
     p.add_argument("--small", action="store_true",
                    help="a minute-long setting (smoke test): defaults --limit 400 --fit-steps 200 --epochs 30 "
-                        "--batch-size 32 (270 gradient steps)")
+                        "--batch-size 32 (330 gradient steps)")
     return parse_with_small(p, argv, {"limit": 400, "fit_steps": 200, "epochs": 30, "batch_size": 32})
 
 

@@ -1,6 +1,6 @@
 """Smoke test of pipelines/classify_inrs.py (DWSNets Table 1 in small) at --small (~45 s on 1 thread).
 
-At --small (400 digits, 40 test objects, 30 epochs at batch 32: 270 gradient steps, 1 seed) one
+At --small (400 digits, 40 test objects, 30 epochs at batch 32: 330 gradient steps, 1 seed) one
 object is 2.5 points.  Runs are seeded, so the numbers are reproducible on one machine.  Measured
 for training seeds 0 / 1 / 2: DWSNet 32.5 / 37.5 / 27.5 %, MLP 17.5 / 7.5 / 10.0 %, MLP + perm
 5.0 / 5.0 / 12.5 %, MLP + alignment 50.0 / 62.5 / 50.0 %.  Asserted, each with half the smallest
