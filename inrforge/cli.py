@@ -34,9 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--arch", default="siren-dwsnets", choices=PRESETS, help="INR preset (default: siren-dwsnets)")
     f.add_argument("--hidden", type=positive_int, default=32, help="hidden width (default 32)")
     f.add_argument("--depth", type=positive_int, default=2, help="number of hidden layers (default 2: 2->32->32->1)")
-    f.add_argument("--w0", type=positive_float, default=30.0, help="SIREN frequency w0 (default 30)")
-    f.add_argument("--fourier-features", type=positive_int, default=32, help="relu-fourier: number of frequencies")
-    f.add_argument("--fourier-sigma", type=positive_float, default=3.0, help="relu-fourier: std of the frequencies")
+    # None: not given (an option the chosen arch does not use is refused, not ignored)
+    f.add_argument("--w0", type=positive_float, help="SIREN frequency w0 (default 30; siren archs only)")
+    f.add_argument("--fourier-features", type=positive_int,
+                   help="relu-fourier: number of frequencies (default 32)")
+    f.add_argument("--fourier-sigma", type=positive_float, help="relu-fourier: std of the frequencies (default 3.0)")
     f.add_argument("--views", type=positive_int, default=1, help="INRs (random inits) per object")
     f.add_argument("--steps", type=positive_int, default=1000, help="Adam steps per INR")
     f.add_argument("--lr", type=positive_float, default=5e-4, help="Adam learning rate")
@@ -80,11 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup-epochs", type=nonnegative_float, default=1.0,
                    help="linear learning-rate warm-up, in epochs (may be fractional)")
     t.add_argument("--patience", type=positive_int, help="stop once N epochs in a row bring no better val score")
-    t.add_argument("--hidden", type=positive_int, default=32, help="DWSNet channels")
-    t.add_argument("--depth", type=positive_int, default=4, help="DWSNet equivariant layers")
+    # None: not given (a DWSNet option given with --model mlp is refused, not ignored)
+    t.add_argument("--hidden", type=positive_int, help="DWSNet channels (default 32)")
+    t.add_argument("--depth", type=positive_int, help="DWSNet equivariant layers (default 4)")
     t.add_argument("--dropout", type=probability, default=0.0, help="dropout probability in the model")
-    t.add_argument("--norm", default="batch", choices=("batch", "layer", "none"),
-                   help="DWSNet normalisation (equivariant: statistics pooled over permuted axes)")
+    t.add_argument("--norm", choices=("batch", "layer", "none"),
+                   help="DWSNet normalisation (equivariant: statistics pooled over permuted axes; default batch)")
     t.add_argument("--normalize", default="symmetric", choices=("symmetric", "entry", "none"),
                    help="input normalisation from train-split statistics: pooled over each entry's "
                         "permutation orbit (commutes with neuron permutations), per flat entry (DWSNets), or none")
@@ -117,18 +120,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _refuse_unused(a, names, owner: str, user: str) -> None:
+    """An :class:`InrforgeError` naming each option of ``names`` given on the command line (its
+    value is not None) when ``user`` (the chosen model or arch) has no use for it: an option
+    accepted and then ignored would mislead."""
+    given = [f"--{name.replace('_', '-')}" for name in names if getattr(a, name) is not None]
+    if given:
+        one = len(given) == 1
+        raise InrforgeError(f"{', '.join(given)} {'is a' if one else 'are'} {owner} option{'' if one else 's'}; "
+                            f"{user} does not use {'it' if one else 'them'}")
+
+
 def cmd_fit(a) -> int:
     from .arch import make_arch
     from .fitjob import fit_inrs
     from .sources import load_source, parse_source_options
 
+    if not a.arch.startswith("siren"):
+        _refuse_unused(a, ["w0"], "SIREN", f"--arch {a.arch}")
+    if a.arch != "relu-fourier":
+        _refuse_unused(a, ["fourier_features", "fourier_sigma"], "relu-fourier", f"--arch {a.arch}")
     if a.scheduler:  # a misspelt scheduler is refused before the source is loaded
         from .distributed import check_scheduler
 
         check_scheduler(a.scheduler)
     source = load_source(a.source, path=a.data, limit=a.limit, **parse_source_options(a.source_opt))
     arch = make_arch(a.arch, in_features=source.in_features, out_features=source.out_features, hidden=a.hidden,
-                     depth=a.depth, w0=a.w0, fourier_features=a.fourier_features, fourier_sigma=a.fourier_sigma)
+                     depth=a.depth, w0=30.0 if a.w0 is None else a.w0,
+                     fourier_features=a.fourier_features or 32, fourier_sigma=a.fourier_sigma or 3.0)
     kwargs = dict(arch=arch, views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
                   batch_size=a.batch_size, device=a.device, seed=a.seed, compile=not a.no_compile,
                   shard_objects=a.shard_size, overwrite=a.overwrite, progress=False if a.quiet else None)
@@ -141,8 +160,9 @@ def cmd_fit(a) -> int:
     else:
         store = fit_inrs(source, a.out, threads=a.threads or default_threads(), **kwargs)
     info = store.info()
+    psnr = "none recorded" if math.isnan(info["psnr_median"]) else f"{info['psnr_median']:.2f} dB"
     print(f"{store.path}: {info['objects']} objects x {info['views']} views, done {info['done_fraction']:.0%}, "
-          f"median PSNR {info['psnr_median']:.2f} dB, failed {info['failed']}")
+          f"median PSNR {psnr}, failed {info['failed']}")
     return 0
 
 
@@ -155,6 +175,18 @@ def _human(n) -> str:
         n /= 1024
 
 
+def _arch_line(arch: dict) -> str:
+    """The arch as info prints it: the family and widths, from the coordinates through any Fourier
+    features; w0 only for SIRENs (a ReLU MLP has none)."""
+    widths = "->".join(map(str, arch["widths"]))
+    fourier = arch.get("fourier")
+    if fourier:
+        features = f"({fourier['n_features']} Fourier features, sigma {fourier['sigma']})"
+        widths = f"{fourier['in_features']}->{features}->{widths}"
+    w0 = f", w0={arch['w0']}" if arch["family"] == "siren" else ""
+    return f"{arch['family']} {widths}{w0}, offset={arch['output_offset']}, init={arch['init']}"
+
+
 def cmd_info(a) -> int:
     from .store import open_store
 
@@ -162,12 +194,10 @@ def cmd_info(a) -> int:
     if a.json:  # strict JSON: a statistic with nothing to summarise is null, not NaN
         print(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in info.items()}, indent=2))
         return 0
-    arch = info["arch"]
     print(f"store        {info['path']}")
     print(f"source       {info['source']}")
     print(f"objects      {info['objects']} x {info['views']} views = {info['inrs']} INRs")
-    print(f"arch         {arch['family']} {'->'.join(map(str, arch['widths']))}, w0={arch['w0']}, "
-          f"offset={arch['output_offset']}, init={arch['init']}, {info['params_per_inr']} params")
+    print(f"arch         {_arch_line(info['arch'])}, {info['params_per_inr']} params")
     print(f"splits       train {info['splits']['train']}, val {info['splits']['val']}, test {info['splits']['test']}")
     print(f"done         {info['done_fraction']:.1%} ({info['shards']} shards)")
     if not math.isnan(info["psnr_median"]):
@@ -194,6 +224,8 @@ def cmd_train(a) -> int:
     from .fit import check_device
     from .train import TrainConfig, prepare_training
 
+    if a.model != "dwsnet":
+        _refuse_unused(a, ["hidden", "depth", "norm"], "DWSNet", f"--model {a.model}")
     check_device(a.device)
     set_threads(a.threads)
     augment = [x.strip() for x in a.augment.split(",") if x.strip()]
@@ -202,7 +234,8 @@ def cmd_train(a) -> int:
                          num_workers=a.workers)
     kwargs = {"dropout": a.dropout}
     if a.model == "dwsnet":
-        kwargs.update(hidden=a.hidden, depth=a.depth, norm=None if a.norm == "none" else a.norm)
+        norm = a.norm or "batch"
+        kwargs.update(hidden=a.hidden or 32, depth=a.depth or 4, norm=None if norm == "none" else norm)
     run = prepare_training(a.store, model=a.model, augment=augment, views=a.views,
                            normalize=None if a.normalize == "none" else a.normalize, config=config,
                            model_kwargs=kwargs)
@@ -234,9 +267,16 @@ def cmd_import_dws(a) -> int:
 
 
 def cmd_export_dws(a) -> int:
-    from .interop import export_dws
+    from .interop import export_dws, exportable
+    from .store import open_store
 
-    print(f"wrote {export_dws(a.store, a.out, view=a.view, overwrite=a.overwrite)}")
+    store = open_store(a.store)
+    splits_file = export_dws(store, a.out, view=a.view, overwrite=a.overwrite)
+    spec = json.loads(splits_file.read_text())
+    n = sum(len(spec[name]["path"]) for name in ("train", "val", "test"))
+    left_out = exportable(store, a.view)[1]
+    print(f"wrote {splits_file}: {n} INR{'s' if n != 1 else ''} of view {a.view}"
+          + (f" ({left_out} left out)" if left_out else ""))
     return 0
 
 

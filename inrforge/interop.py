@@ -23,6 +23,7 @@ import json
 import math
 import numbers
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -44,18 +45,38 @@ _MAX_EXACT_INT = 2 ** 53  # floats beyond this are not trusted to be integers
 # ----- reading state dicts ---------------------------------------------------------------------
 
 def _load_state(path: Path) -> dict:
+    """The object a ``.pth`` file holds (a wrapped ``{"state_dict": ...}`` unwrapped), or a one-line
+    error saying why the file cannot be read."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "Weights only load failed" in msg:
             msg = "not a PyTorch file that torch.load(weights_only=True) accepts"
+        elif isinstance(e, (EOFError, KeyError, pickle.UnpicklingError)):  # not a zip nor a pickle
+            msg = "the file is empty" if _is_empty(path) else "not a PyTorch file (or a truncated one)"
         raise InrforgeError(f"cannot read {path}: {msg}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = {**state["state_dict"], **({"label": state["label"]} if "label" in state else {})}
     if not isinstance(state, dict):
         raise InrforgeError(f"{path} is not a state dict")
     return state
+
+
+def _is_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
+
+
+def _check_dense(value: torch.Tensor, key, path) -> None:
+    """A one-line error unless ``value`` is a dense CPU tensor that holds its values."""
+    if value.device.type == "meta":
+        raise InrforgeError(f"{path}: {key} is a tensor on the meta device, which holds no values")
+    if value.layout != torch.strided or value.is_quantized:
+        kind = "quantized" if value.is_quantized else "sparse"
+        raise InrforgeError(f"{path}: {key} is a {kind} tensor; expected a dense one of plain numbers")
 
 
 def _layers(state: dict, path) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -68,6 +89,7 @@ def _layers(state: dict, path) -> list[tuple[torch.Tensor, torch.Tensor]]:
             prefixes.add(m.group(1))
             if not torch.is_tensor(value):
                 raise InrforgeError(f"{path}: {key} is a {type(value).__name__}, not a tensor")
+            _check_dense(value, key, path)
             found.setdefault(int(m.group(2)), {})[m.group(3)] = value
     if not found:
         raise InrforgeError(f"{path}: no seq.{{i}}.weight / seq.{{i}}.bias entries")
@@ -472,25 +494,62 @@ def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: f
 
 # ----- export ----------------------------------------------------------------------------------
 
+_EXPORTED_FILE = re.compile(r"^\d{7}\.pth$")
+
+
 def _is_export(folder: Path) -> bool:
-    """True for a folder export_dws wrote: splits.json plus train/val/test folders, nothing else."""
+    """True for a folder export_dws wrote: a splits.json that records an ``arch`` (every export's
+    does; a DWSNets splits file does not) and train/val/test folders holding only ``NNNNNNN.pth``
+    files, nothing else (so ``overwrite`` never deletes files export_dws did not write)."""
     names = {p.name for p in folder.iterdir()}
-    return "splits.json" in names and names <= {"splits.json", *_SPLITS}
+    if "splits.json" not in names or not names <= {"splits.json", *_SPLITS}:
+        return False
+    try:
+        spec = json.loads((folder / "splits.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(spec, dict) or not isinstance(spec.get("arch"), dict):
+        return False
+    for name in names - {"splits.json"}:
+        sub = folder / name
+        if sub.is_symlink() or not sub.is_dir():
+            return False
+        if not all(f.is_file() and not f.is_symlink() and _EXPORTED_FILE.match(f.name) for f in sub.iterdir()):
+            return False
+    return True
+
+
+def exportable(store: INRStore, view: int = 0) -> tuple[np.ndarray, str]:
+    """(the objects :func:`export_dws` writes for ``view``: fitted, and that view not failed; what
+    it leaves out, in words such as ``"3 not fitted and 1 failed"``, or ``""``)."""
+    view = store.check_view(view)
+    done = store.done()
+    failed = done & store.metric("failed")[:, view]
+    counts = ((int((~done).sum()), "not fitted"), (int(failed.sum()), "failed"))
+    return np.flatnonzero(done & ~failed), " and ".join(f"{n} {what}" for n, what in counts if n)
 
 
 def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
     """Write one ``seq.{i}.weight``/``seq.{i}.bias`` state dict (plus ``label``) per object and a
-    DWSNets ``splits.json``; returns the splits file.  Objects not fitted are left out.
+    DWSNets ``splits.json``; returns the splits file.  Objects not fitted, and those whose
+    ``view`` failed, are left out (:func:`exportable`); a store with no INR left to export is
+    refused before anything is written.
 
-    ``out_dir`` must be absent or an empty folder (with ``overwrite``, an earlier export is
-    replaced).  A new folder is built hidden beside ``out_dir`` and renamed into place at the end;
-    an empty one is filled, ``splits.json`` last.  A failed export leaves nothing behind.  The
-    splits file also records the ``arch``, ``label_dtype``, the coordinate ``grid`` and, for
-    Fourier-feature archs, the ``fourier_matrix``, so that :func:`import_dws` rebuilds the store
-    exactly.
+    ``out_dir`` must be absent or an empty folder (with ``overwrite``, a folder an earlier export
+    wrote, holding nothing else, is replaced).  A new folder is built hidden beside ``out_dir``
+    and renamed into place at the end; an empty one is filled, ``splits.json`` last.  A failed
+    export leaves nothing behind.  The splits file also records the ``arch``, ``label_dtype``, the
+    coordinate ``grid`` and, for Fourier-feature archs, the ``fourier_matrix``, so that
+    :func:`import_dws` rebuilds the store exactly.
     """
     store = store if isinstance(store, INRStore) else open_store(store)
     view = store.check_view(view)  # before creating anything
+    usable, _ = exportable(store, view)
+    if len(usable) == 0:  # an export without INRs is a folder import_dws refuses
+        done = store.done()
+        raise InrforgeError(f"nothing to export: {store.path} has no usable INR of view {view} "
+                            f"({int(done.sum())} of {len(store)} objects are fitted, "
+                            f"{int((done & store.metric('failed')[:, view]).sum())} failed)")
     out_dir = Path(out_dir)
     if out_dir.exists():
         if not out_dir.is_dir():
@@ -508,11 +567,10 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
     try:
         if not in_place:
             build.mkdir()
-        usable = store.done() & ~store.metric("failed")[:, view]  # a failed fit is not exported as a good one
         spec = {}
         for name in _SPLITS:
             idx = store.split(name)
-            idx = idx[usable[idx]]
+            idx = idx[np.isin(idx, usable)]  # a failed fit is not exported as a good one
             entries = {"path": [], "label": [], "index": []}
             (build / name).mkdir()
             for lo in range(0, len(idx), 1024):
@@ -564,4 +622,4 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
     return out_dir / "splits.json"
 
 
-__all__ = ["import_dws", "export_dws", "arch_from_state"]
+__all__ = ["import_dws", "export_dws", "exportable", "arch_from_state"]

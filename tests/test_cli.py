@@ -98,6 +98,10 @@ def test_fit_never_writes_into_a_foreign_folder(tmp_path, capsys):
     (["render", "/no/such/store", "--out", "x.png"], 1, "no store at"),
     (["render", "/no/such/store", "--out", "x.txt"], 1, ".txt is not an image format"),
     (["render", "/no/such/store", "--out", "x"], 1, "no image extension"),
+    (["train", "x", "--model", "mlp", "--hidden", "64"], 1, "--hidden is a DWSNet option"),
+    (["train", "x", "--model", "mlp", "--depth", "2", "--norm", "layer"], 1, "--depth, --norm are DWSNet options"),
+    (FAST + ["--limit", "1", "--out", "x", "--arch", "relu", "--w0", "5"], 1, "--w0 is a SIREN option"),
+    (FAST + ["--limit", "1", "--out", "x", "--fourier-sigma", "2"], 1, "--fourier-sigma is a relu-fourier option"),
 ])
 def test_bad_input_is_one_line_and_nonzero(args, code, msg, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -382,3 +386,34 @@ def test_render_of_an_interval_grid_with_endpoint_evaluates_its_points(tmp_path,
     figures = _drawn_figures(monkeypatch)
     assert run(["render", imported, "--out", str(tmp_path / "g.png"), "--split", "train"], capsys)[0] == 0
     np.testing.assert_allclose(figures[-1].axes[0].lines[0].get_xdata(), np.linspace(-1, 1, 20), atol=1e-6)
+
+
+def test_fit_summary_of_failed_inrs_says_none_not_nan(tmp_path, capsys):
+    out = str(tmp_path / "f.zarr")
+    code, stdout, _ = run(FAST + ["--limit", "4", "--arch", "relu", "--lr", "1e30", "--out", out], capsys)
+    assert code == 0 and open_store(out).metric("failed").all()
+    assert stdout == f"{out}: 4 objects x 1 views, done 100%, median PSNR none recorded, failed 4\n", stdout
+
+
+def _empty_store(path, arch):
+    from inrforge.store import create_store
+
+    source = {"name": "test", "params": {}, "n_objects": 2, "target_scaling": "none", "grid": None,
+              "label_names": None, "label_shape": []}
+    return create_store(path, arch=arch, n_objects=2, views=1, labels=np.arange(2), source=source, fit={},
+                        splits={"train": [0, 1]})
+
+
+@pytest.mark.parametrize("preset, line", [
+    ("siren", "arch         siren 2->8->1, w0=12.0, offset=0.0, init=siren, 33 params"),
+    ("relu", "arch         relu 2->8->1, offset=0.0, init=relu, 33 params"),
+    ("relu-fourier", "arch         relu 2->(4 Fourier features, sigma 3.0)->8->8->1, offset=0.0, init=relu, 81 params"),
+])
+def test_info_arch_line_shows_what_the_arch_uses(tmp_path, capsys, preset, line):
+    """w0 only for SIRENs (a ReLU MLP has none); a Fourier-feature arch says its input is 2-D."""
+    from inrforge.arch import make_arch
+
+    out = str(tmp_path / "s.zarr")
+    _empty_store(out, make_arch(preset, hidden=8, depth=1, w0=12.0, fourier_features=4))
+    code, stdout, _ = run(["info", out], capsys)
+    assert code == 0 and line in stdout.splitlines(), stdout

@@ -326,6 +326,10 @@ def _layer_state(label=1, w0=None):
     ("nan", "NaN or infinite"),
     ("twice", "is listed twice"),
     ("imagesize", "--image-size is for INRs of 2-D image coordinates; these take 1 input"),
+    ("sparse", r"b.pth: seq.0.weight is a sparse tensor; expected a dense one"),
+    ("meta", r"b.pth: seq.1.bias is a tensor on the meta device, which holds no values"),
+    ("text", r"cannot read .*b.pth: not a PyTorch file"),
+    ("empty", r"cannot read .*b.pth: the file is empty"),
 ])
 def test_malformed_input_is_a_one_line_error(tmp_path, capsys, case, match):
     d = tmp_path / "d"
@@ -355,8 +359,14 @@ def test_malformed_input_is_a_one_line_error(tmp_path, capsys, case, match):
         a = {"seq.0.weight": torch.zeros(4, 1), "seq.0.bias": torch.zeros(4), "label": 1}
         b = dict(a)
         argv += ["--image-size", "8x8"]
+    elif case == "sparse":
+        b["seq.0.weight"] = b["seq.0.weight"].to_sparse()
+    elif case == "meta":
+        b["seq.1.bias"] = torch.empty(1, device="meta")
     torch.save(a, d / "a.pth")
     torch.save(b, d / "b.pth")
+    if case in ("text", "empty"):
+        (d / "b.pth").write_text("hello\n" if case == "text" else "")
     assert re.search(match, cli_error(capsys, argv))
     assert not (tmp_path / "s.zarr").exists()
 
@@ -490,3 +500,48 @@ def test_failed_inrs_are_not_exported_as_good_ones(tmp_path, capsys):
     assert main(["export-dws", a.path, str(tmp_path / "ex")]) == 1  # an earlier export: --overwrite replaces it
     assert "not empty" in capsys.readouterr().err
     assert main(["export-dws", a.path, str(tmp_path / "ex"), "--overwrite", "--view", "0"]) == 0
+
+
+def test_overwrite_never_replaces_a_folder_export_dws_did_not_write(tmp_path, capsys):
+    """--overwrite replaces an earlier export only: a hand-made DWSNets folder with a splits.json
+    and train/ files of its own, or an export someone added files to, is refused and kept."""
+    from inrforge.arch import make_arch
+
+    a = make_store(tmp_path / "a.zarr", make_arch(hidden=8, depth=2), n=4)
+    write_dws_dataset(tmp_path / "mine", n=4)  # splits.json + train/val/test folders, no arch recorded
+    before = sorted(str(p.relative_to(tmp_path / "mine")) for p in (tmp_path / "mine").rglob("*"))
+    err = cli_error(capsys, ["export-dws", a.path, str(tmp_path / "mine"), "--overwrite"])
+    assert "not empty" in err and "overwrite replaces only an earlier export-dws folder" in err
+    assert sorted(str(p.relative_to(tmp_path / "mine")) for p in (tmp_path / "mine").rglob("*")) == before
+    export_dws(a, tmp_path / "ex")
+    (tmp_path / "ex" / "train" / "notes.txt").write_text("mine")  # not export-dws's
+    err = cli_error(capsys, ["export-dws", a.path, str(tmp_path / "ex"), "--overwrite"])
+    assert "overwrite replaces only an earlier export-dws folder" in err
+    assert (tmp_path / "ex" / "train" / "notes.txt").read_text() == "mine"
+    (tmp_path / "ex" / "train" / "notes.txt").unlink()
+    assert main(["export-dws", a.path, str(tmp_path / "ex"), "--overwrite"]) == 0  # a real export: replaced
+
+
+def test_exporting_no_usable_inr_is_refused_before_writing(tmp_path, capsys):
+    """An export with no INR in it would be a folder import-dws refuses: refused, nothing created."""
+    from inrforge.arch import make_arch
+
+    a = make_store(tmp_path / "a.zarr", make_arch(hidden=8, depth=2), n=4)
+    a.root["metrics"]["failed"][:, 0] = True
+    err = cli_error(capsys, ["export-dws", a.path, str(tmp_path / "ex")])
+    assert "nothing to export" in err and "4 failed" in err
+    assert not (tmp_path / "ex").exists()
+    a.root["done"][:] = False
+    assert "0 of 4 objects are fitted" in cli_error(capsys, ["export-dws", a.path, str(tmp_path / "ex")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zarr"]
+
+
+def test_export_says_how_many_inrs_it_wrote_and_left_out(tmp_path, capsys):
+    from inrforge.arch import make_arch
+
+    a = make_store(tmp_path / "a.zarr", make_arch(hidden=8, depth=2), n=4)
+    a.root["metrics"]["failed"][1, 0] = True
+    capsys.readouterr()
+    assert main(["export-dws", a.path, str(tmp_path / "ex")]) == 0
+    out = capsys.readouterr().out
+    assert out == f"wrote {tmp_path / 'ex' / 'splits.json'}: 3 INRs of view 0 (1 failed left out)\n", out
