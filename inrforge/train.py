@@ -363,6 +363,7 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
     test = WeightDataset(store, "test", normalize=normalize, cache=cache, transform=canon)
     if len(train) == 0:
         raise InrforgeError(f"{store.path}: the train split has no fitted INRs")
+    _warn_left_out(store.path, {"train": train, "val": val, "test": test})
     torch.manual_seed(config.seed)  # the init is the seed's, whatever ran before in this process
     net = build_model(model, store.arch, n_out, **(model_kwargs or {}))
     check_batch_norm(net, len(train), config.batch_size)
@@ -370,6 +371,16 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
                 "align": align, "views": train.n_views, "normalize": normalize, "task": task,
                 "n_train": len(train), "n_val": len(val), "n_test": len(test), "skipped": train.skipped}
     return TrainingRun(net, train, val, test, config, task, describe)
+
+
+def _warn_left_out(path: str, datasets: dict) -> None:
+    """One warning line when objects of some split have no usable INR (a shard not yet fitted, or
+    every view failed): the run trains and scores on fewer objects than the store's splits hold."""
+    left = {name: ds.skipped for name, ds in datasets.items() if ds.skipped}
+    if left:
+        parts = ", ".join(f"{n} of {n + len(datasets[name])} {name}" for name, n in left.items())
+        warnings.warn(f"{path}: {parts} objects have no usable INR (unfinished shards or failed fits) and are "
+                      f"left out", stacklevel=3)
 
 
 def train_on_store(store, model: str = "dwsnet", augment=(), views: int | None = None, normalize: str | None = "symmetric",

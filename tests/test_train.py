@@ -1,5 +1,6 @@
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -273,3 +274,33 @@ def test_a_missing_device_is_refused_before_training(tmp_path):
     s = learnable_store(tmp_path / "s.zarr")
     with pytest.raises(InrforgeError, match="device 'cuda' requested but CUDA is not available here"):
         prepare_training(s, model="mlp", config=TrainConfig(device="cuda"))
+
+
+def test_objects_without_a_usable_inr_are_left_out_with_a_warning(tmp_path):
+    """A half-fitted store trains on its finished part, and says so in one warning line."""
+    from inrforge.fit import FitSettings
+    from inrforge.fitjob import fit_inrs, fit_shard, prepare_fit
+    from inrforge.sources import load_source
+    from inrforge.store import open_store
+    from inrforge.train import prepare_training
+
+    out = str(tmp_path / "half.zarr")
+    source = load_source("digits", limit=40)
+    job = dict(steps=3, compile=False, shard_objects=20, chunk_objects=4, progress=False)
+    prepare_fit(source, out, **{k: v for k, v in job.items() if k != "progress"})
+    store = open_store(out, mode="r+")
+    store.write_shard(fit_shard(store.arch, source, 0, 20, 1, 0, FitSettings(steps=3, compile=False)))
+    store = open_store(out)
+    assert store.done().sum() == 20
+    with pytest.warns(UserWarning) as record:
+        run = prepare_training(out, model="mlp", config=TrainConfig(epochs=1, batch_size=8))
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 1 and "\n" not in messages[0], messages
+    train_ids = store.split("train")
+    left = int((train_ids >= 20).sum())
+    assert f"{left} of {len(train_ids)} train" in messages[0] and "left out" in messages[0]
+    assert len(run.train) == len(train_ids) - left
+    fit_inrs(source, out, **job)  # finished: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare_training(out, model="mlp", config=TrainConfig(epochs=1, batch_size=8))
