@@ -13,6 +13,9 @@
   :func:`nonnegative_float`, :func:`fraction`, :func:`probability`, :func:`psnr_or_none`;
 - :func:`parse_with_small`: a pipeline's ``--small`` changes only the defaults; values given
   explicitly win;
+- :func:`refuse_unused`: options given explicitly with one that makes them meaningless (the fit's
+  options with ``--store``) are an argument error, not silently ignored;
+- :func:`require_splits`: splits too small for an experiment are refused before it starts;
 - :func:`results_dir`: a pipeline's ``--out`` folder, refusing to replace an earlier run's results
   (:func:`add_results_arguments` declares its two options).
 """
@@ -178,6 +181,39 @@ def parse_with_small(parser: argparse.ArgumentParser, argv, small: dict) -> argp
     return a
 
 
+def given_options(parser: argparse.ArgumentParser, argv) -> set[str]:
+    """The destinations of the options given explicitly in ``argv`` (in any spelling argparse
+    accepts: ``--opt=V``, an unambiguous prefix), whatever their values; not those left at a default."""
+    unset = object()
+    start = argparse.Namespace(**{act.dest: unset for act in parser._actions if act.dest != argparse.SUPPRESS})
+    parsed = parser.parse_args(argv, start)
+    return {dest for dest, value in vars(parsed).items() if value is not unset}
+
+
+def refuse_unused(parser: argparse.ArgumentParser, argv, a: argparse.Namespace, when: str, unused, why: str) -> None:
+    """An argument error (one line, status 2) when option ``when`` (e.g. ``--store``) is set in ``a``
+    and one of the options ``unused`` (option strings), which it makes meaningless, was given
+    explicitly in ``argv``: such an option would otherwise be accepted and ignored."""
+    lookup = parser._option_string_actions
+    if getattr(a, lookup[when].dest) in (None, False):
+        return
+    given = given_options(parser, argv)
+    for option in unused:
+        if lookup[option].dest in given:
+            parser.error(f"argument {option}: not used with {when} ({why})")
+
+
+def require_splits(sizes: dict, needed: dict, of: str, who: str, hint: str = "", planned: bool = False) -> None:
+    """An :class:`InrforgeError` unless each split named in ``needed`` holds at least that many INRs
+    (``sizes``: split -> count, e.g. a store's ``info()["splits"]``; ``of``: whose splits they are;
+    ``planned``: the splits of INRs still to be fitted)."""
+    for split, least in needed.items():
+        n = int(sizes.get(split, 0))
+        if n < least:
+            raise InrforgeError(f"the {split} split of {of} {'would hold' if planned else 'holds'} {n} INR(s); "
+                                f"{who} needs at least {least}" + (f" ({hint})" if hint else ""))
+
+
 def default_threads() -> int:
     """The number of cores this process may run on."""
     try:
@@ -247,16 +283,23 @@ def results_dir(path, overwrite: bool = False, results: str = "results.json") ->
     """Create and return a run's output folder ``path`` (a pipeline's or ``inrforge train``'s).
     An earlier run's ``results`` file there is never replaced silently: without ``overwrite`` that
     is an :class:`InrforgeError` (the INRs a pipeline fitted into the folder stay reusable through
-    its ``--store`` option). A Zarr store is never used as the folder."""
+    its ``--store`` option). A Zarr store, or a folder inside one, is never used as the folder; a
+    folder that cannot be made (a file on its path, no permission) is an :class:`InrforgeError`."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise InrforgeError(f"--out {path} is a file, not a folder")
     if (out / "zarr.json").exists():
         raise InrforgeError(f"--out {path} is a Zarr store; write results to a folder of their own")
+    store = next((p for p in out.absolute().parents if (p / "zarr.json").is_file()), None)
+    if store is not None:
+        raise InrforgeError(f"--out {path} lies inside the Zarr store {store}; write results to a folder of their own")
     if (out / results).exists() and not overwrite:
         raise InrforgeError(f"{out / results} holds an earlier run's results; choose another --out, "
                             f"or pass --overwrite to replace them")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InrforgeError(f"cannot create --out {path}: {e.strerror or e}") from None
     return out
 
 

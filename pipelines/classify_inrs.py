@@ -131,4 +131,4 @@ def make_figure(doc):
 
 
 if __name__ == "__main__":
-    run_script("classify_inrs", main)
+    run_script("classify_inrs.py", main)

@@ -121,7 +121,7 @@ def jobqueue_client(a):
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    return report_errors("dask_fit", lambda: fit(a))
+    return report_errors("dask_fit.py", lambda: fit(a))
 
 
 def fit(a) -> int:

@@ -175,7 +175,8 @@ def run(a) -> dict:
 
 def _labels(s) -> dict:
     return {"none": "No adaptation", "mlp": "MLP mapper", "dwsnet": "DWSNet mapper",
-            "target_only": f"(reference) trained on the {s['target_images'] or 'all'} target images only"}
+            "target_only": f"(reference) trained on {'the ' + str(s['target_images']) if s['target_images'] else 'all the'} "
+                           f"target images only"}
 
 
 def _setting_line(s) -> str:
@@ -239,4 +240,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    run_script("domain_adaptation", main)
+    run_script("domain_adaptation.py", main)

@@ -32,8 +32,8 @@ from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.fitjob import make_splits
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
-                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, results_dir,
-                             results_versions, run_pipeline, run_script, save_figure)
+                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, refuse_unused,
+                             require_splits, results_dir, results_versions, run_pipeline, run_script, save_figure)
 from inrforge.train import TrainConfig, build_model, build_transform, fit_model, require_task
 
 # name -> (model, augmentations, lr)
@@ -72,8 +72,11 @@ def parse_args(argv=None):
     p.add_argument("--small", action="store_true",
                    help="a ~1-minute setting (smoke test): defaults --n 700 --n-points 200 --fit-steps 200 "
                         "--test-fraction 0.2 --sizes 50,150,400 --train-steps 300 --min-epochs 3")
-    return parse_with_small(p, argv, {"n": 700, "n_points": 200, "fit_steps": 200, "test_fraction": 0.2,
-                                      "sizes": (50, 150, 400), "train_steps": 300, "min_epochs": 3})
+    a = parse_with_small(p, argv, {"n": 700, "n_points": 200, "fit_steps": 200, "test_fraction": 0.2,
+                                   "sizes": (50, 150, 400), "train_steps": 300, "min_epochs": 3})
+    refuse_unused(p, argv, a, "--store", ("--n", "--n-points", "--preset", "--fit-steps", "--fit-lr", "--test-fraction"),
+                  "the INRs are the store's")
+    return a
 
 
 def subset(ds: WeightDataset, idx) -> WeightDataset:
@@ -108,14 +111,23 @@ def fit_store(a, src, out: Path):
                     seed=a.seed, compile=False, test_fraction=a.test_fraction, overwrite=a.overwrite, progress=False)
 
 
+def _check_splits(sizes, splits: dict, of: str, hint: str = "", planned: bool = False) -> None:
+    """The training-set sizes fit in the train split, and the test split is not empty (it is scored)."""
+    require_splits(splits, {"test": 1}, of, "sine_regression", hint, planned)
+    _check_sizes(sizes, splits["train"])
+
+
 def _check_sizes(sizes, n_train: int):
     if sizes[-1] > n_train:
         raise InrforgeError(f"--sizes must lie in [1, {n_train}] (the train split), got {','.join(map(str, sizes))}")
 
 
 def check_store(store) -> None:
-    """A given --store must hold one float target per INR (b of a sines store with fixed_amplitude)."""
+    """A given --store must be a sines store with one float target per INR (b: fitted with fixed_amplitude)."""
     n = require_task(store, "regression", "sine_regression")
+    if store.source.get("name") != "sines":
+        raise InrforgeError(f"{store.path} holds INRs of {store.source.get('name')!r}; sine_regression needs a store "
+                            f"of 'sines' (fitted with fixed_amplitude)")
     if n != 1:
         raise InrforgeError(f"{store.path} holds {n} float targets per INR; sine_regression needs exactly one, "
                             f"the frequency b (a sines store fitted with fixed_amplitude)")
@@ -129,10 +141,13 @@ def run(a) -> dict:
     if a.store:
         store = open_store(a.store)
         check_store(store)
-        _check_sizes(sizes, len(WeightDataset(store, "train", normalize=None)))
+        usable = {split: len(WeightDataset(store, split, normalize=None)) for split in ("train", "test")}
+        _check_splits(sizes, usable, store.path)  # INRs it can use: unfinished or failed ones are left out
     else:  # the split sizes are known before fitting
         src = sines_source(a)
-        _check_sizes(sizes, len(make_splits(src, a.seed, test_fraction=a.test_fraction)["train"]))
+        splits = make_splits(src, a.seed, test_fraction=a.test_fraction)
+        _check_splits(sizes, {k: len(v) for k, v in splits.items()}, f"the {a.n} sines to fit",
+                      "fit more --n or a larger --test-fraction", planned=True)
     out = results_dir(a.out, a.overwrite)
     if not a.store:
         store = fit_store(a, src, out)
@@ -247,4 +262,4 @@ def make_figure(doc):
 
 
 if __name__ == "__main__":
-    run_script("sine_regression", main)
+    run_script("sine_regression.py", main)

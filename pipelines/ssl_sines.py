@@ -31,10 +31,12 @@ from inrforge.contrastive import ContrastiveModel, default_views_transform, embe
 from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
+from inrforge.fitjob import make_splits
 from inrforge.models import DWSNet, FlatMLP
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, int_at_least, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int,
-                             probability, pyplot, results_dir, results_versions, run_pipeline, run_script, save_figure)
+                             probability, pyplot, refuse_unused, require_splits, results_dir, results_versions,
+                             run_pipeline, run_script, save_figure)
 from inrforge.train import require_task
 
 ENCODERS = ("dwsnet", "mlp")
@@ -67,7 +69,10 @@ def parse_args(argv=None):
     p.add_argument("--small", action="store_true",
                    help="a ~1-minute setting (smoke test): defaults --n 800 --n-points 200 --fit-steps 200 "
                         "--fit-lr 3e-3 --epochs 30")
-    return parse_with_small(p, argv, {"n": 800, "n_points": 200, "fit_steps": 200, "fit_lr": 3e-3, "epochs": 30})
+    a = parse_with_small(p, argv, {"n": 800, "n_points": 200, "fit_steps": 200, "fit_lr": 3e-3, "epochs": 30})
+    refuse_unused(p, argv, a, "--store", ("--n", "--n-points", "--fit-steps", "--fit-lr", "--test-fraction"),
+                  "the INRs are the store's")
+    return a
 
 
 def build_encoder(name: str, arch, a) -> torch.nn.Module:
@@ -90,21 +95,34 @@ def linear_probe(x_train, y_train, x_test, y_test) -> list[float]:
     return [float(r) for r in r2_score(y_test, m.predict(x_test), multioutput="raw_values")]
 
 
-def fit_store(a, out: Path):
+# at least 2 train INRs (a contrastive batch, the probe) and 2 test INRs (R², t-SNE)
+NEEDED_SPLITS = {"train": 2, "test": 2}
+
+
+def sines_source(a):
+    """The sines a sin(b x), a, b ~ U(0, 10), that the pipeline fits (unless --store is given)."""
     from inrforge.sources import load_source
 
-    src = load_source("sines", n=a.n, a_range=(0.0, 10.0), b_range=(0.0, 10.0), n_points=a.n_points, seed=a.seed)
+    return load_source("sines", n=a.n, a_range=(0.0, 10.0), b_range=(0.0, 10.0), n_points=a.n_points, seed=a.seed)
+
+
+def fit_store(a, src, out: Path):
     arch = make_arch("siren-dwsnets", in_features=1, out_features=1, hidden=32, depth=2)
     return fit_inrs(src, out / "inrs.zarr", arch=arch, views=1, steps=a.fit_steps, lr=a.fit_lr, target_psnr=None,
                     seed=a.seed, compile=False, test_fraction=a.test_fraction, overwrite=a.overwrite, progress=False)
 
 
 def check_store(store) -> None:
-    """A given --store must hold the (a, b) float targets of a sines store (without fixed_amplitude)."""
+    """A given --store must hold the (a, b) float targets of a sines store (without fixed_amplitude),
+    and at least :data:`NEEDED_SPLITS` train and test INRs."""
     n = require_task(store, "regression", "ssl_sines")
     if store.labels.ndim != 2 or n != 2:
         raise InrforgeError(f"{store.path} holds {n} float target(s) per INR; ssl_sines needs the two targets "
                             f"(a, b) of a sines store fitted without fixed_amplitude")
+    if store.source.get("name") != "sines":
+        raise InrforgeError(f"{store.path} holds INRs of {store.source.get('name')!r}; ssl_sines needs a store of "
+                            f"'sines' (fitted without fixed_amplitude)")
+    require_splits(store.info()["splits"], NEEDED_SPLITS, store.path, "ssl_sines")
 
 
 def run(a) -> dict:
@@ -114,9 +132,14 @@ def run(a) -> dict:
     if a.store:
         store = open_store(a.store)
         check_store(store)
+    else:  # the split sizes are known before fitting
+        src = sines_source(a)
+        splits = make_splits(src, a.seed, test_fraction=a.test_fraction)
+        require_splits({k: len(v) for k, v in splits.items()}, NEEDED_SPLITS, f"the {a.n} sines to fit", "ssl_sines",
+                       "fit more --n or a larger --test-fraction", planned=True)
     out = results_dir(a.out, a.overwrite)
     if not a.store:
-        store = fit_store(a, out)
+        store = fit_store(a, src, out)
     info = store.info()
     # PSNR is against a peak of 1; against the wave's own peak a it is PSNR + 20 log10(a)
     psnr = store.metric("psnr")[:, 0]
@@ -229,4 +252,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    run_script("ssl_sines", main)
+    run_script("ssl_sines.py", main)

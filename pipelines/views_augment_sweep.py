@@ -31,11 +31,13 @@ from dataclasses import replace
 
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
+from inrforge.fitjob import make_splits
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
-                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, results_dir,
-                             results_versions, run_pipeline, run_script, save_figure)
+                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, refuse_unused,
+                             require_splits, results_dir, results_versions, run_pipeline, run_script, save_figure)
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, build_transform, classification_input,
                             dwsnet_kwargs, open_or_fit, train_seeds)
+from inrforge.sources import load_source
 
 VIEW_COUNTS = "1,2,5,10"
 MODELS = {"dwsnet": RunSpec("dwsnet"), "mlp": RunSpec("mlp", lr=1e-3)}  # lr None: --lr
@@ -78,8 +80,23 @@ def parse_args(argv=None):
                         "0.25 --epochs 20 --batch-size 64 --seeds 2 --view-counts 1,10")
     # About 2-3 minutes on one thread.  Fewer objects or epochs than this and the seed-to-seed
     # spread (several points) hides the effect of views; see docs/results_pipelines.md.
-    return parse_with_small(p, argv, {"limit": 900, "fit_steps": 150, "test_fraction": 0.25, "epochs": 20,
-                                      "batch_size": 64, "seeds": 2, "view_counts": (1, 10)})
+    a = parse_with_small(p, argv, {"limit": 900, "fit_steps": 150, "test_fraction": 0.25, "epochs": 20,
+                                   "batch_size": 64, "seeds": 2, "view_counts": (1, 10)})
+    refuse_unused(p, argv, a, "--store", ("--source", "--data", "--limit", "--views", "--fit-steps", "--fit-lr",
+                                          "--seed", "--test-fraction"), "the INRs are the store's")
+    return a
+
+
+def check_splits(a, store) -> None:
+    """Every cell is scored on the test split: it must not be empty (the store's, or the one to be fitted)."""
+    if store is not None:
+        require_splits(store.info()["splits"], {"train": 1, "test": 1}, store.path, "views_augment_sweep")
+        return
+    src = load_source(a.source, path=a.data, limit=a.limit)
+    splits = make_splits(src, a.seed, test_fraction=a.test_fraction)
+    require_splits({k: len(v) for k, v in splits.items()}, {"train": 1, "test": 1},
+                   f"the {len(src)} objects of {a.source!r} to fit", "views_augment_sweep",
+                   "fit more objects (--limit) or a larger --test-fraction", planned=True)
 
 
 def run(a) -> dict:
@@ -99,6 +116,7 @@ def run(a) -> dict:
         except InrforgeError as e:
             raise InrforgeError(f"--augs {name} does not apply to the INRs "
                                 f"{'of ' + a.store if a.store else 'fitted from ' + repr(a.source)}: {e}") from None
+    check_splits(a, store)
     out = results_dir(a.out, a.overwrite)
     if not a.store:
         store = open_or_fit(None, source=a.source, data=a.data, limit=a.limit, out=out / "inrs.zarr", views=a.views,
@@ -214,4 +232,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    run_script("views_augment_sweep", main)
+    run_script("views_augment_sweep.py", main)

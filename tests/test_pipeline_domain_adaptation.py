@@ -62,3 +62,10 @@ def test_domain_adaptation_table_and_figure(seeds):
         assert has_legend(fig) and covered_by_legends(fig) == []
     finally:
         fig.clf()
+
+
+def test_the_reference_row_reads_well_with_all_target_images():
+    """``--target-images 0`` (all) used to print "trained on the all target images only"."""
+    mod = _load("domain_adaptation")
+    assert mod._labels({"target_images": 100})["target_only"] == "(reference) trained on the 100 target images only"
+    assert mod._labels({"target_images": 0})["target_only"] == "(reference) trained on all the target images only"

@@ -16,6 +16,7 @@ from inrforge import fit_inrs, open_store
 from inrforge.arch import make_arch
 from inrforge.errors import InrforgeError
 from inrforge.sources import load_source
+from inrforge.zoo import ZooSettings, fit_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,6 +100,13 @@ def has_legend(fig) -> bool:
     ("domain_adaptation", ["--classifiers", "2"], "--classifiers: expected at least 4, got 2: the zoo's train / val / "
                                                   "test splits (15% val, 15% test) would hold 2 / 0 / 0 classifiers"),
     ("dask_fit", ["--source", "digits", "--cluster", "local:0"], "--cluster local:N needs a positive number of workers"),
+    # options of the fit, which a given --store makes meaningless (they used to be ignored silently)
+    ("sine_regression", ["--store", "s.zarr", "--n", "100"], "argument --n: not used with --store (the INRs are the "
+                                                            "store's)"),
+    ("sine_regression", ["--store", "s.zarr", "--fit-steps", "5", "--preset", "siren"], "argument --preset: not used"),
+    ("ssl_sines", ["--store", "s.zarr", "--test-fraction", "0.5"], "argument --test-fraction: not used with --store"),
+    ("views_augment_sweep", ["--store", "s.zarr", "--source", "mnist"], "argument --source: not used with --store"),
+    ("views_augment_sweep", ["--small", "--store", "s.zarr", "--seed", "3"], "argument --seed: not used with --store"),
 ])
 def test_impossible_arguments_are_refused_before_any_work(tmp_path, capsys, name, args, message):
     out = tmp_path / "run"
@@ -118,6 +126,13 @@ def test_impossible_arguments_are_refused_before_any_work(tmp_path, capsys, name
                                              "needs class ids"),
     ("views_augment_sweep", ["--source", "sines"], "source 'sines' has float targets"),
     ("domain_adaptation", ["--data", "bogus"], "unknown source 'bogus'"),
+    # splits too small to train on or to score (used to fail after the fit: KeyError 'test', a TypeError)
+    ("sine_regression", ["--n", "5", "--sizes", "1"], r"the test split of the 5 sines to fit would hold 0 INR\(s\); "
+                                                      r"sine_regression needs at least 1 \(fit more --n"),
+    ("ssl_sines", ["--n", "5"], r"the test split of the 5 sines to fit would hold 1 INR\(s\); ssl_sines needs at "
+                                r"least 2"),
+    ("views_augment_sweep", ["--limit", "5", "--views", "1", "--view-counts", "1"],
+     r"the test split of the 5 objects of 'digits' to fit would hold 0 INR\(s\); views_augment_sweep needs at least 1"),
     ("domain_adaptation", ["--target-images", "5000"], r"--target-images must be in \[0, 1258\] \(the zoo's training "
                                                        r"images; 0: all\), got 5000"),
 ])
@@ -154,6 +169,11 @@ def stores(tmp_path_factory):
                           compile=False, progress=False),
             "ab": fit_inrs(load_source("sines", n=20, n_points=16), root / "ab.zarr", steps=1, compile=False,
                            progress=False),
+            # a classifier zoo: one float target per object too (the source accuracy), but no sines
+            "zoo": fit_zoo(root / "zoo.zarr", n_classifiers=20, settings=ZooSettings(steps=1)),
+            # splits too small to score: 2 test INRs, 1 train INR
+            "tiny": fit_inrs(load_source("sines", n=3, n_points=16), root / "tiny.zarr", steps=1, compile=False,
+                             test_fraction=0.5, progress=False),
         }
     finally:
         torch.set_num_threads(n)
@@ -170,6 +190,10 @@ def stores(tmp_path_factory):
     ("sine_regression", "ab", [], "ab.zarr holds 2 float targets per INR; sine_regression needs exactly one"),
     ("ssl_sines", "b", [], r"b.zarr holds 1 float target\(s\) per INR; ssl_sines needs the two targets \(a, b\)"),
     ("ssl_sines", "digits", [], "digits.zarr holds class ids, a classification task; ssl_sines needs a regression"),
+    # a zoo of classifiers is no store of sines (it used to be trained on as if its target were b)
+    ("sine_regression", "zoo", ["--sizes", "4"], "zoo.zarr holds INRs of 'classifier-zoo'; sine_regression needs a "
+                                                 "store of 'sines'"),
+    ("ssl_sines", "tiny", [], r"the train split of .*tiny.zarr holds 1 INR\(s\); ssl_sines needs at least 2"),
     # more than the store holds
     ("classify_inrs", "digits", ["--train-views", "3"], "--train-views 3 exceeds the 2 views per object of .*digits.zarr"),
     ("sine_regression", "b", ["--sizes", "600"], r"--sizes must lie in \[1, 16\] \(the train split\), got 600"),

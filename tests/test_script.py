@@ -7,7 +7,7 @@ import pytest
 from inrforge.errors import InrforgeError
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, int_at_least, layer_widths, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int,
-                             positive_ints, probability, psnr_or_none, report_errors, results_dir)
+                             positive_ints, probability, psnr_or_none, refuse_unused, report_errors, results_dir)
 
 
 def test_argument_errors_are_one_line_with_status_2(capsys):
@@ -35,6 +35,19 @@ def test_results_dir_never_replaces_earlier_results(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InrforgeError, match="is a file"):
         results_dir(tmp_path / "file", overwrite=True)
+
+
+def test_results_dir_refuses_a_folder_it_cannot_make_or_inside_a_store(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InrforgeError, match="cannot create --out .*file/run: .*Not a directory"):
+        results_dir(tmp_path / "file" / "run")  # used to be a raw NotADirectoryError
+    store = tmp_path / "s.zarr"
+    (store / "params").mkdir(parents=True)
+    (store / "zarr.json").write_text("{}")
+    for inside in (store / "run", store / "params" / "run"):  # used to write results into the store
+        with pytest.raises(InrforgeError, match=f"--out {inside} lies inside the Zarr store {store}"):
+            results_dir(inside)
+        assert not inside.exists()
 
 
 def test_report_errors_prints_one_line(capsys):
@@ -102,6 +115,27 @@ def test_parse_with_small_changes_only_the_defaults():
     assert (a.steps, a.sizes) == (10, (5, 50))
     a = parse_with_small(parser(), ["--small", "--steps", "2000", "--sizes", "7"], small)
     assert (a.steps, a.sizes) == (2000, (7,))  # given explicitly: kept, larger or not
+
+
+def test_refuse_unused_refuses_options_given_with_the_one_that_makes_them_meaningless(capsys):
+    def parse(argv):
+        p = ArgumentParser(prog="tool")
+        p.add_argument("--store")
+        p.add_argument("--fit-steps", type=positive_int, default=1000)
+        p.add_argument("--lr", type=positive_float, default=1e-3)
+        a = p.parse_args(argv)
+        refuse_unused(p, argv, a, "--store", ("--fit-steps",), "the INRs are the store's")
+        return a
+
+    assert parse(["--fit-steps", "5"]).fit_steps == 5  # without --store it is used
+    assert parse(["--store", "s.zarr", "--lr", "0.1"]).lr == 0.1  # an option the store does not make moot
+    for argv in (["--store", "s.zarr", "--fit-steps", "1000"],  # even at its default value: it was given
+                 ["--fit-steps=5", "--store", "s.zarr"], ["--store", "s.zarr", "--fit-s", "5"]):  # = and prefixes too
+        with pytest.raises(SystemExit) as e:
+            parse(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1, err
+        assert "tool: error: argument --fit-steps: not used with --store (the INRs are the store's)" in err
 
 
 def test_a_closed_pipe_ends_the_output_quietly(tmp_path):
