@@ -34,7 +34,7 @@ import torch
 
 from .arch import INRSpec, make_arch
 from .errors import InrforgeError
-from .store import (INRStore, ShardData, check_leftovers, create_store, is_store, local_path, move_into_place,
+from .store import (INRStore, ShardData, _process_alive, check_leftovers, create_store, is_store, local_path, move_into_place,
                     open_store, prepare_output, remove_store, replace_store)
 
 _KEY = re.compile(r"^(seq|layers|net|model)\.(\d+)\.(weight|bias)$")
@@ -355,12 +355,33 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
+_STAGING_SUFFIX = ".inrforge-tmp"
+
+
 def _staging_dir(path: Path, what: str) -> Path:
-    """A new hidden folder beside ``path`` to build into (fails early when that is not writable)."""
+    """A new hidden folder ``.NAME.PID-XXXX.inrforge-tmp`` beside ``path`` to build into (fails
+    early when that is not writable).  Those that processes now gone left beside ``path`` (an
+    import or export killed with SIGKILL) are deleted first (:func:`_remove_dead_staging`)."""
+    _remove_dead_staging(path)
     try:
-        return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".inrforge-tmp", dir=path.parent))
+        return Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=_STAGING_SUFFIX, dir=path.parent))
     except OSError as e:
         raise InrforgeError(f"cannot write {what} {path}: {e.strerror or e} (in {path.parent})") from None
+
+
+def _remove_dead_staging(path: Path) -> None:
+    """Delete the staging folders of ``path`` (:func:`_staging_dir`) whose process is gone; those
+    of a running process are its work in progress and stay."""
+    prefix = f".{path.name}."
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split("-", 1)[0]
+        if (name.startswith(prefix) and name.endswith(_STAGING_SUFFIX) and pid.isdigit()
+                and not _process_alive(int(pid))):
+            shutil.rmtree(path.parent / name, ignore_errors=True)
 
 
 # ----- import ----------------------------------------------------------------------------------
@@ -529,6 +550,9 @@ def exportable(store: INRStore, view: int = 0) -> tuple[np.ndarray, str]:
     return np.flatnonzero(done & ~failed), " and ".join(f"{n} {what}" for n, what in counts if n)
 
 
+_IN_PLACE = "export"  # staging folders inside an empty out_dir are named after this (.export.PID-...)
+
+
 def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
     """Write one ``seq.{i}.weight``/``seq.{i}.bias`` state dict (plus ``label``) per object and a
     DWSNets ``splits.json``; returns the splits file.  Objects not fitted, and those whose
@@ -536,9 +560,10 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
     refused before anything is written.
 
     ``out_dir`` must be absent or an empty folder (with ``overwrite``, a folder an earlier export
-    wrote, holding nothing else, is replaced).  A new folder is built hidden beside ``out_dir``
-    and renamed into place at the end; an empty one is filled, ``splits.json`` last.  A failed
-    export leaves nothing behind.  The splits file also records the ``arch``, ``label_dtype``, the
+    wrote, holding nothing else, is replaced).  The export is built in a hidden folder beside a new
+    ``out_dir`` (renamed into place at the end) or inside an empty one (its contents moved up at the
+    end, ``splits.json`` last).  A failed export leaves nothing behind; what an export killed with
+    SIGKILL left is deleted by the next export to the same place.  The splits file also records the ``arch``, ``label_dtype``, the
     coordinate ``grid`` and, for Fourier-feature archs, the ``fourier_matrix``, so that
     :func:`import_dws` rebuilds the store exactly.
     """
@@ -554,6 +579,7 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
     if out_dir.exists():
         if not out_dir.is_dir():
             raise InrforgeError(f"{out_dir} is a file; choose an empty folder")
+        _remove_dead_staging(out_dir / _IN_PLACE)  # what an export into this empty folder left when killed
         if any(out_dir.iterdir()) and not (overwrite and _is_export(out_dir)):
             raise InrforgeError(f"{out_dir} is not empty; choose an empty folder"
                                 + (" (overwrite replaces only an earlier export-dws folder)" if overwrite else ""))
@@ -561,12 +587,12 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
     swap = _swaps_inputs(arch) and arch.fourier is None
     in_place = out_dir.is_dir() and not any(out_dir.iterdir())  # an empty folder is filled where it is
     created = [] if in_place else _make_parent(out_dir, "an export to")
-    staging = None if in_place else _staging_dir(out_dir, "an export to")
-    build = out_dir if in_place else staging / "export"
+    # built hidden (inside the empty folder, or beside a new one), then moved into place
+    staging = _staging_dir(out_dir / _IN_PLACE if in_place else out_dir, "an export to")
+    build = staging / "export"
     ok = False
     try:
-        if not in_place:
-            build.mkdir()
+        build.mkdir()
         spec = {}
         for name in _SPLITS:
             idx = store.split(name)
@@ -602,7 +628,10 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
             spec["fourier_matrix"] = (matrix[:, ::-1] if _swaps_inputs(arch) else matrix).tolist()
         (build / "splits.json.tmp").write_text(json.dumps(spec))
         os.replace(build / "splits.json.tmp", build / "splits.json")  # last: the export is complete
-        if not in_place:
+        if in_place:
+            for name in (*_SPLITS, "splits.json"):  # splits.json last: the export is complete
+                os.replace(build / name, out_dir / name)
+        else:
             move_into_place(build, out_dir, aside=staging / "replaced")
         ok = True
     except OSError as e:
@@ -611,8 +640,8 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         if not ok:
-            if in_place:  # the folder was empty: everything in it is ours
-                for name in (*_SPLITS, "splits.json.tmp", "splits.json"):
+            if in_place:  # the folder was empty: everything moved into it is ours
+                for name in (*_SPLITS, "splits.json"):
                     target = out_dir / name
                     if target.is_dir():
                         shutil.rmtree(target, ignore_errors=True)

@@ -545,3 +545,47 @@ def test_export_says_how_many_inrs_it_wrote_and_left_out(tmp_path, capsys):
     assert main(["export-dws", a.path, str(tmp_path / "ex")]) == 0
     out = capsys.readouterr().out
     assert out == f"wrote {tmp_path / 'ex' / 'splits.json'}: 3 INRs of view 0 (1 failed left out)\n", out
+
+
+def _dead_pid() -> int:
+    """The PID of a process that has exited (not reused within a test, in practice)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_what_a_killed_export_or_import_left_is_cleaned_by_the_next_one(tmp_path):
+    """A SIGKILLed export/import leaves its hidden staging folder (``.NAME.PID-XXXX.inrforge-tmp``):
+    the next export or import to the same place deletes those of dead processes, keeps those of
+    live ones (work in progress), and an empty folder holding only such debris counts as empty."""
+    from inrforge.arch import make_arch
+
+    a = make_store(tmp_path / "a.zarr", make_arch(hidden=8, depth=2), n=4)
+    dead, alive = _dead_pid(), os.getpid()
+
+    def debris(where, name, pid):
+        d = where / f".{name}.{pid}-x1y2z3.inrforge-tmp"
+        (d / "export" / "train").mkdir(parents=True)
+        (d / "export" / "train" / "0000000.pth").write_bytes(b"half")
+        return d
+
+    # an export into an empty folder, killed: the debris is inside it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    left = debris(empty, "export", dead)
+    export_dws(a, empty)
+    assert not left.exists() and sorted(p.name for p in empty.iterdir()) == ["splits.json", "test", "train", "val"]
+
+    # an export to a new folder, killed: the debris is beside it
+    left, running = debris(tmp_path, "new", dead), debris(tmp_path, "new", alive)
+    export_dws(a, tmp_path / "new")
+    assert not left.exists() and running.exists() and (tmp_path / "new" / "splits.json").exists()
+
+    # an import, killed: the same, beside the store it was building
+    left = debris(tmp_path, "b.zarr", dead)
+    b = import_dws(tmp_path / "new", tmp_path / "b.zarr")
+    assert not left.exists() and len(b) == 4
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".inrforge-tmp")) == [running.name]
