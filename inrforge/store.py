@@ -231,6 +231,20 @@ def jsonable(obj):
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+def write_json(path, obj, indent: int | None = 2) -> None:
+    """Write ``obj`` as JSON to the local file ``path`` whole or not at all: it is written under a
+    temporary name beside ``path`` and renamed over it, so an interrupted write never leaves a
+    truncated file (a run's ``results.json`` marks it finished)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=indent))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def is_store(path) -> bool:
     """True when ``path`` holds a finished inrforge group (of any format version)."""
     try:

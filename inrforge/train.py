@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .data import WeightDataset
 from .errors import InrforgeError
 from .fit import check_device, is_number
-from .store import INRStore
+from .store import INRStore, write_json
 
 AUGMENTATIONS = ("perm", "negate", "shift", "rotate", "scale", "translate", "noise", "dropout", "prune",
                  "mixup", "mixup-perm", "mixup-align")
@@ -289,7 +289,7 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     if log_dir:
         _write_csv(log_dir / "metrics.csv", history)
         torch.save(model.state_dict(), log_dir / "best.pt")
-        (log_dir / "result.json").write_text(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+        write_json(log_dir / "result.json", {k: v for k, v in result.items() if k != "history"})
     return result
 
 

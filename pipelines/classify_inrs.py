@@ -10,13 +10,13 @@ chart to OUT/results.png, per-run logs to OUT/<model>/seed<k>/.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, mean_std, names_from, parse_with_small,
                              positive_float, positive_int, pyplot, results_dir, results_versions, run_script,
                              save_figure, set_threads)
+from inrforge.store import write_json
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, classification_input, dwsnet_kwargs,
                             open_or_fit, train_seeds)
 
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
                "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth, "dwsnet_norm": a.norm, "device": a.device,
                "small": bool(a.small), "versions": results_versions()}
     doc = {"setting": setting, "results": results}
-    (out / "results.json").write_text(json.dumps(doc, indent=2))
+    write_json(out / "results.json", doc)  # whole or not at all: it marks the run finished
     print(format_table(doc))
     save_figure(make_figure(doc), out / "results.png")
     return 0

@@ -26,7 +26,6 @@ splits, image split, noise) and the mapper's init and batches.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, layer_widths, mean_std, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int, pyplot,
                              results_dir, results_versions, run_pipeline, run_script, save_figure)
+from inrforge.store import write_json
 from inrforge.weights import Weights
 from inrforge.zoo import (CORRUPTIONS, MapperConfig, ResidualMapper, ZooSettings, build_mapper, corrupt_images,
                           fit_zoo, mapped_metrics, plan_classifiers, train_classifiers, train_mapper, zoo_accuracy,
@@ -167,7 +167,7 @@ def run(a) -> dict:
                     "n_test_images": z["n_test_images"], "params_per_classifier": z["params_per_classifier"],
                     "versions": results_versions()})
     doc = {"setting": setting, "results": summary, "per_seed": per_seed, "paper": PAPER}
-    (out / "results.json").write_text(json.dumps(doc, indent=2))
+    write_json(out / "results.json", doc)  # whole or not at all: it marks the run finished
     print(format_table(doc))
     save_figure(make_figure(doc), out / "results.png")
     return doc

@@ -18,7 +18,6 @@ OUT/results.json, the log-x curve to OUT/results.png, per-run logs to OUT/<model
 from __future__ import annotations
 
 import copy
-import json
 import math
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from inrforge.fitjob import make_splits
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, positive_float, positive_int, positive_ints, pyplot, refuse_unused,
                              require_splits, results_dir, results_versions, run_pipeline, run_script, save_figure)
+from inrforge.store import write_json
 from inrforge.train import TrainConfig, build_model, build_transform, fit_model, require_task
 
 # name -> (model, augmentations, lr)
@@ -200,7 +200,7 @@ def run(a) -> dict:
                "test_mse_of_mean": float(((test.labels.float() - mu) ** 2).mean()), "device": a.device,
                "small": bool(a.small), "versions": results_versions()}
     doc = {"setting": setting, "results": results}
-    (out / "results.json").write_text(json.dumps(doc, indent=2))
+    write_json(out / "results.json", doc)  # whole or not at all: it marks the run finished
     print(format_table(doc))
     save_figure(make_figure(doc), out / "results.png")
     return doc

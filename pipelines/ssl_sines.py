@@ -37,6 +37,7 @@ from inrforge.script import (ArgumentParser, add_results_arguments, fraction, in
                              nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int,
                              probability, pyplot, refuse_unused, require_splits, results_dir, results_versions,
                              run_pipeline, run_script, save_figure)
+from inrforge.store import write_json
 from inrforge.train import require_task
 
 ENCODERS = ("dwsnet", "mlp")
@@ -193,7 +194,7 @@ def run(a) -> dict:
     if embeddings:  # the t-SNE coordinates go into results.json, so that the figure can be redrawn from it
         doc["tsne"] = {"labels": y_te.tolist(), "test_objects": test.objects.tolist(),
                        "xy": {name: tsne(e, a.seed).tolist() for name, e in embeddings.items()}}
-    (out / "results.json").write_text(json.dumps(doc, indent=2))
+    write_json(out / "results.json", doc)  # whole or not at all: it marks the run finished
     print(format_table(doc))
     if embeddings:
         save_figure(make_figure(doc), out / "tsne.png")

@@ -26,7 +26,6 @@ faster with ``inrforge fit`` (compiled step, all cores) than inside the pipeline
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 from inrforge.errors import InrforgeError
@@ -35,6 +34,7 @@ from inrforge.fitjob import make_splits
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, positive_float, positive_int, positive_ints, pyplot, refuse_unused,
                              require_splits, results_dir, results_versions, run_pipeline, run_script, save_figure)
+from inrforge.store import write_json
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, build_transform, classification_input,
                             dwsnet_kwargs, open_or_fit, train_seeds)
 from inrforge.sources import load_source
@@ -156,7 +156,7 @@ def run(a) -> dict:
                "mlp_lr": MODELS["mlp"].lr, "n_classes": n_classes, "device": a.device, "small": bool(a.small),
                "versions": results_versions()}
     doc = {"setting": setting, "views": views_res, "augment": aug_res}
-    (out / "results.json").write_text(json.dumps(doc, indent=2))
+    write_json(out / "results.json", doc)  # whole or not at all: it marks the run finished
     print(format_tables(doc))
     save_figure(make_figure(doc), out / "results.png")
     return doc

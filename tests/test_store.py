@@ -470,3 +470,19 @@ def test_reading_a_store_read_only_writes_nothing(tmp_path):
         r.metric(name)
     r.pending_shards(), r.done(), is_store(s.path)
     assert mtimes() == before
+
+
+def test_write_json_is_whole_or_not_at_all(tmp_path):
+    """A run's results.json marks it finished: a write that fails midway leaves the old file (or
+    none) and no temporary file, never a truncated one."""
+    from inrforge.store import write_json
+
+    path = tmp_path / "results.json"
+    write_json(path, {"a": [1, 2]})
+    assert json.loads(path.read_text()) == {"a": [1, 2]}
+    with pytest.raises(TypeError):
+        write_json(path, {"a": [1, 2], "b": object()})  # fails while the JSON is being made
+    assert json.loads(path.read_text()) == {"a": [1, 2]} and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    with pytest.raises(TypeError):
+        write_json(tmp_path / "new.json", object())
+    assert not (tmp_path / "new.json").exists() and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
