@@ -348,6 +348,35 @@ def test_image_folder_train_test(tmp_path):
     np.testing.assert_array_equal(lim.official_test, [2])
 
 
+def test_image_folder_limit_decodes_only_what_it_keeps(tmp_path, monkeypatch):
+    """--limit N decodes only the first N images (a big folder stays quick to sample), yet gives
+    exactly the first N objects of the whole folder's source: the mode and the size check are the
+    whole folder's (read from the headers)."""
+    from inrforge.sources import image_folder
+
+    rng = np.random.default_rng(3)
+    for k in range(4):
+        save_png(tmp_path / "train" / "a" / f"{k}.png", rng.integers(0, 256, (5, 6), dtype=np.uint8))  # grey
+    save_png(tmp_path / "train" / "b" / "0.png", rng.integers(0, 256, (5, 6, 3), dtype=np.uint8))  # colour
+    save_png(tmp_path / "test" / "a" / "0.png", rng.integers(0, 256, (5, 6), dtype=np.uint8))
+    whole = load_source("image-folder", path=tmp_path)
+    decoded = []
+    load = image_folder._load_image
+    monkeypatch.setattr(image_folder, "_load_image", lambda f, *args: decoded.append(f.name) or load(f, *args))
+    for n in (2, 5, 6, 9):
+        decoded.clear()
+        part = load_source("image-folder", path=tmp_path, limit=n)
+        assert len(decoded) == min(n, 6)
+        np.testing.assert_array_equal(part.images, whole.images[:n])  # RGB, as the whole folder's
+        np.testing.assert_array_equal(part.labels, whole.labels[:n])
+        np.testing.assert_array_equal(part.official_test, whole.official_test[whole.official_test < n])
+        assert part.params == {**whole.params, "limit": min(n, 6)}
+    save_png(tmp_path / "test" / "a" / "1.png", np.zeros((7, 6), np.uint8))  # another size, past the limit
+    with pytest.raises(InrforgeError, match="images differ in size"):
+        load_source("image-folder", path=tmp_path, limit=2)
+    assert "limit" not in source_options("image-folder")  # --limit, not a --source-opt
+
+
 def test_image_folder_errors(tmp_path):
     with pytest.raises(InrforgeError, match="empty"):
         load_source("image-folder", path=tmp_path)

@@ -18,7 +18,7 @@ import inspect
 import math
 
 from ..errors import InrforgeError
-from .base import ImageSource, Source, coords_from_grid
+from .base import ImageSource, Source, check_limit, coords_from_grid
 from .cifar import load_cifar10_source
 from .digits import load_digits_source
 from .image_folder import load_image_folder_source
@@ -56,7 +56,7 @@ def source_options(name: str) -> dict:
     sig = inspect.signature(_REGISTRY[name][0])
     return {k: (None if p.default is inspect.Parameter.empty else p.default)
             for k, p in sig.parameters.items()
-            if k != "path" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+            if k not in ("path", "limit") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def load_source(name: str, path: str | None = None, limit: int | None = None, **options) -> Source:
@@ -76,6 +76,9 @@ def load_source(name: str, path: str | None = None, limit: int | None = None, **
         raise InrforgeError(f"unknown option(s) {', '.join(unknown)} for source {name!r} (accepted: {accepted})")
     if path is not None:
         path = str(path)
+    limit = check_limit(limit)
+    if limit is not None and "limit" in inspect.signature(loader).parameters:
+        options = {**options, "limit": limit}  # a loader that can skip decoding what --limit drops
     try:
         source = loader(path=path, **options)
     except OSError as e:  # a folder that cannot be listed, a file that cannot be opened, ...

@@ -114,6 +114,19 @@ def check_memory(nbytes: int, what: str) -> None:
                             f"{total / 2**30:,.1f} GiB")
 
 
+def check_limit(n) -> int | None:
+    """``--limit`` as an int (None: no limit); an :class:`InrforgeError` unless it is a positive
+    integer (an integral float such as ``5.0`` counts)."""
+    if n is None:
+        return None
+    integral = isinstance(n, (int, np.integer)) or (isinstance(n, float) and n.is_integer())
+    if isinstance(n, (bool, np.bool_)) or not integral:
+        raise InrforgeError(f"--limit must be a positive integer, got {n!r}")
+    if int(n) <= 0:
+        raise InrforgeError(f"--limit must be positive, got {int(n)}")
+    return int(n)
+
+
 class Source(ABC):
     """Base class of every source.
 
@@ -166,15 +179,9 @@ class Source(ABC):
 
     def limit(self, n: int | None) -> "Source":
         """Keep only the first ``n`` objects (in native order)."""
-        if n is None:
-            return self
-        integral = isinstance(n, (int, np.integer)) or (isinstance(n, float) and n.is_integer())
-        if isinstance(n, (bool, np.bool_)) or not integral:
-            raise InrforgeError(f"--limit must be a positive integer, got {n!r}")
-        n = int(n)
-        if n <= 0:
-            raise InrforgeError(f"--limit must be positive, got {n}")
-        self._limit(min(n, len(self)))
+        n = check_limit(n)
+        if n is not None:
+            self._limit(min(n, len(self)))
         return self
 
     def _limit(self, n: int) -> None:

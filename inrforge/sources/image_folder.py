@@ -141,7 +141,21 @@ def _load_image(path: Path, size, mode):
     return arr, grey
 
 
-def load_image_folder_source(path, size=None, mode=None) -> ImageSource:
+def _peek(path: Path) -> tuple[bool, tuple[int, int]]:
+    """``(grey, (H, W))`` of an image file from its header, without decoding its pixels."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return tuple(img.getbands()) in _GREY_BANDS, (img.size[1], img.size[0])
+    except Exception as e:  # noqa: BLE001 - PIL raises many kinds of errors for bad files
+        raise InrforgeError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
+
+
+def load_image_folder_source(path, size=None, mode=None, limit: int | None = None) -> ImageSource:
+    """The source of the folder ``path`` (see the module docstring).  With ``limit``, only the
+    first ``limit`` images are decoded; the headers of all are read, so the mode (grey only when
+    every image is) and the size check are those of the whole folder, as without ``limit``."""
     root = Path(path).expanduser()
     if not root.exists():
         raise InrforgeError(f"data folder {root} does not exist")
@@ -174,29 +188,27 @@ def load_image_folder_source(path, size=None, mode=None) -> ImageSource:
     class_names = sorted(set().union(*(p.keys() for p in parts.values())))
     class_id = {c: i for i, c in enumerate(class_names)}
 
+    listed = [(part, class_id[c], f) for part, classes in parts.items() for c in sorted(classes) for f in classes[c]]
+    n_train = sum(part != "test" for part, _, _ in listed)
+    keep = listed if limit is None else listed[:limit]
     if hw is not None:
-        # every image at that size (worst case RGB), twice (the list, then the stacked array)
-        n_files = sum(len(fs) for classes in parts.values() for fs in classes.values())
-        check_memory(2 * n_files * hw[0] * hw[1] * 3 + 8 * hw[0] * hw[1],
-                     f"loading {n_files} images of {hw[0]}x{hw[1]} pixels")
-
-    arrays, labels, greys, files = [], [], [], []
-    n_train = 0
-    for part, classes in parts.items():
-        for c in sorted(classes):
-            for f in classes[c]:
-                arr, grey = _load_image(f, hw, mode)
-                arrays.append(arr)
-                labels.append(class_id[c])
-                greys.append(grey)
-                files.append(f)
-        if part != "test":
-            n_train = len(arrays)
+        # every kept image at that size (worst case RGB), twice (the list, then the stacked array)
+        check_memory(2 * len(keep) * hw[0] * hw[1] * 3 + 8 * hw[0] * hw[1],
+                     f"loading {len(keep)} images of {hw[0]}x{hw[1]} pixels")
+    headers = {f: _peek(f) for _, _, f in listed[len(keep):]}  # the images not decoded
+    arrays, labels = [], []
+    for _, label, f in keep:
+        arr, grey = _load_image(f, hw, mode)
+        arrays.append(arr)
+        labels.append(label)
+        headers[f] = grey, arr.shape[:2]
+    files = [f for _, _, f in listed]
+    greys = [headers[f][0] for f in files]
 
     if hw is None:
         shapes = {}
-        for f, a in zip(files, arrays):
-            shapes.setdefault(a.shape[:2], f)
+        for f in files:
+            shapes.setdefault(headers[f][1], f)
         if len(shapes) > 1:
             (s1, f1), (s2, f2) = list(shapes.items())[:2]
             raise InrforgeError(
@@ -209,4 +221,5 @@ def load_image_folder_source(path, size=None, mode=None) -> ImageSource:
     params = {"path": str(root.resolve()), "size": list(hw) if hw else None, "mode": resolved_mode,
               "split": "train/test" if split else None, "n_files": len(files)}
     return ImageSource("image-folder", images, np.asarray(labels, dtype=np.int64),
-                       official_test=np.arange(n_train, len(images)), params=params, label_names=class_names)
+                       official_test=np.arange(min(n_train, len(images)), len(images)), params=params,
+                       label_names=class_names)
