@@ -197,7 +197,8 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     last batch of one INR (batch statistics need two).  ``describe`` (what was trained: model,
     augmentations, ...) goes into the results and ``result.json``.
 
-    A non-finite train loss stops the run before that step updates the model (a warning says so):
+    A non-finite train loss stops the run before that step updates the model, and weights that an
+    epoch's last update made non-finite stop it at the end of that epoch (a warning says so):
     the best finished epoch's weights (without val, the last finished epoch's) are kept and
     ``result["diverged"] = {"epoch", "step"}`` says where; a run that diverges in its first epoch
     has no such weights and is an :class:`InrforgeError`.  A val score that is not finite is
@@ -247,6 +248,8 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
             sched.step()
             total += value * len(y)
             n += len(y)
+        if not diverged and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            diverged = {"epoch": epoch, "step": step}  # the epoch's last update overflowed the weights
         if diverged:
             break
         row = {"epoch": epoch, "train_loss": total / max(n, 1), "lr": lr,  # the epoch's last step's
@@ -296,7 +299,7 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
 def _report_divergence(diverged: dict, kept, lr: float) -> None:
     """A warning that the run stopped at a non-finite loss, or an error if no finished epoch is kept."""
     where = (f"diverged at epoch {diverged['epoch']}, step {diverged['step']} "
-             f"(the train loss is not finite; lr {lr:.3g})")
+             f"(the train loss or the weights are not finite; lr {lr:.3g})")
     if kept is None:
         raise InrforgeError(f"training {where}, before any finished epoch (with a finite val score) to keep; "
                             f"lower --lr or check the INRs")

@@ -232,6 +232,26 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_weights(tmp_path):
         _diverging_run(s, after=2).fit(progress=False)
 
 
+def test_weights_an_epochs_last_update_overflowed_are_not_kept(tmp_path):
+    """The loss before the last update of epoch 1 is finite, the update itself (an infinite
+    gradient) makes the weights NaN: without a val split, epoch 0's weights are kept, not those."""
+    from inrforge.train import prepare_training
+
+    no_val = learnable_store(tmp_path / "n.zarr", val=False)
+    run = prepare_training(no_val, model="mlp", config=TrainConfig(epochs=6, batch_size=32))  # 4 batches per epoch
+    calls = []
+
+    def inf_at_the_8th(grad):
+        calls.append(1)
+        return grad * float("inf") if len(calls) == 8 else grad
+
+    next(run.model.parameters()).register_hook(inf_at_the_8th)
+    with pytest.warns(UserWarning, match="the train loss or the weights are not finite"):
+        res = run.fit(progress=False)
+    assert res["diverged"] == {"epoch": 1, "step": 3} and res["best_epoch"] == 0 and res["epochs_run"] == 1
+    assert all(torch.isfinite(p).all() for p in run.model.parameters()) and np.isfinite(res["test"]["loss"])
+
+
 def test_evaluate_counts_non_finite_outputs_as_wrong(tmp_path):
     from inrforge.data import WeightDataset
     from inrforge.train import evaluate
