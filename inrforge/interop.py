@@ -34,8 +34,8 @@ import torch
 
 from .arch import INRSpec, make_arch
 from .errors import InrforgeError
-from .store import (INRStore, ShardData, _process_alive, check_leftovers, create_store, is_store, local_path, move_into_place,
-                    open_store, prepare_output, remove_store, replace_store)
+from .store import (INRStore, ShardData, check_leftovers, create_store, is_store, local_path, move_into_place,
+                    open_store, prepare_output, process_alive, remove_store, replace_store, write_json)
 
 _KEY = re.compile(r"^(seq|layers|net|model)\.(\d+)\.(weight|bias)$")
 _SPLITS = ("train", "val", "test")
@@ -380,7 +380,7 @@ def _remove_dead_staging(path: Path) -> None:
     for name in names:
         pid = name[len(prefix):].split("-", 1)[0]
         if (name.startswith(prefix) and name.endswith(_STAGING_SUFFIX) and pid.isdigit()
-                and not _process_alive(int(pid))):
+                and not process_alive(int(pid))):
             shutil.rmtree(path.parent / name, ignore_errors=True)
 
 
@@ -515,7 +515,7 @@ def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: f
 
 # ----- export ----------------------------------------------------------------------------------
 
-_EXPORTED_FILE = re.compile(r"^\d{7}\.pth$")
+_EXPORTED_FILE = re.compile(r"^\d{7,}\.pth$")  # f"{index:07d}.pth": 8+ digits from 10 million objects
 
 
 def _is_export(folder: Path) -> bool:
@@ -563,9 +563,9 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
     wrote, holding nothing else, is replaced).  The export is built in a hidden folder beside a new
     ``out_dir`` (renamed into place at the end) or inside an empty one (its contents moved up at the
     end, ``splits.json`` last).  A failed export leaves nothing behind; what an export killed with
-    SIGKILL left is deleted by the next export to the same place.  The splits file also records the ``arch``, ``label_dtype``, the
-    coordinate ``grid`` and, for Fourier-feature archs, the ``fourier_matrix``, so that
-    :func:`import_dws` rebuilds the store exactly.
+    SIGKILL left is deleted by the next export to the same place.  The splits file also records the
+    ``arch``, ``label_dtype``, the coordinate ``grid`` and, for Fourier-feature archs, the
+    ``fourier_matrix``, so that :func:`import_dws` rebuilds the store exactly.
     """
     store = store if isinstance(store, INRStore) else open_store(store)
     view = store.check_view(view)  # before creating anything
@@ -626,8 +626,7 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
         if arch.fourier is not None:
             matrix = arch.fourier.matrix().numpy()
             spec["fourier_matrix"] = (matrix[:, ::-1] if _swaps_inputs(arch) else matrix).tolist()
-        (build / "splits.json.tmp").write_text(json.dumps(spec))
-        os.replace(build / "splits.json.tmp", build / "splits.json")  # last: the export is complete
+        write_json(build / "splits.json", spec, indent=None)  # last, whole: the export is complete
         if in_place:
             for name in (*_SPLITS, "splits.json"):  # splits.json last: the export is complete
                 os.replace(build / name, out_dir / name)

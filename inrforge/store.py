@@ -2,7 +2,8 @@
 
 Layout (see docs/format.md for the full description)::
 
-    attrs   inrforge {format, version}, arch, layout, source, fit, shard_objects
+    attrs   inrforge {format, version}, arch, layout, source, fit, n_objects, views,
+            shard_objects, chunk_objects (all checked on opening)
     params          float32 (N, V, P)  chunks (c, V, P), shards (S, V, P); NaN = not fitted
     labels          int64 (N,) or float32 (N, K)
     metrics/psnr    float32 (N, V)     NaN = not fitted or failed
@@ -83,7 +84,9 @@ def _leftovers(final: str) -> list[str]:
                   and n.rsplit("-", 1)[-1].isdigit())
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (one of another user counts as alive), for
+    deciding whether a leftover folder named after it is still some process's work in progress."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -99,7 +102,7 @@ def check_leftovers(final: str) -> None:
     interrupted ``--overwrite`` set aside and never got to delete (its data may be all there is)."""
     for left in _leftovers(final):
         pid = int(left.rsplit("-", 1)[-1])
-        if _process_alive(pid):
+        if process_alive(pid):
             continue
         if ".tmp-" in os.path.basename(left):
             shutil.rmtree(left, ignore_errors=True)

@@ -14,8 +14,8 @@ from dataclasses import replace
 
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, mean_std, names_from, parse_with_small,
-                             positive_float, positive_int, pyplot, results_dir, results_versions, run_script,
-                             save_figure, set_threads)
+                             positive_float, positive_int, pyplot, refuse_unused, results_dir, results_versions,
+                             run_script, save_figure, set_threads)
 from inrforge.store import write_json
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, classification_input, dwsnet_kwargs,
                             open_or_fit, train_seeds)
@@ -51,7 +51,10 @@ def parse_args(argv=None):
     p.add_argument("--small", action="store_true",
                    help="a minute-long setting (smoke test): defaults --limit 400 --fit-steps 200 --epochs 30 "
                         "--batch-size 32 (330 gradient steps)")
-    return parse_with_small(p, argv, {"limit": 400, "fit_steps": 200, "epochs": 30, "batch_size": 32})
+    a = parse_with_small(p, argv, {"limit": 400, "fit_steps": 200, "epochs": 30, "batch_size": 32})
+    refuse_unused(p, argv, a, "--store", ("--source", "--data", "--limit", "--views", "--fit-steps", "--fit-lr"),
+                  "the INRs are the store's")
+    return a
 
 
 def main(argv=None) -> int:

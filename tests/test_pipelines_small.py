@@ -107,6 +107,7 @@ def has_legend(fig) -> bool:
     ("ssl_sines", ["--store", "s.zarr", "--test-fraction", "0.5"], "argument --test-fraction: not used with --store"),
     ("views_augment_sweep", ["--store", "s.zarr", "--source", "mnist"], "argument --source: not used with --store"),
     ("views_augment_sweep", ["--small", "--store", "s.zarr", "--seed", "3"], "argument --seed: not used with --store"),
+    ("classify_inrs", ["--small", "--store", "s.zarr", "--fit-steps", "5"], "argument --fit-steps: not used with --store"),
 ])
 def test_impossible_arguments_are_refused_before_any_work(tmp_path, capsys, name, args, message):
     out = tmp_path / "run"

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch
 
+from ..arch import whole_number
 from ..errors import InrforgeError
 from ..inr import image_grid
 
@@ -117,14 +118,7 @@ def check_memory(nbytes: int, what: str) -> None:
 def check_limit(n) -> int | None:
     """``--limit`` as an int (None: no limit); an :class:`InrforgeError` unless it is a positive
     integer (an integral float such as ``5.0`` counts)."""
-    if n is None:
-        return None
-    integral = isinstance(n, (int, np.integer)) or (isinstance(n, float) and n.is_integer())
-    if isinstance(n, (bool, np.bool_)) or not integral:
-        raise InrforgeError(f"--limit must be a positive integer, got {n!r}")
-    if int(n) <= 0:
-        raise InrforgeError(f"--limit must be positive, got {int(n)}")
-    return int(n)
+    return None if n is None else whole_number(n, "--limit")
 
 
 class Source(ABC):
