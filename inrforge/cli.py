@@ -135,6 +135,7 @@ def cmd_fit(a) -> int:
     from .arch import make_arch
     from .fitjob import fit_inrs
     from .sources import load_source, parse_source_options
+    from .store import psnr_summary
 
     if not a.arch.startswith("siren"):
         _refuse_unused(a, ["w0"], "SIREN", f"--arch {a.arch}")
@@ -160,9 +161,8 @@ def cmd_fit(a) -> int:
     else:
         store = fit_inrs(source, a.out, threads=a.threads or default_threads(), **kwargs)
     info = store.info()
-    psnr = "none recorded" if math.isnan(info["psnr_median"]) else f"{info['psnr_median']:.2f} dB"
     print(f"{store.path}: {info['objects']} objects x {info['views']} views, done {info['done_fraction']:.0%}, "
-          f"median PSNR {psnr}, failed {info['failed']}")
+          f"{psnr_summary(info)}, failed {info['failed']}")
     return 0
 
 

@@ -22,6 +22,7 @@ is refitted on resume, so a run killed at any point loses at most the shards in 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import urllib.parse
@@ -516,6 +517,15 @@ class INRStore:
             "failed": int(failed.sum()),
             "size_bytes": _size_on_disk(self.path),
         }
+
+
+def psnr_summary(info: dict, p5: bool = False) -> str:
+    """``median PSNR 40.23 dB`` (with ``p5``: ``... (p5 40.02)``) from :meth:`INRStore.info`, or
+    ``median PSNR none recorded`` when no finished INR has one (nothing fitted yet, all failed,
+    imported INRs)."""
+    if math.isnan(info["psnr_median"]):
+        return "median PSNR none recorded"
+    return f"median PSNR {info['psnr_median']:.2f} dB" + (f" (p5 {info['psnr_p5']:.2f})" if p5 else "")
 
 
 def _size_on_disk(path: str) -> int | None:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .data import WeightDataset
 from .errors import InrforgeError
 from .fit import check_device, is_number
-from .store import INRStore, write_json
+from .store import INRStore, psnr_summary, write_json
 
 AUGMENTATIONS = ("perm", "negate", "shift", "rotate", "scale", "translate", "noise", "dropout", "prune",
                  "mixup", "mixup-perm", "mixup-align")
@@ -516,6 +516,6 @@ def open_or_fit(store=None, *, source: str = "digits", data=None, limit: int | N
                       test_fraction=test_fraction, overwrite=overwrite, progress=False)
     info = st.info()
     if echo:
-        echo(f"# store {st.path}: {info['objects']} objects x {info['views']} views, median PSNR "
-             f"{info['psnr_median']:.1f} dB (p5 {info['psnr_p5']:.1f}); splits {info['splits']}", flush=True)
+        echo(f"# store {st.path}: {info['objects']} objects x {info['views']} views, {psnr_summary(info, p5=True)}; "
+             f"splits {info['splits']}", flush=True)
     return st

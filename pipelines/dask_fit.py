@@ -24,6 +24,7 @@ from inrforge.errors import InrforgeError
 from inrforge.script import (ArgumentParser, nonnegative_int, positive_float, positive_int, psnr_or_none,
                              report_errors)
 from inrforge.sources import SOURCE_NAMES, load_source, parse_source_options
+from inrforge.store import psnr_summary
 
 
 def parse_args(argv=None):
@@ -142,7 +143,7 @@ def fit(a) -> int:
     report = fit_inrs_distributed(connect, source, a.out, **kwargs)
     print(report.summary())
     info = report.store.info()
-    print(f"{report.store.path}: done {info['done_fraction']:.0%}, median PSNR {info['psnr_median']:.2f} dB")
+    print(f"{report.store.path}: done {info['done_fraction']:.0%}, {psnr_summary(info)}")
     return 0
 
 

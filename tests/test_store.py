@@ -486,3 +486,11 @@ def test_write_json_is_whole_or_not_at_all(tmp_path):
     with pytest.raises(TypeError):
         write_json(tmp_path / "new.json", object())
     assert not (tmp_path / "new.json").exists() and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_psnr_summary_says_none_recorded_instead_of_nan():
+    from inrforge.store import psnr_summary
+
+    assert psnr_summary({"psnr_median": 40.234, "psnr_p5": 39.5}) == "median PSNR 40.23 dB"
+    assert psnr_summary({"psnr_median": 40.234, "psnr_p5": 39.5}, p5=True) == "median PSNR 40.23 dB (p5 39.50)"
+    assert psnr_summary({"psnr_median": float("nan"), "psnr_p5": float("nan")}, p5=True) == "median PSNR none recorded"
