@@ -44,6 +44,13 @@ def usable_views(store: INRStore) -> np.ndarray:
     return store.done()[:, None] & ~store.metric("failed")
 
 
+def usable_split_sizes(store: INRStore) -> dict[str, int]:
+    """Objects of each split (train, val, test) with at least one usable view: what the datasets
+    of that split hold (an unfitted shard or a failed fit leaves objects out)."""
+    ok = usable_views(store).any(axis=1)
+    return {name: int(ok[store.split(name)].sum()) for name in ("train", "val", "test")}
+
+
 def normalization_stats(store: INRStore, mode: str = "symmetric", block: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, std), each (P,) float32, over the usable views of the train split.
 

@@ -26,7 +26,7 @@ import torch
 
 from inrforge import fit_inrs, open_store
 from inrforge.arch import PRESETS, make_arch
-from inrforge.data import WeightDataset
+from inrforge.data import WeightDataset, usable_split_sizes
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.fitjob import make_splits
@@ -141,8 +141,7 @@ def run(a) -> dict:
     if a.store:
         store = open_store(a.store)
         check_store(store)
-        usable = {split: len(WeightDataset(store, split, normalize=None)) for split in ("train", "test")}
-        _check_splits(sizes, usable, store.path)  # INRs it can use: unfinished or failed ones are left out
+        _check_splits(sizes, usable_split_sizes(store), store.path)  # unfinished or failed INRs left out
     else:  # the split sizes are known before fitting
         src = sines_source(a)
         splits = make_splits(src, a.seed, test_fraction=a.test_fraction)

@@ -28,7 +28,7 @@ import torch
 from inrforge import fit_inrs, open_store
 from inrforge.arch import make_arch
 from inrforge.contrastive import ContrastiveModel, default_views_transform, embed, make_normalizer, train_contrastive
-from inrforge.data import WeightDataset
+from inrforge.data import WeightDataset, usable_split_sizes
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.fitjob import make_splits
@@ -123,7 +123,7 @@ def check_store(store) -> None:
     if store.source.get("name") != "sines":
         raise InrforgeError(f"{store.path} holds INRs of {store.source.get('name')!r}; ssl_sines needs a store of "
                             f"'sines' (fitted without fixed_amplitude)")
-    require_splits(store.info()["splits"], NEEDED_SPLITS, store.path, "ssl_sines")
+    require_splits(usable_split_sizes(store), NEEDED_SPLITS, store.path, "ssl_sines")
 
 
 def run(a) -> dict:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from inrforge.data import usable_split_sizes
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.fitjob import make_splits
@@ -90,7 +91,7 @@ def parse_args(argv=None):
 def check_splits(a, store) -> None:
     """Every cell is scored on the test split: it must not be empty (the store's, or the one to be fitted)."""
     if store is not None:
-        require_splits(store.info()["splits"], {"train": 1, "test": 1}, store.path, "views_augment_sweep")
+        require_splits(usable_split_sizes(store), {"train": 1, "test": 1}, store.path, "views_augment_sweep")
         return
     src = load_source(a.source, path=a.data, limit=a.limit)
     splits = make_splits(src, a.seed, test_fraction=a.test_fraction)

@@ -300,3 +300,21 @@ def test_drop_last_and_the_last_partial_batch(tmp_path):
         assert sizes == [8, 8, 8, 6]
         kept = torch.cat([y for _, y in ds.loader(batch_size=8, shuffle=shuffle, drop_last=True)])
         assert len(kept) == 24
+
+
+def test_usable_split_sizes_count_what_the_datasets_hold(tmp_path):
+    """Objects of an unfinished shard, and objects whose every view failed, are not counted."""
+    from inrforge.data import usable_split_sizes
+
+    arch = make_arch(hidden=4, depth=1)
+    s = create_store(tmp_path / "u.zarr", arch=arch, n_objects=8, views=2, labels=np.arange(8) % 2,
+                     splits={"train": [0, 1, 2, 5, 6], "val": [3], "test": [4, 7]}, source={"name": "t", "params": {}},
+                     fit={}, shard_objects=4, chunk_objects=4)
+    failed = np.zeros((4, 2), bool)
+    failed[1] = True  # object 1: both views failed
+    failed[2, 0] = True  # object 2: one view left
+    ok = np.full((4, 2), 30.0, np.float32)
+    s.write_shard(ShardData(0, np.zeros((4, 2, arch.param_count), np.float32), ok, ok, np.ones((4, 2), np.int32), failed))
+    sizes = usable_split_sizes(s)  # objects 4..7: shard 1, never written
+    assert sizes == {"train": 2, "val": 1, "test": 0}
+    assert sizes["train"] == len(WeightDataset(s, "train", views=2, normalize=None))
