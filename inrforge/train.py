@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .data import WeightDataset
 from .errors import InrforgeError
-from .fit import check_device, is_number
+from .fit import check_count, check_device, is_number
 from .store import INRStore, psnr_summary, write_json
 
 AUGMENTATIONS = ("perm", "negate", "shift", "rotate", "scale", "translate", "noise", "dropout", "prune",
@@ -50,28 +50,21 @@ class TrainConfig:
 
     def __post_init__(self):
         """Every field checked: a bad value is a one-line :class:`InrforgeError` naming it."""
-        if not (_is_int(self.epochs) and self.epochs >= 1 and _is_int(self.batch_size) and self.batch_size >= 1):
-            raise InrforgeError(f"epochs and batch size must be positive integers, got {self.epochs!r} and "
-                                f"{self.batch_size!r}")
+        check_count("--epochs", self.epochs)
+        check_count("--batch-size", self.batch_size)
         if not _at_least(self.lr, 0, strict=True):
             raise InrforgeError(f"--lr must be positive, got {self.lr}")
         if not _at_least(self.weight_decay, 0):
             raise InrforgeError(f"weight decay must be 0 or more, got {self.weight_decay}")
         if not _at_least(self.warmup_epochs, 0):
             raise InrforgeError(f"warm-up epochs must be 0 or more, got {self.warmup_epochs}")
-        if self.patience is not None and not (_is_int(self.patience) and self.patience >= 1):
-            raise InrforgeError(f"patience must be a positive integer (or None), got {self.patience!r}")
-        if not (_is_int(self.seed) and self.seed >= 0):
-            raise InrforgeError(f"seed must be an integer >= 0, got {self.seed!r}")
-        if not (_is_int(self.num_workers) and self.num_workers >= 0):
-            raise InrforgeError(f"--workers must be 0 or more, got {self.num_workers}")
+        if self.patience is not None:
+            check_count("--patience", self.patience)
+        check_count("--seed", self.seed, minimum=0)
+        check_count("--workers", self.num_workers, minimum=0)
         if self.grad_clip is not None and not _at_least(self.grad_clip, 0):  # 0 or None: no clipping
             raise InrforgeError(f"grad_clip must be positive (0 or None turn it off), got {self.grad_clip}")
         check_device(self.device, here=False)
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
 def _at_least(x, lo: float, strict: bool = False) -> bool:

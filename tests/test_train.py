@@ -118,7 +118,7 @@ def test_bad_training_input(tmp_path, capsys):
         build_transform(["spin"], ARCH, 2)
     with pytest.raises(InrforgeError, match="choose one MixUp variant, not mixup, mixup-align"):
         build_transform(["perm", "mixup", "mixup-align"], ARCH, 2)
-    with pytest.raises(InrforgeError, match="--workers must be 0 or more"):
+    with pytest.raises(InrforgeError, match="--workers must be an integer >= 0"):
         TrainConfig(num_workers=-1)
     relu = make_arch("relu", hidden=8)
     with pytest.raises(InrforgeError, match="(?i)siren"):
