@@ -460,9 +460,10 @@ def classification_input(store=None, *, source: str = "digits", data=None, limit
                          views: int = 1, views_needed: int = 1, needed_as: str = "--train-views",
                          who: str = "this experiment"):
     """What a classification pipeline will train on, checked before it writes or fits anything:
-    ``(store or None, arch, n_classes)``.  A given ``store`` must hold class ids and at least
-    ``views_needed`` views; otherwise ``source`` must have class ids and ``views`` (the views to
-    be fitted) must cover ``views_needed``, and the arch is the one :func:`open_or_fit` fits."""
+    ``(store or None, arch, n_classes, source or None)``.  A given ``store`` must hold class ids and
+    at least ``views_needed`` views; otherwise ``source`` (loaded here once: pass it on to
+    :func:`open_or_fit`) must have class ids and ``views`` (the views to be fitted) must cover
+    ``views_needed``, and the arch is the one :func:`open_or_fit` fits."""
     from .arch import make_arch
     from .sources import load_source
     from .store import open_store
@@ -472,21 +473,22 @@ def classification_input(store=None, *, source: str = "digits", data=None, limit
         n_classes = require_task(st, "classification", who)
         if views_needed > st.views:
             raise InrforgeError(f"{needed_as} {views_needed} exceeds the {st.views} views per object of {st.path}")
-        return st, st.arch, n_classes
+        return st, st.arch, n_classes, None
     src = load_source(source, path=data, limit=limit)
     if not np.issubdtype(src.labels.dtype, np.integer):
         raise InrforgeError(f"source {source!r} has float targets, a regression task; {who} needs class ids")
     if views_needed > views:
         raise InrforgeError(f"{needed_as} {views_needed} exceeds --views {views} (the views fitted per object)")
     arch = make_arch("siren-dwsnets", in_features=src.in_features, out_features=src.out_features)
-    return None, arch, int(src.labels.max()) + 1
+    return None, arch, int(src.labels.max()) + 1, src
 
 
-def open_or_fit(store=None, *, source: str = "digits", data=None, limit: int | None = None, out=None,
+def open_or_fit(store=None, *, source="digits", data=None, limit: int | None = None, out=None,
                 views: int = 1, steps: int = 500, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
                 test_fraction: float = 0.1, overwrite: bool = False, task: str | None = None,
                 echo=print) -> INRStore:
-    """The pipelines' store: ``store`` opened if given, else ``source`` fitted (or resumed) into ``out``.
+    """The pipelines' store: ``store`` opened if given, else ``source`` (a name, loaded with ``data``
+    and ``limit``, or a loaded :class:`~inrforge.sources.Source`) fitted (or resumed) into ``out``.
 
     The fit is :func:`inrforge.fit_inrs` without ``torch.compile`` (its compile time outweighs
     the gain at pipeline sizes on a CPU) and with the default 40 dB early stop; ``overwrite``
@@ -504,7 +506,7 @@ def open_or_fit(store=None, *, source: str = "digits", data=None, limit: int | N
     else:
         if out is None:
             raise InrforgeError("give a store or an output path to fit one into")
-        src = load_source(source, path=data, limit=limit)
+        src = load_source(source, path=data, limit=limit) if isinstance(source, str) else source
         st = fit_inrs(src, out, views=views, steps=steps, lr=lr, seed=seed, device=device, compile=False,
                       test_fraction=test_fraction, overwrite=overwrite, progress=False)
     info = st.info()

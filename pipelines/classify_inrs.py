@@ -61,14 +61,14 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     # Everything that can be checked is checked before --out is created and before any fitting.
     check_device(a.device)
-    store, _, n_classes = classification_input(a.store, source=a.source, data=a.data, limit=a.limit, views=a.views,
-                                               views_needed=a.train_views or 1, who="classify_inrs")
+    store, _, n_classes, src = classification_input(a.store, source=a.source, data=a.data, limit=a.limit, views=a.views,
+                                                    views_needed=a.train_views or 1, who="classify_inrs")
     set_threads(a.threads)
     names = a.models
     out = results_dir(a.out, a.overwrite)
     if not a.store:
-        store = open_or_fit(None, source=a.source, data=a.data, limit=a.limit, out=out / "inrs.zarr", views=a.views,
-                            steps=a.fit_steps, lr=a.fit_lr, device=a.device, overwrite=a.overwrite)
+        store = open_or_fit(None, source=src, out=out / "inrs.zarr", views=a.views, steps=a.fit_steps, lr=a.fit_lr,
+                            device=a.device, overwrite=a.overwrite)
     info = store.info()
 
     results = {}

@@ -38,7 +38,6 @@ from inrforge.script import (ArgumentParser, add_results_arguments, fraction, me
 from inrforge.store import write_json
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, build_transform, classification_input,
                             dwsnet_kwargs, open_or_fit, train_seeds)
-from inrforge.sources import load_source
 
 VIEW_COUNTS = "1,2,5,10"
 MODELS = {"dwsnet": RunSpec("dwsnet"), "mlp": RunSpec("mlp", lr=1e-3)}  # lr None: --lr
@@ -88,12 +87,12 @@ def parse_args(argv=None):
     return a
 
 
-def check_splits(a, store) -> None:
-    """Every cell is scored on the test split: it must not be empty (the store's, or the one to be fitted)."""
+def check_splits(a, store, src) -> None:
+    """Every cell is scored on the test split: it must not be empty (the store's, or the one the
+    source ``src`` will be fitted into)."""
     if store is not None:
         require_splits(usable_split_sizes(store), {"train": 1, "test": 1}, store.path, "views_augment_sweep")
         return
-    src = load_source(a.source, path=a.data, limit=a.limit)
     splits = make_splits(src, a.seed, test_fraction=a.test_fraction)
     require_splits({k: len(v) for k, v in splits.items()}, {"train": 1, "test": 1},
                    f"the {len(src)} objects of {a.source!r} to fit", "views_augment_sweep",
@@ -107,7 +106,7 @@ def run(a) -> dict:
     # Everything that can be checked is checked before --out is created and before any fitting or
     # training: the store's task and views, and every augmentation of sweep (b) against the arch.
     check_device(a.device)
-    store, arch, n_classes = classification_input(
+    store, arch, n_classes, src = classification_input(
         a.store, source=a.source, data=a.data, limit=a.limit, views=a.views,
         views_needed=max(counts + [a.aug_views]), needed_as=f"view counts {shown} / --aug-views {a.aug_views}:",
         who="views_augment_sweep")
@@ -117,10 +116,10 @@ def run(a) -> dict:
         except InrforgeError as e:
             raise InrforgeError(f"--augs {name} does not apply to the INRs "
                                 f"{'of ' + a.store if a.store else 'fitted from ' + repr(a.source)}: {e}") from None
-    check_splits(a, store)
+    check_splits(a, store, src)
     out = results_dir(a.out, a.overwrite)
     if not a.store:
-        store = open_or_fit(None, source=a.source, data=a.data, limit=a.limit, out=out / "inrs.zarr", views=a.views,
+        store = open_or_fit(None, source=src, out=out / "inrs.zarr", views=a.views,
                             steps=a.fit_steps, lr=a.fit_lr, seed=a.seed, device=a.device,
                             test_fraction=a.test_fraction, overwrite=a.overwrite)
     info = store.info()
