@@ -401,7 +401,16 @@ def _fit_pending(client, plan, t0: float, *, progress, threads, retries, resourc
     # Every task attempt logs a start event.  They are counted as they arrive: the scheduler keeps
     # only the last distributed.admin.low-level-log-length (1000) events of a topic.
     attempts: list[int] = []
-    client.subscribe_topic(topic, lambda event: attempts.append(event[1]["shard"]))
+    counted = threading.Event()  # set by the driver's own last event (see _all_attempts_counted)
+
+    def on_event(event):
+        msg = event[1]
+        if msg.get("counted") == run_id:
+            counted.set()
+        else:
+            attempts.append(msg["shard"])
+
+    client.subscribe_topic(topic, on_event)
     expect = store.identity()
     futures = {
         client.submit(fit_shard_task, store.path, k, plan.arch, plan.views, plan.seed, plan.settings,
@@ -435,6 +444,7 @@ def _fit_pending(client, plan, t0: float, *, progress, threads, retries, resourc
             bar.update(1)
             bar.set_postfix({"INR/s": f"{report.inrs / (time.perf_counter() - t0):.1f}",
                              "failed": report.failed_inrs}, refresh=False)
+        _all_attempts_counted(client, topic, run_id, counted)
     finally:
         bar.close()
         report.wall_s = time.perf_counter() - t0
@@ -449,6 +459,19 @@ def _fit_pending(client, plan, t0: float, *, progress, threads, retries, resourc
             pass
     report.retries = len(attempts) - len(set(attempts))
     return report
+
+
+def _all_attempts_counted(client, topic: str, run_id: str, counted: threading.Event, timeout: float = 10.0) -> None:
+    """Wait until the driver has received every task's start event.  A worker sends a task's
+    event before its result on one ordered stream, so once every task is finished the scheduler
+    holds all their events; an event the driver logs now reaches it after all of them (the
+    scheduler forwards a topic's events in order).  Without this the last retry's event could
+    arrive after the count was taken."""
+    try:
+        client.log_event(topic, {"counted": run_id})
+    except Exception:  # the scheduler went away: count what arrived
+        return
+    counted.wait(timeout)
 
 
 def _resume_hint(report: FitReport) -> str:

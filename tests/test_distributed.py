@@ -276,14 +276,16 @@ def _hide_inrforge(hide):
         _HIDDEN.clear()
 
 
-def _fail_first_write_of_shard_0(flag):
-    """The first write of shard 0, across the workers, fails with EIO (a transient filesystem error)."""
+def _fail_first_write_of_shard_0(flag, store_path):
+    """The first write of shard 0 of the store at ``store_path``, across the workers, fails with EIO
+    (a transient filesystem error).  Writes to other stores (a task of an earlier test that is still
+    running) are left alone."""
     from inrforge.store import INRStore
 
     write = INRStore.write_shard
 
     def write_shard(self, data):
-        if data.start == 0 and not os.path.exists(flag):
+        if data.start == 0 and os.path.abspath(self.path) == store_path and not os.path.exists(flag):
             open(flag, "x").close()
             raise OSError(errno.EIO, "injected transient I/O error")
         return write(self, data)
@@ -346,7 +348,7 @@ def test_a_task_that_raised_once_is_retried_counted_and_identical(client, source
     topics = client.cluster.scheduler._broker._topics
     factory = topics.default_factory
     topics.default_factory = functools.partial(Topic, maxlen=2)
-    client.run(_fail_first_write_of_shard_0, str(tmp_path / "failed-once"))
+    client.run(_fail_first_write_of_shard_0, str(tmp_path / "failed-once"), out)
     try:
         report = idist.fit_inrs_distributed(client, source, out, **JOB)
     finally:
@@ -354,6 +356,34 @@ def test_a_task_that_raised_once_is_retried_counted_and_identical(client, source
         client.run(_restore_write_shard)
     assert (report.fitted, report.retries) == (6, 1) and "retries 1;" in report.summary()
     assert_same(reference, snapshot(out))
+
+
+def test_retries_are_counted_even_when_the_events_arrive_late(client, source, tmp_path, monkeypatch):
+    # The start events reach the driver's handler on the client's event loop, in order but at their
+    # own pace; here each is handed on 0.3 s late (in order, by one thread).  The count must wait
+    # for them all: before, the job's last retry could be missed (retries 0).
+    import queue
+
+    late = queue.Queue()
+
+    def hand_on():
+        while (item := late.get()) is not None:
+            time.sleep(0.3)
+            item[0](item[1])
+
+    subscribe = client.subscribe_topic
+    monkeypatch.setattr(client, "subscribe_topic", lambda topic, handler: subscribe(
+        topic, lambda event: late.put((handler, event))))
+    relay = threading.Thread(target=hand_on, daemon=True)
+    relay.start()
+    out = str(tmp_path / "late.zarr")
+    client.run(_fail_first_write_of_shard_0, str(tmp_path / "failed-once"), out)
+    try:
+        report = idist.fit_inrs_distributed(client, source, out, **{**JOB, "steps": 5})
+    finally:
+        client.run(_restore_write_shard)
+        late.put(None)
+    assert (report.fitted, report.retries) == (6, 1), report.summary()
 
 
 def test_resources_no_connected_worker_offers_are_refused_at_once(client, source, tmp_path):
