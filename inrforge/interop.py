@@ -636,8 +636,7 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
     except OSError as e:
         raise InrforgeError(f"cannot write an export to {out_dir}: {e.strerror or e}") from None
     finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
         if not ok:
             if in_place:  # the folder was empty: everything moved into it is ours
                 for name in (*_SPLITS, "splits.json"):
