@@ -1,7 +1,9 @@
-"""Smoke test of pipelines/views_augment_sweep.py at --small (2-3 minutes on 1 thread).
+"""Smoke tests of pipelines/views_augment_sweep.py.
 
-The small setting: 900 digits x 10 views (150 fit steps), splits 607 / 68 / 225, 20 epochs,
-2 training seeds, view counts 1 and 10, every augmentation at 1 view.  Runs are seeded and
+The headline test runs the --small setting of sweep (a): 900 digits x 10 views (150 fit steps),
+splits 607 / 68 / 225, 20 epochs, 2 training seeds, view counts 1 and 10 (about 80 s on 1
+thread).  Sweep (b) at --small takes twice that again, so every augmentation is run end to end
+on a tiny setting instead, which checks the plumbing, not the accuracies.  Runs are seeded and
 single-threaded, so the figures below are reproducible on one machine.
 """
 
@@ -13,34 +15,39 @@ from inrforge.errors import InrforgeError
 from test_pipelines_small import _load, covered_by_legends, has_legend
 
 
-def test_views_augment_small(tmp_path, one_thread):
+def _cells_are_consistent(doc: dict, seeds: int) -> None:
+    views, aug = doc["views"], doc["augment"]
+    for m in views:
+        assert aug[m]["none"] == views[m]["1"]  # the same runs, shared between the sweeps
+        for cell in [*views[m].values(), *aug[m].values()]:
+            assert len(cell["test_acc"]) == seeds
+            assert all(0.0 <= x <= 1.0 for x in cell["test_acc"])
+            assert cell["mean"] == pytest.approx(sum(cell["test_acc"]) / len(cell["test_acc"]))
+
+
+def test_views_help_dwsnet_and_dwsnet_beats_the_flat_mlp_small(tmp_path, one_thread):
     mod = _load("views_augment_sweep")
-    assert mod.main(["--small", "--threads", "1", "--out", str(tmp_path)]) == 0
+    assert mod.main(["--small", "--augs", "none", "--threads", "1", "--out", str(tmp_path)]) == 0
     png = (tmp_path / "results.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     doc = json.loads((tmp_path / "results.json").read_text())
     s, views, aug = doc["setting"], doc["views"], doc["augment"]
     assert s["view_counts"] == [1, 10] and s["views_fitted"] == 10 and s["aug_views"] == 1
-    assert list(s["augmentations"]) == list(mod.AUGMENTATIONS)
+    assert list(s["augmentations"]) == ["none"]
     assert s["splits"] == {"train": 607, "val": 68, "test": 225}
     assert set(views) == set(aug) == {"dwsnet", "mlp"}
     for m in ("dwsnet", "mlp"):
-        assert list(views[m]) == ["1", "10"]
-        assert list(aug[m]) == list(mod.AUGMENTATIONS)
-        assert aug[m]["none"] == views[m]["1"]  # the same runs, shared between the sweeps
-        for cell in [*views[m].values(), *aug[m].values()]:
-            assert len(cell["test_acc"]) == s["seeds"] == 2
-            assert all(0.0 <= x <= 1.0 for x in cell["test_acc"])
-            assert cell["mean"] == pytest.approx(sum(cell["test_acc"]) / len(cell["test_acc"]))
+        assert list(views[m]) == ["1", "10"] and list(aug[m]) == ["none"]
+    _cells_are_consistent(doc, s["seeds"])
+    assert s["seeds"] == 2
     for k in ("1", "10"):
         assert (tmp_path / "views" / "dwsnet" / f"k{k}" / "seed1" / "metrics.csv").exists()
-    assert (tmp_path / "augment" / "mlp" / "mixup-align" / "seed0" / "result.json").exists()
 
     # The headline directions, with margins well inside what was measured.  Mean test accuracy
     # over the 2 training seeds, for data seeds (--seed) 0 / 1 / 2:
     #   DWSNet, 1 view  : 28.2 / 29.1 / 29.1 %
     #   DWSNet, 10 views: 30.9 / 32.2 / 34.2 %   (+2.7 / +3.1 / +5.1 points)
-    #   mean over all 9 cells, DWSNet / flat MLP: 26.3 / 27.5 / 28.7 % vs 10.9 / 9.0 / 10.3 % (chance 10 %)
+    #   mean of the 2 cells, DWSNet / flat MLP: 29.6 / 30.7 / 31.7 % vs 12.1 / 8.9 / 11.8 % (chance 10 %)
     # (At full digits size, 40 epochs, the views effect is +22 points: docs/results_pipelines.md.)
     # The views margin is the weaker one: the two training seeds of one cell differ by up to 8.4
     # points (the larger std of the two cells: 2.0 / 4.2 / 3.3), so +2.7 is not beyond the seed spread; the
@@ -48,13 +55,30 @@ def test_views_augment_small(tmp_path, one_thread):
     # torch or the training loop changes.
     dws = views["dwsnet"]
     assert dws["10"]["mean"] > dws["1"]["mean"] + 0.01  # neural views help (Shamsian et al.)
-    cells = {m: [c["mean"] for c in [*views[m].values(), *aug[m].values()]] for m in ("dwsnet", "mlp")}
-    dws_avg, mlp_avg = (sum(v) / len(v) for v in (cells["dwsnet"], cells["mlp"]))
+    dws_avg, mlp_avg = ((views[m]["1"]["mean"] + views[m]["10"]["mean"]) / 2 for m in ("dwsnet", "mlp"))
     assert dws_avg > mlp_avg + 0.10  # the invariant model learns; the flat MLP on raw weights hardly
 
     # a view count beyond the store's views is a one-line user error, before any training
     with pytest.raises(InrforgeError, match="view counts"):
         mod.main(["--store", str(tmp_path / "inrs.zarr"), "--view-counts", "1,11", "--out", str(tmp_path / "bad")])
+
+
+def test_every_augmentation_runs_end_to_end(tmp_path, one_thread):
+    """Sweep (b) with every augmentation, both models, 2 seeds, on 150 digits x 2 views fitted
+    for 20 steps and trained for 1 epoch: each cell is filled, logged and drawn."""
+    mod = _load("views_augment_sweep")
+    assert mod.main(["--limit", "150", "--views", "2", "--fit-steps", "20", "--view-counts", "1,2", "--epochs", "1",
+                     "--batch-size", "32", "--seeds", "2", "--threads", "1", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    s, aug = doc["setting"], doc["augment"]
+    assert list(s["augmentations"]) == list(mod.AUGMENTATIONS) and s["seeds"] == 2
+    assert set(aug) == {"dwsnet", "mlp"} and all(list(aug[m]) == list(mod.AUGMENTATIONS) for m in aug)
+    _cells_are_consistent(doc, 2)
+    for m in ("dwsnet", "mlp"):
+        for name in mod.AUGMENTATIONS:
+            if name != "none":
+                assert (tmp_path / "augment" / m / name / "seed1" / "result.json").exists(), (m, name)
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _doc(seeds: int) -> dict:
