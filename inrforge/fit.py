@@ -263,25 +263,28 @@ def fit_batch(arch: INRSpec, init: torch.Tensor, coords: torch.Tensor, targets: 
     active = torch.ones(b, dtype=torch.bool, device=dev)
     failed = torch.zeros(b, dtype=torch.bool, device=dev)
     n_steps = torch.zeros(b, dtype=torch.int32, device=dev)
+    n_active = b
     for _ in range(settings.steps):
         mse, grad = step_fn(arch, flat, enc, targets, active)
         bad = ~torch.isfinite(mse)
         failed |= active & bad
         stop = bad if mse_target is None else bad | (mse <= mse_target)
         active &= ~stop
-        if not bool(active.any()):
+        now_active = int(active.sum())
+        if now_active == 0:
             break
         # Each INR's gradient is that of its own MSE (the sum over INRs separates); the inactive
         # ones get zero gradients, so NaNs never reach the optimizer, and their parameters are
-        # restored after the step (Adam's momentum would still move them).
+        # restored after each update (Adam's momentum would still move them) from a copy taken
+        # when they stopped: the parameters that were measured.
+        if now_active != n_active:
+            n_active = now_active
+            frozen = flat.clone()
+            keep = torch.cat([active.unsqueeze(1).expand(b, s.size).reshape(-1) for s in arch.layout])
         flat.grad = grad
-        if bool(active.all()):
-            opt.step()
-        else:
-            old = flat.clone()
-            opt.step()
-            for new_t, old_t in zip(stacked_views(arch, flat, b), stacked_views(arch, old, b)):
-                new_t.copy_(torch.where(active.view(-1, *([1] * (new_t.ndim - 1))), new_t, old_t))
+        opt.step()
+        if n_active < b:
+            flat.copy_(torch.where(keep, flat, frozen))
         n_steps += active.int()
 
     views = stacked_views(arch, flat, b)
