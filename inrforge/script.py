@@ -17,7 +17,8 @@
   options with ``--store``) are an argument error, not silently ignored;
 - :func:`require_splits`: splits too small for an experiment are refused before it starts;
 - :func:`results_dir`: a pipeline's ``--out`` folder, refusing to replace an earlier run's results
-  (:func:`add_results_arguments` declares its two options).
+  (:func:`add_results_arguments` declares its two options); :func:`write_results` ends a run:
+  its ``results.json``, then no training logs but its own.
 """
 
 from __future__ import annotations
@@ -301,6 +302,46 @@ def results_dir(path, overwrite: bool = False, results: str = "results.json") ->
     except OSError as e:
         raise InrforgeError(f"cannot create --out {path}: {e.strerror or e}") from None
     return out
+
+
+# The files a training run leaves in its log folder (train.fit_model; ssl_sines' history.json).
+LOG_FILES = frozenset({"metrics.jsonl", "metrics.csv", "best.pt", "result.json", "history.json"})
+
+
+def write_results(out: Path, doc: dict, started: float) -> None:
+    """End a pipeline's run in ``out``: write ``out/results.json`` (whole or not at all: it marks
+    the run finished), then remove the training logs of earlier runs that this run did not
+    replace (:func:`remove_stale_logs`), so that the folder's logs are those of its results."""
+    from .store import write_json
+
+    write_json(out / "results.json", doc)
+    remove_stale_logs(out, started)
+
+
+def remove_stale_logs(out: Path, started: float) -> list[Path]:
+    """Remove each log folder below ``out`` that an earlier run wrote: a folder without subfolders
+    whose files are all :data:`LOG_FILES` last written before ``started`` (the cells of an earlier
+    run, e.g. a model that a re-run with ``--overwrite`` no longer trains, or that an interrupted
+    run had reached).  Folders that became empty go too.  Zarr stores and any folder holding
+    another file are kept whole.  Returns the folders removed."""
+    out = Path(out)
+    removed = []
+    for root, dirs, files in os.walk(out):
+        here = Path(root)
+        if "zarr.json" in files:  # a store (the INRs a pipeline fitted): never looked into
+            dirs[:] = []
+            continue
+        if here == out or dirs or not files or not set(files) <= LOG_FILES:
+            continue
+        if all((here / f).stat().st_mtime < started for f in files):
+            for f in files:
+                (here / f).unlink()
+            removed.append(here)
+    for folder in removed:  # then the parents they leave empty, up to (not including) out
+        while folder != out and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+    return removed
 
 
 def report_errors(prog: str, main: Callable[[], int]) -> int:

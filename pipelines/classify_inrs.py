@@ -10,13 +10,13 @@ chart to OUT/results.png, per-run logs to OUT/<model>/seed<k>/.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, mean_std, names_from, parse_with_small,
                              positive_float, positive_int, pyplot, refuse_unused, results_dir, results_versions,
-                             run_script, save_figure, set_threads)
-from inrforge.store import write_json
+                             run_script, save_figure, set_threads, write_results)
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, classification_input, dwsnet_kwargs,
                             open_or_fit, train_seeds)
 
@@ -65,6 +65,7 @@ def main(argv=None) -> int:
                                                     views_needed=a.train_views or 1, who="classify_inrs")
     set_threads(a.threads)
     names = a.models
+    started = time.time()  # logs older than this, left by an earlier run, go at the end
     out = results_dir(a.out, a.overwrite)
     if not a.store:
         store = open_or_fit(None, source=src, out=out / "inrs.zarr", views=a.views, steps=a.fit_steps, lr=a.fit_lr,
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
                "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth, "dwsnet_norm": a.norm, "device": a.device,
                "small": bool(a.small), "versions": results_versions()}
     doc = {"setting": setting, "results": results}
-    write_json(out / "results.json", doc)  # whole or not at all: it marks the run finished
+    write_results(out, doc, started)  # results.json, whole or not at all; then only this run's logs
     print(format_table(doc))
     save_figure(make_figure(doc), out / "results.png")
     return 0

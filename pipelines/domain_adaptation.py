@@ -26,6 +26,7 @@ splits, image split, noise) and the mapper's init and batches.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,7 @@ from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, layer_widths, mean_std, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int, pyplot,
-                             results_dir, results_versions, run_pipeline, run_script, save_figure)
-from inrforge.store import write_json
+                             results_dir, results_versions, run_pipeline, run_script, save_figure, write_results)
 from inrforge.weights import Weights
 from inrforge.zoo import (CORRUPTIONS, MapperConfig, ResidualMapper, ZooSettings, build_mapper, corrupt_images,
                           fit_zoo, mapped_metrics, plan_classifiers, train_classifiers, train_mapper, zoo_accuracy,
@@ -148,6 +148,7 @@ def run(a) -> dict:
     if a.target_images > n_images:
         raise InrforgeError(f"--target-images must be in [0, {n_images}] (the zoo's training images; 0: all), "
                             f"got {a.target_images}")
+    started = time.time()  # logs older than this, left by an earlier run, go at the end
     out = results_dir(a.out, a.overwrite)
     per_seed = []
     for seed in range(a.seeds):
@@ -167,7 +168,7 @@ def run(a) -> dict:
                     "n_test_images": z["n_test_images"], "params_per_classifier": z["params_per_classifier"],
                     "versions": results_versions()})
     doc = {"setting": setting, "results": summary, "per_seed": per_seed, "paper": PAPER}
-    write_json(out / "results.json", doc)  # whole or not at all: it marks the run finished
+    write_results(out, doc, started)  # results.json, whole or not at all; then only this run's logs
     print(format_table(doc))
     save_figure(make_figure(doc), out / "results.png")
     return doc

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,8 @@ from inrforge.fit import check_device
 from inrforge.fitjob import make_splits
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, positive_float, positive_int, positive_ints, pyplot, refuse_unused,
-                             require_splits, results_dir, results_versions, run_pipeline, run_script, save_figure)
-from inrforge.store import psnr_summary, write_json
+                             require_splits, results_dir, results_versions, run_pipeline, run_script, save_figure, write_results)
+from inrforge.store import psnr_summary
 from inrforge.train import TrainConfig, build_model, build_transform, fit_model, require_task
 
 # name -> (model, augmentations, lr)
@@ -147,6 +148,7 @@ def run(a) -> dict:
         splits = make_splits(src, a.seed, test_fraction=a.test_fraction)
         _check_splits(sizes, {k: len(v) for k, v in splits.items()}, f"the {a.n} sines to fit",
                       "fit more --n or a larger --test-fraction", planned=True)
+    started = time.time()  # logs older than this, left by an earlier run, go at the end
     out = results_dir(a.out, a.overwrite)
     if not a.store:
         store = fit_store(a, src, out)
@@ -199,7 +201,7 @@ def run(a) -> dict:
                "test_mse_of_mean": float(((test.labels.float() - mu) ** 2).mean()), "device": a.device,
                "small": bool(a.small), "versions": results_versions()}
     doc = {"setting": setting, "results": results}
-    write_json(out / "results.json", doc)  # whole or not at all: it marks the run finished
+    write_results(out, doc, started)  # results.json, whole or not at all; then only this run's logs
     print(format_table(doc))
     save_figure(make_figure(doc), out / "results.png")
     return doc

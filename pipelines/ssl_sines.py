@@ -20,6 +20,7 @@ encoder.  Metrics go to OUT/results.json, loss curves to OUT/<encoder>/history.j
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,7 @@ from inrforge.models import DWSNet, FlatMLP
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, int_at_least, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int,
                              probability, pyplot, refuse_unused, require_splits, results_dir, results_versions,
-                             run_pipeline, run_script, save_figure)
-from inrforge.store import write_json
+                             run_pipeline, run_script, save_figure, write_results)
 from inrforge.train import require_task
 
 ENCODERS = ("dwsnet", "mlp")
@@ -138,6 +138,7 @@ def run(a) -> dict:
         splits = make_splits(src, a.seed, test_fraction=a.test_fraction)
         require_splits({k: len(v) for k, v in splits.items()}, NEEDED_SPLITS, f"the {a.n} sines to fit", "ssl_sines",
                        "fit more --n or a larger --test-fraction", planned=True)
+    started = time.time()  # logs older than this, left by an earlier run, go at the end
     out = results_dir(a.out, a.overwrite)
     if not a.store:
         store = fit_store(a, src, out)
@@ -194,7 +195,7 @@ def run(a) -> dict:
     if embeddings:  # the t-SNE coordinates go into results.json, so that the figure can be redrawn from it
         doc["tsne"] = {"labels": y_te.tolist(), "test_objects": test.objects.tolist(),
                        "xy": {name: tsne(e, a.seed).tolist() for name, e in embeddings.items()}}
-    write_json(out / "results.json", doc)  # whole or not at all: it marks the run finished
+    write_results(out, doc, started)  # results.json, whole or not at all; then only this run's logs
     print(format_table(doc))
     if embeddings:
         save_figure(make_figure(doc), out / "tsne.png")

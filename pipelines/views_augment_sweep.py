@@ -26,6 +26,7 @@ faster with ``inrforge fit`` (compiled step, all cores) than inside the pipeline
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from inrforge.data import usable_split_sizes
@@ -34,8 +35,7 @@ from inrforge.fit import check_device
 from inrforge.fitjob import make_splits
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, positive_float, positive_int, positive_ints, pyplot, refuse_unused,
-                             require_splits, results_dir, results_versions, run_pipeline, run_script, save_figure)
-from inrforge.store import write_json
+                             require_splits, results_dir, results_versions, run_pipeline, run_script, save_figure, write_results)
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, build_transform, classification_input,
                             dwsnet_kwargs, open_or_fit, train_seeds)
 
@@ -117,6 +117,7 @@ def run(a) -> dict:
             raise InrforgeError(f"--augs {name} does not apply to the INRs "
                                 f"{'of ' + a.store if a.store else 'fitted from ' + repr(a.source)}: {e}") from None
     check_splits(a, store, src)
+    started = time.time()  # logs older than this, left by an earlier run, go at the end
     out = results_dir(a.out, a.overwrite)
     if not a.store:
         store = open_or_fit(None, source=src, out=out / "inrs.zarr", views=a.views,
@@ -156,7 +157,7 @@ def run(a) -> dict:
                "mlp_lr": MODELS["mlp"].lr, "n_classes": n_classes, "device": a.device, "small": bool(a.small),
                "versions": results_versions()}
     doc = {"setting": setting, "views": views_res, "augment": aug_res}
-    write_json(out / "results.json", doc)  # whole or not at all: it marks the run finished
+    write_results(out, doc, started)  # results.json, whole or not at all; then only this run's logs
     print(format_tables(doc))
     save_figure(make_figure(doc), out / "results.png")
     return doc

@@ -270,8 +270,12 @@ def test_overwrite_replaces_the_store_a_run_fitted_with_other_arguments(tmp_path
     assert mod.main(argv + ["--fit-steps", "1"]) == 0
     with pytest.raises(InrforgeError, match="earlier run's results"):
         mod.main(argv + ["--fit-steps", "2"])
-    assert mod.main(argv + ["--fit-steps", "2", "--overwrite"]) == 0  # used to stop at the store of the first run
-    assert open_store(tmp_path / "inrs.zarr").fit_summary()["fit_steps"] == 2
+    (tmp_path / "notes.txt").write_text("mine")
+    assert mod.main(argv + ["--fit-steps", "2", "--models", "mlp+perm", "--overwrite"]) == 0  # used to stop at the
+    assert open_store(tmp_path / "inrs.zarr").fit_summary()["fit_steps"] == 2  # store of the first run
+    # the first run's logs of a model this one did not train are gone; the user's file is not
+    assert (tmp_path / "mlp+perm" / "n4" / "seed0" / "result.json").exists() and not (tmp_path / "mlp").exists()
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_sine_regression_small(tmp_path, one_thread):

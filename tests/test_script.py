@@ -1,13 +1,17 @@
 """The plumbing shared by the CLI and the pipelines: one-line argument errors, results folders."""
 
 import argparse
+import json
+import os
+import time
 
 import pytest
 
 from inrforge.errors import InrforgeError
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, int_at_least, layer_widths, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int,
-                             positive_ints, probability, psnr_or_none, refuse_unused, report_errors, results_dir)
+                             positive_ints, probability, psnr_or_none, refuse_unused, report_errors, results_dir,
+                             write_results)
 
 
 def test_argument_errors_are_one_line_with_status_2(capsys):
@@ -48,6 +52,38 @@ def test_results_dir_refuses_a_folder_it_cannot_make_or_inside_a_store(tmp_path)
         with pytest.raises(InrforgeError, match=f"--out {inside} lies inside the Zarr store {store}"):
             results_dir(inside)
         assert not inside.exists()
+
+
+def test_write_results_keeps_only_the_logs_of_this_run(tmp_path):
+    out = tmp_path / "run"
+    old, new = time.time() - 100, time.time() - 50
+
+    def folder(rel, files, mtime):
+        d = out / rel
+        d.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            (d / name).write_text("x")
+            os.utime(d / name, (mtime, mtime))
+        return d
+
+    logs = ("metrics.jsonl", "metrics.csv", "best.pt", "result.json")
+    stale = [folder("mlp/seed0", logs, old), folder("mlp/seed1", logs, old), folder("ssl/mlp", ["history.json"], old)]
+    kept = folder("dwsnet/seed0", logs, time.time())  # rewritten by this run
+    store = folder("inrs.zarr", ["zarr.json"], old)
+    folder("inrs.zarr/metrics", ["result.json"], old)  # inside a store: never touched
+    mixed = folder("notes", ["result.json", "notes.txt"], old)  # a file that is not a log: kept
+    folder("views/mlp/k1/seed0", logs, old)
+    recent = folder("views/mlp/k2/seed0", logs, time.time())
+    (out / "results.json").write_text("earlier")
+    os.utime(out / "results.json", (old, old))
+
+    write_results(out, {"acc": 0.5}, started=new)
+    assert json.loads((out / "results.json").read_text()) == {"acc": 0.5}
+    assert not any(d.exists() for d in stale) and not (out / "mlp").exists() and not (out / "ssl").exists()
+    assert not (out / "views" / "mlp" / "k1").exists() and recent.is_dir()  # empty parents go, up to a kept one
+    assert sorted(p.name for p in kept.iterdir()) == sorted(logs)
+    assert (store / "zarr.json").exists() and (store / "metrics" / "result.json").exists()
+    assert sorted(p.name for p in mixed.iterdir()) == ["notes.txt", "result.json"]
 
 
 def test_report_errors_prints_one_line(capsys):
