@@ -320,7 +320,8 @@ def write_results(out: Path, doc: dict, started: float) -> None:
 
 def remove_stale_logs(out: Path, started: float) -> list[Path]:
     """Remove each log folder below ``out`` that an earlier run wrote: a folder without subfolders
-    whose files are all :data:`LOG_FILES` last written before ``started`` (the cells of an earlier
+    whose files are all :data:`LOG_FILES` last written before ``started`` (more than 2 s before,
+    as some file systems keep times to the second or two: the cells of an earlier
     run, e.g. a model that a re-run with ``--overwrite`` no longer trains, or that an interrupted
     run had reached).  Folders that became empty go too.  Zarr stores and any folder holding
     another file are kept whole.  Returns the folders removed."""
@@ -333,7 +334,7 @@ def remove_stale_logs(out: Path, started: float) -> list[Path]:
             continue
         if here == out or dirs or not files or not set(files) <= LOG_FILES:
             continue
-        if all((here / f).stat().st_mtime < started for f in files):
+        if all((here / f).stat().st_mtime < started - 2 for f in files):  # 2 s: times kept to the second
             for f in files:
                 (here / f).unlink()
             removed.append(here)

@@ -7,6 +7,8 @@ docs/results_pipelines.md): the rest of the numbers are reported, not tested.
 import contextlib
 import importlib.util
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -271,6 +273,8 @@ def test_overwrite_replaces_the_store_a_run_fitted_with_other_arguments(tmp_path
     with pytest.raises(InrforgeError, match="earlier run's results"):
         mod.main(argv + ["--fit-steps", "2"])
     (tmp_path / "notes.txt").write_text("mine")
+    for log in (tmp_path / "mlp").rglob("*.*"):  # the first run ended a while ago (logs within 2 s are kept)
+        os.utime(log, (time.time() - 60,) * 2)
     assert mod.main(argv + ["--fit-steps", "2", "--models", "mlp+perm", "--overwrite"]) == 0  # used to stop at the
     assert open_store(tmp_path / "inrs.zarr").fit_summary()["fit_steps"] == 2  # store of the first run
     # the first run's logs of a model this one did not train are gone; the user's file is not
