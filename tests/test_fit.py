@@ -91,15 +91,18 @@ def test_fit_is_deterministic_and_independent_of_batch_company():
     torch.testing.assert_close(part.params, a.params[2:4], rtol=1e-6, atol=1e-7)
 
 
-def test_early_stop_freezes_an_inr_at_the_target():
+@pytest.mark.parametrize("compile", [False, True])
+def test_early_stop_freezes_an_inr_at_the_target(compile):
     init = ARCH.init_flat(range(4))
     y = targets(4)
     y[0] = 0.5  # the initial siren-dwsnets INR outputs ~0.5: PSNR is already high
-    s = settings(steps=300, lr=5e-3, target_psnr=25.0)
+    s = settings(steps=300, lr=5e-3, target_psnr=25.0, compile=compile)
     res = fit_batch(ARCH, init, COORDS, y, s)
     assert res.steps[0] < 300
-    assert (res.psnr[res.steps < 300] >= 25.0).all()
-    longer = fit_batch(ARCH, init, COORDS, y, settings(steps=600, lr=5e-3, target_psnr=25.0))
+    # the stop is decided with the step's sin/cos, the reported PSNR is evaluated with libm's:
+    # compiled, they differ in the last bits (the polynomial sincos), so allow 1e-3 dB
+    assert (res.psnr[res.steps < 300] >= 25.0 - (1e-3 if compile else 0.0)).all(), res.psnr
+    longer = fit_batch(ARCH, init, COORDS, y, settings(steps=600, lr=5e-3, target_psnr=25.0, compile=compile))
     stopped = res.steps < 300
     assert stopped.any()
     assert torch.equal(longer.params[stopped], res.params[stopped])  # a stopped INR no longer changes
