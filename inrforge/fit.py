@@ -107,6 +107,26 @@ def check_compiler(device: str = "cpu") -> None:
                             f"or pass --no-compile")
 
 
+# (INR, point, step) triples from which compiling pays (measured on the 2-core CPU, 1 thread):
+# the compiled step saves ~0.8 of the eager step's ~1.1 us per triple, and compiling its two or
+# three batch shapes costs 10-30 s, so the break-even is near 4e7.  The pipelines' --small fits
+# (<= 8.6e7) stay eager and keep the numbers their tests were measured with.
+COMPILE_WORTH = 10**8
+
+
+def worth_compiling(point_steps: int, device: str = "cpu") -> bool:
+    """Whether a fit of ``point_steps`` (INRs x steps x points per INR) repays ``torch.compile``'s
+    one-off cost: at least :data:`COMPILE_WORTH` of them, and (on a CPU) a C++ compiler present
+    (without one the eager step is used, never an error)."""
+    if point_steps < COMPILE_WORTH:
+        return False
+    try:
+        check_compiler(device)
+    except InrforgeError:
+        return False
+    return True
+
+
 def per_inr_mse(arch: INRSpec, weights, biases, coords, targets) -> torch.Tensor:
     """(B,) mean squared error of each INR against its targets (coords already encoded)."""
     pred = forward(arch, weights, biases, coords, encoded=True)

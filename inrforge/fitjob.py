@@ -21,7 +21,7 @@ from . import __version__
 from .arch import INRSpec, make_arch
 from .errors import InrforgeError
 from .fit import (FitSettings, available_bytes, batch_bytes, check_compiler, check_count, check_device,
-                  default_batch_size, fit_batch, inr_seed, memory_batch_limit)
+                  default_batch_size, fit_batch, inr_seed, memory_batch_limit, worth_compiling)
 from .sources import Source, load_source
 from .store import INRStore, ShardData, create_store, is_store, jsonable, prepare_output
 
@@ -107,19 +107,20 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return diffs
 
 
-def _recorded_batch_size(out) -> int | None:
-    """The batch size the store at ``out`` was fitted with, or None where there is no store.
+def _recorded_fit(out) -> dict:
+    """The ``fit`` attributes of the store at ``out`` ({} where there is no readable store).
 
-    The batch size is part of a store's identity (it decides which INRs share a compiled step),
-    so resuming without ``--batch-size`` must reuse the recorded one, whatever this device's
-    default is, rather than be refused as a run with other arguments.
+    The batch size and ``compile`` are part of a store's identity (they decide which INRs share a
+    step and how it computes), so a resume that leaves them to a default must reuse the recorded
+    ones, whatever this device's default is, rather than be refused as a run with other arguments.
     """
     if not is_store(str(out)):
-        return None
+        return {}
     try:
-        return int(INRStore(str(out)).attrs["fit"]["batch_size"])
+        fit = INRStore(str(out)).attrs["fit"]
+        return {"batch_size": int(fit["batch_size"]), "compile": bool(fit["compile"])}
     except (KeyError, TypeError, ValueError):
-        return None
+        return {}
 
 
 def _fit_identity(store: INRStore) -> dict:
@@ -166,7 +167,7 @@ def prepare_fit(
     batch_size: int | None = None,
     device: str = "cpu",
     seed: int = 0,
-    compile: bool = True,
+    compile: bool | None = True,
     shard_objects: int = 256,
     chunk_objects: int = 16,
     val_fraction: float = 0.1,
@@ -183,20 +184,22 @@ def prepare_fit(
     device's spelling and records ``threads`` (per task, default 1) in the informational
     ``fit.threads`` attribute.
 
+    ``compile=None`` chooses: a resumed store keeps its own choice, a new one is compiled when the
+    fit is large enough to repay the compile time (:func:`~inrforge.fit.worth_compiling`).
+
     ``create=False`` checks the store at ``out`` (refusing what would be refused) and opens it when
     it can be resumed, but creates or replaces nothing: ``plan.store`` is None until
     :meth:`FitPlan.open`.  The Dask driver uses it to start a cluster only when there is work.
     """
     source = load_source(source) if isinstance(source, str) else source.check()  # something to fit
     views = check_count("--views", views)
+    steps = check_count("--steps", steps)
     seed = check_count("--seed", seed, minimum=0)
     shard_objects = check_count("the shard size", shard_objects)
     chunk_objects = check_count("the chunk size", chunk_objects)
     # the device is checked before anything asks it for its memory or default batch; a driver
     # whose workers fit checks only its spelling (the workers check that it exists)
     check_device(device, here=fit_here)
-    if compile and fit_here:
-        check_compiler(device)  # before a store that records compile=True exists
     if arch is None:
         arch = make_arch("siren-dwsnets", in_features=source.in_features, out_features=source.out_features)
     if arch.in_features != source.in_features or arch.out_features != source.out_features:
@@ -215,31 +218,41 @@ def prepare_fit(
         if fit_here:
             torch.set_num_threads(int(threads))
 
-    def fit_attrs_with(batch: int) -> dict:
+    def fit_attrs_with(batch: int, compiled: bool) -> dict:
         return {"steps": int(steps), "lr": float(lr), "seed": int(seed),
                 "target_psnr": None if target_psnr is None else float(target_psnr),
-                "batch_size": int(batch), "device": str(device), "compile": bool(compile),
+                "batch_size": int(batch), "device": str(device), "compile": bool(compiled),
                 "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
                 "threads": torch.get_num_threads() if fit_here else int(threads or 1),
                 "versions": library_versions()}
 
-    if batch_size is None:  # a resumed store keeps its own; a new one the device's default, if it fits
-        batch_size = _recorded_batch_size(out)
-        if batch_size is not None and overwrite and _differences(
+    # The batch size and compile left to a default (None): a resumed store keeps its own; a new
+    # store (or one that --overwrite replaces) gets the device's default batch, if it fits, and is
+    # compiled when that repays the compile time.
+    if batch_size is None or compile is None:
+        recorded = _recorded_fit(out)
+        kept_batch = recorded.get("batch_size") if batch_size is None else batch_size
+        kept_compile = recorded.get("compile") if compile is None else compile
+        if recorded and overwrite and _differences(
                 jsonable(_fit_identity(INRStore(str(out)))),
-                jsonable(_identity(source, arch, views, fit_attrs_with(batch_size), shard_objects))):
-            batch_size = None  # the store will be replaced: a new store's default, not the old one's
+                jsonable(_identity(source, arch, views, fit_attrs_with(kept_batch, kept_compile), shard_objects))):
+            kept_batch, kept_compile = batch_size, compile  # the store will be replaced: not the old one's
+        batch_size, compile = kept_batch, kept_compile
+        if compile is None:
+            compile = worth_compiling(len(source) * views * steps * len(source.coords), device)
         if batch_size is None:
             batch_size = default_batch_size(device, len(source.coords))
             if fit_here:
                 batch_size = min(batch_size, memory_batch_limit(arch, len(source.coords), device))
+    if compile and fit_here:
+        check_compiler(device)  # before a store that records compile=True exists
     settings = dict(steps=steps, lr=lr, target_psnr=target_psnr, batch_size=batch_size, device=device,
                     compile=compile)
     if fit_here:
         require_memory(FitSettings(**settings), arch, len(source.coords))  # before a store exists
     else:
         FitSettings(**{**settings, "device": "cpu"})
-    fit_attrs = fit_attrs_with(batch_size)
+    fit_attrs = fit_attrs_with(batch_size, compile)
 
     def open_or_create() -> INRStore:
         try:
@@ -269,7 +282,7 @@ def fit_inrs(
     batch_size: int | None = None,
     device: str = "cpu",
     seed: int = 0,
-    compile: bool = True,
+    compile: bool | None = True,
     shard_objects: int = 256,
     chunk_objects: int = 16,
     val_fraction: float = 0.1,
@@ -283,6 +296,7 @@ def fit_inrs(
     Creates the store, or resumes it when it exists with the same arguments (only unfinished
     shards are fitted; a finished store is returned untouched).  A store made with different
     arguments is refused unless ``overwrite``.  ``progress=None`` shows a bar only on a terminal.
+    ``compile=None`` compiles the step only where it pays (see :func:`prepare_fit`).
     (:func:`inrforge.distributed.fit_inrs_distributed` does the same on a Dask cluster.)
     """
     plan = prepare_fit(source, out, arch=arch, views=views, steps=steps, lr=lr, target_psnr=target_psnr,

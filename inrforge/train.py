@@ -490,8 +490,9 @@ def open_or_fit(store=None, *, source="digits", data=None, limit: int | None = N
     """The pipelines' store: ``store`` opened if given, else ``source`` (a name, loaded with ``data``
     and ``limit``, or a loaded :class:`~inrforge.sources.Source`) fitted (or resumed) into ``out``.
 
-    The fit is :func:`inrforge.fit_inrs` without ``torch.compile`` (its compile time outweighs
-    the gain at pipeline sizes on a CPU) and with the default 40 dB early stop; ``overwrite``
+    The fit is :func:`inrforge.fit_inrs` with the default 40 dB early stop, its step compiled only
+    where that repays the compile time (``compile=None``: 10^8 (INR, point, step) triples or
+    more; the ``--small`` settings stay eager); ``overwrite``
     replaces a store fitted there with other arguments.  A given store whose labels are not
     ``task``'s (``"classification"`` or ``"regression"``) is refused.  Prints one line about the store.
     """
@@ -507,7 +508,7 @@ def open_or_fit(store=None, *, source="digits", data=None, limit: int | None = N
         if out is None:
             raise InrforgeError("give a store or an output path to fit one into")
         src = load_source(source, path=data, limit=limit) if isinstance(source, str) else source
-        st = fit_inrs(src, out, views=views, steps=steps, lr=lr, seed=seed, device=device, compile=False,
+        st = fit_inrs(src, out, views=views, steps=steps, lr=lr, seed=seed, device=device, compile=None,
                       test_fraction=test_fraction, overwrite=overwrite, progress=False)
     info = st.info()
     if echo:

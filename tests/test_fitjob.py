@@ -5,7 +5,8 @@ import zarr
 
 from inrforge import fit_inrs
 from inrforge.errors import InrforgeError
-from inrforge.fit import default_batch_size
+import inrforge.fit
+from inrforge.fit import COMPILE_WORTH, default_batch_size, worth_compiling
 from inrforge.sources import load_source
 
 from storecheck import assert_same, snapshot
@@ -32,6 +33,33 @@ def test_resume_without_batch_size_keeps_the_stores(tmp_path):
 
     with pytest.raises(InrforgeError, match="other arguments"):  # a different explicit one is refused
         fit_inrs(src, part, batch_size=7, **kw)
+
+
+def test_worth_compiling_from_the_threshold_and_only_with_a_compiler(monkeypatch):
+    assert not worth_compiling(COMPILE_WORTH - 1)
+    assert worth_compiling(COMPILE_WORTH)  # g++ is on this machine (and CI's)
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    assert not worth_compiling(10 * COMPILE_WORTH)  # the eager step then, never an error
+
+
+def test_compile_none_chooses_by_size_and_a_resume_keeps_the_stores_choice(tmp_path, monkeypatch):
+    src = load_source("digits", limit=8)
+    kw = dict(views=1, steps=2, compile=None, shard_objects=4, progress=False)
+    small = fit_inrs(src, tmp_path / "small.zarr", **kw)  # 8 x 2 x 64 triples: eager
+    assert small.attrs["fit"]["compile"] is False
+
+    monkeypatch.setattr(inrforge.fit, "COMPILE_WORTH", 8 * 2 * 64)  # as if this fit were large
+    part = tmp_path / "part.zarr"
+    assert fit_inrs(src, part, **kw).attrs["fit"]["compile"] is True
+    g = zarr.open_group(str(part), mode="r+")
+    g["done"][4:] = False  # the last shard undone, as if killed before writing it
+    monkeypatch.setattr(inrforge.fit, "COMPILE_WORTH", 10**8)
+    # resumed with compile=None, where a new store would not compile: the store's choice is kept
+    assert fit_inrs(src, part, **kw).attrs["fit"]["compile"] is True and snapshot(part)["done"].all()
+    with pytest.raises(InrforgeError, match="fit.compile: store has True, now False"):
+        fit_inrs(src, part, **{**kw, "compile": False})  # an explicit other choice is refused
+    # replaced with other arguments: the new store's own choice, not the old one's
+    assert fit_inrs(src, part, **{**kw, "steps": 3}, overwrite=True).attrs["fit"]["compile"] is False
 
 
 def test_impossible_arguments_are_refused_before_a_store_exists(tmp_path):
