@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .arch import INRSpec
-from .errors import InrforgeError, StoreReplacedError
+from .errors import InrforgeError, StoreReplacedError, first_line
 from .fit import FitSettings, check_compiler, check_device
 from .fitjob import fit_shard, prepare_fit, require_memory
 from .sources import SOURCE_NAMES, Source, source_from_description
@@ -98,8 +98,7 @@ def scheduler_client(spec: str, timeout: float | None = None, option: str = "--s
     try:
         client = Client(spec, timeout=timeout)
     except Exception as e:  # OSError (timeout, refused), ValueError (bad address), ...
-        first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise InrforgeError(f"cannot reach the Dask scheduler at {spec!r} within {timeout:g} s ({first})") from None
+        raise InrforgeError(f"cannot reach the Dask scheduler at {spec!r} within {timeout:g} s ({first_line(e)})") from None
     with client:
         yield client
 
@@ -229,7 +228,7 @@ def check_workers(client, path: str, device: str, compile: bool = False, resourc
     :func:`probe_store`.  Connected workers none of which offers ``resources`` are an error too: the
     tasks would wait for ever.  No connected worker at all is fine (workers that join later)."""
     def import_failure(addr, e):
-        first = (str(e).splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         if not any(s in str(e) for s in ("ModuleNotFoundError", "ImportError", "No module named")):
             return f"worker {addr}: the store probe failed: {first}"
         return (f"worker {addr} cannot import inrforge's code ({first}); the workers need the same inrforge, "

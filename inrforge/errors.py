@@ -5,6 +5,12 @@ traceback.
 """
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of ``e``'s message (its type's name when the message is empty): what a
+    one-line error quotes of a library's exception."""
+    return (str(e).splitlines() or [type(e).__name__])[0]
+
+
 class InrforgeError(Exception):
     """A problem with the user's input, files or settings, explained in one line."""
 

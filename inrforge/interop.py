@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .arch import INRSpec, make_arch
-from .errors import InrforgeError
+from .errors import InrforgeError, first_line
 from .store import (INRStore, ShardData, check_leftovers, create_store, is_store, local_path, move_into_place,
                     open_store, prepare_output, process_alive, remove_store, replace_store, write_json)
 
@@ -50,7 +50,7 @@ def _load_state(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        msg = first_line(e)
         if "Weights only load failed" in msg:
             msg = "not a PyTorch file that torch.load(weights_only=True) accepts"
         elif isinstance(e, (EOFError, KeyError, pickle.UnpicklingError)):  # not a zip nor a pickle

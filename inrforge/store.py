@@ -36,7 +36,7 @@ import zarr
 
 from . import __version__
 from .arch import INRSpec, whole_number
-from .errors import InrforgeError, StoreReplacedError
+from .errors import InrforgeError, StoreReplacedError, first_line
 from .weights import Weights
 
 FORMAT_VERSION = 1
@@ -271,7 +271,7 @@ class INRStore:
         try:
             self.root = zarr.open_group(self.path, mode=mode)
         except Exception as e:
-            raise InrforgeError(f"{self.path} is not a readable Zarr store: {_first_line(e)}") from None
+            raise InrforgeError(f"{self.path} is not a readable Zarr store: {first_line(e)}") from None
         if self.root.metadata.zarr_format != 3:
             raise InrforgeError(f"{self.path} is a Zarr v{self.root.metadata.zarr_format} group, not an inrforge "
                                 f"store (inrforge stores are Zarr v3)")
@@ -354,7 +354,7 @@ class INRStore:
         except MemoryError:
             raise
         except Exception as e:
-            raise InrforgeError(f"cannot read {arr.path} of {self.path}: {_first_line(e)} (a damaged chunk?)") from None
+            raise InrforgeError(f"cannot read {arr.path} of {self.path}: {first_line(e)} (a damaged chunk?)") from None
 
     # ----- shards -----------------------------------------------------------------------
     @property
@@ -541,10 +541,6 @@ def _size_on_disk(path: str) -> int | None:
             except OSError:
                 pass
     return total
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).splitlines() or [type(e).__name__])[0]
 
 
 def _check_format(path: str, meta) -> None:
