@@ -109,8 +109,9 @@ def check_compiler(device: str = "cpu") -> None:
 
 # (INR, point, step) triples from which compiling pays (measured on the 2-core CPU, 1 thread):
 # the compiled step saves ~0.8 of the eager step's ~1.1 us per triple, and compiling its two or
-# three batch shapes costs 10-30 s, so the break-even is near 4e7.  The pipelines' --small fits
-# (<= 8.6e7) stay eager and keep the numbers their tests were measured with.
+# three batch shapes costs 10-30 s, so the break-even is 4e7 (warm Inductor cache) to 1e8 (a
+# clean machine); docs/benchmarks.md.  The pipelines' --small fits (<= 8.6e7) stay eager and keep
+# the numbers their tests were measured with.
 COMPILE_WORTH = 10**8
 
 
