@@ -319,7 +319,7 @@ def fit_inrs(
         nonlocal fitted
         fitted += n_inrs
         psnrs.append(psnr)
-        bar.update(n_inrs / views)
+        bar.update(done_objects + fitted // views - bar.n)  # objects whose every view is fitted
         good = torch.cat(psnrs)
         good = good[torch.isfinite(good)]
         bar.set_postfix({"INR/s": f"{fitted / (time.perf_counter() - t0):.1f}",

@@ -509,7 +509,7 @@ def open_or_fit(store=None, *, source="digits", data=None, limit: int | None = N
             raise InrforgeError("give a store or an output path to fit one into")
         src = load_source(source, path=data, limit=limit) if isinstance(source, str) else source
         st = fit_inrs(src, out, views=views, steps=steps, lr=lr, seed=seed, device=device, compile=None,
-                      test_fraction=test_fraction, overwrite=overwrite, progress=False)
+                      test_fraction=test_fraction, overwrite=overwrite, progress=None)
     info = st.info()
     if echo:
         echo(f"# store {st.path}: {info['objects']} objects x {info['views']} views, {psnr_summary(info, p5=True)}; "

@@ -109,7 +109,7 @@ def sines_source(a):
 def fit_store(a, src, out: Path):
     arch = make_arch(a.preset, in_features=1, out_features=1, hidden=32, depth=2)
     return fit_inrs(src, out / "inrs.zarr", arch=arch, views=1, steps=a.fit_steps, lr=a.fit_lr, target_psnr=None,
-                    seed=a.seed, compile=None, test_fraction=a.test_fraction, overwrite=a.overwrite, progress=False)
+                    seed=a.seed, compile=None, test_fraction=a.test_fraction, overwrite=a.overwrite, progress=None)
 
 
 def _check_splits(sizes, splits: dict, of: str, hint: str = "", planned: bool = False) -> None:

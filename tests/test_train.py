@@ -324,3 +324,23 @@ def test_objects_without_a_usable_inr_are_left_out_with_a_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         prepare_training(out, model="mlp", config=TrainConfig(epochs=1, batch_size=8))
+
+
+def test_a_pipeline_fit_shows_its_progress_on_a_terminal_only(tmp_path, monkeypatch, capsys):
+    import io
+    import sys
+
+    from inrforge.sources import load_source
+    from inrforge.train import open_or_fit
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    src = load_source("digits", limit=8)
+    open_or_fit(None, source=src, out=tmp_path / "quiet.zarr", steps=2, echo=None)
+    assert capsys.readouterr().err == ""  # not a terminal (a log file, CI): no bar
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    open_or_fit(None, source=src, out=tmp_path / "shown.zarr", steps=2, echo=None)
+    assert "fit: 100%" in term.getvalue() and "8/8" in term.getvalue()  # used to be hidden even here
