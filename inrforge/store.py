@@ -528,6 +528,13 @@ def psnr_summary(info: dict, p5: bool = False) -> str:
     return f"median PSNR {info['psnr_median']:.2f} dB" + (f" (p5 {info['psnr_p5']:.2f})" if p5 else "")
 
 
+
+def summary_line(path: str, info: dict) -> str:
+    """``PATH: N objects x V views, median PSNR ... (p5 ...); splits {...}`` from
+    :meth:`INRStore.info`: what a pipeline prints about the store it trains on."""
+    return (f"{path}: {info['objects']} objects x {info['views']} views, {psnr_summary(info, p5=True)}; "
+            f"splits {info['splits']}")
+
 def _size_on_disk(path: str) -> int | None:
     """Bytes of the files under a local store (None for a URL).  A file that vanishes while it is
     counted (a writer's temporary file, renamed into place) is skipped."""

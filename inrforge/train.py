@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .data import WeightDataset
 from .errors import InrforgeError
 from .fit import check_count, check_device, is_number
-from .store import INRStore, psnr_summary, write_json
+from .store import INRStore, summary_line, write_json
 
 AUGMENTATIONS = ("perm", "negate", "shift", "rotate", "scale", "translate", "noise", "dropout", "prune",
                  "mixup", "mixup-perm", "mixup-align")
@@ -512,6 +512,5 @@ def open_or_fit(store=None, *, source="digits", data=None, limit: int | None = N
                       test_fraction=test_fraction, overwrite=overwrite, progress=None)
     info = st.info()
     if echo:
-        echo(f"# store {st.path}: {info['objects']} objects x {info['views']} views, {psnr_summary(info, p5=True)}; "
-             f"splits {info['splits']}", flush=True)
+        echo(f"# store {summary_line(st.path, info)}", flush=True)
     return st

@@ -34,7 +34,7 @@ from inrforge.fitjob import make_splits
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, positive_float, positive_int, positive_ints, pyplot, refuse_unused,
                              require_splits, results_dir, results_versions, run_pipeline, run_script, save_figure, write_results)
-from inrforge.store import psnr_summary
+from inrforge.store import summary_line
 from inrforge.train import TrainConfig, build_model, build_transform, fit_model, require_task
 
 # name -> (model, augmentations, lr)
@@ -153,8 +153,7 @@ def run(a) -> dict:
     if not a.store:
         store = fit_store(a, src, out)
     info = store.info()
-    print(f"# store {store.path}: {info['objects']} objects x {info['views']} views, {psnr_summary(info, p5=True)}; "
-          f"splits {info['splits']}", flush=True)
+    print(f"# store {summary_line(store.path, info)}", flush=True)
 
     train_full = {}  # augmentation tuple -> full train dataset
     val = WeightDataset(store, "val", cache=True)
