@@ -73,6 +73,9 @@ def _ground_truth(store: INRStore, idx: np.ndarray) -> np.ndarray | None:
         now, then = jsonable(source.grid()), store.source.get("grid") or {}
         if any(now.get(k) != then.get(k) for k in keys):
             changed.append("another coordinate grid")
+        then_params, now_params = store.source.get("params") or {}, jsonable(source.describe()["params"])
+        changed += [f"{k}={now_params.get(k)!r} (the fit had {v!r})" for k, v in sorted(then_params.items())
+                    if k not in ("path", "limit") and now_params.get(k) != v]  # e.g. image-folder's n_files
         if changed:
             raise InrforgeError(f"the source's data changed since the fit: it now has {' and '.join(changed)}")
         return source.targets(idx).numpy()

@@ -341,6 +341,25 @@ def test_render_after_the_source_data_changed_draws_reconstructions_only(tmp_pat
         assert all(p.shape == (5, 7, 3) for p in panels)
 
 
+def test_render_notices_an_added_file_that_shifts_a_limited_store(tmp_path, capsys, monkeypatch):
+    """With --limit the store keeps its length and labels when a file is added in front of the kept
+    ones, but its objects are other images now: the recorded file count tells render so."""
+    from PIL import Image
+
+    data, out = tmp_path / "imgs", str(tmp_path / "i.zarr")
+    _image_folder(data, (5, 7))
+    assert run(FAST[:2] + ["image-folder", "--data", str(data)] + FAST[3:]
+               + ["--steps", "5", "--limit", "2", "--out", out], capsys)[0] == 0
+    Image.fromarray(np.full((5, 7, 3), 255, np.uint8)).save(data / "a" / "00.png")  # sorts second in class a
+    figures = _drawn_figures(monkeypatch)
+    code, _, err = run(["render", out, "--out", str(tmp_path / "g.png"), "--split", "train"], capsys)
+    assert code == 0, err
+    assert re.fullmatch(r"inrforge render: warning: ground truth unavailable .*n_files=5 \(the fit had 4\)[^\n]*\n",
+                        err), err
+    panels, _ = _panels(figures[-1])
+    assert len(panels) == len(_drawn_objects(open_store(out), "train"))  # reconstructions only
+
+
 def test_render_of_an_import_shows_no_nan_psnr_and_fits_its_title(tmp_path, capsys, monkeypatch):
     out, exported, imported = str(tmp_path / "d.zarr"), str(tmp_path / "exp"), str(tmp_path / "imp.zarr")
     assert run(FAST + ["--limit", "4", "--out", out], capsys)[0] == 0
