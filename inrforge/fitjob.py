@@ -209,9 +209,10 @@ def prepare_fit(
         )
     shard_gib = min(shard_objects, len(source)) * views * arch.param_count * 4 * 3 / 2**30  # params, inits, results
     if fit_here and shard_gib * 2**30 > available_bytes() // 2:
-        raise InrforgeError(f"a shard of {min(shard_objects, len(source))} objects x {views} views holds "
-                            f"{shard_gib:.1f} GiB of parameters while it is fitted, more than this machine has to "
-                            f"spare; use fewer --views or a smaller shard size")
+        raise InrforgeError(f"a shard of {min(shard_objects, len(source))} objects x {views} views x "
+                            f"{arch.param_count:,} parameters per INR holds {shard_gib:.1f} GiB while it is fitted, "
+                            f"more than this machine has to spare; use fewer --views, a smaller --shard-size or "
+                            f"a smaller arch")
     if threads is not None:
         if threads < 1:
             raise InrforgeError(f"--threads must be positive, got {threads}")

@@ -93,6 +93,7 @@ def test_fit_never_writes_into_a_foreign_folder(tmp_path, capsys):
     (["fit", "--source", "digits", "--out", "x", "--seed", "-1"], 2, "argument --seed: expected an integer >= 0"),
     (["fit", "--source", "digits", "--out", "x", "--device", "foo"], 1, "unknown device 'foo'; use cpu or cuda[:N]"),
     (["fit", "--source", "digits", "--out", "x", "--views", "100000000"], 1, "use fewer --views"),
+    (["fit", "--source", "digits", "--out", "x", "--hidden", "100000", "--depth", "3"], 1, "or a smaller arch"),
     (["train", "x", "--dropout", "2"], 2, "argument --dropout: expected a probability in [0, 1]"),
     (["info", "/no/such/store"], 1, "no store at"),
     (["render", "/no/such/store", "--out", "x.png"], 1, "no store at"),
