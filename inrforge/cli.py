@@ -13,8 +13,8 @@ import sys
 
 from . import __version__
 from .errors import InrforgeError
-from .script import (ArgumentParser, default_threads, nonnegative_float, nonnegative_int, positive_float,
-                     positive_int, probability, psnr_or_none, report_errors, results_dir, set_threads)
+from .script import (RESUMES, ArgumentParser, default_threads, nonnegative_float, nonnegative_int, output_path,
+                     positive_float, positive_int, probability, psnr_or_none, report_errors, results_dir, set_threads)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,15 +214,16 @@ def cmd_render(a) -> int:
     from .render import check_image_path, render_grid
     from .store import open_store
 
-    check_image_path(a.out)  # before opening the store: a bad path fails fast
-    render_grid(open_store(a.store), a.out, n=a.n, view=a.view, split=a.split)
-    print(f"wrote {a.out}")
+    out = output_path(a.out)
+    check_image_path(out)  # before opening the store: a bad path fails fast
+    render_grid(open_store(a.store), out, n=a.n, view=a.view, split=a.split)
+    print(f"wrote {out}")
     return 0
 
 
 def cmd_train(a) -> int:
     from .fit import check_device
-    from .train import TrainConfig, prepare_training
+    from .train import LOG_FILES, TrainConfig, prepare_training
 
     if a.model != "dwsnet":
         _refuse_unused(a, ["hidden", "depth", "norm"], "DWSNet", f"--model {a.model}")
@@ -239,9 +240,10 @@ def cmd_train(a) -> int:
     run = prepare_training(a.store, model=a.model, augment=augment, views=a.views,
                            normalize=None if a.normalize == "none" else a.normalize, config=config,
                            model_kwargs=kwargs)
-    if a.out:  # only once everything above is known to be right: a refused run leaves no folder
-        results_dir(a.out, a.overwrite, results="result.json")
-    res = run.fit(log_dir=a.out, progress=False if a.quiet else None)
+    # Only once everything above is known to be right: a refused run leaves no folder. Any file
+    # the run writes there that exists is refused, or with --overwrite deleted before training.
+    out = results_dir(a.out, a.overwrite, files=LOG_FILES) if a.out else None
+    res = run.fit(log_dir=out, progress=False if a.quiet else None)
     metric = "acc" if res["task"] == "classification" else "loss"
     show = (lambda d: f"{100 * d[metric]:.2f}%") if metric == "acc" else (lambda d: f"{d[metric]:.4g} MSE")
     scores = [f"{split} {show(res[split])}" for split in ("test", "val") if split in res]
@@ -271,7 +273,7 @@ def cmd_export_dws(a) -> int:
     from .store import open_store
 
     store = open_store(a.store)
-    splits_file = export_dws(store, a.out, view=a.view, overwrite=a.overwrite)
+    splits_file = export_dws(store, output_path(a.out, "the export folder"), view=a.view, overwrite=a.overwrite)
     spec = json.loads(splits_file.read_text())
     n = sum(len(spec[name]["path"]) for name in ("train", "val", "test"))
     left_out = exportable(store, a.view)[1]
@@ -286,7 +288,9 @@ COMMANDS = {"fit": cmd_fit, "info": cmd_info, "render": cmd_render, "train": cmd
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return report_errors(f"inrforge {args.command}", lambda: COMMANDS[args.command](args))
+    # Only fit resumes where an interrupted run stopped; the others start over.
+    return report_errors(f"inrforge {args.command}", lambda: COMMANDS[args.command](args),
+                         resumes=RESUMES if args.command == "fit" else None)
 
 
 if __name__ == "__main__":

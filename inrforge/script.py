@@ -5,6 +5,7 @@
 - :func:`pyplot`: matplotlib's pyplot on the headless Agg backend;
 - :func:`run_script`: run a script's ``main()`` as a program: a user error (an
   :class:`InrforgeError`) is printed as one line on stderr with exit status 1, never a traceback;
+  Ctrl-C says what a re-run keeps (:func:`report_errors`);
 - :class:`ArgumentParser`: argparse whose argument errors are one line (no usage dump), status 2;
 - argument types that refuse impossible values while parsing, before any work starts:
   :func:`positive_int`, :func:`nonnegative_int`, :func:`int_at_least` (a factory),
@@ -18,7 +19,8 @@
 - :func:`require_splits`: splits too small for an experiment are refused before it starts;
 - :func:`results_dir`: a pipeline's ``--out`` folder, refusing to replace an earlier run's results
   (:func:`add_results_arguments` declares its two options); :func:`write_results` ends a run:
-  its ``results.json``, then no training logs but its own.
+  its ``results.json``, then no training logs but its own;
+- :func:`output_path`: an output path given as a ``file://`` URL is the local path it names.
 """
 
 from __future__ import annotations
@@ -280,13 +282,31 @@ def add_results_arguments(parser: argparse.ArgumentParser, default: str) -> None
                              "if they were fitted with other arguments")
 
 
-def results_dir(path, overwrite: bool = False, results: str = "results.json") -> Path:
-    """Create and return a run's output folder ``path`` (a pipeline's or ``inrforge train``'s).
-    An earlier run's ``results`` file there is never replaced silently: without ``overwrite`` that
-    is an :class:`InrforgeError` (the INRs a pipeline fitted into the folder stay reusable through
-    its ``--store`` option). A Zarr store, or a folder inside one, is never used as the folder; a
-    folder that cannot be made (a file on its path, no permission) is an :class:`InrforgeError`."""
-    out = Path(path)
+def output_path(path, what: str = "--out") -> str:
+    """A local output path (``inrforge train``'s and a pipeline's ``--out``, ``render``'s image,
+    ``export-dws``'s folder) as a string.  A ``file://`` URL becomes the local path it names, as for
+    a store (:func:`inrforge.store.local_path`); any other URL is an :class:`InrforgeError`: only a
+    store may be written through fsspec, and a URL taken as a path would create a folder ``s3:``."""
+    from .store import local_path
+
+    local = local_path(path)
+    if "://" in local:
+        raise InrforgeError(f"{what} {path}: only a store may be a URL; give a local path or a file:// URL")
+    return local
+
+
+def results_dir(path, overwrite: bool = False, files=("results.json",)) -> Path:
+    """Create and return a run's output folder ``path`` (a pipeline's or ``inrforge train``'s; see
+    :func:`output_path` for URLs).  ``files`` are the files the run writes directly in the folder:
+    without ``overwrite``, one that exists already (an earlier run's, or the user's own) is an
+    :class:`InrforgeError` naming it, and nothing is replaced; with ``overwrite``, those that exist
+    are deleted here, before the run starts, so that a run stopped part way never leaves an earlier
+    run's results beside its own logs.  Nothing else in the folder is touched (a pipeline's INRs
+    fitted there stay reusable through its ``--store`` option, and its per-model logs are
+    rewritten or removed by :func:`write_results`).  A Zarr store, or a folder inside one, is never
+    used as the folder; a folder that cannot be made (a file on its path, no permission) is an
+    :class:`InrforgeError`."""
+    out = Path(output_path(path))
     if out.exists() and not out.is_dir():
         raise InrforgeError(f"--out {path} is a file, not a folder")
     if (out / "zarr.json").exists():
@@ -294,13 +314,22 @@ def results_dir(path, overwrite: bool = False, results: str = "results.json") ->
     store = next((p for p in out.absolute().parents if (p / "zarr.json").is_file()), None)
     if store is not None:
         raise InrforgeError(f"--out {path} lies inside the Zarr store {store}; write results to a folder of their own")
-    if (out / results).exists() and not overwrite:
-        raise InrforgeError(f"{out / results} holds an earlier run's results; choose another --out, "
-                            f"or pass --overwrite to replace them")
+    earlier = [out / name for name in files if os.path.lexists(out / name)]
+    if earlier and not overwrite:
+        raise InrforgeError(f"--out {path} already holds {', '.join(p.name for p in earlier)} (an earlier run's "
+                            f"results?), which this run would replace; choose another --out, or pass --overwrite")
+    folders = [p for p in earlier if p.is_dir() and not p.is_symlink()]
+    if folders:
+        raise InrforgeError(f"{folders[0]} is a folder; --overwrite replaces only the files a run writes")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InrforgeError(f"cannot create --out {path}: {e.strerror or e}") from None
+    for p in earlier:
+        try:
+            p.unlink()
+        except OSError as e:
+            raise InrforgeError(f"cannot replace {p}: {e.strerror or e}") from None
     return out
 
 
@@ -345,18 +374,25 @@ def remove_stale_logs(out: Path, started: float) -> list[Path]:
     return removed
 
 
-def report_errors(prog: str, main: Callable[[], int]) -> int:
+RESUMES = "re-run the same command to resume"
+# What a pipeline keeps: the INRs (or classifiers) its fit, which resumes, wrote into --out; its training restarts.
+PIPELINE_RESUMES = "a re-run of the same command reuses what was fitted into --out so far; training starts over"
+
+
+def report_errors(prog: str, main: Callable[[], int], resumes: str | None = None) -> int:
     """``main()``'s exit status; a user error becomes one line ``PROG: error: ...`` and status 1,
-    Ctrl-C a line saying that re-running resumes, and status 130; a reader that stopped reading
+    Ctrl-C the line ``PROG: interrupted`` and status 130 (the line adds ``(resumes)``, what a
+    re-run keeps, only where the caller says so: e.g. :data:`RESUMES` for ``inrforge fit``, whose
+    re-run resumes; no other command claims it); a reader that stopped reading
     (``inrforge info STORE | head``) ends the output quietly, with status 141 (128 + SIGPIPE).
     Warnings are one line too: ``PROG: warning: ...``."""
     with warnings.catch_warnings():
         warnings.showwarning = lambda message, category, *_, **__: print(f"{prog}: warning: {message}",
                                                                          file=sys.stderr)
-        return _status(prog, main)
+        return _status(prog, main, resumes)
 
 
-def _status(prog: str, main: Callable[[], int]) -> int:
+def _status(prog: str, main: Callable[[], int], resumes: str | None) -> int:
     try:
         status = main()
         sys.stdout.flush()  # here, so that a closed pipe is caught below and not at exit
@@ -365,7 +401,7 @@ def _status(prog: str, main: Callable[[], int]) -> int:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted (re-run the same command to resume)", file=sys.stderr)
+        print(f"{prog}: interrupted" + (f" ({resumes})" if resumes else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         try:  # no second error when the interpreter flushes stdout at exit
@@ -384,6 +420,7 @@ def run_pipeline(parse_args: Callable, run: Callable, argv=None) -> int:
     return 0
 
 
-def run_script(prog: str, main: Callable[[], int]) -> NoReturn:
-    """Exit with :func:`report_errors` (``prog``, ``main``): the ``__main__`` of every pipeline."""
-    sys.exit(report_errors(prog, main))
+def run_script(prog: str, main: Callable[[], int], resumes: str | None = PIPELINE_RESUMES) -> NoReturn:
+    """Exit with :func:`report_errors` (``prog``, ``main``, ``resumes``): the ``__main__`` of every
+    pipeline; by default Ctrl-C says that a re-run reuses what was fitted so far, not the training."""
+    sys.exit(report_errors(prog, main, resumes))

@@ -5,7 +5,8 @@ One loop serves all: AdamW, linear warm-up then cosine decay of the learning rat
 validation each epoch, the best-val checkpoint kept in memory (and written if asked), early stop
 after ``patience`` epochs without improvement, per-epoch metrics to JSON lines and CSV, tqdm.
 The test split is evaluated once, with the best-val weights.  A run whose train loss becomes
-NaN/inf stops there and keeps the weights of its best (or, without val, last) finished epoch.
+NaN/inf stops there and keeps the weights of its best (or, without val, last) finished epoch; an
+epoch whose val loss is not finite is never the best, and a run with no such epoch is an error.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ AUGMENTATIONS = ("perm", "negate", "shift", "rotate", "scale", "translate", "noi
                  "mixup", "mixup-perm", "mixup-align")
 MODELS = ("dwsnet", "mlp")
 TASKS = ("classification", "regression")
+# The files fit_model writes into its log_dir (all among script.LOG_FILES).
+LOG_FILES = ("result.json", "best.pt", "metrics.csv", "metrics.jsonl")
 
 
 @dataclass
@@ -194,13 +197,16 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     epoch's last update made non-finite stop it at the end of that epoch (a warning says so):
     the best finished epoch's weights (without val, the last finished epoch's) are kept and
     ``result["diverged"] = {"epoch", "step"}`` says where; a run that diverges in its first epoch
-    has no such weights and is an :class:`InrforgeError`.  A val score that is not finite is
-    never the best.
+    has no such weights and is an :class:`InrforgeError`.  An epoch whose val loss (or score) is
+    not finite is never the best; a run in which no epoch has a finite one is an
+    :class:`InrforgeError` too (it diverged), and writes no ``best.pt`` or ``result.json``.
+    ``config.patience`` without a val split to watch is an :class:`InrforgeError`.
     """
     if task not in TASKS:
         raise InrforgeError(f"unknown task {task!r}; choose {' or '.join(TASKS)}")
     if len(train) == 0:
         raise InrforgeError(f"the train dataset has no INRs to train on ({train.skipped} skipped)")
+    _check_patience(config, val, "this run")
     device = check_device(config.device)
     torch.manual_seed(config.seed)
     model.to(device)
@@ -250,8 +256,9 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
         if has_val:
             v = evaluate(model, _eval_loader(val, config.batch_size), task, device)
             row.update({f"val_{k}": x for k, x in v.items() if k != "n"})
-            score = v[key]
-            improved = math.isfinite(score) and (best is None or (score > best if higher_better else score < best))
+            score = v[key]  # accuracy stays finite when the outputs are NaN: the loss tells
+            usable = math.isfinite(score) and math.isfinite(v["loss"]) and math.isfinite(row["train_loss"])
+            improved = usable and (best is None or (score > best if higher_better else score < best))
             if improved:
                 best, best_epoch, since = score, epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
@@ -269,9 +276,12 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     bar.close()
     if diverged:
         _report_divergence(diverged, best_state, opt.param_groups[0]["lr"])
+    elif best_state is None:  # with a val split: not one epoch with a finite val loss
+        raise InrforgeError(f"training diverged: the val loss was not finite in any of the {len(history)} "
+                            f"epoch(s) (lr {config.lr:.3g}); lower --lr or check the INRs")
     if best_state is not None:
         model.load_state_dict(best_state)
-    if best_epoch < 0:  # no val split, or no finite val score: the last (finished) epoch's weights
+    if best_epoch < 0:  # no val split: the last (finished) epoch's weights
         best_epoch = len(history) - 1
     result = {**(describe or {}), "best_epoch": best_epoch, "epochs_run": len(history),
               "train_time_s": time.perf_counter() - t0, "history": history, "config": asdict(config),
@@ -294,9 +304,17 @@ def _report_divergence(diverged: dict, kept, lr: float) -> None:
     where = (f"diverged at epoch {diverged['epoch']}, step {diverged['step']} "
              f"(the train loss or the weights are not finite; lr {lr:.3g})")
     if kept is None:
-        raise InrforgeError(f"training {where}, before any finished epoch (with a finite val score) to keep; "
+        raise InrforgeError(f"training {where}, before any finished epoch (with a finite val loss) to keep; "
                             f"lower --lr or check the INRs")
     warnings.warn(f"training {where}: stopped, keeping the best finished epoch's weights", stacklevel=3)
+
+
+def _check_patience(config: TrainConfig, val, what: str) -> None:
+    """An :class:`InrforgeError` when ``config.patience`` is set but ``val`` holds no INR: early
+    stopping watches the val score, so the option would be silently ignored."""
+    if config.patience is not None and (val is None or len(val) == 0):
+        raise InrforgeError(f"--patience stops on the val score, but {what} has no val INRs to score; "
+                            f"leave --patience out")
 
 
 def _write_csv(path, rows):
@@ -359,6 +377,7 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
     test = WeightDataset(store, "test", normalize=normalize, cache=cache, transform=canon)
     if len(train) == 0:
         raise InrforgeError(f"{store.path}: the train split has no fitted INRs")
+    _check_patience(config, val, store.path)
     _warn_left_out(store.path, {"train": train, "val": val, "test": test})
     torch.manual_seed(config.seed)  # the init is the seed's, whatever ran before in this process
     net = build_model(model, store.arch, n_out, **(model_kwargs or {}))

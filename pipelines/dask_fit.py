@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from inrforge.arch import PRESETS, make_arch
 from inrforge.distributed import fit_inrs_distributed, local_workers, scheduler_client
 from inrforge.errors import InrforgeError
-from inrforge.script import (ArgumentParser, nonnegative_int, positive_float, positive_int, psnr_or_none,
+from inrforge.script import (RESUMES, ArgumentParser, nonnegative_int, positive_float, positive_int, psnr_or_none,
                              report_errors)
 from inrforge.sources import SOURCE_NAMES, load_source, parse_source_options
 from inrforge.store import psnr_summary
@@ -122,7 +122,7 @@ def jobqueue_client(a):
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    return report_errors("dask_fit.py", lambda: fit(a))
+    return report_errors("dask_fit.py", lambda: fit(a), resumes=RESUMES)  # the fit resumes shard by shard
 
 
 def fit(a) -> int:

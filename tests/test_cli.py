@@ -437,3 +437,36 @@ def test_info_arch_line_shows_what_the_arch_uses(tmp_path, capsys, preset, line)
     _empty_store(out, make_arch(preset, hidden=8, depth=1, w0=12.0, fourier_features=4))
     code, stdout, _ = run(["info", out], capsys)
     assert code == 0 and line in stdout.splitlines(), stdout
+
+
+def test_output_paths_may_be_file_urls(tmp_path, capsys, monkeypatch):
+    """render's image and export-dws's folder accept a file:// URL as a store argument does; they
+    used to create a folder named 'file:' in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    out = str(tmp_path / "d.zarr")
+    assert run(FAST + ["--limit", "4", "--out", out], capsys)[0] == 0
+    code, stdout, _ = run(["render", out, "--n", "2", "--out", f"file://{tmp_path}/grid%201.png"], capsys)
+    assert code == 0 and (tmp_path / "grid 1.png").stat().st_size > 0
+    assert run(["export-dws", out, f"file://{tmp_path}/exported"], capsys)[0] == 0
+    assert (tmp_path / "exported" / "splits.json").exists()
+    code, _, err = run(["render", out, "--out", "s3://bucket/grid.png"], capsys)
+    assert code == 1 and "only a store may be a URL" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.zarr", "exported", "grid 1.png"]  # no 'file:', 's3:'
+
+
+def test_ctrl_c_says_resume_only_for_fit(tmp_path, capsys, monkeypatch):
+    """Only fit resumes where it stopped; the other commands used to claim that a re-run resumes too."""
+    import inrforge.fitjob
+    import inrforge.render
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = str(tmp_path / "d.zarr")
+    assert run(FAST + ["--limit", "4", "--out", out], capsys)[0] == 0
+    monkeypatch.setattr(inrforge.fitjob, "fit_inrs", stopped)
+    monkeypatch.setattr(inrforge.render, "render_grid", stopped)
+    code, _, err = run(FAST + ["--limit", "4", "--out", out], capsys)
+    assert (code, err) == (130, "inrforge fit: interrupted (re-run the same command to resume)\n")
+    code, _, err = run(["render", out, "--out", str(tmp_path / "g.png")], capsys)
+    assert (code, err) == (130, "inrforge render: interrupted\n")

@@ -8,10 +8,10 @@ import time
 import pytest
 
 from inrforge.errors import InrforgeError
-from inrforge.script import (ArgumentParser, add_results_arguments, fraction, int_at_least, layer_widths, names_from,
-                             nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int,
-                             positive_ints, probability, psnr_or_none, refuse_unused, report_errors, results_dir,
-                             write_results)
+from inrforge.script import (LOG_FILES, PIPELINE_RESUMES, RESUMES, ArgumentParser, add_results_arguments, fraction,
+                             int_at_least, layer_widths, names_from, nonnegative_float, nonnegative_int, output_path,
+                             parse_with_small, positive_float, positive_int, positive_ints, probability, psnr_or_none,
+                             refuse_unused, report_errors, results_dir, run_script, write_results)
 
 
 def test_argument_errors_are_one_line_with_status_2(capsys):
@@ -35,10 +35,45 @@ def test_results_dir_never_replaces_earlier_results(tmp_path):
     with pytest.raises(InrforgeError, match="earlier run's results"):
         results_dir(out)
     assert results_dir(out, overwrite=True) == out
-    assert (out / "results.json").read_text() == "earlier"  # the caller replaces it, not this check
+    assert not (out / "results.json").exists()  # gone before the run: never beside a new run's partial logs
+    assert (out / "inrs.zarr").is_dir()  # the rest stays
     (tmp_path / "file").write_text("x")
     with pytest.raises(InrforgeError, match="is a file"):
         results_dir(tmp_path / "file", overwrite=True)
+
+
+def test_results_dir_refuses_any_file_the_run_would_write_and_overwrite_deletes_only_those(tmp_path):
+    from inrforge.train import LOG_FILES as TRAIN_FILES
+
+    assert set(TRAIN_FILES) <= LOG_FILES  # what write_results may clean up
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best.pt").write_text("the user's own")  # used to be replaced silently: only result.json was checked
+    (out / "notes.txt").write_text("keep")
+    (out / "seed0").mkdir()
+    (out / "seed0" / "result.json").write_text("a subfolder's")
+    with pytest.raises(InrforgeError, match=r"--out .*run already holds best.pt .*--overwrite"):
+        results_dir(out, files=TRAIN_FILES)
+    assert (out / "best.pt").read_text() == "the user's own"
+    (out / "metrics.jsonl").write_text("{}\n")
+    assert results_dir(out, overwrite=True, files=TRAIN_FILES) == out
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "seed0"]
+    assert (out / "seed0" / "result.json").read_text() == "a subfolder's"
+    (out / "result.json").mkdir()  # a folder by that name is never deleted
+    with pytest.raises(InrforgeError, match="is a folder; --overwrite replaces only the files a run writes"):
+        results_dir(out, overwrite=True, files=TRAIN_FILES)
+    assert (out / "result.json").is_dir()
+
+
+def test_output_paths_accept_file_urls_and_refuse_other_urls(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert output_path(f"file://{tmp_path}/a%20b.png") == f"{tmp_path}/a b.png"
+    assert output_path("plain/x.png") == "plain/x.png"
+    assert results_dir(f"file://{tmp_path}/run") == tmp_path / "run" and (tmp_path / "run").is_dir()
+    for url in ("s3://bucket/run", "file://elsewhere/run"):
+        with pytest.raises(InrforgeError, match="URL|another host"):
+            results_dir(url)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no folder "file:" or "s3:"
 
 
 def test_results_dir_refuses_a_folder_it_cannot_make_or_inside_a_store(tmp_path):
@@ -93,6 +128,21 @@ def test_report_errors_prints_one_line(capsys):
     assert report_errors("tool", bad) == 1
     assert capsys.readouterr().err == "tool: error: no such thing\n"
     assert report_errors("tool", lambda: 0) == 0
+
+
+def test_ctrl_c_claims_a_resume_only_where_the_caller_says_so(capsys):
+    def stopped():
+        raise KeyboardInterrupt
+
+    assert report_errors("tool", stopped) == 130
+    assert capsys.readouterr().err == "tool: interrupted\n"  # used to say a re-run resumes, for every command
+    assert report_errors("tool", stopped, resumes=RESUMES) == 130
+    assert capsys.readouterr().err == "tool: interrupted (re-run the same command to resume)\n"
+    with pytest.raises(SystemExit) as e:  # a pipeline: its fit resumes, its training does not
+        run_script("pipe.py", stopped)
+    assert e.value.code == 130
+    assert capsys.readouterr().err == f"pipe.py: interrupted ({PIPELINE_RESUMES})\n"
+    assert "training starts over" in PIPELINE_RESUMES
 
 
 def test_add_results_arguments_declares_out_and_overwrite():

@@ -252,6 +252,94 @@ def test_weights_an_epochs_last_update_overflowed_are_not_kept(tmp_path):
     assert all(torch.isfinite(p).all() for p in run.model.parameters()) and np.isfinite(res["test"]["loss"])
 
 
+class _NaNInEval(torch.nn.Module):
+    """Wraps a model: it trains normally, but its outputs in eval mode (val, test) are NaN."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, w):
+        out = self.net(w)
+        return out if self.training else out * float("nan")
+
+
+def test_an_epoch_whose_val_loss_is_not_finite_is_never_the_best(tmp_path, capsys):
+    """NaN outputs score 0% accuracy, a finite number, but such an epoch is no model to keep: a run
+    with no epoch of finite val loss is an error (it used to keep epoch 0 and write best.pt)."""
+    from dataclasses import replace
+
+    from inrforge.train import prepare_training
+
+    s = learnable_store(tmp_path / "s.zarr")
+    run = prepare_training(s, model="mlp", config=TrainConfig(epochs=2, batch_size=32))
+    run = replace(run, model=_NaNInEval(run.model))
+    with pytest.raises(InrforgeError, match="training diverged: the val loss was not finite in any of the 2 epoch"):
+        run.fit(log_dir=tmp_path / "nan", progress=False)
+    assert not (tmp_path / "nan" / "best.pt").exists() and not (tmp_path / "nan" / "result.json").exists()
+    # the audit's case: lr 1e30 makes val outputs NaN in epoch 0 (exit 0, a warning), then the train loss
+    for epochs in ("1", "2"):
+        out = tmp_path / f"huge{epochs}"
+        assert main(["train", s.path, "--model", "mlp", "--epochs", epochs, "--lr", "1e30", "--warmup-epochs", "0",
+                     "--quiet", "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("inrforge train: error: training diverged") and err.count("\n") == 1, err
+        assert not (out / "best.pt").exists() and not (out / "result.json").exists()
+
+
+def test_patience_without_a_val_split_is_refused(tmp_path, capsys):
+    from inrforge.train import fit_model, prepare_training
+
+    no_val = learnable_store(tmp_path / "n.zarr", val=False)
+    with pytest.raises(InrforgeError, match="--patience stops on the val score, but .*n.zarr has no val INRs"):
+        prepare_training(no_val, model="mlp", config=TrainConfig(patience=2))
+    run = prepare_training(no_val, model="mlp", config=TrainConfig(epochs=1))
+    with pytest.raises(InrforgeError, match="--patience"):
+        fit_model(run.model, run.train, run.val, run.test, TrainConfig(patience=2), "classification", progress=False)
+    never = tmp_path / "never"
+    assert main(["train", no_val.path, "--model", "mlp", "--patience", "3", "--quiet", "--out", str(never)]) == 1
+    err = capsys.readouterr().err
+    assert "--patience" in err and err.count("\n") == 1 and not never.exists()  # used to train, ignoring it
+
+
+def test_train_out_never_replaces_a_file_silently_and_overwrite_starts_clean(tmp_path, capsys, monkeypatch):
+    import inrforge.train
+
+    s = learnable_store(tmp_path / "s.zarr")
+    argv = ["train", s.path, "--epochs", "1", "--model", "mlp", "--quiet", "--out"]
+    own = tmp_path / "own"
+    own.mkdir()
+    for name in ("best.pt", "metrics.csv", "metrics.jsonl"):  # not only result.json: each file train writes
+        (own / name).write_text("the user's own")
+        assert main(argv + [str(own)]) == 1
+        err = capsys.readouterr().err
+        assert f"already holds {name}" in err and "--overwrite" in err and err.count("\n") == 1
+        assert (own / name).read_text() == "the user's own"
+        (own / name).unlink()
+
+    run = tmp_path / "run"
+    assert main(argv + [str(run)]) == 0
+    (run / "notes.txt").write_text("keep")
+
+    def interrupted(*args, log_dir=None, **kwargs):
+        (log_dir / "metrics.jsonl").write_text('{"epoch": 0}\n')  # a new run's partial log
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inrforge.train, "fit_model", interrupted)
+    assert main(argv + [str(run), "--overwrite"]) == 130
+    assert capsys.readouterr().err == "inrforge train: interrupted\n"  # no claim that a re-run resumes
+    # the earlier run's result.json and best.pt went at the start: never beside the new partial metrics
+    assert sorted(p.name for p in run.iterdir()) == ["metrics.jsonl", "notes.txt"]
+
+
+def test_train_out_may_be_a_file_url(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = learnable_store(tmp_path / "s.zarr")
+    assert main(["train", s.path, "--epochs", "1", "--model", "mlp", "--quiet", "--out",
+                 f"file://{tmp_path}/url%20run"]) == 0
+    assert (tmp_path / "url run" / "result.json").exists() and not (tmp_path / "file:").exists()
+
+
 def test_evaluate_counts_non_finite_outputs_as_wrong(tmp_path):
     from inrforge.data import WeightDataset
     from inrforge.train import evaluate
