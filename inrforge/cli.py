@@ -13,7 +13,7 @@ import sys
 
 from . import __version__
 from .errors import InrforgeError
-from .script import (RESUMES, ArgumentParser, default_threads, nonnegative_float, nonnegative_int, output_path,
+from .script import (RESUMES, ArgumentParser, default_threads, nonnegative_float, nonnegative_int,
                      positive_float, positive_int, probability, psnr_or_none, report_errors, results_dir, set_threads)
 
 
@@ -212,7 +212,7 @@ def cmd_info(a) -> int:
 
 def cmd_render(a) -> int:
     from .render import check_image_path, render_grid
-    from .store import open_store
+    from .store import open_store, output_path
 
     out = output_path(a.out)
     check_image_path(out)  # before opening the store: a bad path fails fast
@@ -273,7 +273,7 @@ def cmd_export_dws(a) -> int:
     from .store import open_store
 
     store = open_store(a.store)
-    splits_file = export_dws(store, output_path(a.out, "the export folder"), view=a.view, overwrite=a.overwrite)
+    splits_file = export_dws(store, a.out, view=a.view, overwrite=a.overwrite)
     spec = json.loads(splits_file.read_text())
     n = sum(len(spec[name]["path"]) for name in ("train", "val", "test"))
     left_out = exportable(store, a.view)[1]

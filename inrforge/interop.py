@@ -34,8 +34,9 @@ import torch
 
 from .arch import INRSpec, make_arch
 from .errors import InrforgeError, first_line
-from .store import (INRStore, ShardData, check_leftovers, create_store, is_store, local_path, move_into_place,
-                    open_store, prepare_output, process_alive, remove_store, replace_store, write_json)
+from .store import (INRStore, ShardData, check_leftovers, create_store, is_own_build, is_store, local_path, output_path,
+                    move_into_place, open_store, prepare_output, process_alive, remove_store, replace_store,
+                    write_json)
 
 _KEY = re.compile(r"^(seq|layers|net|model)\.(\d+)\.(weight|bias)$")
 _SPLITS = ("train", "val", "test")
@@ -370,8 +371,9 @@ def _staging_dir(path: Path, what: str) -> Path:
 
 
 def _remove_dead_staging(path: Path) -> None:
-    """Delete the staging folders of ``path`` (:func:`_staging_dir`) whose process is gone; those
-    of a running process are its work in progress and stay."""
+    """Delete the staging folders of ``path`` (:func:`_staging_dir`) whose process is gone and that
+    hold only what an import or export builds there (:func:`_own_staging`); those of a running
+    process are its work in progress, and anything else is left alone."""
     prefix = f".{path.name}."
     try:
         names = os.listdir(path.parent)
@@ -380,8 +382,43 @@ def _remove_dead_staging(path: Path) -> None:
     for name in names:
         pid = name[len(prefix):].split("-", 1)[0]
         if (name.startswith(prefix) and name.endswith(_STAGING_SUFFIX) and pid.isdigit()
-                and not process_alive(int(pid))):
+                and not process_alive(int(pid)) and _own_staging(path.parent / name)):
             shutil.rmtree(path.parent / name, ignore_errors=True)
+
+
+_WRITE_JSON_TMP = re.compile(r"^\.splits\.json\.\d+\.tmp$")  # write_json's temporary file
+
+
+def _own_staging(folder: Path) -> bool:
+    """True when the folder (not a link) holds only what :func:`import_dws` or :func:`export_dws`
+    builds in a staging folder, and no links: a store (``store``, or the ``store.tmp-PID`` it is
+    built in; :func:`inrforge.store.is_own_build`) or export files (``export``, or ``replaced``: an
+    earlier export set aside), so deleting it loses nothing they did not make."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    for entry in folder.iterdir():
+        if entry.name == "store" or re.fullmatch(r"store\.tmp-\d+", entry.name):
+            if not is_own_build(entry, fitted=True):
+                return False
+        elif entry.name not in ("export", "replaced") or not _export_files_only(entry):
+            return False
+    return True
+
+
+def _export_files_only(folder: Path) -> bool:
+    """True when the folder (not a link) holds only what :func:`export_dws` writes, finished or not:
+    ``splits.json`` (or its temporary file) and train/val/test folders of ``NNNNNNN.pth`` files."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    for p in folder.iterdir():
+        if p.is_symlink():
+            return False
+        if p.is_dir() and p.name in _SPLITS:
+            if not all(f.is_file() and not f.is_symlink() and _EXPORTED_FILE.match(f.name) for f in p.iterdir()):
+                return False
+        elif not (p.is_file() and (p.name == "splits.json" or _WRITE_JSON_TMP.match(p.name))):
+            return False
+    return True
 
 
 # ----- import ----------------------------------------------------------------------------------
@@ -575,7 +612,7 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
         raise InrforgeError(f"nothing to export: {store.path} has no usable INR of view {view} "
                             f"({int(done.sum())} of {len(store)} objects are fitted, "
                             f"{int((done & store.metric('failed')[:, view]).sum())} failed)")
-    out_dir = Path(out_dir)
+    out_dir = Path(output_path(out_dir, "the export folder"))  # a file:// URL is its local path
     if out_dir.exists():
         if not out_dir.is_dir():
             raise InrforgeError(f"{out_dir} is a file; choose an empty folder")

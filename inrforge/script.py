@@ -20,7 +20,6 @@
 - :func:`results_dir`: a pipeline's ``--out`` folder, refusing to replace an earlier run's results
   (:func:`add_results_arguments` declares its two options); :func:`write_results` ends a run:
   its ``results.json``, then no training logs but its own;
-- :func:`output_path`: an output path given as a ``file://`` URL is the local path it names.
 """
 
 from __future__ import annotations
@@ -282,22 +281,9 @@ def add_results_arguments(parser: argparse.ArgumentParser, default: str) -> None
                              "if they were fitted with other arguments")
 
 
-def output_path(path, what: str = "--out") -> str:
-    """A local output path (``inrforge train``'s and a pipeline's ``--out``, ``render``'s image,
-    ``export-dws``'s folder) as a string.  A ``file://`` URL becomes the local path it names, as for
-    a store (:func:`inrforge.store.local_path`); any other URL is an :class:`InrforgeError`: only a
-    store may be written through fsspec, and a URL taken as a path would create a folder ``s3:``."""
-    from .store import local_path
-
-    local = local_path(path)
-    if "://" in local:
-        raise InrforgeError(f"{what} {path}: only a store may be a URL; give a local path or a file:// URL")
-    return local
-
-
 def results_dir(path, overwrite: bool = False, files=("results.json",)) -> Path:
     """Create and return a run's output folder ``path`` (a pipeline's or ``inrforge train``'s; see
-    :func:`output_path` for URLs).  ``files`` are the files the run writes directly in the folder:
+    :func:`~inrforge.store.output_path` for URLs).  ``files`` are the files the run writes directly in the folder:
     without ``overwrite``, one that exists already (an earlier run's, or the user's own) is an
     :class:`InrforgeError` naming it, and nothing is replaced; with ``overwrite``, those that exist
     are deleted here, before the run starts, so that a run stopped part way never leaves an earlier
@@ -306,6 +292,8 @@ def results_dir(path, overwrite: bool = False, files=("results.json",)) -> Path:
     rewritten or removed by :func:`write_results`).  A Zarr store, or a folder inside one, is never
     used as the folder; a folder that cannot be made (a file on its path, no permission) is an
     :class:`InrforgeError`."""
+    from .store import output_path
+
     out = Path(output_path(path))
     if out.exists() and not out.is_dir():
         raise InrforgeError(f"--out {path} is a file, not a folder")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import urllib.parse
 import warnings
@@ -42,6 +43,10 @@ from .weights import Weights
 FORMAT_VERSION = 1
 METRICS = ("psnr", "loss", "steps", "failed")
 ATTRIBUTES = ("arch", "layout", "source", "fit", "n_objects", "views", "shard_objects", "chunk_objects")
+# The attribute a group carries from its first write until create_store finishes it (the finished
+# store has ``inrforge`` instead): what marks a leftover ``OUT.tmp-PID`` folder as inrforge's own.
+BUILDING = "inrforge-building"
+_PARTIAL_FILE = re.compile(r"\.[0-9a-f]{32}\.partial$")  # zarr's local store writes NAME.<uuid>.partial first
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,17 @@ def local_path(path) -> str:
     return urllib.parse.unquote(url.path)
 
 
+def output_path(path, what: str = "--out") -> str:
+    """A local output path (``inrforge train``'s and a pipeline's ``--out``, ``render``'s image,
+    ``export-dws``'s folder) as a string.  A ``file://`` URL becomes the local path it names, as for
+    a store (:func:`local_path`); any other URL is an :class:`InrforgeError`: only a
+    store may be written through fsspec, and a URL taken as a path would create a folder ``s3:``."""
+    local = local_path(path)
+    if "://" in local:
+        raise InrforgeError(f"{what} {path}: only a store may be a URL; give a local path or a file:// URL")
+    return local
+
+
 def _leftovers(final: str) -> list[str]:
     """Sibling folders an interrupted create/overwrite of ``final`` left: ``final.tmp-PID``
     (a store being built) and ``final.old-PID`` (a store set aside to be replaced)."""
@@ -97,19 +113,67 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def is_own_build(folder, fitted: bool = False) -> bool:
+    """True when ``folder`` is recognisably a group that :func:`create_store` was building, or had
+    just finished, when its process died, so that deleting it loses nothing anyone else made: a real
+    folder (not a link) that is empty or holds only Zarr's half-written ``*.partial`` files, or whose
+    ``zarr.json`` is an inrforge group (the ``inrforge-building`` marker create_store writes with
+    it, or the finished ``inrforge`` marker) and which holds nothing but Zarr metadata and chunk
+    files, and no links.  Unless ``fitted``, it must also hold no ``params`` or ``done`` chunk (no
+    fitted INR; a store being created has none)."""
+    folder = str(folder)
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        return False
+    only_partial = True
+    for dirpath, dirs, files in os.walk(folder):
+        if any(os.path.islink(os.path.join(dirpath, n)) for n in dirs + files):
+            return False
+        rel = [] if dirpath == folder else os.path.relpath(dirpath, folder).split(os.sep)
+        for name in files:
+            if _PARTIAL_FILE.search(name):
+                continue
+            only_partial = False
+            if name == "zarr.json":
+                continue
+            # a chunk: ARRAY/c/i/j/k, where ARRAY may be nested (metrics/psnr)
+            chunk = "c" in rel and name.isdigit() and all(x.isdigit() for x in rel[rel.index("c") + 1:])
+            if not chunk or (not fitted and rel[0] in ("params", "done")):
+                return False
+    try:
+        with open(os.path.join(folder, "zarr.json")) as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        return only_partial  # killed before its first file was complete
+    except (OSError, ValueError):
+        return False
+    if not isinstance(doc, dict) or doc.get("node_type") != "group" or not isinstance(doc.get("attributes"), dict):
+        return False
+    return BUILDING in doc["attributes"] or "inrforge" in doc["attributes"]
+
+
 def check_leftovers(final: str) -> None:
-    """Before a store is written at ``final``: delete the half-built ``final.tmp-PID`` folders of
-    processes that are gone, and refuse to go on while ``final.old-PID`` holds a store that an
-    interrupted ``--overwrite`` set aside and never got to delete (its data may be all there is)."""
+    """Before a store is written at ``final``: delete the ``final.tmp-PID`` folders of processes that
+    are gone that hold what :func:`create_store` was building there (:func:`is_own_build`); any other
+    folder of that name is left alone.  Refuse to go on while ``final.old-PID`` holds a store that
+    an interrupted ``--overwrite`` set aside and never got to delete (its data may be all there is),
+    or while the ``final.old-PID`` of this process's own PID, where a replaced store would be set
+    aside, holds anything.  This process's own PID counts as gone (a container restarted under the
+    same PID): it has not started building yet."""
+    me = os.getpid()
     for left in _leftovers(final):
         pid = int(left.rsplit("-", 1)[-1])
-        if process_alive(pid):
+        if pid != me and process_alive(pid):
             continue
         if ".tmp-" in os.path.basename(left):
-            shutil.rmtree(left, ignore_errors=True)
+            if is_own_build(left):
+                shutil.rmtree(left, ignore_errors=True)
         elif is_store(left):
             raise InrforgeError(f"{left} holds a store an interrupted --overwrite of {final} set aside; "
                                 f"move it back to {final} or delete it, then re-run")
+    aside = f"{final}.old-{me}"
+    if os.path.lexists(aside) and is_store(final):  # only a store at final is set aside
+        raise InrforgeError(f"{aside} is in the way: inrforge sets the store it replaces aside there (a name made "
+                            f"from this process's id); move it elsewhere and re-run")
 
 
 def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.ndarray,
@@ -121,6 +185,8 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
     place, so a store is either complete or absent.  An existing store at ``path`` is replaced
     only with ``overwrite``, and only once the new one is complete: if anything fails before,
     the old store is untouched.  Anything else at ``path`` (a file, a non-empty folder) is refused.
+    Leftover ``path.tmp-PID`` folders are deleted only when they are inrforge's own half-built
+    stores (:func:`check_leftovers`); a foreign folder at the name this process builds in is refused.
     """
     path = local_path(path)
     if not _is_url(path) and os.path.islink(path.rstrip("/")):
@@ -141,9 +207,10 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
         final = final.rstrip("/") or "/"
         check_leftovers(final)
         tmp = f"{final}.tmp-{os.getpid()}"
+        if os.path.lexists(tmp):  # not a build of ours (check_leftovers deleted those): left alone
+            raise InrforgeError(f"{tmp} is in the way: inrforge builds the new store there (a name made from this "
+                                f"process's id) and it is not a store being built; move it elsewhere and re-run")
     try:
-        if tmp != final and os.path.exists(tmp):
-            shutil.rmtree(tmp)
         _build_group(tmp, arch, n_objects, views, labels, splits, shard_objects, chunk_objects, {
             "arch": arch.to_dict(),
             "layout": arch.layout_dicts(),
@@ -180,9 +247,10 @@ def replace_store(new: str, final: str) -> None:
 
 def _build_group(path: str, arch: INRSpec, n_objects: int, views: int, labels, splits: dict,
                  shard_objects: int, chunk_objects: int, attrs: dict) -> None:
-    """Write the empty group of :func:`create_store` at ``path``, its format marker last."""
+    """Write the empty group of :func:`create_store` at ``path``: its first file carries the
+    ``inrforge-building`` marker (:func:`is_own_build`), its last write swaps it for the format marker."""
     p = arch.param_count
-    root = zarr.open_group(path, mode="w")
+    root = zarr.open_group(path, mode="w", attributes={BUILDING: {"pid": os.getpid()}})
     zarr.create_array(root.store, name="params", shape=(n_objects, views, p), dtype="float32",
                       chunks=(chunk_objects, views, p), shards=(shard_objects, views, p), fill_value=np.nan)
     labels = np.asarray(labels)
@@ -202,8 +270,9 @@ def _build_group(path: str, arch: INRSpec, n_objects: int, views: int, labels, s
         m = arch.fourier.matrix().numpy()
         root.create_array("fourier_matrix", shape=m.shape, dtype="float32", chunks=m.shape)[...] = m
     root.attrs.update(jsonable(attrs))
-    # The format marker goes last: a group without it was never finished.
-    root.attrs["inrforge"] = {"format": FORMAT_VERSION, "version": __version__}
+    # The format marker goes last, in place of the building one: a group without it was never finished.
+    final = {k: v for k, v in root.attrs.asdict().items() if k != BUILDING}
+    root.attrs.put({**final, "inrforge": {"format": FORMAT_VERSION, "version": __version__}})
 
 
 def move_into_place(new, final, aside) -> str | None:
@@ -284,6 +353,7 @@ class INRStore:
             raise InrforgeError(f"{self.path}: params has shape {self.params.shape} and dtype {self.params.dtype}, "
                                 f"but its attributes give {want} float32 (n_objects, views, param_count)")
         self._labels = None
+        self._known_failed = None  # (N, V) done & failed, as last read by _check_fitted
 
     def __len__(self) -> int:
         return int(self.attrs["n_objects"])
@@ -445,13 +515,18 @@ class INRStore:
 
     def read_flat(self, indices, view: int | None = 0) -> np.ndarray:
         """Flat parameters (n, P) of ``view`` (or (n, V, P) for ``view=None``) of the objects
-        ``indices`` (see :meth:`object_indices`), read with one sorted orthogonal selection."""
+        ``indices`` (see :meth:`object_indices`), read with one sorted orthogonal selection.
+        Parameters are returned as stored (NaN for objects not fitted), except that an INR marked
+        done and not failed whose parameters are not finite (a chunk missing from a partial copy
+        reads as NaN) is an :class:`InrforgeError` naming the objects (:meth:`_check_fitted`)."""
         if view is not None:
             view = self.check_view(view)
         if isinstance(indices, slice) and self._rows(indices).step == 1:  # a contiguous read
             rows = self._rows(indices)
             sel = self._read(self.params, slice(rows.start, rows.stop))
-            return sel if view is None else sel[:, view]
+            sel = sel if view is None else sel[:, view]
+            self._check_fitted(np.arange(rows.start, rows.stop), sel, view)
+            return sel
         idx = self.object_indices(indices)
         if len(idx) == 0:
             return np.empty((0,) + self.params.shape[1 if view is None else 2:], dtype=np.float32)
@@ -459,9 +534,30 @@ class INRStore:
         uniq, inverse = np.unique(idx[order], return_inverse=True)
         views = slice(None) if view is None else view
         block = self._read(self.params, (uniq, views, slice(None)), orthogonal=True)
+        self._check_fitted(uniq, block, view)
         out = np.empty((len(idx),) + block.shape[1:], dtype=block.dtype)
         out[order] = block[inverse]
         return out
+
+    def _check_fitted(self, objects: np.ndarray, block: np.ndarray, view: int | None) -> None:
+        """An :class:`InrforgeError` when one of the INRs just read (``block``: the parameters of
+        ``objects`` at ``view``, or at every view for None) is marked done and not failed but is
+        not finite.  Costs one pass over the block; ``done`` and ``failed`` are read only when some
+        INR is not finite (not fitted, failed or damaged), and a known failed INR, being final, does
+        not make them be read again."""
+        bad = ~np.isfinite(block).all(axis=-1)
+        if not bad.any():
+            return
+        bad = bad.reshape(len(objects), -1)  # (n, V) or (n, 1)
+        views = slice(None) if view is None else [view]
+        if self._known_failed is not None and not (bad & ~self._known_failed[objects][:, views]).any():
+            return
+        done, failed = self.done(), self.metric("failed")
+        self._known_failed = done[:, None] & failed
+        damaged = bad & done[objects][:, None] & ~failed[objects][:, views]
+        if damaged.any():
+            raise InrforgeError(_damage_message(self.path, objects[damaged.any(axis=1)],
+                                                "not finite (a missing chunk reads as NaN)"))
 
     def check_view(self, view: int) -> int:
         """``view`` as an int, or an :class:`InrforgeError` when the store has no such view."""
@@ -490,11 +586,34 @@ class INRStore:
         return {"n_points": (self.source.get("params") or {}).get("n_points"), "init": self.arch.init,
                 "fit_steps": fit.get("steps"), "fit_lr": fit.get("lr"), "data_seed": fit.get("seed")}
 
+    def damaged_objects(self, done: np.ndarray | None = None) -> np.ndarray:
+        """The objects of finished shards (in ``done``, when given: a :meth:`done` read) whose
+        ``params`` shard file is missing from storage though some INR of the shard did not fail
+        (a partial copy of the store): their parameters read as NaN.  Lists the storage keys
+        once, reading no parameters.  Empty for a store whose storage cannot be listed."""
+        done = self.done() if done is None else done
+        keys = _stored_keys(self.params)
+        if keys is None:
+            return np.empty(0, dtype=np.int64)
+        failed, out = None, []
+        for k in range(self.n_shards):
+            start, stop = self.shard_range(k)
+            if not done[start:stop].all() or self.params.metadata.encode_chunk_key((k, 0, 0)) in keys:
+                continue
+            failed = self.metric("failed") if failed is None else failed
+            out.append(np.arange(start, stop)[~failed[start:stop].all(axis=1)])  # all failed: may be all NaN
+        return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
     def info(self) -> dict:
         """Counts, arch, size on disk, and the PSNR mean/median/5th percentile and failure count over
         the INRs of finished shards (a shard still being written, or left by a killed writer, is not
-        counted); the PSNR statistics leave failed INRs out and are NaN when none is left."""
+        counted); the PSNR statistics leave failed INRs out and are NaN when none is left.  A store
+        whose finished shards lack their parameters (:meth:`damaged_objects`) is an
+        :class:`InrforgeError` naming the objects, not a summary."""
         flags = self.done()  # read first: a shard done now wrote its metrics before, even while a fit runs
+        damaged = self.damaged_objects(flags)
+        if len(damaged):
+            raise InrforgeError(_damage_message(self.path, damaged, "missing (read as NaN)"))
         done = flags[:, None]
         psnr = self.metric("psnr")
         failed = self.metric("failed") & done
@@ -534,6 +653,39 @@ def summary_line(path: str, info: dict) -> str:
     :meth:`INRStore.info`: what a pipeline prints about the store it trains on."""
     return (f"{path}: {info['objects']} objects x {info['views']} views, {psnr_summary(info, p5=True)}; "
             f"splits {info['splits']}")
+
+
+def _ranges(objects) -> str:
+    """``0-15, 32, 40-47`` for sorted object numbers (the first eight runs, then how many in all)."""
+    objects = np.unique(np.asarray(objects, dtype=np.int64))
+    cuts = np.flatnonzero(np.diff(objects) != 1) + 1
+    runs = [f"{r[0]}" if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in np.split(objects, cuts)]
+    more = f", ... ({len(objects)} objects in all)" if len(runs) > 8 else ""
+    return ", ".join(runs[:8]) + more
+
+
+def _damage_message(path: str, objects, what: str) -> str:
+    """The one-line error for done, not failed INRs whose parameters are ``what``."""
+    n = len(np.unique(objects))
+    return (f"{path}: object{'s' if n > 1 else ''} {_ranges(objects)} {'are' if n > 1 else 'is'} marked done but "
+            f"{'their' if n > 1 else 'its'} parameters are {what}: the store is incomplete or damaged (a partial copy?)")
+
+
+def _stored_keys(arr) -> set[str] | None:
+    """The storage keys of the chunks (shards) of the array ``arr`` that exist, relative to the array
+    (``c/0/0/0``), or None when its store cannot list them."""
+    prefix = arr.store_path.path.rstrip("/") + "/"
+
+    async def keys():
+        return [k async for k in arr.store_path.store.list_prefix(prefix)]
+
+    try:
+        from zarr.core.sync import sync
+
+        return {k[len(prefix):] for k in sync(keys())}
+    except Exception:
+        return None
+
 
 def _size_on_disk(path: str) -> int | None:
     """Bytes of the files under a local store (None for a URL).  A file that vanishes while it is

@@ -318,3 +318,20 @@ def test_usable_split_sizes_count_what_the_datasets_hold(tmp_path):
     sizes = usable_split_sizes(s)  # objects 4..7: shard 1, never written
     assert sizes == {"train": 2, "val": 1, "test": 0}
     assert sizes["train"] == len(WeightDataset(s, "train", views=2, normalize=None))
+
+
+def test_a_store_missing_a_finished_shards_params_is_an_error_not_nan_batches(tmp_path):
+    """A partial copy (a done shard's params file gone) reads as NaN: the dataset, its statistics and
+    its batches refuse it in one line instead of training on NaN."""
+    import os
+
+    s = synthetic_store(tmp_path / "s.zarr", failed=[(0, 1)])
+    os.remove(tmp_path / "s.zarr" / "params" / "c" / "1" / "0" / "0")  # objects 8-15
+    with pytest.raises(InrforgeError, match=r"objects 8-15 are marked done but their parameters are not finite"):
+        WeightDataset(s.path, "train")  # the normalisation statistics
+    with pytest.raises(InrforgeError, match="marked done but"):
+        WeightDataset(s.path, "train", normalize=None, cache=True)
+    ds = WeightDataset(s.path, "train", normalize=None)
+    assert torch.isfinite(ds.__getitems__([0, 1, 20]).flat).all()  # object 0's failed view is never drawn
+    with pytest.raises(InrforgeError, match=r"object 9 is marked done but its parameters are not finite"):
+        ds.__getitems__([0, 9])

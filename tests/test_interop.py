@@ -216,6 +216,17 @@ def test_exported_float_labels_stay_regression(tmp_path):
     assert b.labels.dtype == np.float32 and b.labels.tolist() == a.labels.tolist()
 
 
+def test_export_dws_takes_a_file_url_as_its_local_folder(tmp_path, monkeypatch):
+    from inrforge.arch import make_arch
+
+    monkeypatch.chdir(tmp_path)
+    a = make_store(tmp_path / "a.zarr", make_arch(hidden=4, depth=1), n=2)
+    export_dws(a, f"file://{tmp_path}/ex%20port")
+    assert (tmp_path / "ex port" / "splits.json").is_file() and not (tmp_path / "file:").exists()
+    with pytest.raises(InrforgeError, match=r"^the export folder s3://b/x: only a store may be a URL"):
+        export_dws(a, "s3://b/x")
+
+
 # ----- coordinates ----------------------------------------------------------------------------
 
 def test_imported_dwsnets_inrs_render_upright(tmp_path):
@@ -589,3 +600,35 @@ def test_what_a_killed_export_or_import_left_is_cleaned_by_the_next_one(tmp_path
     b = import_dws(tmp_path / "new", tmp_path / "b.zarr")
     assert not left.exists() and len(b) == 4
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".inrforge-tmp")) == [running.name]
+
+
+def test_an_export_of_a_store_missing_finished_params_is_refused(tmp_path):
+    """A done shard whose params file is gone (a partial copy) is not exported as NaN state dicts."""
+    from inrforge.arch import make_arch
+
+    a = make_store(tmp_path / "a.zarr", make_arch(hidden=8, depth=2), n=4)
+    os.remove(tmp_path / "a.zarr" / "params" / "c" / "0" / "0" / "0")
+    with pytest.raises(InrforgeError, match=r"a.zarr: objects 0-1 are marked done but their parameters are not finite"):
+        export_dws(a, tmp_path / "ex")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zarr"]
+
+
+def test_folders_named_like_staging_debris_but_not_inrforges_are_kept(tmp_path):
+    """Only staging folders that hold what an import or export builds are deleted as debris; a folder
+    that merely has the name (holding anything else) is left as it is."""
+    from inrforge.arch import make_arch
+
+    a = make_store(tmp_path / "a.zarr", make_arch(hidden=8, depth=2), n=4)
+    dead = _dead_pid()
+    kept = []
+    for k, content in enumerate(["notes.txt", "export/notes.txt", "export/train/notes.pth", "store/data.bin"]):
+        d = tmp_path / f".new.{dead}-user{k}.inrforge-tmp"
+        (d / content).parent.mkdir(parents=True, exist_ok=True)
+        (d / content).write_text("mine")
+        kept.append(d / content)
+    ours = tmp_path / f".new.{dead}-abcd.inrforge-tmp"
+    (ours / "export" / "val").mkdir(parents=True)
+    (ours / "export" / "val" / "0000003.pth").write_bytes(b"half")
+    (ours / "export" / f".splits.json.{dead}.tmp").write_text("{")
+    export_dws(a, tmp_path / "new")
+    assert not ours.exists() and all(f.read_text() == "mine" for f in kept)

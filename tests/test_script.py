@@ -9,7 +9,7 @@ import pytest
 
 from inrforge.errors import InrforgeError
 from inrforge.script import (LOG_FILES, PIPELINE_RESUMES, RESUMES, ArgumentParser, add_results_arguments, fraction,
-                             int_at_least, layer_widths, names_from, nonnegative_float, nonnegative_int, output_path,
+                             int_at_least, layer_widths, names_from, nonnegative_float, nonnegative_int,
                              parse_with_small, positive_float, positive_int, positive_ints, probability, psnr_or_none,
                              refuse_unused, report_errors, results_dir, run_script, write_results)
 
@@ -66,6 +66,8 @@ def test_results_dir_refuses_any_file_the_run_would_write_and_overwrite_deletes_
 
 
 def test_output_paths_accept_file_urls_and_refuse_other_urls(tmp_path, monkeypatch):
+    from inrforge.store import output_path
+
     monkeypatch.chdir(tmp_path)
     assert output_path(f"file://{tmp_path}/a%20b.png") == f"{tmp_path}/a b.png"
     assert output_path("plain/x.png") == "plain/x.png"

@@ -494,3 +494,116 @@ def test_psnr_summary_says_none_recorded_instead_of_nan():
     assert psnr_summary({"psnr_median": 40.234, "psnr_p5": 39.5}) == "median PSNR 40.23 dB"
     assert psnr_summary({"psnr_median": 40.234, "psnr_p5": 39.5}, p5=True) == "median PSNR 40.23 dB (p5 39.50)"
     assert psnr_summary({"psnr_median": float("nan"), "psnr_p5": float("nan")}, p5=True) == "median PSNR none recorded"
+
+
+def test_only_inrforges_own_half_built_stores_are_deleted_as_leftovers(tmp_path):
+    """``OUT.tmp-PID`` folders of dead processes are deleted only when they are recognisably a store
+    create_store was building (a killed build, at any point); a user's folder of that name is kept."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # a create_store killed (os._exit) while filling its arrays, before the group's attributes: a
+    # build whose process is gone, and the one folder that must go
+    killed = ("import os, numpy as np, zarr\n"
+              "from inrforge.arch import make_arch\n"
+              "from inrforge.store import create_store\n"
+              "zarr.Group.create_group = lambda *a, **k: os._exit(9)  # dies after params and labels\n"
+              f"create_store({str(tmp_path / 's.zarr')!r}, arch=make_arch(hidden=8), n_objects=4, views=1,\n"
+              "             labels=np.arange(4), splits={'train': np.arange(4)}, source={}, fit={})\n")
+    import inrforge
+
+    root = str(Path(inrforge.__file__).parent.parent)
+    proc = subprocess.Popen([sys.executable, "-c", killed], stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    assert proc.wait() == 9, proc.stderr.read()
+    build = tmp_path / f"s.zarr.tmp-{proc.pid}"
+    assert (build / "zarr.json").exists() and (build / "labels" / "c" / "0").exists()
+    dead = _dead_pid()
+    user = tmp_path / f"s.zarr.tmp-{dead}"
+    user.mkdir()
+    (user / "notes.txt").write_text("notes")
+    fitted = finished(tmp_path / "fitted.zarr").path  # a store that holds fitted INRs: never a build
+    os.rename(fitted, tmp_path / f"s.zarr.tmp-{dead + 1}")
+    plain = zarr.open_group(str(tmp_path / f"s.zarr.tmp-{dead + 2}"), mode="w")  # another tool's group
+    plain.create_array("x", shape=(3,), dtype="int64")[...] = [1, 2, 3]
+    partial = tmp_path / f"s.zarr.tmp-{dead + 3}"  # killed while writing its first file
+    partial.mkdir()
+    (partial / f"zarr.{'ab' * 16}.partial").write_text("{")
+    make(tmp_path / "s.zarr")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["s.zarr"] + [f"s.zarr.tmp-{dead + k}" for k in range(3)], names
+    assert (user / "notes.txt").read_text() == "notes"
+    assert zarr.open_group(str(tmp_path / f"s.zarr.tmp-{dead + 2}"), mode="r")["x"][...].tolist() == [1, 2, 3]
+    assert open_store(tmp_path / f"s.zarr.tmp-{dead + 1}").done().all()
+
+
+def test_a_folder_in_the_way_of_this_process_names_is_an_error_not_deleted(tmp_path):
+    """create_store builds in ``OUT.tmp-<its PID>`` and sets a replaced store aside as ``OUT.old-<its
+    PID>``: a folder already there that is not its own is refused in one line, and kept."""
+    import os
+
+    mine = tmp_path / f"s.zarr.tmp-{os.getpid()}"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("notes")
+    with pytest.raises(InrforgeError, match=f"s.zarr.tmp-{os.getpid()} is in the way"):
+        make(tmp_path / "s.zarr")
+    assert (mine / "notes.txt").read_text() == "notes" and not (tmp_path / "s.zarr").exists()
+    mine.rename(tmp_path / "elsewhere")
+    make(tmp_path / f"s.zarr.tmp-{os.getpid()}")  # a build left by an earlier process of this PID: ours, deleted
+    make(tmp_path / "s.zarr")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "s.zarr"]
+    aside = tmp_path / f"s.zarr.old-{os.getpid()}"
+    aside.mkdir()
+    (aside / "notes.txt").write_text("notes")
+    with pytest.raises(InrforgeError, match=f"s.zarr.old-{os.getpid()} is in the way"):  # where s.zarr would go
+        create_store(tmp_path / "s.zarr", arch=ARCH, n_objects=3, views=1, labels=np.zeros(3, np.int64),
+                     splits={"train": np.arange(3)}, source={"name": "other"}, fit={}, overwrite=True)
+    assert (aside / "notes.txt").read_text() == "notes" and len(open_store(tmp_path / "s.zarr")) == 10
+
+
+def test_a_finished_shard_whose_params_file_is_missing_is_an_error_not_nan(tmp_path):
+    """A partial copy of a store (a shard file missing) reads as NaN: every read of those done INRs,
+    and info, is a one-line error naming them; INRs that failed, or are not fitted, read as stored."""
+    import os
+
+    s = make(tmp_path / "s.zarr")
+    for k in range(3):
+        d = shard_data(s, k)
+        if k == 2:  # every INR of shard 2 failed with NaN parameters: zarr writes no file for it
+            d.params[...], d.failed[...] = np.nan, True
+        s.write_shard(d)
+    before = open_store(s.path).read_flat(slice(0, 4), view=None)
+    os.remove(tmp_path / "s.zarr" / "params" / "c" / "1" / "0" / "0")
+    r = open_store(s.path)
+    assert not (tmp_path / "s.zarr" / "params" / "c" / "2" / "0" / "0").exists()
+    words = r"s.zarr: objects 4-7 are marked done but their parameters are"
+    with pytest.raises(InrforgeError, match=words + r" missing \(read as NaN\): the store is incomplete or damaged"):
+        r.info()
+    assert r.damaged_objects().tolist() == [4, 5, 6, 7]
+    for read in (lambda: r.read_flat(slice(None), view=None), lambda: r.read_flat(slice(2, 8), view=1),
+                 lambda: r.read([5, 0, 4, 7, 6])):
+        with pytest.raises(InrforgeError, match=words + " not finite"):
+            read()
+    with pytest.raises(InrforgeError, match=r"s.zarr: object 5 is marked done but its parameters"):
+        r.read([1, 5])
+    np.testing.assert_array_equal(r.read_flat(slice(0, 4), view=None), before)  # shard 0 is intact
+    assert np.isnan(r.read_flat([8, 9], view=None)).all()  # failed: read as stored
+    s.root["done"][4:8] = np.zeros(4, bool)  # shard 1 to be refitted: not fitted, not damaged
+    r = open_store(s.path)
+    assert np.isnan(r.read_flat(slice(4, 10))).all() and r.info()["shards"] == "2/3"
+
+
+def test_a_killed_store_build_carries_a_marker_the_finished_store_does_not(tmp_path):
+    """The group's first file marks it as a store being built; the finished store has only the format
+    marker, so that a finished store is never taken for a half-built one by the attribute alone."""
+    from inrforge.store import BUILDING, is_own_build
+
+    s = make(tmp_path / "s.zarr")
+    assert BUILDING not in s.attrs and "inrforge" in s.attrs
+    assert is_own_build(tmp_path / "s.zarr")  # nothing fitted yet
+    s.write_shard(shard_data(s, 0))
+    assert not is_own_build(tmp_path / "s.zarr") and is_own_build(tmp_path / "s.zarr", fitted=True)
+    (tmp_path / "s.zarr" / "notes.txt").write_text("notes")
+    assert not is_own_build(tmp_path / "s.zarr", fitted=True)
