@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -489,6 +489,8 @@ class Compose:
     mixes_labels = True
 
     def __init__(self, augmentations: Sequence, generator: torch.Generator | None = None):
+        if callable(augmentations) or not isinstance(augmentations, Iterable):
+            raise InrforgeError(f"Compose takes a list of augmentations (Compose([a, b])), got {augmentations!r}")
         augmentations = list(augmentations)
         for a in augmentations:
             if not callable(a):

@@ -324,6 +324,14 @@ def test_labels_given_to_a_single_network_augmentation_are_a_clear_error():
     assert torch.equal(Compose([Permute()])(w, torch.zeros(3, dtype=torch.long))[1], torch.zeros(3, dtype=torch.long))
 
 
+def test_compose_of_one_augmentation_not_in_a_list_is_a_clear_error():
+    for bad in (Permute(), 3):
+        with pytest.raises(InrforgeError, match=r"^Compose takes a list of augmentations \(Compose\(\[a, b\]\)\), got"):
+            Compose(bad)
+    with pytest.raises(InrforgeError, match="Compose needs callables, got 3"):
+        Compose([Permute(), 3])
+
+
 # ----- edge cases -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "aug",
