@@ -216,6 +216,22 @@ def require_splits(sizes: dict, needed: dict, of: str, who: str, hint: str = "",
                                 f"{who} needs at least {least}" + (f" ({hint})" if hint else ""))
 
 
+def require_fit_splits(store, source, seed: int, test_fraction: float, needed: dict, who: str,
+                       hint: str = "fit more objects (--limit) or a larger --test-fraction") -> None:
+    """:func:`require_splits` for a pipeline's INRs before anything is fitted: the usable splits of
+    ``store`` when one is given, else the splits that ``source`` would be fitted into (the
+    fitter's :func:`~inrforge.fitjob.make_splits` with ``seed`` and ``test_fraction``)."""
+    from .data import usable_split_sizes
+    from .fitjob import make_splits
+
+    if store is not None:
+        require_splits(usable_split_sizes(store), needed, store.path, who)
+        return
+    splits = make_splits(source, seed, test_fraction=test_fraction)
+    require_splits({k: len(v) for k, v in splits.items()}, needed, f"the {len(source)} objects of {source.name!r} to fit",
+                   who, hint, planned=True)
+
+
 def default_threads() -> int:
     """The number of cores this process may run on."""
     try:
@@ -325,36 +341,44 @@ def results_dir(path, overwrite: bool = False, files=("results.json",)) -> Path:
 LOG_FILES = frozenset({"metrics.jsonl", "metrics.csv", "best.pt", "result.json", "history.json"})
 
 
-def write_results(out: Path, doc: dict, started: float) -> None:
+def write_results(out: Path, doc: dict, started: float, log_roots) -> None:
     """End a pipeline's run in ``out``: write ``out/results.json`` (whole or not at all: it marks
     the run finished), then remove the training logs of earlier runs that this run did not
-    replace (:func:`remove_stale_logs`), so that the folder's logs are those of its results."""
+    replace, inside the folders ``out/ROOT`` the pipeline writes its logs in (``log_roots``: every
+    name it may use, e.g. all its model names; :func:`remove_stale_logs`), so that those logs are
+    the ones of its results.  Nothing else under ``out`` is looked at."""
     from .store import write_json
 
     write_json(out / "results.json", doc)
-    remove_stale_logs(out, started)
+    remove_stale_logs(out, started, log_roots)
 
 
-def remove_stale_logs(out: Path, started: float) -> list[Path]:
-    """Remove each log folder below ``out`` that an earlier run wrote: a folder without subfolders
-    whose files are all :data:`LOG_FILES` last written before ``started`` (more than 2 s before,
-    as some file systems keep times to the second or two: the cells of an earlier
-    run, e.g. a model that a re-run with ``--overwrite`` no longer trains, or that an interrupted
-    run had reached).  Folders that became empty go too.  Zarr stores and any folder holding
-    another file are kept whole.  Returns the folders removed."""
+def remove_stale_logs(out: Path, started: float, log_roots) -> list[Path]:
+    """Remove each log folder below ``out/ROOT`` (``ROOT`` in ``log_roots``, the folders a pipeline
+    writes its training logs in) that an earlier run wrote: a folder without subfolders whose
+    files are all :data:`LOG_FILES` last written before ``started`` (more than 2 s before, as some
+    file systems keep times to the second or two: the cells of an earlier run, e.g. a model that a
+    re-run with ``--overwrite`` no longer trains, or that an interrupted run had reached).  Folders
+    that became empty go too, up to ``out/ROOT`` itself.  Nothing outside those roots is looked at
+    (a user's folders, another run kept inside ``out``); inside them, Zarr stores, links and any
+    folder holding another file are kept whole.  Returns the folders removed."""
     out = Path(out)
     removed = []
-    for root, dirs, files in os.walk(out):
-        here = Path(root)
-        if "zarr.json" in files:  # a store (the INRs a pipeline fitted): never looked into
-            dirs[:] = []
+    for name in log_roots:
+        top = out / name
+        if top.is_symlink() or not top.is_dir():
             continue
-        if here == out or dirs or not files or not set(files) <= LOG_FILES:
-            continue
-        if all((here / f).stat().st_mtime < started - 2 for f in files):  # 2 s: times kept to the second
-            for f in files:
-                (here / f).unlink()
-            removed.append(here)
+        for root, dirs, files in os.walk(top):
+            here = Path(root)
+            if "zarr.json" in files:  # a store: never looked into
+                dirs[:] = []
+                continue
+            if dirs or not files or not set(files) <= LOG_FILES or any((here / f).is_symlink() for f in files):
+                continue
+            if all((here / f).stat().st_mtime < started - 2 for f in files):  # 2 s: times kept to the second
+                for f in files:
+                    (here / f).unlink()
+                removed.append(here)
     for folder in removed:  # then the parents they leave empty, up to (not including) out
         while folder != out and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()

@@ -418,6 +418,8 @@ def corrupt_images(x: torch.Tensor, shape, kind: str = "rotate-noise", angle: fl
     """
     if kind not in CORRUPTIONS:
         raise InrforgeError(f"unknown corruption {kind!r}; choose one of {', '.join(CORRUPTIONS)}")
+    if kind == "blur-noise" and not (math.isfinite(blur) and blur > 0):
+        raise InrforgeError(f"the blur std must be a positive number of pixels, got {blur!r}")
     h, w, c = shape
     img = x.reshape(-1, h, w, c).permute(0, 3, 1, 2)
     if kind == "rotate-noise":

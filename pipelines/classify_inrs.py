@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, mean_std, names_from, parse_with_small,
-                             positive_float, positive_int, pyplot, refuse_unused, results_dir, results_versions,
+                             positive_float, positive_int, pyplot, refuse_unused, require_fit_splits, results_dir, results_versions,
                              run_script, save_figure, set_threads, write_results)
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, classification_input, dwsnet_kwargs,
                             open_or_fit, train_seeds)
@@ -63,10 +63,12 @@ def main(argv=None) -> int:
     check_device(a.device)
     store, _, n_classes, src = classification_input(a.store, source=a.source, data=a.data, limit=a.limit, views=a.views,
                                                     views_needed=a.train_views or 1, who="classify_inrs")
+    # every model is scored on the test split (open_or_fit: seed 0, 10 % test)
+    require_fit_splits(store, src, 0, 0.1, {"train": 1, "test": 1}, "classify_inrs", "fit more objects (--limit)")
     set_threads(a.threads)
     names = a.models
     started = time.time()  # logs older than this, left by an earlier run, go at the end
-    out = results_dir(a.out, a.overwrite)
+    out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"))  # what it writes in OUT itself
     if not a.store:
         store = open_or_fit(None, source=src, out=out / "inrs.zarr", views=a.views, steps=a.fit_steps, lr=a.fit_lr,
                             device=a.device, overwrite=a.overwrite)
@@ -88,7 +90,7 @@ def main(argv=None) -> int:
                "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth, "dwsnet_norm": a.norm, "device": a.device,
                "small": bool(a.small), "versions": results_versions()}
     doc = {"setting": setting, "results": results}
-    write_results(out, doc, started)  # results.json, whole or not at all; then only this run's logs
+    write_results(out, doc, started, CONFIGS)  # results.json; then stale logs, only in its own log folders
     print(format_table(doc))
     save_figure(make_figure(doc), out / "results.png")
     return 0

@@ -68,7 +68,7 @@ def parse_args(argv=None):
     p.add_argument("--zoo-steps", type=positive_int, default=400, help="max Adam steps per classifier")
     p.add_argument("--corruption", default="rotate-noise", choices=CORRUPTIONS)
     p.add_argument("--angle", type=nonnegative_float, default=30.0, help="rotation of the target domain (degrees)")
-    p.add_argument("--blur", type=nonnegative_float, default=1.0, help="blur std in pixels (blur-noise)")
+    p.add_argument("--blur", type=positive_float, default=1.0, help="blur std in pixels (blur-noise)")
     p.add_argument("--noise", type=nonnegative_float, default=0.1, help="pixel noise std of the target domain")
     p.add_argument("--target-images", type=nonnegative_int, default=100,
                    help="labelled target-domain training images the mappers learn from (0: all zoo-training images)")
@@ -149,7 +149,7 @@ def run(a) -> dict:
         raise InrforgeError(f"--target-images must be in [0, {n_images}] (the zoo's training images; 0: all), "
                             f"got {a.target_images}")
     started = time.time()  # logs older than this, left by an earlier run, go at the end
-    out = results_dir(a.out, a.overwrite)
+    out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"))  # what it writes in OUT itself
     per_seed = []
     for seed in range(a.seeds):
         per_seed.append(run_seed(a, seed, out))
@@ -168,7 +168,7 @@ def run(a) -> dict:
                     "n_test_images": z["n_test_images"], "params_per_classifier": z["params_per_classifier"],
                     "versions": results_versions()})
     doc = {"setting": setting, "results": summary, "per_seed": per_seed, "paper": PAPER}
-    write_results(out, doc, started)  # results.json, whole or not at all; then only this run's logs
+    write_results(out, doc, started, ())  # results.json (this pipeline writes no training logs)
     print(format_table(doc))
     save_figure(make_figure(doc), out / "results.png")
     return doc

@@ -149,7 +149,7 @@ def run(a) -> dict:
         _check_splits(sizes, {k: len(v) for k, v in splits.items()}, f"the {a.n} sines to fit",
                       "fit more --n or a larger --test-fraction", planned=True)
     started = time.time()  # logs older than this, left by an earlier run, go at the end
-    out = results_dir(a.out, a.overwrite)
+    out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"))  # what it writes in OUT itself
     if not a.store:
         store = fit_store(a, src, out)
     info = store.info()
@@ -200,7 +200,7 @@ def run(a) -> dict:
                "test_mse_of_mean": float(((test.labels.float() - mu) ** 2).mean()), "device": a.device,
                "small": bool(a.small), "versions": results_versions()}
     doc = {"setting": setting, "results": results}
-    write_results(out, doc, started)  # results.json, whole or not at all; then only this run's logs
+    write_results(out, doc, started, CONFIGS)  # results.json; then stale logs, only in its own log folders
     print(format_table(doc))
     save_figure(make_figure(doc), out / "results.png")
     return doc

@@ -139,7 +139,7 @@ def run(a) -> dict:
         require_splits({k: len(v) for k, v in splits.items()}, NEEDED_SPLITS, f"the {a.n} sines to fit", "ssl_sines",
                        "fit more --n or a larger --test-fraction", planned=True)
     started = time.time()  # logs older than this, left by an earlier run, go at the end
-    out = results_dir(a.out, a.overwrite)
+    out = results_dir(a.out, a.overwrite, files=("results.json", "tsne.png"))  # what it writes in OUT itself
     if not a.store:
         store = fit_store(a, src, out)
     info = store.info()
@@ -195,7 +195,7 @@ def run(a) -> dict:
     if embeddings:  # the t-SNE coordinates go into results.json, so that the figure can be redrawn from it
         doc["tsne"] = {"labels": y_te.tolist(), "test_objects": test.objects.tolist(),
                        "xy": {name: tsne(e, a.seed).tolist() for name, e in embeddings.items()}}
-    write_results(out, doc, started)  # results.json, whole or not at all; then only this run's logs
+    write_results(out, doc, started, ENCODERS)  # results.json; then stale logs, only in its own log folders
     print(format_table(doc))
     if embeddings:
         save_figure(make_figure(doc), out / "tsne.png")

@@ -30,13 +30,11 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from inrforge.data import usable_split_sizes
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
-from inrforge.fitjob import make_splits
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, positive_float, positive_int, positive_ints, pyplot, refuse_unused,
-                             require_splits, results_dir, results_versions, run_pipeline, run_script, save_figure, write_results)
+                             require_fit_splits, results_dir, results_versions, run_pipeline, run_script, save_figure, write_results)
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, build_transform, classification_input,
                             dwsnet_kwargs, open_or_fit, train_seeds)
 
@@ -88,18 +86,6 @@ def parse_args(argv=None):
     return a
 
 
-def check_splits(a, store, src) -> None:
-    """Every cell is scored on the test split: it must not be empty (the store's, or the one the
-    source ``src`` will be fitted into)."""
-    if store is not None:
-        require_splits(usable_split_sizes(store), {"train": 1, "test": 1}, store.path, "views_augment_sweep")
-        return
-    splits = make_splits(src, a.seed, test_fraction=a.test_fraction)
-    require_splits({k: len(v) for k, v in splits.items()}, {"train": 1, "test": 1},
-                   f"the {len(src)} objects of {a.source!r} to fit", "views_augment_sweep",
-                   "fit more objects (--limit) or a larger --test-fraction", planned=True)
-
-
 def run(a) -> dict:
     models, augs = a.models, a.augs
     counts = list(a.view_counts)  # sorted, without repeats (positive_ints)
@@ -117,9 +103,9 @@ def run(a) -> dict:
         except InrforgeError as e:
             raise InrforgeError(f"--augs {name} does not apply to the INRs "
                                 f"{'of ' + a.store if a.store else 'fitted from ' + repr(a.source)}: {e}") from None
-    check_splits(a, store, src)
+    require_fit_splits(store, src, a.seed, a.test_fraction, {"train": 1, "test": 1}, "views_augment_sweep")
     started = time.time()  # logs older than this, left by an earlier run, go at the end
-    out = results_dir(a.out, a.overwrite)
+    out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"))  # what it writes in OUT itself
     if not a.store:
         store = open_or_fit(None, source=src, out=out / "inrs.zarr", views=a.views,
                             steps=a.fit_steps, lr=a.fit_lr, seed=a.seed, device=a.device,
@@ -158,7 +144,7 @@ def run(a) -> dict:
                "mlp_lr": MODELS["mlp"].lr, "n_classes": n_classes, "device": a.device, "small": bool(a.small),
                "versions": results_versions()}
     doc = {"setting": setting, "views": views_res, "augment": aug_res}
-    write_results(out, doc, started)  # results.json, whole or not at all; then only this run's logs
+    write_results(out, doc, started, ("views", "augment"))  # results.json; then stale logs, only in its own log folders
     print(format_tables(doc))
     save_figure(make_figure(doc), out / "results.png")
     return doc

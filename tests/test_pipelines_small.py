@@ -82,6 +82,7 @@ def has_legend(fig) -> bool:
     ("sine_regression", ["--lr", "nan"], "--lr: expected a positive number, got 'nan'"),
     ("ssl_sines", ["--dropout", "1.5"], "--dropout: expected a probability in [0, 1]"),
     ("domain_adaptation", ["--noise", "-0.1"], "--noise: expected a number >= 0"),
+    ("domain_adaptation", ["--blur", "0"], "--blur: expected a positive number, got '0'"),
     ("domain_adaptation", ["--seeds", "0"], "--seeds: expected a positive integer"),
     ("dask_fit", ["--source", "digits", "--shard-size", "0"], "--shard-size: expected a positive integer"),
     ("dask_fit", ["--source", "digits", "--target-psnr", "high"], "--target-psnr: expected a PSNR in dB or 'none'"),
@@ -123,6 +124,8 @@ def test_impossible_arguments_are_refused_before_any_work(tmp_path, capsys, name
 @pytest.mark.parametrize("name, args, message", [
     ("sine_regression", ["--n", "100", "--sizes", "10,90"], r"--sizes must lie in \[1, 81\] \(the train split\), got 10,90"),
     ("classify_inrs", ["--views", "2", "--train-views", "3"], "--train-views 3 exceeds --views 2"),
+    ("classify_inrs", ["--limit", "3", "--views", "1"], r"the test split of the 3 objects of 'digits' to fit would hold "
+                                                        r"0 INR\(s\); classify_inrs needs at least 1"),
     ("views_augment_sweep", ["--views", "2", "--view-counts", "1,5"], "view counts 1,5 / --aug-views 1: 5 exceeds --views 2"),
     ("classify_inrs", ["--source", "bogus"], "unknown source 'bogus'"),
     ("classify_inrs", ["--source", "sines"], "source 'sines' has float targets, a regression task; classify_inrs "
@@ -425,3 +428,13 @@ def test_results_json_redraws_the_printed_table_and_the_figure(tmp_path, capsys,
     finally:
         fig.clf()
     assert (tmp_path / ("tsne.png" if name == "ssl_sines" else "results.png")).stat().st_size > 0
+
+
+@pytest.mark.parametrize("name, figure", [("classify_inrs", "results.png"), ("views_augment_sweep", "results.png"),
+                                          ("sine_regression", "results.png"), ("ssl_sines", "tsne.png"),
+                                          ("domain_adaptation", "results.png")])
+def test_a_file_named_like_the_figure_is_never_replaced_without_overwrite(tmp_path, name, figure):
+    (tmp_path / figure).write_text("the user's own")
+    with pytest.raises(InrforgeError, match=rf"already holds {figure} .*pass --overwrite"):
+        _load(name).main(["--small", "--out", str(tmp_path)])
+    assert (tmp_path / figure).read_text() == "the user's own" and sorted(p.name for p in tmp_path.iterdir()) == [figure]

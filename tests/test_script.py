@@ -111,12 +111,16 @@ def test_write_results_keeps_only_the_logs_of_this_run(tmp_path):
     mixed = folder("notes", ["result.json", "notes.txt"], old)  # a file that is not a log: kept
     folder("views/mlp/k1/seed0", logs, old)
     recent = folder("views/mlp/k2/seed0", logs, time.time())
+    # outside the pipeline's own log folders: a user's folder, another run kept inside --out
+    others = [folder("experiment1", ["metrics.csv", "result.json"], old), folder("run1/mlp/seed0", logs, old)]
     (out / "results.json").write_text("earlier")
     os.utime(out / "results.json", (old, old))
 
-    write_results(out, {"acc": 0.5}, started=new)
+    write_results(out, {"acc": 0.5}, started=new, log_roots=("mlp", "dwsnet", "ssl", "notes", "views", "inrs.zarr"))
     assert json.loads((out / "results.json").read_text()) == {"acc": 0.5}
     assert not any(d.exists() for d in stale) and not (out / "mlp").exists() and not (out / "ssl").exists()
+    assert sorted(p.name for p in others[0].iterdir()) == ["metrics.csv", "result.json"]
+    assert sorted(p.name for p in others[1].iterdir()) == sorted(logs)
     assert not (out / "views" / "mlp" / "k1").exists() and recent.is_dir()  # empty parents go, up to a kept one
     assert sorted(p.name for p in kept.iterdir()) == sorted(logs)
     assert (store / "zarr.json").exists() and (store / "metrics" / "result.json").exists()

@@ -142,6 +142,9 @@ def test_corruption_is_deterministic_and_in_range():
     torch.testing.assert_close(a, corrupt_images(x, (8, 8, 1), seed=3))
     # without noise a zero-angle rotation is the identity (bilinear at the pixel centres)
     torch.testing.assert_close(corrupt_images(x, (8, 8, 1), angle=0.0, sigma=0.0), x, atol=1e-5, rtol=0)
+    for blur in (0.0, -1.0, float("nan")):  # a zero std would divide by zero: NaN images
+        with pytest.raises(InrforgeError, match="the blur std must be a positive number of pixels"):
+            corrupt_images(x, (8, 8, 1), kind="blur-noise", blur=blur)
 
 
 @pytest.mark.parametrize("kind", ["dwsnet", "mlp"])
