@@ -297,7 +297,7 @@ def add_results_arguments(parser: argparse.ArgumentParser, default: str) -> None
                              "if they were fitted with other arguments")
 
 
-def results_dir(path, overwrite: bool = False, files=("results.json",)) -> Path:
+def results_dir(path, overwrite: bool = False, files=("results.json",), folders=()) -> Path:
     """Create and return a run's output folder ``path`` (a pipeline's or ``inrforge train``'s; see
     :func:`~inrforge.store.output_path` for URLs).  ``files`` are the files the run writes directly in the folder:
     without ``overwrite``, one that exists already (an earlier run's, or the user's own) is an
@@ -307,7 +307,8 @@ def results_dir(path, overwrite: bool = False, files=("results.json",)) -> Path:
     fitted there stay reusable through its ``--store`` option, and its per-model logs are
     rewritten or removed by :func:`write_results`).  A Zarr store, or a folder inside one, is never
     used as the folder; a folder that cannot be made (a file on its path, no permission) is an
-    :class:`InrforgeError`."""
+    :class:`InrforgeError`, and so is anything but a folder at one of the names ``folders`` the
+    run writes its logs in (found now, not after the run's work)."""
     from .store import output_path
 
     out = Path(output_path(path))
@@ -318,6 +319,10 @@ def results_dir(path, overwrite: bool = False, files=("results.json",)) -> Path:
     store = next((p for p in out.absolute().parents if (p / "zarr.json").is_file()), None)
     if store is not None:
         raise InrforgeError(f"--out {path} lies inside the Zarr store {store}; write results to a folder of their own")
+    blocked = [out / name for name in folders if os.path.lexists(out / name) and not (out / name).is_dir()]
+    if blocked:
+        raise InrforgeError(f"{blocked[0]} is not a folder, but this run writes its logs there; move it or choose "
+                            f"another --out")
     earlier = [out / name for name in files if os.path.lexists(out / name)]
     if earlier and not overwrite:
         raise InrforgeError(f"--out {path} already holds {', '.join(p.name for p in earlier)} (an earlier run's "

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     set_threads(a.threads)
     names = a.models
     started = time.time()  # logs older than this, left by an earlier run, go at the end
-    out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"))  # what it writes in OUT itself
+    out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"), folders=CONFIGS)
     if not a.store:
         store = open_or_fit(None, source=src, out=out / "inrs.zarr", views=a.views, steps=a.fit_steps, lr=a.fit_lr,
                             device=a.device, overwrite=a.overwrite)

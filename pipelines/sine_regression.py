@@ -149,7 +149,7 @@ def run(a) -> dict:
         _check_splits(sizes, {k: len(v) for k, v in splits.items()}, f"the {a.n} sines to fit",
                       "fit more --n or a larger --test-fraction", planned=True)
     started = time.time()  # logs older than this, left by an earlier run, go at the end
-    out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"))  # what it writes in OUT itself
+    out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"), folders=CONFIGS)
     if not a.store:
         store = fit_store(a, src, out)
     info = store.info()

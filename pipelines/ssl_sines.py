@@ -139,7 +139,7 @@ def run(a) -> dict:
         require_splits({k: len(v) for k, v in splits.items()}, NEEDED_SPLITS, f"the {a.n} sines to fit", "ssl_sines",
                        "fit more --n or a larger --test-fraction", planned=True)
     started = time.time()  # logs older than this, left by an earlier run, go at the end
-    out = results_dir(a.out, a.overwrite, files=("results.json", "tsne.png"))  # what it writes in OUT itself
+    out = results_dir(a.out, a.overwrite, files=("results.json", "tsne.png"), folders=ENCODERS)
     if not a.store:
         store = fit_store(a, src, out)
     info = store.info()

@@ -40,6 +40,7 @@ from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, buil
 
 VIEW_COUNTS = "1,2,5,10"
 MODELS = {"dwsnet": RunSpec("dwsnet"), "mlp": RunSpec("mlp", lr=1e-3)}  # lr None: --lr
+LOG_FOLDERS = ("views", "augment")  # OUT/views/<model>/k<K>/, OUT/augment/<model>/<aug>/
 # row of sweep (b) -> augmentations (inrforge.train.AUGMENTATIONS names, applied in this order)
 AUGMENTATIONS = {
     "none": (),
@@ -105,7 +106,7 @@ def run(a) -> dict:
                                 f"{'of ' + a.store if a.store else 'fitted from ' + repr(a.source)}: {e}") from None
     require_fit_splits(store, src, a.seed, a.test_fraction, {"train": 1, "test": 1}, "views_augment_sweep")
     started = time.time()  # logs older than this, left by an earlier run, go at the end
-    out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"))  # what it writes in OUT itself
+    out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"), folders=LOG_FOLDERS)
     if not a.store:
         store = open_or_fit(None, source=src, out=out / "inrs.zarr", views=a.views,
                             steps=a.fit_steps, lr=a.fit_lr, seed=a.seed, device=a.device,
@@ -144,7 +145,7 @@ def run(a) -> dict:
                "mlp_lr": MODELS["mlp"].lr, "n_classes": n_classes, "device": a.device, "small": bool(a.small),
                "versions": results_versions()}
     doc = {"setting": setting, "views": views_res, "augment": aug_res}
-    write_results(out, doc, started, ("views", "augment"))  # results.json; then stale logs, only in its own log folders
+    write_results(out, doc, started, LOG_FOLDERS)  # results.json; then stale logs, only in its own log folders
     print(format_tables(doc))
     save_figure(make_figure(doc), out / "results.png")
     return doc

@@ -83,6 +83,9 @@ def has_legend(fig) -> bool:
     ("ssl_sines", ["--dropout", "1.5"], "--dropout: expected a probability in [0, 1]"),
     ("domain_adaptation", ["--noise", "-0.1"], "--noise: expected a number >= 0"),
     ("domain_adaptation", ["--blur", "0"], "--blur: expected a positive number, got '0'"),
+    ("domain_adaptation", ["--blur", "2"], "argument --blur: not used with --corruption rotate-noise"),
+    ("domain_adaptation", ["--corruption", "blur-noise", "--angle", "90"],
+     "argument --angle: not used with --corruption blur-noise"),
     ("domain_adaptation", ["--seeds", "0"], "--seeds: expected a positive integer"),
     ("dask_fit", ["--source", "digits", "--shard-size", "0"], "--shard-size: expected a positive integer"),
     ("dask_fit", ["--source", "digits", "--target-psnr", "high"], "--target-psnr: expected a PSNR in dB or 'none'"),
@@ -438,3 +441,12 @@ def test_a_file_named_like_the_figure_is_never_replaced_without_overwrite(tmp_pa
     with pytest.raises(InrforgeError, match=rf"already holds {figure} .*pass --overwrite"):
         _load(name).main(["--small", "--out", str(tmp_path)])
     assert (tmp_path / figure).read_text() == "the user's own" and sorted(p.name for p in tmp_path.iterdir()) == [figure]
+
+
+@pytest.mark.parametrize("name, folder", [("classify_inrs", "mlp"), ("ssl_sines", "mlp"), ("sine_regression", "dwsnet"),
+                                          ("views_augment_sweep", "views")])
+def test_a_file_where_the_logs_go_is_refused_before_any_work(tmp_path, name, folder):
+    (tmp_path / folder).write_text("the user's own")
+    with pytest.raises(InrforgeError, match=rf"{folder} is not a folder, but this run writes its logs there"):
+        _load(name).main(["--small", "--out", str(tmp_path)])
+    assert (tmp_path / folder).read_text() == "the user's own" and sorted(p.name for p in tmp_path.iterdir()) == [folder]
