@@ -309,14 +309,14 @@ def results_dir(path, overwrite: bool = False, files=("results.json",), folders=
     used as the folder; a folder that cannot be made (a file on its path, no permission) is an
     :class:`InrforgeError`, and so is anything but a folder at one of the names ``folders`` the
     run writes its logs in (found now, not after the run's work)."""
-    from .store import output_path
+    from .store import enclosing_store, output_path
 
     out = Path(output_path(path))
     if out.exists() and not out.is_dir():
         raise InrforgeError(f"--out {path} is a file, not a folder")
     if (out / "zarr.json").exists():
         raise InrforgeError(f"--out {path} is a Zarr store; write results to a folder of their own")
-    store = next((p for p in out.absolute().parents if (p / "zarr.json").is_file()), None)
+    store = enclosing_store(out)
     if store is not None:
         raise InrforgeError(f"--out {path} lies inside the Zarr store {store}; write results to a folder of their own")
     blocked = [out / name for name in folders if os.path.lexists(out / name) and not (out / name).is_dir()]

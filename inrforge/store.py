@@ -748,14 +748,23 @@ def _layout_difference(got, want: list[dict]) -> str:
     return f"{len(got)} entries, the arch gives {len(want)}"
 
 
+def enclosing_store(path) -> Path | None:
+    """The Zarr node (a folder holding ``zarr.json``) that the local ``path`` lies inside, if any."""
+    return next((p for p in Path(path).absolute().parents if (p / "zarr.json").is_file()), None)
+
+
 def prepare_output(path, overwrite: bool = False) -> None:
     """Check that a new store may be written at ``path``; deletes nothing.
 
     An existing inrforge store may be replaced only with ``overwrite`` (else an error; the
     replacement happens in :func:`create_store`, once the new store is complete); an existing
-    file or non-empty folder that is not a store is always refused.
+    file or non-empty folder that is not a store, and a path inside another Zarr store (which that
+    store's replacement would delete), are always refused.
     """
     path = local_path(path)
+    outer = None if _is_url(path) else enclosing_store(path)
+    if outer is not None:
+        raise InrforgeError(f"{path} lies inside the Zarr store {outer}; a store needs a folder of its own")
     if is_store(path):
         if not overwrite:
             raise InrforgeError(f"{path} already holds a store; pass --overwrite to replace it or choose another --out")

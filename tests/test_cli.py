@@ -77,6 +77,11 @@ def test_fit_never_writes_into_a_foreign_folder(tmp_path, capsys):
     zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
     code, _, err = run(FAST + ["--limit", "4", "--out", str(tmp_path / "plain.zarr"), "--overwrite"], capsys)
     assert code == 1 and "not an inrforge store" in err
+    # inside another store (inrforge's or not): replacing that store would delete the new one
+    for outer in ("plain.zarr", "plain.zarr/sub"):
+        code, _, err = run(FAST + ["--limit", "4", "--out", str(tmp_path / outer / "new.zarr")], capsys)
+        assert code == 1 and f"lies inside the Zarr store {tmp_path / 'plain.zarr'}" in err and err.count("\n") == 1
+    assert sorted(os.listdir(tmp_path / "plain.zarr")) == ["zarr.json"]
 
 
 @pytest.mark.parametrize("args, code, msg", [
