@@ -433,20 +433,20 @@ def test_results_json_redraws_the_printed_table_and_the_figure(tmp_path, capsys,
     assert (tmp_path / ("tsne.png" if name == "ssl_sines" else "results.png")).stat().st_size > 0
 
 
-@pytest.mark.parametrize("name, figure", [("classify_inrs", "results.png"), ("views_augment_sweep", "results.png"),
-                                          ("sine_regression", "results.png"), ("ssl_sines", "tsne.png"),
-                                          ("domain_adaptation", "results.png")])
-def test_a_file_named_like_the_figure_is_never_replaced_without_overwrite(tmp_path, name, figure):
-    (tmp_path / figure).write_text("the user's own")
-    with pytest.raises(InrforgeError, match=rf"already holds {figure} .*pass --overwrite"):
-        _load(name).main(["--small", "--out", str(tmp_path)])
-    assert (tmp_path / figure).read_text() == "the user's own" and sorted(p.name for p in tmp_path.iterdir()) == [figure]
+FIGURE_HELD = r"already holds {} .*pass --overwrite"  # without --overwrite the figure's name is refused
+LOGS_BLOCKED = r"{} is not a folder, but this run writes its logs there"
 
 
-@pytest.mark.parametrize("name, folder", [("classify_inrs", "mlp"), ("ssl_sines", "mlp"), ("sine_regression", "dwsnet"),
-                                          ("views_augment_sweep", "views")])
-def test_a_file_where_the_logs_go_is_refused_before_any_work(tmp_path, name, folder):
-    (tmp_path / folder).write_text("the user's own")
-    with pytest.raises(InrforgeError, match=rf"{folder} is not a folder, but this run writes its logs there"):
+@pytest.mark.parametrize("name, entry, message", [
+    ("classify_inrs", "results.png", FIGURE_HELD), ("views_augment_sweep", "results.png", FIGURE_HELD),
+    ("sine_regression", "results.png", FIGURE_HELD), ("ssl_sines", "tsne.png", FIGURE_HELD),
+    ("domain_adaptation", "results.png", FIGURE_HELD),
+    ("classify_inrs", "mlp", LOGS_BLOCKED), ("ssl_sines", "mlp", LOGS_BLOCKED), ("sine_regression", "dwsnet", LOGS_BLOCKED),
+    ("views_augment_sweep", "views", LOGS_BLOCKED),
+])
+def test_a_users_file_in_the_way_of_the_outputs_is_refused_before_any_work(tmp_path, name, entry, message):
+    """A file named like the figure, or where the logs' folder goes: kept, and nothing else written."""
+    (tmp_path / entry).write_text("the user's own")
+    with pytest.raises(InrforgeError, match=message.format(entry)):
         _load(name).main(["--small", "--out", str(tmp_path)])
-    assert (tmp_path / folder).read_text() == "the user's own" and sorted(p.name for p in tmp_path.iterdir()) == [folder]
+    assert (tmp_path / entry).read_text() == "the user's own" and sorted(p.name for p in tmp_path.iterdir()) == [entry]
