@@ -393,7 +393,7 @@ def remove_stale_logs(out: Path, started: float, log_roots) -> list[Path]:
 
 RESUMES = "re-run the same command to resume"
 # What a pipeline keeps: the INRs (or classifiers) its fit, which resumes, wrote into --out; its training restarts.
-PIPELINE_RESUMES = "a re-run of the same command reuses what was fitted into --out so far; training starts over"
+PIPELINE_RESUMES = "a re-run of the same command reuses whatever it had fitted into --out so far; training starts over"
 
 
 def report_errors(prog: str, main: Callable[[], int], resumes: str | None = None) -> int:

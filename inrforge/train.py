@@ -444,6 +444,21 @@ def add_classifier_arguments(parser) -> None:
     parser.add_argument("--norm", default="batch", choices=("batch", "layer", "none"), help="DWSNet normalisation")
 
 
+def refuse_dwsnet_options(parser, argv, a, specs: dict) -> None:
+    """An argument error (one line, status 2) when a DWSNet-only option of
+    :func:`add_classifier_arguments` (``--lr --hidden --depth --norm``) is given explicitly but no
+    model chosen in ``a.models`` (names in ``specs``, a name -> :class:`RunSpec` map) is a DWSNet:
+    it would be accepted and ignored."""
+    from .script import given_options
+
+    if any(specs[name].model == "dwsnet" for name in a.models):
+        return
+    given = given_options(parser, argv)
+    for option in ("--lr", "--hidden", "--depth", "--norm"):
+        if option.lstrip("-") in given:
+            parser.error(f"argument {option}: only for DWSNet, and --models {','.join(a.models)} trains none")
+
+
 def train_seeds(store, spec: RunSpec, seeds, config: TrainConfig, views: int | None = None, log_dir=None,
                 name: str | None = None, echo=print) -> dict:
     """Train ``spec`` on ``store`` once per training seed (``seeds``: a count or a list of seeds).

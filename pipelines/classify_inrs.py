@@ -18,7 +18,7 @@ from inrforge.script import (ArgumentParser, add_results_arguments, mean_std, na
                              positive_float, positive_int, pyplot, refuse_unused, require_fit_splits, results_dir, results_versions,
                              run_script, save_figure, set_threads, write_results)
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, classification_input, dwsnet_kwargs,
-                            open_or_fit, train_seeds)
+                            open_or_fit, refuse_dwsnet_options, train_seeds)
 
 # name -> what to train (lr None: --lr, the DWSNet learning rate)
 CONFIGS = {
@@ -54,6 +54,7 @@ def parse_args(argv=None):
     a = parse_with_small(p, argv, {"limit": 400, "fit_steps": 200, "epochs": 30, "batch_size": 32})
     refuse_unused(p, argv, a, "--store", ("--source", "--data", "--limit", "--views", "--fit-steps", "--fit-lr"),
                   "the INRs are the store's")
+    refuse_dwsnet_options(p, argv, a, CONFIGS)
     return a
 
 

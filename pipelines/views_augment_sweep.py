@@ -36,7 +36,7 @@ from inrforge.script import (ArgumentParser, add_results_arguments, fraction, me
                              parse_with_small, positive_float, positive_int, positive_ints, pyplot, refuse_unused,
                              require_fit_splits, results_dir, results_versions, run_pipeline, run_script, save_figure, write_results)
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, build_transform, classification_input,
-                            dwsnet_kwargs, open_or_fit, train_seeds)
+                            dwsnet_kwargs, open_or_fit, refuse_dwsnet_options, train_seeds)
 
 VIEW_COUNTS = "1,2,5,10"
 MODELS = {"dwsnet": RunSpec("dwsnet"), "mlp": RunSpec("mlp", lr=1e-3)}  # lr None: --lr
@@ -84,6 +84,7 @@ def parse_args(argv=None):
                                    "batch_size": 64, "seeds": 2, "view_counts": (1, 10)})
     refuse_unused(p, argv, a, "--store", ("--source", "--data", "--limit", "--views", "--fit-steps", "--fit-lr",
                                           "--seed", "--test-fraction"), "the INRs are the store's")
+    refuse_dwsnet_options(p, argv, a, MODELS)
     return a
 
 

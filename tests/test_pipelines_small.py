@@ -114,6 +114,9 @@ def has_legend(fig) -> bool:
     ("views_augment_sweep", ["--store", "s.zarr", "--source", "mnist"], "argument --source: not used with --store"),
     ("views_augment_sweep", ["--small", "--store", "s.zarr", "--seed", "3"], "argument --seed: not used with --store"),
     ("classify_inrs", ["--small", "--store", "s.zarr", "--fit-steps", "5"], "argument --fit-steps: not used with --store"),
+    ("classify_inrs", ["--models", "mlp,mlp+align", "--hidden", "8"],
+     "argument --hidden: only for DWSNet, and --models mlp,mlp+align trains none"),
+    ("views_augment_sweep", ["--models", "mlp", "--lr=0.01"], "argument --lr: only for DWSNet, and --models mlp trains none"),
 ])
 def test_impossible_arguments_are_refused_before_any_work(tmp_path, capsys, name, args, message):
     out = tmp_path / "run"
