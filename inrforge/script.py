@@ -16,10 +16,11 @@
   explicitly win;
 - :func:`refuse_unused`: options given explicitly with one that makes them meaningless (the fit's
   options with ``--store``) are an argument error, not silently ignored;
-- :func:`require_splits`: splits too small for an experiment are refused before it starts;
+- :func:`require_splits` (and :func:`require_fit_splits`, before a fit): splits too small for an
+  experiment are refused before it starts;
 - :func:`results_dir`: a pipeline's ``--out`` folder, refusing to replace an earlier run's results
   (:func:`add_results_arguments` declares its two options); :func:`write_results` ends a run:
-  its ``results.json``, then no training logs but its own;
+  its ``results.json``, then no training logs but its own.
 """
 
 from __future__ import annotations
@@ -196,13 +197,18 @@ def refuse_unused(parser: argparse.ArgumentParser, argv, a: argparse.Namespace, 
     """An argument error (one line, status 2) when option ``when`` (e.g. ``--store``) is set in ``a``
     and one of the options ``unused`` (option strings), which it makes meaningless, was given
     explicitly in ``argv``: such an option would otherwise be accepted and ignored."""
-    lookup = parser._option_string_actions
-    if getattr(a, lookup[when].dest) in (None, False):
+    if getattr(a, parser._option_string_actions[when].dest) in (None, False):
         return
+    refuse_given(parser, argv, unused, f"not used with {when} ({why})")
+
+
+def refuse_given(parser: argparse.ArgumentParser, argv, options, why: str) -> None:
+    """An argument error ``argument OPTION: WHY`` (one line, status 2) for the first of ``options``
+    (option strings) given explicitly in ``argv``: the caller knows they would be ignored."""
     given = given_options(parser, argv)
-    for option in unused:
-        if lookup[option].dest in given:
-            parser.error(f"argument {option}: not used with {when} ({why})")
+    for option in options:
+        if parser._option_string_actions[option].dest in given:
+            parser.error(f"argument {option}: {why}")
 
 
 def require_splits(sizes: dict, needed: dict, of: str, who: str, hint: str = "", planned: bool = False) -> None:
@@ -327,9 +333,9 @@ def results_dir(path, overwrite: bool = False, files=("results.json",), folders=
     if earlier and not overwrite:
         raise InrforgeError(f"--out {path} already holds {', '.join(p.name for p in earlier)} (an earlier run's "
                             f"results?), which this run would replace; choose another --out, or pass --overwrite")
-    folders = [p for p in earlier if p.is_dir() and not p.is_symlink()]
-    if folders:
-        raise InrforgeError(f"{folders[0]} is a folder; --overwrite replaces only the files a run writes")
+    earlier_dirs = [p for p in earlier if p.is_dir() and not p.is_symlink()]
+    if earlier_dirs:
+        raise InrforgeError(f"{earlier_dirs[0]} is a folder; --overwrite replaces only the files a run writes")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -647,7 +647,6 @@ def psnr_summary(info: dict, p5: bool = False) -> str:
     return f"median PSNR {info['psnr_median']:.2f} dB" + (f" (p5 {info['psnr_p5']:.2f})" if p5 else "")
 
 
-
 def summary_line(path: str, info: dict) -> str:
     """``PATH: N objects x V views, median PSNR ... (p5 ...); splits {...}`` from
     :meth:`INRStore.info`: what a pipeline prints about the store it trains on."""

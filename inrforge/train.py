@@ -449,14 +449,11 @@ def refuse_dwsnet_options(parser, argv, a, specs: dict) -> None:
     :func:`add_classifier_arguments` (``--lr --hidden --depth --norm``) is given explicitly but no
     model chosen in ``a.models`` (names in ``specs``, a name -> :class:`RunSpec` map) is a DWSNet:
     it would be accepted and ignored."""
-    from .script import given_options
+    from .script import refuse_given
 
-    if any(specs[name].model == "dwsnet" for name in a.models):
-        return
-    given = given_options(parser, argv)
-    for option in ("--lr", "--hidden", "--depth", "--norm"):
-        if option.lstrip("-") in given:
-            parser.error(f"argument {option}: only for DWSNet, and --models {','.join(a.models)} trains none")
+    if not any(specs[name].model == "dwsnet" for name in a.models):
+        refuse_given(parser, argv, ("--lr", "--hidden", "--depth", "--norm"),
+                     f"only for DWSNet, and --models {','.join(a.models)} trains none")
 
 
 def train_seeds(store, spec: RunSpec, seeds, config: TrainConfig, views: int | None = None, log_dir=None,

@@ -34,9 +34,10 @@ import torch
 
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
-from inrforge.script import (ArgumentParser, add_results_arguments, given_options, layer_widths, mean_std, names_from,
+from inrforge.script import (ArgumentParser, add_results_arguments, layer_widths, mean_std, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int, pyplot,
-                             results_dir, results_versions, run_pipeline, run_script, save_figure, write_results)
+                             refuse_given, results_dir, results_versions, run_pipeline, run_script, save_figure,
+                             write_results)
 from inrforge.weights import Weights
 from inrforge.zoo import (CORRUPTIONS, MapperConfig, ResidualMapper, ZooSettings, build_mapper, corrupt_images,
                           fit_zoo, mapped_metrics, plan_classifiers, train_classifiers, train_mapper, zoo_accuracy,
@@ -91,9 +92,8 @@ def parse_args(argv=None):
     p.add_argument("--small", action="store_true",
                    help="a ~1-minute setting (smoke test): defaults --classifiers 200 --zoo-steps 300 --epochs 8")
     a = parse_with_small(p, argv, {"classifiers": 200, "zoo_steps": 300, "epochs": 8})
-    unused = {"rotate-noise": ("--blur", "blur"), "blur-noise": ("--angle", "angle")}[a.corruption]
-    if unused[1] in given_options(p, argv):  # accepted and ignored otherwise
-        p.error(f"argument {unused[0]}: not used with --corruption {a.corruption}")
+    unused = {"rotate-noise": "--blur", "blur-noise": "--angle"}[a.corruption]  # accepted and ignored otherwise
+    refuse_given(p, argv, (unused,), f"not used with --corruption {a.corruption}")
     if a.classifiers < MIN_CLASSIFIERS:
         sizes = zoo_split_sizes(a.classifiers)
         p.error(f"argument --classifiers: expected at least {MIN_CLASSIFIERS}, got {a.classifiers}: the zoo's "
