@@ -447,31 +447,39 @@ class QuantilePrune(Augmentation):
 
 # ----- canonicalisation -----------------------------------------------------------------------
 class AlignTo:
-    """Align every INR to one fixed reference INR by weight matching (not random).
+    """Align every INR to one fixed reference INR by weight matching: a canonical form, not random.
 
     The "MLP + alignment" baseline of DWSNets: ``theta -> P* theta`` with ``P*`` the hidden-neuron
     permutation of :func:`inrforge.align.weight_matching` that brings ``theta`` closest to the
     reference.  An exact symmetry (the INR's function is unchanged); apply it to every split.
+
+    A pure function of ``(theta, reference, seed)``: weight matching visits the hidden layers in an
+    order drawn from a generator seeded with ``seed`` afresh on every call, whatever generator the
+    call is given (a canonicalisation that changed with the epoch or the global RNG would not be
+    one).  The order is shared by a batch, so an INR gets the same form alone or in any batch.
     """
 
     mixes_labels = False
 
-    def __init__(self, reference: Weights, max_iter: int = 100):
+    def __init__(self, reference: Weights, max_iter: int = 100, seed: int = 0):
         _check_weights(reference)
         if len(reference) != 1:
             raise InrforgeError(f"AlignTo needs one reference INR, got {len(reference)}")
         self.reference = reference
         self.max_iter = int(max_iter)
+        self.seed = int(seed)
 
     def check(self, arch: INRSpec) -> None:
         if arch != self.reference.arch:
             raise InrforgeError("AlignTo: the reference INR has another architecture than the data")
 
     def __call__(self, weights: Weights, generator: torch.Generator | None = None) -> Weights:
+        """``generator`` is accepted (Compose hands one to every member) and not used: see above."""
         _check_weights(weights)
         self.check(weights.arch)
         ref = self.reference.to(weights.device, weights.dtype)[torch.zeros(len(weights), dtype=torch.long)]
-        return weight_matching(ref, weights, max_iter=self.max_iter, generator=generator)[1]
+        order = torch.Generator().manual_seed(self.seed)
+        return weight_matching(ref, weights, max_iter=self.max_iter, generator=order)[1]
 
     def __repr__(self) -> str:
         return "AlignTo(reference)"
