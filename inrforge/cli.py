@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default="dwsnet", choices=("dwsnet", "mlp"), help="DWSNet or flat-MLP baseline")
     t.add_argument("--augment", default="", help="comma list: perm, negate, shift, rotate, scale, translate, noise, "
                                                 "dropout, prune, mixup, mixup-perm, mixup-align")
+    t.add_argument("--align", action="store_true",
+                   help="first align every INR to one train INR by weight matching (DWSNets' MLP + alignment "
+                        "baseline; a canonical form, computed once per INR)")
     t.add_argument("--views", type=positive_int, help="use the first N views of each train object (default all)")
     t.add_argument("--epochs", type=positive_int, default=100, help="passes over the train split")
     t.add_argument("--lr", type=positive_float, default=5e-3, help="AdamW peak learning rate")
@@ -239,7 +242,7 @@ def cmd_train(a) -> int:
         kwargs.update(hidden=a.hidden or 32, depth=a.depth or 4, norm=None if norm == "none" else norm)
     run = prepare_training(a.store, model=a.model, augment=augment, views=a.views,
                            normalize=None if a.normalize == "none" else a.normalize, config=config,
-                           model_kwargs=kwargs)
+                           model_kwargs=kwargs, align=a.align)
     # Only once everything above is known to be right: a refused run leaves no folder. Any file
     # the run writes there that exists is refused, or with --overwrite deleted before training.
     out = results_dir(a.out, a.overwrite, files=LOG_FILES) if a.out else None
@@ -247,7 +250,7 @@ def cmd_train(a) -> int:
     metric = "acc" if res["task"] == "classification" else "loss"
     show = (lambda d: f"{100 * d[metric]:.2f}%") if metric == "acc" else (lambda d: f"{d[metric]:.4g} MSE")
     scores = [f"{split} {show(res[split])}" for split in ("test", "val") if split in res]
-    print(f"{a.model}{' + ' + ','.join(augment) if augment else ''}: {', '.join(scores) or 'no val or test split'} "
+    print(f"{a.model}{' + align' if a.align else ''}{' + ' + ','.join(augment) if augment else ''}: {', '.join(scores) or 'no val or test split'} "
           f"(best epoch {res['best_epoch']}, {res['params']} params, {res['train_time_s']:.0f} s)")
     return 0
 

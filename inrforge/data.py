@@ -10,6 +10,10 @@ dataset's objects with their usable views, so batches do not depend on the numbe
 Val/test datasets use view 0.  Views whose fit failed are never drawn; objects with no usable
 view are skipped and counted in ``skipped``.
 
+Canonical form: ``canonical`` (e.g. :class:`inrforge.augment.AlignTo`) is a *pure* function
+``Weights -> Weights`` applied to every INR before the transform.  Items are always canonical; a
+cached dataset computes them once, when it is built, instead of once per batch and epoch.
+
 Normalisation ``x -> (x - mean) / std`` uses statistics of the train split, computed once per
 store object (a finished store opened writable keeps them under ``stats/<mode>``):
 
@@ -134,12 +138,13 @@ class WeightDataset(Dataset):
 
     ``dataset[i]`` -> ``(flat (P,), label)``; ``dataset.__getitems__(indices)`` reads a whole
     batch; ``dataset.collate`` makes ``(Weights, labels)`` with the transform and normalisation
-    applied; :meth:`loader` builds the DataLoader that uses all three.
+    applied; :meth:`loader` builds the DataLoader that uses all three.  ``canonical``: a pure
+    function every item goes through first (see the module docstring).
     """
 
     def __init__(self, store, split: str = "train", views: int | None = None, transform=None,
                  normalize: str | None = "symmetric", cache: bool = False, seed: int = 0,
-                 view_policy: str | None = None):
+                 view_policy: str | None = None, canonical=None):
         self.store = store if isinstance(store, INRStore) else open_store(store)
         self.arch = self.store.arch
         self.split = split
@@ -151,9 +156,11 @@ class WeightDataset(Dataset):
         self.view_policy = view_policy or ("random" if split == "train" else "first")
         if self.view_policy not in ("random", "first"):
             raise InrforgeError(f"unknown view policy {self.view_policy!r}; choose random or first")
-        if transform is not None and hasattr(transform, "check"):
-            transform.check(self.arch)  # fail early on an incompatible arch
+        for fn in (canonical, transform):
+            if fn is not None and hasattr(fn, "check"):
+                fn.check(self.arch)  # fail early on an incompatible arch
         self.transform = transform
+        self.canonical = canonical
         self.seed = check_count("seed", seed, 0)
         self.epoch = 0
         objects = self.store.split(split)
@@ -176,6 +183,9 @@ class WeightDataset(Dataset):
                 self._cache = self.store.read_flat(self.objects, view=0)[:, None]
             else:
                 self._cache = np.ascontiguousarray(self.store.read_flat(self.objects, view=None)[:, :n_views])
+            if canonical is not None:  # only the usable views: the others are NaN and never drawn
+                ok = self.view_ok[:, :self._cache.shape[1]]
+                self._cache[ok] = self._canonical_forms(self._cache[ok])
         self._views = self._draw_views()
 
     # ----- views --------------------------------------------------------------------------
@@ -203,7 +213,17 @@ class WeightDataset(Dataset):
         if self._cache is not None:
             return self._cache[idx, views]
         block = self.store.read_flat(self.objects[idx], view=None)  # sorted read inside
-        return block[np.arange(len(idx)), views]
+        return self._canonical_forms(block[np.arange(len(idx)), views])
+
+    def _canonical_forms(self, flat: np.ndarray, block: int = 4096) -> np.ndarray:
+        """``canonical`` applied to (n, P) flat INRs, ``block`` at a time (identity without one)."""
+        if self.canonical is None:
+            return flat
+        out = np.empty_like(flat)
+        for lo in range(0, len(flat), block):
+            w = Weights.from_flat(torch.from_numpy(np.ascontiguousarray(flat[lo: lo + block])), self.arch)
+            out[lo: lo + block] = self.canonical(w).flatten().numpy()
+        return out
 
     def __getitem__(self, i: int):
         flat = self._flat(np.asarray([i]))[0]

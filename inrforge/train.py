@@ -353,7 +353,7 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
     ``align=True`` first aligns every INR of every split to one train INR (the first whose view 0
     is usable) by weight matching (the DWSNets "MLP + alignment" baseline).
     """
-    from .augment import AlignTo, Compose
+    from .augment import AlignTo
     from .data import usable_views
     from .store import open_store
 
@@ -370,11 +370,10 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
         if len(usable) == 0:
             raise InrforgeError(f"{store.path}: no train INR with a usable view 0 to align to")
         canon = AlignTo(store.read(usable[:1], view=0)[0])
-        transform = Compose([canon] + ([transform] if transform is not None else []))
     train = WeightDataset(store, "train", views=views, transform=transform, normalize=normalize, cache=cache,
-                          seed=config.seed)
-    val = WeightDataset(store, "val", normalize=normalize, cache=cache, transform=canon)
-    test = WeightDataset(store, "test", normalize=normalize, cache=cache, transform=canon)
+                          seed=config.seed, canonical=canon)
+    val = WeightDataset(store, "val", normalize=normalize, cache=cache, canonical=canon)
+    test = WeightDataset(store, "test", normalize=normalize, cache=cache, canonical=canon)
     if len(train) == 0:
         raise InrforgeError(f"{store.path}: the train split has no fitted INRs")
     _check_patience(config, val, store.path)

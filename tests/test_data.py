@@ -335,3 +335,52 @@ def test_a_store_missing_a_finished_shards_params_is_an_error_not_nan_batches(tm
     assert torch.isfinite(ds.__getitems__([0, 1, 20]).flat).all()  # object 0's failed view is never drawn
     with pytest.raises(InrforgeError, match=r"object 9 is marked done but its parameters are not finite"):
         ds.__getitems__([0, 9])
+
+
+class CountingAlign:
+    """AlignTo that counts the INRs it canonicalises."""
+
+    def __init__(self, reference):
+        from inrforge.augment import AlignTo
+
+        self.align, self.calls = AlignTo(reference), 0
+
+    def check(self, arch):
+        self.align.check(arch)
+
+    def __call__(self, weights, generator=None):
+        self.calls += len(weights)
+        return self.align(weights, generator)
+
+
+def test_canonical_forms_are_computed_once_when_cached_and_served_on_every_path(tmp_path):
+    """Items are canonical (aligned) on the cached, uncached and per-item paths alike; a cached
+    dataset aligns each usable view once when built (failed views, NaN, are never aligned), and
+    the transform sees the canonical forms."""
+    from inrforge.augment import AlignTo
+
+    s = synthetic_store(tmp_path / "s.zarr", failed=[(3, 1), (4, 0)])
+    ref = Weights.from_flat(torch.from_numpy(s.read_flat([0], view=0)), ARCH)
+    cached_align = CountingAlign(ref)
+    cached = WeightDataset(s, "train", normalize=None, cache=True, canonical=cached_align)
+    assert cached_align.calls == int(cached.view_ok.sum())  # each usable view once, here
+    plain = WeightDataset(s, "train", normalize=None, canonical=AlignTo(ref))
+    idx = list(range(len(cached)))
+    for epoch in range(3):
+        cached.set_epoch(epoch), plain.set_epoch(epoch)
+        got = cached.__getitems__(idx).flat
+        assert torch.equal(got, plain.__getitems__(idx).flat)
+        assert torch.equal(got[7], plain[7][0])
+        raw = s.read_flat(cached.objects, view=None)[np.arange(len(idx)), cached._views]
+        want = AlignTo(ref)(Weights.from_flat(torch.from_numpy(raw), ARCH)).flatten()
+        assert torch.equal(got, want) and not torch.equal(got, torch.from_numpy(raw))
+    assert cached_align.calls == int(cached.view_ok.sum())  # no alignment while serving
+    perm = Permute()
+    with_transform = WeightDataset(s, "train", normalize=None, cache=True, canonical=AlignTo(ref), transform=perm)
+    composed = WeightDataset(s, "train", normalize=None, transform=Compose([AlignTo(ref), perm]))
+    w, _ = with_transform.collate(with_transform.__getitems__(idx))
+    assert torch.equal(w.flatten(), composed.collate(composed.__getitems__(idx))[0].flatten())
+    assert not torch.equal(w.flatten(), got)  # the transform ran, on the canonical forms
+    relu = Weights.from_flat(torch.zeros(1, make_arch("relu", hidden=8).param_count), make_arch("relu", hidden=8))
+    with pytest.raises(InrforgeError, match="another architecture"):
+        WeightDataset(s, "train", canonical=AlignTo(relu))

@@ -175,6 +175,21 @@ def test_align_to_reference_baseline(tmp_path):
     assert res["align"] and 0 <= res["test"]["acc"] <= 1
 
 
+def test_train_align_on_the_command_line_is_the_align_baseline(tmp_path, capsys):
+    s = learnable_store(tmp_path / "s.zarr")
+    run = tmp_path / "run"
+    assert main(["train", s.path, "--model", "mlp", "--align", "--epochs", "3", "--batch-size", "64", "--quiet",
+                 "--out", str(run)]) == 0
+    assert capsys.readouterr().out.startswith("mlp + align: ")
+    r = json.loads((run / "result.json").read_text())
+    api = train_on_store(s, model="mlp", align=True, progress=False,
+                         config=TrainConfig(epochs=3, batch_size=64, lr=5e-3, weight_decay=5e-4))
+    assert r["align"] is True and r["test"] == api["test"]  # the same run as the API's
+    plain = train_on_store(s, model="mlp", progress=False,
+                           config=TrainConfig(epochs=3, batch_size=64, lr=5e-3, weight_decay=5e-4))
+    assert plain["test"] != api["test"]
+
+
 @pytest.mark.parametrize("model", ["dwsnet", "mlp"])
 def test_a_run_depends_on_its_seed_not_on_what_ran_before(tmp_path, model):
     """Model init, batches and draws come from the training seed: the same run gives the same
