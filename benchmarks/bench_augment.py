@@ -1,11 +1,14 @@
 """Throughput of the weight-space augmentations on CPU.
 
-Prints, for torch.set_num_threads(1) and (2):
+Prints, for each of ``--threads`` (torch.set_num_threads; default 1 and 2):
 * samples/s of Compose([Permute(), SirenNegate()]) at batch 256 (2->32->32->1 SIREN, float32);
-* aligned-MixUp pairs/s (MixUp(mode="align"), batch 256, same arch), and bare weight_matching
-  pairs/s on random (unrelated) pairs.
+* aligned-MixUp pairs/s (MixUp(mode="align"), batch 256, same arch: each sample is mixed with a
+  partner aligned to it), and bare weight_matching pairs/s on unrelated pairs.
+The INRs are siren-dwsnets inits with noise added (alignment has real work to do).  Each rate is
+calls x batch over at least ``--seconds`` of repeated calls (``time.perf_counter``), after one
+untimed call.  No baseline: these are absolute rates.
 
-Usage: python benchmarks/bench_augment.py [--seconds 2.0] [--batch 256]
+Usage: python benchmarks/bench_augment.py [--seconds 2.0] [--batch 256] [--threads 1,2]
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 
 import torch
 
+from _common import Help, count, positive_float, setting
 from inrforge.align import weight_matching
 from inrforge.arch import make_arch
 from inrforge.augment import Compose, MixUp, Permute, SirenNegate
@@ -33,10 +37,15 @@ def rate(fn, items_per_call: int, seconds: float) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
-    ap.add_argument("--batch", type=int, default=256)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
+    ap.add_argument("--seconds", type=positive_float, default=2.0, help="time per measurement")
+    ap.add_argument("--batch", type=count(2), default=256, help="INRs per call")
+    ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts to measure at")
     args = ap.parse_args()
+    try:
+        thread_counts = [count()(t) for t in args.threads.split(",")]
+    except argparse.ArgumentTypeError as e:
+        ap.error(f"argument --threads: {e}")
 
     arch = make_arch("siren-dwsnets")  # 2 -> 32 -> 32 -> 1
     b = args.batch
@@ -52,8 +61,8 @@ def main() -> None:
     labels = torch.arange(b) % 10
     gen = torch.Generator().manual_seed(1)
 
-    print(f"arch {arch.widths}, batch {b}, torch {torch.__version__}")
-    for threads in (1, 2):
+    print(f"# bench_augment: {setting()}; arch {list(arch.widths)}, batch {b}, {args.seconds} s per rate")
+    for threads in thread_counts:
         torch.set_num_threads(threads)
         r_sym = rate(lambda: sym(w, generator=gen), b, args.seconds)
         r_mix = rate(lambda: mix(w, labels, generator=gen), b, args.seconds)

@@ -8,7 +8,9 @@
    process (all cores, then 1 thread) and by W single-threaded worker processes; INR/s of each.
    The stores are compared bit for bit.
 
-Each case is timed ``--repeat`` times (best kept): on a shared machine the spread is large.
+Each case is timed ``--repeat`` times (best kept, ``time.perf_counter`` around the whole fit,
+store writes included): on a shared machine the spread is large.  Needs the ``distributed``
+package.
 
     python benchmarks/bench_dask.py [--objects 256] [--steps 200] [--shard 32] [--workers 2] [--repeat 3]
 """
@@ -16,29 +18,39 @@ Each case is timed ``--repeat`` times (best kept): on a shared machine the sprea
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
-import platform
 import shutil
 import tempfile
 import time
 
 import numpy as np
-import torch
+
+from _common import Help, count, setting
+from inrforge.errors import InrforgeError
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--source", default="digits")
-    p.add_argument("--objects", type=int, default=256)
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--shard", type=int, default=32, help="objects per shard (one task each)")
-    p.add_argument("--views", type=int, default=1)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--overhead-shards", type=int, default=64)
-    p.add_argument("--compile", action="store_true")
-    p.add_argument("--repeat", type=int, default=3, help="time each case this many times, keep the best")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
+    p.add_argument("--source", default="digits", help="the source fitted (inrforge's names)")
+    p.add_argument("--objects", type=count(), default=256, help="objects fitted")
+    p.add_argument("--steps", type=count(), default=200, help="steps per INR, no early stop")
+    p.add_argument("--shard", type=count(), default=32, help="objects per shard (one task each)")
+    p.add_argument("--views", type=count(), default=1, help="INRs per object")
+    p.add_argument("--workers", type=count(), default=2, help="LocalCluster workers, 1 thread each")
+    p.add_argument("--overhead-shards", type=count(), default=64, help="shards of the near-empty job")
+    p.add_argument("--compile", action="store_true", help="torch.compile the fitting step")
+    p.add_argument("--repeat", type=count(), default=3, help="time each case this many times, keep the best")
     a = p.parse_args()
+    if importlib.util.find_spec("distributed") is None:
+        p.error("needs the distributed package (pip install distributed)")
+    try:
+        bench(a)
+    except InrforgeError as e:  # an unknown source, missing data, ...
+        p.error(str(e))
 
+
+def bench(a):
     from distributed import Client, LocalCluster
 
     from inrforge.distributed import fit_inrs_distributed
@@ -47,15 +59,14 @@ def main():
     from inrforge.store import open_store
 
     cores = len(os.sched_getaffinity(0))
-    print(f"{platform.processor() or platform.machine()}, {cores} cores available, torch {torch.__version__}; "
-          f"load average {os.getloadavg()[0]:.2f} (a shared machine: figures are indicative)")
-    tmp = tempfile.mkdtemp(prefix="bench_dask_")
+    print(f"# bench_dask: {setting()} (on a shared machine figures are indicative)")
     job = dict(views=a.views, steps=a.steps, lr=1e-3, target_psnr=None, compile=a.compile,
                shard_objects=a.shard, progress=False)
     tiny = dict(views=1, steps=1, lr=1e-3, target_psnr=None, compile=False, shard_objects=1, progress=False)
     src = load_source(a.source, limit=a.objects)
     tiny_src = load_source(a.source, limit=a.overhead_shards)
     inrs, n = a.objects * a.views, a.overhead_shards
+    tmp = tempfile.mkdtemp(prefix="bench_dask_")
     runs = iter(range(10**9))
 
     def best(fn, src, **kw):
@@ -68,6 +79,7 @@ def main():
             times.append(time.perf_counter() - t)
         return min(times), out, path
 
+    cluster = client = None
     try:
         # single process first (no scheduler in this process while it runs); warm it up once
         fit_inrs(load_source(a.source, limit=2), f"{tmp}/warm_local.zarr", threads=cores, **tiny)
@@ -108,9 +120,10 @@ def main():
             (ref.done(), got.done())))
         print(f"  dask store bit-identical to the single-process store: {same}")
         print(f"load average now {os.getloadavg()[0]:.2f}")
-        client.close()
-        cluster.close()
     finally:
+        for c in (client, cluster):
+            if c is not None:
+                c.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

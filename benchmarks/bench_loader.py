@@ -3,15 +3,22 @@
 The per-sample baseline is what weight-space code usually does: one ``.pth`` state dict per INR,
 ``torch.load`` per item, the augmentation applied per sample in Python, default collate.  Both
 run in this process on the same INRs (2->32->32->1 SIREN, random values: speed does not depend
-on them), batch 256.  Prints samples/s per configuration and the ratio to the baseline.
+on them), batch 256, workers 0 and 2.  Prints samples/s (pairs/s for MixUp) per configuration
+and the ratio to the baseline with the same augmentation and workers.  Each rate counts
+``--batches`` batches (a quarter of them, at least 3, for the slow baseline; 5 for aligned MixUp)
+after an untimed first batch; when an epoch ends, starting the next one (new workers) and its first
+batch are not timed either, so every figure is a steady-state rate.  The synthetic store and the
+per-file export live in a new folder inside ``--tmp`` (default: the system's temporary folder; the
+"from Zarr" figures depend on that disk), removed at the end.
 
-    python benchmarks/bench_loader.py [--n 8192] [--batches 20] [--threads 2]
+    python benchmarks/bench_loader.py [--n 8192] [--batch 256] [--batches 20] [--threads 2] [--tmp DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from _common import Help, count, setting
 from inrforge.arch import make_arch
 from inrforge.augment import Compose, MixUp, Permute, SirenNegate
 from inrforge.data import WeightDataset
@@ -65,30 +73,44 @@ class PerFileDataset(Dataset):
 
 
 def rate(loader, batches):
-    it = iter(loader)
-    next(it)  # warm-up (worker start, first read)
-    t, n = time.perf_counter(), 0
-    for _ in range(batches):
-        try:
-            w, _ = next(it)
-        except StopIteration:
-            it = iter(loader)
-            w, _ = next(it)
-        n += len(w)
-    return n / (time.perf_counter() - t)
+    """Samples/s over ``batches`` batches, each epoch's start (worker start, first read) untimed."""
+    elapsed, n = 0.0, 0
+    while True:
+        it = iter(loader)
+        next(it)  # warm-up (worker start, first read)
+        t = time.perf_counter()
+        for w, _ in it:
+            n += len(w)
+            batches -= 1
+            if batches == 0:
+                return n / (elapsed + time.perf_counter() - t)
+        elapsed += time.perf_counter() - t
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=8192)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--batches", type=int, default=20)
-    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
+    p.add_argument("--n", type=count(), default=8192, help="INRs in the synthetic store")
+    p.add_argument("--batch", type=count(), default=256, help="INRs per batch")
+    p.add_argument("--batches", type=count(), default=20, help="timed batches per configuration")
+    p.add_argument("--threads", type=count(), default=len(os.sched_getaffinity(0)), help="torch threads")
+    p.add_argument("--tmp", help="where to write the store and the per-file export (default: the system's)")
     a = p.parse_args()
+    if a.tmp is not None and not os.path.isdir(a.tmp):
+        p.error(f"--tmp {a.tmp} is not a folder")
+    if a.n < 2 * a.batch:
+        p.error(f"--n ({a.n}) must be at least twice --batch ({a.batch}): an epoch's first batch is not timed")
     torch.set_num_threads(a.threads)
-    tmp = Path(tempfile.mkdtemp())
+    tmp = Path(tempfile.mkdtemp(prefix="bench_loader_", dir=a.tmp))
+    try:
+        bench(a, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench(a, tmp):
     store = synthetic_store(tmp / "s.zarr", a.n)
-    print(f"# bench_loader: {a.n} INRs (2->32->32->1), batch {a.batch}, {a.threads} threads, torch {torch.__version__}")
+    print(f"# bench_loader: {setting()}; {a.n} INRs (2->32->32->1), batch {a.batch}, {a.threads} threads, "
+          f"{a.batches} timed batches, store in {tmp}")
 
     export_dws(store, tmp / "files")
     files = sorted((tmp / "files" / "train").glob("*.pth"))
@@ -116,7 +138,6 @@ def main():
                 ref = base[(name == "perm+neg", workers)] if name in ("none", "perm+neg") else None
                 ratio = f"  ({r / ref:.0f}x per-file)" if ref else ""
                 print(f"WeightDataset cache={str(cache):5s} {name:11s} workers={workers}: {r:10.0f} samples/s{ratio}")
-
 
 if __name__ == "__main__":
     main()

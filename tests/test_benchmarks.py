@@ -2,35 +2,121 @@
 print the figures docs/benchmarks.md quotes: a script that rots is caught here, not by the next
 person who measures."""
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ("bench_fit", "bench_augment", "bench_dask", "bench_dwsnet", "bench_loader")
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 def run_bench(name: str, *args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    res = run_script(name, *args)
     assert res.returncode == 0, res.stderr[-3000:]
     return res.stdout
 
 
+def load_script(name: str, monkeypatch):
+    """A benchmark script imported as a module (its folder on sys.path, as when it is run)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_bench_fit_prints_both_rates_and_their_ratio():
-    out = run_bench("bench_fit", "--steps", "5", "--rounds", "2", "--loop-inrs", "1", "--batch", "2", "--no-compile",
+    out = run_bench("bench_fit", "--steps", "5", "--rounds", "2", "--loop-inrs", "1", "--batch", "3", "--no-compile",
                     "--threads", "1")
+    # the setting, to paste with the figures
+    assert re.search(r"^# bench_fit: .+, \d+ cores available, load average [\d.]+; Python [\d.]+, torch \S+; "
+                     r"1 threads, device cpu, arch \[2, 32, 32, 1\], 784 points .*5 steps", out, re.M), out
     assert len(re.findall(r"^round \d +: loop +[\d.]+ INR/s, batched +[\d.]+ INR/s, ratio +[\d.]+x$", out, re.M)) == 2
     assert re.search(r"^ratio +: median [\d.]+x, range [\d.]+-[\d.]+x", out, re.M), out
     assert "agree within 0.5 dB: yes" in out, out  # the same optimisation, INR for INR
+    # equal PSNR is judged on the same INRs: the batched median over the 2 the loop fitted, apart from all 3
+    loop = re.search(r"^loop +: median +[\d.]+ INR/s +median PSNR ([\d.]+) dB \(its 2 INRs\)", out, re.M)
+    batched = re.search(r"^batched +: median +([\d.]+) INR/s +median PSNR ([\d.]+) dB \(the same 2 INRs\), "
+                        r"[\d.]+ dB \(all 3\)", out, re.M)
+    assert loop and batched, out
+    assert abs(float(loop[1]) - float(batched[2])) <= 0.5
+    # the matmul work rate is 6,592 FLOP x 784 points x 5 steps per INR
+    flops = re.search(r"^matmul +: 6592 FLOP per point-step; batched ([\d.]+) GFLOP/s", out, re.M)
+    assert flops, out
+    assert float(flops[1]) == pytest.approx(6592 * 784 * 5 * float(batched[1]) / 1e9, rel=0.01, abs=0.01)
+
+
+def test_bench_fit_flop_count_is_what_torch_counts(monkeypatch):
+    """The FLOP formula of the % of peak: torch's own counter on the plain loop's forward + backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from inrforge.arch import make_arch
+    from inrforge.inr import image_grid
+
+    bench_fit = load_script("bench_fit", monkeypatch)
+    arch = make_arch()
+    model = bench_fit.PlainSiren(arch, arch.init_flat([0])[0])
+    with FlopCounterMode(display=False) as counter:
+        (model(image_grid(28, 28)) - 0.5).square().mean().backward()
+    assert bench_fit.matmul_flop(arch.widths) == 6592
+    assert counter.get_total_flops() == 6592 * 784
+
+
+def test_bench_fit_fraction_of_peak():
+    out = run_bench("bench_fit", "--steps", "2", "--rounds", "1", "--loop-inrs", "1", "--batch", "1", "--no-compile",
+                    "--threads", "1", "--peak-tflops", "0.001")
+    m = re.search(r"batched ([\d.]+) GFLOP/s, ([\d.]+)% of the 0.001 TFLOP/s FP32 peak \(--peak-tflops\)", out)
+    assert m, out
+    assert float(m[2]) == pytest.approx(100 * float(m[1]), abs=0.6)  # GFLOP/s is printed to 0.01
+
+
+@pytest.mark.parametrize("name, args, message", [
+    ("bench_fit", ["--steps", "0"], "argument --steps: must be >= 1, got 0"),
+    ("bench_fit", ["--threads", "0"], "argument --threads: must be >= 1, got 0"),
+    ("bench_fit", ["--device", "tpu"], "unknown device 'tpu'"),
+    ("bench_fit", ["--data", "/nonexistent", "--batch", "1", "--rounds", "1", "--loop-inrs", "1", "--threads", "1",
+                   "--no-compile"], "/nonexistent"),
+    ("bench_augment", ["--seconds", "0"], "argument --seconds: must be a positive number"),
+    ("bench_augment", ["--threads", "1,0"], "argument --threads: must be >= 1, got 0"),
+    ("bench_dwsnet", ["--steps", "0"], "argument --steps: must be >= 1, got 0"),
+    ("bench_dwsnet", ["--device", "tpu"], "unknown device 'tpu'"),
+    ("bench_loader", ["--n", "0"], "argument --n: must be >= 1, got 0"),
+    ("bench_dask", ["--objects", "0"], "argument --objects: must be >= 1, got 0"),
+    ("bench_dask", ["--source", "nosuch"], "unknown source 'nosuch'"),
+])
+def test_bad_arguments_are_a_one_line_error(name, args, message):
+    if name == "bench_dask" and "--source" in args:
+        pytest.importorskip("distributed")
+    res = run_script(name, *args)
+    assert res.returncode == 2, (res.returncode, res.stdout[-2000:], res.stderr[-3000:])
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{name}.py: error: ") and message in last, res.stderr
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help_says_what_is_measured_and_the_defaults(name):
+    out = run_bench(name, "--help")
+    assert "(default: " in out and "python benchmarks/" in out, out
 
 
 def test_bench_augment_prints_each_rate_per_thread_count():
     out = run_bench("bench_augment", "--seconds", "0.05", "--batch", "8")
+    assert re.search(r"^# bench_augment: .+ cores available, .+ torch \S+; arch \[2, 32, 32, 1\], batch 8", out,
+                     re.M), out
     for threads in (1, 2):
         assert re.search(rf"^threads={threads}: Permute\+SirenNegate [\d,]+ samples/s \| MixUp\(align\) [\d,]+ pairs/s "
                          rf"\| weight_matching [\d,]+ pairs/s$", out, re.M), out
@@ -44,13 +130,34 @@ def test_bench_dwsnet_compares_with_the_reference_only_at_its_batch():
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_bench_loader_prints_every_pipeline():
-    out = run_bench("bench_loader", "--n", "64", "--batch", "16", "--batches", "2", "--threads", "1")
+def test_bench_loader_prints_every_pipeline(tmp_path):
+    # not TMPDIR=tmp_path: a long TMPDIR breaks torch's shared-memory socket and the workers hang
+    out = run_bench("bench_loader", "--n", "64", "--batch", "16", "--batches", "2", "--threads", "1",
+                    "--tmp", str(tmp_path))
+    assert list(tmp_path.iterdir()) == []  # its store and per-file export are removed
     for cache in ("True", "False"):
         for aug in ("none", "perm+neg", "mixup", "mixup-perm", "mixup-align"):
             for workers in (0, 2):
                 assert re.search(rf"^WeightDataset cache={cache} +{re.escape(aug)} +workers={workers}: +\d+ samples/s",
                                  out, re.M), (cache, aug, workers, out)
+
+
+def test_bench_loader_rate_leaves_each_epochs_start_untimed(monkeypatch):
+    """Starting an epoch (new workers, first read) is a warm-up, however many epochs are timed:
+    on a fake clock, batches cost 1 s and an epoch's start 100 s, so the rate is 2 samples/s."""
+    bench_loader = load_script("bench_loader", monkeypatch)
+    clock = [0.0]
+
+    class Loader:  # epochs of 3 batches of 2 samples
+        def __iter__(self):
+            clock[0] += 100.0
+            for _ in range(3):
+                clock[0] += 1.0
+                yield torch.zeros(2), None
+
+    monkeypatch.setattr(bench_loader, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    for batches in (1, 2, 3, 5):
+        assert bench_loader.rate(Loader(), batches) == 2.0
 
 
 def test_bench_dask_stores_agree_bit_for_bit():
