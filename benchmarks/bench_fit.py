@@ -20,6 +20,9 @@ of percent within a minute): each round's ratio compares neighbouring measuremen
 median ratio is reported.  Times are ``time.perf_counter`` after a CUDA synchronisation on a GPU.
 ``--batch`` defaults to the fitter's own default for the device (on a CPU, ~25,000 INR-points
 per step: 31 INRs of 28x28; on a GPU 8,192 INRs, fewer where they do not fit in memory).
+
+On a CPU the eager loop gains next to nothing from a second thread, so a user with C cores could
+run C loop processes: ``--threads 1`` gives the like-for-like per-core ratio.
 """
 
 from __future__ import annotations
