@@ -13,15 +13,15 @@ Usage: python benchmarks/bench_augment.py [--seconds 2.0] [--batch 256] [--threa
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
-from _common import Help, count, positive_float, setting
+from _common import setting
 from inrforge.align import weight_matching
 from inrforge.arch import make_arch
 from inrforge.augment import Compose, MixUp, Permute, SirenNegate
+from inrforge.script import ArgumentParser, HelpAsWritten, int_at_least, positive_float, positive_ints
 from inrforge.weights import Weights
 
 
@@ -37,15 +37,12 @@ def rate(fn, items_per_call: int, seconds: float) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
+    ap = ArgumentParser(description=__doc__, formatter_class=HelpAsWritten)
     ap.add_argument("--seconds", type=positive_float, default=2.0, help="time per measurement")
-    ap.add_argument("--batch", type=count(2), default=256, help="INRs per call")
-    ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts to measure at")
+    ap.add_argument("--batch", type=int_at_least(2), default=256, help="INRs per call")
+    ap.add_argument("--threads", type=positive_ints, default="1,2", help="comma-separated torch thread counts to measure at")
     args = ap.parse_args()
-    try:
-        thread_counts = [count()(t) for t in args.threads.split(",")]
-    except argparse.ArgumentTypeError as e:
-        ap.error(f"argument --threads: {e}")
+    thread_counts = args.threads
 
     arch = make_arch("siren-dwsnets")  # 2 -> 32 -> 32 -> 1
     b = args.batch

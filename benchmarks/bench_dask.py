@@ -17,7 +17,6 @@ package.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import shutil
@@ -26,21 +25,22 @@ import time
 
 import numpy as np
 
-from _common import Help, count, setting
+from _common import setting
 from inrforge.errors import InrforgeError
+from inrforge.script import ArgumentParser, HelpAsWritten, positive_int
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
+    p = ArgumentParser(description=__doc__, formatter_class=HelpAsWritten)
     p.add_argument("--source", default="digits", help="the source fitted (inrforge's names)")
-    p.add_argument("--objects", type=count(), default=256, help="objects fitted")
-    p.add_argument("--steps", type=count(), default=200, help="steps per INR, no early stop")
-    p.add_argument("--shard", type=count(), default=32, help="objects per shard (one task each)")
-    p.add_argument("--views", type=count(), default=1, help="INRs per object")
-    p.add_argument("--workers", type=count(), default=2, help="LocalCluster workers, 1 thread each")
-    p.add_argument("--overhead-shards", type=count(), default=64, help="shards of the near-empty job")
+    p.add_argument("--objects", type=positive_int, default=256, help="objects fitted")
+    p.add_argument("--steps", type=positive_int, default=200, help="steps per INR, no early stop")
+    p.add_argument("--shard", type=positive_int, default=32, help="objects per shard (one task each)")
+    p.add_argument("--views", type=positive_int, default=1, help="INRs per object")
+    p.add_argument("--workers", type=positive_int, default=2, help="LocalCluster workers, 1 thread each")
+    p.add_argument("--overhead-shards", type=positive_int, default=64, help="shards of the near-empty job")
     p.add_argument("--compile", action="store_true", help="torch.compile the fitting step")
-    p.add_argument("--repeat", type=count(), default=3, help="time each case this many times, keep the best")
+    p.add_argument("--repeat", type=positive_int, default=3, help="time each case this many times, keep the best")
     a = p.parse_args()
     if importlib.util.find_spec("distributed") is None:
         p.error("needs the distributed package (pip install distributed)")

@@ -15,18 +15,18 @@ earlier, not in this run; the ratio to it is printed only for a CPU run at batch
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
-from _common import Help, count, setting
+from _common import setting
 from inrforge import Weights, make_arch
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.models import DWSNet, FlatMLP
+from inrforge.script import ArgumentParser, HelpAsWritten, nonnegative_int, positive_int
 
 REFERENCE_S = 7.4
 REFERENCE_BATCH = 512  # the batch that time was measured at
@@ -51,11 +51,11 @@ def bench(model, w, y, steps, warmup):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
-    ap.add_argument("--threads", type=count(), default=2, help="torch threads")
-    ap.add_argument("--steps", type=count(), default=5, help="timed steps per model")
-    ap.add_argument("--warmup", type=count(0), default=2, help="untimed steps before them")
-    ap.add_argument("--batch", type=count(), default=512, help="INRs per step")
+    ap = ArgumentParser(description=__doc__, formatter_class=HelpAsWritten)
+    ap.add_argument("--threads", type=positive_int, default=2, help="torch threads")
+    ap.add_argument("--steps", type=positive_int, default=5, help="timed steps per model")
+    ap.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed steps before them")
+    ap.add_argument("--batch", type=positive_int, default=512, help="INRs per step")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--variants", action="store_true", help="also time max pooling + batch norm, attention")
     args = ap.parse_args()

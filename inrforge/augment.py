@@ -30,6 +30,7 @@ import torch
 from .align import permute_neurons, random_permutations, weight_matching
 from .arch import INRSpec
 from .errors import InrforgeError
+from .fit import check_count
 from .weights import Weights
 
 __all__ = [
@@ -453,10 +454,12 @@ class AlignTo:
     permutation of :func:`inrforge.align.weight_matching` that brings ``theta`` closest to the
     reference.  An exact symmetry (the INR's function is unchanged); apply it to every split.
 
-    A pure function of ``(theta, reference, seed)``: weight matching visits the hidden layers in an
-    order drawn from a generator seeded with ``seed`` afresh on every call, whatever generator the
-    call is given (a canonicalisation that changed with the epoch or the global RNG would not be
-    one).  The order is shared by a batch, so an INR gets the same form alone or in any batch.
+    A canonical form: a pure function of ``(theta, reference, seed)``, row by row, and the same for
+    every ``P theta`` (up to ties in an assignment).  Weight matching starts from its forward match
+    alone (``init="forward-only"``, which is permutation-equivariant) and visits the hidden layers
+    in an order drawn from a generator seeded with ``seed`` afresh on every call, whatever
+    generator the call is given; the order is shared by a batch and a pair's result does not
+    depend on the others, so an INR gets the same form alone or in any batch.
     """
 
     mixes_labels = False
@@ -466,8 +469,8 @@ class AlignTo:
         if len(reference) != 1:
             raise InrforgeError(f"AlignTo needs one reference INR, got {len(reference)}")
         self.reference = reference
-        self.max_iter = int(max_iter)
-        self.seed = int(seed)
+        self.max_iter = check_count("AlignTo max_iter", max_iter)
+        self.seed = check_count("AlignTo seed", seed, minimum=0)
 
     def check(self, arch: INRSpec) -> None:
         if arch != self.reference.arch:
@@ -479,10 +482,10 @@ class AlignTo:
         self.check(weights.arch)
         ref = self.reference.to(weights.device, weights.dtype)[torch.zeros(len(weights), dtype=torch.long)]
         order = torch.Generator().manual_seed(self.seed)
-        return weight_matching(ref, weights, max_iter=self.max_iter, generator=order)[1]
+        return weight_matching(ref, weights, max_iter=self.max_iter, generator=order, init="forward-only")[1]
 
     def __repr__(self) -> str:
-        return "AlignTo(reference)"
+        return f"AlignTo(reference, max_iter={self.max_iter}, seed={self.seed})"
 
 
 # ----- composition and mixing -----------------------------------------------------------------

@@ -10,9 +10,13 @@ dataset's objects with their usable views, so batches do not depend on the numbe
 Val/test datasets use view 0.  Views whose fit failed are never drawn; objects with no usable
 view are skipped and counted in ``skipped``.
 
-Canonical form: ``canonical`` (e.g. :class:`inrforge.augment.AlignTo`) is a *pure* function
-``Weights -> Weights`` applied to every INR before the transform.  Items are always canonical; a
-cached dataset computes them once, when it is built, instead of once per batch and epoch.
+Canonical form: ``canonical`` (e.g. :class:`inrforge.augment.AlignTo`) is a *pure*, row-wise
+function ``Weights -> Weights`` (an INR's form may not depend on the batch it is in or on a random
+draw) applied to every INR before the transform.  Items are always canonical; a cached dataset
+computes them once, on first use (:meth:`WeightDataset.loader` does it in the main process, before
+any worker starts), instead of once per batch and epoch.  The normalisation statistics are those of
+the stored INRs: with ``"symmetric"`` they are the same for any permutation of them, with
+``"entry"`` they are not those of the canonical forms.
 
 Normalisation ``x -> (x - mean) / std`` uses statistics of the train split, computed once per
 store object (a finished store opened writable keeps them under ``stats/<mode>``):
@@ -156,7 +160,9 @@ class WeightDataset(Dataset):
         self.view_policy = view_policy or ("random" if split == "train" else "first")
         if self.view_policy not in ("random", "first"):
             raise InrforgeError(f"unknown view policy {self.view_policy!r}; choose random or first")
-        for fn in (canonical, transform):
+        for fn, what in ((canonical, "canonical"), (transform, "transform")):
+            if fn is not None and not callable(fn):
+                raise InrforgeError(f"{what} must be a function of Weights (e.g. AlignTo(reference)), got {fn!r}")
             if fn is not None and hasattr(fn, "check"):
                 fn.check(self.arch)  # fail early on an incompatible arch
         self.transform = transform
@@ -183,9 +189,7 @@ class WeightDataset(Dataset):
                 self._cache = self.store.read_flat(self.objects, view=0)[:, None]
             else:
                 self._cache = np.ascontiguousarray(self.store.read_flat(self.objects, view=None)[:, :n_views])
-            if canonical is not None:  # only the usable views: the others are NaN and never drawn
-                ok = self.view_ok[:, :self._cache.shape[1]]
-                self._cache[ok] = self._canonical_forms(self._cache[ok])
+        self._canonical_pending = canonical is not None and self._cache is not None
         self._views = self._draw_views()
 
     # ----- views --------------------------------------------------------------------------
@@ -211,19 +215,28 @@ class WeightDataset(Dataset):
     def _flat(self, idx: np.ndarray) -> np.ndarray:
         views = self._views[idx]
         if self._cache is not None:
+            self._make_cache_canonical()
             return self._cache[idx, views]
         block = self.store.read_flat(self.objects[idx], view=None)  # sorted read inside
         return self._canonical_forms(block[np.arange(len(idx)), views])
 
-    def _canonical_forms(self, flat: np.ndarray, block: int = 4096) -> np.ndarray:
-        """``canonical`` applied to (n, P) flat INRs, ``block`` at a time (identity without one)."""
-        if self.canonical is None:
+    def _canonical_forms(self, flat: np.ndarray) -> np.ndarray:
+        """``canonical`` applied to (n, P) flat INRs (the identity without one)."""
+        if self.canonical is None or len(flat) == 0:
             return flat
-        out = np.empty_like(flat)
-        for lo in range(0, len(flat), block):
-            w = Weights.from_flat(torch.from_numpy(np.ascontiguousarray(flat[lo: lo + block])), self.arch)
-            out[lo: lo + block] = self.canonical(w).flatten().numpy()
-        return out
+        w = Weights.from_flat(torch.from_numpy(np.ascontiguousarray(flat)), self.arch)
+        return self.canonical(w).flatten().numpy()
+
+    def _make_cache_canonical(self, block: int = 4096) -> None:
+        """Replace the cached usable views by their canonical forms, once, ``block`` at a time in
+        place (failed or unfitted views are never drawn, and may be NaN)."""
+        if not self._canonical_pending:
+            return
+        rows, cols = np.nonzero(self.view_ok[:, :self._cache.shape[1]])
+        for lo in range(0, len(rows), block):
+            r, c = rows[lo: lo + block], cols[lo: lo + block]
+            self._cache[r, c] = self._canonical_forms(self._cache[r, c])
+        self._canonical_pending = False
 
     def __getitem__(self, i: int):
         flat = self._flat(np.asarray([i]))[0]
@@ -278,6 +291,8 @@ class WeightDataset(Dataset):
             raise InrforgeError(f"unknown shuffle {shuffle!r}; choose full, block or False")
         batch_size = check_count("batch size", batch_size, 1)
         num_workers = check_count("num_workers", num_workers, 0)
+        if self._cache is not None:
+            self._make_cache_canonical()  # here, so that workers inherit it instead of each redoing it
         sampler = EpochSampler(self, shuffle)
         return DataLoader(self, batch_sampler=EpochBatchSampler(sampler, batch_size, drop_last),
                           collate_fn=self.collate, num_workers=num_workers, **kwargs)

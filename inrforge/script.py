@@ -68,6 +68,11 @@ class _HelpWithDefaults(argparse.HelpFormatter):
         return text
 
 
+class HelpAsWritten(argparse.RawDescriptionHelpFormatter, _HelpWithDefaults):
+    """``--help`` with the description as written (a script's docstring keeps its layout) and
+    each option's default, as :class:`ArgumentParser`'s own formatter shows them."""
+
+
 def _worth_showing(default) -> bool:
     """Whether ``--help`` should state this default (not for unset, off, or empty ones)."""
     return not (default is None or default is False or default is argparse.SUPPRESS

@@ -339,7 +339,7 @@ class TrainingRun:
 
     def fit(self, log_dir=None, progress: bool | None = None) -> dict:
         d = self.describe
-        desc = f"{d['model']}{'+' + '+'.join(d['augment']) if d['augment'] else ''}"
+        desc = f"{d['model']}{'+align' if d['align'] else ''}{'+' + '+'.join(d['augment']) if d['augment'] else ''}"
         return fit_model(self.model, self.train, self.val, self.test, self.config, self.task, log_dir=log_dir,
                          progress=progress, desc=desc, describe=d)
 

@@ -307,6 +307,23 @@ def test_align_to_is_a_pure_function_of_the_inr():
     assert not torch.equal(AlignTo(align.reference, seed=1)(w).flatten(), first)  # the seed picks the order
 
 
+def test_align_to_gives_every_permutation_of_an_inr_one_form():
+    """AlignTo(P theta) == AlignTo(theta) for INRs near the reference: a canonical form of the
+    permutation orbit (the best-of-identity start gave theta and P theta different forms)."""
+    from inrforge.align import apply_permutation, random_permutations
+    from inrforge.augment import AlignTo
+
+    arch = make_arch("siren-dwsnets", hidden=16, depth=2)
+    ref = batch(arch, n=1, seed=100, perturb=0.05)
+    near = Weights.from_flat(ref.flatten().expand(40, -1) + ref.flatten().std()
+                             * torch.randn(40, arch.param_count, generator=gen(2), dtype=torch.float64), arch)
+    align = AlignTo(ref)
+    shuffled = apply_permutation(near, random_permutations(arch, 40, gen(3)))
+    assert torch.equal(align(shuffled).flatten(), align(near).flatten())
+    with pytest.raises(InrforgeError, match="seed must be an integer >= 0"):
+        AlignTo(ref, seed=True)
+
+
 def test_mixup_align_brings_partner_closer():
     w = batch(SIREN_DWS, n=12, perturb=0.02)
     r = MixUp(mode="align").mix(w, generator=gen(16))

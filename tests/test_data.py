@@ -355,15 +355,17 @@ class CountingAlign:
 
 def test_canonical_forms_are_computed_once_when_cached_and_served_on_every_path(tmp_path):
     """Items are canonical (aligned) on the cached, uncached and per-item paths alike; a cached
-    dataset aligns each usable view once when built (failed views, NaN, are never aligned), and
-    the transform sees the canonical forms."""
+    dataset aligns each usable view once, on first use, not when built (so cheap checks come
+    first), and never a failed view; the transform sees the canonical forms."""
     from inrforge.augment import AlignTo
 
     s = synthetic_store(tmp_path / "s.zarr", failed=[(3, 1), (4, 0)])
     ref = Weights.from_flat(torch.from_numpy(s.read_flat([0], view=0)), ARCH)
     cached_align = CountingAlign(ref)
     cached = WeightDataset(s, "train", normalize=None, cache=True, canonical=cached_align)
-    assert cached_align.calls == int(cached.view_ok.sum())  # each usable view once, here
+    assert cached_align.calls == 0
+    cached.loader(batch_size=8)
+    assert cached_align.calls == int(cached.view_ok.sum()) == len(cached) * 3 - 2  # each usable view once
     plain = WeightDataset(s, "train", normalize=None, canonical=AlignTo(ref))
     idx = list(range(len(cached)))
     for epoch in range(3):
@@ -384,3 +386,5 @@ def test_canonical_forms_are_computed_once_when_cached_and_served_on_every_path(
     relu = Weights.from_flat(torch.zeros(1, make_arch("relu", hidden=8).param_count), make_arch("relu", hidden=8))
     with pytest.raises(InrforgeError, match="another architecture"):
         WeightDataset(s, "train", canonical=AlignTo(relu))
+    with pytest.raises(InrforgeError, match="canonical must be a function of Weights"):
+        WeightDataset(s, "train", canonical=ref)
