@@ -291,8 +291,7 @@ class WeightDataset(Dataset):
             raise InrforgeError(f"unknown shuffle {shuffle!r}; choose full, block or False")
         batch_size = check_count("batch size", batch_size, 1)
         num_workers = check_count("num_workers", num_workers, 0)
-        if self._cache is not None:
-            self._make_cache_canonical()  # here, so that workers inherit it instead of each redoing it
+        self._make_cache_canonical()  # here, so that workers inherit it instead of each redoing it
         sampler = EpochSampler(self, shuffle)
         return DataLoader(self, batch_sampler=EpochBatchSampler(sampler, batch_size, drop_last),
                           collate_fn=self.collate, num_workers=num_workers, **kwargs)
