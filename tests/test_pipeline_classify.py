@@ -1,12 +1,20 @@
-"""Smoke test of pipelines/classify_inrs.py (DWSNets Table 1 in small) at --small (~45 s on 1 thread).
+"""Smoke test of pipelines/classify_inrs.py (DWSNets Table 1 in small) at --small with 3 seeds
+(~70 s on 1 thread).
 
-At --small (400 digits, 40 test objects, 30 epochs at batch 32: 330 gradient steps, 1 seed) one
-object is 2.5 points.  Runs are seeded, so the numbers are reproducible on one machine.  Measured
-for training seeds 0 / 1 / 2: DWSNet 32.5 / 37.5 / 27.5 %, MLP 17.5 / 7.5 / 10.0 %, MLP + perm
-5.0 / 5.0 / 12.5 %, MLP + alignment 50.0 / 62.5 / 50.0 %.  Asserted, each with half the smallest
-margin measured: DWSNet beats the flat MLP (by 15 / 30 / 17.5 points), and alignment to a
-reference INR beats the flat MLP (by 32.5 / 55 / 40 points).  (The former --small of 8 epochs at
-batch 128, 24 gradient steps, left DWSNet near chance: 17.5 / 12.5 / 10.0 %.)"""
+At --small (400 digits, 40 test objects, 30 epochs at batch 32: 330 gradient steps) one object is
+2.5 points.  Runs are seeded, so the numbers are reproducible on one machine, but not across
+machines: the same seeds gave, for training seeds 0 / 1 / 2,
+
+- on an AMD EPYC (2026-11-24): DWSNet 32.5 / 37.5 / 27.5 %, MLP 17.5 / 7.5 / 10.0 %,
+  MLP + perm 5.0 / 5.0 / 12.5 %, MLP + alignment 50.0 / 62.5 / 50.0 %;
+- on an Intel Xeon (2026-11-25): DWSNet 25.0 / 32.5 / 32.5 %, MLP 17.5 / 2.5 / 7.5 %,
+  MLP + perm 5.0 / 5.0 / 7.5 %, MLP + alignment 60.0 / 67.5 / 57.5 %.
+
+One seed's margin is too noisy to assert (DWSNet led the MLP by only 7.5 points at seed 0 on the
+Xeon, 15 on the EPYC), so the test trains three seeds and asserts on the means, each with half the
+smallest mean margin measured: DWSNet beats the flat MLP (by 20.8 points on both machines), and
+alignment to a reference INR beats the flat MLP (by 42.5 / 52.5 points).  (The former --small of
+8 epochs at batch 128, 24 gradient steps, left DWSNet near chance: 17.5 / 12.5 / 10.0 %.)"""
 
 import json
 
@@ -17,17 +25,17 @@ from test_pipelines_small import _load, covered_by_legends, has_legend
 def test_classify_inrs_small_then_retrain_on_its_store(tmp_path, one_thread):
     mod = _load("classify_inrs")
     out = tmp_path / "first"
-    assert mod.main(["--small", "--threads", "1", "--out", str(out)]) == 0
+    assert mod.main(["--small", "--seeds", "3", "--threads", "1", "--out", str(out)]) == 0
     doc = json.loads((out / "results.json").read_text())
     setting, res = doc["setting"], doc["results"]
     assert setting["objects"] == 400 and setting["views"] == 2 and setting["epochs"] == 30
     assert setting["batch_size"] == 32
     assert list(res) == ["dwsnet", "mlp", "mlp+perm", "mlp+align"]
     for name, r in res.items():
-        assert len(r["test_acc"]) == 1 and 0 <= r["mean"] <= 1 and r["params"] > 1000
-        assert (out / name / "seed0" / "metrics.jsonl").exists()
-    assert res["dwsnet"]["mean"] > res["mlp"]["mean"] + 0.075  # measured +0.15 to +0.30
-    assert res["mlp+align"]["mean"] > res["mlp"]["mean"] + 0.15  # measured +0.325 to +0.55
+        assert len(r["test_acc"]) == 3 and 0 <= r["mean"] <= 1 and r["params"] > 1000
+        assert all((out / name / f"seed{k}" / "metrics.jsonl").exists() for k in range(3))
+    assert res["dwsnet"]["mean"] > res["mlp"]["mean"] + 0.10  # measured +0.208 on both machines
+    assert res["mlp+align"]["mean"] > res["mlp"]["mean"] + 0.20  # measured +0.425 and +0.525
     assert (out / "results.png").stat().st_size > 0
 
     # The README's workflow: train again on the INRs the first run fitted, into a new folder.
