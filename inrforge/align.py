@@ -26,6 +26,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from .arch import INRSpec
+from .checks import check_count
 from .errors import InrforgeError
 from .weights import Weights
 
@@ -59,6 +60,7 @@ def random_permutations(
     Drawn as the argsort of uniform random keys (on the generator's device, CPU by default) and
     moved to ``device``.
     """
+    batch = check_count("random_permutations batch", batch, minimum=0)
     gen_device = _gen_device(generator, "random_permutations")
     perms = []
     for d in _hidden_widths(arch):

@@ -24,23 +24,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from .checks import number, whole_number
 from .errors import InrforgeError
 
 FAMILIES = ("siren", "relu")
 INITS = ("siren", "siren-dwsnets", "relu")
 PRESETS = ("siren", "siren-dwsnets", "relu", "relu-fourier")
-
-
-def whole_number(value, what: str, minimum: int | None = 1) -> int:
-    """``value`` as an int (>= ``minimum`` unless it is None): an int or an integral float (``32.0``,
-    as JSON may give); a bool, a string, ``2.5``, NaN or anything else is an :class:`InrforgeError`
-    naming ``what`` (never truncated).  (``fit.check_count`` is the stricter API check: no floats.)"""
-    ok = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and math.isfinite(value)
-                                                  and float(value).is_integer())
-    if isinstance(value, (bool, np.bool_)) or not ok or (minimum is not None and int(value) < minimum):
-        expects = {None: "an integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
-        raise InrforgeError(f"{what} must be {expects}, got {value!r}")
-    return int(value)
 
 
 def _count(value, what: str, minimum: int | None = 1) -> int:
@@ -51,11 +40,12 @@ def _count(value, what: str, minimum: int | None = 1) -> int:
         raise InrforgeError(f"impossible arch: {e}") from None
 
 
-def _real(value, what: str) -> float:
-    """``value`` as a float: an int or float (not a bool, a string or None); its range is checked by the caller."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InrforgeError(f"impossible arch: {what} must be a number, got {value!r}")
-    return float(value)
+def _real(value, what: str, positive: bool = False) -> float:
+    """:func:`~inrforge.checks.number` for an arch field: the error says the arch is impossible."""
+    try:
+        return number(value, what, positive=positive)
+    except InrforgeError as e:
+        raise InrforgeError(f"impossible arch: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -74,10 +64,7 @@ class FourierSpec:
     def __post_init__(self):
         object.__setattr__(self, "in_features", _count(self.in_features, "Fourier in_features"))
         object.__setattr__(self, "n_features", _count(self.n_features, "the number of Fourier features"))
-        sigma = _real(self.sigma, "Fourier sigma")
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise InrforgeError(f"impossible arch: Fourier sigma must be a positive number, got {self.sigma!r}")
-        object.__setattr__(self, "sigma", sigma)
+        object.__setattr__(self, "sigma", _real(self.sigma, "Fourier sigma", positive=True))
         object.__setattr__(self, "seed", _count(self.seed, "the Fourier seed", minimum=None))
 
     def matrix(self) -> torch.Tensor:
@@ -125,14 +112,8 @@ class INRSpec:
             raise InrforgeError(f"unknown INR family {self.family!r}; choose one of {', '.join(FAMILIES)}")
         if self.init not in INITS:
             raise InrforgeError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)}")
-        w0 = _real(self.w0, "w0")
-        if not (math.isfinite(w0) and w0 > 0):
-            raise InrforgeError(f"w0 must be a positive number, got {self.w0}")
-        offset = _real(self.output_offset, "output_offset")
-        if not math.isfinite(offset):
-            raise InrforgeError(f"output_offset must be finite, got {self.output_offset}")
-        object.__setattr__(self, "w0", w0)
-        object.__setattr__(self, "output_offset", offset)
+        object.__setattr__(self, "w0", _real(self.w0, "w0", positive=True))
+        object.__setattr__(self, "output_offset", _real(self.output_offset, "output_offset"))
         if self.fourier is not None:
             f = self.fourier
             if not isinstance(f, FourierSpec):
@@ -305,6 +286,15 @@ class INRSpec:
                 else:
                     bias.zero_()
         return out
+
+
+def require_arch(arch, who: str) -> INRSpec:
+    """``arch`` if it is an :class:`INRSpec`; anything else (a preset name, the spec's dict or
+    JSON) is an :class:`InrforgeError` that says how to build one."""
+    if not isinstance(arch, INRSpec):
+        raise InrforgeError(f"{who} needs an INRSpec as arch (inrforge.make_arch(...) or INRSpec.from_dict(...)), "
+                            f"got {type(arch).__name__} {arch!r:.60}")
+    return arch
 
 
 def make_arch(

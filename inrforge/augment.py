@@ -30,7 +30,7 @@ import torch
 from .align import permute_neurons, random_permutations, weight_matching
 from .arch import INRSpec
 from .errors import InrforgeError
-from .fit import check_count
+from .checks import check_count, number, probability, whole_number
 from .weights import Weights
 
 __all__ = [
@@ -86,13 +86,6 @@ def _check_labels(owner: str, labels) -> None:
 def _check_weights(weights) -> None:
     if not isinstance(weights, Weights):
         raise InrforgeError(f"augmentations take a Weights batch, got {type(weights).__name__}")
-
-
-def _check_prob(name: str, p: float, closed_top: bool = True) -> float:
-    p = float(p)
-    if not (0.0 <= p <= 1.0) or (not closed_top and p == 1.0):
-        raise InrforgeError(f"{name} must be in [0, 1{']' if closed_top else ')'}, got {p}")
-    return p
 
 
 # ----- base -------------------------------------------------------------------------------------
@@ -187,7 +180,7 @@ class SirenNegate(Augmentation):
 
     def __init__(self, p: float = 0.5, generator: torch.Generator | None = None):
         super().__init__(generator)
-        self.p = _check_prob("SirenNegate p", p)
+        self.p = probability(p, "SirenNegate p")
 
     def check(self, arch):
         _check_siren("SirenNegate", arch)
@@ -211,9 +204,7 @@ class SirenBiasShift(Augmentation):
 
     def __init__(self, max_k: int = 4, generator: torch.Generator | None = None):
         super().__init__(generator)
-        if int(max_k) != max_k or max_k < 0:
-            raise InrforgeError(f"SirenBiasShift max_k must be a non-negative integer, got {max_k}")
-        self.max_k = int(max_k)
+        self.max_k = whole_number(max_k, "SirenBiasShift max_k", minimum=0)
 
     def check(self, arch):
         _check_siren("SirenBiasShift", arch)
@@ -276,9 +267,7 @@ class Rotate(_ParamAugmentation):
 
     def __init__(self, max_angle: float = 30.0, generator: torch.Generator | None = None):
         super().__init__(generator)
-        if not (math.isfinite(max_angle) and max_angle >= 0):
-            raise InrforgeError(f"Rotate max_angle must be a non-negative number of degrees, got {max_angle}")
-        self.max_angle = float(max_angle)
+        self.max_angle = number(max_angle, "Rotate max_angle (degrees)", minimum=0)
 
     def check(self, arch):
         _check_plain_input("Rotate", arch, dims=2)
@@ -295,9 +284,24 @@ class Rotate(_ParamAugmentation):
 
     @staticmethod
     def transform_coords(coords: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """``T x = R(theta) x`` per sample: coords (N, 2) -> (B, N, 2)."""
-        r = rotation_matrices(torch.as_tensor(params).to(coords.device, coords.dtype))
-        return torch.einsum("bij,nj->bni", r, coords)
+        """``T x = R(theta) x`` per sample: coords (N, 2) or (B, N, 2) -> (B, N, 2)."""
+        theta, coords = _coords_per_sample("Rotate", coords, params)
+        return torch.einsum("bij,bnj->bni", rotation_matrices(theta), coords)
+
+
+def _coords_per_sample(name: str, coords: torch.Tensor, params) -> tuple[torch.Tensor, torch.Tensor]:
+    """``params`` on ``coords``' device and dtype, and ``coords`` as (B, N, in): shared (N, in)
+    coordinates are broadcast to every sample, per-sample ones must have one row per param."""
+    params = torch.as_tensor(params).to(coords.device, coords.dtype)
+    if params.ndim == 0:
+        raise InrforgeError(f"{name}.transform_coords takes one param per sample (B, ...), got a scalar")
+    b = params.shape[0]
+    if coords.ndim == 2:
+        return params, coords.unsqueeze(0).expand(b, *coords.shape)
+    if coords.ndim != 3 or coords.shape[0] != b:
+        raise InrforgeError(f"{name}.transform_coords takes coords (N, in) or (B, N, in) for {b} params, "
+                            f"got {tuple(coords.shape)}")
+    return params, coords
 
 
 class Scale(_ParamAugmentation):
@@ -310,9 +314,9 @@ class Scale(_ParamAugmentation):
 
     def __init__(self, lo: float = 0.8, hi: float = 1.2, generator: torch.Generator | None = None):
         super().__init__(generator)
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-            raise InrforgeError(f"Scale needs finite lo <= hi, got lo={lo}, hi={hi}")
-        self.lo, self.hi = float(lo), float(hi)
+        self.lo, self.hi = number(lo, "Scale lo"), number(hi, "Scale hi")
+        if self.lo > self.hi:
+            raise InrforgeError(f"Scale needs lo <= hi, got lo={lo}, hi={hi}")
 
     def check(self, arch):
         _check_plain_input("Scale", arch)
@@ -329,8 +333,9 @@ class Scale(_ParamAugmentation):
 
     @staticmethod
     def transform_coords(coords, params):
-        """``T x = s x`` per sample: coords (N, in) -> (B, N, in)."""
-        return torch.as_tensor(params).to(coords.device, coords.dtype)[:, None, None] * coords
+        """``T x = s x`` per sample: coords (N, in) or (B, N, in) -> (B, N, in)."""
+        s, coords = _coords_per_sample("Scale", coords, params)
+        return s[:, None, None] * coords
 
 
 class Translate(_ParamAugmentation):
@@ -346,9 +351,7 @@ class Translate(_ParamAugmentation):
 
     def __init__(self, max_shift: float = 0.25, generator: torch.Generator | None = None):
         super().__init__(generator)
-        if not (math.isfinite(max_shift) and max_shift >= 0):
-            raise InrforgeError(f"Translate max_shift must be a non-negative number, got {max_shift}")
-        self.max_shift = float(max_shift)
+        self.max_shift = number(max_shift, "Translate max_shift", minimum=0)
 
     def sample(self, weights, generator=None):
         u = _rand((len(weights), weights.arch.in_features), self._generator(generator), weights.weights[0])
@@ -371,8 +374,9 @@ class Translate(_ParamAugmentation):
 
     @staticmethod
     def transform_coords(coords, params):
-        """``T x = x + t`` per sample: coords (N, in) -> (B, N, in)."""
-        return coords.unsqueeze(0) + torch.as_tensor(params).to(coords.device, coords.dtype).unsqueeze(1)
+        """``T x = x + t`` per sample: coords (N, in) or (B, N, in) -> (B, N, in)."""
+        t, coords = _coords_per_sample("Translate", coords, params)
+        return coords + t.unsqueeze(1)
 
 
 # ----- not function-preserving ----------------------------------------------------------------
@@ -385,9 +389,7 @@ class GaussianNoise(Augmentation):
 
     def __init__(self, rel_std: float = 0.32, generator: torch.Generator | None = None):
         super().__init__(generator)
-        if not (math.isfinite(rel_std) and rel_std >= 0):
-            raise InrforgeError(f"GaussianNoise rel_std must be >= 0, got {rel_std}")
-        self.rel_std = float(rel_std)
+        self.rel_std = number(rel_std, "GaussianNoise rel_std", minimum=0)
 
     def _apply(self, weights, generator):
         b = len(weights)
@@ -411,7 +413,7 @@ class WeightDropout(Augmentation):
 
     def __init__(self, p: float = 0.1, rescale: bool = False, generator: torch.Generator | None = None):
         super().__init__(generator)
-        self.p = _check_prob("WeightDropout p", p, closed_top=not rescale)
+        self.p = probability(p, "WeightDropout p", closed_top=not rescale)
         self.rescale = bool(rescale)
 
     def _apply(self, weights, generator):
@@ -433,7 +435,7 @@ class QuantilePrune(Augmentation):
 
     def __init__(self, q_max: float = 0.1, generator: torch.Generator | None = None):
         super().__init__(generator)
-        self.q_max = _check_prob("QuantilePrune q_max", q_max)
+        self.q_max = probability(q_max, "QuantilePrune q_max")
 
     def _apply(self, weights, generator):
         flat = weights.flatten()
@@ -575,15 +577,11 @@ class MixUp:
     ):
         if mode not in MIX_MODES:
             raise InrforgeError(f"unknown MixUp mode {mode!r}; choose one of {', '.join(MIX_MODES)}")
-        if not (math.isfinite(alpha) and alpha > 0):
-            raise InrforgeError(f"MixUp alpha must be > 0, got {alpha}")
-        if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
-            raise InrforgeError(f"num_classes must be a positive integer, got {num_classes}")
         self.mode = mode
-        self.alpha = float(alpha)
-        self.num_classes = None if num_classes is None else int(num_classes)
+        self.alpha = number(alpha, "MixUp alpha", positive=True)
+        self.num_classes = None if num_classes is None else whole_number(num_classes, "MixUp num_classes")
         self.generator = _check_generator("MixUp", generator)
-        self.align_max_iter = int(align_max_iter)
+        self.align_max_iter = check_count("MixUp align_max_iter", align_max_iter)
 
     def check(self, arch: INRSpec) -> None:
         """MixUp applies to every arch."""

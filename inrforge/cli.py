@@ -250,7 +250,7 @@ def cmd_train(a) -> int:
     metric = "acc" if res["task"] == "classification" else "loss"
     show = (lambda d: f"{100 * d[metric]:.2f}%") if metric == "acc" else (lambda d: f"{d[metric]:.4g} MSE")
     scores = [f"{split} {show(res[split])}" for split in ("test", "val") if split in res]
-    print(f"{a.model}{' + align' if a.align else ''}{' + ' + ','.join(augment) if augment else ''}: {', '.join(scores) or 'no val or test split'} "
+    print(f"{run.label}: {', '.join(scores) or 'no val or test split'} "
           f"(best epoch {res['best_epoch']}, {res['params']} params, {res['train_time_s']:.0f} s)")
     return 0
 

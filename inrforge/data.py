@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from .errors import InrforgeError
-from .fit import check_count
+from .checks import check_count
 from .store import INRStore, open_store
 from .weights import Weights
 

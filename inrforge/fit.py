@@ -24,16 +24,9 @@ import numpy as np
 import torch
 
 from .arch import INRSpec
+from .checks import check_count, is_number
 from .errors import InrforgeError
 from .inr import encode, forward
-
-
-def check_count(name: str, value, minimum: int = 1) -> int:
-    """``value`` as an int if it is an integer (not a bool, not 2.0) of at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise InrforgeError(f"{name} must be {what}, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -57,11 +50,6 @@ class FitSettings:
         if not isinstance(self.compile, (bool, np.bool_)):
             raise InrforgeError(f"compile must be True or False, got {self.compile!r}")
         check_device(self.device)
-
-
-def is_number(value) -> bool:
-    """Whether ``value`` is a real number (int, float, numpy scalar), not a bool or a string."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def psnr_to_mse(psnr: float) -> float:

@@ -18,9 +18,10 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .arch import INRSpec, make_arch
+from .arch import INRSpec, make_arch, require_arch
+from .checks import check_count
 from .errors import InrforgeError
-from .fit import (FitSettings, available_bytes, batch_bytes, check_compiler, check_count, check_device,
+from .fit import (FitSettings, available_bytes, batch_bytes, check_compiler, check_device,
                   default_batch_size, fit_batch, inr_seed, memory_batch_limit, worth_compiling)
 from .sources import Source, load_source
 from .store import INRStore, ShardData, create_store, is_store, jsonable, prepare_output
@@ -202,6 +203,7 @@ def prepare_fit(
     check_device(device, here=fit_here)
     if arch is None:
         arch = make_arch("siren-dwsnets", in_features=source.in_features, out_features=source.out_features)
+    require_arch(arch, "fit_inrs")
     if arch.in_features != source.in_features or arch.out_features != source.out_features:
         raise InrforgeError(
             f"arch maps {arch.in_features} -> {arch.out_features} but source {source.name!r} has "

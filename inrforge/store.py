@@ -36,7 +36,8 @@ import torch
 import zarr
 
 from . import __version__
-from .arch import INRSpec, whole_number
+from .arch import INRSpec
+from .checks import whole_number
 from .errors import InrforgeError, StoreReplacedError, first_line
 from .weights import Weights
 

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from .data import WeightDataset
 from .errors import InrforgeError
-from .fit import check_count, check_device, is_number
+from .checks import check_count, is_number
+from .fit import check_device
 from .store import INRStore, summary_line, write_json
 
 AUGMENTATIONS = ("perm", "negate", "shift", "rotate", "scale", "translate", "noise", "dropout", "prune",
@@ -337,11 +338,16 @@ class TrainingRun:
     task: str
     describe: dict
 
-    def fit(self, log_dir=None, progress: bool | None = None) -> dict:
+    @property
+    def label(self) -> str:
+        """The run's name as the pipelines spell it: model, then ``align``, then the augmentations,
+        joined by ``+`` (``mlp+align``, ``dwsnet+perm+mixup-align``)."""
         d = self.describe
-        desc = f"{d['model']}{'+align' if d['align'] else ''}{'+' + '+'.join(d['augment']) if d['augment'] else ''}"
+        return "+".join([d["model"], *(["align"] if d["align"] else []), *d["augment"]])
+
+    def fit(self, log_dir=None, progress: bool | None = None) -> dict:
         return fit_model(self.model, self.train, self.val, self.test, self.config, self.task, log_dir=log_dir,
-                         progress=progress, desc=desc, describe=d)
+                         progress=progress, desc=self.label, describe=self.describe)
 
 
 def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None = None,

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .arch import INRSpec
+from .arch import INRSpec, require_arch
 from .errors import InrforgeError
 
 
@@ -27,8 +27,7 @@ class Weights:
     arch: INRSpec
 
     def __post_init__(self):
-        if not isinstance(self.arch, INRSpec):
-            raise InrforgeError(f"Weights needs an INRSpec as arch, got {type(self.arch).__name__}")
+        require_arch(self.arch, "Weights")
         object.__setattr__(self, "weights", tuple(self.weights))
         object.__setattr__(self, "biases", tuple(self.biases))
         if len(self.weights) != self.arch.n_layers or len(self.biases) != self.arch.n_layers:
@@ -38,6 +37,8 @@ class Weights:
         if not all(isinstance(t, torch.Tensor) for t in self.weights + self.biases):
             raise InrforgeError("Weights takes torch tensors (per layer: weight (B, out, in), bias (B, out))")
         first = self.weights[0]
+        if not first.dtype.is_floating_point:
+            raise InrforgeError(f"INR parameters must be floating point, got {first.dtype}")
         for slot, t in zip(self.arch.layout, self.tensors()):
             if t.dtype != first.dtype or t.device != first.device:
                 raise InrforgeError(
@@ -84,7 +85,13 @@ class Weights:
 
         A single index (a Python or numpy int, or a 0-d integer tensor / array) keeps the batch
         dimension; out of range it raises IndexError (so ``for one in weights`` stops at the end).
+        Anything that would reach past the batch dimension (a tuple such as ``w[:, perm]``, which
+        would index every tensor's own axes, ``None``, ``...``, a lone bool) is an InrforgeError.
         """
+        if (index is None or index is Ellipsis or isinstance(index, (tuple, bool, np.bool_))
+                or (isinstance(index, torch.Tensor) and index.ndim == 0 and index.dtype == torch.bool)):
+            raise InrforgeError(f"Weights index the batch of INRs only (an int, slice, index list or mask), "
+                                f"got {index!r:.60}; permute neurons with inrforge.align.apply_permutation")
         if isinstance(index, torch.Tensor):
             if index.ndim == 0 and not index.dtype.is_floating_point and index.dtype != torch.bool:
                 index = int(index)
@@ -106,6 +113,9 @@ class Weights:
         arch = items[0].arch
         if any(it.arch != arch for it in items):
             raise InrforgeError("cannot concatenate weights of different architectures")
+        if any(it.dtype != items[0].dtype for it in items):
+            raise InrforgeError(f"cannot concatenate weights of different dtypes: "
+                                f"{sorted({str(it.dtype) for it in items})}")
         n = arch.n_layers
         return Weights(
             tuple(torch.cat([it.weights[i] for it in items]) for i in range(n)),
@@ -121,6 +131,7 @@ class Weights:
     @classmethod
     def from_flat(cls, flat: torch.Tensor, arch: INRSpec) -> "Weights":
         """Inverse of :meth:`flatten`; the tensors are views of ``flat`` where possible."""
+        require_arch(arch, "Weights.from_flat")
         flat = torch.as_tensor(flat)
         if flat.ndim != 2 or flat.shape[1] != arch.param_count:
             raise InrforgeError(

@@ -43,9 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .arch import INRSpec, make_arch, whole_number
+from .arch import INRSpec, make_arch
+from .checks import check_count, is_number, whole_number
 from .errors import InrforgeError
-from .fit import check_count, check_device, inr_seed, is_number
+from .fit import check_device, inr_seed
 from .fitjob import _differences, _fit_identity, library_versions
 from .inr import forward
 from .sources import load_source

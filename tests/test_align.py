@@ -33,6 +33,9 @@ def test_random_permutations_are_permutations():
         assert torch.equal(p.sort(dim=1).values, torch.arange(12).expand(50, -1))
     assert not torch.equal(perms[0][0], perms[0][1])
     assert torch.equal(perms[1], random_permutations(arch, 50, gen(0))[1])
+    assert [tuple(p.shape) for p in random_permutations(arch, 0)] == [(0, 12)] * 3
+    with pytest.raises(InrforgeError, match="^random_permutations batch must be an integer >= 0, got -1"):
+        random_permutations(arch, -1)
 
 
 def test_apply_permutation_convention_and_exactness():

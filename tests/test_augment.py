@@ -176,10 +176,34 @@ def test_incompatible_archs_raise():
         Compose([Permute(), Rotate()])(batch(FOURIER, n=2))
     with pytest.raises(InrforgeError):
         Permute()(torch.zeros(3, 4))
-    for bad in (lambda: SirenNegate(p=1.5), lambda: Scale(2, 1), lambda: SirenBiasShift(max_k=-1),
-                lambda: MixUp(mode="nope"), lambda: MixUp(alpha=0), lambda: QuantilePrune(q_max=2)):
-        with pytest.raises(InrforgeError):
-            bad()
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: SirenNegate(p=1.5), "SirenNegate p must be in [0, 1], got 1.5"),
+    (lambda: SirenNegate(p="0.5"), "SirenNegate p must be in [0, 1], got '0.5'"),
+    (lambda: WeightDropout(p=1.0, rescale=True), "WeightDropout p must be in [0, 1), got 1.0"),
+    (lambda: QuantilePrune(q_max=2), "QuantilePrune q_max must be in [0, 1], got 2"),
+    (lambda: Scale(2, 1), "Scale needs lo <= hi, got lo=2, hi=1"),
+    (lambda: Scale("a"), "Scale lo must be a finite number, got 'a'"),
+    (lambda: Scale(0.8, float("inf")), "Scale hi must be a finite number, got inf"),
+    (lambda: Rotate(None), "Rotate max_angle (degrees) must be a number >= 0, got None"),
+    (lambda: Rotate(-5), "Rotate max_angle (degrees) must be a number >= 0, got -5"),
+    (lambda: Translate(float("nan")), "Translate max_shift must be a number >= 0, got nan"),
+    (lambda: GaussianNoise(rel_std=True), "GaussianNoise rel_std must be a number >= 0, got True"),
+    (lambda: SirenBiasShift(max_k=-1), "SirenBiasShift max_k must be an integer >= 0, got -1"),
+    (lambda: SirenBiasShift(max_k="a"), "SirenBiasShift max_k must be an integer >= 0, got 'a'"),
+    (lambda: MixUp(mode="nope"), "unknown MixUp mode 'nope'"),
+    (lambda: MixUp(alpha=0), "MixUp alpha must be a positive number, got 0"),
+    (lambda: MixUp(num_classes="x"), "MixUp num_classes must be a positive integer, got 'x'"),
+    (lambda: MixUp(num_classes=2.5), "MixUp num_classes must be a positive integer, got 2.5"),
+    (lambda: MixUp(mode="align", align_max_iter=0), "MixUp align_max_iter must be a positive integer, got 0"),
+])
+def test_bad_augmentation_settings_are_refused_when_built(build, message):
+    """Refused in the constructor, with the setting's name and value, never at the first call
+    (nor as Python's own ValueError / TypeError from ``float('a')`` or ``'a' < 0``)."""
+    with pytest.raises(InrforgeError) as e:
+        build()
+    assert str(e.value).startswith(message)
 
 
 # ----- not function-preserving ------------------------------------------------------------------
@@ -421,3 +445,21 @@ def test_transform_coords_follow_the_coords_device():
         tx = aug.transform_coords(x, p)
         assert tx.device == x.device
         assert max_diff(render(aug.apply(w, p), x).cpu(), render(w, tx).cpu()) < 1e-10
+
+
+def test_transform_coords_take_shared_or_per_sample_coords():
+    """The (B, N, in) coordinates that ``render`` accepts: each sample's own grid is transformed
+    with its own param, exactly as the shared grid is, and a batch mismatch is refused."""
+    w = batch(SIREN, n=3, perturb=0.05)
+    x = coords(SIREN)
+    per_sample = torch.stack([x, 0.5 * x, x.flip(0)])
+    for aug in (Rotate(), Scale(), Translate()):
+        p = aug.sample(w, gen(1))
+        shared = aug.transform_coords(x, p)
+        assert shared.shape == (3, *x.shape)
+        own = aug.transform_coords(per_sample, p)
+        for k in range(3):
+            assert torch.equal(own[k], aug.transform_coords(per_sample[k], p[k : k + 1])[0])
+        assert max_diff(render(aug.apply(w, p), per_sample), render(w, own)) < 1e-10
+        with pytest.raises(InrforgeError, match=r"transform_coords takes coords \(N, in\) or \(B, N, in\) for 3 params"):
+            aug.transform_coords(per_sample[:2], p)

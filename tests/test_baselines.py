@@ -29,8 +29,12 @@ def test_shapes_and_inputs():
         net(Weights.from_flat(torch.randn(2, arch_of((2, 4, 3)).param_count), arch_of((2, 4, 3))))
     with pytest.raises(InrforgeError):
         FlatMLP(arch, 0)
-    with pytest.raises(InrforgeError):
+    with pytest.raises(InrforgeError, match=r"^dropout must be in \[0, 1\), got 1.5"):
         FlatMLP(arch, 3, dropout=1.5)
+    with pytest.raises(InrforgeError, match="^FlatMLP needs an INRSpec as arch"):
+        FlatMLP("siren", 2)
+    with pytest.raises(InrforgeError, match="^FlatMLP hidden widths must be a positive integer, got 2.5"):
+        FlatMLP(arch, 2, hidden=(8, 2.5))
 
 
 def test_default_and_dropout():

@@ -443,6 +443,42 @@ def test_bad_configs():
         DWSNet(arch, 3)(rand_weights(arch_of((2, 4, 3))))
 
 
+@pytest.mark.parametrize("build, message", [
+    (lambda a: DWSNet(a, 2.5), "DWSNet out_features must be a positive integer, got 2.5"),
+    (lambda a: DWSNet(a, 3, hidden="8"), "DWSNet hidden must be a positive integer, got '8'"),
+    (lambda a: DWSNet(a, 3, depth=0), "DWSNet depth must be a positive integer, got 0"),
+    (lambda a: DWSNet(a, 3, head_hidden=(16, 0)), "DWSNet head_hidden widths must be a positive integer, got 0"),
+    (lambda a: DWSNet(a, 3, dropout=1.0), "dropout must be in [0, 1), got 1.0"),
+    (lambda a: DWSNet(a.to_dict(), 3), "DWSNet needs an INRSpec as arch"),
+    (lambda a: DWSNetEquivariant("siren"), "DWSNetEquivariant needs an INRSpec as arch"),
+    (lambda a: DWSNetEquivariant(a, depth=1.5), "DWSNetEquivariant depth must be a positive integer, got 1.5"),
+])
+def test_bad_constructor_arguments_are_one_line_errors(build, message):
+    with pytest.raises(InrforgeError) as e:
+        build(arch_of((2, 5, 3)))
+    assert str(e.value).startswith(message)
+
+
+@pytest.mark.parametrize("cfg", NET_CONFIGS, ids=["plain", "bn-res-max", "ln-sum-attn"])
+def test_an_empty_batch_gives_an_empty_output(cfg):
+    arch = arch_of((2, 5, 7, 3))
+    empty = Weights.from_flat(torch.zeros(0, arch.param_count, dtype=DT), arch)
+    for mode in (True, False):
+        assert DWSNet(arch, 5, hidden=4, depth=2, **cfg).to(DT).train(mode)(empty).shape == (0, 5)
+        trunk = {k: v for k, v in cfg.items() if k != "head_pool"}
+        out = DWSNetEquivariant(arch, hidden=4, depth=2, **trunk).to(DT).train(mode)(empty)
+        assert len(out) == 0 and out.arch == arch
+
+
+def test_batch_norm_refuses_a_single_inr_only_in_training():
+    arch = arch_of((2, 5, 7, 3))
+    net = DWSNet(arch, 5, hidden=4, depth=2, norm="batch").to(DT)
+    one = rand_weights(arch)[:1]
+    with pytest.raises(InrforgeError, match="^batch norm needs at least 2 INRs per training batch"):
+        net.train()(one)
+    assert net.eval()(one).shape == (1, 5)
+
+
 def test_training_learns():
     """An invariant regression target from random weights: the loss falls by far in 100 steps."""
     torch.manual_seed(0)

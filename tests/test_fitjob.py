@@ -69,6 +69,7 @@ def test_impossible_arguments_are_refused_before_a_store_exists(tmp_path):
                     (dict(views=True), "--views must be a positive integer, got True"),
                     (dict(seed=-1), "--seed must be an integer >= 0, got -1"),
                     (dict(device=None), "unknown device None"),
+                    (dict(arch="siren"), "fit_inrs needs an INRSpec as arch .*make_arch"),
                     (dict(views=10**8), "a shard of 6 objects x 100000000 views x 1,185 parameters per INR holds")):
         with pytest.raises(InrforgeError, match=msg):
             fit_inrs(src, out, **{"steps": 2, "compile": False, "progress": False, **kw})

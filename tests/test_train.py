@@ -180,7 +180,7 @@ def test_train_align_on_the_command_line_is_the_align_baseline(tmp_path, capsys)
     run = tmp_path / "run"
     assert main(["train", s.path, "--model", "mlp", "--align", "--epochs", "3", "--batch-size", "64", "--quiet",
                  "--out", str(run)]) == 0
-    assert capsys.readouterr().out.startswith("mlp + align: ")
+    assert capsys.readouterr().out.startswith("mlp+align: ")
     r = json.loads((run / "result.json").read_text())
     api = train_on_store(s, model="mlp", align=True, progress=False,
                          config=TrainConfig(epochs=3, batch_size=64, lr=5e-3, weight_decay=5e-4))

@@ -87,3 +87,20 @@ def test_inconsistent_tensors_and_bad_arguments_are_reported():
         Weights([t.numpy() for t in w.weights], w.biases, ARCH)
     with pytest.raises(InrforgeError, match="at least one"):
         Weights.cat([])
+    with pytest.raises(InrforgeError, match="^Weights.from_flat needs an INRSpec as arch"):
+        Weights.from_flat(w.flatten(), ARCH.to_dict())
+    with pytest.raises(InrforgeError, match="^INR parameters must be floating point, got torch.int64"):
+        Weights.from_flat(torch.zeros(2, ARCH.param_count, dtype=torch.int64), ARCH)
+    with pytest.raises(InrforgeError, match=r"different dtypes: \['torch.float32', 'torch.float64'\]"):
+        Weights.cat([w, w.to(torch.float64)])
+
+
+@pytest.mark.parametrize("index", [(slice(None), [1, 0, 2, 3, 4]), (0,), None, Ellipsis, True, np.bool_(False),
+                                   torch.tensor(True)])
+def test_an_index_past_the_batch_dimension_is_refused(index):
+    """``w[:, perm]`` would index every tensor's own axes; on a net whose tensors all keep valid
+    shapes it would silently give another function (a square relu arch permutes even its output
+    layer), so anything but a batch index is refused."""
+    square = INRSpec(widths=(5, 5, 5, 5), family="relu", init="relu")
+    with pytest.raises(InrforgeError, match="^Weights index the batch of INRs only"):
+        random_weights(5, square)[index]

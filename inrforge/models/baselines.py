@@ -14,7 +14,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..arch import INRSpec
+from ..arch import INRSpec, require_arch
+from ..checks import probability, whole_number
 from ..errors import InrforgeError
 from ..weights import Weights
 
@@ -29,11 +30,10 @@ class FlatMLP(nn.Module):
 
     def __init__(self, arch: INRSpec, out_features: int, hidden: Sequence[int] = (256, 256, 256), dropout: float = 0.0):
         super().__init__()
-        if out_features < 1 or any(h < 1 for h in hidden):
-            raise InrforgeError(f"impossible FlatMLP: hidden {list(hidden)}, out_features {out_features}")
-        if not 0.0 <= dropout < 1.0:
-            raise InrforgeError(f"dropout must be in [0, 1), got {dropout}")
-        self.arch = arch
+        self.arch = require_arch(arch, "FlatMLP")
+        out_features = whole_number(out_features, "FlatMLP out_features")
+        hidden = [whole_number(h, "FlatMLP hidden widths") for h in hidden]
+        dropout = probability(dropout, "dropout", closed_top=False)
         layers, n = [], arch.param_count
         for h in hidden:
             layers += [nn.Linear(n, h), nn.ReLU()]

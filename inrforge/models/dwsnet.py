@@ -66,7 +66,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..arch import INRSpec
+from ..arch import INRSpec, require_arch
+from ..checks import probability, whole_number
 from ..errors import InrforgeError
 from ..weights import Weights
 
@@ -196,7 +197,7 @@ class WSFeatures:
         # x: (B, C, *axes) -> (B, *perm axes, *fixed axes, C) -> (B, *perm axes, fixed*C)
         order = (0, *(2 + p for p in s.perm_pos), *(2 + p for p in s.fixed_pos), 1)
         x = x.permute(order)
-        return x.reshape(x.shape[0], *s.perm_sizes, -1)
+        return x.reshape(s.canonical_shape(x.shape[0], x.shape[-1]))  # no -1: B may be 0
 
     @staticmethod
     def _from_canonical(s: TensorSlot, x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -533,6 +534,9 @@ class WSNorm(nn.Module):
 
     def forward(self, feats: WSFeatures) -> WSFeatures:
         feats = _checked(feats, self.arch, self.channels, "WSNorm")
+        if self.kind == "batch" and self.training and len(feats) == 1:
+            raise InrforgeError("batch norm needs at least 2 INRs per training batch (the last bias has no "
+                                "permuted axis to pool over); use eval(), a larger batch or norm='layer'")
         out = []
         for i, x in enumerate(feats.tensors):
             if self.kind == "batch":
@@ -584,8 +588,7 @@ class _Trunk(nn.Module):
         super().__init__()
         if norm not in NORMS:
             raise InrforgeError(f"unknown norm {norm!r}; choose None, 'batch' or 'layer'")
-        if not 0.0 <= dropout < 1.0:
-            raise InrforgeError(f"dropout must be in [0, 1), got {dropout}")
+        dropout = probability(dropout, "dropout", closed_top=False)
         self.layers = nn.ModuleList(
             DWSLayer(arch, cin, cout, pool=pool, set_layer=set_layer) for cin, cout in zip(channels[:-1], channels[1:])
         )
@@ -638,11 +641,10 @@ class DWSNet(nn.Module):
         in_channels: int = 1,
     ):
         super().__init__()
-        head_hidden = tuple(head_hidden)
-        if depth < 1 or hidden < 1 or out_features < 1 or any(h < 1 for h in head_hidden):
-            raise InrforgeError(f"impossible DWSNet: depth {depth}, hidden {hidden}, head_hidden {list(head_hidden)}, "
-                                f"out_features {out_features}")
-        self.arch = arch
+        self.arch = require_arch(arch, "DWSNet")
+        out_features = whole_number(out_features, "DWSNet out_features")
+        hidden, depth = whole_number(hidden, "DWSNet hidden"), whole_number(depth, "DWSNet depth")
+        head_hidden = tuple(whole_number(h, "DWSNet head_hidden widths") for h in head_hidden)
         self.trunk = _Trunk(arch, [in_channels] + [hidden] * depth, pool, set_layer, dropout, norm, residual, False)
         self.pool = InvariantPool(arch, hidden, head_pool)
         mlp, n = [], self.pool.out_features
@@ -687,11 +689,10 @@ class DWSNetEquivariant(nn.Module):
         out_channels: int = 1,
     ):
         super().__init__()
-        if depth < 1 or hidden < 1:
-            raise InrforgeError(f"impossible DWSNetEquivariant: depth {depth}, hidden {hidden}")
+        self.arch = require_arch(arch, "DWSNetEquivariant")
+        hidden, depth = whole_number(hidden, "DWSNetEquivariant hidden"), whole_number(depth, "DWSNetEquivariant depth")
         if residual and in_channels != out_channels:
             raise InrforgeError("residual output needs in_channels == out_channels")
-        self.arch = arch
         chans = [in_channels] + [hidden] * (depth - 1) + [out_channels]
         self.trunk = _Trunk(arch, chans, pool, set_layer, dropout, norm, block_residual, True)
         self.residual = bool(residual)

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch
 
-from ..arch import whole_number
+from ..checks import whole_number
 from ..errors import InrforgeError
 from ..inr import image_grid
 

@@ -1,0 +1,56 @@
+"""Argument checks shared by every stage: each returns the clean value or raises an
+:class:`~inrforge.errors.InrforgeError` whose one line names the argument and the value given.
+
+A bool is never a number here (``True`` is an int to Python, never a sensible count or rate), and a
+string is never converted: ``"8"`` is refused, not read as 8.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import InrforgeError
+
+
+def is_number(value) -> bool:
+    """Whether ``value`` is a real number (int, float, numpy scalar), not a bool or a string."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def number(value, what: str, minimum: float | None = None, positive: bool = False) -> float:
+    """``value`` as a finite float, at least ``minimum`` (if given) and above 0 (if ``positive``)."""
+    if not is_number(value) or not math.isfinite(value) or (minimum is not None and value < minimum) \
+            or (positive and value <= 0):
+        expects = ("a positive number" if positive else "a finite number" if minimum is None
+                   else f"a number >= {minimum:g}")
+        raise InrforgeError(f"{what} must be {expects}, got {value!r}")
+    return float(value)
+
+
+def whole_number(value, what: str, minimum: int | None = 1) -> int:
+    """``value`` as an int (>= ``minimum`` unless it is None): an int or an integral float (``32.0``,
+    as JSON may give); a bool, a string, ``2.5``, NaN or anything else is an :class:`InrforgeError`
+    naming ``what`` (never truncated).  (:func:`check_count` is the stricter API check: no floats.)"""
+    ok = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and math.isfinite(value)
+                                                  and float(value).is_integer())
+    if isinstance(value, (bool, np.bool_)) or not ok or (minimum is not None and int(value) < minimum):
+        expects = {None: "an integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+        raise InrforgeError(f"{what} must be {expects}, got {value!r}")
+    return int(value)
+
+
+def check_count(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int if it is an integer (not a bool, not 2.0) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise InrforgeError(f"{name} must be {what}, got {value!r}")
+    return int(value)
+
+
+def probability(value, what: str, closed_top: bool = True) -> float:
+    """``value`` as a float in [0, 1] (or [0, 1) unless ``closed_top``)."""
+    if not is_number(value) or not (0.0 <= value <= 1.0) or (not closed_top and value == 1.0):
+        raise InrforgeError(f"{what} must be in [0, 1{']' if closed_top else ')'}, got {value!r}")
+    return float(value)
