@@ -8,6 +8,7 @@ string is never converted: ``"8"`` is refused, not read as 8.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -54,3 +55,23 @@ def probability(value, what: str, closed_top: bool = True) -> float:
     if not is_number(value) or not (0.0 <= value <= 1.0) or (not closed_top and value == 1.0):
         raise InrforgeError(f"{what} must be in [0, 1{']' if closed_top else ')'}, got {value!r}")
     return float(value)
+
+
+def usable_cores() -> int:
+    """The number of cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def process_count(value, what: str, minimum: int = 1) -> int:
+    """``value`` (a :func:`check_count`) processes or threads to start on this machine: more than
+    4 per core (and more than 8 on a small machine) is refused, since that many would only fight
+    over the cores, and a typo such as 100000 would take the machine down while they start."""
+    n = check_count(what, value, minimum)
+    cap = max(8, 4 * usable_cores())
+    if n > cap:
+        raise InrforgeError(f"{what} is {n}, more than this machine's {usable_cores()} cores can run "
+                            f"(at most {cap}, 4 per core)")
+    return n

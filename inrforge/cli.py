@@ -13,8 +13,9 @@ import sys
 
 from . import __version__
 from .errors import InrforgeError
-from .script import (RESUMES, ArgumentParser, default_threads, nonnegative_float, nonnegative_int,
-                     positive_float, positive_int, probability, psnr_or_none, report_errors, results_dir, set_threads)
+from .script import (RESUMES, ArgumentParser, default_threads, dropout_rate, nonnegative_float, nonnegative_int,
+                     path_arg, positive_float, positive_int, psnr_or_none, report_errors, results_dir, set_threads,
+                     store_out_arg)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,10 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fit", help="fit INRs to a source and write (or resume) a store")
     f.add_argument("--source", required=True, choices=SOURCE_NAMES, help="what to fit")
-    f.add_argument("--data", help="folder with the source's files (mnist IDX, fashion-mnist, cifar10, image-folder)")
+    f.add_argument("--data", type=path_arg, help="folder with the source's files (mnist IDX, fashion-mnist, cifar10, image-folder)")
     f.add_argument("--source-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="source option, e.g. n=5000 or b_range=0.5,10 for sines (repeatable)")
-    f.add_argument("--out", required=True, help="store path (a folder, or an fsspec URL)")
+    f.add_argument("--out", type=store_out_arg, required=True, help="store path (a folder, or an fsspec URL)")
     f.add_argument("--arch", default="siren-dwsnets", choices=PRESETS, help="INR preset (default: siren-dwsnets)")
     f.add_argument("--hidden", type=positive_int, default=32, help="hidden width (default 32)")
     f.add_argument("--depth", type=positive_int, default=2, help="number of hidden layers (default 2: 2->32->32->1)")
@@ -51,26 +52,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="global seed; view v of object i starts from a seed derived from (seed, i, v)")
     f.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads (default: all cores; with --scheduler: per task, default 1)")
-    f.add_argument("--scheduler", metavar="ADDRESS",
+    f.add_argument("--scheduler", type=path_arg, metavar="ADDRESS",
                    help="fit as Dask tasks, one per shard: a running scheduler's address (tcp://host:8786), "
                         "or local:N for a local cluster of N single-threaded worker processes")
     f.add_argument("--no-compile", action="store_true", help="do not torch.compile the step")
     f.add_argument("--overwrite", action="store_true", help="replace an existing store made with other arguments")
+    f.add_argument("--repair", action="store_true",
+                   help="read the store being resumed whole and refit the finished shards that cannot be read back "
+                        "(missing or damaged files); see inrforge info --verify")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
 
     i = sub.add_parser("info", help="summarise a store")
-    i.add_argument("store", help="store path or fsspec URL")
+    i.add_argument("store", type=path_arg, help="store path or fsspec URL")
     i.add_argument("--json", action="store_true", help="print JSON")
+    i.add_argument("--verify", action="store_true",
+                   help="also read every finished shard back (the whole store) and fail on one that is missing or "
+                        "damaged")
 
     r = sub.add_parser("render", help="draw ground truth beside reconstructions")
-    r.add_argument("store", help="store path or fsspec URL")
-    r.add_argument("--out", required=True, help="PNG to write")
+    r.add_argument("store", type=path_arg, help="store path or fsspec URL")
+    r.add_argument("--out", type=path_arg, required=True, help="PNG to write")
     r.add_argument("--n", type=positive_int, default=16, help="objects to draw")
     r.add_argument("--view", type=nonnegative_int, default=0, help="which neural view to draw")
     r.add_argument("--split", default="test", choices=("train", "val", "test"), help="objects drawn from this split")
 
     t = sub.add_parser("train", help="train a weight-space model (DWSNet or flat MLP) on a store")
-    t.add_argument("store", help="store path or fsspec URL")
+    t.add_argument("store", type=path_arg, help="store path or fsspec URL")
     t.add_argument("--model", default="dwsnet", choices=("dwsnet", "mlp"), help="DWSNet or flat-MLP baseline")
     t.add_argument("--augment", default="", help="comma list: perm, negate, shift, rotate, scale, translate, noise, "
                                                 "dropout, prune, mixup, mixup-perm, mixup-align")
@@ -88,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     # None: not given (a DWSNet option given with --model mlp is refused, not ignored)
     t.add_argument("--hidden", type=positive_int, help="DWSNet channels (default 32)")
     t.add_argument("--depth", type=positive_int, help="DWSNet equivariant layers (default 4)")
-    t.add_argument("--dropout", type=probability, default=0.0, help="dropout probability in the model")
+    t.add_argument("--dropout", type=dropout_rate, default=0.0, help="dropout probability in the model")
     t.add_argument("--norm", choices=("batch", "layer", "none"),
                    help="DWSNet normalisation (equivariant: statistics pooled over permuted axes; default batch)")
     t.add_argument("--normalize", default="symmetric", choices=("symmetric", "entry", "none"),
@@ -98,14 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=nonnegative_int, default=0, help="seed for init, shuffling and augmentations")
     t.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers")
     t.add_argument("--threads", type=positive_int, default=default_threads(), help="torch threads")
-    t.add_argument("--out", help="folder for metrics.jsonl/csv, best.pt and result.json")
+    t.add_argument("--out", type=path_arg, help="folder for metrics.jsonl/csv, best.pt and result.json")
     t.add_argument("--overwrite", action="store_true", help="replace an earlier run's results in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     im = sub.add_parser("import-dws", help="convert a DWSNets-style folder of .pth INRs into a store")
-    im.add_argument("data", help="folder of per-INR state dicts (seq.{i}.weight / seq.{i}.bias)")
-    im.add_argument("--out", required=True, help="store to create")
-    im.add_argument("--splits", help="DWSNets splits JSON ({split: {path: [...], label: [...]}}); default DIR/splits.json if present")
+    im.add_argument("data", type=path_arg, help="folder of per-INR state dicts (seq.{i}.weight / seq.{i}.bias)")
+    im.add_argument("--out", type=store_out_arg, required=True, help="store to create")
+    im.add_argument("--splits", type=path_arg, help="DWSNets splits JSON ({split: {path: [...], label: [...]}}); default DIR/splits.json if present")
     im.add_argument("--arch", default=None, choices=("siren-dwsnets", "siren", "relu"),
                     help="family/offset/init of INRs whose splits JSON records no arch (default siren-dwsnets; shapes "
                          "are read from the files); an export-dws folder's recorded arch, relu-fourier included, "
@@ -116,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
 
     ex = sub.add_parser("export-dws", help="write a store as one DWSNets-style .pth per INR plus splits.json")
-    ex.add_argument("store", help="store path or fsspec URL")
-    ex.add_argument("out", help="empty folder to write")
+    ex.add_argument("store", type=path_arg, help="store path or fsspec URL")
+    ex.add_argument("out", type=path_arg, help="empty folder to write")
     ex.add_argument("--view", type=nonnegative_int, default=0, help="which neural view to export")
     ex.add_argument("--overwrite", action="store_true", help="replace an earlier export-dws folder (nothing else)")
     return p
@@ -154,7 +161,8 @@ def cmd_fit(a) -> int:
                      fourier_features=a.fourier_features or 32, fourier_sigma=a.fourier_sigma or 3.0)
     kwargs = dict(arch=arch, views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
                   batch_size=a.batch_size, device=a.device, seed=a.seed, compile=not a.no_compile,
-                  shard_objects=a.shard_size, overwrite=a.overwrite, progress=False if a.quiet else None)
+                  shard_objects=a.shard_size, overwrite=a.overwrite, progress=False if a.quiet else None,
+                  repair=a.repair)
     if a.scheduler:
         from .distributed import fit_inrs_distributed
 
@@ -193,7 +201,16 @@ def _arch_line(arch: dict) -> str:
 def cmd_info(a) -> int:
     from .store import open_store
 
-    info = open_store(a.store).info()
+    store = open_store(a.store)
+    info = store.info()
+    if a.verify:
+        bad = store.damaged_shards()
+        if bad:
+            objects = sum(b - a for a, b in map(store.shard_range, bad))
+            raise InrforgeError(f"{store.path}: shard{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:10]))}"
+                                f"{', ...' if len(bad) > 10 else ''} ({objects} objects) cannot be read back whole; "
+                                f"`inrforge fit` with the store's arguments and --repair refits them")
+        info["verified_shards"] = store.n_shards - len(store.pending_shards())
     if a.json:  # strict JSON: a statistic with nothing to summarise is null, not NaN
         print(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in info.items()}, indent=2))
         return 0
@@ -210,6 +227,8 @@ def cmd_info(a) -> int:
         print("PSNR (dB)    none recorded")
     print(f"failed       {info['failed']}")
     print(f"size         {_human(info['size_bytes'])}")
+    if a.verify:
+        print(f"verified     all {info['verified_shards']} finished shards read back whole")
     return 0
 
 

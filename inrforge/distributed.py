@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .arch import INRSpec
+from .checks import process_count, usable_cores
 from .errors import InrforgeError, StoreReplacedError, first_line
 from .fit import FitSettings, check_compiler, check_device
 from .fitjob import fit_shard, prepare_fit, require_memory
@@ -48,10 +49,7 @@ def local_workers(spec: str, option: str = "--scheduler") -> int | None:
     ``local:N`` with N not a positive integer is an :class:`InrforgeError` naming ``option`` (the
     command-line option that gave ``spec``)."""
     if spec == "local":
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:
-            return os.cpu_count() or 1
+        return usable_cores()
     if spec.startswith("local:"):
         try:
             n = int(spec[6:])
@@ -59,7 +57,7 @@ def local_workers(spec: str, option: str = "--scheduler") -> int | None:
             n = 0
         if n < 1:
             raise InrforgeError(f"{option} local:N needs a positive number of workers N, got {spec!r}")
-        return n
+        return process_count(n, f"the number of local workers ({option} local:N)")
     return None
 
 
@@ -71,7 +69,18 @@ def check_scheduler(spec: str, option: str = "--scheduler") -> int | None:
         raise InrforgeError(f"{option} takes local:N or a running scheduler's address, not {spec!r}; "
                             f"pipelines/dask_fit.py --cluster {spec.lower()} starts {spec.upper()} workers "
                             f"(dask-jobqueue)")
-    return local_workers(spec, option)
+    n = local_workers(spec, option)
+    if n is None:  # an address: its syntax now, not after a connection attempt times out
+        from distributed.comm.addressing import parse_address, parse_host_port
+
+        try:
+            protocol, location = parse_address(spec)
+            if protocol in ("tcp", "tls"):
+                parse_host_port(location)
+        except ValueError as e:
+            raise InrforgeError(f"{option} {spec!r} is neither local:N nor a scheduler address such as "
+                                f"tcp://host:8786 ({first_line(e)})") from None
+    return n
 
 
 @contextmanager
@@ -126,7 +135,8 @@ class FitReport:
         if not self.fitted and self.skipped == self.shards:
             return f"nothing to fit: all {self.shards} shards were already done"
         return (f"fitted {self.fitted} shards ({self.skipped} already done) of {self.shards}: {self.inrs} INRs "
-                f"in {self.wall_s:.1f} s ({self.inr_per_s:.1f} INR/s) on {len(self.workers)} workers; "
+                f"in {self.wall_s:.1f} s ({self.inr_per_s:.1f} INR/s) on {len(self.workers)} "
+                f"worker{'' if len(self.workers) == 1 else 's'}; "
                 f"retries {self.retries}; failed INRs {self.failed_inrs}")
 
 
@@ -328,6 +338,7 @@ def fit_inrs_distributed(
     retries: int = 3,
     resources: dict | None = None,
     ship_source: bool | None = None,
+    repair: bool = False,
 ) -> FitReport:
     """:func:`inrforge.fit_inrs` on a Dask cluster.
 
@@ -345,7 +356,9 @@ def fit_inrs_distributed(
       a store replaced by another run is never retried;
     - ``resources``: Dask resources per task, e.g. ``{"GPU": 1}`` with ``--device cuda``;
     - ``ship_source``: send the (pickled) source to the workers instead of rebuilding it there
-      from the store's attributes; default: only when it is not one of the registered sources.
+      from the store's attributes; default: only when it is not one of the registered sources;
+    - ``repair``: refit the finished shards of a resumed store whose data cannot be read back, as
+      :func:`inrforge.fit_inrs` does (the driver reads the store whole first).
 
     Returns a :class:`FitReport` (``.store``, ``.summary()``).  A task that fails for good stops
     the job with an :class:`InrforgeError`; finished shards stay, so re-running resumes.
@@ -360,6 +373,8 @@ def fit_inrs_distributed(
                        shard_objects=shard_objects, chunk_objects=chunk_objects, val_fraction=val_fraction,
                        test_fraction=test_fraction, overwrite=overwrite, threads=threads, fit_here=False,
                        create=False)
+    if repair:
+        plan.repair()
     if plan.store is not None and not plan.pending_shards():
         return FitReport(store=plan.store, shards=plan.store.n_shards, skipped=plan.store.n_shards,
                          wall_s=time.perf_counter() - t0)

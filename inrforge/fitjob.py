@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -98,8 +99,8 @@ def library_versions() -> dict:
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     diffs = []
     for key in sorted(set(old) | set(new)):
-        if prefix == "fit." and key in _INFORMATIONAL:
-            continue
+        if (prefix == "fit." and key in _INFORMATIONAL) or (prefix == "source.params." and key == "limit"):
+            continue  # a limit is the first n_objects objects, and source.n_objects is compared
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             diffs += _differences(a, b, f"{prefix}{key}.")
@@ -154,6 +155,22 @@ class FitPlan:
 
     def pending_shards(self) -> list[int]:
         return self.open().pending_shards()
+
+    def repair(self) -> list[int]:
+        """Reopen the damaged shards of a store being resumed (:meth:`INRStore.damaged_shards`, which
+        reads the whole store), so that the fit refits them; a warning names them.  Returns them.
+        Nothing to do for a store still to be created."""
+        store = self.store
+        if store is None:
+            return []
+        shards = store.damaged_shards()
+        if shards:
+            store.check_writable()
+            store.reopen_shards(shards)
+            n = sum(b - a for a, b in map(store.shard_range, shards))
+            warnings.warn(f"{store.path}: refitting {len(shards)} damaged shard{'s' if len(shards) > 1 else ''} "
+                          f"({', '.join(map(str, shards[:10]))}{', ...' if len(shards) > 10 else ''}; {n} objects)")
+        return shards
 
 
 def prepare_fit(
@@ -293,6 +310,7 @@ def fit_inrs(
     overwrite: bool = False,
     progress: bool | None = None,
     threads: int | None = None,
+    repair: bool = False,
 ) -> INRStore:
     """Fit ``views`` INRs per object of ``source`` into the store at ``out`` and return it.
 
@@ -300,12 +318,16 @@ def fit_inrs(
     shards are fitted; a finished store is returned untouched).  A store made with different
     arguments is refused unless ``overwrite``.  ``progress=None`` shows a bar only on a terminal.
     ``compile=None`` compiles the step only where it pays (see :func:`prepare_fit`).
+    ``repair=True`` first reads a resumed store whole and refits the finished shards whose data
+    cannot be read back (:meth:`FitPlan.repair`).
     (:func:`inrforge.distributed.fit_inrs_distributed` does the same on a Dask cluster.)
     """
     plan = prepare_fit(source, out, arch=arch, views=views, steps=steps, lr=lr, target_psnr=target_psnr,
                        batch_size=batch_size, device=device, seed=seed, compile=compile,
                        shard_objects=shard_objects, chunk_objects=chunk_objects, val_fraction=val_fraction,
                        test_fraction=test_fraction, overwrite=overwrite, threads=threads)
+    if repair:
+        plan.repair()
     store, source, arch = plan.store, plan.source, plan.arch
     pending = store.pending_shards()
     if not pending:

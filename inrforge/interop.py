@@ -438,6 +438,8 @@ def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: f
     the store is built beside ``out`` and renamed into place: a failed import leaves ``out`` as
     it was (with ``overwrite``, an existing store there is replaced only by a complete import).
     """
+    if not str(data_dir).strip():  # Path("") is the current folder
+        raise InrforgeError("import_dws needs a folder, got an empty path")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InrforgeError(f"no folder {data_dir}")

@@ -34,6 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, NoReturn
 
+from .checks import usable_cores
 from .errors import InrforgeError
 
 
@@ -117,6 +118,28 @@ def fraction(text: str) -> float:
 def probability(text: str) -> float:
     """A number in [0, 1]."""
     return _number(text, float, lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+
+
+def dropout_rate(text: str) -> float:
+    """A number in [0, 1): a dropout probability (1 would drop everything)."""
+    return _number(text, float, lambda v: 0 <= v < 1, "a dropout probability in [0, 1)")
+
+
+def path_arg(text: str) -> str:
+    """A file, folder or store path (or URL) as given; an empty one is refused (``""`` would mean
+    the current folder to some calls and the filesystem root to others)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
+def store_out_arg(text: str) -> str:
+    """A :func:`path_arg` for a store that a command writes: not ``memory://``, which would be gone
+    when the command exits."""
+    if path_arg(text).startswith("memory://"):
+        raise argparse.ArgumentTypeError("a memory:// store is gone when this command exits; give a folder or "
+                                         "a persistent URL")
+    return text
 
 
 def psnr_or_none(text: str) -> float | None:
@@ -245,10 +268,7 @@ def require_fit_splits(store, source, seed: int, test_fraction: float, needed: d
 
 def default_threads() -> int:
     """The number of cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
 def set_threads(n: int | None = None) -> int:
@@ -302,7 +322,7 @@ def add_results_arguments(parser: argparse.ArgumentParser, default: str) -> None
     """A pipeline's ``--out`` folder (``default``) and ``--overwrite``, the two inputs of
     :func:`results_dir`; a pipeline passes ``--overwrite`` on to the store it fits into ``--out``
     too (a store fitted there with other arguments is otherwise refused)."""
-    parser.add_argument("--out", default=default)
+    parser.add_argument("--out", type=path_arg, default=default)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the results of an earlier run in --out, and the INRs it fitted there "
                              "if they were fitted with other arguments")
@@ -320,16 +340,13 @@ def results_dir(path, overwrite: bool = False, files=("results.json",), folders=
     used as the folder; a folder that cannot be made (a file on its path, no permission) is an
     :class:`InrforgeError`, and so is anything but a folder at one of the names ``folders`` the
     run writes its logs in (found now, not after the run's work)."""
-    from .store import enclosing_store, output_path
+    from .store import output_path
 
     out = Path(output_path(path))
     if out.exists() and not out.is_dir():
         raise InrforgeError(f"--out {path} is a file, not a folder")
     if (out / "zarr.json").exists():
         raise InrforgeError(f"--out {path} is a Zarr store; write results to a folder of their own")
-    store = enclosing_store(out)
-    if store is not None:
-        raise InrforgeError(f"--out {path} lies inside the Zarr store {store}; write results to a folder of their own")
     blocked = [out / name for name in folders if os.path.lexists(out / name) and not (out / name).is_dir()]
     if blocked:
         raise InrforgeError(f"{blocked[0]} is not a folder, but this run writes its logs there; move it or choose "
@@ -414,16 +431,24 @@ def report_errors(prog: str, main: Callable[[], int], resumes: str | None = None
     re-run resumes; no other command claims it); a reader that stopped reading
     (``inrforge info STORE | head``) ends the output quietly, with status 141 (128 + SIGPIPE).
     Warnings are one line too: ``PROG: warning: ...``."""
-    with warnings.catch_warnings():
-        warnings.showwarning = lambda message, category, *_, **__: print(f"{prog}: warning: {message}",
-                                                                         file=sys.stderr)
+    # showwarning alone is swapped back (not catch_warnings, which would also drop the filters that
+    # a run adds, such as the store's for what a failed read leaves to be collected at exit)
+    shown = warnings.showwarning
+    warnings.showwarning = lambda message, category, *_, **__: print(f"{prog}: warning: {message}", file=sys.stderr)
+    try:
         return _status(prog, main, resumes)
+    finally:
+        warnings.showwarning = shown
 
 
 def _status(prog: str, main: Callable[[], int], resumes: str | None) -> int:
+    real = sys.stdout
+    if real is not None:  # None when the process started with its stdout closed
+        sys.stdout = _GuardedOutput(real)
     try:
         status = main()
-        sys.stdout.flush()  # here, so that a closed pipe is caught below and not at exit
+        if sys.stdout is not None:
+            sys.stdout.flush()  # here, so that a closed pipe is caught below and not at exit
         return status
     except InrforgeError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
@@ -432,11 +457,56 @@ def _status(prog: str, main: Callable[[], int], resumes: str | None) -> int:
         print(f"{prog}: interrupted" + (f" ({resumes})" if resumes else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
-        try:  # no second error when the interpreter flushes stdout at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
+        _drop_stdout(real)
         return 141
+    except _OutputFailed as e:
+        _drop_stdout(real)
+        print(f"{prog}: error: cannot write the output: {e.args[0].strerror or e.args[0]}", file=sys.stderr)
+        return 1
+    finally:
+        if real is not None:
+            sys.stdout = real
+
+
+class _OutputFailed(Exception):
+    """Writing stdout failed (a full disk, an I/O error): not an OSError, so that no library code
+    that handles its own files' errors takes it for one of them."""
+
+
+class _GuardedOutput:
+    """``sys.stdout`` while a command runs: a failed write raises :class:`_OutputFailed` (a closed
+    pipe stays a BrokenPipeError); everything else is the real stream's."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _OutputFailed(e) from None
+
+    def flush(self):
+        try:
+            return self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _OutputFailed(e) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _drop_stdout(stream) -> None:
+    """Point ``stream``'s file descriptor at /dev/null: no second error when the interpreter
+    flushes stdout at exit."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def run_pipeline(parse_args: Callable, run: Callable, argv=None) -> int:

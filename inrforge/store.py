@@ -22,6 +22,7 @@ is refitted on resume, so a run killed at any point loses at most the shards in 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -70,6 +71,8 @@ def local_path(path) -> str:
     """``path`` as a string; a ``file:`` URL (``file:///p``, ``file://localhost/p``, with %-escapes)
     becomes the plain local path it names."""
     path = str(path)
+    if not path.strip():
+        raise InrforgeError("expected a path, got an empty string")
     if not path.startswith("file://"):
         return path
     url = urllib.parse.urlparse(path)
@@ -86,7 +89,25 @@ def output_path(path, what: str = "--out") -> str:
     local = local_path(path)
     if "://" in local:
         raise InrforgeError(f"{what} {path}: only a store may be a URL; give a local path or a file:// URL")
+    refuse_unsafe_output(local, what)
     return local
+
+
+def refuse_unsafe_output(path: str, what: str = "--out") -> None:
+    """An :class:`InrforgeError` for a local output ``path`` whose writing could lose data or go
+    astray: one inside a Zarr store (the store's ``--overwrite`` or re-fit would delete it), a
+    symbolic link to nothing (writing through it would create its target, wherever that is), or the
+    current folder or a folder holding it (replacing it would leave this process nowhere)."""
+    if os.path.islink(path) and not os.path.exists(path):
+        raise InrforgeError(f"{what} {path} is a symbolic link to {os.readlink(path)}, which does not exist")
+    outer = enclosing_store(path)
+    if outer is not None:
+        raise InrforgeError(f"{what} {path} lies inside the Zarr store {outer}, whose --overwrite would delete it; "
+                            f"write it to a folder of its own")
+    here, target = Path.cwd().resolve(), Path(path).resolve()
+    if target == here or target in here.parents:
+        raise InrforgeError(f"{what} {path} is the current folder{'' if target == here else ' or holds it'}; "
+                            f"give a folder beside or below it")
 
 
 def _leftovers(final: str) -> list[str]:
@@ -191,6 +212,7 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
     """
     path = local_path(path)
     if not _is_url(path) and os.path.islink(path.rstrip("/")):
+        refuse_unsafe_output(path, "a store at")  # a link to nothing is refused, not followed
         path = os.path.realpath(path)  # a link to a store: the store it points to is replaced
     prepare_output(path, overwrite)
     if n_objects <= 0 or views <= 0:
@@ -199,15 +221,15 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
     chunk_objects = max(1, min(int(chunk_objects), shard_objects))
     while shard_objects % chunk_objects:  # a shard must hold whole chunks
         chunk_objects -= 1
-    final = path
+    final = dest = path
     if _is_url(final):  # no rename on object stores: the old store goes first
         if is_store(final):
             remove_store(final)
         tmp = final
     else:
-        final = final.rstrip("/") or "/"
-        check_leftovers(final)
-        tmp = f"{final}.tmp-{os.getpid()}"
+        dest = os.path.abspath(final)  # the folder itself, also for "dir/" and "dir/."
+        check_leftovers(dest)
+        tmp = f"{dest}.tmp-{os.getpid()}"
         if os.path.lexists(tmp):  # not a build of ours (check_leftovers deleted those): left alone
             raise InrforgeError(f"{tmp} is in the way: inrforge builds the new store there (a name made from this "
                                 f"process's id) and it is not a store being built; move it elsewhere and re-run")
@@ -223,13 +245,15 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
             "chunk_objects": chunk_objects,
             **(extra_attrs or {}),
         })
-        if tmp != final:
-            replace_store(tmp, final)
+        if tmp != dest:
+            replace_store(tmp, dest)
     except BaseException as e:  # the half-built folder goes; an old store at final stays
-        if tmp != final:
+        if tmp != dest:
             shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError):
             raise InrforgeError(f"cannot write a store at {final}: {e.strerror or e}") from None
+        if _is_url(final) and isinstance(e, (ImportError, ValueError)):  # fsspec: no such protocol, or
+            raise InrforgeError(f"cannot write a store at {final}: {first_line(e)}") from None  # its package missing
         raise
     return INRStore(final, mode="r+")
 
@@ -341,6 +365,9 @@ class INRStore:
         try:
             self.root = zarr.open_group(self.path, mode=mode)
         except Exception as e:
+            outer = None if _is_url(self.path) else enclosing_store(self.path)
+            if outer is not None:
+                raise InrforgeError(f"{self.path} lies inside the store {outer}; give the store's own path") from None
             raise InrforgeError(f"{self.path} is not a readable Zarr store: {first_line(e)}") from None
         if self.root.metadata.zarr_format != 3:
             raise InrforgeError(f"{self.path} is a Zarr v{self.root.metadata.zarr_format} group, not an inrforge "
@@ -425,6 +452,7 @@ class INRStore:
         except MemoryError:
             raise
         except Exception as e:
+            _quiet_abandoned_reads()
             raise InrforgeError(f"cannot read {arr.path} of {self.path}: {first_line(e)} (a damaged chunk?)") from None
 
     # ----- shards -----------------------------------------------------------------------
@@ -605,6 +633,45 @@ class INRStore:
             out.append(np.arange(start, stop)[~failed[start:stop].all(axis=1)])  # all failed: may be all NaN
         return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
+    def damaged_shards(self) -> list[int]:
+        """The finished shards whose data cannot be read back whole, found by reading every one of
+        them (the whole store, a shard at a time): a ``params`` shard file that is missing
+        (:meth:`damaged_objects`) or fails to decode (truncated or altered: zarr checks each
+        shard's index against its checksum), a metrics chunk that fails to decode, or a done INR
+        that did not fail whose parameters read as NaN (chunks missing inside a shard)."""
+        done = self.done()
+        bad = {int(i) // self.shard_objects for i in self.damaged_objects(done)}
+        metrics = self._array("metrics", group=True)
+        for k in range(self.n_shards):
+            start, stop = self.shard_range(k)
+            if k in bad or not done[start:stop].all():
+                continue
+            try:
+                for name in sorted(metrics.array_keys()):
+                    self._read(metrics[name], slice(start, stop))
+                failed = self._read(metrics["failed"], slice(start, stop))
+                params = self._read(self.params, slice(start, stop))
+            except InrforgeError:
+                bad.add(k)
+                continue
+            if (~np.isfinite(params).all(axis=-1) & ~failed).any():
+                bad.add(k)
+        return sorted(bad)
+
+    def reopen_shards(self, shards) -> None:
+        """Mark ``shards`` unfinished and delete their ``params`` shard files, so that a fit with the
+        store's own arguments refits them: what ``inrforge fit --repair`` does with
+        :meth:`damaged_shards`.  A shard's fit is a pure function of the store's arguments, so the
+        refitted shard is the one that was lost (bit for bit, on the machine that fitted it).  The
+        flags go first (a run stopped in between leaves the shards pending, never done with no
+        parameters); the file goes because zarr reads a shard's old file to write into it, and a
+        damaged one cannot be read."""
+        shards = [int(k) for k in shards]
+        for k in shards:
+            start, stop = self.shard_range(k)
+            self.root["done"][start:stop] = np.zeros(stop - start, dtype=bool)
+        _delete_chunks(self.params, [(k, 0, 0) for k in shards])
+
     def info(self) -> dict:
         """Counts, arch, size on disk, and the PSNR mean/median/5th percentile and failure count over
         the INRs of finished shards (a shard still being written, or left by a killed writer, is not
@@ -664,11 +731,30 @@ def _ranges(objects) -> str:
     return ", ".join(runs[:8]) + more
 
 
+class _ZarrTaskNoise(logging.Filter):
+    """Drops asyncio's reports about zarr's own tasks: when one chunk of a read fails to decode,
+    zarr abandons the read's other tasks, and asyncio reports each of them (``Task was destroyed but
+    it is pending!``, ``exception was never retrieved``) when they are collected, often at exit:
+    dozens of lines after the one-line error, different on every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "zarr" not in logging.Formatter().format(record)
+
+
+def _quiet_abandoned_reads() -> None:
+    """After a failed read: no asyncio reports or never-awaited warnings about zarr's abandoned tasks."""
+    log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _ZarrTaskNoise) for f in log.filters):
+        log.addFilter(_ZarrTaskNoise())
+    warnings.filterwarnings("ignore", message=r"coroutine 'concurrent_map\.<locals>\.run' was never awaited")
+
+
 def _damage_message(path: str, objects, what: str) -> str:
     """The one-line error for done, not failed INRs whose parameters are ``what``."""
     n = len(np.unique(objects))
     return (f"{path}: object{'s' if n > 1 else ''} {_ranges(objects)} {'are' if n > 1 else 'is'} marked done but "
-            f"{'their' if n > 1 else 'its'} parameters are {what}: the store is incomplete or damaged (a partial copy?)")
+            f"{'their' if n > 1 else 'its'} parameters are {what}: the store is incomplete or damaged (a partial copy?); "
+            f"`inrforge fit` with the store's arguments and --repair refits what is damaged")
 
 
 def _stored_keys(arr) -> set[str] | None:
@@ -685,6 +771,15 @@ def _stored_keys(arr) -> set[str] | None:
         return {k[len(prefix):] for k in sync(keys())}
     except Exception:
         return None
+
+
+def _delete_chunks(arr, coords) -> None:
+    """Delete the stored chunks (shards) of ``arr`` at chunk-grid ``coords``; a missing one is no error."""
+    from zarr.core.sync import sync
+
+    store, prefix = arr.store_path.store, arr.store_path.path.rstrip("/") + "/"
+    for c in coords:
+        sync(store.delete(prefix + arr.metadata.encode_chunk_key(c)))
 
 
 def _size_on_disk(path: str) -> int | None:
@@ -762,9 +857,8 @@ def prepare_output(path, overwrite: bool = False) -> None:
     store's replacement would delete), are always refused.
     """
     path = local_path(path)
-    outer = None if _is_url(path) else enclosing_store(path)
-    if outer is not None:
-        raise InrforgeError(f"{path} lies inside the Zarr store {outer}; a store needs a folder of its own")
+    if not _is_url(path):
+        refuse_unsafe_output(path, "a store at")
     if is_store(path):
         if not overwrite:
             raise InrforgeError(f"{path} already holds a store; pass --overwrite to replace it or choose another --out")

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import WeightDataset
-from .errors import InrforgeError
-from .checks import check_count, is_number
+from .errors import InrforgeError, first_line
+from .checks import check_count, is_number, process_count
 from .fit import check_device
 from .store import INRStore, summary_line, write_json
 
@@ -37,6 +37,9 @@ MODELS = ("dwsnet", "mlp")
 TASKS = ("classification", "regression")
 # The files fit_model writes into its log_dir (all among script.LOG_FILES).
 LOG_FILES = ("result.json", "best.pt", "metrics.csv", "metrics.jsonl")
+
+
+MAX_LR = 1e30  # AdamW divides lr by its bias correction (>= 0.1 at its defaults): float32 holds 3.4e38
 
 
 @dataclass
@@ -56,8 +59,9 @@ class TrainConfig:
         """Every field checked: a bad value is a one-line :class:`InrforgeError` naming it."""
         check_count("--epochs", self.epochs)
         check_count("--batch-size", self.batch_size)
-        if not _at_least(self.lr, 0, strict=True):
-            raise InrforgeError(f"--lr must be positive, got {self.lr}")
+        if not _at_least(self.lr, 0, strict=True) or self.lr > MAX_LR:
+            raise InrforgeError(f"--lr must be a positive number up to {MAX_LR:g} (the optimizer's float32 "
+                                f"arithmetic overflows beyond), got {self.lr}")
         if not _at_least(self.weight_decay, 0):
             raise InrforgeError(f"weight decay must be 0 or more, got {self.weight_decay}")
         if not _at_least(self.warmup_epochs, 0):
@@ -65,7 +69,7 @@ class TrainConfig:
         if self.patience is not None:
             check_count("--patience", self.patience)
         check_count("--seed", self.seed, minimum=0)
-        check_count("--workers", self.num_workers, minimum=0)
+        process_count(self.num_workers, "--workers", minimum=0)
         if self.grad_clip is not None and not _at_least(self.grad_clip, 0):  # 0 or None: no clipping
             raise InrforgeError(f"grad_clip must be positive (0 or None turn it off), got {self.grad_clip}")
         check_device(self.device, here=False)
@@ -88,6 +92,9 @@ def build_transform(names, arch, num_classes: int | None):
         raise InrforgeError(f"unknown augmentation(s) {', '.join(unknown)}; choose from {', '.join(AUGMENTATIONS)}")
     if not names:
         return None
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InrforgeError(f"augmentation(s) listed twice: {', '.join(twice)}")
     mixups = [n for n in names if n.startswith("mixup")]
     if len(mixups) > 1:
         raise InrforgeError(f"choose one MixUp variant, not {', '.join(mixups)}")
@@ -108,13 +115,17 @@ def build_model(name: str, arch, out_features: int, hidden: int = 32, depth: int
                 mlp_hidden=(256, 256, 256), **kw) -> torch.nn.Module:
     from .models import DWSNet, FlatMLP
 
-    if not 0.0 <= dropout <= 1.0:
-        raise InrforgeError(f"--dropout must be a probability in [0, 1], got {dropout}")
-    if name == "dwsnet":
-        return DWSNet(arch, out_features, hidden=hidden, depth=depth, dropout=dropout, **kw)
-    if name == "mlp":
+    if name not in MODELS:
+        raise InrforgeError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    try:
+        if name == "dwsnet":
+            return DWSNet(arch, out_features, hidden=hidden, depth=depth, dropout=dropout, **kw)
         return FlatMLP(arch, out_features, hidden=mlp_hidden, dropout=dropout)
-    raise InrforgeError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    except (torch.OutOfMemoryError, RuntimeError) as e:  # the CPU allocator's failure is a RuntimeError
+        if not isinstance(e, torch.OutOfMemoryError) and "allocate" not in str(e):
+            raise
+        what = f"a DWSNet of {hidden} channels and {depth} layers" if name == "dwsnet" else "the flat MLP"
+        raise InrforgeError(f"{what} does not fit in this machine's memory ({first_line(e)})") from None
 
 
 def task_of(store: INRStore) -> tuple[str, int]:

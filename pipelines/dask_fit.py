@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from inrforge.arch import PRESETS, make_arch
 from inrforge.distributed import fit_inrs_distributed, local_workers, scheduler_client
 from inrforge.errors import InrforgeError
-from inrforge.script import (RESUMES, ArgumentParser, nonnegative_int, positive_float, positive_int, psnr_or_none,
-                             report_errors)
+from inrforge.script import (RESUMES, ArgumentParser, nonnegative_int, path_arg, positive_float, positive_int,
+                             psnr_or_none, report_errors, store_out_arg)
 from inrforge.sources import SOURCE_NAMES, load_source, parse_source_options
 from inrforge.store import psnr_summary
 
@@ -30,10 +30,10 @@ from inrforge.store import psnr_summary
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--source", required=True, choices=SOURCE_NAMES)
-    p.add_argument("--data", help="source files (on a filesystem the workers share)")
+    p.add_argument("--data", type=path_arg, help="source files (on a filesystem the workers share)")
     p.add_argument("--source-opt", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--limit", type=positive_int)
-    p.add_argument("--out", required=True, help="store path on a shared filesystem, or an fsspec URL")
+    p.add_argument("--out", type=store_out_arg, required=True, help="store path on a shared filesystem, or an fsspec URL")
     p.add_argument("--arch", default="siren-dwsnets", choices=PRESETS)
     p.add_argument("--views", type=positive_int, default=1)
     p.add_argument("--steps", type=positive_int, default=1000)

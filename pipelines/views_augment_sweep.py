@@ -33,8 +33,9 @@ from dataclasses import replace
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
-                             parse_with_small, positive_float, positive_int, positive_ints, pyplot, refuse_unused,
-                             require_fit_splits, results_dir, results_versions, run_pipeline, run_script, save_figure, write_results)
+                             parse_with_small, path_arg, positive_float, positive_int, positive_ints, pyplot,
+                             refuse_unused, require_fit_splits, results_dir, results_versions, run_pipeline, run_script,
+                             save_figure, write_results)
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, build_transform, classification_input,
                             dwsnet_kwargs, open_or_fit, refuse_dwsnet_options, train_seeds)
 
@@ -55,9 +56,9 @@ AUGMENTATIONS = {
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--store", help="an existing store (otherwise fit --source into OUT/inrs.zarr)")
+    p.add_argument("--store", type=path_arg, help="an existing store (otherwise fit --source into OUT/inrs.zarr)")
     p.add_argument("--source", default="digits")
-    p.add_argument("--data", help="source files folder (mnist IDX, fashion-mnist, ...)")
+    p.add_argument("--data", type=path_arg, help="source files folder (mnist IDX, fashion-mnist, ...)")
     p.add_argument("--limit", type=positive_int, help="fit only the first N objects")
     p.add_argument("--views", type=positive_int, default=10, help="views fitted per object")
     p.add_argument("--fit-steps", type=positive_int, default=400)

@@ -99,7 +99,7 @@ def test_fit_never_writes_into_a_foreign_folder(tmp_path, capsys):
     (["fit", "--source", "digits", "--out", "x", "--device", "foo"], 1, "unknown device 'foo'; use cpu or cuda[:N]"),
     (["fit", "--source", "digits", "--out", "x", "--views", "100000000"], 1, "use fewer --views"),
     (["fit", "--source", "digits", "--out", "x", "--hidden", "100000", "--depth", "3"], 1, "or a smaller arch"),
-    (["train", "x", "--dropout", "2"], 2, "argument --dropout: expected a probability in [0, 1]"),
+    (["train", "x", "--dropout", "2"], 2, "argument --dropout: expected a dropout probability in [0, 1)"),
     (["info", "/no/such/store"], 1, "no store at"),
     (["render", "/no/such/store", "--out", "x.png"], 1, "no store at"),
     (["render", "/no/such/store", "--out", "x.txt"], 1, ".txt is not an image format"),
@@ -475,3 +475,91 @@ def test_ctrl_c_says_resume_only_for_fit(tmp_path, capsys, monkeypatch):
     assert (code, err) == (130, "inrforge fit: interrupted (re-run the same command to resume)\n")
     code, _, err = run(["render", out, "--out", str(tmp_path / "g.png")], capsys)
     assert (code, err) == (130, "inrforge render: interrupted\n")
+
+
+def test_repair_refits_damaged_shards_bit_for_bit_and_verify_finds_them(tmp_path, capsys):
+    args = FAST + ["--limit", "24", "--shard-size", "8", "--steps", "5"]
+    good, bad = str(tmp_path / "good.zarr"), str(tmp_path / "bad.zarr")
+    assert run(args + ["--out", good], capsys)[0] == 0 and run(args + ["--out", bad], capsys)[0] == 0
+    code, out, _ = run(["info", bad, "--verify"], capsys)
+    assert code == 0 and "verified     all 3 finished shards read back whole" in out
+    shard1 = tmp_path / "bad.zarr" / "params" / "c" / "1" / "0" / "0"
+    shard1.write_bytes(shard1.read_bytes()[:100])
+    code, _, err = run(["info", bad, "--verify"], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert "shard 1 (8 objects) cannot be read back whole; `inrforge fit` with the store's arguments and --repair" in err
+    assert run(args + ["--out", bad], capsys)[0] == 0  # a plain resume trusts the done flags: nothing refitted
+    assert shard1.stat().st_size == 100
+    (tmp_path / "bad.zarr" / "params" / "c" / "2" / "0" / "0").unlink()
+    code, _, err = run(["info", bad], capsys)  # a missing file is seen without --verify
+    assert code == 1 and "objects 16-23 are marked done but their parameters are missing" in err and "--repair" in err
+    code, out, err = run(args + ["--out", bad, "--repair"], capsys)
+    assert code == 0 and "warning: " in err and "refitting 2 damaged shards (1, 2; 16 objects)" in err
+    assert_same(snapshot(good), snapshot(bad))
+    code, _, err = run(args + ["--out", bad, "--repair"], capsys)  # nothing left to repair: no warning
+    assert code == 0 and err == ""
+
+
+def test_empty_paths_are_refused_by_every_command(tmp_path, capsys):
+    store = str(tmp_path / "s.zarr")
+    assert run(FAST + ["--limit", "4", "--steps", "2", "--out", store], capsys)[0] == 0
+    for args, option in ((FAST + ["--out", ""], "--out"),
+                         (FAST[:3] + ["image-folder", "--data", "", "--out", "x.zarr"], "--data"),
+                         (["info", ""], "store"), (["render", store, "--out", ""], "--out"),
+                         (["train", store, "--out", ""], "--out"), (["import-dws", "", "--out", "y.zarr"], "data"),
+                         (["export-dws", store, ""], "out"), (FAST + ["--out", "z.zarr", "--scheduler", ""], "--scheduler")):
+        with pytest.raises(SystemExit) as e:
+            main(args)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and f"argument {option}: expected a path, got an empty string" in err, args
+    for args in (FAST + ["--out", "memory://m.zarr"], ["import-dws", str(tmp_path), "--out", "memory://m.zarr"]):
+        with pytest.raises(SystemExit) as e:
+            main(args)
+        assert e.value.code == 2 and "argument --out: a memory:// store is gone when this command exits" in \
+            capsys.readouterr().err
+
+
+def test_outputs_inside_a_store_are_refused(tmp_path, capsys):
+    store = str(tmp_path / "s.zarr")
+    assert run(FAST + ["--limit", "4", "--steps", "2", "--out", store], capsys)[0] == 0
+    before = snapshot(store)
+    for args in (["render", store, "--out", f"{store}/x.png"], ["export-dws", store, f"{store}/exp"],
+                 ["train", store, "--epochs", "1", "--out", f"{store}/run"]):
+        code, _, err = run(args, capsys)
+        assert code == 1 and err.count("\n") == 1 and f"lies inside the Zarr store {store}" in err, args
+    code, _, err = run(["info", f"{store}/params"], capsys)
+    assert code == 1 and f"lies inside the store {store}; give the store's own path" in err
+    assert_same(before, snapshot(store))
+
+
+def test_a_failed_write_to_stdout_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    store = str(tmp_path / "s.zarr")
+    assert run(FAST + ["--limit", "4", "--steps", "2", "--out", store], capsys)[0] == 0
+
+    class Full:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    assert main(["info", store]) == 1
+    assert capsys.readouterr().err == "inrforge info: error: cannot write the output: No space left on device\n"
+
+
+def test_a_damaged_chunk_is_one_line_on_stderr_even_at_exit(tmp_path, capsys):
+    """zarr abandons the other tasks of a read whose chunk fails to decode; asyncio used to report
+    each of them when collected (at exit: 5 to 60 lines, different on every run)."""
+    store = str(tmp_path / "s.zarr")
+    assert run(FAST + ["--limit", "40", "--steps", "2", "--shard-size", "16", "--out", store], capsys)[0] == 0
+    shard = tmp_path / "s.zarr" / "params" / "c" / "1" / "0" / "0"
+    shard.write_bytes(shard.read_bytes()[:100])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-m", "inrforge", "export-dws", store, str(tmp_path / "exp")],
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+        assert "cannot read params of" in r.stderr and "(a damaged chunk?)" in r.stderr

@@ -118,3 +118,17 @@ def test_compiling_without_a_compiler_is_refused_before_a_store_exists(tmp_path,
     with pytest.raises(InrforgeError, match="torch.compile needs a C\\+\\+ compiler .*or pass --no-compile"):
         fit_inrs(load_source("digits", limit=3), tmp_path / "s.zarr", steps=2, compile=True, progress=False)
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_a_limit_beyond_the_source_is_the_same_fit_as_none(tmp_path):
+    """--limit N keeps the first N objects, so any N >= the source's size is the same store as no
+    limit: a re-run with another such N, or with none, resumes it (source.n_objects is compared)."""
+    kw = dict(steps=2, compile=False, progress=False)
+    out = tmp_path / "s.zarr"
+    store = fit_inrs(load_source("sines", n=12, limit=1000), out, **kw)
+    before = snapshot(out)
+    for limit in (500, None, 12):
+        assert fit_inrs(load_source("sines", n=12, limit=limit), out, **kw).identity() == store.identity()
+    assert_same(before, snapshot(out))
+    with pytest.raises(InrforgeError, match="source.n_objects: store has 12, now 11"):
+        fit_inrs(load_source("sines", n=12, limit=11), out, **kw)

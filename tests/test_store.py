@@ -1,4 +1,6 @@
 import json
+import os
+import re
 
 import numpy as np
 import pytest
@@ -607,3 +609,65 @@ def test_a_killed_store_build_carries_a_marker_the_finished_store_does_not(tmp_p
     assert not is_own_build(tmp_path / "s.zarr") and is_own_build(tmp_path / "s.zarr", fitted=True)
     (tmp_path / "s.zarr" / "notes.txt").write_text("notes")
     assert not is_own_build(tmp_path / "s.zarr", fitted=True)
+
+
+def test_damaged_shards_are_found_and_reopened_for_a_refit(tmp_path):
+    s = finished(tmp_path / "s.zarr")  # shards of 4: 0-3, 4-7, 8-9
+    assert s.damaged_shards() == []
+    root = tmp_path / "s.zarr"
+    shard1 = root / "params" / "c" / "1" / "0" / "0"
+    shard1.write_bytes(shard1.read_bytes()[:100])  # truncated: its index fails its checksum
+    (root / "params" / "c" / "2" / "0" / "0").unlink()  # missing: reads as NaN
+    (root / "metrics" / "loss" / "c" / "0" / "0").write_bytes(b"garbage")
+    r = open_store(s.path, mode="r+")
+    assert r.damaged_shards() == [0, 1, 2]
+    r.reopen_shards([1, 2])
+    assert r.pending_shards() == [1, 2] and not shard1.exists()
+    for k in (1, 2):
+        r.write_shard(shard_data(r, k))  # zarr would read the damaged file to write into it
+    assert r.damaged_shards() == [0]
+    np.testing.assert_array_equal(r.read_flat(slice(4, 10)),
+                                  np.concatenate([shard_data(r, 1).params, shard_data(r, 2).params])[:, 0])
+
+
+def test_a_shard_whose_inner_chunk_is_missing_is_damaged(tmp_path):
+    """Chunks inside a shard that are gone read as NaN params of done INRs: damaged, unless failed."""
+    s = make(tmp_path / "s.zarr", n=4, views=1, shard=4, chunk=2)
+    data = shard_data(s, 0)
+    data.params[2:] = np.nan
+    s.write_shard(data)
+    assert s.damaged_shards() == [0]
+    data.failed[2:] = True
+    s.write_shard(data)
+    assert s.damaged_shards() == []
+
+
+@pytest.mark.parametrize("where", ["inside", "dangling", "cwd", "parent of cwd", "empty"])
+def test_output_paths_that_would_lose_data_are_refused(tmp_path, monkeypatch, where):
+    from inrforge.store import output_path
+
+    s = finished(tmp_path / "s.zarr")
+    (tmp_path / "work" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "work" / "sub")
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere" / "t")
+    path, words = {"inside": (f"{s.path}/x.png", f"lies inside the Zarr store {s.path}"),
+                   "dangling": (str(tmp_path / "link"), f"is a symbolic link to {tmp_path}/nowhere/t, which does not"),
+                   "cwd": (".", "is the current folder; give a folder beside or below it"),
+                   "parent of cwd": ("..", "is the current folder or holds it"),
+                   "empty": ("", "expected a path, got an empty string")}[where]
+    with pytest.raises(InrforgeError, match=re.escape(words)):
+        output_path(path)
+    with pytest.raises(InrforgeError, match=re.escape(words)):
+        make(path)
+    assert not (tmp_path / "nowhere").exists() and sorted(os.listdir(tmp_path / "work" / "sub")) == []
+
+
+def test_a_store_in_an_empty_folder_given_as_dir_dot_is_written_there(tmp_path):
+    (tmp_path / "e").mkdir()
+    s = make(f"{tmp_path}/e/.")
+    assert is_store(tmp_path / "e") and len(s) == 10 and sorted(os.listdir(tmp_path)) == ["e"]
+
+
+def test_an_unknown_or_unavailable_url_protocol_is_one_line(tmp_path):
+    with pytest.raises(InrforgeError, match="^cannot write a store at bogus://b/x.zarr: Protocol not known: bogus$"):
+        make("bogus://b/x.zarr")

@@ -118,6 +118,8 @@ def test_bad_training_input(tmp_path, capsys):
         build_transform(["spin"], ARCH, 2)
     with pytest.raises(InrforgeError, match="choose one MixUp variant, not mixup, mixup-align"):
         build_transform(["perm", "mixup", "mixup-align"], ARCH, 2)
+    with pytest.raises(InrforgeError, match="^augmentation\\(s\\) listed twice: negate, perm$"):
+        build_transform(["perm", "negate", "perm", "negate"], ARCH, 2)
     with pytest.raises(InrforgeError, match="--workers must be an integer >= 0"):
         TrainConfig(num_workers=-1)
     relu = make_arch("relu", hidden=8)
@@ -375,7 +377,9 @@ def test_bad_train_config_is_refused(tmp_path):
     for kw, words in (({"grad_clip": -1.0}, "grad_clip"), ({"grad_clip": float("nan")}, "grad_clip"),
                       ({"patience": 0}, "patience"), ({"seed": -1}, "seed"), ({"weight_decay": -1.0}, "weight decay"),
                       ({"warmup_epochs": float("nan")}, "warm-up"), ({"epochs": 2.5}, "epochs"),
-                      ({"device": "gpu"}, "unknown device")):
+                      ({"device": "gpu"}, "unknown device"),
+                      ({"lr": 1e38}, r"--lr must be a positive number up to 1e\+30 \(the optimizer's float32"),
+                      ({"num_workers": 100_000}, r"--workers is 100000, more than this machine's \d+ cores can run")):
         with pytest.raises(InrforgeError, match=words):
             TrainConfig(**kw)
     s = learnable_store(tmp_path / "s.zarr")
@@ -388,6 +392,25 @@ def test_bad_train_config_is_refused(tmp_path):
     empty = WeightDataset(undone, "train", normalize=None)
     with pytest.raises(InrforgeError, match="no INRs to train on"):
         fit_model(run.model, empty, None, None, run.config, "classification", progress=False)
+
+
+def test_a_model_too_large_for_memory_is_one_line(monkeypatch):
+    """What torch's CPU allocator raises (a RuntimeError) for ``--hidden 100000`` becomes a one-line
+    error naming the model's size; other RuntimeErrors stay bugs."""
+    import inrforge.models as models
+    from inrforge.train import build_model
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 80000000000000 bytes.")
+
+    monkeypatch.setattr(models, "DWSNet", no_memory)
+    with pytest.raises(InrforgeError, match="^a DWSNet of 100000 channels and 4 layers does not fit in this machine's "
+                                            "memory \\(.*DefaultCPUAllocator: can't allocate memory"):
+        build_model("dwsnet", make_arch(), 10, hidden=100_000)
+    monkeypatch.setattr(models, "DWSNet", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        build_model("dwsnet", make_arch(), 10)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

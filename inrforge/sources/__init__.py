@@ -76,6 +76,8 @@ def load_source(name: str, path: str | None = None, limit: int | None = None, **
         raise InrforgeError(f"unknown option(s) {', '.join(unknown)} for source {name!r} (accepted: {accepted})")
     if path is not None:
         path = str(path)
+        if not path.strip():  # "" would read the current folder
+            raise InrforgeError(f"source {name!r}: --data is an empty path")
     limit = check_limit(limit)
     if limit is not None and "limit" in inspect.signature(loader).parameters:
         options = {**options, "limit": limit}  # a loader that can skip decoding what --limit drops
