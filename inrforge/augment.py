@@ -471,7 +471,7 @@ class AlignTo:
         if len(reference) != 1:
             raise InrforgeError(f"AlignTo needs one reference INR, got {len(reference)}")
         self.reference = reference
-        self.max_iter = check_count("AlignTo max_iter", max_iter)
+        self.max_iter = whole_number(max_iter, "AlignTo max_iter")
         self.seed = check_count("AlignTo seed", seed, minimum=0)
 
     def check(self, arch: INRSpec) -> None:
@@ -581,7 +581,7 @@ class MixUp:
         self.alpha = number(alpha, "MixUp alpha", positive=True)
         self.num_classes = None if num_classes is None else whole_number(num_classes, "MixUp num_classes")
         self.generator = _check_generator("MixUp", generator)
-        self.align_max_iter = check_count("MixUp align_max_iter", align_max_iter)
+        self.align_max_iter = whole_number(align_max_iter, "MixUp align_max_iter")
 
     def check(self, arch: INRSpec) -> None:
         """MixUp applies to every arch."""

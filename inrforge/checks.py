@@ -15,30 +15,53 @@ import numpy as np
 from .errors import InrforgeError
 
 
+def scalar(value):
+    """A one-element, 0-d array or tensor (``torch.tensor(0.5)``, ``np.array(3)``) as its Python
+    number; anything else as it is."""
+    return value.item() if getattr(value, "ndim", None) == 0 and hasattr(value, "item") else value
+
+
 def is_number(value) -> bool:
     """Whether ``value`` is a real number (int, float, numpy scalar), not a bool or a string."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
+def shown(value) -> str:
+    """``repr(value)`` for an error message, cut to 40 characters (a 400-digit int is not read)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def number(value, what: str, minimum: float | None = None, positive: bool = False) -> float:
-    """``value`` as a finite float, at least ``minimum`` (if given) and above 0 (if ``positive``)."""
-    if not is_number(value) or not math.isfinite(value) or (minimum is not None and value < minimum) \
+    """``value`` (a :func:`scalar`) as a finite float, at least ``minimum`` (if given) and above 0
+    (if ``positive``)."""
+    value = scalar(value)
+    if not is_number(value) or not _finite(value) or (minimum is not None and value < minimum) \
             or (positive and value <= 0):
         expects = ("a positive number" if positive else "a finite number" if minimum is None
                    else f"a number >= {minimum:g}")
-        raise InrforgeError(f"{what} must be {expects}, got {value!r}")
+        raise InrforgeError(f"{what} must be {expects}, got {shown(value)}")
     return float(value)
 
 
 def whole_number(value, what: str, minimum: int | None = 1) -> int:
     """``value`` as an int (>= ``minimum`` unless it is None): an int or an integral float (``32.0``,
     as JSON may give); a bool, a string, ``2.5``, NaN or anything else is an :class:`InrforgeError`
-    naming ``what`` (never truncated).  (:func:`check_count` is the stricter API check: no floats.)"""
+    naming ``what`` (never truncated); 0-d arrays and tensors count as their :func:`scalar`.
+    (:func:`check_count` is the stricter API check: no floats.)"""
+    value = scalar(value)
     ok = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and math.isfinite(value)
                                                   and float(value).is_integer())
     if isinstance(value, (bool, np.bool_)) or not ok or (minimum is not None and int(value) < minimum):
         expects = {None: "an integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
-        raise InrforgeError(f"{what} must be {expects}, got {value!r}")
+        raise InrforgeError(f"{what} must be {expects}, got {shown(value)}")
     return int(value)
 
 
@@ -46,14 +69,15 @@ def check_count(name: str, value, minimum: int = 1) -> int:
     """``value`` as an int if it is an integer (not a bool, not 2.0) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise InrforgeError(f"{name} must be {what}, got {value!r}")
+        raise InrforgeError(f"{name} must be {what}, got {shown(value)}")
     return int(value)
 
 
 def probability(value, what: str, closed_top: bool = True) -> float:
-    """``value`` as a float in [0, 1] (or [0, 1) unless ``closed_top``)."""
+    """``value`` (a :func:`scalar`) as a float in [0, 1] (or [0, 1) unless ``closed_top``)."""
+    value = scalar(value)
     if not is_number(value) or not (0.0 <= value <= 1.0) or (not closed_top and value == 1.0):
-        raise InrforgeError(f"{what} must be in [0, 1{']' if closed_top else ')'}, got {value!r}")
+        raise InrforgeError(f"{what} must be in [0, 1{']' if closed_top else ')'}, got {shown(value)}")
     return float(value)
 
 

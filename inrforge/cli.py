@@ -12,8 +12,9 @@ import math
 import sys
 
 from . import __version__
+from .checks import usable_cores
 from .errors import InrforgeError
-from .script import (RESUMES, ArgumentParser, default_threads, dropout_rate, nonnegative_float, nonnegative_int,
+from .script import (RESUMES, ArgumentParser, dropout_rate, nonnegative_float, nonnegative_int,
                      path_arg, positive_float, positive_int, psnr_or_none, report_errors, results_dir, set_threads,
                      store_out_arg)
 
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     t.add_argument("--seed", type=nonnegative_int, default=0, help="seed for init, shuffling and augmentations")
     t.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers")
-    t.add_argument("--threads", type=positive_int, default=default_threads(), help="torch threads")
+    t.add_argument("--threads", type=positive_int, default=usable_cores(), help="torch threads")
     t.add_argument("--out", type=path_arg, help="folder for metrics.jsonl/csv, best.pt and result.json")
     t.add_argument("--overwrite", action="store_true", help="replace an earlier run's results in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -170,7 +171,7 @@ def cmd_fit(a) -> int:
         print(report.summary())
         store = report.store
     else:
-        store = fit_inrs(source, a.out, threads=a.threads or default_threads(), **kwargs)
+        store = fit_inrs(source, a.out, threads=a.threads or usable_cores(), **kwargs)
     info = store.info()
     print(f"{store.path}: {info['objects']} objects x {info['views']} views, done {info['done_fraction']:.0%}, "
           f"{psnr_summary(info)}, failed {info['failed']}")
@@ -206,9 +207,7 @@ def cmd_info(a) -> int:
     if a.verify:
         bad = store.damaged_shards()
         if bad:
-            objects = sum(b - a for a, b in map(store.shard_range, bad))
-            raise InrforgeError(f"{store.path}: shard{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:10]))}"
-                                f"{', ...' if len(bad) > 10 else ''} ({objects} objects) cannot be read back whole; "
+            raise InrforgeError(f"{store.path}: {store.describe_shards(bad)} cannot be read back whole; "
                                 f"`inrforge fit` with the store's arguments and --repair refits them")
         info["verified_shards"] = store.n_shards - len(store.pending_shards())
     if a.json:  # strict JSON: a statistic with nothing to summarise is null, not NaN

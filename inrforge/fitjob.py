@@ -100,7 +100,7 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     diffs = []
     for key in sorted(set(old) | set(new)):
         if (prefix == "fit." and key in _INFORMATIONAL) or (prefix == "source.params." and key == "limit"):
-            continue  # a limit is the first n_objects objects, and source.n_objects is compared
+            continue  # a limit keeps the first objects: implied by source.n_objects (a zoo's: its grid's counts)
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             diffs += _differences(a, b, f"{prefix}{key}.")
@@ -167,9 +167,7 @@ class FitPlan:
         if shards:
             store.check_writable()
             store.reopen_shards(shards)
-            n = sum(b - a for a, b in map(store.shard_range, shards))
-            warnings.warn(f"{store.path}: refitting {len(shards)} damaged shard{'s' if len(shards) > 1 else ''} "
-                          f"({', '.join(map(str, shards[:10]))}{', ...' if len(shards) > 10 else ''}; {n} objects)")
+            warnings.warn(f"{store.path}: refitting damaged {store.describe_shards(shards)}")
         return shards
 
 

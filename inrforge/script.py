@@ -266,16 +266,11 @@ def require_fit_splits(store, source, seed: int, test_fraction: float, needed: d
                    who, hint, planned=True)
 
 
-def default_threads() -> int:
-    """The number of cores this process may run on."""
-    return usable_cores()
-
-
 def set_threads(n: int | None = None) -> int:
-    """Set torch's intra-op threads to ``n`` (default: :func:`default_threads`); returns it."""
+    """Set torch's intra-op threads to ``n`` (default: :func:`~inrforge.checks.usable_cores`); returns it."""
     import torch
 
-    n = int(n or default_threads())
+    n = int(n or usable_cores())
     torch.set_num_threads(n)
     return n
 
@@ -431,14 +426,10 @@ def report_errors(prog: str, main: Callable[[], int], resumes: str | None = None
     re-run resumes; no other command claims it); a reader that stopped reading
     (``inrforge info STORE | head``) ends the output quietly, with status 141 (128 + SIGPIPE).
     Warnings are one line too: ``PROG: warning: ...``."""
-    # showwarning alone is swapped back (not catch_warnings, which would also drop the filters that
-    # a run adds, such as the store's for what a failed read leaves to be collected at exit)
-    shown = warnings.showwarning
-    warnings.showwarning = lambda message, category, *_, **__: print(f"{prog}: warning: {message}", file=sys.stderr)
-    try:
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, category, *_, **__: print(f"{prog}: warning: {message}",
+                                                                         file=sys.stderr)
         return _status(prog, main, resumes)
-    finally:
-        warnings.showwarning = shown
 
 
 def _status(prog: str, main: Callable[[], int], resumes: str | None) -> int:
@@ -466,6 +457,10 @@ def _status(prog: str, main: Callable[[], int], resumes: str | None) -> int:
     finally:
         if real is not None:
             sys.stdout = real
+            try:  # what an error left buffered: a failure now, not an "Exception ignored" at exit
+                real.flush()
+            except (OSError, ValueError):
+                _drop_stdout(real)
 
 
 class _OutputFailed(Exception):

@@ -21,6 +21,7 @@ is refitted on resume, so a run killed at any point loses at most the shards in 
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
@@ -93,19 +94,27 @@ def output_path(path, what: str = "--out") -> str:
     return local
 
 
-def refuse_unsafe_output(path: str, what: str = "--out") -> None:
+def refuse_unsafe_output(path, what: str = "--out", replaced: bool = False) -> None:
     """An :class:`InrforgeError` for a local output ``path`` whose writing could lose data or go
-    astray: one inside a Zarr store (the store's ``--overwrite`` or re-fit would delete it), a
-    symbolic link to nothing (writing through it would create its target, wherever that is), or the
-    current folder or a folder holding it (replacing it would leave this process nowhere)."""
-    if os.path.islink(path) and not os.path.exists(path):
-        raise InrforgeError(f"{what} {path} is a symbolic link to {os.readlink(path)}, which does not exist")
+    astray: one inside a Zarr store (the store's ``--overwrite`` or re-fit would delete it), or a
+    symbolic link to nothing (writing through it would create its target, wherever that is).  With
+    ``replaced`` (a store, which is built beside its place and renamed into it), also the current
+    folder or a folder holding it: replacing that would leave this process in a deleted folder."""
+    link = str(path).rstrip("/") or "/"  # "link/" would follow the link
+    if os.path.islink(link) and not os.path.exists(link):
+        raise InrforgeError(f"{what} {path} is a symbolic link to {os.readlink(link)}, which does not exist")
     outer = enclosing_store(path)
     if outer is not None:
         raise InrforgeError(f"{what} {path} lies inside the Zarr store {outer}, whose --overwrite would delete it; "
                             f"write it to a folder of its own")
-    here, target = Path.cwd().resolve(), Path(path).resolve()
-    if target == here or target in here.parents:
+    if not replaced:
+        return
+    try:
+        here = os.path.realpath(os.getcwd())
+    except OSError:  # the current folder was deleted: nothing to protect
+        return
+    target = os.path.realpath(link)
+    if target == here or here.startswith(target.rstrip("/") + "/"):
         raise InrforgeError(f"{what} {path} is the current folder{'' if target == here else ' or holds it'}; "
                             f"give a folder beside or below it")
 
@@ -212,7 +221,7 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
     """
     path = local_path(path)
     if not _is_url(path) and os.path.islink(path.rstrip("/")):
-        refuse_unsafe_output(path, "a store at")  # a link to nothing is refused, not followed
+        refuse_unsafe_output(path, "a store at", replaced=True)  # a link to nothing is refused, not followed
         path = os.path.realpath(path)  # a link to a store: the store it points to is replaced
     prepare_output(path, overwrite)
     if n_objects <= 0 or views <= 0:
@@ -658,19 +667,30 @@ class INRStore:
                 bad.add(k)
         return sorted(bad)
 
+    def describe_shards(self, shards) -> str:
+        """``shards`` for a message: ``shards 1, 2 (16 objects)`` (the first ten numbers)."""
+        shards = list(shards)
+        n = sum(b - a for a, b in map(self.shard_range, shards))
+        more = ", ..." if len(shards) > 10 else ""
+        return (f"shard{'s' if len(shards) > 1 else ''} {', '.join(map(str, shards[:10]))}{more} "
+                f"({n} object{'s' if n > 1 else ''})")
+
     def reopen_shards(self, shards) -> None:
         """Mark ``shards`` unfinished and delete their ``params`` shard files, so that a fit with the
         store's own arguments refits them: what ``inrforge fit --repair`` does with
         :meth:`damaged_shards`.  A shard's fit is a pure function of the store's arguments, so the
         refitted shard is the one that was lost (bit for bit, on the machine that fitted it).  The
-        flags go first (a run stopped in between leaves the shards pending, never done with no
-        parameters); the file goes because zarr reads a shard's old file to write into it, and a
-        damaged one cannot be read."""
+        file goes because zarr reads a shard's old file to write into it, and a damaged one cannot
+        be read; it goes first, so that a run stopped in between leaves a done shard with no file,
+        which :meth:`damaged_objects` (hence ``info`` and the next ``--repair``) finds, never a
+        pending shard whose damaged file no write can get past."""
         shards = [int(k) for k in shards]
+        for k in shards:
+            self.shard_range(k)  # refuses a shard the store does not have, before anything is deleted
+        _delete_chunks(self.params, [(k, 0, 0) for k in shards])
         for k in shards:
             start, stop = self.shard_range(k)
             self.root["done"][start:stop] = np.zeros(stop - start, dtype=bool)
-        _delete_chunks(self.params, [(k, 0, 0) for k in shards])
 
     def info(self) -> dict:
         """Counts, arch, size on disk, and the PSNR mean/median/5th percentile and failure count over
@@ -731,22 +751,35 @@ def _ranges(objects) -> str:
     return ", ".join(runs[:8]) + more
 
 
+_ABANDONED = r"coroutine 'concurrent_map\.<locals>\.run' was never awaited"  # zarr's, left by a failed read
+
+
 class _ZarrTaskNoise(logging.Filter):
     """Drops asyncio's reports about zarr's own tasks: when one chunk of a read fails to decode,
     zarr abandons the read's other tasks, and asyncio reports each of them (``Task was destroyed but
     it is pending!``, ``exception was never retrieved``) when they are collected, often at exit:
-    dozens of lines after the one-line error, different on every run."""
+    dozens of lines after the one-line error, different on every run.  Only those two reports,
+    and only about tasks running zarr's code, are dropped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "zarr" not in logging.Formatter().format(record)
+        text = logging.Formatter().format(record)
+        about_zarr = f"zarr{os.sep}core{os.sep}" in text or f"zarr{os.sep}codecs{os.sep}" in text
+        return not (about_zarr and ("Task was destroyed but it is pending" in text
+                                    or "exception was never retrieved" in text))
+
+
+def _ignore_abandoned() -> None:
+    warnings.filterwarnings("ignore", message=_ABANDONED, category=RuntimeWarning)
 
 
 def _quiet_abandoned_reads() -> None:
-    """After a failed read: no asyncio reports or never-awaited warnings about zarr's abandoned tasks."""
+    """After a failed read: no asyncio reports or never-awaited warnings about zarr's abandoned
+    tasks, now or when they are collected at exit (a command's warnings context is gone by then)."""
     log = logging.getLogger("asyncio")
     if not any(isinstance(f, _ZarrTaskNoise) for f in log.filters):
         log.addFilter(_ZarrTaskNoise())
-    warnings.filterwarnings("ignore", message=r"coroutine 'concurrent_map\.<locals>\.run' was never awaited")
+        atexit.register(_ignore_abandoned)
+    _ignore_abandoned()
 
 
 def _damage_message(path: str, objects, what: str) -> str:
@@ -858,7 +891,7 @@ def prepare_output(path, overwrite: bool = False) -> None:
     """
     path = local_path(path)
     if not _is_url(path):
-        refuse_unsafe_output(path, "a store at")
+        refuse_unsafe_output(path, "a store at", replaced=True)
     if is_store(path):
         if not overwrite:
             raise InrforgeError(f"{path} already holds a store; pass --overwrite to replace it or choose another --out")

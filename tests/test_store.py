@@ -630,6 +630,34 @@ def test_damaged_shards_are_found_and_reopened_for_a_refit(tmp_path):
                                   np.concatenate([shard_data(r, 1).params, shard_data(r, 2).params])[:, 0])
 
 
+def test_a_repair_stopped_half_way_is_found_by_the_next(tmp_path, monkeypatch):
+    """reopen_shards deletes a damaged shard's file before it clears the shard's flags: stopped in
+    between, the shard is done with no file (found, and repaired by the next run), never pending
+    with a damaged file that every write would fail to read."""
+    import inrforge.store as istore
+
+    s = finished(tmp_path / "s.zarr")
+    shard1 = tmp_path / "s.zarr" / "params" / "c" / "1" / "0" / "0"
+    shard1.write_bytes(shard1.read_bytes()[:100])
+    delete = istore._delete_chunks
+
+    def delete_then_stop(*args):
+        delete(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(istore, "_delete_chunks", delete_then_stop)
+    r = open_store(s.path, mode="r+")
+    with pytest.raises(KeyboardInterrupt):
+        r.reopen_shards(r.damaged_shards())
+    monkeypatch.setattr(istore, "_delete_chunks", delete)
+    assert not shard1.exists() and r.pending_shards() == [] and r.damaged_shards() == [1]
+    with pytest.raises(InrforgeError, match="--repair refits what is damaged"):
+        r.info()
+    r.reopen_shards([1])
+    r.write_shard(shard_data(r, 1))
+    assert r.damaged_shards() == [] and r.info()["done_fraction"] == 1.0
+
+
 def test_a_shard_whose_inner_chunk_is_missing_is_damaged(tmp_path):
     """Chunks inside a shard that are gone read as NaN params of done INRs: damaged, unless failed."""
     s = make(tmp_path / "s.zarr", n=4, views=1, shard=4, chunk=2)
@@ -642,8 +670,11 @@ def test_a_shard_whose_inner_chunk_is_missing_is_damaged(tmp_path):
     assert s.damaged_shards() == []
 
 
-@pytest.mark.parametrize("where", ["inside", "dangling", "cwd", "parent of cwd", "empty"])
+@pytest.mark.parametrize("where", ["inside", "dangling", "dangling/", "cwd", "parent of cwd", "empty"])
 def test_output_paths_that_would_lose_data_are_refused(tmp_path, monkeypatch, where):
+    """Every output refuses a path inside a store, through a link to nothing (also spelt with a
+    trailing slash, which would follow it) and an empty one; a store, which replaces its folder,
+    also refuses the current folder and its parents (a results folder there is fine)."""
     from inrforge.store import output_path
 
     s = finished(tmp_path / "s.zarr")
@@ -652,11 +683,15 @@ def test_output_paths_that_would_lose_data_are_refused(tmp_path, monkeypatch, wh
     (tmp_path / "link").symlink_to(tmp_path / "nowhere" / "t")
     path, words = {"inside": (f"{s.path}/x.png", f"lies inside the Zarr store {s.path}"),
                    "dangling": (str(tmp_path / "link"), f"is a symbolic link to {tmp_path}/nowhere/t, which does not"),
+                   "dangling/": (f"{tmp_path}/link/", f"is a symbolic link to {tmp_path}/nowhere/t, which does not"),
                    "cwd": (".", "is the current folder; give a folder beside or below it"),
                    "parent of cwd": ("..", "is the current folder or holds it"),
                    "empty": ("", "expected a path, got an empty string")}[where]
-    with pytest.raises(InrforgeError, match=re.escape(words)):
-        output_path(path)
+    if where in ("cwd", "parent of cwd"):
+        assert output_path(path) == path
+    else:
+        with pytest.raises(InrforgeError, match=re.escape(words)):
+            output_path(path)
     with pytest.raises(InrforgeError, match=re.escape(words)):
         make(path)
     assert not (tmp_path / "nowhere").exists() and sorted(os.listdir(tmp_path / "work" / "sub")) == []
