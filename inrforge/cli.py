@@ -173,7 +173,9 @@ def cmd_fit(a) -> int:
     else:
         store = fit_inrs(source, a.out, threads=a.threads or usable_cores(), **kwargs)
     info = store.info()
-    print(f"{store.path}: {info['objects']} objects x {info['views']} views, done {info['done_fraction']:.0%}, "
+    # the path as given (a --scheduler run opens the store at its absolute path, for the workers)
+    print(f"{a.out}: {info['objects']} objects x {info['views']} view{'s' if info['views'] > 1 else ''}, "
+          f"done {info['done_fraction']:.0%}, "
           f"{psnr_summary(info)}, failed {info['failed']}")
     return 0
 

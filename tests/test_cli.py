@@ -417,7 +417,7 @@ def test_fit_summary_of_failed_inrs_says_none_not_nan(tmp_path, capsys):
     out = str(tmp_path / "f.zarr")
     code, stdout, _ = run(FAST + ["--limit", "4", "--arch", "relu", "--lr", "1e30", "--out", out], capsys)
     assert code == 0 and open_store(out).metric("failed").all()
-    assert stdout == f"{out}: 4 objects x 1 views, done 100%, median PSNR none recorded, failed 4\n", stdout
+    assert stdout == f"{out}: 4 objects x 1 view, done 100%, median PSNR none recorded, failed 4\n", stdout
 
 
 def _empty_store(path, arch):
