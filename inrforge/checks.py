@@ -73,6 +73,14 @@ def check_count(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def seed_value(value, what: str = "seed") -> int:
+    """A random seed: an integer in [0, 2**63) (what torch and numpy generators take)."""
+    n = check_count(what, value, minimum=0)
+    if n >= 2**63:
+        raise InrforgeError(f"{what} must be below 2**63, got {shown(value)}")
+    return n
+
+
 def probability(value, what: str, closed_top: bool = True) -> float:
     """``value`` (a :func:`scalar`) as a float in [0, 1] (or [0, 1) unless ``closed_top``)."""
     value = scalar(value)

@@ -278,6 +278,9 @@ def cmd_train(a) -> int:
 def cmd_import_dws(a) -> int:
     from .interop import import_dws
 
+    if a.arch == "relu":
+        _refuse_unused(a, ["w0"], "SIREN", "--arch relu")
+
     size = None
     if a.image_size:
         try:

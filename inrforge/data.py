@@ -40,51 +40,57 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from .errors import InrforgeError
-from .checks import check_count
+from .checks import check_count, seed_value
 from .store import INRStore, open_store
 from .weights import Weights
 
 NORMALIZE_MODES = ("symmetric", "entry")
 
 
-def usable_views(store: INRStore) -> np.ndarray:
-    """(N, V) bool: the view was fitted (its shard is done) and did not fail."""
-    return store.done()[:, None] & ~store.metric("failed")
+def usable_views(store: INRStore, done: np.ndarray | None = None) -> np.ndarray:
+    """(N, V) bool: the view was fitted (its shard is done) and did not fail.  ``done``: a
+    :meth:`~inrforge.store.INRStore.done` read to use instead of reading it now (a store still
+    being fitted finishes shards meanwhile; a failed flag is final once its shard is done)."""
+    done = store.done() if done is None else done
+    return done[:, None] & ~store.metric("failed")
 
 
-def usable_split_sizes(store: INRStore) -> dict[str, int]:
-    """Objects of each split (train, val, test) with at least one usable view: what the datasets
-    of that split hold (an unfitted shard or a failed fit leaves objects out)."""
-    ok = usable_views(store).any(axis=1)
-    return {name: int(ok[store.split(name)].sum()) for name in ("train", "val", "test")}
+def usable_split_sizes(store: INRStore, done: np.ndarray | None = None) -> dict[str, int]:
+    """What the datasets of each split hold: train objects with at least one usable view, val and
+    test objects whose view 0 (the one they are scored on) is usable."""
+    ok = usable_views(store, done)
+    return {name: int((ok[:, 0] if name != "train" else ok.any(axis=1))[store.split(name)].sum())
+            for name in ("train", "val", "test")}
 
 
-def normalization_stats(store: INRStore, mode: str = "symmetric", block: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, std), each (P,) float32, over the usable views of the train split.
+def normalization_stats(store: INRStore, mode: str = "symmetric", block: int = 4096,
+                        done: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std), each (P,) float32, over the usable views of the train split (every stored view,
+    whatever number of views a dataset draws from).
 
-    Computed once per store object and set of finished shards (the datasets of one training run
-    share them).  A *finished* store opened writable keeps them under ``stats/<mode>``, which
-    later readers reuse; an unfinished store's statistics are never written, since a resumed fit
-    would change them.
+    Computed once per store object and set of finished shards (``done``: a snapshot to use, see
+    :func:`usable_views`; the datasets of one training run share one).  A *finished* store opened
+    writable keeps them under ``stats/<mode>``, which later readers reuse; an unfinished store's
+    statistics are never written, since a resumed fit would change them.
     """
     if mode not in NORMALIZE_MODES:
         raise InrforgeError(f"unknown normalisation {mode!r}; choose one of {', '.join(NORMALIZE_MODES)} or None")
-    done = store.done()
+    done = store.done() if done is None else done
     key = (mode, np.packbits(done).tobytes())
     memo = store.__dict__.setdefault("_normalization_memo", {})
     if key not in memo:
         memo[key] = _stats_from_disk(store, mode) if done.all() else None
         if memo[key] is None:
-            memo[key] = _compute_stats(store, mode, block)
+            memo[key] = _compute_stats(store, mode, block, done)
             if done.all():
                 _stats_to_disk(store, mode, *memo[key])
     mean, std = memo[key]
     return torch.from_numpy(mean), torch.from_numpy(std)
 
 
-def _compute_stats(store: INRStore, mode: str, block: int) -> tuple[np.ndarray, np.ndarray]:
+def _compute_stats(store: INRStore, mode: str, block: int, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     train = store.split("train")
-    ok = usable_views(store)
+    ok = usable_views(store, done)
     train = train[ok[train].any(axis=1)]
     if len(train) == 0:
         raise InrforgeError(f"{store.path}: no fitted train INRs to compute normalisation statistics from")
@@ -129,6 +135,17 @@ def _stats_to_disk(store: INRStore, mode: str, mean: np.ndarray, std: np.ndarray
         pass
 
 
+def _takes_generator(fn) -> bool:
+    """Whether ``fn`` accepts a ``generator`` keyword (True when its signature cannot be read)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == "generator" or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def _seed_of(*parts) -> int:
     """A 63-bit seed that is a pure function of the parts (ints and int arrays)."""
     h = hashlib.blake2b(digest_size=8)
@@ -143,12 +160,14 @@ class WeightDataset(Dataset):
     ``dataset[i]`` -> ``(flat (P,), label)``; ``dataset.__getitems__(indices)`` reads a whole
     batch; ``dataset.collate`` makes ``(Weights, labels)`` with the transform and normalisation
     applied; :meth:`loader` builds the DataLoader that uses all three.  ``canonical``: a pure
-    function every item goes through first (see the module docstring).
+    function every item goes through first (see the module docstring).  ``done``: the store's
+    finished objects as read once for several datasets (:func:`usable_views`), so that the splits
+    of one run, and their statistics, see the same shards while a fit is still finishing others.
     """
 
     def __init__(self, store, split: str = "train", views: int | None = None, transform=None,
                  normalize: str | None = "symmetric", cache: bool = False, seed: int = 0,
-                 view_policy: str | None = None, canonical=None):
+                 view_policy: str | None = None, canonical=None, done: np.ndarray | None = None):
         self.store = store if isinstance(store, INRStore) else open_store(store)
         self.arch = self.store.arch
         self.split = split
@@ -165,12 +184,19 @@ class WeightDataset(Dataset):
                 raise InrforgeError(f"{what} must be a function of Weights (e.g. AlignTo(reference)), got {fn!r}")
             if fn is not None and hasattr(fn, "check"):
                 fn.check(self.arch)  # fail early on an incompatible arch
+        if transform is not None and not _takes_generator(transform):
+            raise InrforgeError("transform must take (weights, generator=...) and use that generator for its draws "
+                                "(an inrforge augmentation or Compose does); got a function without a generator argument")
         self.transform = transform
         self.canonical = canonical
-        self.seed = check_count("seed", seed, 0)
+        self.seed = seed_value(seed)
         self.epoch = 0
+        done = self.store.done() if done is None else np.asarray(done, dtype=bool)
+        if done.shape != (len(self.store),):
+            raise InrforgeError(f"done must be a store's done() read, one flag per object ({len(self.store)}), "
+                                f"got shape {done.shape}")
         objects = self.store.split(split)
-        ok = usable_views(self.store)[objects][:, :n_views]
+        ok = usable_views(self.store, done)[objects][:, :n_views]
         if self.view_policy == "first":
             ok[:, 1:] = False
         keep = ok.any(axis=1)
@@ -182,7 +208,7 @@ class WeightDataset(Dataset):
         self.labels = torch.from_numpy(np.ascontiguousarray(labels))
         self.normalize = normalize
         if normalize is not None:
-            self.mean, self.std = normalization_stats(self.store, normalize)
+            self.mean, self.std = normalization_stats(self.store, normalize, done=done)
         self._cache = None
         if cache:  # (n, n_views, P), or (n, 1, P) for view 0 only: no other view is held
             if self.view_policy == "first":

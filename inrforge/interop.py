@@ -39,6 +39,7 @@ from .store import (INRStore, ShardData, check_leftovers, create_store, is_own_b
                     write_json)
 
 _KEY = re.compile(r"^(seq|layers|net|model)\.(\d+)\.(weight|bias)$")
+_EXTRA_KEYS = ("label",)  # what an INR file may hold besides its layers (export-dws writes the label)
 _SPLITS = ("train", "val", "test")
 _MAX_EXACT_INT = 2 ** 53  # floats beyond this are not trusted to be integers
 
@@ -84,6 +85,11 @@ def _layers(state: dict, path) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The (weight, bias) pairs of a state dict, in layer order, checked to form an MLP."""
     found: dict[int, dict[str, torch.Tensor]] = {}
     prefixes = set()
+    other = [str(k) for k in state if not _KEY.match(str(k)) and str(k) not in _EXTRA_KEYS]
+    if other:  # a tensor the MLP would not read (a nested layer, an input encoding): not an INR we can rebuild
+        raise InrforgeError(f"{path}: unexpected entr{'y' if len(other) == 1 else 'ies'} {', '.join(other[:5])}"
+                            f"{', ...' if len(other) > 5 else ''}; an INR file holds only seq.{{i}}.weight / "
+                            f"seq.{{i}}.bias (and label)")
     for key, value in state.items():
         m = _KEY.match(str(key))
         if m:
@@ -510,6 +516,9 @@ def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: f
             if arch.in_features != 2:
                 raise InrforgeError(f"--image-size is for INRs of 2-D image coordinates; these take "
                                     f"{arch.in_features} input{'s' if arch.in_features != 1 else ''}")
+            if arch.out_features not in (1, 3):
+                raise InrforgeError(f"--image-size is for INRs of images, with 1 (gray) or 3 (RGB) outputs; these "
+                                    f"have {arch.out_features}")
             h, w = int(image_size[0]), int(image_size[1])
             if grid is not None and (grid["kind"], grid.get("height"), grid.get("width")) != ("image", h, w):
                 raise InrforgeError(f"--image-size {h}x{w} contradicts the grid {splits_file} records "

@@ -568,13 +568,40 @@ class INRStore:
         idx = self.object_indices(indices)
         if len(idx) == 0:
             return np.empty((0,) + self.params.shape[1 if view is None else 2:], dtype=np.float32)
-        order = np.argsort(idx, kind="stable")
-        uniq, inverse = np.unique(idx[order], return_inverse=True)
-        views = slice(None) if view is None else view
-        block = self._read(self.params, (uniq, views, slice(None)), orthogonal=True)
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        block = self._read_rows(uniq, slice(None) if view is None else view)
         self._check_fitted(uniq, block, view)
-        out = np.empty((len(idx),) + block.shape[1:], dtype=block.dtype)
-        out[order] = block[inverse]
+        if len(uniq) == len(idx) and (np.diff(idx) > 0).all():
+            return block  # already sorted and unique: no second copy
+        return block[inverse.reshape(-1)]  # one copy in the given order (duplicates repeated)
+
+    def _read_rows(self, rows: np.ndarray, views) -> np.ndarray:
+        """``params[rows, views]`` for sorted unique ``rows``.  A shard whose selected rows are dense
+        (at least a quarter of the span they cover) is read as one contiguous slice and the rows
+        taken from it; the sparse rest goes in one orthogonal selection.  Zarr's orthogonal
+        selection of thousands of rows takes 5x the time of a slice and holds several times the
+        output in memory while it runs (16,000 of 20,000 objects x 10 views: 8.5 s and 2.7 GB for
+        723 MB, against 1.6 s and 1.0 GB as a slice), which made a cached dataset of a large
+        split run out of memory."""
+        shard = rows // self.shard_objects
+        cuts = np.flatnonzero(np.diff(shard)) + 1
+        starts, stops = np.r_[0, cuts], np.r_[cuts, len(rows)]
+        dense = np.zeros(len(rows), dtype=bool)
+        out = None
+        for a, b in zip(starts, stops):
+            lo, hi = int(rows[a]), int(rows[b - 1]) + 1
+            if 4 * (b - a) < hi - lo:
+                continue
+            part = self._read(self.params, (slice(lo, hi), views))[rows[a:b] - lo]
+            if out is None:
+                out = np.empty((len(rows),) + part.shape[1:], dtype=part.dtype)
+            out[a:b] = part
+            dense[a:b] = True
+        if not dense.all():
+            part = self._read(self.params, (rows[~dense], views, slice(None)), orthogonal=True)
+            if out is None:
+                return part
+            out[~dense] = part
         return out
 
     def _check_fitted(self, objects: np.ndarray, block: np.ndarray, view: int | None) -> None:

@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 
 from .data import WeightDataset
 from .errors import InrforgeError, first_line
-from .checks import check_count, is_number, process_count
+from .checks import check_count, is_number, process_count, seed_value
 from .fit import check_device
-from .store import INRStore, summary_line, write_json
+from .store import INRStore, output_path, summary_line, write_json
 
 AUGMENTATIONS = ("perm", "negate", "shift", "rotate", "scale", "translate", "noise", "dropout", "prune",
                  "mixup", "mixup-perm", "mixup-align")
@@ -42,7 +42,7 @@ LOG_FILES = ("result.json", "best.pt", "metrics.csv", "metrics.jsonl")
 MAX_LR = 1e30  # AdamW divides lr by its bias correction (>= 0.1 at its defaults): float32 holds 3.4e38
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 100
     lr: float = 5e-3
@@ -68,7 +68,7 @@ class TrainConfig:
             raise InrforgeError(f"warm-up epochs must be 0 or more, got {self.warmup_epochs}")
         if self.patience is not None:
             check_count("--patience", self.patience)
-        check_count("--seed", self.seed, minimum=0)
+        seed_value(self.seed, "--seed")
         process_count(self.num_workers, "--workers", minimum=0)
         if self.grad_clip is not None and not _at_least(self.grad_clip, 0):  # 0 or None: no clipping
             raise InrforgeError(f"grad_clip must be positive (0 or None turn it off), got {self.grad_clip}")
@@ -111,12 +111,27 @@ def build_transform(names, arch, num_classes: int | None):
     return compose
 
 
-def build_model(name: str, arch, out_features: int, hidden: int = 32, depth: int = 4, dropout: float = 0.0,
-                mlp_hidden=(256, 256, 256), **kw) -> torch.nn.Module:
+def build_model(name: str, arch, out_features: int, hidden: int | None = None, depth: int | None = None,
+                dropout: float = 0.0, mlp_hidden=(256, 256, 256), **kw) -> torch.nn.Module:
+    """DWSNet (``hidden`` channels, default 32; ``depth`` layers, default 4; other DWSNet options in
+    ``kw``) or the flat MLP (``mlp_hidden`` widths), both with ``dropout``.  An option the chosen
+    model does not take is an :class:`InrforgeError`, not ignored."""
     from .models import DWSNet, FlatMLP
 
     if name not in MODELS:
         raise InrforgeError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if name == "mlp":
+        given = sorted([*kw, *(k for k, v in (("hidden", hidden), ("depth", depth)) if v is not None)])
+        if given:
+            raise InrforgeError(f"model option(s) {', '.join(given)} are DWSNet's; the flat MLP takes dropout and "
+                                f"mlp_hidden")
+    hidden, depth = (32 if hidden is None else hidden), (4 if depth is None else depth)
+    if name == "dwsnet":
+        import inspect
+
+        unknown = sorted(set(kw) - set(inspect.signature(DWSNet).parameters))
+        if unknown:
+            raise InrforgeError(f"unknown DWSNet option(s) {', '.join(unknown)}")
     try:
         if name == "dwsnet":
             return DWSNet(arch, out_features, hidden=hidden, depth=depth, dropout=dropout, **kw)
@@ -212,8 +227,13 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     has no such weights and is an :class:`InrforgeError`.  An epoch whose val loss (or score) is
     not finite is never the best; a run in which no epoch has a finite one is an
     :class:`InrforgeError` too (it diverged), and writes no ``best.pt`` or ``result.json``.
-    ``config.patience`` without a val split to watch is an :class:`InrforgeError`.
+    ``config.patience`` without a val split to watch is an :class:`InrforgeError`.  ``log_dir``
+    receives :data:`LOG_FILES`; those of an earlier run there are deleted first (the CLI and the
+    pipelines refuse to reuse a folder without ``--overwrite`` before they get here), and nothing
+    else in it is touched.
     """
+    if not isinstance(config, TrainConfig):
+        raise InrforgeError(f"config must be a TrainConfig, got {type(config).__name__}")
     if task not in TASKS:
         raise InrforgeError(f"unknown task {task!r}; choose {' or '.join(TASKS)}")
     if len(train) == 0:
@@ -232,10 +252,16 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     key = "acc" if higher_better else "loss"
     best, best_state, best_epoch, history, since, diverged = None, None, -1, [], 0, None
     has_val = val is not None and len(val) > 0
-    log_dir = Path(log_dir) if log_dir else None
-    if log_dir:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / "metrics.jsonl").write_text("")
+    log_dir = Path(output_path(log_dir, "log_dir")) if log_dir else None
+    if log_dir:  # an earlier run's logs there go: a run that stops early must not sit beside them
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            for name in LOG_FILES:
+                if (log_dir / name).is_file():
+                    (log_dir / name).unlink()
+            (log_dir / "metrics.jsonl").write_text("")
+        except OSError as e:
+            raise InrforgeError(f"cannot write the logs to {log_dir}: {e.strerror or e}") from None
     t0 = time.perf_counter()
     bar = tqdm(range(config.epochs), desc=desc, disable=(not progress) if progress is not None else None,
                dynamic_ncols=True)
@@ -375,11 +401,19 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
     from .store import open_store
 
     store = store if isinstance(store, INRStore) else open_store(store)
-    config = config or TrainConfig()
+    config = TrainConfig() if config is None else config
+    if not isinstance(config, TrainConfig):
+        raise InrforgeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if augment is not None and (isinstance(augment, str) or not isinstance(augment, (list, tuple))):
+        raise InrforgeError(f"augment must be a list of augmentation names, e.g. ['perm', 'negate'], got {augment!r}")
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        raise InrforgeError(f"model_kwargs must be a dict of model options, got {model_kwargs!r}")
     check_device(config.device)
     task, n_out = task_of(store)
     augment = [n for n in (augment or []) if n and n != "none"]
     transform = build_transform(augment, store.arch, n_out if task == "classification" else None)
+    torch.manual_seed(config.seed)  # the init is the seed's, whatever ran before in this process
+    net = build_model(model, store.arch, n_out, **(model_kwargs or {}))  # refused before any data is read
     canon = None
     if align:
         train_ids = store.split("train")
@@ -387,16 +421,15 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
         if len(usable) == 0:
             raise InrforgeError(f"{store.path}: no train INR with a usable view 0 to align to")
         canon = AlignTo(store.read(usable[:1], view=0)[0])
+    done = store.done()  # one snapshot for the three splits and their statistics (a fit may be finishing shards)
     train = WeightDataset(store, "train", views=views, transform=transform, normalize=normalize, cache=cache,
-                          seed=config.seed, canonical=canon)
-    val = WeightDataset(store, "val", normalize=normalize, cache=cache, canonical=canon)
-    test = WeightDataset(store, "test", normalize=normalize, cache=cache, canonical=canon)
+                          seed=config.seed, canonical=canon, done=done)
+    val = WeightDataset(store, "val", normalize=normalize, cache=cache, canonical=canon, done=done)
+    test = WeightDataset(store, "test", normalize=normalize, cache=cache, canonical=canon, done=done)
     if len(train) == 0:
         raise InrforgeError(f"{store.path}: the train split has no fitted INRs")
     _check_patience(config, val, store.path)
     _warn_left_out(store.path, {"train": train, "val": val, "test": test})
-    torch.manual_seed(config.seed)  # the init is the seed's, whatever ran before in this process
-    net = build_model(model, store.arch, n_out, **(model_kwargs or {}))
     check_batch_norm(net, len(train), config.batch_size)
     describe = {"store": store.path, "model": model, "model_kwargs": dict(model_kwargs or {}), "augment": augment,
                 "align": align, "views": train.n_views, "normalize": normalize, "task": task,
@@ -491,6 +524,9 @@ def train_seeds(store, spec: RunSpec, seeds, config: TrainConfig, views: int | N
         res = train_on_store(store, model=spec.model, augment=list(spec.augment), align=spec.align, views=views,
                              config=cfg, model_kwargs=spec.model_kwargs,
                              log_dir=Path(log_dir) / f"seed{seed}" if log_dir else None, progress=False)
+        if "test" not in res:
+            raise InrforgeError(f"{getattr(store, 'path', store)}: the test split has no INR whose view 0 is usable "
+                                f"to score {name} on")
         score = res["test"]["acc"] if res["task"] == "classification" else res["test"]["loss"]
         scores.append(score)
         best_epochs.append(res["best_epoch"])

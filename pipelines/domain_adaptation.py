@@ -94,6 +94,9 @@ def parse_args(argv=None):
     a = parse_with_small(p, argv, {"classifiers": 200, "zoo_steps": 300, "epochs": 8})
     unused = {"rotate-noise": "--blur", "blur-noise": "--angle"}[a.corruption]  # accepted and ignored otherwise
     refuse_given(p, argv, (unused,), f"not used with --corruption {a.corruption}")
+    for mapper, options in (("dwsnet", ("--lr-dwsnet", "--dws-hidden", "--dws-depth")), ("mlp", ("--lr-mlp", "--mlp-hidden"))):
+        if mapper not in a.mappers:
+            refuse_given(p, argv, options, f"only for the {mapper} mapper, and --mappers {','.join(a.mappers)} has none")
     if a.classifiers < MIN_CLASSIFIERS:
         sizes = zoo_split_sizes(a.classifiers)
         p.error(f"argument --classifiers: expected at least {MIN_CLASSIFIERS}, got {a.classifiers}: the zoo's "

@@ -34,9 +34,9 @@ from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.fitjob import make_splits
 from inrforge.models import DWSNet, FlatMLP
-from inrforge.script import (ArgumentParser, add_results_arguments, fraction, int_at_least, names_from,
+from inrforge.script import (ArgumentParser, add_results_arguments, dropout_rate, fraction, int_at_least, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, path_arg, positive_float,
-                             positive_int, probability, pyplot, refuse_unused, require_splits, results_dir,
+                             positive_int, pyplot, refuse_unused, require_splits, results_dir,
                              results_versions, run_pipeline, run_script, save_figure, write_results)
 from inrforge.train import require_task
 
@@ -60,7 +60,7 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--temperature", type=positive_float, default=0.1)
     p.add_argument("--noise", type=nonnegative_float, default=0.1, help="GaussianNoise rel_std of the views")
-    p.add_argument("--dropout", type=probability, default=0.05, help="WeightDropout p of the views")
+    p.add_argument("--dropout", type=dropout_rate, default=0.05, help="WeightDropout p of the views")
     p.add_argument("--hidden", type=positive_int, default=16, help="DWSNet channels")
     p.add_argument("--depth", type=positive_int, default=3, help="DWSNet layers")
     p.add_argument("--seed", type=nonnegative_int, default=0)

@@ -388,3 +388,41 @@ def test_canonical_forms_are_computed_once_when_cached_and_served_on_every_path(
         WeightDataset(s, "train", canonical=AlignTo(relu))
     with pytest.raises(InrforgeError, match="canonical must be a function of Weights"):
         WeightDataset(s, "train", canonical=ref)
+
+
+def test_one_done_snapshot_gives_every_split_the_same_statistics(tmp_path):
+    """A fit finishing shards while a run builds its datasets: datasets given one ``done`` read
+    hold the objects and statistics of that read (before, each split read ``done`` again, and train
+    and val could be normalised differently)."""
+    s = synthetic_store(tmp_path / "s.zarr", undone_shards=[1])
+    before = s.done()
+    rng = np.random.default_rng(1)
+    s.write_shard(ShardData(8, rng.standard_normal((8, 3, ARCH.param_count)).astype(np.float32) * 7,
+                            np.full((8, 3), 30, np.float32), np.full((8, 3), 30, np.float32),
+                            np.ones((8, 3), np.int32), np.zeros((8, 3), bool)))
+    train, val = (WeightDataset(s, split, done=before) for split in ("train", "val"))
+    assert torch.equal(train.mean, val.mean) and torch.equal(train.std, val.std)
+    assert torch.equal(train.mean, normalization_stats(s, done=before)[0])
+    assert not torch.equal(train.mean, normalization_stats(s)[0])  # the shard written since counts now
+    assert not set(range(8, 16)) & set(train.objects) and len(WeightDataset(s, "train")) == 30
+    with pytest.raises(InrforgeError, match=r"done must be a store's done\(\) read, one flag per object \(40\)"):
+        WeightDataset(s, "train", done=before[:5])
+
+
+def test_split_sizes_count_what_the_datasets_hold(tmp_path):
+    """Val and test are scored on view 0: an object whose view 0 failed is not in them, though its
+    other views are usable (train draws among those)."""
+    from inrforge.data import usable_split_sizes
+
+    s = synthetic_store(tmp_path / "s.zarr", failed=[(0, 0), (30, 0), (31, 0), (35, 0)])
+    sizes = usable_split_sizes(s)
+    assert sizes == {name: len(WeightDataset(s, name, normalize=None)) for name in ("train", "val", "test")}
+    assert sizes == {"train": 30, "val": 3, "test": 4}
+
+
+def test_a_transform_must_take_the_generator(tmp_path):
+    s = synthetic_store(tmp_path / "s.zarr")
+    with pytest.raises(InrforgeError, match=r"^transform must take \(weights, generator=...\)"):
+        WeightDataset(s, "train", transform=lambda w: w)  # it used to fail at the first batch
+    ds = WeightDataset(s, "train", transform=lambda w, generator=None: w, normalize=None)
+    assert len(next(iter(ds.loader(4)))[0]) == 4

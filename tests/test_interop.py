@@ -299,6 +299,9 @@ def test_recorded_arch_against_arch_options(tmp_path, capsys):
     assert "contradicts --arch relu" in err and not (tmp_path / "c.zarr").exists()
     assert main(["import-dws", str(tmp_path / "ex"), "--out", str(tmp_path / "c.zarr"), "--arch", "siren",
                  "--w0", "12.5"]) == 0
+    err = cli_error(capsys, ["import-dws", str(tmp_path / "ex"), "--out", str(tmp_path / "d.zarr"), "--arch", "relu",
+                             "--w0", "5"])  # accepted and recorded in a ReLU arch before
+    assert "--w0 is a SIREN option; --arch relu does not use it" in err and not (tmp_path / "d.zarr").exists()
 
 
 def test_fourier_archs_need_their_matrix(tmp_path):
@@ -341,6 +344,10 @@ def _layer_state(label=1, w0=None):
     ("meta", r"b.pth: seq.1.bias is a tensor on the meta device, which holds no values"),
     ("text", r"cannot read .*b.pth: not a PyTorch file"),
     ("empty", r"cannot read .*b.pth: the file is empty"),
+    # tensors the MLP would not read used to be dropped silently (a nested last layer gave 32 outputs)
+    ("nested", r"a.pth: unexpected entries seq.2.linear.weight, seq.2.linear.bias; an INR file holds only"),
+    ("encoding", r"b.pth: unexpected entry seq.0.b; an INR file holds only seq.\{i\}.weight"),
+    ("channels", r"--image-size is for INRs of images, with 1 \(gray\) or 3 \(RGB\) outputs; these have 4"),
 ])
 def test_malformed_input_is_a_one_line_error(tmp_path, capsys, case, match):
     d = tmp_path / "d"
@@ -368,6 +375,14 @@ def test_malformed_input_is_a_one_line_error(tmp_path, capsys, case, match):
                                                    "test": {"path": ["./a.pth"], "label": [1]}}))
     elif case == "imagesize":
         a = {"seq.0.weight": torch.zeros(4, 1), "seq.0.bias": torch.zeros(4), "label": 1}
+        b = dict(a)
+        argv += ["--image-size", "8x8"]
+    elif case == "nested":
+        a["seq.2.linear.weight"], a["seq.2.linear.bias"] = torch.zeros(1, 4), torch.zeros(1)
+    elif case == "encoding":
+        b["seq.0.b"] = torch.zeros(16, 2)
+    elif case == "channels":
+        a = {**a, "seq.1.weight": torch.zeros(4, 4), "seq.1.bias": torch.zeros(4)}
         b = dict(a)
         argv += ["--image-size", "8x8"]
     elif case == "sparse":

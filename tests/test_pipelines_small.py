@@ -80,7 +80,7 @@ def has_legend(fig) -> bool:
     ("views_augment_sweep", ["--test-fraction", "1"], "--test-fraction: expected a number between 0 and 1"),
     ("sine_regression", ["--sizes", "50,x"], "--sizes: expected a comma list of positive integers, got '50,x'"),
     ("sine_regression", ["--lr", "nan"], "--lr: expected a positive number, got 'nan'"),
-    ("ssl_sines", ["--dropout", "1.5"], "--dropout: expected a probability in [0, 1]"),
+    ("ssl_sines", ["--dropout", "1.5"], "--dropout: expected a dropout probability in [0, 1)"),
     ("domain_adaptation", ["--noise", "-0.1"], "--noise: expected a number >= 0"),
     ("domain_adaptation", ["--blur", "0"], "--blur: expected a positive number, got '0'"),
     ("domain_adaptation", ["--blur", "2"], "argument --blur: not used with --corruption rotate-noise"),
@@ -117,6 +117,11 @@ def has_legend(fig) -> bool:
     ("classify_inrs", ["--models", "mlp,mlp+align", "--hidden", "8"],
      "argument --hidden: only for DWSNet, and --models mlp,mlp+align trains none"),
     ("views_augment_sweep", ["--models", "mlp", "--lr=0.01"], "argument --lr: only for DWSNet, and --models mlp trains none"),
+    ("domain_adaptation", ["--mappers", "mlp", "--dws-hidden", "4"],
+     "argument --dws-hidden: only for the dwsnet mapper, and --mappers mlp has none"),
+    ("domain_adaptation", ["--mappers", "dwsnet", "--lr-mlp", "0.1"],
+     "argument --lr-mlp: only for the mlp mapper, and --mappers dwsnet has none"),
+    ("ssl_sines", ["--dropout", "1"], "--dropout: expected a dropout probability in [0, 1), got '1'"),
 ])
 def test_impossible_arguments_are_refused_before_any_work(tmp_path, capsys, name, args, message):
     out = tmp_path / "run"
@@ -239,8 +244,8 @@ def test_small_changes_only_the_defaults(name, argv, expected):
 
 
 def test_parsed_lists_and_counts():
-    a = _load("domain_adaptation").parse_args(["--target-images", "0", "--mlp-hidden", "64,32", "--mappers", "dwsnet"])
-    assert (a.target_images, a.mlp_hidden, a.mappers) == (0, (64, 32), ("dwsnet",))  # 0: all training images
+    a = _load("domain_adaptation").parse_args(["--target-images", "0", "--mlp-hidden", "64,32", "--mappers", "mlp"])
+    assert (a.target_images, a.mlp_hidden, a.mappers) == (0, (64, 32), ("mlp",))  # 0: all training images
     assert _load("classify_inrs").parse_args([]).models == ("dwsnet", "mlp", "mlp+perm", "mlp+align")
     assert _load("dask_fit").parse_args(["--source", "digits", "--out", "x"]).batch_size is None  # automatic
 

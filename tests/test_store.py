@@ -706,3 +706,17 @@ def test_a_store_in_an_empty_folder_given_as_dir_dot_is_written_there(tmp_path):
 def test_an_unknown_or_unavailable_url_protocol_is_one_line(tmp_path):
     with pytest.raises(InrforgeError, match="^cannot write a store at bogus://b/x.zarr: Protocol not known: bogus$"):
         make("bogus://b/x.zarr")
+
+
+def test_reads_mixing_dense_and_sparse_shards_give_each_row_in_order(tmp_path):
+    """read_flat reads a shard whose rows are dense as one slice and the sparse rest in one
+    orthogonal selection; either way each row comes back where it was asked for, duplicates too."""
+    s = make(tmp_path / "s.zarr", n=40, views=2, shard=8, chunk=2)
+    for k in range(s.n_shards):
+        s.write_shard(shard_data(s, k))
+    every = s.params[...]
+    rng = np.random.default_rng(0)
+    dense = np.r_[np.arange(8, 16), [3], rng.choice(np.arange(24, 40), 3, replace=False)]  # shard 1 whole
+    for idx in (dense, rng.permutation(dense), np.r_[dense, dense[:4]], np.arange(40)[::-1], np.array([39])):
+        np.testing.assert_array_equal(s.read_flat(idx, view=None), every[idx])
+        np.testing.assert_array_equal(s.read_flat(idx, view=1), every[idx, 1])

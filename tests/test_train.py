@@ -15,6 +15,9 @@ from inrforge.train import TrainConfig, build_transform, train_on_store
 ARCH = make_arch(hidden=8)
 
 
+SMALL_DWS = {"hidden": 8, "depth": 2}  # DWSNet options; the flat MLP takes none of them
+
+
 def learnable_store(path, n=160, labels="class", val=True, fail_first=False):
     """Random INR weights whose label is a permutation-invariant function of them.
     ``val=False``: no val split; ``fail_first``: view 0 of the first train INR failed (NaN)."""
@@ -42,7 +45,7 @@ def learnable_store(path, n=160, labels="class", val=True, fail_first=False):
 def test_short_training_learns(tmp_path, model):
     s = learnable_store(tmp_path / "s.zarr")
     cfg = TrainConfig(epochs=15, lr=3e-3, batch_size=32, seed=0)
-    res = train_on_store(s, model=model, config=cfg, model_kwargs={"hidden": 8, "depth": 2}, log_dir=tmp_path / "run",
+    res = train_on_store(s, model=model, config=cfg, model_kwargs=SMALL_DWS if model == "dwsnet" else None, log_dir=tmp_path / "run",
                          progress=False)
     losses = [r["train_loss"] for r in res["history"]]
     assert losses[-1] < 0.6 * losses[0]
@@ -198,7 +201,8 @@ def test_a_run_depends_on_its_seed_not_on_what_ran_before(tmp_path, model):
     numbers whatever state an earlier run left the global RNG in (a sweep runs many in one process)."""
     s = learnable_store(tmp_path / "s.zarr")
     cfg = TrainConfig(epochs=2, lr=3e-3, batch_size=32, seed=3)
-    kw = dict(model=model, augment=["perm"], config=cfg, model_kwargs={"hidden": 8, "depth": 2}, progress=False)
+    kw = dict(model=model, augment=["perm"], config=cfg, model_kwargs=SMALL_DWS if model == "dwsnet" else None,
+              progress=False)
     torch.manual_seed(123)
     first = train_on_store(s, **kw)
     torch.rand(1000)  # as if another run had happened in between
@@ -470,3 +474,44 @@ def test_a_pipeline_fit_shows_its_progress_on_a_terminal_only(tmp_path, monkeypa
     monkeypatch.setattr(sys, "stderr", term)
     open_or_fit(None, source=src, out=tmp_path / "shown.zarr", steps=2, echo=None)
     assert "fit: 100%" in term.getvalue() and "8/8" in term.getvalue()  # used to be hidden even here
+
+
+def test_training_arguments_are_checked_before_any_data_is_read(tmp_path, monkeypatch):
+    import dataclasses
+
+    from inrforge import data as idata
+    from inrforge.train import prepare_training
+
+    s = learnable_store(tmp_path / "s.zarr")
+    monkeypatch.setattr(idata.WeightDataset, "__init__", lambda *a, **k: pytest.fail("read data before refusing"))
+    for kw, words in ((dict(model="mlp", model_kwargs={"hidden": 8, "norm": "batch"}),
+                       "model option(s) hidden, norm are DWSNet's; the flat MLP takes dropout and mlp_hidden"),
+                      (dict(model_kwargs={"bogus": 1}), "unknown DWSNet option(s) bogus"),
+                      (dict(model_kwargs=[1]), "model_kwargs must be a dict of model options, got [1]"),
+                      (dict(model="bogus"), "unknown model 'bogus'"),
+                      (dict(augment="perm"), "augment must be a list of augmentation names"),
+                      (dict(config={"epochs": 2}), "config must be a TrainConfig, got dict")):
+        with pytest.raises(InrforgeError) as e:
+            prepare_training(s, **kw)
+        assert str(e.value).startswith(words), str(e.value)
+    with pytest.raises(InrforgeError, match=r"^--seed must be below 2\*\*63"):
+        TrainConfig(seed=2**63)
+    with pytest.raises(dataclasses.FrozenInstanceError):  # checked once, so it cannot change after
+        TrainConfig().epochs = -1
+
+
+def test_a_log_dir_gets_this_runs_logs_only(tmp_path):
+    s = learnable_store(tmp_path / "s.zarr")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "result.json").write_text("an earlier run's")
+    (logs / "notes.txt").write_text("the user's")
+    cfg = TrainConfig(epochs=1, batch_size=64)
+    train_on_store(s, model="mlp", config=cfg, log_dir=f"file://{logs}", progress=False)  # a file:// URL is its path
+    assert json.loads((logs / "result.json").read_text())["epochs_run"] == 1
+    assert (logs / "notes.txt").read_text() == "the user's" and not (tmp_path / "file:").exists()
+    with pytest.raises(InrforgeError, match="lies inside the Zarr store"):
+        train_on_store(s, model="mlp", config=cfg, log_dir=f"{s.path}/logs", progress=False)
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(InrforgeError, match="cannot write the logs to"):
+        train_on_store(s, model="mlp", config=cfg, log_dir=tmp_path / "afile", progress=False)
