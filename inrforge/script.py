@@ -275,6 +275,12 @@ def set_threads(n: int | None = None) -> int:
     return n
 
 
+def psnr_fields(info: dict) -> dict:
+    """A store's PSNR median and 5th percentile (``INRStore.info()``) as a results.json records them:
+    null, not NaN, where nothing was recorded (imported INRs), so that strict JSON readers accept it."""
+    return {k: None if math.isnan(info[k]) else info[k] for k in ("psnr_median", "psnr_p5")}
+
+
 def results_versions(*extra: str) -> dict:
     """What a results.json records about the software behind its numbers: the store's library
     versions, matplotlib's and those of the modules named in ``extra``, and torch's thread count."""

@@ -15,8 +15,8 @@ from dataclasses import replace
 
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, mean_std, names_from, parse_with_small, path_arg,
-                             positive_float, positive_int, pyplot, refuse_unused, require_fit_splits, results_dir,
-                             results_versions, run_script, save_figure, set_threads, write_results)
+                             positive_float, positive_int, psnr_fields, pyplot, refuse_unused, require_fit_splits,
+                             results_dir, results_versions, run_script, save_figure, set_threads, write_results)
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, classification_input, dwsnet_kwargs,
                             open_or_fit, refuse_dwsnet_options, train_seeds)
 
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
                          "model": spec.model, "augment": list(spec.augment), "align": spec.align, "lr": spec.lr or a.lr}
     setting = {"store": store.path, "source": info["source"], "objects": info["objects"], "views_fitted": info["views"],
                "views": a.train_views or info["views"], "splits": info["splits"], "n_classes": n_classes,
-               "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"], **store.fit_summary(),
+               **psnr_fields(info), **store.fit_summary(),
                "epochs": a.epochs, "seeds": a.seeds, "batch_size": a.batch_size, "dwsnet_lr": a.lr,
                "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth, "dwsnet_norm": a.norm, "device": a.device,
                "small": bool(a.small), "versions": results_versions()}

@@ -32,9 +32,9 @@ from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.fitjob import make_splits
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
-                             parse_with_small, path_arg, positive_float, positive_int, positive_ints, pyplot,
-                             refuse_unused, require_splits, results_dir, results_versions, run_pipeline, run_script,
-                             save_figure, write_results)
+                             parse_with_small, path_arg, positive_float, positive_int, positive_ints, psnr_fields,
+                             pyplot, refuse_unused, require_splits, results_dir, results_versions, run_pipeline,
+                             run_script, save_figure, write_results)
 from inrforge.store import summary_line
 from inrforge.train import TrainConfig, build_model, build_transform, fit_model, require_task
 
@@ -194,7 +194,7 @@ def run(a) -> dict:
                                      "epochs": epochs, "best_epoch": best_epochs, "params": res["params"]}
 
     setting = {"store": store.path, "objects": info["objects"], "splits": info["splits"],
-               "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"], **store.fit_summary(),
+               **psnr_fields(info), **store.fit_summary(),
                "sizes": sizes, "train_steps": a.train_steps, "min_epochs": a.min_epochs, "batch_size": a.batch_size,
                "seeds": a.seeds, "subset_seed": a.seed, "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth,
                "dwsnet_lr": a.lr, "mlp_lr": CONFIGS["mlp"][2], "label_mean": mu, "label_std": sd,
@@ -215,9 +215,10 @@ def format_table(doc) -> str:
     """The markdown table of test MSE per model and training-set size, from ``doc`` (results.json) alone."""
     s, res = doc["setting"], doc["results"]
     sizes, several = s["sizes"], s["seeds"] > 1
+    psnr = "n/a" if s["psnr_median"] is None else f"{s['psnr_median']:.1f} dB"  # null: imported INRs
     lines = [f"\nTest MSE of b (in units of b²), {'mean ± std over ' if several else ''}{s['seeds']} training "
              f"seed(s); {s['objects']} sine INRs ({s['n_points']} points, {s['fit_steps']} fit steps, median PSNR "
-             f"{s['psnr_median']:.1f} dB), splits {s['splits']}, data seed {s['data_seed']}; "
+             f"{psnr}), splits {s['splits']}, data seed {s['data_seed']}; "
              f"{s['train_steps']} gradient steps per run, batch {s['batch_size']}",
              "\n| model | " + " | ".join(f"n={n}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
     for name, r in res.items():

@@ -36,7 +36,7 @@ from inrforge.fitjob import make_splits
 from inrforge.models import DWSNet, FlatMLP
 from inrforge.script import (ArgumentParser, add_results_arguments, dropout_rate, fraction, int_at_least, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, path_arg, positive_float,
-                             positive_int, pyplot, refuse_unused, require_splits, results_dir,
+                             positive_int, psnr_fields, pyplot, refuse_unused, require_splits, results_dir,
                              results_versions, run_pipeline, run_script, save_figure, write_results)
 from inrforge.train import require_task
 
@@ -185,7 +185,7 @@ def run(a) -> dict:
               flush=True)
 
     setting = {"store": store.path, "objects": info["objects"], "splits": info["splits"],
-               "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"],
+               **psnr_fields(info),
                "psnr_rel_amplitude_median": float(np.median(rel)), "psnr_rel_amplitude_p5": float(np.percentile(rel, 5)),
                **store.fit_summary(), "encoders": list(names), "epochs": a.epochs, "batch_size": a.batch_size,
                "lr": a.lr, "temperature": a.temperature, "emb_dim": a.emb_dim, "views": repr(transform),

@@ -33,9 +33,9 @@ from dataclasses import replace
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
-                             parse_with_small, path_arg, positive_float, positive_int, positive_ints, pyplot,
-                             refuse_unused, require_fit_splits, results_dir, results_versions, run_pipeline, run_script,
-                             save_figure, write_results)
+                             parse_with_small, path_arg, positive_float, positive_int, positive_ints, psnr_fields,
+                             pyplot, refuse_unused, require_fit_splits, results_dir, results_versions, run_pipeline,
+                             run_script, save_figure, write_results)
 from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, build_transform, classification_input,
                             dwsnet_kwargs, open_or_fit, refuse_dwsnet_options, train_seeds)
 
@@ -140,7 +140,7 @@ def run(a) -> dict:
 
     setting = {"store": store.path, "source": info["source"],
                "objects": info["objects"], "views_fitted": store.views, "splits": info["splits"],
-               "psnr_median": info["psnr_median"], "psnr_p5": info["psnr_p5"], **store.fit_summary(),
+               **psnr_fields(info), **store.fit_summary(),
                "view_counts": counts, "aug_views": a.aug_views, "augmentations": {n: list(AUGMENTATIONS[n]) for n in augs},
                "epochs": a.epochs, "batch_size": a.batch_size, "seeds": a.seeds,
                "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth, "dwsnet_norm": a.norm, "dwsnet_lr": a.lr,

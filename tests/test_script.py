@@ -275,3 +275,14 @@ def test_warnings_are_one_line_too(capsys):
 
     assert report_errors("tool", main) == 0
     assert capsys.readouterr().err == "tool: warning: ground truth unavailable: the source changed\n"
+
+
+def test_psnr_fields_are_strict_json():
+    """An imported store records no PSNR: results.json says null, which strict JSON readers accept."""
+    import json
+
+    from inrforge.script import psnr_fields
+
+    none = psnr_fields({"psnr_median": float("nan"), "psnr_p5": float("nan"), "objects": 3})
+    assert none == {"psnr_median": None, "psnr_p5": None} and json.dumps(none, allow_nan=False)
+    assert psnr_fields({"psnr_median": 30.5, "psnr_p5": 25.0}) == {"psnr_median": 30.5, "psnr_p5": 25.0}
