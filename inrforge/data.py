@@ -216,18 +216,29 @@ class WeightDataset(Dataset):
             else:
                 self._cache = np.ascontiguousarray(self.store.read_flat(self.objects, view=None)[:, :n_views])
         self._canonical_pending = canonical is not None and self._cache is not None
-        self._views = self._draw_views()
+        self._drawn: dict[int, np.ndarray] = {}  # epoch -> views, the last few epochs asked for
+        self._views = self._views_of(0)
 
     # ----- views --------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
         """Pick the epoch (an integer >= 0): train datasets redraw each object's view (call before iterating)."""
         self.epoch = check_count("epoch", epoch, 0)
-        self._views = self._draw_views()
+        self._views = self._views_of(self.epoch)
 
-    def _draw_views(self) -> np.ndarray:
+    def _views_of(self, epoch: int) -> np.ndarray:
+        """Each object's view in ``epoch``: a pure function of (seed, epoch), kept for the last few
+        epochs asked for, so that a batch of an earlier epoch's iterator, read late, neither redraws
+        nor changes the dataset's own epoch."""
+        if epoch not in self._drawn:
+            if len(self._drawn) >= 4:
+                self._drawn.pop(next(iter(self._drawn)))
+            self._drawn[epoch] = self._draw_views(epoch)
+        return self._drawn[epoch]
+
+    def _draw_views(self, epoch: int) -> np.ndarray:
         if self.view_policy == "first" or self.n_views == 1:
             return np.zeros(len(self.objects), dtype=np.int64)
-        rng = np.random.default_rng([self.seed, self.epoch])
+        rng = np.random.default_rng([self.seed, epoch])
         u = rng.random(len(self.objects))
         n_ok = self.view_ok.sum(axis=1)
         rank = np.minimum((u * n_ok).astype(np.int64), n_ok - 1)  # the rank-th usable view
@@ -238,8 +249,8 @@ class WeightDataset(Dataset):
     def __len__(self) -> int:
         return len(self.objects)
 
-    def _flat(self, idx: np.ndarray) -> np.ndarray:
-        views = self._views[idx]
+    def _flat(self, idx: np.ndarray, epoch: int | None = None) -> np.ndarray:
+        views = (self._views if epoch is None else self._views_of(epoch))[idx]
         if self._cache is not None:
             self._make_cache_canonical()
             return self._cache[idx, views]
@@ -270,12 +281,10 @@ class WeightDataset(Dataset):
 
     def __getitems__(self, indices) -> "ItemBatch":
         """The items ``indices`` read at once, as an :class:`ItemBatch` (a list of samples to torch)."""
-        epoch = getattr(indices, "epoch", self.epoch)
-        if epoch != self.epoch:  # a persistent worker's copy catching up with the main process
-            self.set_epoch(epoch)
+        epoch = getattr(indices, "epoch", self.epoch)  # the batch's own (a late one, or a worker's copy)
         idx = np.asarray(indices, dtype=np.int64)
-        flat = torch.from_numpy(np.ascontiguousarray(self._flat(idx)))
-        return ItemBatch(flat, self.labels[torch.from_numpy(idx)], idx, self.epoch)
+        flat = torch.from_numpy(np.ascontiguousarray(self._flat(idx, epoch)))
+        return ItemBatch(flat, self.labels[torch.from_numpy(idx)], idx, epoch)
 
     # ----- batches ------------------------------------------------------------------------
     def collate(self, batch) -> tuple[Weights, torch.Tensor]:

@@ -426,3 +426,22 @@ def test_a_transform_must_take_the_generator(tmp_path):
         WeightDataset(s, "train", transform=lambda w: w)  # it used to fail at the first batch
     ds = WeightDataset(s, "train", transform=lambda w, generator=None: w, normalize=None)
     assert len(next(iter(ds.loader(4)))[0]) == 4
+
+
+def test_a_late_batch_of_an_earlier_epoch_changes_nothing(tmp_path):
+    """A batch of epoch 0's iterator read after set_epoch(1) still gets epoch 0's views, and the
+    dataset stays at epoch 1 (it used to go back to 0, so the next iterator repeated epoch 0)."""
+    s = synthetic_store(tmp_path / "s.zarr")
+    ds = WeightDataset(s, "train", normalize=None, seed=4)
+    ref = WeightDataset(s, "train", normalize=None, seed=4)
+    old = iter(ds.loader(6, shuffle=True))
+    first = next(old)
+    ds.set_epoch(1)
+    late = next(old)
+    assert ds.epoch == 1
+    ref_old = iter(ref.loader(6, shuffle=True))
+    for got, want in ((first, next(ref_old)), (late, next(ref_old))):
+        assert torch.equal(got[0].flatten(), want[0].flatten()) and torch.equal(got[1], want[1])
+    ref.set_epoch(1)
+    for got, want in zip(ds.loader(6, shuffle=True), ref.loader(6, shuffle=True)):
+        assert torch.equal(got[0].flatten(), want[0].flatten()) and torch.equal(got[1], want[1])
