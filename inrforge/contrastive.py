@@ -21,8 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_count, number, seed_value
 from .data import WeightDataset, normalization_stats
 from .errors import InrforgeError
+from .fit import check_device
 from .weights import Weights
 
 __all__ = ["nt_xent", "ProjectionHead", "ContrastiveModel", "two_views", "train_contrastive", "embed",
@@ -117,9 +119,22 @@ def train_contrastive(model: ContrastiveModel, dataset: WeightDataset, transform
     learning-rate decay per step; the last batch of an epoch is dropped when it has < 2 INRs.
     Returns ``{"history": [{"epoch", "loss", "time_s"}], "train_time_s"}``.
     """
+    if not isinstance(dataset, WeightDataset):
+        raise InrforgeError(f"train_contrastive takes a WeightDataset, got {type(dataset).__name__}")
     if dataset.normalize is not None or dataset.transform is not None:
         raise InrforgeError("train_contrastive wants a raw dataset (normalize=None, transform=None)")
-    if int(batch_size) < 2 or len(dataset) < 2:
+    if not callable(transform):
+        raise InrforgeError(f"transform must make the views (e.g. default_views_transform(arch)), got {transform!r}")
+    if normalize is not None and not callable(normalize):
+        raise InrforgeError(f"normalize must be a function of Weights (e.g. make_normalizer(store)) or None, "
+                            f"got {normalize!r}")
+    epochs, batch_size = check_count("epochs", epochs), check_count("batch_size", batch_size)
+    lr, temperature = number(lr, "lr", positive=True), number(temperature, "temperature", positive=True)
+    weight_decay, seed = number(weight_decay, "weight_decay", minimum=0), seed_value(seed)
+    if grad_clip is not None:
+        grad_clip = number(grad_clip, "grad_clip", minimum=0)
+    device = check_device(device)
+    if batch_size < 2 or len(dataset) < 2:
         # a batch of one INR has no negative: every batch would be skipped and nothing trained
         raise InrforgeError(f"contrastive training needs batches of at least 2 INRs, got batch_size {batch_size} "
                             f"and a dataset of {len(dataset)}")
@@ -169,6 +184,8 @@ def embed(encoder: nn.Module, dataset: WeightDataset, batch_size: int = 256,
     """
     if device is None:
         device = next((p.device for p in encoder.parameters()), torch.device("cpu"))
+    if len(dataset) == 0:
+        raise InrforgeError(f"nothing to embed: the {dataset.split} dataset holds no usable INR")
     was_training = encoder.training
     encoder.eval()
     embs, labels = [], []

@@ -105,6 +105,19 @@ def test_train_contrastive_trains_and_needs_pairs(tmp_path):
     # a batch of one INR has no negative: it used to skip every batch and report a loss of 0.0
     with pytest.raises(InrforgeError, match="at least 2"):
         train_contrastive(model, raw, t, epochs=1, batch_size=1)
+    for kw, words in ((dict(epochs=1.5), "epochs must be a positive integer, got 1.5"),
+                      (dict(epochs=-1), "epochs must be a positive integer, got -1"),  # used to train nothing
+                      (dict(lr="x"), "lr must be a positive number, got 'x'"),
+                      (dict(batch_size="8"), "batch_size must be a positive integer, got '8'"),
+                      (dict(device="gpu"), "unknown device 'gpu'"),
+                      (dict(normalize="symmetric"), "normalize must be a function of Weights"),
+                      (dict(transform=None), "transform must make the views")):
+        with pytest.raises(InrforgeError) as e:
+            train_contrastive(model, raw, **{"transform": t, **kw})
+        assert str(e.value).startswith(words), str(e.value)
+    empty = WeightDataset(store, "train", normalize=None, done=np.zeros(len(store), bool))
+    with pytest.raises(InrforgeError, match="^nothing to embed: the train dataset holds no usable INR"):
+        embed(model.encoder, empty)
 
 
 class _DeviceProbe(torch.nn.Module):
