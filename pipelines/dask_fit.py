@@ -19,7 +19,7 @@ import sys
 from contextlib import contextmanager
 
 from inrforge.arch import PRESETS, make_arch
-from inrforge.distributed import fit_inrs_distributed, local_workers, scheduler_client
+from inrforge.distributed import check_scheduler, fit_inrs_distributed, local_workers, scheduler_client
 from inrforge.errors import InrforgeError
 from inrforge.script import (RESUMES, ArgumentParser, nonnegative_int, path_arg, positive_float, positive_int,
                              psnr_or_none, report_errors, store_out_arg)
@@ -68,6 +68,8 @@ def parse_args(argv=None):
     if a.cluster not in ("slurm", "pbs"):
         try:
             local = local_workers(a.cluster, "--cluster")
+            if local is None:
+                check_scheduler(a.cluster, "--cluster")  # an address's syntax, before anything starts
         except InrforgeError as e:
             p.error(str(e))
         given = [f"--{name}" for name in JOBQUEUE_DEFAULTS if getattr(a, name) is not None]

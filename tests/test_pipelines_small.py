@@ -106,6 +106,7 @@ def has_legend(fig) -> bool:
     ("domain_adaptation", ["--classifiers", "2"], "--classifiers: expected at least 4, got 2: the zoo's train / val / "
                                                   "test splits (15% val, 15% test) would hold 2 / 0 / 0 classifiers"),
     ("dask_fit", ["--source", "digits", "--cluster", "local:0"], "--cluster local:N needs a positive number of workers"),
+    ("dask_fit", ["--source", "digits", "--cluster", "foo"], "--cluster 'foo' is neither local:N nor a scheduler address"),
     # options of the fit, which a given --store makes meaningless (they used to be ignored silently)
     ("sine_regression", ["--store", "s.zarr", "--n", "100"], "argument --n: not used with --store (the INRs are the "
                                                             "store's)"),
