@@ -75,7 +75,7 @@ def normalization_stats(store: INRStore, mode: str = "symmetric", block: int = 4
     """
     if mode not in NORMALIZE_MODES:
         raise InrforgeError(f"unknown normalisation {mode!r}; choose one of {', '.join(NORMALIZE_MODES)} or None")
-    done = store.done() if done is None else done
+    done = store.done() if done is None else np.asarray(done, dtype=bool) & store.done()  # never more than is finished
     key = (mode, np.packbits(done).tobytes())
     memo = store.__dict__.setdefault("_normalization_memo", {})
     if key not in memo:
@@ -195,6 +195,7 @@ class WeightDataset(Dataset):
         if done.shape != (len(self.store),):
             raise InrforgeError(f"done must be a store's done() read, one flag per object ({len(self.store)}), "
                                 f"got shape {done.shape}")
+        done = done & self.store.done()  # an earlier read: never more than is finished now
         objects = self.store.split(split)
         ok = usable_views(self.store, done)[objects][:, :n_views]
         if self.view_policy == "first":

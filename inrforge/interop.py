@@ -39,7 +39,10 @@ from .store import (INRStore, ShardData, check_leftovers, create_store, is_own_b
                     write_json)
 
 _KEY = re.compile(r"^(seq|layers|net|model)\.(\d+)\.(weight|bias)$")
-_EXTRA_KEYS = ("label",)  # what an INR file may hold besides its layers (export-dws writes the label)
+# Keys that belong to the network but not to a plain MLP's layers: a nested layer (nfn's
+# net.0.linear.weight), an input encoding (seq.0.b, DWSNets' Gaussian features).  Anything else
+# (label, DWSNets' SSL sines' coef / x / y) is data beside the network, and ignored.
+_LAYER_LIKE = re.compile(r"^((seq|layers|net|model)\.|.*\.(weight|bias)$)")
 _SPLITS = ("train", "val", "test")
 _MAX_EXACT_INT = 2 ** 53  # floats beyond this are not trusted to be integers
 
@@ -85,7 +88,7 @@ def _layers(state: dict, path) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The (weight, bias) pairs of a state dict, in layer order, checked to form an MLP."""
     found: dict[int, dict[str, torch.Tensor]] = {}
     prefixes = set()
-    other = [str(k) for k in state if not _KEY.match(str(k)) and str(k) not in _EXTRA_KEYS]
+    other = [str(k) for k in state if not _KEY.match(str(k)) and _LAYER_LIKE.match(str(k))]
     if other:  # a tensor the MLP would not read (a nested layer, an input encoding): not an INR we can rebuild
         raise InrforgeError(f"{path}: unexpected entr{'y' if len(other) == 1 else 'ies'} {', '.join(other[:5])}"
                             f"{', ...' if len(other) > 5 else ''}; an INR file holds only seq.{{i}}.weight / "
@@ -623,7 +626,7 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
         raise InrforgeError(f"nothing to export: {store.path} has no usable INR of view {view} "
                             f"({int(done.sum())} of {len(store)} objects are fitted, "
                             f"{int((done & store.metric('failed')[:, view]).sum())} failed)")
-    out_dir = Path(output_path(out_dir, "the export folder"))  # a file:// URL is its local path
+    out_dir = Path(output_path(out_dir, "the export folder", replaced=True))  # a file:// URL is its local path
     if out_dir.exists():
         if not out_dir.is_dir():
             raise InrforgeError(f"{out_dir} is a file; choose an empty folder")

@@ -82,7 +82,7 @@ def local_path(path) -> str:
     return urllib.parse.unquote(url.path)
 
 
-def output_path(path, what: str = "--out") -> str:
+def output_path(path, what: str = "--out", replaced: bool = False) -> str:
     """A local output path (``inrforge train``'s and a pipeline's ``--out``, ``render``'s image,
     ``export-dws``'s folder) as a string.  A ``file://`` URL becomes the local path it names, as for
     a store (:func:`local_path`); any other URL is an :class:`InrforgeError`: only a
@@ -90,7 +90,7 @@ def output_path(path, what: str = "--out") -> str:
     local = local_path(path)
     if "://" in local:
         raise InrforgeError(f"{what} {path}: only a store may be a URL; give a local path or a file:// URL")
-    refuse_unsafe_output(local, what)
+    refuse_unsafe_output(local, what, replaced)
     return local
 
 
@@ -553,7 +553,8 @@ class INRStore:
 
     def read_flat(self, indices, view: int | None = 0) -> np.ndarray:
         """Flat parameters (n, P) of ``view`` (or (n, V, P) for ``view=None``) of the objects
-        ``indices`` (see :meth:`object_indices`), read with one sorted orthogonal selection.
+        ``indices`` (see :meth:`object_indices`), read in sorted order (:meth:`_read_rows`) and
+        returned in the given one.
         Parameters are returned as stored (NaN for objects not fitted), except that an INR marked
         done and not failed whose parameters are not finite (a chunk missing from a partial copy
         reads as NaN) is an :class:`InrforgeError` naming the objects (:meth:`_check_fitted`)."""

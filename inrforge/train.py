@@ -111,8 +111,8 @@ def build_transform(names, arch, num_classes: int | None):
     return compose
 
 
-def build_model(name: str, arch, out_features: int, hidden: int | None = None, depth: int | None = None,
-                dropout: float = 0.0, mlp_hidden=(256, 256, 256), **kw) -> torch.nn.Module:
+def build_model(name: str, arch, out_features: int, /, hidden: int | None = None, depth: int | None = None,
+                dropout: float = 0.0, mlp_hidden=None, **kw) -> torch.nn.Module:
     """DWSNet (``hidden`` channels, default 32; ``depth`` layers, default 4; other DWSNet options in
     ``kw``) or the flat MLP (``mlp_hidden`` widths), both with ``dropout``.  An option the chosen
     model does not take is an :class:`InrforgeError`, not ignored."""
@@ -129,13 +129,16 @@ def build_model(name: str, arch, out_features: int, hidden: int | None = None, d
     if name == "dwsnet":
         import inspect
 
-        unknown = sorted(set(kw) - set(inspect.signature(DWSNet).parameters))
+        if mlp_hidden is not None:
+            raise InrforgeError("mlp_hidden is the flat MLP's option; DWSNet takes hidden and depth")
+        unknown = sorted(set(kw) - (set(inspect.signature(DWSNet).parameters) - {"arch", "out_features"}))
         if unknown:
-            raise InrforgeError(f"unknown DWSNet option(s) {', '.join(unknown)}")
+            raise InrforgeError(f"unknown DWSNet option(s) {', '.join(unknown)} (the arch and the number of "
+                                f"outputs come from the store)")
     try:
         if name == "dwsnet":
             return DWSNet(arch, out_features, hidden=hidden, depth=depth, dropout=dropout, **kw)
-        return FlatMLP(arch, out_features, hidden=mlp_hidden, dropout=dropout)
+        return FlatMLP(arch, out_features, hidden=(256, 256, 256) if mlp_hidden is None else mlp_hidden, dropout=dropout)
     except (torch.OutOfMemoryError, RuntimeError) as e:  # the CPU allocator's failure is a RuntimeError
         if not isinstance(e, torch.OutOfMemoryError) and "allocate" not in str(e):
             raise
@@ -253,6 +256,8 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     best, best_state, best_epoch, history, since, diverged = None, None, -1, [], 0, None
     has_val = val is not None and len(val) > 0
     log_dir = Path(output_path(log_dir, "log_dir")) if log_dir else None
+    if log_dir and (log_dir / "zarr.json").exists():
+        raise InrforgeError(f"log_dir {log_dir} is a Zarr store; write the logs to a folder of their own")
     if log_dir:  # an earlier run's logs there go: a run that stops early must not sit beside them
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
@@ -518,15 +523,18 @@ def train_seeds(store, spec: RunSpec, seeds, config: TrainConfig, views: int | N
     if not seeds:
         raise InrforgeError("need at least one training seed")
     name = name or spec.model
+    from .data import usable_split_sizes
+    from .store import open_store
+
+    st = store if isinstance(store, INRStore) else open_store(store)
+    if usable_split_sizes(st)["test"] == 0:  # before any seed trains, not after the first
+        raise InrforgeError(f"{st.path}: the test split has no INR whose view 0 is usable to score {name} on")
     scores, best_epochs, times, res = [], [], [], None
     for seed in seeds:
         cfg = replace(config, seed=seed, lr=spec.lr or config.lr)
         res = train_on_store(store, model=spec.model, augment=list(spec.augment), align=spec.align, views=views,
                              config=cfg, model_kwargs=spec.model_kwargs,
                              log_dir=Path(log_dir) / f"seed{seed}" if log_dir else None, progress=False)
-        if "test" not in res:
-            raise InrforgeError(f"{getattr(store, 'path', store)}: the test split has no INR whose view 0 is usable "
-                                f"to score {name} on")
         score = res["test"]["acc"] if res["task"] == "classification" else res["test"]["loss"]
         scores.append(score)
         best_epochs.append(res["best_epoch"])

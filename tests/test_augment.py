@@ -199,13 +199,16 @@ def test_incompatible_archs_raise():
     (lambda: MixUp(mode="align", align_max_iter=0), "MixUp align_max_iter must be a positive integer, got 0"),
 ])
 def test_bad_augmentation_settings_are_refused_when_built(build, message):
-    assert Rotate(torch.tensor(30.0)).max_angle == 30.0 and SirenNegate(torch.tensor(0.25)).p == 0.25  # 0-d tensors
-    assert MixUp(mode="align", align_max_iter=50.0).align_max_iter == 50  # an integral float, as JSON gives
     """Refused in the constructor, with the setting's name and value, never at the first call
     (nor as Python's own ValueError / TypeError from ``float('a')`` or ``'a' < 0``)."""
     with pytest.raises(InrforgeError) as e:
         build()
     assert str(e.value).startswith(message)
+
+
+def test_settings_given_as_0d_tensors_or_integral_floats_are_taken():
+    assert Rotate(torch.tensor(30.0)).max_angle == 30.0 and SirenNegate(torch.tensor(0.25)).p == 0.25
+    assert MixUp(mode="align", align_max_iter=50.0).align_max_iter == 50  # as JSON gives it
 
 
 # ----- not function-preserving ------------------------------------------------------------------

@@ -407,6 +407,10 @@ def test_one_done_snapshot_gives_every_split_the_same_statistics(tmp_path):
     assert not set(range(8, 16)) & set(train.objects) and len(WeightDataset(s, "train")) == 30
     with pytest.raises(InrforgeError, match=r"done must be a store's done\(\) read, one flag per object \(40\)"):
         WeightDataset(s, "train", done=before[:5])
+    s2 = synthetic_store(tmp_path / "t.zarr", undone_shards=[1])
+    claims = WeightDataset(s2, "train", done=np.ones(40, bool))  # more than is finished: cut to what is
+    assert not set(range(8, 16)) & set(claims.objects) and torch.isfinite(claims.mean).all()
+    assert "stats" not in s2.root  # an unfinished store's statistics are never written
 
 
 def test_split_sizes_count_what_the_datasets_hold(tmp_path):

@@ -225,6 +225,25 @@ def test_export_dws_takes_a_file_url_as_its_local_folder(tmp_path, monkeypatch):
     assert (tmp_path / "ex port" / "splits.json").is_file() and not (tmp_path / "file:").exists()
     with pytest.raises(InrforgeError, match=r"^the export folder s3://b/x: only a store may be a URL"):
         export_dws(a, "s3://b/x")
+    monkeypatch.chdir(tmp_path / "ex port")  # --overwrite would rename the folder this process is in
+    for here in (".", str(tmp_path / "ex port")):
+        with pytest.raises(InrforgeError, match="is the current folder; give a folder beside or below it"):
+            export_dws(a, here, overwrite=True)
+    assert (tmp_path / "ex port" / "splits.json").is_file()
+
+
+def test_data_beside_the_network_is_ignored_parts_of_a_network_are_refused(tmp_path):
+    """DWSNets' SSL sine INRs carry coef / x / y beside their layers: imported. A layer-like key
+    the MLP would not read (a nested layer, an input encoding) is refused, never dropped."""
+    d = tmp_path / "d"
+    d.mkdir()
+    for name in ("a", "b"):
+        torch.save({**_layer_state(), "coef": torch.tensor([1.0, 2.0]), "x": torch.zeros(10), "y": torch.zeros(10)},
+                   d / f"{name}.pth")
+    assert len(import_dws(d, tmp_path / "s.zarr")) == 2
+    torch.save({**_layer_state(), "enc.weight": torch.zeros(3, 2)}, d / "b.pth")
+    with pytest.raises(InrforgeError, match=r"b.pth: unexpected entry enc.weight"):
+        import_dws(d, tmp_path / "t.zarr")
 
 
 # ----- coordinates ----------------------------------------------------------------------------

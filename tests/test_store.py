@@ -711,12 +711,22 @@ def test_an_unknown_or_unavailable_url_protocol_is_one_line(tmp_path):
 def test_reads_mixing_dense_and_sparse_shards_give_each_row_in_order(tmp_path):
     """read_flat reads a shard whose rows are dense as one slice and the sparse rest in one
     orthogonal selection; either way each row comes back where it was asked for, duplicates too."""
-    s = make(tmp_path / "s.zarr", n=40, views=2, shard=8, chunk=2)
+    import inrforge.store as istore
+
+    s = make(tmp_path / "s.zarr", n=100, views=2, shard=32, chunk=4)
     for k in range(s.n_shards):
         s.write_shard(shard_data(s, k))
     every = s.params[...]
     rng = np.random.default_rng(0)
-    dense = np.r_[np.arange(8, 16), [3], rng.choice(np.arange(24, 40), 3, replace=False)]  # shard 1 whole
-    for idx in (dense, rng.permutation(dense), np.r_[dense, dense[:4]], np.arange(40)[::-1], np.array([39])):
-        np.testing.assert_array_equal(s.read_flat(idx, view=None), every[idx])
-        np.testing.assert_array_equal(s.read_flat(idx, view=1), every[idx, 1])
+    # shard 1 whole (dense), a few rows scattered over shards 0 and 2 (sparse), the partial last shard
+    mixed = np.r_[np.arange(32, 64), [3, 30], [65, 90], [99, 97]]
+    reads = []
+    spy = istore.INRStore._read
+    istore.INRStore._read = lambda self, arr, sel, orthogonal=False: (reads.append(orthogonal), spy(self, arr, sel, orthogonal))[1]
+    try:
+        for idx in (mixed, rng.permutation(mixed), np.r_[mixed, mixed[:4]], np.arange(100)[::-1], np.array([39])):
+            np.testing.assert_array_equal(s.read_flat(idx, view=None), every[idx])
+            np.testing.assert_array_equal(s.read_flat(idx, view=1), every[idx, 1])
+    finally:
+        istore.INRStore._read = spy
+    assert True in reads and False in reads  # both paths taken

@@ -487,6 +487,8 @@ def test_training_arguments_are_checked_before_any_data_is_read(tmp_path, monkey
     for kw, words in ((dict(model="mlp", model_kwargs={"hidden": 8, "norm": "batch"}),
                        "model option(s) hidden, norm are DWSNet's; the flat MLP takes dropout and mlp_hidden"),
                       (dict(model_kwargs={"bogus": 1}), "unknown DWSNet option(s) bogus"),
+                      (dict(model_kwargs={"out_features": 3}), "unknown DWSNet option(s) out_features (the arch and"),
+                      (dict(model_kwargs={"mlp_hidden": (8,)}), "mlp_hidden is the flat MLP's option"),
                       (dict(model_kwargs=[1]), "model_kwargs must be a dict of model options, got [1]"),
                       (dict(model="bogus"), "unknown model 'bogus'"),
                       (dict(augment="perm"), "augment must be a list of augmentation names"),
@@ -515,3 +517,5 @@ def test_a_log_dir_gets_this_runs_logs_only(tmp_path):
     (tmp_path / "afile").write_text("")
     with pytest.raises(InrforgeError, match="cannot write the logs to"):
         train_on_store(s, model="mlp", config=cfg, log_dir=tmp_path / "afile", progress=False)
+    with pytest.raises(InrforgeError, match="is a Zarr store; write the logs to a folder of their own"):
+        train_on_store(s, model="mlp", config=cfg, log_dir=s.path, progress=False)
