@@ -32,6 +32,7 @@ store object (a finished store opened writable keeps them under ``stats/<mode>``
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Sequence
 
@@ -257,6 +258,21 @@ class WeightDataset(Dataset):
             return self._cache[idx, views]
         block = self.store.read_flat(self.objects[idx], view=None)  # sorted read inside
         return self._canonical_forms(block[np.arange(len(idx)), views])
+
+    def subset(self, positions) -> "WeightDataset":
+        """A shallow copy holding only the items at ``positions`` (dataset positions, not object
+        ids), in that order, with the same store, transform, statistics and seed; its views are
+        drawn for its own objects."""
+        idx = np.asarray(positions, dtype=np.int64)
+        if idx.ndim != 1 or (len(idx) and not (0 <= idx.min() and idx.max() < len(self))):
+            raise InrforgeError(f"subset takes positions in [0, {len(self)}), got {positions!r:.60}")
+        out = copy.copy(self)
+        out.objects, out.view_ok = self.objects[idx], self.view_ok[idx]
+        out.labels = self.labels[torch.from_numpy(idx)]
+        out._cache = None if self._cache is None else self._cache[idx]
+        out._drawn = {}
+        out._views = out._views_of(out.epoch)
+        return out
 
     def _canonical_forms(self, flat: np.ndarray) -> np.ndarray:
         """``canonical`` applied to (n, P) flat INRs (the identity without one)."""

@@ -81,18 +81,6 @@ def parse_args(argv=None):
     return a
 
 
-def subset(ds: WeightDataset, idx) -> WeightDataset:
-    """A shallow copy of ``ds`` restricted to its items ``idx`` (positions, not object ids)."""
-    idx = np.asarray(idx, dtype=np.int64)
-    out = copy.copy(ds)
-    out.objects = ds.objects[idx]
-    out.view_ok = ds.view_ok[idx]
-    out.labels = ds.labels[torch.from_numpy(idx)]
-    out._cache = None if ds._cache is None else ds._cache[idx]
-    out._views = out._draw_views()
-    return out
-
-
 def _standardise(ds: WeightDataset, mean: float, std: float) -> WeightDataset:
     out = copy.copy(ds)
     out.labels = (ds.labels.float() - mean) / std
@@ -177,7 +165,7 @@ def run(a) -> dict:
                 if key not in train_full:
                     train_full[key] = WeightDataset(store, "train", cache=True, seed=seed,
                                                     transform=build_transform(aug, store.arch, None))
-                train = _standardise(subset(train_full[key], order[:n]), mu, sd)
+                train = _standardise(train_full[key].subset(order[:n]), mu, sd)
                 batches = math.ceil(n / a.batch_size)
                 epochs = max(a.min_epochs, math.ceil(a.train_steps / batches))
                 cfg = TrainConfig(epochs=epochs, lr=lr or a.lr, batch_size=a.batch_size, seed=seed, device=a.device)

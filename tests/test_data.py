@@ -449,3 +449,16 @@ def test_a_late_batch_of_an_earlier_epoch_changes_nothing(tmp_path):
     ref.set_epoch(1)
     for got, want in zip(ds.loader(6, shuffle=True), ref.loader(6, shuffle=True)):
         assert torch.equal(got[0].flatten(), want[0].flatten()) and torch.equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_subset_holds_the_items_at_its_positions(tmp_path, cache):
+    s = synthetic_store(tmp_path / "s.zarr")
+    ds = WeightDataset(s, "train", normalize=None, cache=cache, view_policy="first")
+    part = ds.subset([5, 0, 7])
+    assert len(part) == 3 and list(part.objects) == [ds.objects[5], ds.objects[0], ds.objects[7]]
+    for k, i in enumerate([5, 0, 7]):
+        assert torch.equal(part[k][0], ds[i][0]) and torch.equal(part[k][1], ds[i][1])
+    assert len(ds) == 30  # the original is untouched
+    with pytest.raises(InrforgeError, match=r"subset takes positions in \[0, 30\)"):
+        ds.subset([30])
