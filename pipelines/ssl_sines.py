@@ -157,8 +157,8 @@ def run(a) -> dict:
     transform = default_views_transform(arch, a.noise, a.dropout)
     normalize = make_normalizer(store)
 
-    x_tr = train._cache[:, 0]
-    x_te = test._cache[:, 0]
+    x_tr = store.read_flat(train.objects, view=0)  # the raw weights the probe reads: view 0, as the datasets serve
+    x_te = store.read_flat(test.objects, view=0)
     mean, std = (t.numpy() for t in (train.mean, train.std))
     y_tr, y_te = train.labels.numpy(), test.labels.numpy()
     results = {"raw weights": {"r2": linear_probe((x_tr - mean) / std, y_tr, (x_te - mean) / std, y_te)}}
