@@ -626,7 +626,8 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
         raise InrforgeError(f"nothing to export: {store.path} has no usable INR of view {view} "
                             f"({int(done.sum())} of {len(store)} objects are fitted, "
                             f"{int((done & store.metric('failed')[:, view]).sum())} failed)")
-    out_dir = Path(output_path(out_dir, "the export folder", replaced=True))  # a file:// URL is its local path
+    # a file:// URL is its local path; only --overwrite replaces the folder (an empty one is filled in place)
+    out_dir = Path(output_path(out_dir, "the export folder", replaced=overwrite))
     if out_dir.exists():
         if not out_dir.is_dir():
             raise InrforgeError(f"{out_dir} is a file; choose an empty folder")

@@ -230,6 +230,10 @@ def test_export_dws_takes_a_file_url_as_its_local_folder(tmp_path, monkeypatch):
         with pytest.raises(InrforgeError, match="is the current folder; give a folder beside or below it"):
             export_dws(a, here, overwrite=True)
     assert (tmp_path / "ex port" / "splits.json").is_file()
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")  # an empty current folder is filled where it is, not replaced
+    export_dws(a, ".")
+    assert (tmp_path / "empty" / "splits.json").is_file()
 
 
 def test_data_beside_the_network_is_ignored_parts_of_a_network_are_refused(tmp_path):
