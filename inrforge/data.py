@@ -192,11 +192,13 @@ class WeightDataset(Dataset):
         self.canonical = canonical
         self.seed = seed_value(seed)
         self.epoch = 0
-        done = self.store.done() if done is None else np.asarray(done, dtype=bool)
-        if done.shape != (len(self.store),):
-            raise InrforgeError(f"done must be a store's done() read, one flag per object ({len(self.store)}), "
-                                f"got shape {done.shape}")
-        done = done & self.store.done()  # an earlier read: never more than is finished now
+        now = self.store.done()
+        if done is not None:
+            done = np.asarray(done, dtype=bool)
+            if done.shape != now.shape:
+                raise InrforgeError(f"done must be a store's done() read, one flag per object ({len(self.store)}), "
+                                    f"got shape {done.shape}")
+        done = now if done is None else done & now  # an earlier read: never more than is finished now
         objects = self.store.split(split)
         ok = usable_views(self.store, done)[objects][:, :n_views]
         if self.view_policy == "first":
@@ -219,13 +221,16 @@ class WeightDataset(Dataset):
                 self._cache = np.ascontiguousarray(self.store.read_flat(self.objects, view=None)[:, :n_views])
         self._canonical_pending = canonical is not None and self._cache is not None
         self._drawn: dict[int, np.ndarray] = {}  # epoch -> views, the last few epochs asked for
-        self._views = self._views_of(0)
 
     # ----- views --------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
         """Pick the epoch (an integer >= 0): train datasets redraw each object's view (call before iterating)."""
         self.epoch = check_count("epoch", epoch, 0)
-        self._views = self._views_of(self.epoch)
+
+    @property
+    def _views(self) -> np.ndarray:
+        """Each object's view in the dataset's own epoch."""
+        return self._views_of(self.epoch)
 
     def _views_of(self, epoch: int) -> np.ndarray:
         """Each object's view in ``epoch``: a pure function of (seed, epoch), kept for the last few
@@ -270,8 +275,7 @@ class WeightDataset(Dataset):
         out.objects, out.view_ok = self.objects[idx], self.view_ok[idx]
         out.labels = self.labels[torch.from_numpy(idx)]
         out._cache = None if self._cache is None else self._cache[idx]
-        out._drawn = {}
-        out._views = out._views_of(out.epoch)
+        out._drawn = {}  # its own objects' draws
         return out
 
     def _canonical_forms(self, flat: np.ndarray) -> np.ndarray:

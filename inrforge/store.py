@@ -684,14 +684,12 @@ class INRStore:
             if k in bad or not done[start:stop].all():
                 continue
             try:
-                for name in sorted(metrics.array_keys()):
-                    self._read(metrics[name], slice(start, stop))
-                failed = self._read(metrics["failed"], slice(start, stop))
+                read = {name: self._read(metrics[name], slice(start, stop)) for name in sorted(metrics.array_keys())}
                 params = self._read(self.params, slice(start, stop))
             except InrforgeError:
                 bad.add(k)
                 continue
-            if (~np.isfinite(params).all(axis=-1) & ~failed).any():
+            if (~np.isfinite(params).all(axis=-1) & ~read["failed"]).any():
                 bad.add(k)
         return sorted(bad)
 

@@ -75,6 +75,11 @@ class TrainConfig:
         check_device(self.device, here=False)
 
 
+def _require_config(config) -> None:
+    if not isinstance(config, TrainConfig):
+        raise InrforgeError(f"config must be a TrainConfig, got {type(config).__name__}")
+
+
 def _at_least(x, lo: float, strict: bool = False) -> bool:
     """Whether ``x`` is a finite number >= ``lo`` (> with ``strict``)."""
     if not is_number(x) or not math.isfinite(x):
@@ -235,8 +240,7 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     pipelines refuse to reuse a folder without ``--overwrite`` before they get here), and nothing
     else in it is touched.
     """
-    if not isinstance(config, TrainConfig):
-        raise InrforgeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    _require_config(config)
     if task not in TASKS:
         raise InrforgeError(f"unknown task {task!r}; choose {' or '.join(TASKS)}")
     if len(train) == 0:
@@ -407,8 +411,7 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
 
     store = store if isinstance(store, INRStore) else open_store(store)
     config = TrainConfig() if config is None else config
-    if not isinstance(config, TrainConfig):
-        raise InrforgeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    _require_config(config)
     if augment is not None and (isinstance(augment, str) or not isinstance(augment, (list, tuple))):
         raise InrforgeError(f"augment must be a list of augmentation names, e.g. ['perm', 'negate'], got {augment!r}")
     if model_kwargs is not None and not isinstance(model_kwargs, dict):
