@@ -15,16 +15,15 @@ matching), ``inrforge.models`` (DWSNet, FlatMLP), ``inrforge.train``, ``inrforge
 (Dask fitting), ``inrforge.interop`` (DWSNets .pth import/export).
 """
 
-__version__ = "0.1.0"
-
-from .arch import FourierSpec, INRSpec, make_arch  # noqa: E402
-from .data import WeightDataset  # noqa: E402
-from .errors import InrforgeError  # noqa: E402
-from .fitjob import fit_inrs  # noqa: E402
-from .inr import render  # noqa: E402
-from .sources import load_source  # noqa: E402
-from .store import INRStore, open_store  # noqa: E402
-from .weights import Weights  # noqa: E402
+from .arch import FourierSpec, INRSpec, make_arch
+from .data import WeightDataset
+from .errors import InrforgeError
+from .fitjob import fit_inrs
+from .inr import render
+from .sources import load_source
+from .store import INRStore, open_store
+from .version import __version__
+from .weights import Weights
 
 __all__ = ["INRSpec", "FourierSpec", "make_arch", "Weights", "InrforgeError", "render", "fit_inrs", "open_store",
            "INRStore", "load_source", "WeightDataset", "__version__"]

@@ -11,12 +11,12 @@ import json
 import math
 import sys
 
-from . import __version__
 from .checks import usable_cores
 from .errors import InrforgeError
 from .script import (RESUMES, ArgumentParser, dropout_rate, nonnegative_float, nonnegative_int,
                      path_arg, positive_float, positive_int, psnr_or_none, report_errors, results_dir, set_threads,
                      store_out_arg)
+from .version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
 from .arch import INRSpec, make_arch, require_arch
 from .checks import check_count
 from .errors import InrforgeError
@@ -26,6 +25,7 @@ from .fit import (FitSettings, available_bytes, batch_bytes, check_compiler, che
                   default_batch_size, fit_batch, inr_seed, memory_batch_limit, worth_compiling)
 from .sources import Source, load_source
 from .store import INRStore, ShardData, create_store, is_store, jsonable, prepare_output
+from .version import __version__
 
 # Keys of the ``fit`` attribute that do not change the fitted numbers, hence not compared on resume.
 _INFORMATIONAL = ("versions", "threads")

@@ -37,10 +37,10 @@ import numpy as np
 import torch
 import zarr
 
-from . import __version__
 from .arch import INRSpec
 from .checks import whole_number
 from .errors import InrforgeError, StoreReplacedError, first_line
+from .version import __version__
 from .weights import Weights
 
 FORMAT_VERSION = 1
