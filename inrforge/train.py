@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .data import WeightDataset
 from .errors import InrforgeError, first_line
-from .checks import check_count, is_number, process_count, seed_value
+from .checks import check_count, number, process_count, seed_value
 from .fit import check_device
 from .store import INRStore, output_path, summary_line, write_json
 
@@ -59,32 +59,23 @@ class TrainConfig:
         """Every field checked: a bad value is a one-line :class:`InrforgeError` naming it."""
         check_count("--epochs", self.epochs)
         check_count("--batch-size", self.batch_size)
-        if not _at_least(self.lr, 0, strict=True) or self.lr > MAX_LR:
+        if number(self.lr, "--lr", positive=True) > MAX_LR:
             raise InrforgeError(f"--lr must be a positive number up to {MAX_LR:g} (the optimizer's float32 "
                                 f"arithmetic overflows beyond), got {self.lr}")
-        if not _at_least(self.weight_decay, 0):
-            raise InrforgeError(f"weight decay must be 0 or more, got {self.weight_decay}")
-        if not _at_least(self.warmup_epochs, 0):
-            raise InrforgeError(f"warm-up epochs must be 0 or more, got {self.warmup_epochs}")
+        number(self.weight_decay, "weight decay", minimum=0)
+        number(self.warmup_epochs, "warm-up epochs", minimum=0)
         if self.patience is not None:
             check_count("--patience", self.patience)
         seed_value(self.seed, "--seed")
         process_count(self.num_workers, "--workers", minimum=0)
-        if self.grad_clip is not None and not _at_least(self.grad_clip, 0):  # 0 or None: no clipping
-            raise InrforgeError(f"grad_clip must be positive (0 or None turn it off), got {self.grad_clip}")
+        if self.grad_clip is not None:
+            number(self.grad_clip, "grad_clip (0 or None: no clipping)", minimum=0)
         check_device(self.device, here=False)
 
 
 def _require_config(config) -> None:
     if not isinstance(config, TrainConfig):
         raise InrforgeError(f"config must be a TrainConfig, got {type(config).__name__}")
-
-
-def _at_least(x, lo: float, strict: bool = False) -> bool:
-    """Whether ``x`` is a finite number >= ``lo`` (> with ``strict``)."""
-    if not is_number(x) or not math.isfinite(x):
-        return False
-    return x > lo if strict else x >= lo
 
 
 def build_transform(names, arch, num_classes: int | None):

@@ -383,6 +383,7 @@ def test_bad_train_config_is_refused(tmp_path):
                       ({"warmup_epochs": float("nan")}, "warm-up"), ({"epochs": 2.5}, "epochs"),
                       ({"device": "gpu"}, "unknown device"),
                       ({"lr": 1e38}, r"--lr must be a positive number up to 1e\+30 \(the optimizer's float32"),
+                      ({"lr": 0.0}, r"--lr must be a positive number, got 0"), ({"lr": True}, "--lr must be"),
                       ({"num_workers": 100_000}, r"--workers is 100000, more than this machine's \d+ cores can run")):
         with pytest.raises(InrforgeError, match=words):
             TrainConfig(**kw)
