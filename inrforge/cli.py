@@ -234,7 +234,7 @@ def cmd_info(a) -> int:
 
 
 def cmd_render(a) -> int:
-    from .render import check_image_path, render_grid
+    from .figures import check_image_path, render_grid
     from .store import open_store, output_path
 
     out = output_path(a.out)

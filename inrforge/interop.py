@@ -458,11 +458,7 @@ def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: f
             raise InrforgeError(f"image size must be two positive integers (height, width), got {image_size!r}")
     out = local_path(out)
     url = "://" in out
-    if is_store(out):
-        if not overwrite:
-            raise InrforgeError(f"{out} already holds a store; pass --overwrite to replace it or choose another --out")
-    else:
-        prepare_output(out, overwrite=False)  # refuses a file or a non-empty folder; deletes nothing
+    prepare_output(out, overwrite)  # refuses a file, a non-empty folder, or a store without overwrite; deletes nothing
 
     if splits_file is None and (data_dir / "splits.json").exists():
         splits_file = data_dir / "splits.json"

@@ -178,13 +178,13 @@ def test_info_json_is_strict_json_before_anything_is_fitted(tmp_path, capsys):
 
 
 def test_render_into_a_folder_it_cannot_write(tmp_path, capsys, monkeypatch):
-    import inrforge.render as render_module
+    import inrforge.figures as figures
 
     out = str(tmp_path / "d.zarr")
     assert run(FAST + ["--limit", "4", "--out", out], capsys)[0] == 0
     locked = tmp_path / "locked"
     locked.mkdir()
-    monkeypatch.setattr(render_module.os, "access", lambda p, mode: os.path.abspath(p) != str(locked))
+    monkeypatch.setattr(figures.os, "access", lambda p, mode: os.path.abspath(p) != str(locked))
     code, _, err = run(["render", out, "--out", str(locked / "x.png")], capsys)
     assert code == 1 and "permission denied" in err and err.count("\n") == 1 and not os.listdir(locked)
 
@@ -462,7 +462,7 @@ def test_output_paths_may_be_file_urls(tmp_path, capsys, monkeypatch):
 def test_ctrl_c_says_resume_only_for_fit(tmp_path, capsys, monkeypatch):
     """Only fit resumes where it stopped; the other commands used to claim that a re-run resumes too."""
     import inrforge.fitjob
-    import inrforge.render
+    import inrforge.figures
 
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt
@@ -470,7 +470,7 @@ def test_ctrl_c_says_resume_only_for_fit(tmp_path, capsys, monkeypatch):
     out = str(tmp_path / "d.zarr")
     assert run(FAST + ["--limit", "4", "--out", out], capsys)[0] == 0
     monkeypatch.setattr(inrforge.fitjob, "fit_inrs", stopped)
-    monkeypatch.setattr(inrforge.render, "render_grid", stopped)
+    monkeypatch.setattr(inrforge.figures, "render_grid", stopped)
     code, _, err = run(FAST + ["--limit", "4", "--out", out], capsys)
     assert (code, err) == (130, "inrforge fit: interrupted (re-run the same command to resume)\n")
     code, _, err = run(["render", out, "--out", str(tmp_path / "g.png")], capsys)

@@ -294,7 +294,7 @@ def test_exported_inrs_render_upright_in_dwsnets_and_round_trip(tmp_path):
 ])
 def test_export_import_keeps_the_arch(tmp_path, preset, kw, grid):
     from inrforge.arch import make_arch
-    from inrforge.render import reconstructions
+    from inrforge.figures import reconstructions
 
     arch = make_arch(preset, hidden=8, depth=2, **kw)
     a = make_store(tmp_path / "a.zarr", arch, n=4, grid=grid)
@@ -670,3 +670,19 @@ def test_folders_named_like_staging_debris_but_not_inrforges_are_kept(tmp_path):
     (ours / "export" / f".splits.json.{dead}.tmp").write_text("{")
     export_dws(a, tmp_path / "new")
     assert not ours.exists() and all(f.read_text() == "mine" for f in kept)
+
+
+def test_import_over_the_current_store_is_refused_before_reading(tmp_path, monkeypatch):
+    """``import-dws DATA . --overwrite`` run inside a store would replace the folder it runs in: the
+    same refusal as a fit's, before any file is read (it used to fail late, naming its staging folder)."""
+    write_dws_dataset(tmp_path / "dws", n=4)
+    import_dws(tmp_path / "dws", tmp_path / "s.zarr")
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "s.zarr").rglob("*"))
+    monkeypatch.chdir(tmp_path / "s.zarr")
+    for overwrite in (True, False):
+        with pytest.raises(InrforgeError, match=r"^a store at \. is the current folder; give a folder beside or below it$"):
+            import_dws(tmp_path / "dws", ".", overwrite=overwrite)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InrforgeError, match=r"already holds a store; pass --overwrite"):
+        import_dws(tmp_path / "dws", tmp_path / "s.zarr")
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "s.zarr").rglob("*")) == before

@@ -22,7 +22,7 @@ LAYERS = [
     "fit", "store", "fitjob", "distributed",  # fitting into a store, locally or on Dask
     "data", "align", "augment", "models",     # reading a store, augmenting, the models
     "zoo", "interop", "contrastive",          # the classifier zoo, DWSNets files, contrastive learning
-    "script", "render", "train",              # what the command line and pipelines share
+    "script", "figures", "train",             # what the command line and pipelines share
     "cli", "__main__", "__init__",
 ]
 
@@ -127,3 +127,19 @@ def test_nothing_imports_the_scripts_on_top():
                     if first in ("pipelines", "benchmarks", "tests") or (first in scripts and first != "_common"):
                         offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_no_submodule_shadows_a_public_name():
+    """Importing a submodule sets it as an attribute of the package: one named like a public name
+    (a module ``inrforge/render.py`` beside the function ``inrforge.render``) would replace that name
+    for everyone once anything imported it."""
+    import importlib
+
+    import inrforge
+
+    public = {name: getattr(inrforge, name) for name in inrforge.__all__}
+    modules = [module for module, _ in library_modules() if not module.endswith("__main__")]
+    for module in modules:
+        importlib.import_module(module.removesuffix(".__init__"))
+    assert {name for name in public if getattr(inrforge, name) is not public[name]} == set()
+    assert not {module.split(".")[1] for module in modules} & set(inrforge.__all__)
