@@ -235,7 +235,8 @@ def cmd_info(a) -> int:
 
 def cmd_render(a) -> int:
     from .figures import check_image_path, render_grid
-    from .store import open_store, output_path
+    from .files import output_path
+    from .store import open_store
 
     out = output_path(a.out)
     check_image_path(out)  # before opening the store: a bad path fails fast

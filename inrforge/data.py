@@ -48,18 +48,10 @@ from .weights import Weights
 NORMALIZE_MODES = ("symmetric", "entry")
 
 
-def usable_views(store: INRStore, done: np.ndarray | None = None) -> np.ndarray:
-    """(N, V) bool: the view was fitted (its shard is done) and did not fail.  ``done``: a
-    :meth:`~inrforge.store.INRStore.done` read to use instead of reading it now (a store still
-    being fitted finishes shards meanwhile; a failed flag is final once its shard is done)."""
-    done = store.done() if done is None else done
-    return done[:, None] & ~store.metric("failed")
-
-
 def usable_split_sizes(store: INRStore, done: np.ndarray | None = None) -> dict[str, int]:
     """What the datasets of each split hold: train objects with at least one usable view, val and
     test objects whose view 0 (the one they are scored on) is usable."""
-    ok = usable_views(store, done)
+    ok = store.usable(done)
     return {name: int((ok[:, 0] if name != "train" else ok.any(axis=1))[store.split(name)].sum())
             for name in ("train", "val", "test")}
 
@@ -70,7 +62,7 @@ def normalization_stats(store: INRStore, mode: str = "symmetric", block: int = 4
     whatever number of views a dataset draws from).
 
     Computed once per store object and set of finished shards (``done``: a snapshot to use, see
-    :func:`usable_views`; the datasets of one training run share one).  A *finished* store opened
+    :meth:`~inrforge.store.INRStore.usable`; the datasets of one training run share one).  A *finished* store opened
     writable keeps them under ``stats/<mode>``, which later readers reuse; an unfinished store's
     statistics are never written, since a resumed fit would change them.
     """
@@ -78,20 +70,20 @@ def normalization_stats(store: INRStore, mode: str = "symmetric", block: int = 4
         raise InrforgeError(f"unknown normalisation {mode!r}; choose one of {', '.join(NORMALIZE_MODES)} or None")
     done = store.done() if done is None else np.asarray(done, dtype=bool) & store.done()  # never more than is finished
     key = (mode, np.packbits(done).tobytes())
-    memo = store.__dict__.setdefault("_normalization_memo", {})
+    memo = store.memo.setdefault("normalization_stats", {})
     if key not in memo:
-        memo[key] = _stats_from_disk(store, mode) if done.all() else None
+        memo[key] = store.saved_stats(mode) if done.all() else None
         if memo[key] is None:
             memo[key] = _compute_stats(store, mode, block, done)
             if done.all():
-                _stats_to_disk(store, mode, *memo[key])
+                store.save_stats(mode, *memo[key])
     mean, std = memo[key]
     return torch.from_numpy(mean), torch.from_numpy(std)
 
 
 def _compute_stats(store: INRStore, mode: str, block: int, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     train = store.split("train")
-    ok = usable_views(store, done)
+    ok = store.usable(done)
     train = train[ok[train].any(axis=1)]
     if len(train) == 0:
         raise InrforgeError(f"{store.path}: no fitted train INRs to compute normalisation statistics from")
@@ -113,27 +105,6 @@ def _compute_stats(store: INRStore, mode: str, block: int, done: np.ndarray) -> 
     std = np.sqrt(np.maximum(s2 / count - mean**2, 0.0))
     std = np.where(std > 1e-8, std, 1.0)
     return mean.astype(np.float32), std.astype(np.float32)
-
-
-def _stats_from_disk(store: INRStore, mode: str):
-    """The statistics a finished store keeps, or None (absent, or written before it was finished)."""
-    try:
-        g = store.root["stats"][mode]
-        if not g.attrs.get("complete", False):
-            return None
-        return g["mean"][...], g["std"][...]
-    except KeyError:
-        return None
-
-
-def _stats_to_disk(store: INRStore, mode: str, mean: np.ndarray, std: np.ndarray) -> None:
-    try:
-        grp = store.root.require_group("stats").require_group(mode)
-        for name, arr in (("mean", mean), ("std", std)):
-            grp.create_array(name, shape=arr.shape, dtype="float32", chunks=arr.shape, overwrite=True)[...] = arr
-        grp.attrs.update({"split": "train", "complete": True})
-    except Exception:  # a read-only store: the statistics stay in memory
-        pass
 
 
 def _takes_generator(fn) -> bool:
@@ -162,7 +133,7 @@ class WeightDataset(Dataset):
     batch; ``dataset.collate`` makes ``(Weights, labels)`` with the transform and normalisation
     applied; :meth:`loader` builds the DataLoader that uses all three.  ``canonical``: a pure
     function every item goes through first (see the module docstring).  ``done``: the store's
-    finished objects as read once for several datasets (:func:`usable_views`), so that the splits
+    finished objects as read once for several datasets (:meth:`~inrforge.store.INRStore.usable`), so that the splits
     of one run, and their statistics, see the same shards while a fit is still finishing others.
     """
 
@@ -200,7 +171,7 @@ class WeightDataset(Dataset):
                                     f"got shape {done.shape}")
         done = now if done is None else done & now  # an earlier read: never more than is finished now
         objects = self.store.split(split)
-        ok = usable_views(self.store, done)[objects][:, :n_views]
+        ok = self.store.usable(done)[objects][:, :n_views]
         if self.view_policy == "first":
             ok[:, 1:] = False
         keep = ok.any(axis=1)

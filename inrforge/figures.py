@@ -58,7 +58,7 @@ def _ground_truth(store: INRStore, idx: np.ndarray) -> np.ndarray | None:
     """The targets the objects ``idx`` were fitted to, re-read from the store's source; None (with a
     warning) when that source cannot be read any more or no longer holds the data that was fitted."""
     from .sources import SOURCE_NAMES, source_from_description
-    from .store import jsonable
+    from .files import jsonable
 
     if store.source.get("name") not in SOURCE_NAMES:  # imported stores have no source to re-read
         return None
@@ -119,9 +119,8 @@ def render_grid(store: INRStore, out_png: str, n: int = 16, view: int = 0, split
         idx = np.arange(len(store))
         where = f"all objects (the {split} split is empty)"
     done = store.done()
-    failed = store.metric("failed")[:, view]
     fitted = idx[done[idx]]
-    usable = fitted[~failed[fitted]]
+    usable = idx[store.usable(done)[idx, view]]
     if len(usable) == 0:
         if len(fitted):
             raise InrforgeError(f"{store.path}: the {len(fitted)} fitted INR(s) of view {view} in {where} all "

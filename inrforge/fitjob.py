@@ -24,7 +24,8 @@ from .errors import InrforgeError
 from .fit import (FitSettings, available_bytes, batch_bytes, check_compiler, check_device,
                   default_batch_size, fit_batch, inr_seed, memory_batch_limit, worth_compiling)
 from .sources import Source, load_source
-from .store import INRStore, ShardData, create_store, is_store, jsonable, prepare_output
+from .files import jsonable
+from .store import INRStore, ShardData, create_store, is_store, prepare_output
 from .version import __version__
 
 # Keys of the ``fit`` attribute that do not change the fitted numbers, hence not compared on resume.

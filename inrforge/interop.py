@@ -34,9 +34,9 @@ import torch
 
 from .arch import INRSpec, make_arch
 from .errors import InrforgeError, first_line
-from .store import (INRStore, ShardData, check_leftovers, create_store, is_own_build, is_store, local_path, output_path,
-                    move_into_place, open_store, prepare_output, process_alive, remove_store, replace_store,
-                    write_json)
+from .files import local_path, move_into_place, output_path, process_alive, write_json
+from .store import (INRStore, ShardData, check_leftovers, create_store, is_own_build, is_store, open_store,
+                    prepare_output, remove_store, replace_store)
 
 _KEY = re.compile(r"^(seq|layers|net|model)\.(\d+)\.(weight|bias)$")
 # Keys that belong to the network but not to a plain MLP's layers: a nested layer (nfn's
@@ -592,9 +592,9 @@ def exportable(store: INRStore, view: int = 0) -> tuple[np.ndarray, str]:
     it leaves out, in words such as ``"3 not fitted and 1 failed"``, or ``""``)."""
     view = store.check_view(view)
     done = store.done()
-    failed = done & store.metric("failed")[:, view]
-    counts = ((int((~done).sum()), "not fitted"), (int(failed.sum()), "failed"))
-    return np.flatnonzero(done & ~failed), " and ".join(f"{n} {what}" for n, what in counts if n)
+    usable = store.usable(done)[:, view]
+    counts = ((int((~done).sum()), "not fitted"), (int((done & ~usable).sum()), "failed"))
+    return np.flatnonzero(usable), " and ".join(f"{n} {what}" for n, what in counts if n)
 
 
 _IN_PLACE = "export"  # staging folders inside an empty out_dir are named after this (.export.PID-...)
@@ -616,12 +616,10 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
     """
     store = store if isinstance(store, INRStore) else open_store(store)
     view = store.check_view(view)  # before creating anything
-    usable, _ = exportable(store, view)
+    usable, left_out = exportable(store, view)
     if len(usable) == 0:  # an export without INRs is a folder import_dws refuses
-        done = store.done()
         raise InrforgeError(f"nothing to export: {store.path} has no usable INR of view {view} "
-                            f"({int(done.sum())} of {len(store)} objects are fitted, "
-                            f"{int((done & store.metric('failed')[:, view]).sum())} failed)")
+                            f"(of {len(store)} objects, {left_out})")
     # a file:// URL is its local path; only --overwrite replaces the folder (an empty one is filled in place)
     out_dir = Path(output_path(out_dir, "the export folder", replaced=overwrite))
     if out_dir.exists():

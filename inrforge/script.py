@@ -331,7 +331,7 @@ def add_results_arguments(parser: argparse.ArgumentParser, default: str) -> None
 
 def results_dir(path, overwrite: bool = False, files=("results.json",), folders=()) -> Path:
     """Create and return a run's output folder ``path`` (a pipeline's or ``inrforge train``'s; see
-    :func:`~inrforge.store.output_path` for URLs).  ``files`` are the files the run writes directly in the folder:
+    :func:`~inrforge.files.output_path` for URLs).  ``files`` are the files the run writes directly in the folder:
     without ``overwrite``, one that exists already (an earlier run's, or the user's own) is an
     :class:`InrforgeError` naming it, and nothing is replaced; with ``overwrite``, those that exist
     are deleted here, before the run starts, so that a run stopped part way never leaves an earlier
@@ -341,7 +341,7 @@ def results_dir(path, overwrite: bool = False, files=("results.json",), folders=
     used as the folder; a folder that cannot be made (a file on its path, no permission) is an
     :class:`InrforgeError`, and so is anything but a folder at one of the names ``folders`` the
     run writes its logs in (found now, not after the run's work)."""
-    from .store import output_path
+    from .files import output_path
 
     out = Path(output_path(path))
     if out.exists() and not out.is_dir():
@@ -381,7 +381,7 @@ def write_results(out: Path, doc: dict, started: float, log_roots) -> None:
     replace, inside the folders ``out/ROOT`` the pipeline writes its logs in (``log_roots``: every
     name it may use, e.g. all its model names; :func:`remove_stale_logs`), so that those logs are
     the ones of its results.  Nothing else under ``out`` is looked at."""
-    from .store import write_json
+    from .files import write_json
 
     write_json(out / "results.json", doc)
     remove_stale_logs(out, started, log_roots)

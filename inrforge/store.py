@@ -28,7 +28,6 @@ import math
 import os
 import re
 import shutil
-import urllib.parse
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,8 @@ import zarr
 from .arch import INRSpec
 from .checks import whole_number
 from .errors import InrforgeError, StoreReplacedError, first_line
+from .files import (enclosing_store, is_url, jsonable, local_path, move_into_place, process_alive,
+                    refuse_unsafe_output)
 from .version import __version__
 from .weights import Weights
 
@@ -64,61 +65,6 @@ class ShardData:
     failed: np.ndarray  # (n, V) bool
 
 
-def _is_url(path) -> bool:
-    return "://" in str(path)
-
-
-def local_path(path) -> str:
-    """``path`` as a string; a ``file:`` URL (``file:///p``, ``file://localhost/p``, with %-escapes)
-    becomes the plain local path it names."""
-    path = str(path)
-    if not path.strip():
-        raise InrforgeError("expected a path, got an empty string")
-    if not path.startswith("file://"):
-        return path
-    url = urllib.parse.urlparse(path)
-    if url.netloc not in ("", "localhost"):
-        raise InrforgeError(f"{path}: a file URL on another host ({url.netloc}) is not a local path")
-    return urllib.parse.unquote(url.path)
-
-
-def output_path(path, what: str = "--out", replaced: bool = False) -> str:
-    """A local output path (``inrforge train``'s and a pipeline's ``--out``, ``render``'s image,
-    ``export-dws``'s folder) as a string.  A ``file://`` URL becomes the local path it names, as for
-    a store (:func:`local_path`); any other URL is an :class:`InrforgeError`: only a
-    store may be written through fsspec, and a URL taken as a path would create a folder ``s3:``."""
-    local = local_path(path)
-    if "://" in local:
-        raise InrforgeError(f"{what} {path}: only a store may be a URL; give a local path or a file:// URL")
-    refuse_unsafe_output(local, what, replaced)
-    return local
-
-
-def refuse_unsafe_output(path, what: str = "--out", replaced: bool = False) -> None:
-    """An :class:`InrforgeError` for a local output ``path`` whose writing could lose data or go
-    astray: one inside a Zarr store (the store's ``--overwrite`` or re-fit would delete it), or a
-    symbolic link to nothing (writing through it would create its target, wherever that is).  With
-    ``replaced`` (a store, which is built beside its place and renamed into it), also the current
-    folder or a folder holding it: replacing that would leave this process in a deleted folder."""
-    link = str(path).rstrip("/") or "/"  # "link/" would follow the link
-    if os.path.islink(link) and not os.path.exists(link):
-        raise InrforgeError(f"{what} {path} is a symbolic link to {os.readlink(link)}, which does not exist")
-    outer = enclosing_store(path)
-    if outer is not None:
-        raise InrforgeError(f"{what} {path} lies inside the Zarr store {outer}, whose --overwrite would delete it; "
-                            f"write it to a folder of its own")
-    if not replaced:
-        return
-    try:
-        here = os.path.realpath(os.getcwd())
-    except OSError:  # the current folder was deleted: nothing to protect
-        return
-    target = os.path.realpath(link)
-    if target == here or here.startswith(target.rstrip("/") + "/"):
-        raise InrforgeError(f"{what} {path} is the current folder{'' if target == here else ' or holds it'}; "
-                            f"give a folder beside or below it")
-
-
 def _leftovers(final: str) -> list[str]:
     """Sibling folders an interrupted create/overwrite of ``final`` left: ``final.tmp-PID``
     (a store being built) and ``final.old-PID`` (a store set aside to be replaced)."""
@@ -130,18 +76,6 @@ def _leftovers(final: str) -> list[str]:
     return sorted(os.path.join(parent, n) for n in names
                   if n.startswith(name + ".") and n[len(name) + 1:].split("-")[0] in ("tmp", "old")
                   and n.rsplit("-", 1)[-1].isdigit())
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists on this machine (one of another user counts as alive), for
-    deciding whether a leftover folder named after it is still some process's work in progress."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def is_own_build(folder, fitted: bool = False) -> bool:
@@ -220,7 +154,7 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
     stores (:func:`check_leftovers`); a foreign folder at the name this process builds in is refused.
     """
     path = local_path(path)
-    if not _is_url(path) and os.path.islink(path.rstrip("/")):
+    if not is_url(path) and os.path.islink(path.rstrip("/")):
         refuse_unsafe_output(path, "a store at", replaced=True)  # a link to nothing is refused, not followed
         path = os.path.realpath(path)  # a link to a store: the store it points to is replaced
     prepare_output(path, overwrite)
@@ -231,7 +165,7 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
     while shard_objects % chunk_objects:  # a shard must hold whole chunks
         chunk_objects -= 1
     final = dest = path
-    if _is_url(final):  # no rename on object stores: the old store goes first
+    if is_url(final):  # no rename on object stores: the old store goes first
         if is_store(final):
             remove_store(final)
         tmp = final
@@ -261,7 +195,7 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
             shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError):
             raise InrforgeError(f"cannot write a store at {final}: {e.strerror or e}") from None
-        if _is_url(final) and isinstance(e, (ImportError, ValueError)):  # fsspec: no such protocol, or
+        if is_url(final) and isinstance(e, (ImportError, ValueError)):  # fsspec: no such protocol, or
             raise InrforgeError(f"cannot write a store at {final}: {first_line(e)}") from None  # its package missing
         raise
     return INRStore(final, mode="r+")
@@ -309,49 +243,6 @@ def _build_group(path: str, arch: INRSpec, n_objects: int, views: int, labels, s
     root.attrs.put({**final, "inrforge": {"format": FORMAT_VERSION, "version": __version__}})
 
 
-def move_into_place(new, final, aside) -> str | None:
-    """Rename the finished folder ``new`` to ``final``.  An empty folder at ``final`` is replaced;
-    anything else there (which the caller may replace) is first renamed to ``aside``, and renamed
-    back if the rename of ``new`` fails.  Returns ``aside`` when it holds the old content, for
-    the caller to delete, else None.  A symbolic link at ``final`` is followed: what it points to
-    is replaced, and the link keeps working."""
-    final = str(final).rstrip("/") or "/"
-    if os.path.islink(final):
-        final = os.path.realpath(final)
-    old = None
-    if os.path.isdir(final) and not os.listdir(final):
-        os.rmdir(final)
-    elif os.path.exists(final):
-        old = str(aside)
-        os.replace(final, old)
-    try:
-        os.replace(new, final)
-    except OSError:
-        if old is not None:
-            os.replace(old, final)
-        raise
-    return old
-
-
-def jsonable(obj):
-    """``obj`` as plain JSON types (numpy scalars become numbers)."""
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-
-
-def write_json(path, obj, indent: int | None = 2) -> None:
-    """Write ``obj`` as JSON to the local file ``path`` whole or not at all: it is written under a
-    temporary name beside ``path`` and renamed over it, so an interrupted write never leaves a
-    truncated file (a run's ``results.json`` marks it finished)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=indent))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def is_store(path) -> bool:
     """True when ``path`` holds a finished inrforge group (of any format version)."""
     try:
@@ -367,14 +258,14 @@ class INRStore:
         if mode not in ("r", "r+"):  # zarr's "w"/"a"/"x" would create or empty the group
             raise InrforgeError(f"open a store with mode 'r' (read) or 'r+' (read and write), not {mode!r}")
         self.path = local_path(path)
-        if not _is_url(self.path) and not os.path.exists(self.path):
+        if not is_url(self.path) and not os.path.exists(self.path):
             aside = [p for p in _leftovers(self.path) if ".old-" in os.path.basename(p) and is_store(p)]
             hint = f" ({aside[0]} holds the store an interrupted --overwrite set aside)" if aside else ""
             raise InrforgeError(f"no store at {self.path}{hint}")
         try:
             self.root = zarr.open_group(self.path, mode=mode)
         except Exception as e:
-            outer = None if _is_url(self.path) else enclosing_store(self.path)
+            outer = None if is_url(self.path) else enclosing_store(self.path)
             if outer is not None:
                 raise InrforgeError(f"{self.path} lies inside the store {outer}; give the store's own path") from None
             raise InrforgeError(f"{self.path} is not a readable Zarr store: {first_line(e)}") from None
@@ -389,8 +280,10 @@ class INRStore:
         if self.params.shape != want or self.params.dtype != np.float32:
             raise InrforgeError(f"{self.path}: params has shape {self.params.shape} and dtype {self.params.dtype}, "
                                 f"but its attributes give {want} float32 (n_objects, views, param_count)")
+        self.mode = mode
         self._labels = None
         self._known_failed = None  # (N, V) done & failed, as last read by _check_fitted
+        self.memo: dict = {}  # what readers derive from this opened store and keep (normalisation statistics)
 
     def __len__(self) -> int:
         return int(self.attrs["n_objects"])
@@ -439,6 +332,39 @@ class INRStore:
                 raise InrforgeError(f"unknown metric {name!r}; choose one of {', '.join(METRICS + tuple(extra))}")
         return self._read(self._array(f"metrics/{name}", (len(self), self.views)))
 
+    def saved_stats(self, mode: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The normalisation statistics ``(mean, std)`` kept under ``stats/<mode>`` (docs/format.md),
+        or None: never saved, or saved without the ``complete`` mark (an interrupted save)."""
+        try:
+            group = self.root["stats"][mode]
+            if not group.attrs.get("complete", False):
+                return None
+            return group["mean"][...], group["std"][...]
+        except KeyError:
+            return None
+
+    def save_stats(self, mode: str, mean: np.ndarray, std: np.ndarray) -> bool:
+        """Keep ``(mean, std)``, each float32 (P,), under ``stats/<mode>``, marked ``complete`` last.
+        Only a finished store's statistics are final (a resumed fit changes them): the caller decides.
+        False, and nothing kept, where the store cannot be written (opened read-only, or its files)."""
+        if self.mode != "r+":
+            return False
+        try:
+            group = self.root.require_group("stats").require_group(mode)
+            for name, arr in (("mean", mean), ("std", std)):
+                group.create_array(name, shape=arr.shape, dtype="float32", chunks=arr.shape, overwrite=True)[...] = arr
+            group.attrs.update({"split": "train", "complete": True})
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def usable(self, done: np.ndarray | None = None) -> np.ndarray:
+        """(N, V) bool: view v of object i is a fitted INR, i.e. its shard is done and the view did not
+        fail.  ``done``: a :meth:`done` read to use instead of reading it now (a store still being fitted
+        finishes shards meanwhile; a failed flag is final once its shard is done)."""
+        done = self.done() if done is None else done
+        return done[:, None] & ~self.metric("failed")
+
     def _array(self, name: str, shape: tuple | None = None, group: bool = False):
         """The array (or with ``group``, the group) ``name``; an :class:`InrforgeError` when it is
         missing, unreadable or not of ``shape`` (None entries match any size)."""
@@ -485,7 +411,7 @@ class INRStore:
     def check_writable(self) -> None:
         """An :class:`InrforgeError` unless every folder of a local store may be written (a resume
         finds out before it fits anything, not when it writes the first shard)."""
-        if _is_url(self.path):
+        if is_url(self.path):
             return
         for folder, _, _ in os.walk(self.path):
             if not os.access(folder, os.W_OK):
@@ -637,7 +563,7 @@ class INRStore:
     def read(self, indices, view: int = 0) -> tuple[Weights, torch.Tensor]:
         """``(weights, labels)`` for the objects ``indices`` at one view (see :meth:`object_indices`;
         a single int gives a batch of one).  The parameters are returned as stored, finished or not:
-        :meth:`done` and ``metric("failed")`` say which are usable (``inrforge.data.usable_views``)."""
+        :meth:`done` and ``metric("failed")`` say which are usable (:meth:`usable`)."""
         if view is None:
             raise InrforgeError("read gives one view (a Weights batch holds one INR per object); "
                                 "use read_flat(indices, view=None) for all views")
@@ -844,7 +770,7 @@ def _delete_chunks(arr, coords) -> None:
 def _size_on_disk(path: str) -> int | None:
     """Bytes of the files under a local store (None for a URL).  A file that vanishes while it is
     counted (a writer's temporary file, renamed into place) is skipped."""
-    if _is_url(path):
+    if is_url(path):
         return None
     total = 0
     for dirpath, _, files in os.walk(path):
@@ -902,11 +828,6 @@ def _layout_difference(got, want: list[dict]) -> str:
     return f"{len(got)} entries, the arch gives {len(want)}"
 
 
-def enclosing_store(path) -> Path | None:
-    """The Zarr node (a folder holding ``zarr.json``) that the local ``path`` lies inside, if any."""
-    return next((p for p in Path(path).absolute().parents if (p / "zarr.json").is_file()), None)
-
-
 def prepare_output(path, overwrite: bool = False) -> None:
     """Check that a new store may be written at ``path``; deletes nothing.
 
@@ -916,12 +837,12 @@ def prepare_output(path, overwrite: bool = False) -> None:
     store's replacement would delete), are always refused.
     """
     path = local_path(path)
-    if not _is_url(path):
+    if not is_url(path):
         refuse_unsafe_output(path, "a store at", replaced=True)
     if is_store(path):
         if not overwrite:
             raise InrforgeError(f"{path} already holds a store; pass --overwrite to replace it or choose another --out")
-    elif not _is_url(path) and os.path.exists(path) and (os.path.isfile(path) or os.listdir(path)):
+    elif not is_url(path) and os.path.exists(path) and (os.path.isfile(path) or os.listdir(path)):
         raise InrforgeError(f"{path} exists and is not an inrforge store; refusing to write there")
 
 
@@ -935,7 +856,7 @@ def remove_store(path) -> None:
     path = local_path(path)
     if not is_store(path):
         raise InrforgeError(f"refusing to delete {path}: it is not an inrforge store")
-    if _is_url(path):
+    if is_url(path):
         zarr.open_group(str(path), mode="w")
     else:
         shutil.rmtree(Path(path))

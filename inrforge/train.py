@@ -29,7 +29,8 @@ from .data import WeightDataset
 from .errors import InrforgeError, first_line
 from .checks import check_count, number, process_count, seed_value
 from .fit import check_device
-from .store import INRStore, output_path, summary_line, write_json
+from .files import output_path, write_json
+from .store import INRStore, summary_line
 
 AUGMENTATIONS = ("perm", "negate", "shift", "rotate", "scale", "translate", "noise", "dropout", "prune",
                  "mixup", "mixup-perm", "mixup-align")
@@ -397,7 +398,6 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
     is usable) by weight matching (the DWSNets "MLP + alignment" baseline).
     """
     from .augment import AlignTo
-    from .data import usable_views
     from .store import open_store
 
     store = store if isinstance(store, INRStore) else open_store(store)
@@ -416,7 +416,7 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
     canon = None
     if align:
         train_ids = store.split("train")
-        usable = train_ids[usable_views(store)[train_ids, 0]]
+        usable = train_ids[store.usable()[train_ids, 0]]
         if len(usable) == 0:
             raise InrforgeError(f"{store.path}: no train INR with a usable view 0 to align to")
         canon = AlignTo(store.read(usable[:1], view=0)[0])

@@ -50,7 +50,8 @@ from .fit import check_device, inr_seed
 from .fitjob import _differences, _fit_identity, library_versions
 from .inr import forward
 from .sources import load_source
-from .store import INRStore, ShardData, create_store, is_store, jsonable
+from .files import jsonable
+from .store import INRStore, ShardData, create_store, is_store
 from .weights import Weights
 
 ZOO_SOURCE = "classifier-zoo"

@@ -578,10 +578,10 @@ def test_exporting_no_usable_inr_is_refused_before_writing(tmp_path, capsys):
     a = make_store(tmp_path / "a.zarr", make_arch(hidden=8, depth=2), n=4)
     a.root["metrics"]["failed"][:, 0] = True
     err = cli_error(capsys, ["export-dws", a.path, str(tmp_path / "ex")])
-    assert "nothing to export" in err and "4 failed" in err
+    assert "has no usable INR of view 0 (of 4 objects, 4 failed)" in err
     assert not (tmp_path / "ex").exists()
-    a.root["done"][:] = False
-    assert "0 of 4 objects are fitted" in cli_error(capsys, ["export-dws", a.path, str(tmp_path / "ex")])
+    a.root["done"][:2] = False
+    assert "(of 4 objects, 2 not fitted and 2 failed)" in cli_error(capsys, ["export-dws", a.path, str(tmp_path / "ex")])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zarr"]
 
 

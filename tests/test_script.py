@@ -66,7 +66,7 @@ def test_results_dir_refuses_any_file_the_run_would_write_and_overwrite_deletes_
 
 
 def test_output_paths_accept_file_urls_and_refuse_other_urls(tmp_path, monkeypatch):
-    from inrforge.store import output_path
+    from inrforge.files import output_path
 
     monkeypatch.chdir(tmp_path)
     assert output_path(f"file://{tmp_path}/a%20b.png") == f"{tmp_path}/a b.png"

@@ -245,7 +245,7 @@ def test_what_an_interrupted_overwrite_left_is_cleaned_or_reported(tmp_path):
 
 
 def test_file_urls_with_host_and_escapes(tmp_path):
-    from inrforge.store import local_path
+    from inrforge.files import local_path
 
     assert local_path(f"file://localhost{tmp_path}/a%20b.zarr") == f"{tmp_path}/a b.zarr"
     with pytest.raises(InrforgeError, match="another host"):
@@ -477,7 +477,7 @@ def test_reading_a_store_read_only_writes_nothing(tmp_path):
 def test_write_json_is_whole_or_not_at_all(tmp_path):
     """A run's results.json marks it finished: a write that fails midway leaves the old file (or
     none) and no temporary file, never a truncated one."""
-    from inrforge.store import write_json
+    from inrforge.files import write_json
 
     path = tmp_path / "results.json"
     write_json(path, {"a": [1, 2]})
@@ -675,7 +675,7 @@ def test_output_paths_that_would_lose_data_are_refused(tmp_path, monkeypatch, wh
     """Every output refuses a path inside a store, through a link to nothing (also spelt with a
     trailing slash, which would follow it) and an empty one; a store, which replaces its folder,
     also refuses the current folder and its parents (a results folder there is fine)."""
-    from inrforge.store import output_path
+    from inrforge.files import output_path
 
     s = finished(tmp_path / "s.zarr")
     (tmp_path / "work" / "sub").mkdir(parents=True)
@@ -730,3 +730,18 @@ def test_reads_mixing_dense_and_sparse_shards_give_each_row_in_order(tmp_path):
     finally:
         istore.INRStore._read = spy
     assert True in reads and False in reads  # both paths taken
+
+
+def test_saved_stats_round_trip_and_need_a_writable_store(tmp_path):
+    """stats/<mode> (docs/format.md): kept only by a store opened r+, read back only when complete."""
+    s = make(tmp_path / "s.zarr")
+    mean, std = np.arange(s.arch.param_count, dtype=np.float32), np.ones(s.arch.param_count, np.float32)
+    reader = open_store(s.path)
+    assert reader.saved_stats("entry") is None
+    assert reader.save_stats("entry", mean, std) is False and "stats" not in reader.root
+    assert s.save_stats("entry", mean, std) is True
+    got = open_store(s.path).saved_stats("entry")
+    assert np.array_equal(got[0], mean) and np.array_equal(got[1], std)
+    assert open_store(s.path).saved_stats("symmetric") is None
+    s.root["stats"]["entry"].attrs["complete"] = False  # a save interrupted before its last write
+    assert open_store(s.path).saved_stats("entry") is None

@@ -1,0 +1,134 @@
+"""Local outputs written safely: paths and URLs, refusals that protect data, whole-or-nothing writes.
+
+Every file or folder inrforge writes goes through here: a store (which :mod:`inrforge.store` builds
+beside its place and renames into it), a figure, an export, a training run's logs, a results file.
+The rules: a ``file://`` URL is its local path, and only a store may be another URL; nothing is
+written inside a Zarr store (its ``--overwrite`` would delete it) or through a symbolic link to
+nothing; a folder being replaced is never the current one; a file is renamed into place whole.
+No Zarr here: a Zarr node is recognised by its ``zarr.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+from pathlib import Path
+
+from .errors import InrforgeError
+
+
+def is_url(path) -> bool:
+    """Whether ``path`` is a URL (``scheme://...``) rather than a local path."""
+    return "://" in str(path)
+
+
+def local_path(path) -> str:
+    """``path`` as a string; a ``file:`` URL (``file:///p``, ``file://localhost/p``, with %-escapes)
+    becomes the plain local path it names."""
+    path = str(path)
+    if not path.strip():
+        raise InrforgeError("expected a path, got an empty string")
+    if not path.startswith("file://"):
+        return path
+    url = urllib.parse.urlparse(path)
+    if url.netloc not in ("", "localhost"):
+        raise InrforgeError(f"{path}: a file URL on another host ({url.netloc}) is not a local path")
+    return urllib.parse.unquote(url.path)
+
+
+def output_path(path, what: str = "--out", replaced: bool = False) -> str:
+    """A local output path (``inrforge train``'s and a pipeline's ``--out``, ``render``'s image,
+    ``export-dws``'s folder) as a string.  A ``file://`` URL becomes the local path it names, as for
+    a store (:func:`local_path`); any other URL is an :class:`InrforgeError`: only a
+    store may be written through fsspec, and a URL taken as a path would create a folder ``s3:``."""
+    local = local_path(path)
+    if "://" in local:
+        raise InrforgeError(f"{what} {path}: only a store may be a URL; give a local path or a file:// URL")
+    refuse_unsafe_output(local, what, replaced)
+    return local
+
+
+def refuse_unsafe_output(path, what: str = "--out", replaced: bool = False) -> None:
+    """An :class:`InrforgeError` for a local output ``path`` whose writing could lose data or go
+    astray: one inside a Zarr store (the store's ``--overwrite`` or re-fit would delete it), or a
+    symbolic link to nothing (writing through it would create its target, wherever that is).  With
+    ``replaced`` (a store, which is built beside its place and renamed into it), also the current
+    folder or a folder holding it: replacing that would leave this process in a deleted folder."""
+    link = str(path).rstrip("/") or "/"  # "link/" would follow the link
+    if os.path.islink(link) and not os.path.exists(link):
+        raise InrforgeError(f"{what} {path} is a symbolic link to {os.readlink(link)}, which does not exist")
+    outer = enclosing_store(path)
+    if outer is not None:
+        raise InrforgeError(f"{what} {path} lies inside the Zarr store {outer}, whose --overwrite would delete it; "
+                            f"write it to a folder of its own")
+    if not replaced:
+        return
+    try:
+        here = os.path.realpath(os.getcwd())
+    except OSError:  # the current folder was deleted: nothing to protect
+        return
+    target = os.path.realpath(link)
+    if target == here or here.startswith(target.rstrip("/") + "/"):
+        raise InrforgeError(f"{what} {path} is the current folder{'' if target == here else ' or holds it'}; "
+                            f"give a folder beside or below it")
+
+
+def enclosing_store(path) -> Path | None:
+    """The Zarr node (a folder holding ``zarr.json``) that the local ``path`` lies inside, if any."""
+    return next((p for p in Path(path).absolute().parents if (p / "zarr.json").is_file()), None)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (one of another user counts as alive), for
+    deciding whether a leftover folder named after it is still some process's work in progress."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def move_into_place(new, final, aside) -> str | None:
+    """Rename the finished folder ``new`` to ``final``.  An empty folder at ``final`` is replaced;
+    anything else there (which the caller may replace) is first renamed to ``aside``, and renamed
+    back if the rename of ``new`` fails.  Returns ``aside`` when it holds the old content, for
+    the caller to delete, else None.  A symbolic link at ``final`` is followed: what it points to
+    is replaced, and the link keeps working."""
+    final = str(final).rstrip("/") or "/"
+    if os.path.islink(final):
+        final = os.path.realpath(final)
+    old = None
+    if os.path.isdir(final) and not os.listdir(final):
+        os.rmdir(final)
+    elif os.path.exists(final):
+        old = str(aside)
+        os.replace(final, old)
+    try:
+        os.replace(new, final)
+    except OSError:
+        if old is not None:
+            os.replace(old, final)
+        raise
+    return old
+
+
+def write_json(path, obj, indent: int | None = 2) -> None:
+    """Write ``obj`` as JSON to the local file ``path`` whole or not at all: it is written under a
+    temporary name beside ``path`` and renamed over it, so an interrupted write never leaves a
+    truncated file (a run's ``results.json`` marks it finished)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=indent))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def jsonable(obj):
+    """``obj`` as plain JSON types (numpy scalars become numbers)."""
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
