@@ -128,18 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("out", type=path_arg, help="empty folder to write")
     ex.add_argument("--view", type=nonnegative_int, default=0, help="which neural view to export")
     ex.add_argument("--overwrite", action="store_true", help="replace an earlier export-dws folder (nothing else)")
+    for command in (f, i, r, t, im, ex):
+        command.set_defaults(parser=command)  # for argument errors found after parsing (_refuse_unused)
     return p
 
 
 def _refuse_unused(a, names, owner: str, user: str) -> None:
-    """An :class:`InrforgeError` naming each option of ``names`` given on the command line (its
-    value is not None) when ``user`` (the chosen model or arch) has no use for it: an option
-    accepted and then ignored would mislead."""
+    """An argument error (one line, status 2, as the pipelines' :func:`~inrforge.script.refuse_given`)
+    naming each option of ``names`` given on the command line (its value is not None) when ``user``
+    (the chosen model or arch) has no use for it: an option accepted and then ignored would mislead."""
     given = [f"--{name.replace('_', '-')}" for name in names if getattr(a, name) is not None]
     if given:
         one = len(given) == 1
-        raise InrforgeError(f"{', '.join(given)} {'is a' if one else 'are'} {owner} option{'' if one else 's'}; "
-                            f"{user} does not use {'it' if one else 'them'}")
+        a.parser.error(f"argument {', '.join(given)}: {'' if one else 'all '}{owner} option{'' if one else 's'}; "
+                       f"{user} does not use {'it' if one else 'them'}")
 
 
 def cmd_fit(a) -> int:

@@ -104,10 +104,13 @@ def test_fit_never_writes_into_a_foreign_folder(tmp_path, capsys):
     (["render", "/no/such/store", "--out", "x.png"], 1, "no store at"),
     (["render", "/no/such/store", "--out", "x.txt"], 1, ".txt is not an image format"),
     (["render", "/no/such/store", "--out", "x"], 1, "no image extension"),
-    (["train", "x", "--model", "mlp", "--hidden", "64"], 1, "--hidden is a DWSNet option"),
-    (["train", "x", "--model", "mlp", "--depth", "2", "--norm", "layer"], 1, "--depth, --norm are DWSNet options"),
-    (FAST + ["--limit", "1", "--out", "x", "--arch", "relu", "--w0", "5"], 1, "--w0 is a SIREN option"),
-    (FAST + ["--limit", "1", "--out", "x", "--fourier-sigma", "2"], 1, "--fourier-sigma is a relu-fourier option"),
+    (["train", "x", "--model", "mlp", "--hidden", "64"], 2,
+     "inrforge train: error: argument --hidden: DWSNet option; --model mlp does not use it"),
+    (["train", "x", "--model", "mlp", "--depth", "2", "--norm", "layer"], 2,
+     "argument --depth, --norm: all DWSNet options; --model mlp does not use them"),
+    (FAST + ["--limit", "1", "--out", "x", "--arch", "relu", "--w0", "5"], 2,
+     "inrforge fit: error: argument --w0: SIREN option; --arch relu does not use it"),
+    (FAST + ["--limit", "1", "--out", "x", "--fourier-sigma", "2"], 2, "argument --fourier-sigma: relu-fourier option"),
 ])
 def test_bad_input_is_one_line_and_nonzero(args, code, msg, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
