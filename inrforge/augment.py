@@ -644,3 +644,37 @@ class MixUp:
 
     def __repr__(self) -> str:
         return f"MixUp(mode={self.mode!r}, alpha={self.alpha}, num_classes={self.num_classes})"
+
+
+# The names ``inrforge train --augment`` and the pipelines take, in the catalogue's order.
+AUGMENTATIONS = ("perm", "negate", "shift", "rotate", "scale", "translate", "noise", "dropout", "prune",
+                 "mixup", "mixup-perm", "mixup-align")
+
+
+def build_transform(names, arch, num_classes: int | None):
+    """A :class:`Compose` of the augmentations named in ``names`` (:data:`AUGMENTATIONS`, applied in
+    the order given; ``"none"`` and blanks are skipped), checked against ``arch``, or None for none.
+    ``num_classes`` turns class ids into the soft labels MixUp mixes.  A name listed twice, an
+    unknown name or two MixUp variants are an :class:`InrforgeError`."""
+    names = [n for n in (names or []) if n and n != "none"]
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown:
+        raise InrforgeError(f"unknown augmentation(s) {', '.join(unknown)}; choose from {', '.join(AUGMENTATIONS)}")
+    if not names:
+        return None
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InrforgeError(f"augmentation(s) listed twice: {', '.join(twice)}")
+    mixups = [n for n in names if n.startswith("mixup")]
+    if len(mixups) > 1:
+        raise InrforgeError(f"choose one MixUp variant, not {', '.join(mixups)}")
+    make = {
+        "perm": Permute, "negate": SirenNegate, "shift": SirenBiasShift, "rotate": Rotate, "scale": Scale,
+        "translate": Translate, "noise": GaussianNoise, "dropout": WeightDropout, "prune": QuantilePrune,
+        "mixup": lambda: MixUp("vanilla", num_classes=num_classes),
+        "mixup-perm": lambda: MixUp("perm", num_classes=num_classes),
+        "mixup-align": lambda: MixUp("align", num_classes=num_classes),
+    }
+    compose = Compose([make[n]() for n in names])
+    compose.check(arch)
+    return compose

@@ -21,6 +21,9 @@ from .version import __version__
 
 def build_parser() -> argparse.ArgumentParser:
     from .arch import PRESETS
+    from .augment import AUGMENTATIONS
+    from .data import NORMALIZE_MODES
+    from .models import MODELS
     from .sources import SOURCE_NAMES
 
     p = ArgumentParser(prog="inrforge", description="Fit INRs in batches, store them in Zarr, learn on their weights.")
@@ -79,9 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a weight-space model (DWSNet or flat MLP) on a store")
     t.add_argument("store", type=path_arg, help="store path or fsspec URL")
-    t.add_argument("--model", default="dwsnet", choices=("dwsnet", "mlp"), help="DWSNet or flat-MLP baseline")
-    t.add_argument("--augment", default="", help="comma list: perm, negate, shift, rotate, scale, translate, noise, "
-                                                "dropout, prune, mixup, mixup-perm, mixup-align")
+    t.add_argument("--model", default="dwsnet", choices=MODELS, help="DWSNet or flat-MLP baseline")
+    t.add_argument("--augment", default="", help=f"comma list: {', '.join(AUGMENTATIONS)}")
     t.add_argument("--align", action="store_true",
                    help="first align every INR to one train INR by weight matching (DWSNets' MLP + alignment "
                         "baseline; a canonical form, computed once per INR)")
@@ -99,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dropout", type=dropout_rate, default=0.0, help="dropout probability in the model")
     t.add_argument("--norm", choices=("batch", "layer", "none"),
                    help="DWSNet normalisation (equivariant: statistics pooled over permuted axes; default batch)")
-    t.add_argument("--normalize", default="symmetric", choices=("symmetric", "entry", "none"),
+    t.add_argument("--normalize", default="symmetric", choices=(*NORMALIZE_MODES, "none"),
                    help="input normalisation from train-split statistics: pooled over each entry's "
                         "permutation orbit (commutes with neuron permutations), per flat entry (DWSNets), or none")
     t.add_argument("--device", default="cpu", help="cpu or cuda[:N]")

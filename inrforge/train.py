@@ -17,7 +17,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,20 +25,18 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import WeightDataset
-from .errors import InrforgeError, first_line
+from .augment import build_transform
 from .checks import check_count, number, process_count, seed_value
-from .fit import check_device
+from .data import WeightDataset
+from .errors import InrforgeError
 from .files import output_path, write_json
-from .store import INRStore, summary_line
+from .fit import check_device
+from .models import build_model
+from .store import INRStore
 
-AUGMENTATIONS = ("perm", "negate", "shift", "rotate", "scale", "translate", "noise", "dropout", "prune",
-                 "mixup", "mixup-perm", "mixup-align")
-MODELS = ("dwsnet", "mlp")
 TASKS = ("classification", "regression")
 # The files fit_model writes into its log_dir (all among script.LOG_FILES).
 LOG_FILES = ("result.json", "best.pt", "metrics.csv", "metrics.jsonl")
-
 
 MAX_LR = 1e30  # AdamW divides lr by its bias correction (>= 0.1 at its defaults): float32 holds 3.4e38
 
@@ -77,70 +75,6 @@ class TrainConfig:
 def _require_config(config) -> None:
     if not isinstance(config, TrainConfig):
         raise InrforgeError(f"config must be a TrainConfig, got {type(config).__name__}")
-
-
-def build_transform(names, arch, num_classes: int | None):
-    """A Compose of the named augmentations (see AUGMENTATIONS), or None for none."""
-    from . import augment as A
-
-    names = [n for n in (names or []) if n and n != "none"]
-    unknown = [n for n in names if n not in AUGMENTATIONS]
-    if unknown:
-        raise InrforgeError(f"unknown augmentation(s) {', '.join(unknown)}; choose from {', '.join(AUGMENTATIONS)}")
-    if not names:
-        return None
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise InrforgeError(f"augmentation(s) listed twice: {', '.join(twice)}")
-    mixups = [n for n in names if n.startswith("mixup")]
-    if len(mixups) > 1:
-        raise InrforgeError(f"choose one MixUp variant, not {', '.join(mixups)}")
-    make = {
-        "perm": lambda: A.Permute(), "negate": lambda: A.SirenNegate(), "shift": lambda: A.SirenBiasShift(),
-        "rotate": lambda: A.Rotate(), "scale": lambda: A.Scale(), "translate": lambda: A.Translate(),
-        "noise": lambda: A.GaussianNoise(), "dropout": lambda: A.WeightDropout(), "prune": lambda: A.QuantilePrune(),
-        "mixup": lambda: A.MixUp("vanilla", num_classes=num_classes),
-        "mixup-perm": lambda: A.MixUp("perm", num_classes=num_classes),
-        "mixup-align": lambda: A.MixUp("align", num_classes=num_classes),
-    }
-    compose = A.Compose([make[n]() for n in names])
-    compose.check(arch)
-    return compose
-
-
-def build_model(name: str, arch, out_features: int, /, hidden: int | None = None, depth: int | None = None,
-                dropout: float = 0.0, mlp_hidden=None, **kw) -> torch.nn.Module:
-    """DWSNet (``hidden`` channels, default 32; ``depth`` layers, default 4; other DWSNet options in
-    ``kw``) or the flat MLP (``mlp_hidden`` widths), both with ``dropout``.  An option the chosen
-    model does not take is an :class:`InrforgeError`, not ignored."""
-    from .models import DWSNet, FlatMLP
-
-    if name not in MODELS:
-        raise InrforgeError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    if name == "mlp":
-        given = sorted([*kw, *(k for k, v in (("hidden", hidden), ("depth", depth)) if v is not None)])
-        if given:
-            raise InrforgeError(f"model option(s) {', '.join(given)} are DWSNet's; the flat MLP takes dropout and "
-                                f"mlp_hidden")
-    hidden, depth = (32 if hidden is None else hidden), (4 if depth is None else depth)
-    if name == "dwsnet":
-        import inspect
-
-        if mlp_hidden is not None:
-            raise InrforgeError("mlp_hidden is the flat MLP's option; DWSNet takes hidden and depth")
-        unknown = sorted(set(kw) - (set(inspect.signature(DWSNet).parameters) - {"arch", "out_features"}))
-        if unknown:
-            raise InrforgeError(f"unknown DWSNet option(s) {', '.join(unknown)} (the arch and the number of "
-                                f"outputs come from the store)")
-    try:
-        if name == "dwsnet":
-            return DWSNet(arch, out_features, hidden=hidden, depth=depth, dropout=dropout, **kw)
-        return FlatMLP(arch, out_features, hidden=(256, 256, 256) if mlp_hidden is None else mlp_hidden, dropout=dropout)
-    except (torch.OutOfMemoryError, RuntimeError) as e:  # the CPU allocator's failure is a RuntimeError
-        if not isinstance(e, torch.OutOfMemoryError) and "allocate" not in str(e):
-            raise
-        what = f"a DWSNet of {hidden} channels and {depth} layers" if name == "dwsnet" else "the flat MLP"
-        raise InrforgeError(f"{what} does not fit in this machine's memory ({first_line(e)})") from None
 
 
 def task_of(store: INRStore) -> tuple[str, int]:
@@ -455,147 +389,3 @@ def train_on_store(store, model: str = "dwsnet", augment=(), views: int | None =
                            model_kwargs=model_kwargs, cache=cache, align=align)
     return run.fit(log_dir=log_dir, progress=progress)
 
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One classifier configuration of an experiment: model, augmentations, alignment, learning rate.
-
-    ``lr=None`` means the caller's default (the pipelines give DWSNet its own lr, MLPs 1e-3);
-    ``model_kwargs`` go to :func:`build_model` (for DWSNet, typically ``dwsnet_kwargs(...)``).
-    """
-
-    model: str
-    augment: tuple[str, ...] = ()
-    align: bool = False
-    lr: float | None = None
-    model_kwargs: dict = field(default_factory=dict, hash=False, compare=False)
-
-
-def dwsnet_kwargs(hidden: int = 16, depth: int = 3, norm: str | None = "batch") -> dict:
-    """DWSNet constructor arguments as the pipelines' ``--hidden/--depth/--norm`` flags give them."""
-    return {"hidden": hidden, "depth": depth, "norm": None if norm in (None, "none") else norm}
-
-
-def add_classifier_arguments(parser) -> None:
-    """The classification pipelines' training recipe as options: ``--epochs --batch-size --lr
-    --hidden --depth --norm`` (DWSNet with 16 channels, 3 layers and batch norm at lr 3e-3;
-    the MLPs keep lr 1e-3). The defaults are those measured in docs/results_pipelines.md."""
-    from .script import positive_float, positive_int
-
-    parser.add_argument("--epochs", type=positive_int, default=160,
-                        help="training epochs per run (at 40 DWSNet is undertrained and MixUp costs "
-                             "accuracy; docs/results_pipelines.md)")
-    parser.add_argument("--batch-size", type=positive_int, default=128)
-    parser.add_argument("--lr", type=positive_float, default=3e-3, help="DWSNet learning rate (MLPs use 1e-3)")
-    parser.add_argument("--hidden", type=positive_int, default=16, help="DWSNet channels")
-    parser.add_argument("--depth", type=positive_int, default=3, help="DWSNet layers")
-    parser.add_argument("--norm", default="batch", choices=("batch", "layer", "none"), help="DWSNet normalisation")
-
-
-def refuse_dwsnet_options(parser, argv, a, specs: dict) -> None:
-    """An argument error (one line, status 2) when a DWSNet-only option of
-    :func:`add_classifier_arguments` (``--lr --hidden --depth --norm``) is given explicitly but no
-    model chosen in ``a.models`` (names in ``specs``, a name -> :class:`RunSpec` map) is a DWSNet:
-    it would be accepted and ignored."""
-    from .script import refuse_given
-
-    if not any(specs[name].model == "dwsnet" for name in a.models):
-        refuse_given(parser, argv, ("--lr", "--hidden", "--depth", "--norm"),
-                     f"only for DWSNet, and --models {','.join(a.models)} trains none")
-
-
-def train_seeds(store, spec: RunSpec, seeds, config: TrainConfig, views: int | None = None, log_dir=None,
-                name: str | None = None, echo=print) -> dict:
-    """Train ``spec`` on ``store`` once per training seed (``seeds``: a count or a list of seeds).
-
-    Every seed changes the model init, the batch order, the views drawn and the augmentation draws
-    (:class:`TrainConfig` ``seed``); the store (INRs, splits) is fixed.  Returns the per-seed test
-    accuracies (or test losses for regression) with their mean and population std:
-    ``{"test_acc": [...], "mean", "std", "best_epoch": [...], "train_time_s": [...], "params", "views"}``.
-    """
-    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    if not seeds:
-        raise InrforgeError("need at least one training seed")
-    name = name or spec.model
-    from .data import usable_split_sizes
-    from .store import open_store
-
-    st = store if isinstance(store, INRStore) else open_store(store)
-    if usable_split_sizes(st)["test"] == 0:  # before any seed trains, not after the first
-        raise InrforgeError(f"{st.path}: the test split has no INR whose view 0 is usable to score {name} on")
-    scores, best_epochs, times, res = [], [], [], None
-    for seed in seeds:
-        cfg = replace(config, seed=seed, lr=spec.lr or config.lr)
-        res = train_on_store(store, model=spec.model, augment=list(spec.augment), align=spec.align, views=views,
-                             config=cfg, model_kwargs=spec.model_kwargs,
-                             log_dir=Path(log_dir) / f"seed{seed}" if log_dir else None, progress=False)
-        score = res["test"]["acc"] if res["task"] == "classification" else res["test"]["loss"]
-        scores.append(score)
-        best_epochs.append(res["best_epoch"])
-        times.append(res["train_time_s"])
-        if echo:
-            what = f"test {100 * score:.2f}%" if res["task"] == "classification" else f"test loss {score:.4g}"
-            echo(f"  {name:18s} seed {seed}: {what}  (views {res['views']}, best epoch {res['best_epoch']}, "
-                 f"{res['params']:,} params, {res['train_time_s']:.0f} s)", flush=True)
-    return {"test_acc": scores, "mean": float(np.mean(scores)), "std": float(np.std(scores)), "best_epoch": best_epochs,
-            "train_time_s": times, "params": res["params"], "views": res["views"]}
-
-
-def classification_input(store=None, *, source: str = "digits", data=None, limit: int | None = None,
-                         views: int = 1, views_needed: int = 1, needed_as: str = "--train-views",
-                         who: str = "this experiment"):
-    """What a classification pipeline will train on, checked before it writes or fits anything:
-    ``(store or None, arch, n_classes, source or None)``.  A given ``store`` must hold class ids and
-    at least ``views_needed`` views; otherwise ``source`` (loaded here once: pass it on to
-    :func:`open_or_fit`) must have class ids and ``views`` (the views to be fitted) must cover
-    ``views_needed``, and the arch is the one :func:`open_or_fit` fits."""
-    from .arch import make_arch
-    from .sources import load_source
-    from .store import open_store
-
-    if store is not None:
-        st = open_store(store)
-        n_classes = require_task(st, "classification", who)
-        if views_needed > st.views:
-            raise InrforgeError(f"{needed_as} {views_needed} exceeds the {st.views} views per object of {st.path}")
-        return st, st.arch, n_classes, None
-    src = load_source(source, path=data, limit=limit)
-    if not np.issubdtype(src.labels.dtype, np.integer):
-        raise InrforgeError(f"source {source!r} has float targets, a regression task; {who} needs class ids")
-    if views_needed > views:
-        raise InrforgeError(f"{needed_as} {views_needed} exceeds --views {views} (the views fitted per object)")
-    arch = make_arch("siren-dwsnets", in_features=src.in_features, out_features=src.out_features)
-    return None, arch, int(src.labels.max()) + 1, src
-
-
-def open_or_fit(store=None, *, source="digits", data=None, limit: int | None = None, out=None,
-                views: int = 1, steps: int = 500, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
-                test_fraction: float = 0.1, overwrite: bool = False, task: str | None = None,
-                echo=print) -> INRStore:
-    """The pipelines' store: ``store`` opened if given, else ``source`` (a name, loaded with ``data``
-    and ``limit``, or a loaded :class:`~inrforge.sources.Source`) fitted (or resumed) into ``out``.
-
-    The fit is :func:`inrforge.fit_inrs` with the default 40 dB early stop, its step compiled only
-    where that repays the compile time (``compile=None``: 10^8 (INR, point, step) triples or
-    more; the ``--small`` settings stay eager); ``overwrite``
-    replaces a store fitted there with other arguments.  A given store whose labels are not
-    ``task``'s (``"classification"`` or ``"regression"``) is refused.  Prints one line about the store.
-    """
-    from .fitjob import fit_inrs
-    from .sources import load_source
-    from .store import open_store
-
-    if store is not None:
-        st = open_store(store)
-        if task is not None:
-            require_task(st, task)
-    else:
-        if out is None:
-            raise InrforgeError("give a store or an output path to fit one into")
-        src = load_source(source, path=data, limit=limit) if isinstance(source, str) else source
-        st = fit_inrs(src, out, views=views, steps=steps, lr=lr, seed=seed, device=device, compile=None,
-                      test_fraction=test_fraction, overwrite=overwrite, progress=None)
-    info = st.info()
-    if echo:
-        echo(f"# store {summary_line(st.path, info)}", flush=True)
-    return st

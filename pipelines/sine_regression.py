@@ -27,16 +27,18 @@ import torch
 
 from inrforge import fit_inrs, open_store
 from inrforge.arch import PRESETS, make_arch
+from inrforge.augment import build_transform
 from inrforge.data import WeightDataset, usable_split_sizes
 from inrforge.errors import InrforgeError
 from inrforge.fit import check_device
 from inrforge.fitjob import make_splits
+from inrforge.models import build_model
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, path_arg, positive_float, positive_int, positive_ints, psnr_fields,
                              pyplot, refuse_unused, require_splits, results_dir, results_versions, run_pipeline,
                              run_script, save_figure, write_results)
 from inrforge.store import summary_line
-from inrforge.train import TrainConfig, build_model, build_transform, fit_model, require_task
+from inrforge.train import TrainConfig, fit_model, require_task
 
 # name -> (model, augmentations, lr)
 CONFIGS = {

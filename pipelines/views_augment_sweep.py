@@ -30,19 +30,21 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from inrforge.augment import build_transform
 from inrforge.errors import InrforgeError
+from inrforge.experiments import (RunSpec, add_classifier_arguments, classification_input, dwsnet_kwargs, open_or_fit,
+                                  refuse_dwsnet_options, train_seeds)
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, path_arg, positive_float, positive_int, positive_ints, psnr_fields,
                              pyplot, refuse_unused, require_fit_splits, results_dir, results_versions, run_pipeline,
                              run_script, save_figure, write_results)
-from inrforge.train import (RunSpec, TrainConfig, add_classifier_arguments, build_transform, classification_input,
-                            dwsnet_kwargs, open_or_fit, refuse_dwsnet_options, train_seeds)
+from inrforge.train import TrainConfig
 
 VIEW_COUNTS = "1,2,5,10"
 MODELS = {"dwsnet": RunSpec("dwsnet"), "mlp": RunSpec("mlp", lr=1e-3)}  # lr None: --lr
 LOG_FOLDERS = ("views", "augment")  # OUT/views/<model>/k<K>/, OUT/augment/<model>/<aug>/
-# row of sweep (b) -> augmentations (inrforge.train.AUGMENTATIONS names, applied in this order)
+# row of sweep (b) -> augmentations (inrforge.augment.AUGMENTATIONS names, applied in this order)
 AUGMENTATIONS = {
     "none": (),
     "perm": ("perm",),

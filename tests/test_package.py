@@ -22,7 +22,8 @@ LAYERS = [
     "fit", "store", "fitjob", "distributed",  # fitting into a store, locally or on Dask
     "data", "align", "augment", "models",     # reading a store, augmenting, the models
     "zoo", "interop", "contrastive",          # the classifier zoo, DWSNets files, contrastive learning
-    "script", "figures", "train",             # what the command line and pipelines share
+    "train",                                  # training weight-space models on a store
+    "script", "figures", "experiments",       # what the command line and the pipelines share
     "cli", "__main__", "__init__",
 ]
 

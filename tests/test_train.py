@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from inrforge.arch import make_arch
+from inrforge.augment import build_transform
 from inrforge.cli import main
 from inrforge.errors import InrforgeError
 from inrforge.store import ShardData, create_store
-from inrforge.train import TrainConfig, build_transform, train_on_store
+from inrforge.train import TrainConfig, train_on_store
 
 ARCH = make_arch(hidden=8)
 
@@ -102,7 +103,7 @@ def test_align_reference_skips_a_failed_view(tmp_path):
 
 
 def test_result_json_says_what_was_trained(tmp_path):
-    from inrforge.train import build_model
+    from inrforge.models import build_model
 
     s = learnable_store(tmp_path / "s.zarr")
     run = tmp_path / "run"
@@ -403,7 +404,7 @@ def test_a_model_too_large_for_memory_is_one_line(monkeypatch):
     """What torch's CPU allocator raises (a RuntimeError) for ``--hidden 100000`` becomes a one-line
     error naming the model's size; other RuntimeErrors stay bugs."""
     import inrforge.models as models
-    from inrforge.train import build_model
+    from inrforge.models import build_model
 
     def no_memory(*args, **kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
@@ -462,7 +463,7 @@ def test_a_pipeline_fit_shows_its_progress_on_a_terminal_only(tmp_path, monkeypa
     import sys
 
     from inrforge.sources import load_source
-    from inrforge.train import open_or_fit
+    from inrforge.experiments import open_or_fit
 
     class Terminal(io.StringIO):
         def isatty(self):
