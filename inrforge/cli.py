@@ -13,7 +13,7 @@ import sys
 
 from .checks import usable_cores
 from .errors import InrforgeError
-from .script import (RESUMES, ArgumentParser, dropout_rate, nonnegative_float, nonnegative_int,
+from .script import (RESUMES, ArgumentParser, dropout_rate, image_size, nonnegative_float, nonnegative_int,
                      path_arg, positive_float, positive_int, psnr_or_none, report_errors, results_dir, set_threads,
                      store_out_arg)
 from .version import __version__
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "is used as is")
     im.add_argument("--w0", type=positive_float, default=None,
                     help="SIREN w0 of INRs whose splits JSON records no arch (default 30)")
-    im.add_argument("--image-size", help="HxW grid the INRs were fitted on (e.g. 28x28), for render")
+    im.add_argument("--image-size", type=image_size, help="HxW grid the INRs were fitted on (e.g. 28x28), for render")
     im.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
 
     ex = sub.add_parser("export-dws", help="write a store as one DWSNets-style .pth per INR plus splits.json")
@@ -285,16 +285,8 @@ def cmd_import_dws(a) -> int:
 
     if a.arch == "relu":
         _refuse_unused(a, ["w0"], "SIREN", "--arch relu")
-
-    size = None
-    if a.image_size:
-        try:
-            size = tuple(int(v) for v in a.image_size.lower().split("x"))
-            assert len(size) == 2 and min(size) > 0
-        except (ValueError, AssertionError):
-            raise InrforgeError(f"--image-size must look like 28x28, got {a.image_size!r}") from None
     store = import_dws(a.data, a.out, splits_file=a.splits, preset=a.arch, w0=a.w0, overwrite=a.overwrite,
-                       image_size=size)
+                       image_size=a.image_size)
     print(f"{store.path}: imported {len(store)} INRs, widths {list(store.arch.widths)}")
     return 0
 

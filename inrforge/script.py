@@ -182,6 +182,18 @@ def layer_widths(text: str) -> tuple[int, ...]:
     return values
 
 
+def image_size(text: str) -> tuple[int, int]:
+    """An image size ``HxW`` such as ``28x28`` (``X`` too): two integers > 0, as ``(height, width)``."""
+    parts = text.lower().split("x")
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if len(size) != 2 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected HxW with two positive integers, such as 28x28, got {text!r}")
+    return size
+
+
 def names_from(choices, what: str = "names") -> Callable[[str], tuple[str, ...]]:
     """An argument type: a comma list of ``choices`` such as ``dwsnet,mlp``, returned as a tuple in
     the given order without repeats.  An empty list, or a name not in ``choices``, is refused with
