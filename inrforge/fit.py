@@ -26,7 +26,7 @@ import torch
 from .arch import INRSpec
 from .checks import check_count, is_number
 from .errors import InrforgeError
-from .inr import encode, forward
+from .inr import encode, forward, psnr
 
 
 @dataclass(frozen=True)
@@ -154,11 +154,6 @@ def sincos(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def libm_sincos(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(torch.sin(u), torch.cos(u))``: the eager step's choice (one kernel each, exact to 1 ulp)."""
     return torch.sin(u), torch.cos(u)
-
-
-def mse_and_grads(arch: INRSpec, weights, biases, coords, targets, active):
-    """Per-INR MSE (B,) and its gradients ``([dW_i], [db_i])``: :func:`backprop` with libm sin/cos."""
-    return backprop(arch, weights, biases, coords, targets, active, libm_sincos)[:3]
 
 
 def backprop(arch: INRSpec, weights, biases, coords, targets, active, sin_cos):
@@ -303,7 +298,7 @@ def fit_batch(arch: INRSpec, init: torch.Tensor, coords: torch.Tensor, targets: 
     return FitResult(
         params=torch.cat([v.reshape(b, s.size) for v, s in zip(views, arch.layout)], dim=1).cpu(),
         loss=final,
-        psnr=-10.0 * torch.log10(final),
+        psnr=psnr(final),
         steps=n_steps.cpu(),
         failed=failed.cpu(),
     )
