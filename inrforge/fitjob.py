@@ -4,6 +4,8 @@
 of work (objects ``[start, stop)`` x all views), a pure function of its arguments, so a shard
 refitted after a crash, or on another process, gives the same numbers.  ``prepare_fit`` (the
 validation and the store creation/opening) is shared with the Dask driver, ``inrforge.distributed``.
+:func:`matching_store` (resume a store made with the same arguments, or refuse one made with
+others) is shared with the classifier zoo, ``inrforge.zoo.fit_zoo``.
 """
 
 from __future__ import annotations
@@ -98,10 +100,13 @@ def library_versions() -> dict:
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: store has A, now B`` for every differing leaf of two identities (:func:`store_identity`),
+    leaving out the informational ``fit`` keys and ``source.params.limit``: a limit keeps the first
+    objects, so what it changes shows in ``source.n_objects`` (a zoo's: its grid's image counts)."""
     diffs = []
     for key in sorted(set(old) | set(new)):
         if (prefix == "fit." and key in _INFORMATIONAL) or (prefix == "source.params." and key == "limit"):
-            continue  # a limit keeps the first objects: implied by source.n_objects (a zoo's: its grid's counts)
+            continue
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             diffs += _differences(a, b, f"{prefix}{key}.")
@@ -126,10 +131,43 @@ def _recorded_fit(out) -> dict:
         return {}
 
 
-def _fit_identity(store: INRStore) -> dict:
+def store_identity(store: INRStore) -> dict:
+    """What decides a store's numbers, as recorded: its ``arch``, ``source``, ``fit``, ``views`` and
+    ``shard_objects`` attributes.  A run resumes a store only if it would record the same
+    (:func:`matching_store`)."""
     a = store.attrs
     return {"arch": a["arch"], "source": a["source"], "fit": a["fit"], "views": a["views"],
             "shard_objects": a["shard_objects"]}
+
+
+def identity_differences(store: INRStore, identity: dict) -> list[str]:
+    """How ``identity`` (what a run would record, :func:`store_identity`'s keys) differs from what
+    ``store`` records: ``key: store has A, now B`` lines, [] when the run may resume the store.  The
+    informational ``fit`` keys (versions, threads) and ``source.params.limit`` are not compared."""
+    return _differences(jsonable(store_identity(store)), jsonable(identity))
+
+
+def matching_store(out, identity: dict, overwrite: bool) -> INRStore | None:
+    """The store at ``out`` opened for writing when it records ``identity`` (to resume:
+    :func:`identity_differences` finds nothing); None when a new store is to be written there:
+    nothing is there yet, or (with ``overwrite``) a store made with other arguments.  Refuses,
+    without writing anything, a store made with other arguments without ``overwrite``, and anything
+    else that is not a store (a file, a non-empty folder).  Shared by :func:`fit_inrs` and
+    :func:`inrforge.zoo.fit_zoo`."""
+    path = str(out)
+    if not is_store(path):
+        prepare_output(path)
+        return None
+    store = INRStore(path, mode="r+")
+    diffs = identity_differences(store, identity)
+    if not diffs:
+        return store
+    if not overwrite:
+        raise InrforgeError(
+            f"{path} holds a store fitted with other arguments ({'; '.join(diffs[:3])}"
+            f"{'; ...' if len(diffs) > 3 else ''}); pass --overwrite to replace it or choose another --out"
+        )
+    return None
 
 
 @dataclass
@@ -252,9 +290,8 @@ def prepare_fit(
         recorded = _recorded_fit(out)
         kept_batch = recorded.get("batch_size") if batch_size is None else batch_size
         kept_compile = recorded.get("compile") if compile is None else compile
-        if recorded and overwrite and _differences(
-                jsonable(_fit_identity(INRStore(str(out)))),
-                jsonable(_identity(source, arch, views, fit_attrs_with(kept_batch, kept_compile), shard_objects))):
+        if recorded and overwrite and identity_differences(INRStore(str(out)), _identity(
+                source, arch, views, fit_attrs_with(kept_batch, kept_compile), shard_objects)):
             kept_batch, kept_compile = batch_size, compile  # the store will be replaced: not the old one's
         batch_size, compile = kept_batch, kept_compile
         if compile is None:
@@ -285,7 +322,7 @@ def prepare_fit(
     if create:
         plan.open()
     else:  # refuse now what open_or_create would refuse later; open a store to resume
-        plan.store = _matching_store(out, source, arch, views, fit_attrs, shard_objects, overwrite)
+        plan.store = matching_store(out, _identity(source, arch, views, fit_attrs, shard_objects), overwrite)
     return plan
 
 
@@ -380,36 +417,14 @@ def require_memory(settings: FitSettings, arch: INRSpec, n_points: int) -> FitSe
 
 
 def _identity(source, arch, views, fit_attrs, shard_objects) -> dict:
-    """What a store made with these arguments records (compared with a store's :func:`_fit_identity`)."""
+    """What a store made with these arguments records (compared with a store's :func:`store_identity`)."""
     return {"arch": arch.to_dict(), "source": source.describe(), "fit": fit_attrs,
             "views": int(views), "shard_objects": min(int(shard_objects), len(source))}
 
 
-def _matching_store(out, source, arch, views, fit_attrs, shard_objects, overwrite) -> INRStore | None:
-    """The store at ``out`` opened for writing when it was made with these arguments (to resume);
-    None when a new store is to be written there: nothing is there yet, or (with ``overwrite``) a
-    store made with other arguments.  Refuses, without writing anything, a store made with other
-    arguments without ``overwrite`` and anything else that is not a store (a file, a non-empty folder)."""
-    path = str(out)
-    if not is_store(path):
-        prepare_output(path)
-        return None
-    store = INRStore(path, mode="r+")
-    diffs = _differences(jsonable(_fit_identity(store)), jsonable(_identity(source, arch, views, fit_attrs,
-                                                                             shard_objects)))
-    if not diffs:
-        return store
-    if not overwrite:
-        raise InrforgeError(
-            f"{path} holds a store fitted with other arguments ({'; '.join(diffs[:3])}"
-            f"{'; ...' if len(diffs) > 3 else ''}); pass --overwrite to replace it or choose another --out"
-        )
-    return None
-
-
 def _open_or_create(out, source, arch, views, seed, fit_attrs, shard_objects, chunk_objects,
                     val_fraction, test_fraction, overwrite) -> INRStore:
-    store = _matching_store(out, source, arch, views, fit_attrs, shard_objects, overwrite)
+    store = matching_store(out, _identity(source, arch, views, fit_attrs, shard_objects), overwrite)
     if store is not None:
         return store
     # the old store (if any) is replaced only once the new one is complete; a foreign folder is refused

@@ -10,6 +10,7 @@ Layout (see docs/format.md for the full description)::
     metrics/loss    float32 (N, V)
     metrics/steps   int32   (N, V)
     metrics/failed  bool    (N, V)
+    metrics/NAME            (N, V)     extra metrics a store is created with (a zoo's accuracy)
     done            bool    (N,)       chunks of S: one chunk per shard
     splits/train|val|test int64 indices
     fourier_matrix  float32 (m, in)    only for Fourier-feature archs
@@ -17,6 +18,8 @@ Layout (see docs/format.md for the full description)::
 Objects ``[k S, (k+1) S)`` form shard ``k``: the unit of fitting and writing.  One writer fills a
 shard's params, then its metrics, then its ``done`` chunk; a shard whose ``done`` chunk is unset
 is refitted on resume, so a run killed at any point loses at most the shards in flight.
+(A store whose labels come with its fit, a classifier zoo, also writes the shard's labels before
+its ``done`` chunk.)
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import os
 import re
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +58,14 @@ _PARTIAL_FILE = re.compile(r"\.[0-9a-f]{32}\.partial$")  # zarr's local store wr
 
 @dataclass(frozen=True)
 class ShardData:
-    """Everything one shard writes: objects [start, stop) x all views."""
+    """Everything one shard writes: objects [start, stop) x all views.
+
+    ``labels`` (optional): the shard's rows of ``labels`` ((n,) or (n, K)), for a store whose labels
+    are known only once its objects are fitted (a classifier zoo's accuracy).  The labels array is
+    one chunk, so only stores with one writer at a time may set them.  ``extra_metrics``: rows
+    (n, V) of extra metric arrays the store was created with (``create_store(extra_metrics=...)``),
+    e.g. ``{"accuracy": acc}``.
+    """
 
     start: int
     params: np.ndarray  # (n, V, P) float32
@@ -63,6 +73,8 @@ class ShardData:
     loss: np.ndarray  # (n, V) float32
     steps: np.ndarray  # (n, V) int32
     failed: np.ndarray  # (n, V) bool
+    labels: np.ndarray | None = None  # (n,) or (n, K)
+    extra_metrics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n, V)
 
 
 def _leftovers(final: str) -> list[str]:
@@ -143,8 +155,14 @@ def check_leftovers(final: str) -> None:
 
 def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.ndarray,
                  splits: dict[str, np.ndarray], source: dict, fit: dict, shard_objects: int = 256,
-                 chunk_objects: int = 16, extra_attrs: dict | None = None, overwrite: bool = False) -> "INRStore":
+                 chunk_objects: int = 16, extra_attrs: dict | None = None,
+                 extra_metrics: dict[str, tuple[str, object]] | None = None, overwrite: bool = False) -> "INRStore":
     """Create an empty store with every array sized up front; returns it opened for writing.
+
+    ``extra_metrics``: name -> (dtype, fill value) of further ``metrics/NAME`` arrays, (N, V) with
+    the chunks of the standard metrics (S, V), written by :meth:`INRStore.write_shard` from
+    :attr:`ShardData.extra_metrics` and read by :meth:`INRStore.metric` (a classifier zoo's
+    ``{"accuracy": ("float32", nan)}``).  A standard metric's name is not one of them.
 
     On a local filesystem the group is built in a temporary sibling folder and renamed into
     place, so a store is either complete or absent.  An existing store at ``path`` is replaced
@@ -160,6 +178,10 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
     prepare_output(path, overwrite)
     if n_objects <= 0 or views <= 0:
         raise InrforgeError(f"nothing to store: {n_objects} objects x {views} views")
+    extra_metrics = dict(extra_metrics or {})
+    bad = [name for name in extra_metrics if name in METRICS or not re.fullmatch(r"[A-Za-z0-9_]+", str(name))]
+    if bad:
+        raise ValueError(f"extra metrics {bad} clash with the standard ones or are not plain names")
     shard_objects = max(1, min(int(shard_objects), n_objects))
     chunk_objects = max(1, min(int(chunk_objects), shard_objects))
     while shard_objects % chunk_objects:  # a shard must hold whole chunks
@@ -177,7 +199,7 @@ def create_store(path, *, arch: INRSpec, n_objects: int, views: int, labels: np.
             raise InrforgeError(f"{tmp} is in the way: inrforge builds the new store there (a name made from this "
                                 f"process's id) and it is not a store being built; move it elsewhere and re-run")
     try:
-        _build_group(tmp, arch, n_objects, views, labels, splits, shard_objects, chunk_objects, {
+        _build_group(tmp, arch, n_objects, views, labels, splits, shard_objects, chunk_objects, extra_metrics, {
             "arch": arch.to_dict(),
             "layout": arch.layout_dicts(),
             "source": source,
@@ -214,7 +236,7 @@ def replace_store(new: str, final: str) -> None:
 
 
 def _build_group(path: str, arch: INRSpec, n_objects: int, views: int, labels, splits: dict,
-                 shard_objects: int, chunk_objects: int, attrs: dict) -> None:
+                 shard_objects: int, chunk_objects: int, extra_metrics: dict, attrs: dict) -> None:
     """Write the empty group of :func:`create_store` at ``path``: its first file carries the
     ``inrforge-building`` marker (:func:`is_own_build`), its last write swaps it for the format marker."""
     p = arch.param_count
@@ -226,7 +248,8 @@ def _build_group(path: str, arch: INRSpec, n_objects: int, views: int, labels, s
     root.create_array("labels", shape=labels.shape, dtype=ldtype, chunks=labels.shape or (1,))[...] = labels
     metrics = root.create_group("metrics")
     for name, dtype, fill in (("psnr", "float32", np.nan), ("loss", "float32", np.nan),
-                              ("steps", "int32", 0), ("failed", "bool", False)):
+                              ("steps", "int32", 0), ("failed", "bool", False),
+                              *((name, dtype, fill) for name, (dtype, fill) in extra_metrics.items())):
         metrics.create_array(name, shape=(n_objects, views), dtype=dtype, chunks=(shard_objects, views),
                              fill_value=fill)
     root.create_array("done", shape=(n_objects,), dtype="bool", chunks=(shard_objects,), fill_value=False)
@@ -435,18 +458,30 @@ class INRStore:
                                 f"started (--overwrite with other arguments?); nothing more is written there")
 
     def write_shard(self, data: ShardData) -> None:
-        """Write one whole shard: params, metrics, and last its ``done`` flags.  Refused (nothing
-        written) when another run has replaced the store meanwhile (:meth:`check_unreplaced`)."""
+        """Write one whole shard: params, metrics (the extra ones too), its labels when ``data``
+        has them, and last its ``done`` flags.  Refused (nothing written) when another run has
+        replaced the store meanwhile (:meth:`check_unreplaced`), or when the store lacks an extra
+        metric of ``data``."""
         start, stop = data.start, data.start + len(data.params)
         if start % self.shard_objects or (stop != len(self) and stop - start != self.shard_objects):
             raise ValueError(f"objects [{start}, {stop}) are not one whole shard")
+        clash = sorted(set(data.extra_metrics) & set(METRICS))
+        if clash:
+            raise ValueError(f"{clash} are standard metrics, not extra ones")
         self.check_unreplaced()
+        extra = {name: self._array(f"metrics/{name}", (len(self), self.views)) for name in data.extra_metrics}
+        labels = None if data.labels is None else self._array("labels")
         self.params[start:stop] = data.params
         m = self.root["metrics"]
         m["psnr"][start:stop] = data.psnr
         m["loss"][start:stop] = data.loss
         m["steps"][start:stop] = data.steps
         m["failed"][start:stop] = data.failed
+        for name, arr in extra.items():
+            arr[start:stop] = data.extra_metrics[name]
+        if labels is not None:
+            labels[start:stop] = data.labels
+            self._labels = None  # read again when next asked for
         self.root["done"][start:stop] = np.ones(stop - start, dtype=bool)
 
     # ----- reading ----------------------------------------------------------------------

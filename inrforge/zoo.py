@@ -21,37 +21,33 @@ this is B independent Adam runs (tested).  Diversity comes from each classifier'
 its subset, drawn with replacement).  Classifier k's result is a pure function of ``(seed, k)``
 and the settings, whatever batch it is trained in.
 
-Metrics per classifier: the source-domain test accuracy (``metrics/accuracy``, also the store's
-float label, so ``inrforge train`` can learn to predict generalisation from weights) and
-cross-entropy (``metrics/loss``) on the held-out test images, the steps taken and failure.
+Metrics per classifier: the source-domain test accuracy (``metrics/accuracy``, an extra metric the
+store is created with, also the store's float label, so ``inrforge train`` can learn to predict
+generalisation from weights) and cross-entropy (``metrics/loss``) on the held-out test images, the
+steps taken and failure.  :func:`fit_zoo` writes them, with the labels, through
+:meth:`inrforge.store.INRStore.write_shard` (so a zoo run never writes into a store another run has
+replaced), and resumes like :func:`inrforge.fit_inrs` (:func:`inrforge.fitjob.matching_store`).
 
-The second half of the module is weight->weight domain adaptation: :func:`corrupt_images` (the
-documented target-domain corruption), :class:`ResidualMapper` (``W' = W + Delta(W)`` around a
-DWSNet or a flat MLP) and :func:`train_mapper` (cross-entropy of the *mapped* classifiers on
-target-domain images, back-propagated through the functional forward into the mapper).
+Weight->weight domain adaptation of a zoo (corruptions, mappers) is :mod:`inrforge.adapt`.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .arch import INRSpec, make_arch
 from .checks import check_count, is_number, whole_number
 from .errors import InrforgeError
 from .fit import check_device, inr_seed
-from .fitjob import _differences, _fit_identity, library_versions
+from .fitjob import library_versions, matching_store
 from .inr import forward
 from .sources import load_source
-from .files import jsonable
-from .store import INRStore, ShardData, create_store, is_store
+from .store import INRStore, ShardData, create_store
 from .weights import Weights
 
 ZOO_SOURCE = "classifier-zoo"
@@ -301,20 +297,34 @@ def classifier_arch(in_features: int, n_classes: int, hidden: int = 32, depth: i
     return make_arch("relu", in_features=in_features, out_features=n_classes, hidden=hidden, depth=depth)
 
 
-def _accuracy_array(store: INRStore):
-    """The zoo's ``metrics/accuracy`` (N, 1) float32 array, created if missing (NaN = not trained)."""
-    m = store.root["metrics"]
-    if "accuracy" not in m:
-        m.create_array("accuracy", shape=(len(store), 1), dtype="float32", chunks=(store.shard_objects, 1),
-                       fill_value=np.nan)
-    return m["accuracy"]
+def zoo_splits(n_classifiers: int, val_fraction: float, zoo_test_fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """The zoo's train / val / test split of its ``n_classifiers`` classifiers (not of the images).
+
+    With ``perm = numpy.random.default_rng([seed, 2]).permutation(n_classifiers)``,
+    ``n_val = round(val_fraction * n)`` and ``n_test = round(zoo_test_fraction * n)``: val is
+    ``perm[:n_val]``, test ``perm[n_val:n_val + n_test]``, train the rest, each sorted.  The sizes
+    depend on ``n`` and the fractions only, not on the seed.  Each fraction must be in [0, 1) and
+    their sum below 1.
+    """
+    n_classifiers = whole_number(n_classifiers, "n_classifiers")
+    seed = check_count("seed", seed, minimum=0)
+    for name, f in (("val_fraction", val_fraction), ("zoo_test_fraction", zoo_test_fraction)):
+        if not (is_number(f) and 0 <= f < 1):
+            raise InrforgeError(f"{name} must be in [0, 1), got {f!r}")
+    if val_fraction + zoo_test_fraction >= 1:
+        raise InrforgeError("val_fraction + zoo_test_fraction must leave some training classifiers")
+    perm = np.random.default_rng([seed, 2]).permutation(n_classifiers)
+    n_val, n_test = int(round(val_fraction * n_classifiers)), int(round(zoo_test_fraction * n_classifiers))
+    return {"train": np.sort(perm[n_val + n_test:]), "val": np.sort(perm[:n_val]),
+            "test": np.sort(perm[n_val:n_val + n_test])}
 
 
 def zoo_accuracy(store: INRStore) -> np.ndarray:
     """(N,) source-domain test accuracy of every classifier of a zoo store (NaN = not trained)."""
-    if "accuracy" not in store.root["metrics"]:
-        raise InrforgeError(f"{store.path} has no metrics/accuracy: it is not a classifier zoo")
-    return store.root["metrics"]["accuracy"][:, 0]
+    if store.source.get("name") != ZOO_SOURCE:
+        raise InrforgeError(f"{store.path} has no metrics/accuracy: it is not a classifier zoo "
+                            f"(its source is {store.source.get('name')!r})")
+    return store.metric("accuracy")[:, 0]
 
 
 def fit_zoo(out, *, data: str = "digits", n_classifiers: int = 512, hidden: int = 32, depth: int = 1,
@@ -326,10 +336,11 @@ def fit_zoo(out, *, data: str = "digits", n_classifiers: int = 512, hidden: int 
 
     Like :func:`inrforge.fit_inrs`: creates the store, or resumes it shard by shard when it exists
     with the same arguments (a finished store is returned untouched); other arguments are refused
-    unless ``overwrite``.  Objects are classifiers (one view each); their splits are a seeded
-    ``val_fraction`` / ``zoo_test_fraction`` of the zoo (``default_rng([seed, 2])``); the label of a
-    classifier is its source-domain test accuracy.  A classifier whose training loss or test
-    cross-entropy is NaN/inf is stored failed, with NaN accuracy, label and loss.
+    unless ``overwrite`` (:func:`inrforge.fitjob.matching_store`).  Objects are classifiers (one
+    view each); their splits are a seeded ``val_fraction`` / ``zoo_test_fraction`` of the zoo
+    (:func:`zoo_splits`); the label of a classifier is its source-domain test accuracy, stored with
+    the extra metric ``metrics/accuracy`` by each shard's write.  A classifier whose training loss
+    or test cross-entropy is NaN/inf is stored failed, with NaN accuracy, label and loss.
     """
     settings = ZooSettings() if settings is None else settings
     if not isinstance(settings, ZooSettings):
@@ -337,11 +348,7 @@ def fit_zoo(out, *, data: str = "digits", n_classifiers: int = 512, hidden: int 
     n_classifiers = whole_number(n_classifiers, "n_classifiers")
     shard_objects = whole_number(shard_objects, "shard_objects")
     seed = check_count("seed", seed, minimum=0)
-    for name, f in (("val_fraction", val_fraction), ("zoo_test_fraction", zoo_test_fraction)):
-        if not (is_number(f) and 0 <= f < 1):
-            raise InrforgeError(f"{name} must be in [0, 1), got {f!r}")
-    if val_fraction + zoo_test_fraction >= 1:
-        raise InrforgeError("val_fraction + zoo_test_fraction must leave some training classifiers")
+    splits = zoo_splits(n_classifiers, val_fraction, zoo_test_fraction, seed)
     d = zoo_data(data, limit=limit, image_size=image_size, test_fraction=test_fraction, seed=seed, path=path)
     arch = classifier_arch(d.in_features, d.n_classes, hidden, depth)
     h, w, c = d.shape
@@ -356,25 +363,12 @@ def fit_zoo(out, *, data: str = "digits", n_classifiers: int = 512, hidden: int 
                  "zoo_test_fraction": float(zoo_test_fraction), "versions": library_versions()}
     identity = {"arch": arch.to_dict(), "source": source, "fit": fit_attrs, "views": 1,
                 "shard_objects": min(int(shard_objects), int(n_classifiers))}
-    store = None
-    if is_store(out):
-        store = INRStore(out, mode="r+")
-        diffs = _differences(jsonable(_fit_identity(store)), jsonable(identity))
-        if diffs and not overwrite:
-            raise InrforgeError(f"{out} holds a store made with other arguments ({'; '.join(diffs[:3])}); "
-                                "pass overwrite=True (--overwrite) or choose another output")
-        store = None if diffs else store
-    if store is None:
-        rng = np.random.default_rng([seed, 2])
-        perm = rng.permutation(n_classifiers)
-        n_val, n_test = int(round(val_fraction * n_classifiers)), int(round(zoo_test_fraction * n_classifiers))
-        splits = {"val": np.sort(perm[:n_val]), "test": np.sort(perm[n_val:n_val + n_test]),
-                  "train": np.sort(perm[n_val + n_test:])}
+    store = matching_store(out, identity, overwrite)
+    if store is None:  # nothing there yet, or (overwrite) a store made with other arguments
         store = create_store(out, arch=arch, n_objects=n_classifiers, views=1,
                              labels=np.full(n_classifiers, np.nan, dtype=np.float32), splits=splits, source=source,
                              fit=fit_attrs, shard_objects=shard_objects, chunk_objects=min(16, shard_objects),
-                             overwrite=True)
-    acc_array = _accuracy_array(store)
+                             extra_metrics={"accuracy": ("float32", np.nan)}, overwrite=True)
     for k in store.pending_shards():
         start, stop = store.shard_range(k)
         n_batches = -(-(stop - start) // settings.classifiers_per_batch)
@@ -390,195 +384,9 @@ def fit_zoo(out, *, data: str = "digits", n_classifiers: int = 512, hidden: int 
             parts.append((res, acc, ce, failed))
         cat = lambda f: torch.cat([f(*p) for p in parts]).numpy()  # noqa: E731
         acc = cat(lambda r, a, c, f: a)
-        acc_array[start:stop] = acc[:, None]
-        store.root["labels"][start:stop] = acc
         store.write_shard(ShardData(
             start=start, params=cat(lambda r, a, c, f: r.params)[:, None],
             psnr=np.full((stop - start, 1), np.nan, dtype=np.float32), loss=cat(lambda r, a, c, f: c)[:, None],
-            steps=cat(lambda r, a, c, f: r.steps)[:, None], failed=cat(lambda r, a, c, f: f)[:, None]))
-    store._labels = None
+            steps=cat(lambda r, a, c, f: r.steps)[:, None], failed=cat(lambda r, a, c, f: f)[:, None],
+            labels=acc, extra_metrics={"accuracy": acc[:, None]}))
     return store
-
-
-# ----------------------------------------------------------------------------------------------
-# Weight -> weight domain adaptation
-# ----------------------------------------------------------------------------------------------
-CORRUPTIONS = ("rotate-noise", "blur-noise")
-
-
-def corrupt_images(x: torch.Tensor, shape, kind: str = "rotate-noise", angle: float = 30.0,
-                   sigma: float = 0.1, blur: float = 1.0, seed: int = 0) -> torch.Tensor:
-    """The target domain: corrupted copies of flat images ``x`` (n, H*W*C) in [0, 1].
-
-    * ``rotate-noise``: rotate every image by the fixed ``angle`` (degrees, counter-clockwise,
-      about the centre; bilinear, zeros outside), then add N(0, sigma^2) pixel noise;
-    * ``blur-noise``: Gaussian blur with std ``blur`` pixels (zero padding), then the same noise.
-
-    Results are clipped to [0, 1].  The noise is drawn from ``torch.Generator().manual_seed(seed)``.
-    Both are fixed maps of the input plus noise, so a classifier's first layer can in principle
-    undo the deterministic part (``W_0 -> W_0 M``): what a weight->weight mapper has to learn.
-    """
-    if kind not in CORRUPTIONS:
-        raise InrforgeError(f"unknown corruption {kind!r}; choose one of {', '.join(CORRUPTIONS)}")
-    if kind == "blur-noise" and not (math.isfinite(blur) and blur > 0):
-        raise InrforgeError(f"the blur std must be a positive number of pixels, got {blur!r}")
-    h, w, c = shape
-    img = x.reshape(-1, h, w, c).permute(0, 3, 1, 2)
-    if kind == "rotate-noise":
-        a = math.radians(angle)
-        theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]], dtype=x.dtype)
-        grid = F.affine_grid(theta.expand(len(img), 2, 3), list(img.shape), align_corners=False)
-        img = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    else:
-        r = max(1, int(math.ceil(3 * blur)))
-        k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=x.dtype) / blur) ** 2)
-        k = (k / k.sum())
-        kern = (k[:, None] * k[None, :]).expand(c, 1, 2 * r + 1, 2 * r + 1)
-        img = F.conv2d(img, kern, padding=r, groups=c)
-    gen = torch.Generator().manual_seed(int(seed))
-    img = img + sigma * torch.randn(img.shape, generator=gen, dtype=x.dtype)
-    return img.clamp(0, 1).permute(0, 2, 3, 1).reshape(len(x), -1)
-
-
-class ResidualMapper(nn.Module):
-    """``W' = W + alpha * sigma (.) net(W / sigma)``: a weight->weight map around ``net``.
-
-    ``sigma`` holds one scalar per weight/bias tensor (its std over the training zoo; a scalar per
-    tensor commutes with neuron permutations), ``alpha`` is a learned scalar starting at
-    ``alpha0`` (so the mapper starts close to the identity).  ``net`` is a
-    :class:`inrforge.models.DWSNetEquivariant` (``Weights -> Weights``: the mapper is equivariant
-    to hidden-neuron permutations) or a :class:`inrforge.models.FlatMLP` with ``P`` outputs (flat
-    ``(B, P) -> (B, P)``, no symmetry).
-    """
-
-    def __init__(self, net: nn.Module, arch: INRSpec, sigma, alpha0: float = 0.1):
-        super().__init__()
-        self.net, self.arch = net, arch
-        sigma = torch.as_tensor(sigma, dtype=torch.float32)
-        if sigma.shape != (2 * arch.n_layers,):
-            raise InrforgeError(f"sigma must hold one std per tensor ({2 * arch.n_layers}), got {tuple(sigma.shape)}")
-        self.register_buffer("sigma", sigma)
-        self.alpha = nn.Parameter(torch.tensor(float(alpha0)))
-        self.flat_net = not isinstance(net, _equivariant_types())
-
-    @staticmethod
-    def tensor_stds(w: Weights) -> torch.Tensor:
-        """One std per tensor (W0, b0, W1, ...), floored at 1e-8."""
-        return torch.stack([t.float().std() for t in w.tensors()]).clamp_min(1e-8)
-
-    def forward(self, w: Weights) -> Weights:
-        if w.arch.widths != self.arch.widths:
-            raise InrforgeError(f"mapper built for widths {list(self.arch.widths)}, got {list(w.arch.widths)}")
-        ws, bs = self.sigma[0::2], self.sigma[1::2]
-        scaled = Weights(tuple(t / s for t, s in zip(w.weights, ws)), tuple(t / s for t, s in zip(w.biases, bs)), w.arch)
-        if self.flat_net:
-            delta = Weights.from_flat(self.net(scaled.flatten()), w.arch)
-        else:
-            delta = self.net(scaled)
-        return Weights(tuple(t + self.alpha * s * d for t, s, d in zip(w.weights, ws, delta.weights)),
-                       tuple(t + self.alpha * s * d for t, s, d in zip(w.biases, bs, delta.biases)), w.arch)
-
-
-def _equivariant_types():
-    from .models import DWSNetEquivariant
-
-    return (DWSNetEquivariant,)
-
-
-def build_mapper(kind: str, arch: INRSpec, sigma, hidden: int = 8, depth: int = 3,
-                 mlp_hidden=(512, 512), alpha0: float = 0.1) -> ResidualMapper:
-    """A :class:`ResidualMapper` around ``kind`` = "dwsnet" (equivariant, ``hidden`` channels,
-    ``depth`` layers) or "mlp" (flat, hidden widths ``mlp_hidden``)."""
-    from .models import DWSNetEquivariant, FlatMLP
-
-    if kind == "dwsnet":
-        net = DWSNetEquivariant(arch, hidden=hidden, depth=depth, residual=False)
-    elif kind == "mlp":
-        net = FlatMLP(arch, arch.param_count, hidden=tuple(mlp_hidden))
-    else:
-        raise InrforgeError(f"unknown mapper {kind!r}; choose dwsnet or mlp")
-    return ResidualMapper(net, arch, sigma, alpha0)
-
-
-@dataclass
-class MapperConfig:
-    """Training of a mapper: AdamW, warm-up then cosine decay, best-val checkpoint."""
-
-    epochs: int = 50
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 32  # classifiers per step
-    image_batch: int = 256  # target-domain images per step (shared by the classifiers of a step)
-    seed: int = 0
-    device: str = "cpu"
-    grad_clip: float = 10.0
-
-    def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.image_batch < 1:
-            raise InrforgeError("mapper epochs and batch sizes must be positive")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise InrforgeError(f"mapper lr must be positive, got {self.lr}")
-
-
-def mapped_metrics(mapper: nn.Module | None, w: Weights, x: torch.Tensor, y: torch.Tensor,
-                   batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """(accuracy, cross-entropy), each (B,), of the classifiers ``mapper(w)`` (``w`` if None) on (x, y)."""
-    accs, ces = [], []
-    with torch.no_grad():
-        if mapper is not None:
-            mapper.eval()
-        for s in range(0, len(w), batch):
-            part = w[s:s + batch]
-            a, c = classifier_metrics(part if mapper is None else mapper(part), x, y)
-            accs.append(a)
-            ces.append(c)
-    return torch.cat(accs), torch.cat(ces)
-
-
-def train_mapper(mapper: ResidualMapper, train_w: Weights, val_w: Weights, x: torch.Tensor, y: torch.Tensor,
-                 cfg: MapperConfig, x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None) -> dict:
-    """Train ``mapper`` so the mapped classifiers classify the target-domain images (x, y).
-
-    Step: a batch of classifiers ``W`` and a batch of images; loss = mean over classifiers and
-    images of ``CE(f_{mapper(W)}(x), y)``, where ``f`` is the batched functional forward, so the
-    gradient flows through the mapped weights into the mapper.  Validation: mean target accuracy of
-    the mapped ``val_w`` classifiers on (x_val, y_val) (default (x, y)); the best epoch's state is
-    loaded back at the end.  Returns a history dict.
-    """
-    dev = check_device(cfg.device)
-    mapper.to(dev)
-    train_w, val_w = train_w.to(dev), val_w.to(dev)
-    x, y = x.to(dev), y.to(dev)
-    x_val = x if x_val is None else x_val.to(dev)
-    y_val = y if y_val is None else y_val.to(dev)
-    gen = torch.Generator().manual_seed(int(cfg.seed))
-    steps_per_epoch = -(-len(train_w) // cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    opt = torch.optim.AdamW(mapper.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warm = max(1, steps_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm)))))
-    best, best_state, history = -1.0, None, []
-    t0 = time.perf_counter()
-    for epoch in range(cfg.epochs):
-        mapper.train()
-        order = torch.randperm(len(train_w), generator=gen).to(dev)
-        losses = []
-        for s in range(0, len(order), cfg.batch_size):
-            w = train_w[order[s:s + cfg.batch_size]]
-            img = torch.randint(len(y), (cfg.image_batch,), generator=gen).to(dev)
-            logits = classifier_logits(mapper(w), x[img])  # (b, m, K)
-            loss = F.cross_entropy(logits.transpose(1, 2), y[img].expand(len(w), -1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(mapper.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-        val_acc = float(mapped_metrics(mapper, val_w, x_val, y_val)[0].mean())
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_acc": val_acc})
-        if val_acc > best:
-            best, best_state, best_epoch = val_acc, copy.deepcopy(mapper.state_dict()), epoch
-    mapper.load_state_dict(best_state)
-    return {"history": history, "best_epoch": best_epoch, "best_val_acc": best,
-            "params": sum(p.numel() for p in mapper.parameters()), "train_time_s": time.perf_counter() - t0}

@@ -6,11 +6,11 @@ downsampled to ``--image-size``).  A zoo of small ReLU MLP classifiers (``d0 -> 
 is trained on it in parallel (``inrforge.zoo.fit_zoo``: per-classifier seed, init scale, half of the
 training images, 25-100% of the Adam steps) and split into train / val / test classifiers.
 
-Target domain (``inrforge.zoo.corrupt_images``): the same images rotated by ``--angle`` degrees
+Target domain (``inrforge.adapt.corrupt_images``): the same images rotated by ``--angle`` degrees
 (bilinear, about the centre) plus N(0, ``--noise``^2) pixel noise, clipped to [0, 1]; by default
 30 degrees and 0.1.  ``--corruption blur-noise`` uses a Gaussian blur instead of the rotation.
 
-A mapper takes a classifier's weights and returns adapted weights in one forward pass,
+A mapper (``inrforge.adapt``) takes a classifier's weights and returns adapted weights in one forward pass,
 ``W' = W + alpha * sigma * net(W / sigma)`` (sigma: one std per tensor over the train zoo), with
 ``net`` an equivariant DWSNet (``DWSNetEquivariant``) or a flat MLP on the parameter vector.  Its
 loss is the cross-entropy of the *mapped* classifiers on target-domain training images (the
@@ -39,19 +39,20 @@ from inrforge.script import (ArgumentParser, add_results_arguments, layer_widths
                              positive_int, pyplot, refuse_given, results_dir, results_versions, run_pipeline,
                              run_script, save_figure, write_results)
 from inrforge.weights import Weights
-from inrforge.zoo import (CORRUPTIONS, MapperConfig, ResidualMapper, ZooSettings, build_mapper, corrupt_images,
-                          fit_zoo, mapped_metrics, plan_classifiers, train_classifiers, train_mapper, zoo_accuracy,
-                          zoo_data, zoo_data_of)
+from inrforge.adapt import (CORRUPTIONS, MapperConfig, ResidualMapper, build_mapper, corrupt_images, mapped_metrics,
+                            train_mapper)
+from inrforge.zoo import (ZooSettings, fit_zoo, plan_classifiers, train_classifiers, zoo_accuracy, zoo_data,
+                          zoo_data_of, zoo_splits)
 
 MAPPERS = ("mlp", "dwsnet")
 PAPER = {"none": 60.92, "mlp": 64.33, "dwsnet": 71.36}  # CIFAR-10 -> corrupted CIFAR-10, Table 2
-ZOO_VAL, ZOO_TEST = 0.15, 0.15  # shares of the zoo's classifiers in its val and test splits (fit_zoo's rounding)
+ZOO_VAL, ZOO_TEST = 0.15, 0.15  # shares of the zoo's classifiers in its val and test splits
 
 
 def zoo_split_sizes(n: int) -> dict:
-    """The sizes of the zoo's train / val / test classifier splits for ``n`` classifiers (as fit_zoo makes them)."""
-    n_val, n_test = int(round(ZOO_VAL * n)), int(round(ZOO_TEST * n))
-    return {"train": n - n_val - n_test, "val": n_val, "test": n_test}
+    """The sizes of the zoo's train / val / test classifier splits for ``n`` classifiers
+    (:func:`inrforge.zoo.zoo_splits`, as fit_zoo makes them; the sizes do not depend on the seed)."""
+    return {name: len(idx) for name, idx in zoo_splits(n, ZOO_VAL, ZOO_TEST, seed=0).items()}
 
 
 MIN_CLASSIFIERS = next(n for n in range(1, 1000) if min(zoo_split_sizes(n).values()) >= 1)

@@ -132,3 +132,32 @@ def test_a_limit_beyond_the_source_is_the_same_fit_as_none(tmp_path):
     assert_same(before, snapshot(out))
     with pytest.raises(InrforgeError, match="source.n_objects: store has 12, now 11"):
         fit_inrs(load_source("sines", n=12, limit=11), out, **kw)
+
+
+def test_matching_store_resumes_refuses_or_leaves_the_place_to_a_new_store(tmp_path):
+    """The one resume check of fit_inrs and fit_zoo: the store made with the same arguments is
+    opened for writing; another is refused in one line (without overwrite) or left to be replaced."""
+    from inrforge.fitjob import identity_differences, matching_store, store_identity
+
+    out = tmp_path / "s.zarr"
+    assert matching_store(out, {}, overwrite=False) is None and not out.exists()  # nothing there yet
+    store = fit_inrs(load_source("digits", limit=4), out, steps=2, compile=False, progress=False)
+    before = snapshot(out)
+    same = store_identity(store)
+    opened = matching_store(out, same, overwrite=False)
+    assert opened.mode == "r+" and opened.identity() == store.identity()
+    # what does not change the numbers is not compared: versions, threads, and a limit (n_objects is)
+    loose = {**same, "fit": {**same["fit"], "versions": {"torch": "0"}, "threads": 99},
+             "source": {**same["source"], "params": {**same["source"]["params"], "limit": 1000}}}
+    assert identity_differences(store, loose) == [] and matching_store(out, loose, overwrite=False) is not None
+    other = {**same, "fit": {**same["fit"], "steps": 3}, "views": 2}
+    assert identity_differences(store, other) == ["fit.steps: store has 2, now 3", "views: store has 1, now 2"]
+    with pytest.raises(InrforgeError, match=r"s.zarr holds a store fitted with other arguments \(fit.steps: store has "
+                                            r"2, now 3; views: store has 1, now 2\); pass --overwrite to replace it "
+                                            r"or choose another --out$"):
+        matching_store(out, other, overwrite=False)
+    assert matching_store(out, other, overwrite=True) is None  # to be replaced by the caller's new store
+    assert_same(before, snapshot(out))  # nothing written either way
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InrforgeError, match="exists and is not an inrforge store"):
+        matching_store(tmp_path / "file", same, overwrite=True)

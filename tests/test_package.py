@@ -21,7 +21,8 @@ LAYERS = [
     "sources",                                # what gets fitted
     "fit", "store", "fitjob", "distributed",  # fitting into a store, locally or on Dask
     "data", "align", "augment", "models",     # reading a store, augmenting, the models
-    "zoo", "interop", "contrastive",          # the classifier zoo, DWSNets files, contrastive learning
+    "zoo", "adapt",                           # the classifier zoo, weight->weight domain adaptation of one
+    "interop", "contrastive",                 # DWSNets files, contrastive learning
     "train",                                  # training weight-space models on a store
     "script", "figures", "experiments",       # what the command line and the pipelines share
     "cli", "__main__", "__init__",

@@ -1,5 +1,7 @@
-"""Classifier zoos: the parallel trainer is independent training, the store round-trips, bad input
-is a user error; the weight->weight mappers keep shapes (and the DWSNet one is equivariant)."""
+"""Classifier zoos (inrforge.zoo): the parallel trainer is independent training, the store
+round-trips through write_shard (refused in a replaced store), bad input is a user error; and
+domain adaptation (inrforge.adapt): the weight->weight mappers keep shapes (and the DWSNet one is
+equivariant), their config is checked."""
 
 import numpy as np
 import pytest
@@ -8,12 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from inrforge import InrforgeError, open_store
-from inrforge.align import apply_permutation, random_permutations
+from inrforge.adapt import build_mapper, corrupt_images
+from inrforge.errors import StoreReplacedError
 from inrforge.inr import forward
+from inrforge.store import ShardData, create_store
 from inrforge.weights import Weights
-from inrforge.zoo import (ResidualMapper, ZooSettings, build_mapper, classifier_arch, classifier_metrics,
-                          corrupt_images, fit_zoo, minibatch_positions, plan_classifiers, train_classifiers,
-                          zoo_accuracy, zoo_data, zoo_data_of)
+from inrforge.zoo import (ZooSettings, classifier_arch, classifier_metrics, fit_zoo, minibatch_positions,
+                          plan_classifiers, train_classifiers, zoo_accuracy, zoo_data, zoo_data_of, zoo_splits)
 
 ARCH = classifier_arch(12, 3, hidden=5, depth=2)
 
@@ -96,7 +99,9 @@ def test_zoo_store_round_trips_and_resumes(tmp_path):
     rw.params[8:16] = np.full((8, 1, rw.arch.param_count), np.nan, dtype=np.float32)
     resumed = fit_zoo(tmp_path / "zoo.zarr", **kw)
     np.testing.assert_array_equal(resumed.read_flat(slice(None), view=None), before)
-    with pytest.raises(InrforgeError, match="other arguments"):
+    with pytest.raises(InrforgeError, match=r"zoo.zarr holds a store fitted with other arguments \(arch.param_count: "
+                       r"store has 610, now 685; arch.widths: store has \[64, 8, 10\], now \[64, 9, 10\]\); "
+                       r"pass --overwrite to replace it or choose another --out$"):  # fit_inrs's wording
         fit_zoo(tmp_path / "zoo.zarr", **{**kw, "hidden": 9})
 
 
@@ -133,40 +138,6 @@ def test_bad_zoo_input_is_a_user_error(tmp_path):
         train_classifiers(ARCH, plan, x, torch.where(y == 2, 3, y), s)  # was a raw IndexError
     with pytest.raises(InrforgeError, match=r"labels must be \(n,\) = \(40,\)"):
         train_classifiers(ARCH, plan, x, y[:30], s)
-
-
-def test_corruption_is_deterministic_and_in_range():
-    x = torch.rand(5, 64)
-    a = corrupt_images(x, (8, 8, 1), seed=3)
-    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
-    torch.testing.assert_close(a, corrupt_images(x, (8, 8, 1), seed=3))
-    # without noise a zero-angle rotation is the identity (bilinear at the pixel centres)
-    torch.testing.assert_close(corrupt_images(x, (8, 8, 1), angle=0.0, sigma=0.0), x, atol=1e-5, rtol=0)
-    for blur in (0.0, -1.0, float("nan")):  # a zero std would divide by zero: NaN images
-        with pytest.raises(InrforgeError, match="the blur std must be a positive number of pixels"):
-            corrupt_images(x, (8, 8, 1), kind="blur-noise", blur=blur)
-
-
-@pytest.mark.parametrize("kind", ["dwsnet", "mlp"])
-def test_mapper_starts_near_identity_and_keeps_shapes(kind):
-    w = Weights.from_flat(ARCH.init_flat(range(4)), ARCH)
-    torch.manual_seed(0)
-    m = build_mapper(kind, ARCH, ResidualMapper.tensor_stds(w), hidden=4, depth=2, mlp_hidden=(16,), alpha0=0.0)
-    out = m(w)
-    assert all(a.shape == b.shape for a, b in zip(out.tensors(), w.tensors()))
-    torch.testing.assert_close(out.flatten(), w.flatten())  # alpha = 0: exactly the identity
-
-
-def test_dwsnet_mapper_is_permutation_equivariant():
-    """mapper(P w) = P mapper(w) for hidden-neuron permutations P; the mapped classifier computes
-    the same function on permuted inputs as the permuted classifier (the symmetry is exact)."""
-    w = Weights.from_flat(ARCH.init_flat(range(3)), ARCH)
-    torch.manual_seed(0)
-    m = build_mapper("dwsnet", ARCH, ResidualMapper.tensor_stds(w), hidden=4, depth=2, alpha0=1.0).eval()
-    perms = random_permutations(ARCH, len(w), torch.Generator().manual_seed(0))
-    pw = apply_permutation(w, perms)
-    torch.testing.assert_close(m(pw).flatten(), apply_permutation(m(w), perms).flatten(), rtol=1e-4, atol=1e-5)
-    assert not torch.allclose(m(w).flatten(), w.flatten())  # it does change the weights
 
 
 def test_a_classifier_whose_last_update_diverges_is_failed():
@@ -213,3 +184,87 @@ def test_integral_float_settings_are_ints():
 def test_bad_fit_zoo_arguments_are_user_errors(tmp_path, kw, msg):
     with pytest.raises(InrforgeError, match=msg):
         fit_zoo(tmp_path / "z.zarr", **{"data": "digits", "limit": 50, "n_classifiers": 4, **kw})
+
+
+def test_a_zoo_run_never_writes_into_a_store_another_run_put_in_its_place(tmp_path, monkeypatch):
+    """Labels and accuracy go through write_shard, after its check_unreplaced: a zoo run whose store
+    was replaced by another run (--overwrite with other arguments) while it trained stops with
+    StoreReplacedError, and the other run's store keeps its own labels, accuracy and done flags."""
+    import inrforge.zoo as zoo
+
+    s = ZooSettings(steps=3, classifiers_per_batch=4)
+    kw = dict(data="digits", limit=60, n_classifiers=8, hidden=4, settings=s, shard_objects=4)
+    path = tmp_path / "z.zarr"
+    train, calls = zoo.train_classifiers, []
+
+    def train_then_get_replaced(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # this run's second shard: another run replaces its store meanwhile
+            monkeypatch.setattr(zoo, "train_classifiers", train)
+            fit_zoo(path, seed=2, overwrite=True, **kw)
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(zoo, "train_classifiers", train_then_get_replaced)
+    with pytest.raises(StoreReplacedError, match="was replaced or removed by another run"):
+        fit_zoo(path, seed=1, **kw)
+    other = fit_zoo(tmp_path / "other.zarr", seed=2, **kw)  # what the replacing run wrote, alone
+    now = open_store(path)
+    assert now.fit_settings["seed"] == 2 and now.done().all()
+    np.testing.assert_array_equal(now.labels, other.labels)
+    np.testing.assert_array_equal(zoo_accuracy(now), zoo_accuracy(other))
+    np.testing.assert_array_equal(now.read_flat(slice(None), view=None), other.read_flat(slice(None), view=None))
+
+
+def test_labels_and_extra_metrics_round_trip_through_write_shard(tmp_path):
+    arch = classifier_arch(4, 2, hidden=3)
+    store = create_store(tmp_path / "s.zarr", arch=arch, n_objects=6, views=1, labels=np.full(6, np.nan, np.float32),
+                         splits={"train": np.arange(6)}, source={"name": "test"}, fit={}, shard_objects=4,
+                         chunk_objects=2, extra_metrics={"accuracy": ("float32", np.nan)})
+    assert np.isnan(store.labels).all() and np.isnan(store.metric("accuracy")).all()  # labels read (and kept)
+
+    def shard(start, n, acc, **extra):
+        z = np.zeros((n, 1), np.float32)
+        return ShardData(start, np.ones((n, 1, arch.param_count), np.float32), z, z, z.astype(np.int32),
+                         z.astype(bool), **extra)
+
+    store.write_shard(shard(4, 2, None, labels=np.array([0.25, 0.5], np.float32),
+                            extra_metrics={"accuracy": np.array([[0.25], [0.5]], np.float32)}))
+    np.testing.assert_array_equal(store.labels[4:], [0.25, 0.5])  # not the labels read before the write
+    assert np.isnan(store.labels[:4]).all()
+    again = open_store(store.path)
+    np.testing.assert_array_equal(again.metric("accuracy")[:, 0], [np.nan] * 4 + [0.25, 0.5])
+    np.testing.assert_array_equal(again.done(), [False] * 4 + [True] * 2)
+    # an extra metric the store was not created with: refused before anything is written
+    with pytest.raises(InrforgeError, match="no readable array 'metrics/entropy'"):
+        store.write_shard(shard(0, 4, None, extra_metrics={"entropy": np.zeros((4, 1), np.float32)}))
+    assert not again.done()[:4].any() and np.isnan(again.read_flat(slice(0, 4), view=None)).all()
+    with pytest.raises(ValueError, match="standard metrics"):
+        store.write_shard(shard(0, 4, None, extra_metrics={"psnr": np.zeros((4, 1), np.float32)}))
+    with pytest.raises(ValueError, match="clash with the standard ones"):
+        create_store(tmp_path / "t.zarr", arch=arch, n_objects=6, views=1, labels=np.zeros(6), splits={},
+                     source={}, fit={}, extra_metrics={"loss": ("float32", np.nan)})
+    # not a zoo: the one-line error
+    with pytest.raises(InrforgeError, match=r"s.zarr has no metrics/accuracy: it is not a classifier zoo "
+                                            r"\(its source is 'test'\)$"):
+        zoo_accuracy(again)
+
+
+def test_zoo_splits_partition_the_classifiers_with_fit_zoos_rounding(tmp_path):
+    splits = zoo_splits(20, 0.15, 0.15, seed=1)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 14, "val": 3, "test": 3}
+    assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(20))
+    assert all((np.diff(v) > 0).all() for v in splits.values())
+    other = zoo_splits(20, 0.15, 0.15, seed=2)
+    assert {k: len(v) for k, v in other.items()} == {k: len(v) for k, v in splits.items()}  # sizes: not the seed
+    assert any(not np.array_equal(splits[k], other[k]) for k in splits)
+    store = fit_zoo(tmp_path / "z.zarr", data="digits", limit=60, n_classifiers=20, hidden=4,
+                    settings=ZooSettings(steps=2), seed=1)
+    for name, idx in splits.items():
+        np.testing.assert_array_equal(store.split(name), idx)
+    for kw, msg in ((dict(val_fraction=1.0), r"val_fraction must be in \[0, 1\), got 1.0"),
+                    (dict(zoo_test_fraction="0.1"), r"zoo_test_fraction must be in \[0, 1\), got '0.1'"),
+                    (dict(val_fraction=0.5, zoo_test_fraction=0.5), "must leave some training classifiers"),
+                    (dict(n_classifiers=0), "n_classifiers must be a positive integer, got 0"),
+                    (dict(seed=-1), "seed must be an integer >= 0, got -1")):
+        with pytest.raises(InrforgeError, match=msg):
+            zoo_splits(**{"n_classifiers": 20, "val_fraction": 0.15, "zoo_test_fraction": 0.15, "seed": 0, **kw})

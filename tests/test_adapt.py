@@ -1,0 +1,92 @@
+"""inrforge.adapt: the target domain's corruption and the weight->weight mappers (their symmetry,
+their start at the identity, their settings)."""
+
+import numpy as np
+import pytest
+import torch
+
+from inrforge import InrforgeError
+from inrforge.adapt import MapperConfig, ResidualMapper, build_mapper, corrupt_images, train_mapper
+from inrforge.align import apply_permutation, random_permutations
+from inrforge.weights import Weights
+from inrforge.zoo import classifier_arch
+
+ARCH = classifier_arch(12, 3, hidden=5, depth=2)
+
+
+def toy_data(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 12, generator=g), torch.randint(3, (n,), generator=g)
+
+
+def test_corruption_is_deterministic_and_in_range():
+    x = torch.rand(5, 64)
+    a = corrupt_images(x, (8, 8, 1), seed=3)
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    torch.testing.assert_close(a, corrupt_images(x, (8, 8, 1), seed=3))
+    # without noise a zero-angle rotation is the identity (bilinear at the pixel centres)
+    torch.testing.assert_close(corrupt_images(x, (8, 8, 1), angle=0.0, sigma=0.0), x, atol=1e-5, rtol=0)
+    for blur in (0.0, -1.0, float("nan")):  # a zero std would divide by zero: NaN images
+        with pytest.raises(InrforgeError, match="the blur std must be a positive number of pixels"):
+            corrupt_images(x, (8, 8, 1), kind="blur-noise", blur=blur)
+
+
+@pytest.mark.parametrize("kind", ["dwsnet", "mlp"])
+def test_mapper_starts_near_identity_and_keeps_shapes(kind):
+    w = Weights.from_flat(ARCH.init_flat(range(4)), ARCH)
+    torch.manual_seed(0)
+    m = build_mapper(kind, ARCH, ResidualMapper.tensor_stds(w), hidden=4, depth=2, mlp_hidden=(16,), alpha0=0.0)
+    out = m(w)
+    assert all(a.shape == b.shape for a, b in zip(out.tensors(), w.tensors()))
+    torch.testing.assert_close(out.flatten(), w.flatten())  # alpha = 0: exactly the identity
+
+
+def test_dwsnet_mapper_is_permutation_equivariant():
+    """mapper(P w) = P mapper(w) for hidden-neuron permutations P; the mapped classifier computes
+    the same function on permuted inputs as the permuted classifier (the symmetry is exact)."""
+    w = Weights.from_flat(ARCH.init_flat(range(3)), ARCH)
+    torch.manual_seed(0)
+    m = build_mapper("dwsnet", ARCH, ResidualMapper.tensor_stds(w), hidden=4, depth=2, alpha0=1.0).eval()
+    perms = random_permutations(ARCH, len(w), torch.Generator().manual_seed(0))
+    pw = apply_permutation(w, perms)
+    torch.testing.assert_close(m(pw).flatten(), apply_permutation(m(w), perms).flatten(), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(m(w).flatten(), w.flatten())  # it does change the weights
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(epochs=2.5), "mapper epochs must be a positive integer, got 2.5"),
+    (dict(epochs=0), "mapper epochs must be a positive integer, got 0"),
+    (dict(batch_size=True), "mapper batch_size must be a positive integer, got True"),
+    (dict(image_batch="256"), "mapper image_batch must be a positive integer, got '256'"),
+    (dict(lr="1e-3"), "mapper lr must be a positive number, got '1e-3'"),
+    (dict(lr=0.0), "mapper lr must be a positive number, got 0.0"),
+    (dict(lr=float("inf")), "mapper lr must be a positive number, got inf"),
+    (dict(weight_decay=-1.0), "mapper weight_decay must be a number >= 0, got -1.0"),
+    (dict(weight_decay=None), "mapper weight_decay must be a number >= 0, got None"),
+    (dict(grad_clip=0), "mapper grad_clip must be a positive number, got 0"),
+    (dict(seed=-1), "mapper seed must be an integer >= 0, got -1"),
+    (dict(seed=1.0), "mapper seed must be an integer >= 0, got 1.0"),
+    (dict(device="tpu"), "unknown device 'tpu'"),
+])
+def test_bad_mapper_configs_are_one_line_user_errors(kw, msg):
+    with pytest.raises(InrforgeError, match=f"^{msg}") as e:
+        MapperConfig(**kw)
+    assert "\n" not in str(e.value)
+
+
+def test_mapper_config_is_frozen_and_keeps_integral_floats_as_ints():
+    import dataclasses
+
+    cfg = MapperConfig(epochs=3.0, batch_size=np.int64(4), image_batch=8.0, lr=1, weight_decay=0)
+    assert (cfg.epochs, cfg.batch_size, cfg.image_batch) == (3, 4, 8)
+    assert all(type(v) is int for v in (cfg.epochs, cfg.batch_size, cfg.image_batch))
+    assert type(cfg.lr) is float and type(cfg.weight_decay) is float
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.epochs = 5
+    w = Weights.from_flat(ARCH.init_flat(range(4)), ARCH)
+    m = build_mapper("mlp", ARCH, ResidualMapper.tensor_stds(w), mlp_hidden=(8,))
+    x, y = toy_data()
+    with pytest.raises(InrforgeError, match="cfg must be a MapperConfig, got dict"):
+        train_mapper(m, w, w, x, y, {"epochs": 1})
+    hist = train_mapper(m, w, w, x, y, MapperConfig(epochs=2.0, batch_size=2, image_batch=8))
+    assert len(hist["history"]) == 2
