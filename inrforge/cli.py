@@ -13,57 +13,30 @@ import sys
 
 from .checks import usable_cores
 from .errors import InrforgeError
-from .script import (RESUMES, ArgumentParser, dropout_rate, image_size, nonnegative_float, nonnegative_int,
-                     path_arg, positive_float, positive_int, psnr_or_none, report_errors, results_dir, set_threads,
-                     store_out_arg)
+from .script import (RESUMES, ArgumentParser, add_fit_arguments, check_fit_arguments, dropout_rate, fit_arch,
+                     image_size, nonnegative_float, nonnegative_int, path_arg, positive_float, positive_int,
+                     refuse_options, report_errors, results_dir, set_threads, store_out_arg)
 from .version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .arch import PRESETS
     from .augment import AUGMENTATIONS
     from .data import NORMALIZE_MODES
     from .models import MODELS
-    from .sources import SOURCE_NAMES
 
     p = ArgumentParser(prog="inrforge", description="Fit INRs in batches, store them in Zarr, learn on their weights.")
     p.add_argument("--version", action="version", version=f"inrforge {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     f = sub.add_parser("fit", help="fit INRs to a source and write (or resume) a store")
-    f.add_argument("--source", required=True, choices=SOURCE_NAMES, help="what to fit")
-    f.add_argument("--data", type=path_arg, help="folder with the source's files (mnist IDX, fashion-mnist, cifar10, image-folder)")
-    f.add_argument("--source-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="source option, e.g. n=5000 or b_range=0.5,10 for sines (repeatable)")
-    f.add_argument("--out", type=store_out_arg, required=True, help="store path (a folder, or an fsspec URL)")
-    f.add_argument("--arch", default="siren-dwsnets", choices=PRESETS, help="INR preset (default: siren-dwsnets)")
-    f.add_argument("--hidden", type=positive_int, default=32, help="hidden width (default 32)")
-    f.add_argument("--depth", type=positive_int, default=2, help="number of hidden layers (default 2: 2->32->32->1)")
-    # None: not given (an option the chosen arch does not use is refused, not ignored)
-    f.add_argument("--w0", type=positive_float, help="SIREN frequency w0 (default 30; siren archs only)")
-    f.add_argument("--fourier-features", type=positive_int,
-                   help="relu-fourier: number of frequencies (default 32)")
-    f.add_argument("--fourier-sigma", type=positive_float, help="relu-fourier: std of the frequencies (default 3.0)")
-    f.add_argument("--views", type=positive_int, default=1, help="INRs (random inits) per object")
-    f.add_argument("--steps", type=positive_int, default=1000, help="Adam steps per INR")
-    f.add_argument("--lr", type=positive_float, default=5e-4, help="Adam learning rate")
-    f.add_argument("--target-psnr", type=psnr_or_none, default=40.0, help="early stop per INR (dB), or 'none'")
-    f.add_argument("--batch-size", type=positive_int, help="INRs fitted at once (default: ~25,000 INR-points per step on a CPU, 8,192 on a GPU)")
-    f.add_argument("--shard-size", type=positive_int, default=256, help="objects per shard (unit of writing/resuming)")
-    f.add_argument("--limit", type=positive_int, help="fit only the first N objects")
+    add_fit_arguments(f, out_help="store path (a folder, or an fsspec URL)",
+                      data_help="folder with the source's files (mnist IDX, fashion-mnist, cifar10, image-folder)")
     f.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    f.add_argument("--seed", type=nonnegative_int, default=0,
-                   help="global seed; view v of object i starts from a seed derived from (seed, i, v)")
     f.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads (default: all cores; with --scheduler: per task, default 1)")
     f.add_argument("--scheduler", type=path_arg, metavar="ADDRESS",
                    help="fit as Dask tasks, one per shard: a running scheduler's address (tcp://host:8786), "
                         "or local:N for a local cluster of N single-threaded worker processes")
-    f.add_argument("--no-compile", action="store_true", help="do not torch.compile the step")
-    f.add_argument("--overwrite", action="store_true", help="replace an existing store made with other arguments")
-    f.add_argument("--repair", action="store_true",
-                   help="read the store being resumed whole and refit the finished shards that cannot be read back "
-                        "(missing or damaged files); see inrforge info --verify")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
 
     i = sub.add_parser("info", help="summarise a store")
@@ -131,40 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--view", type=nonnegative_int, default=0, help="which neural view to export")
     ex.add_argument("--overwrite", action="store_true", help="replace an earlier export-dws folder (nothing else)")
     for command in (f, i, r, t, im, ex):
-        command.set_defaults(parser=command)  # for argument errors found after parsing (_refuse_unused)
+        command.set_defaults(parser=command)  # for argument errors found after parsing (refuse_options)
     return p
 
 
-def _refuse_unused(a, names, owner: str, user: str) -> None:
-    """An argument error (one line, status 2, as the pipelines' :func:`~inrforge.script.refuse_given`)
-    naming each option of ``names`` given on the command line (its value is not None) when ``user``
-    (the chosen model or arch) has no use for it: an option accepted and then ignored would mislead."""
-    given = [f"--{name.replace('_', '-')}" for name in names if getattr(a, name) is not None]
-    if given:
-        one = len(given) == 1
-        a.parser.error(f"argument {', '.join(given)}: {'' if one else 'all '}{owner} option{'' if one else 's'}; "
-                       f"{user} does not use {'it' if one else 'them'}")
-
-
 def cmd_fit(a) -> int:
-    from .arch import make_arch
     from .fitjob import fit_inrs
     from .sources import load_source, parse_source_options
     from .store import psnr_summary
 
-    if not a.arch.startswith("siren"):
-        _refuse_unused(a, ["w0"], "SIREN", f"--arch {a.arch}")
-    if a.arch != "relu-fourier":
-        _refuse_unused(a, ["fourier_features", "fourier_sigma"], "relu-fourier", f"--arch {a.arch}")
+    check_fit_arguments(a.parser, a)
     if a.scheduler:  # a misspelt scheduler is refused before the source is loaded
         from .distributed import check_scheduler
 
         check_scheduler(a.scheduler)
     source = load_source(a.source, path=a.data, limit=a.limit, **parse_source_options(a.source_opt))
-    arch = make_arch(a.arch, in_features=source.in_features, out_features=source.out_features, hidden=a.hidden,
-                     depth=a.depth, w0=30.0 if a.w0 is None else a.w0,
-                     fourier_features=a.fourier_features or 32, fourier_sigma=a.fourier_sigma or 3.0)
-    kwargs = dict(arch=arch, views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
+    kwargs = dict(arch=fit_arch(a, source), views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
                   batch_size=a.batch_size, device=a.device, seed=a.seed, compile=not a.no_compile,
                   shard_objects=a.shard_size, overwrite=a.overwrite, progress=False if a.quiet else None,
                   repair=a.repair)
@@ -221,7 +176,7 @@ def cmd_info(a) -> int:
         return 0
     print(f"store        {info['path']}")
     print(f"source       {info['source']}")
-    print(f"objects      {info['objects']} x {info['views']} views = {info['inrs']} INRs")
+    print(f"objects      {info['objects']} x {info['views']} view{'s' if info['views'] > 1 else ''} = {info['inrs']} INRs")
     print(f"arch         {_arch_line(info['arch'])}, {info['params_per_inr']} params")
     print(f"splits       train {info['splits']['train']}, val {info['splits']['val']}, test {info['splits']['test']}")
     print(f"done         {info['done_fraction']:.1%} ({info['shards']} shards)")
@@ -254,7 +209,7 @@ def cmd_train(a) -> int:
     from .train import LOG_FILES, TrainConfig, prepare_training
 
     if a.model != "dwsnet":
-        _refuse_unused(a, ["hidden", "depth", "norm"], "DWSNet", f"--model {a.model}")
+        refuse_options(a.parser, a, ["hidden", "depth", "norm"], "DWSNet", f"--model {a.model}")
     check_device(a.device)
     set_threads(a.threads)
     augment = [x.strip() for x in a.augment.split(",") if x.strip()]
@@ -284,7 +239,7 @@ def cmd_import_dws(a) -> int:
     from .interop import import_dws
 
     if a.arch == "relu":
-        _refuse_unused(a, ["w0"], "SIREN", "--arch relu")
+        refuse_options(a.parser, a, ["w0"], "SIREN", "--arch relu")
     store = import_dws(a.data, a.out, splits_file=a.splits, preset=a.arch, w0=a.w0, overwrite=a.overwrite,
                        image_size=a.image_size)
     print(f"{store.path}: imported {len(store)} INRs, widths {list(store.arch.widths)}")

@@ -251,6 +251,76 @@ def refuse_given(parser: argparse.ArgumentParser, argv, options, why: str) -> No
             parser.error(f"argument {option}: {why}")
 
 
+def refuse_options(parser: argparse.ArgumentParser, a: argparse.Namespace, names, owner: str, user: str) -> None:
+    """An argument error (one line, status 2) naming each option of ``names`` (destinations) set in
+    ``a`` (its value is not None: these options default to None) when ``user`` (the chosen model or
+    arch, e.g. ``--arch relu``) has no use for it: an option accepted and then ignored would mislead."""
+    given = [f"--{name.replace('_', '-')}" for name in names if getattr(a, name) is not None]
+    if given:
+        one = len(given) == 1
+        parser.error(f"argument {', '.join(given)}: {'' if one else 'all '}{owner} option{'' if one else 's'}; "
+                     f"{user} does not use {'it' if one else 'them'}")
+
+
+def add_fit_arguments(parser: argparse.ArgumentParser, out_help: str, data_help: str) -> None:
+    """The options of a fit, shared by ``inrforge fit`` and ``pipelines/dask_fit.py``: what to fit
+    (``--source --data --source-opt --limit``), where (``--out``), the INR (``--arch --hidden --depth
+    --w0 --fourier-*``), the fitting settings (``--views --steps --lr --target-psnr --batch-size
+    --shard-size --seed --no-compile``) and what may happen to an existing store (``--overwrite
+    --repair``).  :func:`fit_arch` reads the INR options back."""
+    from .arch import PRESETS
+    from .sources import SOURCE_NAMES
+
+    parser.add_argument("--source", required=True, choices=SOURCE_NAMES, help="what to fit")
+    parser.add_argument("--data", type=path_arg, help=data_help)
+    parser.add_argument("--source-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="source option, e.g. n=5000 or b_range=0.5,10 for sines (repeatable)")
+    parser.add_argument("--limit", type=positive_int, help="fit only the first N objects")
+    parser.add_argument("--out", type=store_out_arg, required=True, help=out_help)
+    parser.add_argument("--arch", default="siren-dwsnets", choices=PRESETS, help="INR preset")
+    parser.add_argument("--hidden", type=positive_int, default=32, help="hidden width")
+    parser.add_argument("--depth", type=positive_int, default=2, help="number of hidden layers (2: 2->32->32->1)")
+    # None: not given (an option the chosen arch does not use is refused, not ignored)
+    parser.add_argument("--w0", type=positive_float, help="SIREN frequency w0 (default 30; siren archs only)")
+    parser.add_argument("--fourier-features", type=positive_int, help="relu-fourier: number of frequencies (default 32)")
+    parser.add_argument("--fourier-sigma", type=positive_float, help="relu-fourier: std of the frequencies (default 3.0)")
+    parser.add_argument("--views", type=positive_int, default=1, help="INRs (random inits) per object")
+    parser.add_argument("--steps", type=positive_int, default=1000, help="Adam steps per INR")
+    parser.add_argument("--lr", type=positive_float, default=5e-4, help="Adam learning rate")
+    parser.add_argument("--target-psnr", type=psnr_or_none, default=40.0, help="early stop per INR (dB), or 'none'")
+    parser.add_argument("--batch-size", type=positive_int,
+                        help="INRs fitted at once (default: the store's recorded one when resuming, else ~25,000 "
+                             "INR-points per step on a CPU, 8,192 on a GPU)")
+    parser.add_argument("--shard-size", type=positive_int, default=256,
+                        help="objects per shard (the unit of writing and resuming; one Dask task each)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0,
+                        help="global seed: view v of object i starts from a seed derived from (seed, i, v); "
+                             "it also draws the train/val/test split")
+    parser.add_argument("--no-compile", action="store_true", help="do not torch.compile the step")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing store made with other arguments")
+    parser.add_argument("--repair", action="store_true",
+                        help="read the store being resumed whole and refit the finished shards that cannot be read "
+                             "back (missing or damaged files); see inrforge info --verify")
+
+
+def check_fit_arguments(parser: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """An argument error for an INR option of :func:`add_fit_arguments` that ``a.arch`` does not use."""
+    if not a.arch.startswith("siren"):
+        refuse_options(parser, a, ["w0"], "SIREN", f"--arch {a.arch}")
+    if a.arch != "relu-fourier":
+        refuse_options(parser, a, ["fourier_features", "fourier_sigma"], "relu-fourier", f"--arch {a.arch}")
+
+
+def fit_arch(a: argparse.Namespace, source):
+    """The :class:`~inrforge.arch.INRSpec` the options of :func:`add_fit_arguments` in ``a`` describe,
+    for ``source``'s inputs and outputs (unset options take the presets' defaults)."""
+    from .arch import make_arch
+
+    options = {"w0": a.w0, "fourier_features": a.fourier_features, "fourier_sigma": a.fourier_sigma}
+    return make_arch(a.arch, in_features=source.in_features, out_features=source.out_features, hidden=a.hidden,
+                     depth=a.depth, **{k: v for k, v in options.items() if v is not None})
+
+
 def require_splits(sizes: dict, needed: dict, of: str, who: str, hint: str = "", planned: bool = False) -> None:
     """An :class:`InrforgeError` unless each split named in ``needed`` holds at least that many INRs
     (``sizes``: split -> count, e.g. a store's ``info()["splits"]``; ``of``: whose splits they are;

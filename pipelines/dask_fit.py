@@ -18,38 +18,21 @@ import functools
 import sys
 from contextlib import contextmanager
 
-from inrforge.arch import PRESETS, make_arch
 from inrforge.distributed import check_scheduler, fit_inrs_distributed, local_workers, scheduler_client
 from inrforge.errors import InrforgeError
-from inrforge.script import (RESUMES, ArgumentParser, nonnegative_int, path_arg, positive_float, positive_int,
-                             psnr_or_none, report_errors, store_out_arg)
-from inrforge.sources import SOURCE_NAMES, load_source, parse_source_options
+from inrforge.script import (RESUMES, ArgumentParser, add_fit_arguments, check_fit_arguments, fit_arch,
+                             nonnegative_int, positive_int, report_errors)
+from inrforge.sources import load_source, parse_source_options
 from inrforge.store import psnr_summary
 
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--source", required=True, choices=SOURCE_NAMES)
-    p.add_argument("--data", type=path_arg, help="source files (on a filesystem the workers share)")
-    p.add_argument("--source-opt", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--limit", type=positive_int)
-    p.add_argument("--out", type=store_out_arg, required=True, help="store path on a shared filesystem, or an fsspec URL")
-    p.add_argument("--arch", default="siren-dwsnets", choices=PRESETS)
-    p.add_argument("--views", type=positive_int, default=1)
-    p.add_argument("--steps", type=positive_int, default=1000)
-    p.add_argument("--lr", type=positive_float, default=5e-4)
-    p.add_argument("--target-psnr", type=psnr_or_none, default=40.0,
-                   help="early stop per INR (dB), or none")
-    p.add_argument("--batch-size", type=positive_int,
-                   help="INRs per fitting batch (default: the store's recorded one when resuming, else automatic "
-                        "as in inrforge fit: about 25,000 INR-points per step on CPU)")
-    p.add_argument("--shard-size", type=positive_int, default=256, help="objects per shard = per task")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--no-compile", action="store_true", help="do not torch.compile the step")
+    add_fit_arguments(p, out_help="store path on a shared filesystem, or an fsspec URL",
+                      data_help="source files (on a filesystem the workers share)")
     p.add_argument("--retries", type=nonnegative_int, default=3,
                    help="extra attempts of a shard task that raised (a task whose worker died is re-run by the "
                         "scheduler, up to distributed.scheduler.allowed-failures times)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing store made with other arguments")
     c = p.add_argument_group("cluster")
     c.add_argument("--cluster", default="local:2", help="local:N, a scheduler address, slurm or pbs")
     # The slurm/pbs options default to None so that one given with another --cluster (where it would
@@ -65,6 +48,7 @@ def parse_args(argv=None):
                    help="--device cuda, one GPU per task: slurm/pbs ask for one GPU and start one worker per job; "
                         "with a scheduler address, its workers must offer the resource GPU=1")
     a = p.parse_args(argv)
+    check_fit_arguments(p, a)
     if a.cluster not in ("slurm", "pbs"):
         try:
             local = local_workers(a.cluster, "--cluster")
@@ -132,10 +116,9 @@ def fit(a) -> int:
     if a.cluster in ("slurm", "pbs"):
         _jobqueue()  # before the source is loaded
     source = load_source(a.source, path=a.data, limit=a.limit, **parse_source_options(a.source_opt))
-    arch = make_arch(a.arch, in_features=source.in_features, out_features=source.out_features)
-    kwargs = dict(arch=arch, views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
+    kwargs = dict(arch=fit_arch(a, source), views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
                   batch_size=a.batch_size, seed=a.seed, compile=not a.no_compile, shard_objects=a.shard_size,
-                  overwrite=a.overwrite, retries=a.retries, device="cuda" if a.gpu else "cpu",
+                  overwrite=a.overwrite, repair=a.repair, retries=a.retries, device="cuda" if a.gpu else "cpu",
                   resources={"GPU": 1} if a.gpu else None)
     if a.cluster in ("slurm", "pbs"):
         connect = functools.partial(jobqueue_client, a)

@@ -107,6 +107,9 @@ def has_legend(fig) -> bool:
                                                   "test splits (15% val, 15% test) would hold 2 / 0 / 0 classifiers"),
     ("dask_fit", ["--source", "digits", "--cluster", "local:0"], "--cluster local:N needs a positive number of workers"),
     ("dask_fit", ["--source", "digits", "--cluster", "foo"], "--cluster 'foo' is neither local:N nor a scheduler address"),
+    ("dask_fit", ["--source", "digits", "--arch", "relu", "--w0", "10"],
+     "argument --w0: SIREN option; --arch relu does not use it"),
+    ("dask_fit", ["--source", "digits", "--fourier-features", "8"], "argument --fourier-features: relu-fourier option"),
     # options of the fit, which a given --store makes meaningless (they used to be ignored silently)
     ("sine_regression", ["--store", "s.zarr", "--n", "100"], "argument --n: not used with --store (the INRs are the "
                                                             "store's)"),
@@ -259,6 +262,23 @@ def test_dask_fit_resumes_a_store_made_by_inrforge_fit(tmp_path, monkeypatch, ca
     monkeypatch.setattr(mod, "scheduler_client", lambda *a, **k: contextlib.nullcontext())  # all shards are done
     assert mod.main(["--source", "digits", "--limit", "8", "--steps", "1", "--no-compile", "--out", str(out)]) == 0
     assert "nothing to fit: all 1 shards were already done" in capsys.readouterr().out
+
+
+def test_dask_fit_takes_inrforge_fits_arch_options(tmp_path, monkeypatch, capsys):
+    """One set of fit options (script.add_fit_arguments): a store made by inrforge fit with other
+    sizes and w0 resumes under dask_fit.py (it used to build the preset's default sizes and refuse)."""
+    from inrforge.arch import make_arch
+
+    out = tmp_path / "small.zarr"
+    arch = make_arch("siren", hidden=8, depth=1, w0=12.0, in_features=2, out_features=1)
+    fit_inrs(load_source("digits", limit=8), out, arch=arch, steps=1, compile=False, progress=False)
+    mod = _load("dask_fit")
+    monkeypatch.setattr(mod, "scheduler_client", lambda *a, **k: contextlib.nullcontext())  # all shards are done
+    argv = ["--source", "digits", "--limit", "8", "--steps", "1", "--no-compile", "--out", str(out), "--arch", "siren"]
+    assert mod.main(argv + ["--hidden", "8", "--depth", "1", "--w0", "12"]) == 0
+    assert "nothing to fit: all 1 shards were already done" in capsys.readouterr().out
+    assert mod.main(argv + ["--hidden", "8", "--depth", "1"]) == 1  # w0 30: another arch, refused
+    assert "arch.w0: store has 12.0, now 30.0" in capsys.readouterr().err
 
 
 class _Fitted(Exception):
