@@ -15,6 +15,7 @@ import copy
 import csv
 import json
 import math
+import os
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -29,7 +30,8 @@ from .augment import build_transform
 from .checks import check_count, number, process_count, seed_value
 from .data import WeightDataset
 from .errors import InrforgeError
-from .files import output_path, write_json
+from .files import is_url, output_path, write_json
+from .fitjob import library_versions
 from .fit import check_device
 from .models import build_model
 from .store import INRStore
@@ -258,7 +260,9 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
         best_epoch = len(history) - 1
     result = {**(describe or {}), "best_epoch": best_epoch, "epochs_run": len(history),
               "train_time_s": time.perf_counter() - t0, "history": history, "config": asdict(config),
-              "params": sum(p.numel() for p in model.parameters())}
+              "params": sum(p.numel() for p in model.parameters()),
+              # the numbers depend on these too: torch's thread count changes its reductions' order
+              "threads": torch.get_num_threads(), "versions": library_versions()}
     if diverged:
         result["diverged"] = diverged
     if has_val:
@@ -364,7 +368,10 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
     _check_patience(config, val, store.path)
     _warn_left_out(store.path, {"train": train, "val": val, "test": test})
     check_batch_norm(net, len(train), config.batch_size)
-    describe = {"store": store.path, "model": model, "model_kwargs": dict(model_kwargs or {}), "augment": augment,
+    # The store as an absolute path (a relative one means nothing once the cwd is gone) and how its
+    # INRs were fitted (seed, steps, batch size, compile, versions: they decide the INRs' last bits).
+    describe = {"store": store.path if is_url(store.path) else os.path.abspath(store.path),
+                "store_fit": store.fit_settings, "model": model, "model_kwargs": dict(model_kwargs or {}), "augment": augment,
                 "align": align, "views": train.n_views, "normalize": normalize, "task": task,
                 "n_train": len(train), "n_val": len(val), "n_test": len(test), "skipped": train.skipped}
     return TrainingRun(net, train, val, test, config, task, describe)

@@ -102,15 +102,21 @@ def test_align_reference_skips_a_failed_view(tmp_path):
     assert np.isfinite(res["test"]["loss"])
 
 
-def test_result_json_says_what_was_trained(tmp_path):
+def test_result_json_says_what_was_trained(tmp_path, monkeypatch):
     from inrforge.models import build_model
 
     s = learnable_store(tmp_path / "s.zarr")
     run = tmp_path / "run"
-    assert main(["train", s.path, "--epochs", "2", "--hidden", "8", "--depth", "2", "--augment", "perm",
-                 "--quiet", "--out", str(run)]) == 0
+    s.root.attrs["fit"] = {"seed": 3, "steps": 50}  # as a fit records them
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "s.zarr", "--epochs", "2", "--hidden", "8", "--depth", "2", "--augment", "perm",
+                 "--quiet", "--threads", "1", "--out", str(run)]) == 0
     r = json.loads((run / "result.json").read_text())
+    # the store as an absolute path, however it was given, and how its INRs were fitted
     assert (r["model"], r["augment"], r["store"], r["views"], r["n_train"]) == ("dwsnet", ["perm"], s.path, 2, 120)
+    assert r["store_fit"] == {"seed": 3, "steps": 50}
+    # what else decides the numbers: torch's thread count and the library versions
+    assert r["threads"] == 1 and r["versions"]["torch"] == torch.__version__
     net = build_model(r["model"], ARCH, 2, **r["model_kwargs"])
     net.load_state_dict(torch.load(run / "best.pt"))  # the folder alone rebuilds the model
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
