@@ -122,7 +122,7 @@ def cmd_fit(a) -> int:
     kwargs = dict(arch=fit_arch(a, source), views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
                   batch_size=a.batch_size, device=a.device, seed=a.seed, compile=not a.no_compile,
                   shard_objects=a.shard_size, overwrite=a.overwrite, progress=False if a.quiet else None,
-                  repair=a.repair)
+                  repair=a.repair, allow_version_change=a.allow_version_change)
     if a.scheduler:
         from .distributed import fit_inrs_distributed
 

@@ -339,6 +339,7 @@ def fit_inrs_distributed(
     resources: dict | None = None,
     ship_source: bool | None = None,
     repair: bool = False,
+    allow_version_change: bool = False,
 ) -> FitReport:
     """:func:`inrforge.fit_inrs` on a Dask cluster.
 
@@ -358,7 +359,9 @@ def fit_inrs_distributed(
     - ``ship_source``: send the (pickled) source to the workers instead of rebuilding it there
       from the store's attributes; default: only when it is not one of the registered sources;
     - ``repair``: refit the finished shards of a resumed store whose data cannot be read back, as
-      :func:`inrforge.fit_inrs` does (the driver reads the store whole first).
+      :func:`inrforge.fit_inrs` does (the driver reads the store whole first);
+    - ``allow_version_change``: resume a store begun with another inrforge or torch version, as
+      :func:`inrforge.fit_inrs` does (the driver's versions are the ones compared and recorded).
 
     Returns a :class:`FitReport` (``.store``, ``.summary()``).  A task that fails for good stops
     the job with an :class:`InrforgeError`; finished shards stay, so re-running resumes.
@@ -372,12 +375,13 @@ def fit_inrs_distributed(
                        batch_size=batch_size, device=device, seed=seed, compile=compile,
                        shard_objects=shard_objects, chunk_objects=chunk_objects, val_fraction=val_fraction,
                        test_fraction=test_fraction, overwrite=overwrite, threads=threads, fit_here=False,
-                       create=False)
+                       create=False, allow_version_change=allow_version_change)
     if repair:
         plan.repair()
     if plan.store is not None and not plan.pending_shards():
         return FitReport(store=plan.store, shards=plan.store.n_shards, skipped=plan.store.n_shards,
                          wall_s=time.perf_counter() - t0)
+    plan.check_software()  # the driver's versions; before the cluster starts
     with _connected(client) as client:
         return _fit_pending(client, plan, t0, progress=progress, threads=threads, retries=retries,
                             resources=resources, ship_source=ship_source)

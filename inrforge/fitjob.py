@@ -23,15 +23,18 @@ from tqdm.auto import tqdm
 from .arch import INRSpec, make_arch, require_arch
 from .checks import check_count
 from .errors import InrforgeError
+from .files import jsonable
 from .fit import (FitSettings, available_bytes, batch_bytes, check_compiler, check_device,
                   default_batch_size, fit_batch, inr_seed, memory_batch_limit, worth_compiling)
-from .sources import Source, load_source
-from .files import jsonable
+from .sources import Source, load_source, source_from_description
 from .store import INRStore, ShardData, create_store, is_store, prepare_output
 from .version import __version__
 
-# Keys of the ``fit`` attribute that do not change the fitted numbers, hence not compared on resume.
-_INFORMATIONAL = ("versions", "threads")
+# Keys of the ``fit`` attribute that do not change the fitted numbers, hence not compared on resume
+# (the versions are checked on their own, :func:`require_same_software`).
+_INFORMATIONAL = ("versions", "threads", "resumed_with")
+# The recorded versions whose change may change the fitted numbers (zarr's or Python's cannot).
+NUMERIC_VERSIONS = ("inrforge", "torch")
 
 
 def make_splits(source: Source, seed: int, val_fraction: float = 0.1, test_fraction: float = 0.1) -> dict:
@@ -97,6 +100,47 @@ def library_versions() -> dict:
 
     return {"inrforge": __version__, "torch": torch.__version__, "zarr": zarr.__version__,
             "numpy": np.__version__, "python": sys.version.split()[0]}
+
+
+def refit_shard(store: INRStore, k: int, source: Source | None = None, device: str | None = None) -> ShardData:
+    """Shard ``k`` of ``store`` fitted again from its inits with the store's recorded settings (arch,
+    seed, views, steps, lr, target PSNR, batch size, compile; the recorded device unless ``device``)
+    and its source rebuilt from the recorded description (or ``source``).  Nothing is written.
+
+    With the software and machine type that fitted the store, the result equals the stored shard
+    bit for bit (tested): the way to check a store's numbers, or to reproduce one INR, whose numbers
+    depend on the size of the batch it shared (its shard, cut the same way, is the unit)."""
+    fit = store.fit_settings
+    source = source_from_description(store.source) if source is None else source
+    if len(source) != len(store):
+        raise InrforgeError(f"source {source.name!r} has {len(source)} objects here, the store {len(store)}")
+    start, stop = store.shard_range(k)
+    settings = FitSettings(steps=fit["steps"], lr=fit["lr"], target_psnr=fit["target_psnr"],
+                           batch_size=fit["batch_size"], device=fit["device"] if device is None else device,
+                           compile=fit["compile"])
+    return fit_shard(store.arch, source, start, stop, store.views, fit["seed"], settings)
+
+
+def require_same_software(store: INRStore, allow_version_change: bool = False) -> None:
+    """Before more shards are fitted into ``store``: an :class:`InrforgeError` when the inrforge or
+    torch version of this process (:data:`NUMERIC_VERSIONS`) is none the store was fitted with so
+    far (its ``fit.versions``, or a ``fit.resumed_with`` entry): the new shards' numbers may differ
+    in the last bits, and the store would not say so.  With ``allow_version_change`` this run's
+    versions are added to ``fit.resumed_with`` instead, so that the store says it is mixed."""
+    fit = store.fit_settings or {}
+    now = library_versions()
+    seen = [fit.get("versions") or {}, *(fit.get("resumed_with") or [])]
+    if any(all(v.get(name) == now[name] for name in NUMERIC_VERSIONS) for v in seen):
+        return
+    if not allow_version_change:
+        was = fit.get("versions") or {}
+        changes = ", ".join(f"{name} {was.get(name)} -> {now[name]}" for name in NUMERIC_VERSIONS
+                            if was.get(name) != now[name])
+        raise InrforgeError(f"{store.path} was fitted so far with other software ({changes}), whose numbers may "
+                            f"differ in the last bits; pass --allow-version-change to fit its remaining shards "
+                            f"anyway (the store then records it in fit.resumed_with), or --overwrite to start again")
+    store.check_writable()
+    store.add_fit_record("resumed_with", now)
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -181,6 +225,7 @@ class FitPlan:
     seed: int
     settings: dict  # FitSettings keyword arguments (validated; the device is checked where it fits)
     open_or_create: Callable[[], INRStore] = field(repr=False, default=None)
+    allow_version_change: bool = False  # see require_same_software
 
     def fit_settings(self) -> FitSettings:
         return FitSettings(**self.settings)
@@ -195,6 +240,11 @@ class FitPlan:
     def pending_shards(self) -> list[int]:
         return self.open().pending_shards()
 
+    def check_software(self) -> None:
+        """:func:`require_same_software` for a store being resumed (a new one is this run's own)."""
+        if self.store is not None:
+            require_same_software(self.store, self.allow_version_change)
+
     def repair(self) -> list[int]:
         """Reopen the damaged shards of a store being resumed (:meth:`INRStore.damaged_shards`, which
         reads the whole store), so that the fit refits them; a warning names them.  Returns them.
@@ -204,6 +254,7 @@ class FitPlan:
             return []
         shards = store.damaged_shards()
         if shards:
+            require_same_software(store, self.allow_version_change)  # before anything is deleted
             store.check_writable()
             store.reopen_shards(shards)
             warnings.warn(f"{store.path}: refitting damaged {store.describe_shards(shards)}")
@@ -231,6 +282,7 @@ def prepare_fit(
     threads: int | None = None,
     fit_here: bool = True,
     create: bool = True,
+    allow_version_change: bool = False,
 ) -> FitPlan:
     """Validate the arguments of :func:`fit_inrs` and create (or open, to resume) the store.
 
@@ -318,7 +370,7 @@ def prepare_fit(
             raise InrforgeError(f"cannot write the store at {out}: {e.strerror or e}") from None
 
     plan = FitPlan(store=None, source=source, arch=arch, views=int(views), seed=int(seed), settings=settings,
-                   open_or_create=open_or_create)
+                   open_or_create=open_or_create, allow_version_change=bool(allow_version_change))
     if create:
         plan.open()
     else:  # refuse now what open_or_create would refuse later; open a store to resume
@@ -347,6 +399,7 @@ def fit_inrs(
     progress: bool | None = None,
     threads: int | None = None,
     repair: bool = False,
+    allow_version_change: bool = False,
 ) -> INRStore:
     """Fit ``views`` INRs per object of ``source`` into the store at ``out`` and return it.
 
@@ -355,19 +408,22 @@ def fit_inrs(
     arguments is refused unless ``overwrite``.  ``progress=None`` shows a bar only on a terminal.
     ``compile=None`` compiles the step only where it pays (see :func:`prepare_fit`).
     ``repair=True`` first reads a resumed store whole and refits the finished shards whose data
-    cannot be read back (:meth:`FitPlan.repair`).
+    cannot be read back (:meth:`FitPlan.repair`).  A store begun with another inrforge or torch
+    version is resumed only with ``allow_version_change`` (:func:`require_same_software`).
     (:func:`inrforge.distributed.fit_inrs_distributed` does the same on a Dask cluster.)
     """
     plan = prepare_fit(source, out, arch=arch, views=views, steps=steps, lr=lr, target_psnr=target_psnr,
                        batch_size=batch_size, device=device, seed=seed, compile=compile,
                        shard_objects=shard_objects, chunk_objects=chunk_objects, val_fraction=val_fraction,
-                       test_fraction=test_fraction, overwrite=overwrite, threads=threads)
+                       test_fraction=test_fraction, overwrite=overwrite, threads=threads,
+                       allow_version_change=allow_version_change)
     if repair:
         plan.repair()
     store, source, arch = plan.store, plan.source, plan.arch
     pending = store.pending_shards()
     if not pending:
         return store
+    plan.check_software()
     store.check_writable()
     settings = plan.fit_settings()
 

@@ -301,6 +301,9 @@ def add_fit_arguments(parser: argparse.ArgumentParser, out_help: str, data_help:
     parser.add_argument("--repair", action="store_true",
                         help="read the store being resumed whole and refit the finished shards that cannot be read "
                              "back (missing or damaged files); see inrforge info --verify")
+    parser.add_argument("--allow-version-change", action="store_true",
+                        help="resume a store begun with another inrforge or torch version (its shards then mix the "
+                             "two, recorded in fit.resumed_with); refused otherwise")
 
 
 def check_fit_arguments(parser: argparse.ArgumentParser, a: argparse.Namespace) -> None:

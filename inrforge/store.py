@@ -323,6 +323,20 @@ class INRStore:
     def fit_settings(self) -> dict:
         return self.attrs["fit"]
 
+    def add_fit_record(self, key: str, entry) -> None:
+        """Append ``entry`` (JSON) to the list ``fit[key]`` of the store's attributes, unless it is
+        there already: a record of how the store was fitted that is not part of what a resume
+        compares (e.g. ``resumed_with``, the software of a resume).  Written at once; call it
+        before shards are handed to other processes, which check the attributes they were given."""
+        fit = dict(self.attrs.get("fit") or {})
+        entries = list(fit.get(key) or [])
+        entry = jsonable(entry)
+        if entry in entries:
+            return
+        fit[key] = [*entries, entry]
+        self.root.attrs["fit"] = fit
+        self.attrs["fit"] = fit
+
     @property
     def labels(self) -> np.ndarray:
         """(N,) or (N, K) labels, read once."""

@@ -118,7 +118,8 @@ def fit(a) -> int:
     source = load_source(a.source, path=a.data, limit=a.limit, **parse_source_options(a.source_opt))
     kwargs = dict(arch=fit_arch(a, source), views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
                   batch_size=a.batch_size, seed=a.seed, compile=not a.no_compile, shard_objects=a.shard_size,
-                  overwrite=a.overwrite, repair=a.repair, retries=a.retries, device="cuda" if a.gpu else "cpu",
+                  overwrite=a.overwrite, repair=a.repair,
+                  allow_version_change=a.allow_version_change, retries=a.retries, device="cuda" if a.gpu else "cpu",
                   resources={"GPU": 1} if a.gpu else None)
     if a.cluster in ("slurm", "pbs"):
         connect = functools.partial(jobqueue_client, a)

@@ -1,5 +1,6 @@
 """The fit job around the fitter: resuming a store with the arguments it was made with."""
 
+import numpy as np
 import pytest
 import zarr
 
@@ -161,3 +162,82 @@ def test_matching_store_resumes_refuses_or_leaves_the_place_to_a_new_store(tmp_p
     (tmp_path / "file").write_text("x")
     with pytest.raises(InrforgeError, match="exists and is not an inrforge store"):
         matching_store(tmp_path / "file", same, overwrite=True)
+
+
+def _as_if_fitted_by(path, **versions):
+    """Rewrite a store's recorded versions, as a store begun under other software would have them."""
+    g = zarr.open_group(str(path), mode="r+")
+    fit = dict(g.attrs["fit"])
+    fit["versions"] = {**fit["versions"], **versions}
+    g.attrs["fit"] = fit
+
+
+def test_a_resume_under_another_torch_or_inrforge_is_refused_unless_allowed(tmp_path):
+    """A store's shards would otherwise mix two versions' numbers while its attributes named one."""
+    from inrforge.fitjob import library_versions
+    from inrforge.store import open_store
+
+    src = load_source("digits", limit=8)
+    kw = dict(steps=2, compile=False, shard_objects=4, progress=False)
+    ref = fit_inrs(src, tmp_path / "ref.zarr", **kw)
+    part = tmp_path / "part.zarr"
+    fit_inrs(src, part, **kw)
+    _as_if_fitted_by(part, torch="2.11.0+cu126")
+    assert fit_inrs(src, part, **kw).fit_settings["versions"]["torch"] == "2.11.0+cu126"  # finished: nothing to fit
+    zarr.open_group(str(part), mode="r+")["done"][4:] = False  # the last shard, as if killed before writing it
+    before = snapshot(part)
+    with pytest.raises(InrforgeError, match=r"part.zarr was fitted so far with other software \(torch 2.11.0\+cu126 "
+                                            r"-> [^)]+\), whose numbers may differ in the last bits; pass "
+                                            r"--allow-version-change .* or --overwrite to start again$"):
+        fit_inrs(src, part, **kw)
+    assert_same(before, snapshot(part))  # nothing written
+    store = fit_inrs(src, part, allow_version_change=True, **kw)
+    assert store.fit_settings["resumed_with"] == [library_versions()]  # the store says it is mixed
+    assert_same(snapshot(ref.path), snapshot(part))  # (here torch did not really change: the same numbers)
+    # once recorded, this software may fit more shards of the store; another inrforge may not
+    zarr.open_group(str(part), mode="r+")["done"][4:] = False
+    fit_inrs(src, part, **kw)
+    assert open_store(part).fit_settings["resumed_with"] == [library_versions()]  # not recorded twice
+    _as_if_fitted_by(part, inrforge="0.0.1")
+    zarr.open_group(str(part), mode="r+")["done"][4:] = False
+    fit_inrs(src, part, **kw)  # this inrforge and torch are those of the resumed_with entry
+
+
+def test_repair_under_another_version_is_refused_before_it_deletes(tmp_path):
+    import os
+
+    from storecheck import shard_files
+
+    src = load_source("digits", limit=8)
+    kw = dict(steps=2, compile=False, shard_objects=4, progress=False)
+    part = fit_inrs(src, tmp_path / "part.zarr", **kw)
+    _as_if_fitted_by(part.path, inrforge="0.0.1")
+    damaged = sorted(shard_files(part.path))[-1]
+    with open(damaged, "r+b") as f:
+        f.truncate(10)
+    files = shard_files(part.path)
+    with pytest.raises(InrforgeError, match=r"fitted so far with other software \(inrforge 0.0.1 -> "):
+        fit_inrs(src, part.path, repair=True, **kw)
+    assert shard_files(part.path) == files and os.path.getsize(damaged) == 10  # nothing deleted or refitted
+    with pytest.warns(UserWarning, match="refitting damaged shard 1"):
+        fit_inrs(src, part.path, repair=True, allow_version_change=True, **kw)
+    assert os.path.getsize(damaged) > 10
+
+
+def test_refit_shard_reproduces_a_stored_shard_bit_for_bit(tmp_path):
+    """An INR's numbers depend on its batch's size, so the shard is the unit of reproduction: its
+    refit from the recorded settings and description equals what the store holds."""
+    from inrforge.fitjob import refit_shard
+
+    store = fit_inrs(load_source("digits", limit=10), tmp_path / "s.zarr", views=2, steps=5, lr=1e-3, compile=False,
+                     shard_objects=4, batch_size=3, progress=False)  # batches of 3, 3 and 2 INRs per shard of 8
+    for k in (1, 2):  # a whole shard and the short last one
+        data = refit_shard(store, k)
+        start, stop = store.shard_range(k)
+        np.testing.assert_array_equal(data.params, store.read_flat(slice(start, stop), view=None))
+        for name in ("psnr", "loss", "steps", "failed"):
+            np.testing.assert_array_equal(getattr(data, name), store.metric(name)[start:stop], err_msg=name)
+    with pytest.raises(InrforgeError, match=r"shard 3 out of range: the store has 3 shards"):
+        refit_shard(store, 3)
+    with pytest.raises(InrforgeError, match="has 12 objects here, the store 10"):
+        refit_shard(store, 0, source=load_source("digits", limit=12))
