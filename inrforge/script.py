@@ -360,6 +360,14 @@ def set_threads(n: int | None = None) -> int:
     return n
 
 
+def store_location(store) -> str:
+    """Where a results file says its INRs are: the store's absolute path (a relative one means
+    nothing once the run's working folder is gone), or its URL."""
+    from .files import is_url
+
+    return store.path if is_url(store.path) else os.path.abspath(store.path)
+
+
 def psnr_fields(info: dict) -> dict:
     """A store's PSNR median and 5th percentile (``INRStore.info()``) as a results.json records them:
     null, not NaN, where nothing was recorded (imported INRs), so that strict JSON readers accept it."""

@@ -622,10 +622,16 @@ class INRStore:
 
     # ----- summary ----------------------------------------------------------------------
     def fit_summary(self) -> dict:
-        """How the INRs were fitted, as recorded in the store (for experiment reports)."""
+        """How the INRs were fitted, as recorded in the store (for experiment reports): everything
+        that decides their numbers besides the source and the arch (``fit_*`` keys, so that they do
+        not collide with a report's training settings), and the versions of the first fit."""
         fit = self.fit_settings
         return {"n_points": (self.source.get("params") or {}).get("n_points"), "init": self.arch.init,
-                "fit_steps": fit.get("steps"), "fit_lr": fit.get("lr"), "data_seed": fit.get("seed")}
+                "fit_steps": fit.get("steps"), "fit_lr": fit.get("lr"), "data_seed": fit.get("seed"),
+                "fit_target_psnr": fit.get("target_psnr"), "fit_batch_size": fit.get("batch_size"),
+                "fit_compile": fit.get("compile"), "fit_device": fit.get("device"),
+                "fit_versions": fit.get("versions"), **({"fit_resumed_with": fit["resumed_with"]}
+                                                          if fit.get("resumed_with") else {})}
 
     def damaged_objects(self, done: np.ndarray | None = None) -> np.ndarray:
         """The objects of finished shards (in ``done``, when given: a :meth:`done` read) whose

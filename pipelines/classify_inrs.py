@@ -18,7 +18,8 @@ from inrforge.experiments import (RunSpec, add_classifier_arguments, classificat
 from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, mean_std, names_from, parse_with_small, path_arg,
                              positive_float, positive_int, psnr_fields, pyplot, refuse_unused, require_fit_splits,
-                             results_dir, results_versions, run_script, save_figure, set_threads, write_results)
+                             results_dir, results_versions, run_script, save_figure, set_threads, store_location,
+                             write_results)
 from inrforge.train import TrainConfig
 
 # name -> what to train (lr None: --lr, the DWSNet learning rate)
@@ -85,7 +86,8 @@ def main(argv=None) -> int:
         r = train_seeds(store, spec, a.seeds, cfg, views=a.train_views, log_dir=out / name, name=name)
         results[name] = {**{k: r[k] for k in ("test_acc", "mean", "std", "best_epoch", "train_time_s", "params")},
                          "model": spec.model, "augment": list(spec.augment), "align": spec.align, "lr": spec.lr or a.lr}
-    setting = {"store": store.path, "source": info["source"], "objects": info["objects"], "views_fitted": info["views"],
+    setting = {"store": store_location(store), "source": info["source"], "objects": info["objects"],
+               "views_fitted": info["views"],
                "views": a.train_views or info["views"], "splits": info["splits"], "n_classes": n_classes,
                **psnr_fields(info), **store.fit_summary(),
                "epochs": a.epochs, "seeds": a.seeds, "batch_size": a.batch_size, "dwsnet_lr": a.lr,

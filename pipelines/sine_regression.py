@@ -36,7 +36,7 @@ from inrforge.models import build_model
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, path_arg, positive_float, positive_int, positive_ints, psnr_fields,
                              pyplot, refuse_unused, require_splits, results_dir, results_versions, run_pipeline,
-                             run_script, save_figure, write_results)
+                             run_script, save_figure, store_location, write_results)
 from inrforge.store import summary_line
 from inrforge.train import TrainConfig, fit_model, require_task
 
@@ -183,7 +183,7 @@ def run(a) -> dict:
             results[name][str(n)] = {"test_mse": mses, "mean": float(np.mean(mses)), "std": float(np.std(mses)),
                                      "epochs": epochs, "best_epoch": best_epochs, "params": res["params"]}
 
-    setting = {"store": store.path, "objects": info["objects"], "splits": info["splits"],
+    setting = {"store": store_location(store), "objects": info["objects"], "splits": info["splits"],
                **psnr_fields(info), **store.fit_summary(),
                "sizes": sizes, "train_steps": a.train_steps, "min_epochs": a.min_epochs, "batch_size": a.batch_size,
                "seeds": a.seeds, "subset_seed": a.seed, "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth,

@@ -37,7 +37,7 @@ from inrforge.models import DWSNet, FlatMLP
 from inrforge.script import (ArgumentParser, add_results_arguments, dropout_rate, fraction, int_at_least, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, path_arg, positive_float,
                              positive_int, psnr_fields, pyplot, refuse_unused, require_splits, results_dir,
-                             results_versions, run_pipeline, run_script, save_figure, write_results)
+                             results_versions, run_pipeline, run_script, save_figure, store_location, write_results)
 from inrforge.train import require_task
 
 ENCODERS = ("dwsnet", "mlp")
@@ -184,7 +184,7 @@ def run(a) -> dict:
               f"({res['train_time_s']:.0f} s); probe R2 a {results[name]['r2'][0]:.3f}, b {results[name]['r2'][1]:.3f}",
               flush=True)
 
-    setting = {"store": store.path, "objects": info["objects"], "splits": info["splits"],
+    setting = {"store": store_location(store), "objects": info["objects"], "splits": info["splits"],
                **psnr_fields(info),
                "psnr_rel_amplitude_median": float(np.median(rel)), "psnr_rel_amplitude_p5": float(np.percentile(rel, 5)),
                **store.fit_summary(), "encoders": list(names), "epochs": a.epochs, "batch_size": a.batch_size,

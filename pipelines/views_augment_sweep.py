@@ -38,7 +38,7 @@ from inrforge.fit import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, path_arg, positive_float, positive_int, positive_ints, psnr_fields,
                              pyplot, refuse_unused, require_fit_splits, results_dir, results_versions, run_pipeline,
-                             run_script, save_figure, write_results)
+                             run_script, save_figure, store_location, write_results)
 from inrforge.train import TrainConfig
 
 VIEW_COUNTS = "1,2,5,10"
@@ -140,7 +140,7 @@ def run(a) -> dict:
             aug_res[m][name] = cell(train_seeds(store, spec, a.seeds, config, views=a.aug_views,
                                                 log_dir=out / "augment" / m / name, name=f"{m}+{name}"))
 
-    setting = {"store": store.path, "source": info["source"],
+    setting = {"store": store_location(store), "source": info["source"],
                "objects": info["objects"], "views_fitted": store.views, "splits": info["splits"],
                **psnr_fields(info), **store.fit_summary(),
                "view_counts": counts, "aug_views": a.aug_views, "augmentations": {n: list(AUGMENTATIONS[n]) for n in augs},
