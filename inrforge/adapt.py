@@ -17,7 +17,6 @@ AdamW, warm-up then cosine decay and a best-val checkpoint (:class:`MapperConfig
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from .arch import INRSpec
 from .checks import number, seed_value, whole_number
 from .errors import InrforgeError
 from .fit import check_device
+from .optim import BestKeeper, optimizer_step, warmup_cosine
 from .weights import Weights
 from .zoo import classifier_logits, classifier_metrics
 
@@ -199,10 +199,8 @@ def train_mapper(mapper: ResidualMapper, train_w: Weights, val_w: Weights, x: to
     steps_per_epoch = -(-len(train_w) // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     opt = torch.optim.AdamW(mapper.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warm = max(1, steps_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm)))))
-    best, best_state, history = -1.0, None, []
+    sched = warmup_cosine(opt, max(1, steps_per_epoch), total)
+    best, history = BestKeeper(higher_better=True), []
     t0 = time.perf_counter()
     for epoch in range(cfg.epochs):
         mapper.train()
@@ -213,16 +211,11 @@ def train_mapper(mapper: ResidualMapper, train_w: Weights, val_w: Weights, x: to
             img = torch.randint(len(y), (cfg.image_batch,), generator=gen).to(dev)
             logits = classifier_logits(mapper(w), x[img])  # (b, m, K)
             loss = F.cross_entropy(logits.transpose(1, 2), y[img].expand(len(w), -1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(mapper.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
+            optimizer_step(loss, opt, sched, mapper.parameters(), cfg.grad_clip)
             losses.append(float(loss.detach()))
         val_acc = float(mapped_metrics(mapper, val_w, x_val, y_val)[0].mean())
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_acc": val_acc})
-        if val_acc > best:
-            best, best_state, best_epoch = val_acc, copy.deepcopy(mapper.state_dict()), epoch
-    mapper.load_state_dict(best_state)
-    return {"history": history, "best_epoch": best_epoch, "best_val_acc": best,
+        best.offer(val_acc, mapper, epoch)
+    best.restore(mapper)
+    return {"history": history, "best_epoch": best.epoch, "best_val_acc": best.score,
             "params": sum(p.numel() for p in mapper.parameters()), "train_time_s": time.perf_counter() - t0}

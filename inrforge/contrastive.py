@@ -12,7 +12,6 @@ normalisation (``normalize_weights``, the store's train statistics) is applied a
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Callable
 
@@ -25,6 +24,7 @@ from .checks import check_count, number, seed_value
 from .data import WeightDataset, normalization_stats
 from .errors import InrforgeError
 from .fit import check_device
+from .optim import optimizer_step, warmup_cosine
 from .weights import Weights
 
 __all__ = ["nt_xent", "ProjectionHead", "ContrastiveModel", "two_views", "train_contrastive", "embed",
@@ -145,7 +145,7 @@ def train_contrastive(model: ContrastiveModel, dataset: WeightDataset, transform
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     loader = dataset.loader(batch_size, shuffle=True, drop_last=len(dataset) % batch_size == 1)
     total_steps = max(1, epochs * len(loader))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps))))
+    sched = warmup_cosine(opt, 0, total_steps)
     gen1 = torch.Generator().manual_seed(int(seed) * 2 + 1)
     gen2 = torch.Generator().manual_seed(int(seed) * 2 + 2)
     history, t0 = [], time.perf_counter()
@@ -159,12 +159,7 @@ def train_contrastive(model: ContrastiveModel, dataset: WeightDataset, transform
             v1, v2 = two_views(w, transform, gen1, gen2)
             v1, v2 = normalize(v1).to(dev), normalize(v2).to(dev)
             loss = nt_xent(model(v1), model(v2), temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
-            sched.step()
+            optimizer_step(loss, opt, sched, model.parameters(), grad_clip)
             total += float(loss.detach()) * len(w)
             n += len(w)
         row = {"epoch": epoch, "loss": total / max(n, 1), "time_s": time.perf_counter() - t0}

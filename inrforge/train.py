@@ -11,7 +11,6 @@ epoch whose val loss is not finite is never the best, and a run with no such epo
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -34,6 +33,7 @@ from .files import is_url, output_path, write_json
 from .fitjob import library_versions
 from .fit import check_device
 from .models import build_model
+from .optim import BestKeeper, optimizer_step, warmup_cosine
 from .store import INRStore
 
 TASKS = ("classification", "regression")
@@ -123,16 +123,6 @@ def evaluate(model, loader, task: str, device) -> dict:
     return res
 
 
-def _schedule(optimizer, warmup_steps: int, total_steps: int):
-    def factor(step):
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def check_batch_norm(model, n_train: int, batch_size: int) -> bool:
     """Whether ``model`` has batch norm; if so, an error unless its batches can hold 2 INRs
     (batch statistics of one INR are undefined)."""
@@ -182,83 +172,45 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     drop_last = batch_norm and len(train) % config.batch_size == 1
     train_loader = train.loader(config.batch_size, shuffle=True, drop_last=drop_last, num_workers=config.num_workers)
     steps_per_epoch = len(train_loader)
-    sched = _schedule(opt, max(1, int(config.warmup_epochs * steps_per_epoch)), config.epochs * steps_per_epoch)
-    higher_better = task == "classification"
-    key = "acc" if higher_better else "loss"
-    best, best_state, best_epoch, history, since, diverged = None, None, -1, [], 0, None
+    sched = warmup_cosine(opt, max(1, int(config.warmup_epochs * steps_per_epoch)), config.epochs * steps_per_epoch)
+    key = "acc" if task == "classification" else "loss"
+    best = BestKeeper(higher_better=task == "classification")
+    history, diverged = [], None
     has_val = val is not None and len(val) > 0
-    log_dir = Path(output_path(log_dir, "log_dir")) if log_dir else None
-    if log_dir and (log_dir / "zarr.json").exists():
-        raise InrforgeError(f"log_dir {log_dir} is a Zarr store; write the logs to a folder of their own")
-    if log_dir:  # an earlier run's logs there go: a run that stops early must not sit beside them
-        try:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            for name in LOG_FILES:
-                if (log_dir / name).is_file():
-                    (log_dir / name).unlink()
-            (log_dir / "metrics.jsonl").write_text("")
-        except OSError as e:
-            raise InrforgeError(f"cannot write the logs to {log_dir}: {e.strerror or e}") from None
+    log_dir = _open_log_dir(log_dir)
     t0 = time.perf_counter()
     bar = tqdm(range(config.epochs), desc=desc, disable=(not progress) if progress is not None else None,
                dynamic_ncols=True)
     for epoch in bar:
-        model.train()
         train.set_epoch(epoch)
-        total, n, lr = 0.0, 0, opt.param_groups[0]["lr"]
-        for step, (w, y) in enumerate(train_loader):
-            w, y = w.to(device), y.to(device)
-            loss = _loss(task, model(w), y)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                diverged = {"epoch": epoch, "step": step}
-                break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            lr = opt.param_groups[0]["lr"]
-            opt.step()
-            sched.step()
-            total += value * len(y)
-            n += len(y)
-        if not diverged and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-            diverged = {"epoch": epoch, "step": step}  # the epoch's last update overflowed the weights
+        train_loss, lr, diverged = _train_epoch(model, train_loader, opt, sched, task, device, config.grad_clip, epoch)
         if diverged:
             break
-        row = {"epoch": epoch, "train_loss": total / max(n, 1), "lr": lr,  # the epoch's last step's
+        row = {"epoch": epoch, "train_loss": train_loss, "lr": lr,  # the epoch's last step's
                "time_s": time.perf_counter() - t0}
         if has_val:
             v = evaluate(model, _eval_loader(val, config.batch_size), task, device)
             row.update({f"val_{k}": x for k, x in v.items() if k != "n"})
-            score = v[key]  # accuracy stays finite when the outputs are NaN: the loss tells
-            usable = math.isfinite(score) and math.isfinite(v["loss"]) and math.isfinite(row["train_loss"])
-            improved = usable and (best is None or (score > best if higher_better else score < best))
-            if improved:
-                best, best_epoch, since = score, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                since += 1
+            # accuracy stays finite when the outputs are NaN: the loss tells (a NaN score is never the best)
+            usable = math.isfinite(v["loss"]) and math.isfinite(row["train_loss"])
+            best.offer(v[key] if usable else math.nan, model, epoch)
         else:  # the last finished epoch, kept should a later one diverge
-            best_state = copy.deepcopy(model.state_dict())
+            best.keep(model, epoch)
         history.append(row)
         bar.set_postfix({k: f"{x:.4g}" for k, x in row.items() if k.startswith(("train_loss", "val_"))}, refresh=False)
         if log_dir:
             with open(log_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
-        if config.patience is not None and since >= config.patience:
+        if config.patience is not None and best.since >= config.patience:
             break
     bar.close()
     if diverged:
-        _report_divergence(diverged, best_state, opt.param_groups[0]["lr"])
-    elif best_state is None:  # with a val split: not one epoch with a finite val loss
+        _report_divergence(diverged, best.state, opt.param_groups[0]["lr"])
+    elif best.state is None:  # with a val split: not one epoch with a finite val loss
         raise InrforgeError(f"training diverged: the val loss was not finite in any of the {len(history)} "
                             f"epoch(s) (lr {config.lr:.3g}); lower --lr or check the INRs")
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    if best_epoch < 0:  # no val split: the last (finished) epoch's weights
-        best_epoch = len(history) - 1
-    result = {**(describe or {}), "best_epoch": best_epoch, "epochs_run": len(history),
+    best.restore(model)  # the best epoch's weights (without a val split, the last finished epoch's)
+    result = {**(describe or {}), "best_epoch": best.epoch, "epochs_run": len(history),
               "train_time_s": time.perf_counter() - t0, "history": history, "config": asdict(config),
               "params": sum(p.numel() for p in model.parameters()),
               # the numbers depend on these too: torch's thread count changes its reductions' order
@@ -274,6 +226,46 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
         torch.save(model.state_dict(), log_dir / "best.pt")
         write_json(log_dir / "result.json", {k: v for k, v in result.items() if k != "history"})
     return result
+
+
+def _open_log_dir(log_dir) -> Path | None:
+    """``log_dir`` made ready for a run's :data:`LOG_FILES` (an earlier run's deleted, an empty
+    ``metrics.jsonl``), or None without one."""
+    if not log_dir:
+        return None
+    log_dir = Path(output_path(log_dir, "log_dir"))
+    if (log_dir / "zarr.json").exists():
+        raise InrforgeError(f"log_dir {log_dir} is a Zarr store; write the logs to a folder of their own")
+    try:  # an earlier run's logs there go: a run that stops early must not sit beside them
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for name in LOG_FILES:
+            if (log_dir / name).is_file():
+                (log_dir / name).unlink()
+        (log_dir / "metrics.jsonl").write_text("")
+    except OSError as e:
+        raise InrforgeError(f"cannot write the logs to {log_dir}: {e.strerror or e}") from None
+    return log_dir
+
+
+def _train_epoch(model, loader, opt, sched, task: str, device, grad_clip, epoch: int):
+    """One epoch of updates: ``(mean train loss, the last step's lr, diverged)``, ``diverged``
+    ``{"epoch", "step"}`` when a train loss was not finite (the run stops before that step's
+    update) or the epoch's last update left non-finite weights, else None."""
+    model.train()
+    total, n, lr = 0.0, 0, opt.param_groups[0]["lr"]
+    for step, (w, y) in enumerate(loader):
+        w, y = w.to(device), y.to(device)
+        loss = _loss(task, model(w), y)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return total / max(n, 1), lr, {"epoch": epoch, "step": step}
+        lr = opt.param_groups[0]["lr"]
+        optimizer_step(loss, opt, sched, model.parameters(), grad_clip)
+        total += value * len(y)
+        n += len(y)
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return total / max(n, 1), lr, {"epoch": epoch, "step": step}  # the last update overflowed the weights
+    return total / max(n, 1), lr, None
 
 
 def _report_divergence(diverged: dict, kept, lr: float) -> None:

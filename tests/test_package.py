@@ -21,6 +21,7 @@ LAYERS = [
     "sources",                                # what gets fitted
     "fit", "store", "fitjob", "distributed",  # fitting into a store, locally or on Dask
     "data", "align", "augment", "models",     # reading a store, augmenting, the models
+    "optim",                                  # what the training loops share (schedule, step, best keeper)
     "zoo", "adapt",                           # the classifier zoo, weight->weight domain adaptation of one
     "interop", "contrastive",                 # DWSNets files, contrastive learning
     "train",                                  # training weight-space models on a store

@@ -19,7 +19,20 @@ from ..checks import probability, whole_number
 from ..errors import InrforgeError
 from ..weights import Weights
 
-__all__ = ["FlatMLP"]
+__all__ = ["FlatMLP", "mlp"]
+
+
+def mlp(in_features: int, hidden: Sequence[int], out_features: int, dropout: float = 0.0) -> nn.Sequential:
+    """Linear -> ReLU -> [Dropout] per width of ``hidden`` (dropout when ``dropout > 0``), then a
+    final Linear to ``out_features``; the Linears are created (and initialised) in that order."""
+    layers, n = [], in_features
+    for h in hidden:
+        layers += [nn.Linear(n, h), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        n = h
+    layers.append(nn.Linear(n, out_features))
+    return nn.Sequential(*layers)
 
 
 class FlatMLP(nn.Module):
@@ -34,14 +47,7 @@ class FlatMLP(nn.Module):
         out_features = whole_number(out_features, "FlatMLP out_features")
         hidden = [whole_number(h, "FlatMLP hidden widths") for h in hidden]
         dropout = probability(dropout, "dropout", closed_top=False)
-        layers, n = [], arch.param_count
-        for h in hidden:
-            layers += [nn.Linear(n, h), nn.ReLU()]
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            n = h
-        layers.append(nn.Linear(n, out_features))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp(arch.param_count, hidden, out_features, dropout)
 
     def forward(self, x) -> torch.Tensor:
         if isinstance(x, Weights):

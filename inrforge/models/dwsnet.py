@@ -70,6 +70,7 @@ from ..arch import INRSpec, require_arch
 from ..checks import probability, whole_number
 from ..errors import InrforgeError
 from ..weights import Weights
+from .baselines import mlp
 
 POOLS = ("mean", "sum", "max")
 SET_LAYERS = ("linear", "attention")
@@ -85,6 +86,7 @@ __all__ = [
     "DWSLayer",
     "WSNorm",
     "InvariantPool",
+    "pool_axis",
     "DWSNet",
     "DWSNetEquivariant",
 ]
@@ -269,6 +271,18 @@ def _checked(x, arch: INRSpec, channels: int, what: str) -> WSFeatures:
     return feats
 
 
+def pool_axis(x: torch.Tensor, dim: int, pool: str) -> torch.Tensor:
+    """``x`` reduced over axis ``dim`` by ``pool`` (one of :data:`POOLS`: mean, sum or max)."""
+    if pool == "mean":
+        # sum then scale the small result: MeanBackward would materialise a full-size
+        # grad / n tensor, SumBackward is a free expand
+        return x.sum(dim) * (1.0 / x.shape[dim])
+    if pool == "sum":
+        return x.sum(dim)
+    # max(dim) backward scatters into zeros; amax's backward needs several full-size passes
+    return x.max(dim).values
+
+
 def _ordered_subsets(seq: tuple[int, ...]):
     for r in range(len(seq), -1, -1):
         yield from combinations(seq, r)
@@ -393,14 +407,7 @@ class DWSLayer(nn.Module):
     def _reduce(self, x, dim, scores=None):
         if scores is not None:
             return self._attention_pool(x, scores, dim)
-        if self.pool == "mean":
-            # sum then scale the small result: MeanBackward would materialise a full-size
-            # grad / n tensor, SumBackward is a free expand
-            return x.sum(dim) * (1.0 / x.shape[dim])
-        if self.pool == "sum":
-            return x.sum(dim)
-        # max(dim) backward scatters into zeros; amax's backward needs several full-size passes
-        return x.max(dim).values
+        return pool_axis(x, dim, self.pool)
 
     def _pooled(self, t: int, x: torch.Tensor) -> dict:
         """``x`` pooled onto every subset ``K`` of its permuted axes."""
@@ -460,46 +467,6 @@ class DWSLayer(nn.Module):
                     y = y + piece
             ys.append(y)
         return WSFeatures(ys, self.arch, self.out_channels)
-
-    # ----- introspection (used by tests) --------------------------------------------------
-    def block_params(self):
-        """Yield ``(out tensor, in tensor, K, parameter, row slice, col slice)`` for every term."""
-        for k in self.bank_keys:
-            mem = self.bank_members[k]
-            w = self.weight[self.bank_names[k]]
-            r0 = 0
-            for t_in in mem:
-                c0 = 0
-                for t_out in mem:
-                    yield (self.slots[t_out].name, self.slots[t_in].name, k, w,
-                           slice(r0, r0 + self.ce_in[t_in]), slice(c0, c0 + self.ce_out[t_out]))
-                    c0 += self.ce_out[t_out]
-                r0 += self.ce_in[t_in]
-
-    @torch.no_grad()
-    def keep_only(self, pred) -> None:
-        """Zero every term for which ``pred(out_name, in_name, K)`` is false (and the bias)."""
-        masks = {name: torch.zeros_like(p) for name, p in self.weight.items()}
-        for out_name, in_name, k, _, rs, cs in self.block_params():
-            if pred(out_name, in_name, k):
-                masks[self.bank_names[k]][rs, cs] = 1
-        for name, p in self.weight.items():
-            p.mul_(masks[name])
-        if self.bias is not None:
-            self.bias.zero_()
-
-    @staticmethod
-    def expected_param_count(arch: INRSpec, in_channels: int, out_channels: int, bias: bool = True) -> int:
-        """Independent count of the linear-map dimension: ``2**|shared|`` terms per tensor pair."""
-        slots = tensor_slots(arch)
-        n = 0
-        for so in slots:
-            for si in slots:
-                shared = set(so.perm) & set(si.perm)
-                n += 2 ** len(shared) * si.fixed * in_channels * so.fixed * out_channels
-        if bias:
-            n += sum(s.fixed * out_channels for s in slots)
-        return n
 
 
 # ----------------------------------------------------------------------------------------------
@@ -568,12 +535,7 @@ class InvariantPool(nn.Module):
         parts = []
         for s, x in zip(self.slots, feats.tensors):
             for _ in s.perm:  # reduce the leading permuted axis, once per permuted axis
-                if self.pool == "mean":
-                    x = x.sum(1) * (1.0 / x.shape[1])
-                elif self.pool == "sum":
-                    x = x.sum(1)
-                else:
-                    x = x.max(1).values
+                x = pool_axis(x, 1, self.pool)
             parts.append(x)
         return torch.cat(parts, dim=-1)
 
@@ -647,14 +609,7 @@ class DWSNet(nn.Module):
         head_hidden = tuple(whole_number(h, "DWSNet head_hidden widths") for h in head_hidden)
         self.trunk = _Trunk(arch, [in_channels] + [hidden] * depth, pool, set_layer, dropout, norm, residual, False)
         self.pool = InvariantPool(arch, hidden, head_pool)
-        mlp, n = [], self.pool.out_features
-        for h in head_hidden:
-            mlp += [nn.Linear(n, h), nn.ReLU()]
-            if dropout > 0:
-                mlp.append(nn.Dropout(dropout))
-            n = h
-        mlp.append(nn.Linear(n, out_features))
-        self.head = nn.Sequential(*mlp)
+        self.head = mlp(self.pool.out_features, head_hidden, out_features, dropout)
 
     def features(self, x) -> torch.Tensor:
         """The invariant summary before the MLP head, ``(B, pool.out_features)``."""
