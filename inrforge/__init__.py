@@ -2,17 +2,20 @@
 
 Public API::
 
-    INRSpec, make_arch          the frozen INR architecture description (inrforge.arch)
-    Weights                     the batched weight container (inrforge.weights)
-    render                      evaluate a batch of INRs (inrforge.inr)
-    fit_inrs                    fit a source into a store, resumably (inrforge.fitjob)
-    open_store                  open a store: .arch, len(), .read(indices, view) (inrforge.store)
-    load_source                 the sources registry (inrforge.sources)
-    WeightDataset               the batched, augmenting loader over a store (inrforge.data)
+    INRSpec, FourierSpec, make_arch   the frozen INR architecture description (inrforge.arch)
+    Weights                           the batched weight container (inrforge.weights)
+    render                            evaluate a batch of INRs (inrforge.inr)
+    fit_inrs                          fit a source into a store, resumably (inrforge.fitjob)
+    open_store, INRStore              a store: .arch, len(), .read(indices, view) (inrforge.store)
+    load_source                       the sources registry (inrforge.sources)
+    WeightDataset                     the batched, augmenting loader over a store (inrforge.data)
+    InrforgeError                     what every error a user can cause is (one line)
 
 Submodules: ``inrforge.augment`` / ``inrforge.align`` (weight-space augmentations, weight
 matching), ``inrforge.models`` (DWSNet, FlatMLP), ``inrforge.train``, ``inrforge.distributed``
-(Dask fitting), ``inrforge.interop`` (DWSNets .pth import/export).
+(Dask fitting), ``inrforge.interop`` (DWSNets .pth import/export), ``inrforge.zoo`` /
+``inrforge.adapt`` (classifier zoos, weight->weight domain adaptation), ``inrforge.contrastive``;
+README's "Code layout" lists them all along the data flow.
 """
 
 from .arch import FourierSpec, INRSpec, make_arch

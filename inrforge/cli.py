@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     t.add_argument("--seed", type=nonnegative_int, default=0, help="seed for init, shuffling and augmentations")
     t.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers")
-    t.add_argument("--threads", type=positive_int, default=usable_cores(), help="torch threads")
+    t.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process; the numbers "
+                                                        "depend on it, see README)")
     t.add_argument("--out", type=path_arg, help="folder for metrics.jsonl/csv, best.pt and result.json")
     t.add_argument("--overwrite", action="store_true", help="replace an earlier run's results in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -28,7 +28,7 @@ from .optim import optimizer_step, warmup_cosine
 from .weights import Weights
 
 __all__ = ["nt_xent", "ProjectionHead", "ContrastiveModel", "two_views", "train_contrastive", "embed",
-           "default_views_transform"]
+           "default_views_transform", "make_normalizer"]
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:

@@ -327,7 +327,7 @@ def fit_inrs_distributed(
     batch_size: int | None = None,
     device: str = "cpu",
     seed: int = 0,
-    compile: bool = True,
+    compile: bool | None = True,
     shard_objects: int = 256,
     chunk_objects: int = 16,
     val_fraction: float = 0.1,

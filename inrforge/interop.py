@@ -627,8 +627,9 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
             raise InrforgeError(f"{out_dir} is a file; choose an empty folder")
         _remove_dead_staging(out_dir / _IN_PLACE)  # what an export into this empty folder left when killed
         if any(out_dir.iterdir()) and not (overwrite and _is_export(out_dir)):
-            raise InrforgeError(f"{out_dir} is not empty; choose an empty folder"
-                                + (" (overwrite replaces only an earlier export-dws folder)" if overwrite else ""))
+            hint = (" (overwrite replaces only an earlier export-dws folder)" if overwrite
+                    else " or pass --overwrite to replace this earlier export" if _is_export(out_dir) else "")
+            raise InrforgeError(f"{out_dir} is not empty; choose an empty folder{hint}")
     arch = store.arch
     swap = _swaps_inputs(arch) and arch.fourier is None
     in_place = out_dir.is_dir() and not any(out_dir.iterdir())  # an empty folder is filled where it is

@@ -38,15 +38,16 @@ def parse_args(argv=None):
     p.add_argument("--store", type=path_arg, help="an existing store (otherwise fit --source into OUT/inrs.zarr)")
     p.add_argument("--source", default="digits")
     p.add_argument("--data", type=path_arg, help="source files folder (mnist IDX, fashion-mnist, ...)")
-    p.add_argument("--limit", type=positive_int)
+    p.add_argument("--limit", type=positive_int, help="fit only the source's first N objects")
     p.add_argument("--views", type=positive_int, default=2, help="views fitted per object")
     p.add_argument("--train-views", type=positive_int, help="views used in training (default: all fitted)")
-    p.add_argument("--fit-steps", type=positive_int, default=500)
+    p.add_argument("--fit-steps", type=positive_int, default=500, help="Adam steps per INR of the fit")
     p.add_argument("--fit-lr", type=positive_float, default=1e-3)
     p.add_argument("--models", type=names_from(CONFIGS, "model configs"), default="dwsnet,mlp,mlp+perm,mlp+align",
                    help=f"comma list of {', '.join(CONFIGS)}")
     add_classifier_arguments(p)  # --epochs --batch-size --lr --hidden --depth --norm
-    p.add_argument("--seeds", type=positive_int, default=1)
+    p.add_argument("--seeds", type=positive_int, default=1,
+                   help="training seeds per model (init, batch order, views and augmentations; the INRs stay)")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
     add_results_arguments(p, "runs/classify")

@@ -63,7 +63,8 @@ def parse_args(argv=None):
     p.add_argument("--models", type=names_from(CONFIGS, "model configs"), default="dwsnet,mlp,mlp+perm",
                    help=f"comma list of {', '.join(CONFIGS)}")
     p.add_argument("--train-steps", type=positive_int, default=3000, help="gradient steps per run")
-    p.add_argument("--min-epochs", type=positive_int, default=5)
+    p.add_argument("--min-epochs", type=positive_int, default=5,
+                   help="epochs at least, however few steps --train-steps gives a large training set")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=positive_float, default=3e-3, help="DWSNet learning rate (MLPs use 1e-3)")
     p.add_argument("--hidden", type=positive_int, default=16, help="DWSNet channels")

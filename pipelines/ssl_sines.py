@@ -53,11 +53,11 @@ def parse_args(argv=None):
     p.add_argument("--test-fraction", type=fraction, default=0.2)
     p.add_argument("--encoders", type=names_from(ENCODERS, "encoders"), default="dwsnet,mlp",
                    help=f"comma list of {', '.join(ENCODERS)}")
-    p.add_argument("--emb-dim", type=positive_int, default=32)
-    p.add_argument("--epochs", type=positive_int, default=100)
+    p.add_argument("--emb-dim", type=positive_int, default=32, help="size of the embedding the probes read")
+    p.add_argument("--epochs", type=positive_int, default=100, help="contrastive training epochs")
     p.add_argument("--batch-size", type=int_at_least(2), default=128,
                    help="INRs per contrastive batch (at least 2: NT-Xent contrasts the INRs of a batch)")
-    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="AdamW learning rate of the contrastive training")
     p.add_argument("--temperature", type=positive_float, default=0.1)
     p.add_argument("--noise", type=nonnegative_float, default=0.1, help="GaussianNoise rel_std of the views")
     p.add_argument("--dropout", type=dropout_rate, default=0.05, help="WeightDropout p of the views")

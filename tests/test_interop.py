@@ -75,7 +75,8 @@ def test_export_then_import_round_trips(tmp_path):
     np.testing.assert_array_equal(a.labels, b.labels)
     for s in ("train", "val", "test"):
         np.testing.assert_array_equal(a.split(s), b.split(s))
-    with pytest.raises(InrforgeError, match="not empty"):
+    with pytest.raises(InrforgeError, match="not empty; choose an empty folder or pass --overwrite to replace this "
+                                            "earlier export$"):
         export_dws(a, tmp_path / "exported")
     (tmp_path / "exported" / "train" / "0000000.pth").unlink()
     export_dws(a, tmp_path / "exported", overwrite=True)  # an earlier export is replaced whole
