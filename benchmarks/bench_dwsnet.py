@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from _common import setting
 from inrforge import Weights, make_arch
 from inrforge.errors import InrforgeError
-from inrforge.fit import check_device
+from inrforge.checks import check_device
 from inrforge.models import DWSNet, FlatMLP
 from inrforge.script import ArgumentParser, HelpAsWritten, nonnegative_int, positive_int
 

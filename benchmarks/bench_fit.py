@@ -37,7 +37,8 @@ from torch import nn
 from _common import setting
 from inrforge.arch import make_arch
 from inrforge.errors import InrforgeError
-from inrforge.fit import (FitSettings, check_compiler, check_device, default_batch_size, fit_batch, inr_seed,
+from inrforge.checks import check_device
+from inrforge.fit import (FitSettings, check_compiler, default_batch_size, fit_batch, inr_seed,
                           memory_batch_limit)
 from inrforge.inr import psnr
 from inrforge.script import ArgumentParser, HelpAsWritten, positive_float, positive_int

@@ -27,9 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .arch import INRSpec
-from .checks import number, seed_value, whole_number
+from .checks import check_device, number, seed_value, whole_number
 from .errors import InrforgeError
-from .fit import check_device
 from .optim import BestKeeper, optimizer_step, warmup_cosine
 from .weights import Weights
 from .zoo import classifier_logits, classifier_metrics

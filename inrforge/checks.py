@@ -11,6 +11,7 @@ import math
 import os
 
 import numpy as np
+import torch
 
 from .errors import InrforgeError
 
@@ -107,3 +108,16 @@ def process_count(value, what: str, minimum: int = 1) -> int:
         raise InrforgeError(f"{what} is {n}, more than this machine's {usable_cores()} cores can run "
                             f"(at most {cap}, 4 per core)")
     return n
+
+
+def check_device(device: str, here: bool = True) -> torch.device:
+    """``device`` as a torch device: ``cpu`` or ``cuda[:N]``, and (``here``) present in this process."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InrforgeError(f"unknown device {device!r}; use cpu or cuda[:N]") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise InrforgeError(f"unsupported device {device!r}; use cpu or cuda[:N]")
+    if here and dev.type == "cuda" and not torch.cuda.is_available():
+        raise InrforgeError(f"device {device!r} requested but CUDA is not available here")
+    return dev

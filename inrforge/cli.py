@@ -206,7 +206,7 @@ def cmd_render(a) -> int:
 
 
 def cmd_train(a) -> int:
-    from .fit import check_device
+    from .checks import check_device
     from .train import LOG_FILES, TrainConfig, prepare_training
 
     if a.model != "dwsnet":

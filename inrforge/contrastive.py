@@ -20,10 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_count, number, seed_value
+from .checks import check_count, check_device, number, seed_value
 from .data import WeightDataset, normalization_stats
 from .errors import InrforgeError
-from .fit import check_device
 from .optim import optimizer_step, warmup_cosine
 from .weights import Weights
 

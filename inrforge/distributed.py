@@ -33,9 +33,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .arch import INRSpec
-from .checks import process_count, usable_cores
+from .checks import check_device, process_count, usable_cores
 from .errors import InrforgeError, StoreReplacedError, first_line
-from .fit import FitSettings, check_compiler, check_device
+from .fit import FitSettings, check_compiler
 from .fitjob import fit_shard, prepare_fit, require_memory
 from .sources import SOURCE_NAMES, Source, source_from_description
 from .store import INRStore

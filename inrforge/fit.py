@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .arch import INRSpec
-from .checks import check_count, is_number
+from .checks import check_count, check_device, is_number
 from .errors import InrforgeError
 from .inr import encode, forward, psnr
 
@@ -69,19 +69,6 @@ class FitResult:
     psnr: torch.Tensor  # (B,) float32 (NaN where failed)
     steps: torch.Tensor  # (B,) int32 optimizer updates applied
     failed: torch.Tensor  # (B,) bool
-
-
-def check_device(device: str, here: bool = True) -> torch.device:
-    """``device`` as a torch device: ``cpu`` or ``cuda[:N]``, and (``here``) present in this process."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InrforgeError(f"unknown device {device!r}; use cpu or cuda[:N]") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise InrforgeError(f"unsupported device {device!r}; use cpu or cuda[:N]")
-    if here and dev.type == "cuda" and not torch.cuda.is_available():
-        raise InrforgeError(f"device {device!r} requested but CUDA is not available here")
-    return dev
 
 
 def check_compiler(device: str = "cpu") -> None:

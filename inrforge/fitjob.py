@@ -21,10 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .arch import INRSpec, make_arch, require_arch
-from .checks import check_count
+from .checks import check_count, check_device
 from .errors import InrforgeError
 from .files import jsonable
-from .fit import (FitSettings, available_bytes, batch_bytes, check_compiler, check_device,
+from .fit import (FitSettings, available_bytes, batch_bytes, check_compiler,
                   default_batch_size, fit_batch, inr_seed, memory_batch_limit, worth_compiling)
 from .sources import Source, load_source, source_from_description
 from .store import INRStore, ShardData, create_store, is_store, prepare_output

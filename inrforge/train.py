@@ -26,12 +26,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .augment import build_transform
-from .checks import check_count, number, process_count, seed_value
+from .checks import check_count, check_device, number, process_count, seed_value
 from .data import WeightDataset
 from .errors import InrforgeError
 from .files import is_url, output_path, write_json
 from .fitjob import library_versions
-from .fit import check_device
 from .models import build_model
 from .optim import BestKeeper, optimizer_step, warmup_cosine
 from .store import INRStore

@@ -41,9 +41,9 @@ import torch
 import torch.nn.functional as F
 
 from .arch import INRSpec, make_arch
-from .checks import check_count, is_number, whole_number
+from .checks import check_count, check_device, is_number, whole_number
 from .errors import InrforgeError
-from .fit import check_device, inr_seed
+from .fit import inr_seed
 from .fitjob import library_versions, matching_store
 from .inr import forward
 from .sources import load_source

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from inrforge.errors import InrforgeError
-from inrforge.fit import check_device
+from inrforge.checks import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, layer_widths, mean_std, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, path_arg, positive_float,
                              positive_int, pyplot, refuse_given, results_dir, results_versions, run_pipeline,

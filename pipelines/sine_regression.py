@@ -30,7 +30,7 @@ from inrforge.arch import PRESETS, make_arch
 from inrforge.augment import build_transform
 from inrforge.data import WeightDataset, usable_split_sizes
 from inrforge.errors import InrforgeError
-from inrforge.fit import check_device
+from inrforge.checks import check_device
 from inrforge.fitjob import make_splits
 from inrforge.models import build_model
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,

@@ -31,7 +31,7 @@ from inrforge.arch import make_arch
 from inrforge.contrastive import ContrastiveModel, default_views_transform, embed, make_normalizer, train_contrastive
 from inrforge.data import WeightDataset, usable_split_sizes
 from inrforge.errors import InrforgeError
-from inrforge.fit import check_device
+from inrforge.checks import check_device
 from inrforge.fitjob import make_splits
 from inrforge.models import DWSNet, FlatMLP
 from inrforge.script import (ArgumentParser, add_results_arguments, dropout_rate, fraction, int_at_least, names_from,

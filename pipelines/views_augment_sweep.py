@@ -34,7 +34,7 @@ from inrforge.augment import build_transform
 from inrforge.errors import InrforgeError
 from inrforge.experiments import (RunSpec, add_classifier_arguments, classification_input, dwsnet_kwargs, open_or_fit,
                                   refuse_dwsnet_options, train_seeds)
-from inrforge.fit import check_device
+from inrforge.checks import check_device
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, path_arg, positive_float, positive_int, positive_ints, psnr_fields,
                              pyplot, refuse_unused, require_fit_splits, results_dir, results_versions, run_pipeline,
