@@ -12,8 +12,8 @@ import math
 import sys
 
 from .checks import usable_cores
-from .errors import InrforgeError
-from .script import (RESUMES, ArgumentParser, add_fit_arguments, check_fit_arguments, dropout_rate, fit_arch,
+from .errors import RESUMES, InrforgeError
+from .script import (ArgumentParser, add_fit_arguments, check_fit_arguments, dropout_rate, fit_arch,
                      image_size, nonnegative_float, nonnegative_int, path_arg, positive_float, positive_int,
                      refuse_options, report_errors, results_dir, set_threads, store_out_arg)
 from .version import __version__

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .arch import INRSpec
 from .checks import check_device, process_count, usable_cores
-from .errors import InrforgeError, StoreReplacedError, first_line
+from .errors import RESUMES, InrforgeError, StoreReplacedError, first_line
 from .fit import FitSettings, check_compiler
 from .fitjob import fit_shard, prepare_fit, require_memory
 from .sources import SOURCE_NAMES, Source, source_from_description
@@ -494,7 +494,7 @@ def _all_attempts_counted(client, topic: str, run_id: str, counted: threading.Ev
 
 def _resume_hint(report: FitReport) -> str:
     done = report.skipped + report.fitted
-    return f"{done} of {report.shards} shards are done; re-run the same command to resume"
+    return f"{done} of {report.shards} shards are done; {RESUMES}"
 
 
 __all__ = ["fit_inrs_distributed", "scheduler_client", "check_scheduler", "local_workers", "FitReport",

@@ -4,6 +4,9 @@ The CLI prints these as a single line and exits non-zero; anything else is a bug
 traceback.
 """
 
+# What a fit interrupted at any point says: finished shards stay, and a re-run fits the others.
+RESUMES = "re-run the same command to resume"
+
 
 def first_line(e: BaseException) -> str:
     """The first line of ``e``'s message (its type's name when the message is empty): what a

@@ -513,7 +513,6 @@ def remove_stale_logs(out: Path, started: float, log_roots) -> list[Path]:
     return removed
 
 
-RESUMES = "re-run the same command to resume"
 # What a pipeline keeps: the INRs (or classifiers) its fit, which resumes, wrote into --out; its training restarts.
 PIPELINE_RESUMES = "a re-run of the same command reuses whatever it had fitted into --out so far; training starts over"
 
@@ -521,7 +520,7 @@ PIPELINE_RESUMES = "a re-run of the same command reuses whatever it had fitted i
 def report_errors(prog: str, main: Callable[[], int], resumes: str | None = None) -> int:
     """``main()``'s exit status; a user error becomes one line ``PROG: error: ...`` and status 1,
     Ctrl-C the line ``PROG: interrupted`` and status 130 (the line adds ``(resumes)``, what a
-    re-run keeps, only where the caller says so: e.g. :data:`RESUMES` for ``inrforge fit``, whose
+    re-run keeps, only where the caller says so: e.g. :data:`~inrforge.errors.RESUMES` for ``inrforge fit``, whose
     re-run resumes; no other command claims it); a reader that stopped reading
     (``inrforge info STORE | head``) ends the output quietly, with status 141 (128 + SIGPIPE).
     Warnings are one line too: ``PROG: warning: ...``."""

@@ -19,8 +19,8 @@ import sys
 from contextlib import contextmanager
 
 from inrforge.distributed import check_scheduler, fit_inrs_distributed, local_workers, scheduler_client
-from inrforge.errors import InrforgeError
-from inrforge.script import (RESUMES, ArgumentParser, add_fit_arguments, check_fit_arguments, fit_arch,
+from inrforge.errors import RESUMES, InrforgeError
+from inrforge.script import (ArgumentParser, add_fit_arguments, check_fit_arguments, fit_arch,
                              nonnegative_int, positive_int, report_errors)
 from inrforge.sources import load_source, parse_source_options
 from inrforge.store import psnr_summary

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from inrforge.errors import InrforgeError
-from inrforge.script import (LOG_FILES, PIPELINE_RESUMES, RESUMES, ArgumentParser, add_results_arguments, fraction,
+from inrforge.errors import RESUMES, InrforgeError
+from inrforge.script import (LOG_FILES, PIPELINE_RESUMES, ArgumentParser, add_results_arguments, fraction,
                              int_at_least, layer_widths, names_from, nonnegative_float, nonnegative_int,
                              parse_with_small, positive_float, positive_int, positive_ints, probability, psnr_or_none,
                              refuse_unused, report_errors, results_dir, run_script, write_results)
