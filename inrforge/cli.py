@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--verify", action="store_true",
                    help="also read every finished shard back (the whole store) and fail on one that is missing or "
                         "damaged")
+    i.add_argument("--reproduce", type=nonnegative_int, metavar="SHARD",
+                   help="also refit this finished shard from its inits with the recorded settings (as long as its "
+                        "fit took) and fail unless it equals the stored one bit for bit")
+    i.add_argument("--threads", type=positive_int, help="torch threads for --reproduce (default: all cores)")
 
     r = sub.add_parser("render", help="draw ground truth beside reconstructions")
     r.add_argument("store", type=path_arg, help="store path or fsspec URL")
@@ -172,6 +176,10 @@ def cmd_info(a) -> int:
             raise InrforgeError(f"{store.path}: {store.describe_shards(bad)} cannot be read back whole; "
                                 f"`inrforge fit` with the store's arguments and --repair refits them")
         info["verified_shards"] = store.n_shards - len(store.pending_shards())
+    if a.reproduce is not None:
+        info["reproduced_shard"] = _reproduce(store, a.reproduce, a.threads)
+    elif a.threads is not None:
+        a.parser.error("argument --threads: only used with --reproduce")
     if a.json:  # strict JSON: a statistic with nothing to summarise is null, not NaN
         print(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in info.items()}, indent=2))
         return 0
@@ -190,7 +198,37 @@ def cmd_info(a) -> int:
     print(f"size         {_human(info['size_bytes'])}")
     if a.verify:
         print(f"verified     all {info['verified_shards']} finished shards read back whole")
+    if a.reproduce is not None:
+        print(f"reproduced   shard {a.reproduce}: refitted bit for bit")
     return 0
+
+
+def _reproduce(store, k: int, threads: int | None) -> int:
+    """Refit finished shard ``k`` (:func:`~inrforge.fitjob.refit_shard`) and compare it with the store:
+    ``k``, or an :class:`InrforgeError` saying how far it is off (another CPU type, thread-count-
+    independent but kernel-dependent rounding, or other software: see the store's fit.versions)."""
+    import numpy as np
+
+    from .fitjob import library_versions, refit_shard
+
+    start, stop = store.shard_range(k)
+    if not store.done()[start]:
+        raise InrforgeError(f"{store.path}: shard {k} is not finished; nothing to reproduce")
+    set_threads(threads)
+    data = refit_shard(store, k)
+    stored = store.read_flat(slice(start, stop), view=None)
+    same = np.array_equal(data.params, stored, equal_nan=True) and all(
+        np.array_equal(getattr(data, m), store.metric(m)[start:stop], equal_nan=True)
+        for m in ("psnr", "loss", "steps", "failed"))
+    if same:
+        return k
+    diff = np.abs(np.nan_to_num(data.params.astype(np.float64)) - np.nan_to_num(stored))  # failed INRs: NaN
+    was, now = store.fit_settings.get("versions") or {}, library_versions()
+    software = [f"{n} {was.get(n)} -> {now[n]}" for n in ("inrforge", "torch") if was.get(n) != now[n]]
+    raise InrforgeError(f"{store.path}: shard {k} refitted here differs from the stored one (max |param difference| "
+                        f"{diff.max():.3g}, in {int((diff > 0).sum())} of {diff.size} numbers); "
+                        + (f"the software differs ({', '.join(software)})" if software else
+                           "same software: another CPU type rounds differently (the store was fitted elsewhere?)"))
 
 
 def cmd_render(a) -> int:

@@ -1,6 +1,7 @@
 """The command line end to end: fit / resume / refuse / overwrite / info / render, and errors."""
 
 import os
+import json
 import re
 import signal
 import subprocess
@@ -569,3 +570,32 @@ def test_a_damaged_chunk_is_one_line_on_stderr_even_at_exit(tmp_path, capsys):
                            capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
         assert "cannot read params of" in r.stderr and "(a damaged chunk?)" in r.stderr
+
+
+def test_info_reproduce_refits_a_shard_and_fails_on_a_difference(tmp_path, capsys):
+    """info --reproduce K: the recorded settings refit shard K bit for bit on the machine that fitted
+    it; any stored number off by one ulp is reported (and exits 1), with what may explain it."""
+    import zarr
+
+    out = str(tmp_path / "d.zarr")
+    assert run(FAST + ["--limit", "10", "--views", "2", "--shard-size", "4", "--out", out], capsys)[0] == 0
+    code, stdout, _ = run(["info", out, "--reproduce", "2", "--threads", "1"], capsys)
+    assert code == 0 and "reproduced   shard 2: refitted bit for bit" in stdout
+    code, stdout, _ = run(["info", out, "--reproduce", "1", "--json"], capsys)
+    assert code == 0 and json.loads(stdout)["reproduced_shard"] == 1
+    params = zarr.open_group(out, mode="r+")["params"]
+    row = params[5]
+    params[5] = np.nextafter(row, np.inf)  # every number of object 5, one ulp up
+    code, _, err = run(["info", out, "--reproduce", "1"], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert re.search(r"shard 1 refitted here differs from the stored one \(max \|param difference\| [0-9.e-]+, in "
+                     r"2370 of 9480 numbers\); same software: another CPU type", err), err  # object 5: 2 x 1,185
+    assert run(["info", out, "--reproduce", "0"], capsys)[0] == 0  # the other shards are untouched
+    zarr.open_group(out, mode="r+")["done"][8:] = False
+    code, _, err = run(["info", out, "--reproduce", "2"], capsys)
+    assert code == 1 and "shard 2 is not finished; nothing to reproduce" in err
+    code, _, err = run(["info", out, "--reproduce", "3"], capsys)
+    assert code == 1 and "shard 3 out of range: the store has 3 shards" in err
+    with pytest.raises(SystemExit) as stop:
+        main(["info", out, "--threads", "1"])
+    assert stop.value.code == 2 and "argument --threads: only used with --reproduce" in capsys.readouterr().err
