@@ -36,6 +36,7 @@ from typing import Callable, NoReturn
 
 from .checks import usable_cores
 from .errors import InrforgeError
+from .train import LOG_FILES as TRAIN_LOG_FILES
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -464,8 +465,8 @@ def results_dir(path, overwrite: bool = False, files=("results.json",), folders=
     return out
 
 
-# The files a training run leaves in its log folder (train.fit_model; ssl_sines' history.json).
-LOG_FILES = frozenset({"metrics.jsonl", "metrics.csv", "best.pt", "result.json", "history.json"})
+# The files a training run leaves in its log folder: train.fit_model's, and ssl_sines' history.json.
+LOG_FILES = frozenset({*TRAIN_LOG_FILES, "history.json"})
 
 
 def write_results(out: Path, doc: dict, started: float, log_roots) -> None:

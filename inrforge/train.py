@@ -36,7 +36,7 @@ from .optim import BestKeeper, optimizer_step, warmup_cosine
 from .store import INRStore
 
 TASKS = ("classification", "regression")
-# The files fit_model writes into its log_dir (all among script.LOG_FILES).
+# The files fit_model writes into its log_dir.
 LOG_FILES = ("result.json", "best.pt", "metrics.csv", "metrics.jsonl")
 
 MAX_LR = 1e30  # AdamW divides lr by its bias correction (>= 0.1 at its defaults): float32 holds 3.4e38
