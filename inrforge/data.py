@@ -249,6 +249,21 @@ class WeightDataset(Dataset):
         out._drawn = {}  # its own objects' draws
         return out
 
+    def with_labels(self, labels) -> "WeightDataset":
+        """A shallow copy that serves ``labels`` (a tensor or array, one row per item, in dataset
+        order; e.g. regression targets standardised with the train split's mean and std) instead of
+        the store's.  Everything else is the same: objects, weights (a cache is shared, made
+        canonical first so that neither copy redoes it), transform, statistics, seed and views."""
+        labels = torch.as_tensor(labels)
+        if labels.ndim == 0 or len(labels) != len(self):
+            raise InrforgeError(f"with_labels takes one label per item ({len(self)}), got shape {tuple(labels.shape)}")
+        if self._cache is not None:
+            self._make_cache_canonical()
+        out = copy.copy(self)
+        out.labels = labels
+        out._drawn = {}  # its own cache of the (same) draws
+        return out
+
     def _canonical_forms(self, flat: np.ndarray) -> np.ndarray:
         """``canonical`` applied to (n, P) flat INRs (the identity without one)."""
         if self.canonical is None or len(flat) == 0:

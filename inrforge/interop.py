@@ -37,6 +37,7 @@ from .errors import InrforgeError, first_line
 from .files import local_path, move_into_place, output_path, process_alive, write_json
 from .store import (INRStore, ShardData, check_leftovers, create_store, is_own_build, is_store, open_store,
                     prepare_output, remove_store, replace_store)
+from .weights import Weights
 
 _KEY = re.compile(r"^(seq|layers|net|model)\.(\d+)\.(weight|bias)$")
 # Keys that belong to the network but not to a plain MLP's layers: a nested layer (nfn's
@@ -140,26 +141,52 @@ def arch_from_state(state: dict, path="state dict", preset: str = "siren-dwsnets
 
 
 def _flat(state: dict, arch: INRSpec, path, what: str) -> np.ndarray:
+    """A state dict's (P,) float32 parameters in ``arch``'s flat layout (:meth:`Weights.flatten`),
+    as the file holds them (no coordinate swap); a one-line error unless its layers have the arch's
+    shapes and every value is finite."""
     layers = _layers(state, path)
     shapes = [(tuple(w.shape), tuple(b.shape)) for w, b in layers]
     if shapes != [(ws, bs) for ws, bs in zip(arch.weight_shapes, arch.bias_shapes)]:
         raise InrforgeError(f"{path}: layer shapes {shapes} differ from {what} {list(arch.widths)}")
-    flat = torch.cat([t.detach().float().reshape(-1) for pair in layers for t in pair]).numpy()
+    one = Weights(tuple(w.detach().float()[None] for w, _ in layers),
+                  tuple(b.detach().float()[None] for _, b in layers), arch)  # a batch of one
+    flat = one.flatten()[0].numpy()
     if not np.isfinite(flat).all():
         raise InrforgeError(f"{path}: the weights hold NaN or infinite values")
     return flat
 
+
+# ----- DWSNets' coordinate order -----------------------------------------------------------------
 
 def _swaps_inputs(arch: INRSpec) -> bool:
     """True for INRs of 2-D coordinates: DWSNets orders them (x = column, y = row)."""
     return arch.in_features == 2
 
 
-def _swap_first_layer_inputs(params: np.ndarray, arch: INRSpec) -> None:
-    """Swap, in place, the two input columns of the first weight of (n, P) flat parameters."""
-    d1 = arch.widths[1]
-    w = params[:, : 2 * d1].reshape(len(params), d1, 2)
-    params[:, : 2 * d1] = w[:, :, ::-1].reshape(len(params), 2 * d1)
+def _swaps_first_weight(arch: INRSpec) -> bool:
+    """True when the coordinate swap is done on the first layer's weight: 2-D coordinates fed to the
+    MLP directly.  With Fourier features the first layer reads the features, and the swap is done on
+    the Fourier matrix instead (:func:`_dws_fourier_matrix`)."""
+    return _swaps_inputs(arch) and arch.fourier is None
+
+
+def _swap_xy(w: Weights) -> Weights:
+    """The same INRs with their two input coordinates exchanged: ``W0 -> W0[..., [1, 0]]`` (the
+    columns of the first weight), everything else shared, so that ``f_new(u, v) = f(v, u)``
+    exactly (a permutation of inputs, no arithmetic).  It is its own inverse, and the one
+    conversion between inrforge's ``(row, column)`` and DWSNets' ``(x = column, y = row)``, on
+    import and on export alike."""
+    if not _swaps_first_weight(w.arch):
+        raise ValueError(f"_swap_xy is for MLPs of 2-D coordinates without Fourier features, got {w.arch}")
+    return Weights((w.weights[0][..., [1, 0]], *w.weights[1:]), w.biases, w.arch)
+
+
+def _dws_fourier_matrix(arch: INRSpec) -> np.ndarray:
+    """The Fourier matrix ``B`` (m x in) of a Fourier-feature arch in DWSNets' coordinate order: for
+    2-D coordinates its two columns swapped, the same change of variables as :func:`_swap_xy`
+    (``B @ (row, col) = B[:, ::-1] @ (col, row)``)."""
+    matrix = arch.fourier.matrix().numpy()
+    return matrix[:, ::-1] if _swaps_inputs(arch) else matrix
 
 
 # ----- labels --------------------------------------------------------------------------------
@@ -300,12 +327,10 @@ def _recorded_arch(spec: dict, splits_file, preset, w0) -> INRSpec | None:
             matrix = np.asarray(matrix, dtype=np.float32)
         except (TypeError, ValueError):
             matrix = None
-        expected = arch.fourier.matrix().numpy()
+        expected = _dws_fourier_matrix(arch)  # as an export records it
         if matrix is None or matrix.shape != expected.shape:
             raise InrforgeError(f"{splits_file}: a Fourier-feature arch needs 'fourier_matrix', a "
                                 f"{expected.shape[0]} x {expected.shape[1]} list of lists")
-        if _swaps_inputs(arch):
-            matrix = matrix[:, ::-1]
         if not np.array_equal(matrix, expected):
             raise InrforgeError(f"{splits_file}: 'fourier_matrix' is not the matrix of the recorded Fourier "
                                 f"features (seed {arch.fourier.seed}, sigma {arch.fourier.sigma})")
@@ -365,6 +390,17 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
+# Why not the store's own scheme (``OUT.tmp-PID`` / ``OUT.old-PID`` beside OUT, store.check_leftovers):
+# * an import writes every shard before the store may appear at ``out``, but a leftover
+#   ``OUT.tmp-PID`` is reaped only while it holds no fitted INR (is_own_build, fitted=False, which
+#   keeps a half-done fit safe), so a killed import's would stay forever; in a staging folder the
+#   store (built there by create_store, with the store's scheme) is reaped with fitted=True;
+# * an export is no store, and one into an empty folder is staged inside that folder, where a
+#   visible ``OUT.tmp-PID`` would look like content: the staging folder is hidden;
+# * a dead staging folder holds only copies being written (and, with --overwrite, an earlier export
+#   being replaced) and is deleted whole, while a store set aside as ``OUT.old-PID`` may be the only
+#   copy of its INRs and is refused instead (an import replacing a store at ``out`` uses that scheme:
+#   replace_store).  process_alive, move_into_place and is_own_build are the shared parts.
 _STAGING_SUFFIX = ".inrforge-tmp"
 
 
@@ -447,6 +483,49 @@ def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: f
     the store is built beside ``out`` and renamed into place: a failed import leaves ``out`` as
     it was (with ``overwrite``, an existing store there is replaced only by a complete import).
     """
+    data_dir = _import_folder(data_dir, image_size)
+    out = local_path(out)
+    url = "://" in out
+    prepare_output(out, overwrite)  # refuses a file, a non-empty folder, or a store without overwrite; deletes nothing
+
+    paths, labels, wheres, splits, spec, splits_file = _collect_inputs(data_dir, splits_file)
+    arch = _recorded_arch(spec, splits_file, preset, w0)
+    grid = None if arch is None else _recorded_grid(spec, splits_file, arch)
+    recorded_dtype = spec.get("label_dtype")
+    if recorded_dtype not in (None, "int64", "float32"):
+        raise InrforgeError(f"{splits_file}: 'label_dtype' must be 'int64' or 'float32', got {recorded_dtype!r}")
+
+    staging, created, ok = None, [], False
+    if not url:  # fail before reading every file when --out cannot be written
+        check_leftovers(out.rstrip("/") or "/")
+        created = _make_parent(Path(out), "a store at")
+        staging = _staging_dir(Path(out), "a store at")
+    try:
+        arch, params, lab = _read_inrs(paths, labels, wheres, arch, preset, w0, recorded_dtype)
+        if image_size is not None:
+            grid = _image_grid(image_size, arch, grid, splits_file)
+        # an export written before the swap existed records its arch but no label_dtype: its files
+        # are already in inrforge's (row, col) order
+        pre_swap_export = "arch" in spec and "label_dtype" not in spec
+        if _swaps_first_weight(arch) and not pre_swap_export:  # DWSNets (x=col, y=row) -> inrforge (row, col)
+            params = _swap_xy(Weights.from_flat(torch.from_numpy(params), arch)).flatten().numpy()
+        source = {"name": "dws-import", "params": {"path": str(data_dir.resolve())}, "n_objects": len(paths),
+                  "target_scaling": "unknown (imported)", "grid": grid, "label_names": None,
+                  "label_shape": list(lab.shape[1:])}
+        _write_store(out, None if url else str(staging / "store"), arch, params, lab, splits, source,
+                     {"imported_from": str(data_dir.resolve())}, shard_objects)
+        ok = True
+    finally:  # the staging folder goes, holding at most a half-built store or the replaced one
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if not ok:
+            _remove_empty(created)
+    return INRStore(out, mode="r+")
+
+
+def _import_folder(data_dir, image_size) -> Path:
+    """``data_dir`` as a Path, refused unless it is a folder; ``image_size`` refused unless it is
+    two positive integers (or None)."""
     if not str(data_dir).strip():  # Path("") is the current folder
         raise InrforgeError("import_dws needs a folder, got an empty path")
     data_dir = Path(data_dir)
@@ -456,10 +535,15 @@ def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: f
         if (len(image_size) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
                                              for v in image_size)):
             raise InrforgeError(f"image size must be two positive integers (height, width), got {image_size!r}")
-    out = local_path(out)
-    url = "://" in out
-    prepare_output(out, overwrite)  # refuses a file, a non-empty folder, or a store without overwrite; deletes nothing
+    return data_dir
 
+
+def _collect_inputs(data_dir: Path, splits_file) -> tuple[list[Path], list, list[str], dict, dict, Path | None]:
+    """What to import: (the INR files, their labels from the splits file (None: from the file),
+    where each label came from, the splits, the splits file's contents, the splits file).
+
+    The splits file defaults to ``data_dir/splits.json`` when that exists; without one, every
+    ``*.pth`` under ``data_dir`` (sorted), split by its path.  Every file must exist, once."""
     if splits_file is None and (data_dir / "splits.json").exists():
         splits_file = data_dir / "splits.json"
     spec = {}
@@ -483,81 +567,72 @@ def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: f
         if key in seen:
             raise InrforgeError(f"{splits_file}: {p} is listed twice (an INR belongs to one split, once)")
         seen[key] = p
+    return paths, labels, wheres, splits, spec, splits_file
 
-    arch = _recorded_arch(spec, splits_file, preset, w0)
+
+def _read_inrs(paths: list[Path], labels: list, wheres: list[str], arch: INRSpec | None, preset, w0,
+               recorded_dtype) -> tuple[INRSpec, np.ndarray, np.ndarray]:
+    """(the arch, the (N, P) float32 parameters as the files hold them, the label array) of every
+    file, read and checked.  Without a recorded ``arch``, the first file's shapes give it
+    (:func:`arch_from_state` with ``preset`` and ``w0``); a label not given in ``labels`` is the
+    file's own ``label`` key."""
     what = "the arch recorded in the splits file" if arch is not None else "the first INR's arch"
-    grid = None if arch is None else _recorded_grid(spec, splits_file, arch)
-    recorded_dtype = spec.get("label_dtype")
-    if recorded_dtype not in (None, "int64", "float32"):
-        raise InrforgeError(f"{splits_file}: 'label_dtype' must be 'int64' or 'float32', got {recorded_dtype!r}")
+    flats, found = [], []
+    for k, p in enumerate(paths):
+        state = _load_state(p)
+        if arch is None:
+            arch = arch_from_state(state, p, preset or "siren-dwsnets", 30.0 if w0 is None else w0)
+        flats.append(_flat(state, arch, p, what))
+        if labels[k] is not None:
+            found.append(_label(labels[k], wheres[k]))
+        elif "label" in state:
+            found.append(_label(state["label"], f"{p} ('label')"))
+        else:
+            raise InrforgeError(f"{p}: no label (give a splits JSON or a 'label' key)")
+    lab = _label_array(found, [str(p) if labels[k] is None else wheres[k] for k, p in enumerate(paths)],
+                       recorded_dtype)
+    return arch, np.stack(flats).astype(np.float32), lab
 
-    staging, created, ok = None, [], False
-    if not url:  # fail before reading every file when --out cannot be written
-        check_leftovers(out.rstrip("/") or "/")
-        created = _make_parent(Path(out), "a store at")
-        staging = _staging_dir(Path(out), "a store at")
+
+def _image_grid(image_size, arch: INRSpec, recorded: dict | None, splits_file) -> dict:
+    """The image grid ``image_size=(H, W)`` describes, for INRs of 2-D coordinates and 1 or 3
+    outputs; it must agree with a grid the splits file records."""
+    if arch.in_features != 2:
+        raise InrforgeError(f"--image-size is for INRs of 2-D image coordinates; these take "
+                            f"{arch.in_features} input{'s' if arch.in_features != 1 else ''}")
+    if arch.out_features not in (1, 3):
+        raise InrforgeError(f"--image-size is for INRs of images, with 1 (gray) or 3 (RGB) outputs; these "
+                            f"have {arch.out_features}")
+    h, w = int(image_size[0]), int(image_size[1])
+    if recorded is not None and (recorded["kind"], recorded.get("height"), recorded.get("width")) != ("image", h, w):
+        raise InrforgeError(f"--image-size {h}x{w} contradicts the grid {splits_file} records "
+                            f"({recorded.get('height')}x{recorded.get('width')})")
+    return {"kind": "image", "height": h, "width": w, "channels": arch.out_features,
+            "coords": "coords[r*W + c] = (linspace(-1,1,H)[r], linspace(-1,1,W)[c]), row-major"}
+
+
+def _write_store(out: str, build: str | None, arch: INRSpec, params: np.ndarray, labels: np.ndarray, splits: dict,
+                 source: dict, fit: dict, shard_objects: int) -> None:
+    """Write the one-view store of ``params`` (N, P), every shard, at ``build`` and move it to
+    ``out`` (:func:`~inrforge.store.replace_store`); with no ``build`` (``out`` is a URL, where
+    nothing can be renamed) straight at ``out``, after removing a store there.  The PSNR and loss
+    are NaN (unknown), the steps 0, and no INR is failed."""
+    n = len(params)
+    params = params[:, None]  # (N, 1, P)
     try:
-        flats, all_labels = [], []
-        for k, p in enumerate(paths):
-            state = _load_state(p)
-            if arch is None:
-                arch = arch_from_state(state, p, preset or "siren-dwsnets", 30.0 if w0 is None else w0)
-            flats.append(_flat(state, arch, p, what))
-            if labels[k] is not None:
-                all_labels.append(_label(labels[k], wheres[k]))
-            elif "label" in state:
-                all_labels.append(_label(state["label"], f"{p} ('label')"))
-            else:
-                raise InrforgeError(f"{p}: no label (give a splits JSON or a 'label' key)")
-        lab = _label_array(all_labels, [str(p) if labels[k] is None else wheres[k] for k, p in enumerate(paths)],
-                           recorded_dtype)
-        if image_size is not None:
-            if arch.in_features != 2:
-                raise InrforgeError(f"--image-size is for INRs of 2-D image coordinates; these take "
-                                    f"{arch.in_features} input{'s' if arch.in_features != 1 else ''}")
-            if arch.out_features not in (1, 3):
-                raise InrforgeError(f"--image-size is for INRs of images, with 1 (gray) or 3 (RGB) outputs; these "
-                                    f"have {arch.out_features}")
-            h, w = int(image_size[0]), int(image_size[1])
-            if grid is not None and (grid["kind"], grid.get("height"), grid.get("width")) != ("image", h, w):
-                raise InrforgeError(f"--image-size {h}x{w} contradicts the grid {splits_file} records "
-                                    f"({grid.get('height')}x{grid.get('width')})")
-            grid = {"kind": "image", "height": h, "width": w, "channels": arch.out_features,
-                    "coords": "coords[r*W + c] = (linspace(-1,1,H)[r], linspace(-1,1,W)[c]), row-major"}
-        params = np.stack(flats).astype(np.float32)
-        # an export written before the swap existed records its arch but no label_dtype: its files
-        # are already in inrforge's (row, col) order
-        pre_swap_export = "arch" in spec and "label_dtype" not in spec
-        if _swaps_inputs(arch) and arch.fourier is None and not pre_swap_export:
-            _swap_first_layer_inputs(params, arch)  # DWSNets (x=col, y=row) -> inrforge (row, col)
-        params = params[:, None]  # (N, 1, P)
-
-        n = len(paths)
-        source = {"name": "dws-import", "params": {"path": str(data_dir.resolve())}, "n_objects": n,
-                  "target_scaling": "unknown (imported)", "grid": grid, "label_names": None,
-                  "label_shape": list(lab.shape[1:])}
-        build = out if url else str(staging / "store")
-        try:
-            if url and is_store(out):
-                remove_store(out)  # no rename on an object store: the old store goes first
-            store = create_store(build, arch=arch, n_objects=n, views=1, labels=lab, splits=splits, source=source,
-                                 fit={"imported_from": str(data_dir.resolve())}, shard_objects=shard_objects)
-            for k in range(store.n_shards):
-                a, b = store.shard_range(k)
-                unknown = np.full((b - a, 1), np.nan, np.float32)
-                store.write_shard(ShardData(a, params[a:b], unknown, unknown, np.zeros((b - a, 1), np.int32),
-                                            np.zeros((b - a, 1), bool)))
-            if not url:
-                replace_store(build, out)
-        except OSError as e:
-            raise InrforgeError(f"cannot write a store at {out}: {e.strerror or e}") from None
-        ok = True
-    finally:  # the staging folder goes, holding at most a half-built store or the replaced one
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        if not ok:
-            _remove_empty(created)
-    return INRStore(out, mode="r+")
+        if build is None and is_store(out):
+            remove_store(out)  # no rename on an object store: the old store goes first
+        store = create_store(out if build is None else build, arch=arch, n_objects=n, views=1, labels=labels,
+                             splits=splits, source=source, fit=fit, shard_objects=shard_objects)
+        for k in range(store.n_shards):
+            a, b = store.shard_range(k)
+            unknown = np.full((b - a, 1), np.nan, np.float32)
+            store.write_shard(ShardData(a, params[a:b], unknown, unknown, np.zeros((b - a, 1), np.int32),
+                                        np.zeros((b - a, 1), bool)))
+        if build is not None:
+            replace_store(build, out)
+    except OSError as e:
+        raise InrforgeError(f"cannot write a store at {out}: {e.strerror or e}") from None
 
 
 # ----- export ----------------------------------------------------------------------------------
@@ -622,16 +697,7 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
                             f"(of {len(store)} objects, {left_out})")
     # a file:// URL is its local path; only --overwrite replaces the folder (an empty one is filled in place)
     out_dir = Path(output_path(out_dir, "the export folder", replaced=overwrite))
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise InrforgeError(f"{out_dir} is a file; choose an empty folder")
-        _remove_dead_staging(out_dir / _IN_PLACE)  # what an export into this empty folder left when killed
-        if any(out_dir.iterdir()) and not (overwrite and _is_export(out_dir)):
-            hint = (" (overwrite replaces only an earlier export-dws folder)" if overwrite
-                    else " or pass --overwrite to replace this earlier export" if _is_export(out_dir) else "")
-            raise InrforgeError(f"{out_dir} is not empty; choose an empty folder{hint}")
-    arch = store.arch
-    swap = _swaps_inputs(arch) and arch.fourier is None
+    _check_export_folder(out_dir, overwrite)
     in_place = out_dir.is_dir() and not any(out_dir.iterdir())  # an empty folder is filled where it is
     created = [] if in_place else _make_parent(out_dir, "an export to")
     # built hidden (inside the empty folder, or beside a new one), then moved into place
@@ -640,39 +706,8 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
     ok = False
     try:
         build.mkdir()
-        spec = {}
-        for name in _SPLITS:
-            idx = store.split(name)
-            idx = idx[np.isin(idx, usable)]  # a failed fit is not exported as a good one
-            entries = {"path": [], "label": [], "index": []}
-            (build / name).mkdir()
-            for lo in range(0, len(idx), 1024):
-                part = idx[lo: lo + 1024]
-                weights, labels = store.read(part, view)
-                for j, i in enumerate(part):
-                    state = {}
-                    for layer, (w, b) in enumerate(zip(weights.weights, weights.biases)):
-                        w = w[j]
-                        if layer == 0 and swap:
-                            w = w[:, [1, 0]]  # inrforge (row, col) -> DWSNets (x=col, y=row)
-                        state[f"seq.{layer}.weight"] = w.clone()
-                        state[f"seq.{layer}.bias"] = b[j].clone()
-                    label = labels[j].tolist()
-                    state["label"] = torch.tensor(label)
-                    rel = f"{name}/{int(i):07d}.pth"
-                    torch.save(state, build / rel)
-                    entries["path"].append(rel)
-                    entries["label"].append(label)
-                    entries["index"].append(int(i))
-            spec[name] = entries
-        spec["arch"] = arch.to_dict()
-        spec["label_dtype"] = "int64" if np.issubdtype(store.labels.dtype, np.integer) else "float32"
-        grid = store.source.get("grid")
-        if isinstance(grid, dict) and grid.get("kind") in ("image", "interval"):
-            spec["grid"] = grid
-        if arch.fourier is not None:
-            matrix = arch.fourier.matrix().numpy()
-            spec["fourier_matrix"] = (matrix[:, ::-1] if _swaps_inputs(arch) else matrix).tolist()
+        spec = {name: _export_split(store, name, usable, view, build) for name in _SPLITS}
+        spec.update(_export_records(store))
         write_json(build / "splits.json", spec, indent=None)  # last, whole: the export is complete
         if in_place:
             for name in (*_SPLITS, "splits.json"):  # splits.json last: the export is complete
@@ -686,14 +721,85 @@ def export_dws(store, out_dir, view: int = 0, overwrite: bool = False) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         if not ok:
             if in_place:  # the folder was empty: everything moved into it is ours
-                for name in (*_SPLITS, "splits.json"):
-                    target = out_dir / name
-                    if target.is_dir():
-                        shutil.rmtree(target, ignore_errors=True)
-                    elif target.exists():
-                        target.unlink()
+                _remove_export_files(out_dir)
             _remove_empty(created)
     return out_dir / "splits.json"
+
+
+def _check_export_folder(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an ``out_dir`` that is a file, or a folder that is neither empty nor (with
+    ``overwrite``) an earlier export (:func:`_is_export`); what a killed export into that empty
+    folder left inside it is deleted first."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise InrforgeError(f"{out_dir} is a file; choose an empty folder")
+    _remove_dead_staging(out_dir / _IN_PLACE)  # what an export into this empty folder left when killed
+    if any(out_dir.iterdir()) and not (overwrite and _is_export(out_dir)):
+        hint = (" (overwrite replaces only an earlier export-dws folder)" if overwrite
+                else " or pass --overwrite to replace this earlier export" if _is_export(out_dir) else "")
+        raise InrforgeError(f"{out_dir} is not empty; choose an empty folder{hint}")
+
+
+def _export_split(store: INRStore, name: str, usable: np.ndarray, view: int, build: Path) -> dict:
+    """Write split ``name``'s usable INRs (view ``view``) as ``build/name/NNNNNNN.pth`` state dicts
+    (:func:`_state_dict`, in DWSNets' coordinate order, :func:`_swap_xy`), 1,024 at a time;
+    returns the split's entry of ``splits.json`` (``path``, ``label``, ``index``)."""
+    idx = store.split(name)
+    idx = idx[np.isin(idx, usable)]  # a failed fit is not exported as a good one
+    entries = {"path": [], "label": [], "index": []}
+    (build / name).mkdir()
+    for lo in range(0, len(idx), 1024):
+        part = idx[lo: lo + 1024]
+        weights, labels = store.read(part, view)
+        if _swaps_first_weight(store.arch):
+            weights = _swap_xy(weights)  # inrforge (row, col) -> DWSNets (x=col, y=row)
+        for j, i in enumerate(part):
+            label = labels[j].tolist()
+            rel = f"{name}/{int(i):07d}.pth"
+            torch.save(_state_dict(weights, j, label), build / rel)
+            entries["path"].append(rel)
+            entries["label"].append(label)
+            entries["index"].append(int(i))
+    return entries
+
+
+def _state_dict(weights: Weights, j: int, label) -> dict:
+    """INR ``j`` of ``weights`` as DWSNets stores one: ``seq.{i}.weight`` (out, in) and
+    ``seq.{i}.bias`` (out,), each in its own storage (a view would save the whole batch), and
+    ``label``."""
+    state = {}
+    for layer, (w, b) in enumerate(zip(weights.weights, weights.biases)):
+        state[f"seq.{layer}.weight"] = w[j].clone()
+        state[f"seq.{layer}.bias"] = b[j].clone()
+    state["label"] = torch.tensor(label)
+    return state
+
+
+def _export_records(store: INRStore) -> dict:
+    """What an export's ``splits.json`` records besides the splits, for :func:`import_dws`: the
+    ``arch``, ``label_dtype``, the image or interval ``grid``, and a Fourier-feature arch's
+    ``fourier_matrix`` (in DWSNets' coordinate order)."""
+    arch = store.arch
+    records = {"arch": arch.to_dict(),
+               "label_dtype": "int64" if np.issubdtype(store.labels.dtype, np.integer) else "float32"}
+    grid = store.source.get("grid")
+    if isinstance(grid, dict) and grid.get("kind") in ("image", "interval"):
+        records["grid"] = grid
+    if arch.fourier is not None:
+        records["fourier_matrix"] = _dws_fourier_matrix(arch).tolist()
+    return records
+
+
+def _remove_export_files(out_dir: Path) -> None:
+    """Delete what a failed export moved into the empty folder ``out_dir``: its train/val/test
+    folders and ``splits.json`` (the folder was empty, so they are the export's)."""
+    for name in (*_SPLITS, "splits.json"):
+        target = out_dir / name
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        elif target.exists():
+            target.unlink()
 
 
 __all__ = ["import_dws", "export_dws", "exportable", "arch_from_state"]

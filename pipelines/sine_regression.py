@@ -17,7 +17,6 @@ OUT/results.json, the log-x curve to OUT/results.png, per-run logs to OUT/<model
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from inrforge.fitjob import make_splits
 from inrforge.models import build_model
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, path_arg, positive_float, positive_int, positive_ints, psnr_fields,
-                             pyplot, refuse_unused, require_splits, results_dir, results_versions, run_pipeline,
+                             pyplot, refuse_unused, require_fit_splits, results_dir, results_versions, run_pipeline,
                              run_script, save_figure, store_location, write_results)
 from inrforge.store import summary_line
 from inrforge.train import TrainConfig, fit_model, require_task
@@ -85,9 +84,8 @@ def parse_args(argv=None):
 
 
 def _standardise(ds: WeightDataset, mean: float, std: float) -> WeightDataset:
-    out = copy.copy(ds)
-    out.labels = (ds.labels.float() - mean) / std
-    return out
+    """``ds`` serving its targets b standardised with the train split's ``mean`` and ``std``."""
+    return ds.with_labels((ds.labels.float() - mean) / std)
 
 
 def sines_source(a):
@@ -101,13 +99,19 @@ def sines_source(a):
 def fit_store(a, src, out: Path):
     arch = make_arch(a.preset, in_features=1, out_features=1, hidden=32, depth=2)
     return fit_inrs(src, out / "inrs.zarr", arch=arch, views=1, steps=a.fit_steps, lr=a.fit_lr, target_psnr=None,
-                    seed=a.seed, compile=None, test_fraction=a.test_fraction, overwrite=a.overwrite, progress=None)
+                    seed=a.seed, device=a.device, compile=None, test_fraction=a.test_fraction, overwrite=a.overwrite,
+                    progress=None)
 
 
-def _check_splits(sizes, splits: dict, of: str, hint: str = "", planned: bool = False) -> None:
-    """The training-set sizes fit in the train split, and the test split is not empty (it is scored)."""
-    require_splits(splits, {"test": 1}, of, "sine_regression", hint, planned)
-    _check_sizes(sizes, splits["train"])
+def _check_splits(a, sizes, store, src) -> None:
+    """Before anything is fitted: the test split of ``store`` (its usable INRs) or of the sines
+    ``src`` would be fitted into is not empty (it is scored), and the training-set sizes fit in the
+    train split."""
+    require_fit_splits(store, src, a.seed, a.test_fraction, {"test": 1}, "sine_regression",
+                       "fit more --n or a larger --test-fraction")
+    train = (usable_split_sizes(store) if store is not None
+             else {k: len(v) for k, v in make_splits(src, a.seed, test_fraction=a.test_fraction).items()})["train"]
+    _check_sizes(sizes, train)
 
 
 def _check_sizes(sizes, n_train: int):
@@ -131,18 +135,14 @@ def run(a) -> dict:
     sizes = list(a.sizes)  # sorted, without repeats (positive_ints)
     # Everything that can be checked is checked before --out is created and before any fitting.
     check_device(a.device)
-    if a.store:
-        store = open_store(a.store)
+    store = open_store(a.store) if a.store else None
+    if store is not None:
         check_store(store)
-        _check_splits(sizes, usable_split_sizes(store), store.path)  # unfinished or failed INRs left out
-    else:  # the split sizes are known before fitting
-        src = sines_source(a)
-        splits = make_splits(src, a.seed, test_fraction=a.test_fraction)
-        _check_splits(sizes, {k: len(v) for k, v in splits.items()}, f"the {a.n} sines to fit",
-                      "fit more --n or a larger --test-fraction", planned=True)
+    src = None if store is not None else sines_source(a)  # the split sizes are known before fitting
+    _check_splits(a, sizes, store, src)  # a store's unfinished or failed INRs left out
     started = time.time()  # logs older than this, left by an earlier run, go at the end
     out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"), folders=CONFIGS)
-    if not a.store:
+    if store is None:
         store = fit_store(a, src, out)
     info = store.info()
     print(f"# store {summary_line(store.path, info)}", flush=True)

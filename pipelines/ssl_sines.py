@@ -29,14 +29,13 @@ import torch
 from inrforge import fit_inrs, open_store
 from inrforge.arch import make_arch
 from inrforge.contrastive import ContrastiveModel, default_views_transform, embed, make_normalizer, train_contrastive
-from inrforge.data import WeightDataset, usable_split_sizes
+from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
 from inrforge.checks import check_device
-from inrforge.fitjob import make_splits
 from inrforge.models import DWSNet, FlatMLP
 from inrforge.script import (ArgumentParser, add_results_arguments, dropout_rate, fraction, int_at_least, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, path_arg, positive_float,
-                             positive_int, psnr_fields, pyplot, refuse_unused, require_splits, results_dir,
+                             positive_int, psnr_fields, pyplot, refuse_unused, require_fit_splits, results_dir,
                              results_versions, run_pipeline, run_script, save_figure, store_location, write_results)
 from inrforge.train import require_task
 
@@ -110,12 +109,12 @@ def sines_source(a):
 def fit_store(a, src, out: Path):
     arch = make_arch("siren-dwsnets", in_features=1, out_features=1, hidden=32, depth=2)
     return fit_inrs(src, out / "inrs.zarr", arch=arch, views=1, steps=a.fit_steps, lr=a.fit_lr, target_psnr=None,
-                    seed=a.seed, compile=None, test_fraction=a.test_fraction, overwrite=a.overwrite, progress=None)
+                    seed=a.seed, device=a.device, compile=None, test_fraction=a.test_fraction, overwrite=a.overwrite,
+                    progress=None)
 
 
 def check_store(store) -> None:
-    """A given --store must hold the (a, b) float targets of a sines store (without fixed_amplitude),
-    and at least :data:`NEEDED_SPLITS` train and test INRs."""
+    """A given --store must hold the (a, b) float targets of a sines store (without fixed_amplitude)."""
     n = require_task(store, "regression", "ssl_sines")
     if store.labels.ndim != 2 or n != 2:
         raise InrforgeError(f"{store.path} holds {n} float target(s) per INR; ssl_sines needs the two targets "
@@ -123,24 +122,22 @@ def check_store(store) -> None:
     if store.source.get("name") != "sines":
         raise InrforgeError(f"{store.path} holds INRs of {store.source.get('name')!r}; ssl_sines needs a store of "
                             f"'sines' (fitted without fixed_amplitude)")
-    require_splits(usable_split_sizes(store), NEEDED_SPLITS, store.path, "ssl_sines")
 
 
 def run(a) -> dict:
     names = a.encoders
     # Everything that can be checked is checked before --out is created and before any fitting.
     check_device(a.device)
-    if a.store:
-        store = open_store(a.store)
+    store = open_store(a.store) if a.store else None
+    if store is not None:
         check_store(store)
-    else:  # the split sizes are known before fitting
-        src = sines_source(a)
-        splits = make_splits(src, a.seed, test_fraction=a.test_fraction)
-        require_splits({k: len(v) for k, v in splits.items()}, NEEDED_SPLITS, f"the {a.n} sines to fit", "ssl_sines",
-                       "fit more --n or a larger --test-fraction", planned=True)
+    src = None if store is not None else sines_source(a)  # the split sizes are known before fitting
+    # NEEDED_SPLITS of a store's usable INRs, or of those the sines would be fitted into
+    require_fit_splits(store, src, a.seed, a.test_fraction, NEEDED_SPLITS, "ssl_sines",
+                       "fit more --n or a larger --test-fraction")
     started = time.time()  # logs older than this, left by an earlier run, go at the end
     out = results_dir(a.out, a.overwrite, files=("results.json", "tsne.png"), folders=ENCODERS)
-    if not a.store:
+    if store is None:
         store = fit_store(a, src, out)
     info = store.info()
     # PSNR is against a peak of 1; against the wave's own peak a it is PSNR + 20 log10(a)

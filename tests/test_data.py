@@ -462,3 +462,21 @@ def test_subset_holds_the_items_at_its_positions(tmp_path, cache):
     assert len(ds) == 30  # the original is untouched
     with pytest.raises(InrforgeError, match=r"subset takes positions in \[0, 30\)"):
         ds.subset([30])
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_with_labels_serves_other_labels_for_the_same_items(tmp_path, cache):
+    s = synthetic_store(tmp_path / "s.zarr")
+    ds = WeightDataset(s, "train", cache=cache, seed=3, transform=Permute())
+    y = (ds.labels.float() - 1.5) / 2  # e.g. standardised targets
+    other = ds.with_labels(y)
+    assert other is not ds and other.labels is y and torch.equal(ds.labels, torch.from_numpy(s.labels[ds.objects]))
+    assert len(other) == len(ds) and np.array_equal(other.objects, ds.objects)
+    for epoch in (0, 2):  # the same views, transform draws and normalisation, batch by batch
+        ds.set_epoch(epoch)
+        other.set_epoch(epoch)
+        for (w1, l1), (w2, l2) in zip(ds.loader(7, shuffle=True), other.loader(7, shuffle=True)):
+            assert torch.equal(w1.flatten(), w2.flatten()) and torch.equal(l2, (l1.float() - 1.5) / 2)
+    assert torch.equal(other.subset([4, 1]).labels, y[[4, 1]])
+    with pytest.raises(InrforgeError, match=r"with_labels takes one label per item \(30\), got shape \(29,\)"):
+        ds.with_labels(y[1:])

@@ -253,6 +253,31 @@ def test_data_beside_the_network_is_ignored_parts_of_a_network_are_refused(tmp_p
 
 # ----- coordinates ----------------------------------------------------------------------------
 
+def test_the_one_coordinate_swap_exchanges_the_inputs_and_undoes_itself():
+    """Import and export share one swap (_swap_xy): W0's two input columns exchange, nothing else
+    changes, twice is the identity bit for bit, and it is the change of variables f'(u, v) = f(v, u)."""
+    from inrforge.arch import make_arch
+    from inrforge.inr import image_grid, render
+    from inrforge.interop import _dws_fourier_matrix, _swap_xy
+    from inrforge.weights import Weights
+
+    arch = make_arch("siren-dwsnets", hidden=8, depth=2)
+    w = Weights.from_flat(0.3 * torch.randn(3, arch.param_count, generator=torch.Generator().manual_seed(0)), arch)
+    s = _swap_xy(w)
+    assert torch.equal(s.weights[0], w.weights[0][:, :, [1, 0]])
+    first = arch.layout[0]
+    changed = (s.flatten() != w.flatten()).any(0).nonzero().flatten()
+    assert first.offset <= int(changed.min()) and int(changed.max()) < first.offset + first.size  # only W0
+    assert torch.equal(_swap_xy(s).flatten(), w.flatten())
+    xy = image_grid(5, 4)
+    torch.testing.assert_close(render(s, xy[:, [1, 0]]), render(w, xy))
+    for other in (make_arch("siren-dwsnets", in_features=1), make_arch("relu-fourier", fourier_features=4)):
+        with pytest.raises(ValueError):  # 1-D inputs have nothing to swap; Fourier archs swap their matrix
+            _swap_xy(Weights.from_flat(torch.zeros(1, other.param_count), other))
+    fourier = make_arch("relu-fourier", fourier_features=4)
+    np.testing.assert_array_equal(_dws_fourier_matrix(fourier), fourier.fourier.matrix().numpy()[:, [1, 0]])
+
+
 def test_imported_dwsnets_inrs_render_upright(tmp_path):
     states, _, spec = write_dws_dataset(tmp_path / "dws", n=4, widths=(2, 8, 8, 1))
     paths = [p for sp in ("train", "val", "test") for p in spec[sp]["path"]]  # the store's order

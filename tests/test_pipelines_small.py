@@ -148,10 +148,11 @@ def test_impossible_arguments_are_refused_before_any_work(tmp_path, capsys, name
     ("views_augment_sweep", ["--source", "sines"], "source 'sines' has float targets"),
     ("domain_adaptation", ["--data", "bogus"], "unknown source 'bogus'"),
     # splits too small to train on or to score (used to fail after the fit: KeyError 'test', a TypeError)
-    ("sine_regression", ["--n", "5", "--sizes", "1"], r"the test split of the 5 sines to fit would hold 0 INR\(s\); "
+    ("sine_regression", ["--n", "5", "--sizes", "1"], r"the test split of the 5 objects of 'sines' to fit would "
+                                                      r"hold 0 INR\(s\); "
                                                       r"sine_regression needs at least 1 \(fit more --n"),
-    ("ssl_sines", ["--n", "5"], r"the test split of the 5 sines to fit would hold 1 INR\(s\); ssl_sines needs at "
-                                r"least 2"),
+    ("ssl_sines", ["--n", "5"], r"the test split of the 5 objects of 'sines' to fit would hold 1 INR\(s\); "
+                                r"ssl_sines needs at least 2 \(fit more --n"),
     ("views_augment_sweep", ["--limit", "5", "--views", "1", "--view-counts", "1"],
      r"the test split of the 5 objects of 'digits' to fit would hold 0 INR\(s\); views_augment_sweep needs at least 1"),
     ("domain_adaptation", ["--target-images", "5000"], r"--target-images must be in \[0, 1258\] \(the zoo's training "
@@ -298,6 +299,21 @@ def test_overwrite_reaches_the_fit(tmp_path, monkeypatch, name, fit):
         with pytest.raises(_Fitted) as e:
             mod.main([*flag, "--out", str(tmp_path / "run")])
         assert e.value.args[0]["overwrite"] is bool(flag)
+
+
+@pytest.mark.parametrize("name", ["sine_regression", "ssl_sines"])
+def test_the_sine_pipelines_fit_on_their_device(tmp_path, monkeypatch, name):
+    """--device reaches the fit (the sine pipelines fitted on the CPU whatever --device said)."""
+    mod = _load(name)
+    monkeypatch.setattr(mod, "check_device", lambda device: None)  # no GPU here: the fit is a stand-in
+
+    def stand_in(*a, **kw):
+        raise _Fitted(kw)
+
+    monkeypatch.setattr(mod, "fit_inrs", stand_in)
+    with pytest.raises(_Fitted) as e:
+        mod.main(["--small", "--device", "cuda:1", "--out", str(tmp_path / "run")])
+    assert e.value.args[0]["device"] == "cuda:1"
 
 
 def test_overwrite_replaces_the_store_a_run_fitted_with_other_arguments(tmp_path, one_thread):
