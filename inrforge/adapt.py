@@ -186,6 +186,8 @@ def train_mapper(mapper: ResidualMapper, train_w: Weights, val_w: Weights, x: to
     the mapped ``val_w`` classifiers on (x_val, y_val) (default (x, y)); the best epoch's state is
     loaded back at the end.  Returns a history dict.
     """
+    if len(val_w) == 0:  # its epochs are chosen by val accuracy (an empty one crashed in torch.cat)
+        raise InrforgeError("train_mapper needs at least one val classifier: it keeps the epoch of best val accuracy")
     if not isinstance(cfg, MapperConfig):
         raise InrforgeError(f"cfg must be a MapperConfig, got {type(cfg).__name__}")
     dev = check_device(cfg.device)

@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also refit this finished shard from its inits with the recorded settings (as long as its "
                         "fit took) and fail unless it equals the stored one bit for bit")
     i.add_argument("--threads", type=positive_int, help="torch threads for --reproduce (default: all cores)")
+    i.add_argument("--device", help="device for --reproduce (default: the one the store was fitted on)")
 
     r = sub.add_parser("render", help="draw ground truth beside reconstructions")
     r.add_argument("store", type=path_arg, help="store path or fsspec URL")
@@ -168,6 +169,9 @@ def _arch_line(arch: dict) -> str:
 def cmd_info(a) -> int:
     from .store import open_store
 
+    for option in ("threads", "device"):  # before any work
+        if getattr(a, option) is not None and a.reproduce is None:
+            a.parser.error(f"argument --{option}: only used with --reproduce")
     store = open_store(a.store)
     info = store.info()
     if a.verify:
@@ -177,9 +181,8 @@ def cmd_info(a) -> int:
                                 f"`inrforge fit` with the store's arguments and --repair refits them")
         info["verified_shards"] = store.n_shards - len(store.pending_shards())
     if a.reproduce is not None:
-        info["reproduced_shard"] = _reproduce(store, a.reproduce, a.threads)
-    elif a.threads is not None:
-        a.parser.error("argument --threads: only used with --reproduce")
+        set_threads(a.threads)
+        info["reproduced_shard"] = _reproduce(store, a.reproduce, a.device)
     if a.json:  # strict JSON: a statistic with nothing to summarise is null, not NaN
         print(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in info.items()}, indent=2))
         return 0
@@ -203,32 +206,35 @@ def cmd_info(a) -> int:
     return 0
 
 
-def _reproduce(store, k: int, threads: int | None) -> int:
+def _reproduce(store, k: int, device: str | None) -> int:
     """Refit finished shard ``k`` (:func:`~inrforge.fitjob.refit_shard`) and compare it with the store:
-    ``k``, or an :class:`InrforgeError` saying how far it is off (another CPU type, thread-count-
-    independent but kernel-dependent rounding, or other software: see the store's fit.versions)."""
+    ``k``, or an :class:`InrforgeError` saying what differs and what may explain it (other software,
+    a store that mixes versions, or the same software on another CPU type / rewritten source files)."""
     import numpy as np
 
-    from .fitjob import library_versions, refit_shard
+    from .fitjob import refit_shard, software_changes
 
     start, stop = store.shard_range(k)
     if not store.done()[start]:
         raise InrforgeError(f"{store.path}: shard {k} is not finished; nothing to reproduce")
-    set_threads(threads)
-    data = refit_shard(store, k)
+    data = refit_shard(store, k, device=device)
     stored = store.read_flat(slice(start, stop), view=None)
-    same = np.array_equal(data.params, stored, equal_nan=True) and all(
-        np.array_equal(getattr(data, m), store.metric(m)[start:stop], equal_nan=True)
-        for m in ("psnr", "loss", "steps", "failed"))
-    if same:
+    metrics = [m for m in ("psnr", "loss", "steps", "failed")
+               if not np.array_equal(getattr(data, m), store.metric(m)[start:stop], equal_nan=True)]
+    if np.array_equal(data.params, stored, equal_nan=True) and not metrics:
         return k
     diff = np.abs(np.nan_to_num(data.params.astype(np.float64)) - np.nan_to_num(stored))  # failed INRs: NaN
-    was, now = store.fit_settings.get("versions") or {}, library_versions()
-    software = [f"{n} {was.get(n)} -> {now[n]}" for n in ("inrforge", "torch") if was.get(n) != now[n]]
-    raise InrforgeError(f"{store.path}: shard {k} refitted here differs from the stored one (max |param difference| "
-                        f"{diff.max():.3g}, in {int((diff > 0).sum())} of {diff.size} numbers); "
-                        + (f"the software differs ({', '.join(software)})" if software else
-                           "same software: another CPU type rounds differently (the store was fitted elsewhere?)"))
+    what = (f"max |param difference| {diff.max():.3g}, in {int((diff > 0).sum())} of {diff.size} numbers"
+            if diff.any() else f"the same parameters, other {', '.join(metrics)}")
+    software = software_changes(store)
+    if software:
+        why = f"the software differs ({', '.join(software)})"
+    elif store.fit_settings.get("resumed_with"):
+        why = "the store mixes software versions (fit.resumed_with): this shard may come from another one"
+    else:
+        why = ("same software: another CPU type rounds differently (was the store fitted elsewhere?), "
+               "or the source's files were rewritten since the fit")
+    raise InrforgeError(f"{store.path}: shard {k} refitted here differs from the stored one ({what}); {why}")
 
 
 def cmd_render(a) -> int:

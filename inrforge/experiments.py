@@ -30,7 +30,7 @@ class RunSpec:
     """One classifier configuration of an experiment: model, augmentations, alignment, learning rate.
 
     ``lr=None`` means the caller's default (the pipelines give DWSNet its own lr, MLPs 1e-3);
-    ``model_kwargs`` go to :func:`build_model` (for DWSNet, typically ``dwsnet_kwargs(...)``).
+    ``model_kwargs`` go to :func:`~inrforge.models.build_model` (for DWSNet, typically ``dwsnet_kwargs(...)``).
     """
 
     model: str
@@ -128,16 +128,18 @@ def classification_input(store=None, *, source: str = "digits", data=None, limit
 
 def open_or_fit(store=None, *, source="digits", data=None, limit: int | None = None, out=None,
                 views: int = 1, steps: int = 500, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
-                test_fraction: float = 0.1, overwrite: bool = False, task: str | None = None,
-                echo=print) -> INRStore:
+                test_fraction: float = 0.1, overwrite: bool = False, allow_version_change: bool = False,
+                task: str | None = None, echo=print) -> INRStore:
     """The pipelines' store: ``store`` opened if given, else ``source`` (a name, loaded with ``data``
     and ``limit``, or a loaded :class:`~inrforge.sources.Source`) fitted (or resumed) into ``out``.
 
     The fit is :func:`inrforge.fit_inrs` with the default 40 dB early stop, its step compiled only
     where that repays the compile time (``compile=None``: 10^8 (INR, point, step) triples or
     more; the ``--small`` settings stay eager); ``overwrite``
-    replaces a store fitted there with other arguments.  A given store whose labels are not
-    ``task``'s (``"classification"`` or ``"regression"``) is refused.  Prints one line about the store.
+    replaces a store fitted there with other arguments (or begun with other software), and
+    ``allow_version_change`` resumes one begun with another inrforge or torch instead.  A given
+    store whose labels are not ``task``'s (``"classification"`` or ``"regression"``) is refused.
+    Prints one line about the store.
     """
     if store is not None:
         st = open_store(store)
@@ -148,7 +150,8 @@ def open_or_fit(store=None, *, source="digits", data=None, limit: int | None = N
             raise InrforgeError("give a store or an output path to fit one into")
         src = load_source(source, path=data, limit=limit) if isinstance(source, str) else source
         st = fit_inrs(src, out, views=views, steps=steps, lr=lr, seed=seed, device=device, compile=None,
-                      test_fraction=test_fraction, overwrite=overwrite, progress=None)
+                      test_fraction=test_fraction, overwrite=overwrite, allow_version_change=allow_version_change,
+                      progress=None)
     info = st.info()
     if echo:
         echo(f"# store {summary_line(st.path, info)}", flush=True)

@@ -57,25 +57,14 @@ def reconstructions(store: INRStore, indices, view: int = 0) -> tuple[np.ndarray
 def _ground_truth(store: INRStore, idx: np.ndarray) -> np.ndarray | None:
     """The targets the objects ``idx`` were fitted to, re-read from the store's source; None (with a
     warning) when that source cannot be read any more or no longer holds the data that was fitted."""
+    from .fitjob import source_changes
     from .sources import SOURCE_NAMES, source_from_description
-    from .files import jsonable
 
     if store.source.get("name") not in SOURCE_NAMES:  # imported stores have no source to re-read
         return None
     try:
         source = source_from_description(store.source)
-        changed = []
-        if len(source) != len(store):
-            changed.append(f"{len(source)} objects, the store has {len(store)}")
-        elif not np.array_equal(np.asarray(source.labels), np.asarray(store.labels)):
-            changed.append("other labels")
-        keys = ("kind", "height", "width", "channels", "lo", "hi", "n_points", "endpoint")  # not the prose
-        now, then = jsonable(source.grid()), store.source.get("grid") or {}
-        if any(now.get(k) != then.get(k) for k in keys):
-            changed.append("another coordinate grid")
-        then_params, now_params = store.source.get("params") or {}, jsonable(source.describe()["params"])
-        changed += [f"{k}={now_params.get(k)!r} (the fit had {v!r})" for k, v in sorted(then_params.items())
-                    if k not in ("path", "limit") and now_params.get(k) != v]  # e.g. image-folder's n_files
+        changed = source_changes(store, source)
         if changed:
             raise InrforgeError(f"the source's data changed since the fit: it now has {' and '.join(changed)}")
         return source.targets(idx).numpy()

@@ -79,6 +79,13 @@ def enclosing_store(path) -> Path | None:
     return next((p for p in Path(path).absolute().parents if (p / "zarr.json").is_file()), None)
 
 
+def location(path) -> str:
+    """Where a results file says something is: the absolute local path (a relative one means
+    nothing once the run's working folder is gone), or the URL as it is."""
+    path = str(path)
+    return path if is_url(path) else os.path.abspath(path)
+
+
 def process_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists on this machine (one of another user counts as alive), for
     deciding whether a leftover folder named after it is still some process's work in progress."""

@@ -26,7 +26,7 @@ from .errors import InrforgeError
 from .files import jsonable
 from .fit import (FitSettings, available_bytes, batch_bytes, check_compiler,
                   default_batch_size, fit_batch, inr_seed, memory_batch_limit, worth_compiling)
-from .sources import Source, load_source, source_from_description
+from .sources import SOURCE_NAMES, Source, load_source, source_from_description
 from .store import INRStore, ShardData, create_store, is_store, prepare_output
 from .version import __version__
 
@@ -109,38 +109,80 @@ def refit_shard(store: INRStore, k: int, source: Source | None = None, device: s
 
     With the software and machine type that fitted the store, the result equals the stored shard
     bit for bit (tested): the way to check a store's numbers, or to reproduce one INR, whose numbers
-    depend on the size of the batch it shared (its shard, cut the same way, is the unit)."""
+    depend on the size of the batch it shared (its shard, cut the same way, is the unit).  Only a
+    store that ``fit_inrs`` fitted can be refitted: imported INRs and classifier zoos are refused,
+    and so is a source whose data visibly changed since the fit (:func:`source_changes`; a file
+    rewritten in place with the same shape is not visible)."""
     fit = store.fit_settings
-    source = source_from_description(store.source) if source is None else source
-    if len(source) != len(store):
-        raise InrforgeError(f"source {source.name!r} has {len(source)} objects here, the store {len(store)}")
+    if store.source.get("name") not in SOURCE_NAMES:
+        raise InrforgeError(f"{store.path} holds {store.source.get('name')!r} objects, not INRs that inrforge fitted "
+                            f"from a source: there is no fit to repeat")
     start, stop = store.shard_range(k)
+    source = source_from_description(store.source) if source is None else source
+    changed = source_changes(store, source)
+    if changed:
+        raise InrforgeError(f"the source's data changed since the fit: it now has {' and '.join(changed)}")
     settings = FitSettings(steps=fit["steps"], lr=fit["lr"], target_psnr=fit["target_psnr"],
                            batch_size=fit["batch_size"], device=fit["device"] if device is None else device,
                            compile=fit["compile"])
+    if settings.compile:
+        check_compiler(settings.device)
+    require_memory(settings, store.arch, len(source.coords))
     return fit_shard(store.arch, source, start, stop, store.views, fit["seed"], settings)
 
 
-def require_same_software(store: INRStore, allow_version_change: bool = False) -> None:
-    """Before more shards are fitted into ``store``: an :class:`InrforgeError` when the inrforge or
-    torch version of this process (:data:`NUMERIC_VERSIONS`) is none the store was fitted with so
-    far (its ``fit.versions``, or a ``fit.resumed_with`` entry): the new shards' numbers may differ
-    in the last bits, and the store would not say so.  With ``allow_version_change`` this run's
-    versions are added to ``fit.resumed_with`` instead, so that the store says it is mixed."""
+def source_changes(store: INRStore, source: Source) -> list[str]:
+    """How ``source`` (rebuilt from ``store``'s recorded description) visibly differs from what the
+    store was fitted to: its object count, labels, coordinate grid or recorded parameters (such as
+    an image folder's file count), in words; [] when none does.  Pixel values are not recorded, so
+    a file rewritten in place with the same shape goes unseen."""
+    changed = []
+    if len(source) != len(store):
+        return [f"{len(source)} objects, the store has {len(store)}"]
+    if not np.array_equal(np.asarray(source.labels), np.asarray(store.labels)):
+        changed.append("other labels")
+    keys = ("kind", "height", "width", "channels", "lo", "hi", "n_points", "endpoint")  # not the prose
+    now, then = jsonable(source.grid()), store.source.get("grid") or {}
+    if any(now.get(k) != then.get(k) for k in keys):
+        changed.append("another coordinate grid")
+    then_params, now_params = store.source.get("params") or {}, jsonable(source.describe()["params"])
+    changed += [f"{k}={now_params.get(k)!r} (the fit had {v!r})" for k, v in sorted(then_params.items())
+                if k not in ("path", "limit") and now_params.get(k) != v]  # e.g. image-folder's n_files
+    return changed
+
+
+def software_changes(store: INRStore) -> list[str]:
+    """``name A -> B`` for each of :data:`NUMERIC_VERSIONS` of this process that differs from the
+    versions ``store`` was begun with, or [] when this process's inrforge and torch are among those
+    the store records (``fit.versions``, or an entry of ``fit.resumed_with``)."""
     fit = store.fit_settings or {}
     now = library_versions()
     seen = [fit.get("versions") or {}, *(fit.get("resumed_with") or [])]
     if any(all(v.get(name) == now[name] for name in NUMERIC_VERSIONS) for v in seen):
+        return []
+    was = fit.get("versions") or {}
+    return [f"{name} {was.get(name)} -> {now[name]}" for name in NUMERIC_VERSIONS if was.get(name) != now[name]]
+
+
+def require_same_software(store: INRStore, allow_version_change: bool = False, remedy: str = "resume") -> None:
+    """Before more shards are fitted into ``store``: an :class:`InrforgeError` when this process's
+    inrforge or torch (:data:`NUMERIC_VERSIONS`) is none the store was fitted with so far
+    (:func:`software_changes`): the new shards' numbers may differ in the last bits, and the store
+    would not say so.  With ``allow_version_change`` this run's versions are added to
+    ``fit.resumed_with`` instead, so that the store says it is mixed.  ``remedy``: what the message
+    offers besides the flag, ``"resume"`` (``--overwrite`` fits the store again from the start) or
+    ``"repair"`` (the flag only)."""
+    changes = software_changes(store)
+    if not changes:
         return
     if not allow_version_change:
-        was = fit.get("versions") or {}
-        changes = ", ".join(f"{name} {was.get(name)} -> {now[name]}" for name in NUMERIC_VERSIONS
-                            if was.get(name) != now[name])
-        raise InrforgeError(f"{store.path} was fitted so far with other software ({changes}), whose numbers may "
-                            f"differ in the last bits; pass --allow-version-change to fit its remaining shards "
-                            f"anyway (the store then records it in fit.resumed_with), or --overwrite to start again")
+        what = "refit its damaged shards" if remedy == "repair" else "fit its remaining shards"
+        other = "" if remedy == "repair" else ", or --overwrite to fit the whole store again with this software"
+        raise InrforgeError(f"{store.path} was fitted so far with other software ({', '.join(changes)}), whose "
+                            f"numbers may differ in the last bits; pass --allow-version-change to {what} anyway "
+                            f"(the store then records it in fit.resumed_with){other}")
     store.check_writable()
-    store.add_fit_record("resumed_with", now)
+    store.add_fit_record("resumed_with", library_versions())
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -187,14 +229,15 @@ def store_identity(store: INRStore) -> dict:
 def identity_differences(store: INRStore, identity: dict) -> list[str]:
     """How ``identity`` (what a run would record, :func:`store_identity`'s keys) differs from what
     ``store`` records: ``key: store has A, now B`` lines, [] when the run may resume the store.  The
-    informational ``fit`` keys (versions, threads) and ``source.params.limit`` are not compared."""
+    informational ``fit`` keys (:data:`_INFORMATIONAL`) and ``source.params.limit`` are not compared."""
     return _differences(jsonable(store_identity(store)), jsonable(identity))
 
 
 def matching_store(out, identity: dict, overwrite: bool) -> INRStore | None:
     """The store at ``out`` opened for writing when it records ``identity`` (to resume:
     :func:`identity_differences` finds nothing); None when a new store is to be written there:
-    nothing is there yet, or (with ``overwrite``) a store made with other arguments.  Refuses,
+    nothing is there yet, or (with ``overwrite``) a store made with other arguments, or one begun
+    with other software (:func:`software_changes`) that has shards left to fit.  Refuses,
     without writing anything, a store made with other arguments without ``overwrite``, and anything
     else that is not a store (a file, a non-empty folder).  Shared by :func:`fit_inrs` and
     :func:`inrforge.zoo.fit_zoo`."""
@@ -205,6 +248,8 @@ def matching_store(out, identity: dict, overwrite: bool) -> INRStore | None:
     store = INRStore(path, mode="r+")
     diffs = identity_differences(store, identity)
     if not diffs:
+        if overwrite and store.pending_shards() and software_changes(store):
+            return None  # its remaining shards would mix two versions: --overwrite fits it again, whole
         return store
     if not overwrite:
         raise InrforgeError(
@@ -241,7 +286,8 @@ class FitPlan:
         return self.open().pending_shards()
 
     def check_software(self) -> None:
-        """:func:`require_same_software` for a store being resumed (a new one is this run's own)."""
+        """:func:`require_same_software` for the store to write (one this run created records this
+        run's versions, so only a resumed one can be refused)."""
         if self.store is not None:
             require_same_software(self.store, self.allow_version_change)
 
@@ -254,7 +300,7 @@ class FitPlan:
             return []
         shards = store.damaged_shards()
         if shards:
-            require_same_software(store, self.allow_version_change)  # before anything is deleted
+            require_same_software(store, self.allow_version_change, remedy="repair")  # before anything is deleted
             store.check_writable()
             store.reopen_shards(shards)
             warnings.warn(f"{store.path}: refitting damaged {store.describe_shards(shards)}")

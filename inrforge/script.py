@@ -11,16 +11,21 @@
   :func:`positive_int`, :func:`nonnegative_int`, :func:`int_at_least` (a factory),
   :func:`positive_ints` (a sorted comma list), :func:`layer_widths` (an ordered comma list),
   :func:`names_from` (a factory: a comma list of known names), :func:`positive_float`,
-  :func:`nonnegative_float`, :func:`fraction`, :func:`probability`, :func:`psnr_or_none`;
+  :func:`nonnegative_float`, :func:`fraction`, :func:`probability`, :func:`psnr_or_none`,
+  :func:`image_size` (``HxW``);
+- :func:`add_fit_arguments` (with :func:`check_fit_arguments` and :func:`fit_arch`): the options
+  of a fit, shared by ``inrforge fit`` and ``pipelines/dask_fit.py``;
 - :func:`parse_with_small`: a pipeline's ``--small`` changes only the defaults; values given
   explicitly win;
-- :func:`refuse_unused`: options given explicitly with one that makes them meaningless (the fit's
-  options with ``--store``) are an argument error, not silently ignored;
+- :func:`refuse_unused` / :func:`refuse_given` / :func:`refuse_options`: options given explicitly
+  that another choice makes meaningless (the fit's options with ``--store``, ``--w0`` with a ReLU
+  arch) are an argument error, not silently ignored;
 - :func:`require_splits` (and :func:`require_fit_splits`, before a fit): splits too small for an
   experiment are refused before it starts;
 - :func:`results_dir`: a pipeline's ``--out`` folder, refusing to replace an earlier run's results
-  (:func:`add_results_arguments` declares its two options); :func:`write_results` ends a run:
-  its ``results.json``, then no training logs but its own.
+  (:func:`add_results_arguments` declares its options); :func:`write_results` ends a run:
+  its ``results.json``, then no training logs but its own; :func:`store_location` and
+  :func:`psnr_fields` are how a results file names its store and its fit quality.
 """
 
 from __future__ import annotations
@@ -280,7 +285,7 @@ def add_fit_arguments(parser: argparse.ArgumentParser, out_help: str, data_help:
     parser.add_argument("--out", type=store_out_arg, required=True, help=out_help)
     parser.add_argument("--arch", default="siren-dwsnets", choices=PRESETS, help="INR preset")
     parser.add_argument("--hidden", type=positive_int, default=32, help="hidden width")
-    parser.add_argument("--depth", type=positive_int, default=2, help="number of hidden layers (2: 2->32->32->1)")
+    parser.add_argument("--depth", type=positive_int, default=2, help="number of hidden layers (2 gives 2->32->32->1)")
     # None: not given (an option the chosen arch does not use is refused, not ignored)
     parser.add_argument("--w0", type=positive_float, help="SIREN frequency w0 (default 30; siren archs only)")
     parser.add_argument("--fourier-features", type=positive_int, help="relu-fourier: number of frequencies (default 32)")
@@ -293,7 +298,7 @@ def add_fit_arguments(parser: argparse.ArgumentParser, out_help: str, data_help:
                         help="INRs fitted at once (default: the store's recorded one when resuming, else ~25,000 "
                              "INR-points per step on a CPU, 8,192 on a GPU)")
     parser.add_argument("--shard-size", type=positive_int, default=256,
-                        help="objects per shard (the unit of writing and resuming; one Dask task each)")
+                        help="objects per shard (the unit of writing and resuming; on Dask, one task each)")
     parser.add_argument("--seed", type=nonnegative_int, default=0,
                         help="global seed: view v of object i starts from a seed derived from (seed, i, v); "
                              "it also draws the train/val/test split")
@@ -361,14 +366,6 @@ def set_threads(n: int | None = None) -> int:
     return n
 
 
-def store_location(store) -> str:
-    """Where a results file says its INRs are: the store's absolute path (a relative one means
-    nothing once the run's working folder is gone), or its URL."""
-    from .files import is_url
-
-    return store.path if is_url(store.path) else os.path.abspath(store.path)
-
-
 def psnr_fields(info: dict) -> dict:
     """A store's PSNR median and 5th percentile (``INRStore.info()``) as a results.json records them:
     null, not NaN, where nothing was recorded (imported INRs), so that strict JSON readers accept it."""
@@ -416,11 +413,15 @@ def pyplot():
 def add_results_arguments(parser: argparse.ArgumentParser, default: str) -> None:
     """A pipeline's ``--out`` folder (``default``) and ``--overwrite``, the two inputs of
     :func:`results_dir`; a pipeline passes ``--overwrite`` on to the store it fits into ``--out``
-    too (a store fitted there with other arguments is otherwise refused)."""
+    too (a store fitted there with other arguments is otherwise refused), and
+    ``--allow-version-change`` (:func:`inrforge.fitjob.require_same_software`)."""
     parser.add_argument("--out", type=path_arg, default=default)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the results of an earlier run in --out, and the INRs it fitted there "
-                             "if they were fitted with other arguments")
+                             "if they were fitted with other arguments (or begun with other software)")
+    parser.add_argument("--allow-version-change", action="store_true",
+                        help="resume INRs this script fitted into --out under another inrforge or torch version "
+                             "(the store records the mix); refused otherwise")
 
 
 def results_dir(path, overwrite: bool = False, files=("results.json",), folders=()) -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -29,7 +28,7 @@ from .augment import build_transform
 from .checks import check_count, check_device, number, process_count, seed_value
 from .data import WeightDataset
 from .errors import InrforgeError
-from .files import is_url, output_path, write_json
+from .files import location, output_path, write_json
 from .fitjob import library_versions
 from .models import build_model
 from .optim import BestKeeper, optimizer_step, warmup_cosine
@@ -361,7 +360,7 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
     check_batch_norm(net, len(train), config.batch_size)
     # The store as an absolute path (a relative one means nothing once the cwd is gone) and how its
     # INRs were fitted (seed, steps, batch size, compile, versions: they decide the INRs' last bits).
-    describe = {"store": store.path if is_url(store.path) else os.path.abspath(store.path),
+    describe = {"store": location(store.path),
                 "store_fit": store.fit_settings, "model": model, "model_kwargs": dict(model_kwargs or {}), "augment": augment,
                 "align": align, "views": train.n_views, "normalize": normalize, "task": task,
                 "n_train": len(train), "n_val": len(val), "n_test": len(test), "skipped": train.skipped}

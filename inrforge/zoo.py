@@ -44,7 +44,7 @@ from .arch import INRSpec, make_arch
 from .checks import check_count, check_device, is_number, whole_number
 from .errors import InrforgeError
 from .fit import inr_seed
-from .fitjob import library_versions, matching_store
+from .fitjob import library_versions, matching_store, require_same_software
 from .inr import forward
 from .sources import load_source
 from .store import INRStore, ShardData, create_store
@@ -331,7 +331,7 @@ def fit_zoo(out, *, data: str = "digits", n_classifiers: int = 512, hidden: int 
             settings: ZooSettings | None = None, seed: int = 0, limit: int | None = None,
             image_size: int | None = None, path: str | None = None, test_fraction: float = 0.3,
             val_fraction: float = 0.15, zoo_test_fraction: float = 0.15, shard_objects: int = 256,
-            overwrite: bool = False) -> INRStore:
+            overwrite: bool = False, allow_version_change: bool = False) -> INRStore:
     """Train ``n_classifiers`` classifiers on the image source ``data`` into the zoo store ``out``.
 
     Like :func:`inrforge.fit_inrs`: creates the store, or resumes it shard by shard when it exists
@@ -340,7 +340,9 @@ def fit_zoo(out, *, data: str = "digits", n_classifiers: int = 512, hidden: int 
     view each); their splits are a seeded ``val_fraction`` / ``zoo_test_fraction`` of the zoo
     (:func:`zoo_splits`); the label of a classifier is its source-domain test accuracy, stored with
     the extra metric ``metrics/accuracy`` by each shard's write.  A classifier whose training loss
-    or test cross-entropy is NaN/inf is stored failed, with NaN accuracy, label and loss.
+    or test cross-entropy is NaN/inf is stored failed, with NaN accuracy, label and loss.  A zoo
+    begun with another inrforge or torch version resumes only with ``allow_version_change``
+    (:func:`inrforge.fitjob.require_same_software`).
     """
     settings = ZooSettings() if settings is None else settings
     if not isinstance(settings, ZooSettings):
@@ -369,6 +371,8 @@ def fit_zoo(out, *, data: str = "digits", n_classifiers: int = 512, hidden: int 
                              labels=np.full(n_classifiers, np.nan, dtype=np.float32), splits=splits, source=source,
                              fit=fit_attrs, shard_objects=shard_objects, chunk_objects=min(16, shard_objects),
                              extra_metrics={"accuracy": ("float32", np.nan)}, overwrite=True)
+    if store.pending_shards():
+        require_same_software(store, allow_version_change)
     for k in store.pending_shards():
         start, stop = store.shard_range(k)
         n_batches = -(-(stop - start) // settings.classifiers_per_batch)

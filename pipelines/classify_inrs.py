@@ -13,13 +13,13 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from inrforge.checks import check_device
 from inrforge.experiments import (RunSpec, add_classifier_arguments, classification_input, dwsnet_kwargs, open_or_fit,
                                   refuse_dwsnet_options, train_seeds)
-from inrforge.checks import check_device
+from inrforge.files import location
 from inrforge.script import (ArgumentParser, add_results_arguments, mean_std, names_from, parse_with_small, path_arg,
                              positive_float, positive_int, psnr_fields, pyplot, refuse_unused, require_fit_splits,
-                             results_dir, results_versions, run_script, save_figure, set_threads, store_location,
-                             write_results)
+                             results_dir, results_versions, run_script, save_figure, set_threads, write_results)
 from inrforge.train import TrainConfig
 
 # name -> what to train (lr None: --lr, the DWSNet learning rate)
@@ -55,8 +55,8 @@ def parse_args(argv=None):
                    help="a minute-long setting (smoke test): defaults --limit 400 --fit-steps 200 --epochs 30 "
                         "--batch-size 32 (330 gradient steps)")
     a = parse_with_small(p, argv, {"limit": 400, "fit_steps": 200, "epochs": 30, "batch_size": 32})
-    refuse_unused(p, argv, a, "--store", ("--source", "--data", "--limit", "--views", "--fit-steps", "--fit-lr"),
-                  "the INRs are the store's")
+    refuse_unused(p, argv, a, "--store", ("--source", "--data", "--limit", "--views", "--fit-steps", "--fit-lr",
+                                          "--allow-version-change"), "the INRs are the store's")
     refuse_dwsnet_options(p, argv, a, CONFIGS)
     return a
 
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"), folders=CONFIGS)
     if not a.store:
         store = open_or_fit(None, source=src, out=out / "inrs.zarr", views=a.views, steps=a.fit_steps, lr=a.fit_lr,
-                            device=a.device, overwrite=a.overwrite)
+                            device=a.device, overwrite=a.overwrite, allow_version_change=a.allow_version_change)
     info = store.info()
 
     results = {}
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         r = train_seeds(store, spec, a.seeds, cfg, views=a.train_views, log_dir=out / name, name=name)
         results[name] = {**{k: r[k] for k in ("test_acc", "mean", "std", "best_epoch", "train_time_s", "params")},
                          "model": spec.model, "augment": list(spec.augment), "align": spec.align, "lr": spec.lr or a.lr}
-    setting = {"store": store_location(store), "source": info["source"], "objects": info["objects"],
+    setting = {"store": location(store.path), "source": info["source"], "objects": info["objects"],
                "views_fitted": info["views"],
                "views": a.train_views or info["views"], "splits": info["splits"], "n_classes": n_classes,
                **psnr_fields(info), **store.fit_summary(),

@@ -111,7 +111,7 @@ def run_seed(a, seed: int, out: Path) -> dict:
     store = fit_zoo(out / f"zoo_seed{seed}.zarr", data=a.data, path=a.data_path, limit=a.limit,
                     image_size=a.image_size, n_classifiers=a.classifiers, hidden=a.hidden, depth=a.depth,
                     settings=settings, seed=seed, val_fraction=ZOO_VAL, zoo_test_fraction=ZOO_TEST,
-                    overwrite=a.overwrite)
+                    overwrite=a.overwrite, allow_version_change=a.allow_version_change)
     d = zoo_data_of(store)
     kw = {"kind": a.corruption, "angle": a.angle, "blur": a.blur, "sigma": a.noise}
     tgt = np.arange(len(d.y_train))

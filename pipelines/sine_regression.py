@@ -27,15 +27,16 @@ import torch
 from inrforge import fit_inrs, open_store
 from inrforge.arch import PRESETS, make_arch
 from inrforge.augment import build_transform
+from inrforge.checks import check_device
 from inrforge.data import WeightDataset, usable_split_sizes
 from inrforge.errors import InrforgeError
-from inrforge.checks import check_device
+from inrforge.files import location
 from inrforge.fitjob import make_splits
 from inrforge.models import build_model
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, path_arg, positive_float, positive_int, positive_ints, psnr_fields,
                              pyplot, refuse_unused, require_fit_splits, results_dir, results_versions, run_pipeline,
-                             run_script, save_figure, store_location, write_results)
+                             run_script, save_figure, write_results)
 from inrforge.store import summary_line
 from inrforge.train import TrainConfig, fit_model, require_task
 
@@ -78,8 +79,8 @@ def parse_args(argv=None):
                         "--test-fraction 0.2 --sizes 50,150,400 --train-steps 300 --min-epochs 3")
     a = parse_with_small(p, argv, {"n": 700, "n_points": 200, "fit_steps": 200, "test_fraction": 0.2,
                                    "sizes": (50, 150, 400), "train_steps": 300, "min_epochs": 3})
-    refuse_unused(p, argv, a, "--store", ("--n", "--n-points", "--preset", "--fit-steps", "--fit-lr", "--test-fraction"),
-                  "the INRs are the store's")
+    refuse_unused(p, argv, a, "--store", ("--n", "--n-points", "--preset", "--fit-steps", "--fit-lr", "--test-fraction",
+                                          "--allow-version-change"), "the INRs are the store's")
     return a
 
 
@@ -100,7 +101,7 @@ def fit_store(a, src, out: Path):
     arch = make_arch(a.preset, in_features=1, out_features=1, hidden=32, depth=2)
     return fit_inrs(src, out / "inrs.zarr", arch=arch, views=1, steps=a.fit_steps, lr=a.fit_lr, target_psnr=None,
                     seed=a.seed, device=a.device, compile=None, test_fraction=a.test_fraction, overwrite=a.overwrite,
-                    progress=None)
+                    allow_version_change=a.allow_version_change, progress=None)
 
 
 def _check_splits(a, sizes, store, src) -> None:
@@ -184,7 +185,7 @@ def run(a) -> dict:
             results[name][str(n)] = {"test_mse": mses, "mean": float(np.mean(mses)), "std": float(np.std(mses)),
                                      "epochs": epochs, "best_epoch": best_epochs, "params": res["params"]}
 
-    setting = {"store": store_location(store), "objects": info["objects"], "splits": info["splits"],
+    setting = {"store": location(store.path), "objects": info["objects"], "splits": info["splits"],
                **psnr_fields(info), **store.fit_summary(),
                "sizes": sizes, "train_steps": a.train_steps, "min_epochs": a.min_epochs, "batch_size": a.batch_size,
                "seeds": a.seeds, "subset_seed": a.seed, "dwsnet_hidden": a.hidden, "dwsnet_depth": a.depth,

@@ -28,15 +28,16 @@ import torch
 
 from inrforge import fit_inrs, open_store
 from inrforge.arch import make_arch
+from inrforge.checks import check_device
 from inrforge.contrastive import ContrastiveModel, default_views_transform, embed, make_normalizer, train_contrastive
 from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
-from inrforge.checks import check_device
+from inrforge.files import location
 from inrforge.models import DWSNet, FlatMLP
 from inrforge.script import (ArgumentParser, add_results_arguments, dropout_rate, fraction, int_at_least, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, path_arg, positive_float,
                              positive_int, psnr_fields, pyplot, refuse_unused, require_fit_splits, results_dir,
-                             results_versions, run_pipeline, run_script, save_figure, store_location, write_results)
+                             results_versions, run_pipeline, run_script, save_figure, write_results)
 from inrforge.train import require_task
 
 ENCODERS = ("dwsnet", "mlp")
@@ -70,8 +71,8 @@ def parse_args(argv=None):
                    help="a ~1-minute setting (smoke test): defaults --n 800 --n-points 200 --fit-steps 200 "
                         "--fit-lr 3e-3 --epochs 30")
     a = parse_with_small(p, argv, {"n": 800, "n_points": 200, "fit_steps": 200, "fit_lr": 3e-3, "epochs": 30})
-    refuse_unused(p, argv, a, "--store", ("--n", "--n-points", "--fit-steps", "--fit-lr", "--test-fraction"),
-                  "the INRs are the store's")
+    refuse_unused(p, argv, a, "--store", ("--n", "--n-points", "--fit-steps", "--fit-lr", "--test-fraction",
+                                          "--allow-version-change"), "the INRs are the store's")
     return a
 
 
@@ -110,7 +111,7 @@ def fit_store(a, src, out: Path):
     arch = make_arch("siren-dwsnets", in_features=1, out_features=1, hidden=32, depth=2)
     return fit_inrs(src, out / "inrs.zarr", arch=arch, views=1, steps=a.fit_steps, lr=a.fit_lr, target_psnr=None,
                     seed=a.seed, device=a.device, compile=None, test_fraction=a.test_fraction, overwrite=a.overwrite,
-                    progress=None)
+                    allow_version_change=a.allow_version_change, progress=None)
 
 
 def check_store(store) -> None:
@@ -181,7 +182,7 @@ def run(a) -> dict:
               f"({res['train_time_s']:.0f} s); probe R2 a {results[name]['r2'][0]:.3f}, b {results[name]['r2'][1]:.3f}",
               flush=True)
 
-    setting = {"store": store_location(store), "objects": info["objects"], "splits": info["splits"],
+    setting = {"store": location(store.path), "objects": info["objects"], "splits": info["splits"],
                **psnr_fields(info),
                "psnr_rel_amplitude_median": float(np.median(rel)), "psnr_rel_amplitude_p5": float(np.percentile(rel, 5)),
                **store.fit_summary(), "encoders": list(names), "epochs": a.epochs, "batch_size": a.batch_size,

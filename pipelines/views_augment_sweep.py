@@ -31,14 +31,15 @@ import time
 from dataclasses import replace
 
 from inrforge.augment import build_transform
+from inrforge.checks import check_device
 from inrforge.errors import InrforgeError
 from inrforge.experiments import (RunSpec, add_classifier_arguments, classification_input, dwsnet_kwargs, open_or_fit,
                                   refuse_dwsnet_options, train_seeds)
-from inrforge.checks import check_device
+from inrforge.files import location
 from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, path_arg, positive_float, positive_int, positive_ints, psnr_fields,
                              pyplot, refuse_unused, require_fit_splits, results_dir, results_versions, run_pipeline,
-                             run_script, save_figure, store_location, write_results)
+                             run_script, save_figure, write_results)
 from inrforge.train import TrainConfig
 
 VIEW_COUNTS = "1,2,5,10"
@@ -86,7 +87,8 @@ def parse_args(argv=None):
     a = parse_with_small(p, argv, {"limit": 900, "fit_steps": 150, "test_fraction": 0.25, "epochs": 20,
                                    "batch_size": 64, "seeds": 2, "view_counts": (1, 10)})
     refuse_unused(p, argv, a, "--store", ("--source", "--data", "--limit", "--views", "--fit-steps", "--fit-lr",
-                                          "--seed", "--test-fraction"), "the INRs are the store's")
+                                          "--seed", "--test-fraction", "--allow-version-change"),
+                  "the INRs are the store's")
     refuse_dwsnet_options(p, argv, a, MODELS)
     return a
 
@@ -114,7 +116,8 @@ def run(a) -> dict:
     if not a.store:
         store = open_or_fit(None, source=src, out=out / "inrs.zarr", views=a.views,
                             steps=a.fit_steps, lr=a.fit_lr, seed=a.seed, device=a.device,
-                            test_fraction=a.test_fraction, overwrite=a.overwrite)
+                            test_fraction=a.test_fraction, overwrite=a.overwrite,
+                            allow_version_change=a.allow_version_change)
     info = store.info()
     config = TrainConfig(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, device=a.device)
     specs = {m: replace(MODELS[m], model_kwargs=dwsnet_kwargs(a.hidden, a.depth, a.norm)) if m == "dwsnet"
@@ -140,7 +143,7 @@ def run(a) -> dict:
             aug_res[m][name] = cell(train_seeds(store, spec, a.seeds, config, views=a.aug_views,
                                                 log_dir=out / "augment" / m / name, name=f"{m}+{name}"))
 
-    setting = {"store": store_location(store), "source": info["source"],
+    setting = {"store": location(store.path), "source": info["source"],
                "objects": info["objects"], "views_fitted": store.views, "splits": info["splits"],
                **psnr_fields(info), **store.fit_summary(),
                "view_counts": counts, "aug_views": a.aug_views, "augmentations": {n: list(AUGMENTATIONS[n]) for n in augs},

@@ -90,3 +90,13 @@ def test_mapper_config_is_frozen_and_keeps_integral_floats_as_ints():
         train_mapper(m, w, w, x, y, {"epochs": 1})
     hist = train_mapper(m, w, w, x, y, MapperConfig(epochs=2.0, batch_size=2, image_batch=8))
     assert len(hist["history"]) == 2
+
+
+def test_a_mapper_without_val_classifiers_is_a_one_line_error():
+    """Its epoch is chosen by val accuracy: an empty val set is refused (it crashed in torch.cat)."""
+    w = Weights.from_flat(ARCH.init_flat(range(4)), ARCH)
+    m = build_mapper("mlp", ARCH, ResidualMapper.tensor_stds(w), mlp_hidden=(8,))
+    x, y = toy_data()
+    with pytest.raises(InrforgeError, match=r"^train_mapper needs at least one val classifier: it keeps the epoch of "
+                                            r"best val accuracy$"):
+        train_mapper(m, w, w[:0], x, y, MapperConfig(epochs=2, batch_size=2, image_batch=8))

@@ -599,3 +599,33 @@ def test_info_reproduce_refits_a_shard_and_fails_on_a_difference(tmp_path, capsy
     with pytest.raises(SystemExit) as stop:
         main(["info", out, "--threads", "1"])
     assert stop.value.code == 2 and "argument --threads: only used with --reproduce" in capsys.readouterr().err
+
+
+def test_info_reproduce_refuses_what_it_cannot_repeat_in_one_line(tmp_path, capsys, monkeypatch):
+    """Imported INRs have no fit to repeat; a compiled store needs a compiler (it was a traceback);
+    --threads/--device belong to --reproduce and are refused before any work."""
+    import zarr
+
+    from test_interop import write_dws_dataset
+
+    write_dws_dataset(tmp_path / "dws", n=4)
+    imported = str(tmp_path / "imp.zarr")
+    assert run(["import-dws", str(tmp_path / "dws"), "--out", imported], capsys)[0] == 0
+    code, _, err = run(["info", imported, "--reproduce", "0"], capsys)
+    assert code == 1 and "holds 'dws-import' objects, not INRs that inrforge fitted from a source" in err
+    out = str(tmp_path / "d.zarr")
+    assert run(FAST + ["--limit", "4", "--shard-size", "4", "--out", out], capsys)[0] == 0
+    g = zarr.open_group(out, mode="r+")
+    g.attrs["fit"] = {**g.attrs["fit"], "compile": True}  # as a compiled fit records it
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    code, _, err = run(["info", out, "--reproduce", "0"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "torch.compile needs a C++ compiler" in err, err
+    g.attrs["fit"] = {**g.attrs["fit"], "compile": False}
+    metrics = g["metrics"]["steps"]
+    metrics[0] = metrics[0] + 1  # the parameters agree; a metric does not
+    code, _, err = run(["info", out, "--reproduce", "0", "--device", "cpu"], capsys)
+    assert code == 1 and "(the same parameters, other steps)" in err, err
+    for option, value in (("--threads", "1"), ("--device", "cpu")):
+        with pytest.raises(SystemExit) as stop:
+            main(["info", str(tmp_path / "nothing.zarr"), option, value])  # refused before opening anything
+        assert stop.value.code == 2 and f"argument {option}: only used with --reproduce" in capsys.readouterr().err

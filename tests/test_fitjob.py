@@ -188,7 +188,8 @@ def test_a_resume_under_another_torch_or_inrforge_is_refused_unless_allowed(tmp_
     before = snapshot(part)
     with pytest.raises(InrforgeError, match=r"part.zarr was fitted so far with other software \(torch 2.11.0\+cu126 "
                                             r"-> [^)]+\), whose numbers may differ in the last bits; pass "
-                                            r"--allow-version-change .* or --overwrite to start again$"):
+                                            r"--allow-version-change to fit its remaining shards anyway .*, or --overwrite to "
+                                            r"fit the whole store again with this software$"):
         fit_inrs(src, part, **kw)
     assert_same(before, snapshot(part))  # nothing written
     store = fit_inrs(src, part, allow_version_change=True, **kw)
@@ -216,8 +217,10 @@ def test_repair_under_another_version_is_refused_before_it_deletes(tmp_path):
     with open(damaged, "r+b") as f:
         f.truncate(10)
     files = shard_files(part.path)
-    with pytest.raises(InrforgeError, match=r"fitted so far with other software \(inrforge 0.0.1 -> "):
-        fit_inrs(src, part.path, repair=True, **kw)
+    with pytest.raises(InrforgeError, match=r"fitted so far with other software \(inrforge 0.0.1 -> .*; pass "
+                                            r"--allow-version-change to refit its damaged shards anyway \(the store "
+                                            r"then records it in fit.resumed_with\)$"):  # --overwrite would not help
+        fit_inrs(src, part.path, repair=True, overwrite=True, **kw)
     assert shard_files(part.path) == files and os.path.getsize(damaged) == 10  # nothing deleted or refitted
     with pytest.warns(UserWarning, match="refitting damaged shard 1"):
         fit_inrs(src, part.path, repair=True, allow_version_change=True, **kw)
@@ -239,5 +242,28 @@ def test_refit_shard_reproduces_a_stored_shard_bit_for_bit(tmp_path):
             np.testing.assert_array_equal(getattr(data, name), store.metric(name)[start:stop], err_msg=name)
     with pytest.raises(InrforgeError, match=r"shard 3 out of range: the store has 3 shards"):
         refit_shard(store, 3)
-    with pytest.raises(InrforgeError, match="has 12 objects here, the store 10"):
+    with pytest.raises(InrforgeError, match=r"the source's data changed since the fit: it now has 12 objects, "
+                                            r"the store has 10$"):
         refit_shard(store, 0, source=load_source("digits", limit=12))
+
+
+def test_overwrite_fits_a_store_begun_with_other_software_again_whole(tmp_path):
+    """The refusal offers --overwrite: with the same arguments it must then start the store again
+    (it used to resume it and be refused again), and only while the store has shards left to fit."""
+    from inrforge.fitjob import library_versions
+    from inrforge.store import open_store
+
+    src = load_source("digits", limit=8)
+    kw = dict(steps=2, compile=False, shard_objects=4, progress=False)
+    ref = fit_inrs(src, tmp_path / "ref.zarr", **kw)
+    part = tmp_path / "part.zarr"
+    fit_inrs(src, part, **kw)
+    _as_if_fitted_by(part, torch="2.11.0+cu126")
+    assert fit_inrs(src, part, overwrite=True, **kw).fit_settings["versions"]["torch"] == "2.11.0+cu126"  # finished
+    g = zarr.open_group(str(part), mode="r+")
+    g["done"][4:] = False
+    g["params"][0] = 0.0  # a finished shard's numbers, which a resume would keep
+    store = fit_inrs(src, part, overwrite=True, **kw)
+    assert store.fit_settings["versions"] == library_versions() and "resumed_with" not in store.fit_settings
+    assert_same(snapshot(ref.path), snapshot(part))  # fitted again from the start
+    assert open_store(part).done().all()

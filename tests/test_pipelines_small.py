@@ -116,6 +116,8 @@ def has_legend(fig) -> bool:
     ("sine_regression", ["--store", "s.zarr", "--fit-steps", "5", "--preset", "siren"], "argument --preset: not used"),
     ("ssl_sines", ["--store", "s.zarr", "--test-fraction", "0.5"], "argument --test-fraction: not used with --store"),
     ("views_augment_sweep", ["--store", "s.zarr", "--source", "mnist"], "argument --source: not used with --store"),
+    ("classify_inrs", ["--store", "s.zarr", "--allow-version-change"],
+     "argument --allow-version-change: not used with --store"),
     ("views_augment_sweep", ["--small", "--store", "s.zarr", "--seed", "3"], "argument --seed: not used with --store"),
     ("classify_inrs", ["--small", "--store", "s.zarr", "--fit-steps", "5"], "argument --fit-steps: not used with --store"),
     ("classify_inrs", ["--models", "mlp,mlp+align", "--hidden", "8"],
@@ -299,6 +301,10 @@ def test_overwrite_reaches_the_fit(tmp_path, monkeypatch, name, fit):
         with pytest.raises(_Fitted) as e:
             mod.main([*flag, "--out", str(tmp_path / "run")])
         assert e.value.args[0]["overwrite"] is bool(flag)
+    for flag in ([], ["--allow-version-change"]):  # a fit begun under another inrforge or torch
+        with pytest.raises(_Fitted) as e:
+            mod.main([*flag, "--out", str(tmp_path / "run")])
+        assert e.value.args[0]["allow_version_change"] is bool(flag)
 
 
 @pytest.mark.parametrize("name", ["sine_regression", "ssl_sines"])

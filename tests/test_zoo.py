@@ -268,3 +268,21 @@ def test_zoo_splits_partition_the_classifiers_with_fit_zoos_rounding(tmp_path):
                     (dict(seed=-1), "seed must be an integer >= 0, got -1")):
         with pytest.raises(InrforgeError, match=msg):
             zoo_splits(**{"n_classifiers": 20, "val_fraction": 0.15, "zoo_test_fraction": 0.15, "seed": 0, **kw})
+
+
+def test_a_zoo_begun_with_other_software_resumes_only_when_allowed(tmp_path):
+    """As fit_inrs: the zoo's remaining shards would mix two torch versions' numbers silently."""
+    import zarr
+
+    from inrforge.fitjob import library_versions
+
+    kw = dict(data="digits", limit=100, n_classifiers=8, hidden=4, settings=ZooSettings(steps=5), shard_objects=4)
+    fit_zoo(tmp_path / "z.zarr", **kw)
+    g = zarr.open_group(str(tmp_path / "z.zarr"), mode="r+")
+    g.attrs["fit"] = {**g.attrs["fit"], "versions": {**g.attrs["fit"]["versions"], "torch": "1.0.0"}}
+    assert fit_zoo(tmp_path / "z.zarr", **kw).done().all()  # finished: nothing to fit, nothing refused
+    g["done"][4:] = False
+    with pytest.raises(InrforgeError, match=r"z.zarr was fitted so far with other software \(torch 1.0.0 -> "):
+        fit_zoo(tmp_path / "z.zarr", **kw)
+    store = fit_zoo(tmp_path / "z.zarr", allow_version_change=True, **kw)
+    assert store.done().all() and store.fit_settings["resumed_with"] == [library_versions()]
