@@ -164,6 +164,16 @@ def test_matching_store_resumes_refuses_or_leaves_the_place_to_a_new_store(tmp_p
         matching_store(tmp_path / "file", same, overwrite=True)
 
 
+def _finished_pair(tmp_path):
+    """Two finished stores of the same 8 digits (shards of 4): ``ref.zarr`` to compare with, and
+    ``part.zarr`` to tamper with; returns the source, the fit arguments, ``ref`` and part's path."""
+    src = load_source("digits", limit=8)
+    kw = dict(steps=2, compile=False, shard_objects=4, progress=False)
+    ref = fit_inrs(src, tmp_path / "ref.zarr", **kw)
+    fit_inrs(src, tmp_path / "part.zarr", **kw)
+    return src, kw, ref, tmp_path / "part.zarr"
+
+
 def _as_if_fitted_by(path, **versions):
     """Rewrite a store's recorded versions, as a store begun under other software would have them."""
     g = zarr.open_group(str(path), mode="r+")
@@ -177,11 +187,7 @@ def test_a_resume_under_another_torch_or_inrforge_is_refused_unless_allowed(tmp_
     from inrforge.fitjob import library_versions
     from inrforge.store import open_store
 
-    src = load_source("digits", limit=8)
-    kw = dict(steps=2, compile=False, shard_objects=4, progress=False)
-    ref = fit_inrs(src, tmp_path / "ref.zarr", **kw)
-    part = tmp_path / "part.zarr"
-    fit_inrs(src, part, **kw)
+    src, kw, ref, part = _finished_pair(tmp_path)
     _as_if_fitted_by(part, torch="2.11.0+cu126")
     assert fit_inrs(src, part, **kw).fit_settings["versions"]["torch"] == "2.11.0+cu126"  # finished: nothing to fit
     zarr.open_group(str(part), mode="r+")["done"][4:] = False  # the last shard, as if killed before writing it
@@ -253,11 +259,7 @@ def test_overwrite_fits_a_store_begun_with_other_software_again_whole(tmp_path):
     from inrforge.fitjob import library_versions
     from inrforge.store import open_store
 
-    src = load_source("digits", limit=8)
-    kw = dict(steps=2, compile=False, shard_objects=4, progress=False)
-    ref = fit_inrs(src, tmp_path / "ref.zarr", **kw)
-    part = tmp_path / "part.zarr"
-    fit_inrs(src, part, **kw)
+    src, kw, ref, part = _finished_pair(tmp_path)
     _as_if_fitted_by(part, torch="2.11.0+cu126")
     assert fit_inrs(src, part, overwrite=True, **kw).fit_settings["versions"]["torch"] == "2.11.0+cu126"  # finished
     g = zarr.open_group(str(part), mode="r+")
