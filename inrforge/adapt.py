@@ -56,17 +56,18 @@ def corrupt_images(x: torch.Tensor, shape, kind: str = "rotate-noise", angle: fl
     img = x.reshape(-1, h, w, c).permute(0, 3, 1, 2)
     if kind == "rotate-noise":
         a = math.radians(angle)
-        theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]], dtype=x.dtype)
+        theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]], dtype=x.dtype,
+                             device=x.device)
         grid = F.affine_grid(theta.expand(len(img), 2, 3), list(img.shape), align_corners=False)
         img = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     else:
         r = max(1, int(math.ceil(3 * blur)))
         k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=x.dtype) / blur) ** 2)
         k = (k / k.sum())
-        kern = (k[:, None] * k[None, :]).expand(c, 1, 2 * r + 1, 2 * r + 1)
+        kern = (k[:, None] * k[None, :]).expand(c, 1, 2 * r + 1, 2 * r + 1).to(x.device)
         img = F.conv2d(img, kern, padding=r, groups=c)
-    gen = torch.Generator().manual_seed(int(seed))
-    img = img + sigma * torch.randn(img.shape, generator=gen, dtype=x.dtype)
+    gen = torch.Generator().manual_seed(int(seed))  # drawn on the CPU: the same noise on every device
+    img = img + sigma * torch.randn(img.shape, generator=gen, dtype=x.dtype).to(x.device)
     return img.clamp(0, 1).permute(0, 2, 3, 1).reshape(len(x), -1)
 
 
@@ -163,13 +164,15 @@ class MapperConfig:
 
 def mapped_metrics(mapper: nn.Module | None, w: Weights, x: torch.Tensor, y: torch.Tensor,
                    batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """(accuracy, cross-entropy), each (B,), of the classifiers ``mapper(w)`` (``w`` if None) on (x, y)."""
+    """(accuracy, cross-entropy), each (B,), of the classifiers ``mapper(w)`` (``w`` if None) on (x, y),
+    on the mapper's device (``w``'s without one; the classifiers and images are moved there)."""
     accs, ces = [], []
+    dev = w.device if mapper is None else next(mapper.parameters()).device
     with torch.no_grad():
         if mapper is not None:
             mapper.eval()
         for s in range(0, len(w), batch):
-            part = w[s:s + batch]
+            part = w[s:s + batch].to(dev)
             a, c = classifier_metrics(part if mapper is None else mapper(part), x, y)
             accs.append(a)
             ces.append(c)

@@ -118,6 +118,11 @@ def check_device(device: str, here: bool = True) -> torch.device:
         raise InrforgeError(f"unknown device {device!r}; use cpu or cuda[:N]") from None
     if dev.type not in ("cpu", "cuda"):
         raise InrforgeError(f"unsupported device {device!r}; use cpu or cuda[:N]")
-    if here and dev.type == "cuda" and not torch.cuda.is_available():
-        raise InrforgeError(f"device {device!r} requested but CUDA is not available here")
+    if here and dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InrforgeError(f"device {device!r} requested but CUDA is not available here")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:  # torch would fail later: "invalid device ordinal"
+            raise InrforgeError(f"device {device!r} requested but this host has {n} CUDA device{'s' * (n != 1)} "
+                                f"(cuda:0 to cuda:{n - 1})")
     return dev

@@ -121,9 +121,14 @@ def cmd_fit(a) -> int:
 
     check_fit_arguments(a.parser, a)
     if a.scheduler:  # a misspelt scheduler is refused before the source is loaded
-        from .distributed import check_scheduler
+        from .distributed import check_scheduler, local_workers
 
         check_scheduler(a.scheduler)
+        n_local = local_workers(a.scheduler)
+        if n_local and n_local > 1 and a.device.startswith("cuda"):
+            a.parser.error(f"argument --device: {a.device} with --scheduler {a.scheduler} starts {n_local} worker "
+                           f"processes that would all fit on one GPU at once; use --scheduler local:1, or the address "
+                           f"of a scheduler whose workers each own a GPU (docs/cluster.md)")
     source = load_source(a.source, path=a.data, limit=a.limit, **parse_source_options(a.source_opt))
     kwargs = dict(arch=fit_arch(a, source), views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
                   batch_size=a.batch_size, device=a.device, seed=a.seed, compile=not a.no_compile,
@@ -206,6 +211,16 @@ def cmd_info(a) -> int:
     return 0
 
 
+def _device_type(device: str) -> str:
+    """``cpu`` or ``cuda`` for a device string such as ``cuda:1`` (its spelling when torch cannot read it)."""
+    import torch
+
+    try:
+        return torch.device(device).type
+    except (RuntimeError, TypeError):
+        return str(device)
+
+
 def _reproduce(store, k: int, device: str | None) -> int:
     """Refit finished shard ``k`` (:func:`~inrforge.fitjob.refit_shard`) and compare it with the store:
     ``k``, or an :class:`InrforgeError` saying what differs and what may explain it (other software,
@@ -227,8 +242,12 @@ def _reproduce(store, k: int, device: str | None) -> int:
     what = (f"max |param difference| {diff.max():.3g}, in {int((diff > 0).sum())} of {diff.size} numbers"
             if diff.any() else f"the same parameters, other {', '.join(metrics)}")
     software = software_changes(store)
+    fitted_on = _device_type(store.fit_settings.get("device") or "cpu")
+    here = _device_type(device or store.fit_settings.get("device") or "cpu")
     if software:
         why = f"the software differs ({', '.join(software)})"
+    elif fitted_on != here:
+        why = f"it was fitted on {fitted_on} and refitted on {here}, whose kernels round differently"
     elif store.fit_settings.get("resumed_with"):
         why = "the store mixes software versions (fit.resumed_with): this shard may come from another one"
     else:

@@ -296,10 +296,11 @@ def fit_shard_task(path: str, shard: int, arch: INRSpec, views: int, seed: int, 
             source = _worker_source(store.source)
         if len(source) != len(store):
             raise InrforgeError(f"source {source.name!r} has {len(source)} objects here, the store {len(store)}")
-        fs = require_memory(FitSettings(**settings), arch, len(source.coords))  # checks the device here
+        start, stop = store.shard_range(shard)
+        fs = require_memory(FitSettings(**settings), arch, len(source.coords),  # checks the device here
+                            shard_inrs=(stop - start) * views)
         if fs.compile:
             check_compiler(fs.device)  # a worker that joined after the probe
-        start, stop = store.shard_range(shard)
         data = fit_shard(arch, source, start, stop, views, seed, fs)
         try:
             store.write_shard(data)

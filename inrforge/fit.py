@@ -73,8 +73,12 @@ class FitResult:
 
 def check_compiler(device: str = "cpu") -> None:
     """``torch.compile`` on a CPU builds C++: for a CPU ``device``, an error unless the compiler
-    Inductor calls (``$CXX``, default ``g++``; ``clang++`` on macOS) is there."""
+    Inductor calls (``$CXX``, default ``g++``; ``clang++`` on macOS) is there.  On a GPU it builds
+    Triton kernels: an error unless Triton works there (CUDA capability 7.0 or more)."""
     if torch.device(device).type != "cpu":
+        if not _has_triton():
+            raise InrforgeError(f"torch.compile on {device} needs Triton, which is missing or does not support this "
+                                f"GPU (CUDA capability 7.0 or more); pass --no-compile")
         return
     cxx = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
     if shutil.which(cxx) is None:
@@ -88,6 +92,15 @@ def check_compiler(device: str = "cpu") -> None:
 # clean machine); docs/benchmarks.md.  The pipelines' --small fits (<= 8.6e7) stay eager and keep
 # the numbers their tests were measured with.
 COMPILE_WORTH = 10**8
+
+
+def _has_triton() -> bool:
+    """Whether Triton can compile for this process's GPU (torch's own test: installed, capability >= 7.0)."""
+    try:
+        from torch.utils._triton import has_triton
+    except ImportError:  # a torch that moved it: let torch.compile say what is wrong
+        return True
+    return bool(has_triton())
 
 
 def worth_compiling(point_steps: int, device: str = "cpu") -> bool:
@@ -221,14 +234,20 @@ def _fused_step(arch, flat, coords, targets, active):
 _COMPILED: dict = {}
 
 
-def _step_fn(arch: INRSpec, use_compile: bool):
-    """``step(arch, flat, coords, targets, active) -> (mse, grad)``, compiled once per arch and process."""
+def _step_fn(arch: INRSpec, use_compile: bool, device: torch.device):
+    """``step(arch, flat, coords, targets, active) -> (mse, grad)``, compiled once per arch, device
+    type and process.  On a GPU, Inductor's deterministic mode: by default it would time several
+    reduction kernels (block sizes, warps) at first launch and keep the fastest, and those round
+    differently, so another process or node could fit other last bits (a resume, a Dask worker,
+    ``refit_shard``).  The CPU step is compiled as always (its numbers are the stores' so far)."""
     if not use_compile:
         return lambda *args: stacked_step(*args)[:2]
-    if arch not in _COMPILED:
-        compiled = torch.compile(_fused_step, dynamic=False)
-        _COMPILED[arch] = lambda *args: compiled(*args)[:2]
-    return _COMPILED[arch]
+    key = (arch, device.type)
+    if key not in _COMPILED:
+        options = {"deterministic": True} if device.type == "cuda" else None
+        compiled = torch.compile(_fused_step, dynamic=False, options=options)
+        _COMPILED[key] = lambda *args: compiled(*args)[:2]
+    return _COMPILED[key]
 
 
 def fit_batch(arch: INRSpec, init: torch.Tensor, coords: torch.Tensor, targets: torch.Tensor,
@@ -247,7 +266,7 @@ def fit_batch(arch: INRSpec, init: torch.Tensor, coords: torch.Tensor, targets: 
     # The optimizer's one parameter: every INR's W_0, then every b_0, ... in one buffer.
     flat = torch.cat([init[:, s.offset : s.offset + s.size].reshape(-1) for s in arch.layout])
     opt = torch.optim.Adam([flat], lr=settings.lr, fused=True)  # fused: one kernel, same update
-    step_fn = _step_fn(arch, settings.compile)
+    step_fn = _step_fn(arch, settings.compile, dev)
     target = settings.target_psnr
     mse_target = None if target is None else psnr_to_mse(target)
 
@@ -335,10 +354,13 @@ def batch_bytes(arch: INRSpec, n_points: int) -> int:
 
 def memory_batch_limit(arch: INRSpec, n_points: int, device: str) -> int:
     """The largest batch whose activations (:func:`batch_bytes`) fit in a quarter of the GPU's
-    free memory, or half of the memory available to a new process on a CPU host."""
+    free memory, or half of the memory available to a new process on a CPU host.  On a GPU, memory
+    this process's caching allocator holds but does not use counts as free (the driver counts it as
+    used, so a second shard in the same process would see less than there is)."""
     dev = torch.device(device)
     if dev.type == "cuda":
         free, _ = torch.cuda.mem_get_info(dev)
+        free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
         budget = free // 4
     else:
         budget = available_bytes() // 2

@@ -127,7 +127,7 @@ def refit_shard(store: INRStore, k: int, source: Source | None = None, device: s
                            compile=fit["compile"])
     if settings.compile:
         check_compiler(settings.device)
-    require_memory(settings, store.arch, len(source.coords))
+    require_memory(settings, store.arch, len(source.coords), shard_inrs=(stop - start) * store.views)
     return fit_shard(store.arch, source, start, stop, store.views, fit["seed"], settings)
 
 
@@ -376,7 +376,7 @@ def prepare_fit(
     def fit_attrs_with(batch: int, compiled: bool) -> dict:
         return {"steps": int(steps), "lr": float(lr), "seed": int(seed),
                 "target_psnr": None if target_psnr is None else float(target_psnr),
-                "batch_size": int(batch), "device": str(device), "compile": bool(compiled),
+                "batch_size": int(batch), "device": torch.device(device).type, "compile": bool(compiled),
                 "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
                 "threads": torch.get_num_threads() if fit_here else int(threads or 1),
                 "versions": library_versions()}
@@ -403,7 +403,8 @@ def prepare_fit(
     settings = dict(steps=steps, lr=lr, target_psnr=target_psnr, batch_size=batch_size, device=device,
                     compile=compile)
     if fit_here:
-        require_memory(FitSettings(**settings), arch, len(source.coords))  # before a store exists
+        require_memory(FitSettings(**settings), arch, len(source.coords),  # before a store exists
+                       shard_inrs=min(shard_objects, len(source)) * views)
     else:
         FitSettings(**{**settings, "device": "cpu"})
     fit_attrs = fit_attrs_with(batch_size, compile)
@@ -501,19 +502,22 @@ def fit_inrs(
     return store
 
 
-def require_memory(settings: FitSettings, arch: INRSpec, n_points: int) -> FitSettings:
-    """``settings`` if a batch of ``settings.batch_size`` INRs fits in memory here, else an error.
+def require_memory(settings: FitSettings, arch: INRSpec, n_points: int, shard_inrs: int | None = None) -> FitSettings:
+    """``settings`` if the largest batch this fit builds fits in memory here, else an error.
 
-    The batch size is part of a store's identity (it decides which INRs share a step, and the
-    rounding of the shared products), so it is never lowered silently: a store fitted with it
-    could not be resumed bit-identically.
+    That batch is ``settings.batch_size`` INRs, or a whole shard's ``shard_inrs`` (objects x views)
+    when that is fewer (:func:`fit_shard` never batches across shards).  The batch size is part of a
+    store's identity (it decides which INRs share a step, and the rounding of the shared products),
+    so it is never lowered silently: a store fitted with it could not be resumed bit-identically.
     """
+    batch = settings.batch_size if shard_inrs is None else min(settings.batch_size, int(shard_inrs))
     limit = memory_batch_limit(arch, n_points, settings.device)
-    if settings.batch_size > limit:
-        need = settings.batch_size * batch_bytes(arch, n_points) / 2**30
+    if batch > limit:
+        need = batch * batch_bytes(arch, n_points) / 2**30
+        where = "this CPU" if torch.device(settings.device).type == "cpu" else f"the GPU {settings.device}"
         raise InrforgeError(
-            f"a batch of {settings.batch_size} INRs of {n_points} points needs about {need:.1f} GiB, more than "
-            f"this {settings.device} has to spare (about {limit} INRs fit); pass --batch-size {limit} or less "
+            f"a batch of {batch} INRs of {n_points} points needs about {need:.1f} GiB, more than "
+            f"{where} has to spare (about {limit} INRs fit); pass --batch-size {limit} or less "
             f"(a new --out: a store keeps the batch size it was started with)")
     return settings
 

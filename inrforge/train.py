@@ -221,7 +221,7 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
         result["test"] = evaluate(model, _eval_loader(test, config.batch_size), task, device)
     if log_dir:
         _write_csv(log_dir / "metrics.csv", history)
-        torch.save(model.state_dict(), log_dir / "best.pt")
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, log_dir / "best.pt")  # loads anywhere
         write_json(log_dir / "result.json", {k: v for k, v in result.items() if k != "history"})
     return result
 

@@ -204,7 +204,9 @@ def classifier_logits(w: Weights, x: torch.Tensor) -> torch.Tensor:
 
 
 def classifier_metrics(w: Weights, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """(accuracy, mean cross-entropy), each (B,), of B classifiers on the labelled images (x, y)."""
+    """(accuracy, mean cross-entropy), each (B,), of B classifiers on the labelled images (x, y), on
+    the classifiers' device (the images are moved there)."""
+    x, y = x.to(w.device), y.to(w.device)
     correct = torch.zeros(len(w), device=w.device)
     ce = torch.zeros(len(w), device=w.device)
     with torch.no_grad():

@@ -100,3 +100,14 @@ def test_a_mapper_without_val_classifiers_is_a_one_line_error():
     with pytest.raises(InrforgeError, match=r"^train_mapper needs at least one val classifier: it keeps the epoch of "
                                             r"best val accuracy$"):
         train_mapper(m, w, w[:0], x, y, MapperConfig(epochs=2, batch_size=2, image_batch=8))
+
+
+def test_corruption_builds_its_kernels_on_the_images_device():
+    """Its rotation, blur kernel and noise were CPU tensors whatever the images' device (a GPU's
+    grid_sample/conv2d would refuse them).  The meta device stands in for a GPU here."""
+    x = torch.rand(3, 64)
+    for kind in ("rotate-noise", "blur-noise"):
+        out = corrupt_images(x.to("meta"), (8, 8, 1), kind=kind, seed=1)
+        assert out.device.type == "meta" and out.shape == x.shape
+    # the CPU numbers are those of before: the noise is still drawn on the CPU generator
+    torch.testing.assert_close(corrupt_images(x, (8, 8, 1), angle=0.0, sigma=0.0), x, atol=1e-5, rtol=0)

@@ -105,6 +105,8 @@ def test_fit_never_writes_into_a_foreign_folder(tmp_path, capsys):
     (["render", "/no/such/store", "--out", "x.png"], 1, "no store at"),
     (["render", "/no/such/store", "--out", "x.txt"], 1, ".txt is not an image format"),
     (["render", "/no/such/store", "--out", "x"], 1, "no image extension"),
+    (FAST + ["--limit", "1", "--out", "x", "--scheduler", "local:2", "--device", "cuda:0"], 2,
+     "argument --device: cuda:0 with --scheduler local:2 starts 2 worker processes that would all fit on one GPU"),
     (["import-dws", "x", "--out", "y", "--image-size", "28"], 2, "argument --image-size: expected HxW with two"),
     (["import-dws", "x", "--out", "y", "--image-size", "0x28"], 2, "positive integers, such as 28x28, got '0x28'"),
     (["import-dws", "x", "--out", "y", "--image-size", "2.5x3"], 2, "argument --image-size: expected HxW"),
@@ -625,6 +627,9 @@ def test_info_reproduce_refuses_what_it_cannot_repeat_in_one_line(tmp_path, caps
     metrics[0] = metrics[0] + 1  # the parameters agree; a metric does not
     code, _, err = run(["info", out, "--reproduce", "0", "--device", "cpu"], capsys)
     assert code == 1 and "(the same parameters, other steps)" in err, err
+    g.attrs["fit"] = {**g.attrs["fit"], "device": "cuda"}  # as a GPU fit records it, checked on this CPU
+    code, _, err = run(["info", out, "--reproduce", "0", "--device", "cpu"], capsys)
+    assert code == 1 and "it was fitted on cuda and refitted on cpu, whose kernels round differently" in err, err
     for option, value in (("--threads", "1"), ("--device", "cpu")):
         with pytest.raises(SystemExit) as stop:
             main(["info", str(tmp_path / "nothing.zarr"), option, value])  # refused before opening anything

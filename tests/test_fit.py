@@ -242,3 +242,34 @@ def test_per_inr_coordinates_and_empty_batches():
 def test_a_target_psnr_below_any_reachable_stops_at_once():
     res = fit_batch(ARCH, ARCH.init_flat(range(2)), COORDS, targets(2), settings(target_psnr=-5000.0))
     assert res.steps.tolist() == [0, 0] and not res.failed.any()
+
+
+def test_cuda_paths_that_can_be_checked_without_a_gpu(monkeypatch):
+    """No GPU here: the CUDA branches' own logic, with torch.cuda's answers stood in for."""
+    import inrforge.fit as ifit
+    from inrforge.checks import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert check_device("cuda:0") == torch.device("cuda:0") and check_device("cuda").type == "cuda"
+    with pytest.raises(InrforgeError, match=r"^device 'cuda:3' requested but this host has 1 CUDA device "
+                                            r"\(cuda:0 to cuda:0\)$"):  # torch: a late "invalid device ordinal"
+        check_device("cuda:3")
+    # the memory probe counts what torch's own cache holds unused as free
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda dev=None: (4 << 30, 80 << 30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda dev=None: 12 << 30)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda dev=None: 4 << 30)
+    per_inr = ifit.batch_bytes(ARCH, 784)
+    assert ifit.memory_batch_limit(ARCH, 784, "cuda") == (12 << 30) // 4 // per_inr
+    # torch.compile on a GPU needs Triton; there it compiles in Inductor's deterministic mode
+    monkeypatch.setattr(ifit, "_has_triton", lambda: False)
+    with pytest.raises(InrforgeError, match=r"torch.compile on cuda needs Triton, .*; pass --no-compile$"):
+        ifit.check_compiler("cuda")
+    ifit.check_compiler("cpu")  # g++ is here
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: seen.append(kw.get("options")) or fn)
+    monkeypatch.setattr(ifit, "_COMPILED", {})
+    ifit._step_fn(ARCH, True, torch.device("cuda"))
+    ifit._step_fn(ARCH, True, torch.device("cpu"))
+    ifit._step_fn(ARCH, True, torch.device("cuda", 1))  # the same compiled step for every GPU
+    assert seen == [{"deterministic": True}, None]

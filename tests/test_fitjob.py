@@ -269,3 +269,27 @@ def test_overwrite_fits_a_store_begun_with_other_software_again_whole(tmp_path):
     assert store.fit_settings["versions"] == library_versions() and "resumed_with" not in store.fit_settings
     assert_same(snapshot(ref.path), snapshot(part))  # fitted again from the start
     assert open_store(part).done().all()
+
+
+def test_the_memory_check_counts_the_batch_a_shard_really_builds(monkeypatch):
+    """A shard of 256 objects never builds a batch of 8192 INRs (the GPU default): a Dask worker
+    refused every shard of a 784-point source on cards with less than ~39 GiB free."""
+    import inrforge.fitjob as fitjob
+    from inrforge.arch import make_arch
+    from inrforge.fit import FitSettings
+
+    monkeypatch.setattr(fitjob, "memory_batch_limit", lambda arch, n, device: 300)
+    settings = FitSettings(batch_size=8192, device="cpu")
+    assert fitjob.require_memory(settings, make_arch(), 784, shard_inrs=256) is settings
+    with pytest.raises(InrforgeError, match=r"^a batch of 400 INRs of 784 points needs about .* GiB, more than this "
+                                            r"CPU has to spare \(about 300 INRs fit\); pass --batch-size 300 or less"):
+        fitjob.require_memory(settings, make_arch(), 784, shard_inrs=400)
+
+
+def test_a_store_records_the_device_type_not_its_index(tmp_path):
+    """cuda:1 and cuda fit the same numbers; a store recorded one spelling and refused the other."""
+    from inrforge.fitjob import prepare_fit
+
+    plan = prepare_fit(load_source("digits", limit=4), tmp_path / "s.zarr", device="cuda:1", compile=False,
+                       fit_here=False)  # a driver whose workers fit: the device is not needed here
+    assert plan.store.fit_settings["device"] == "cuda" and plan.settings["device"] == "cuda:1"
