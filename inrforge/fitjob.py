@@ -402,9 +402,14 @@ def prepare_fit(
         check_compiler(device)  # before a store that records compile=True exists
     settings = dict(steps=steps, lr=lr, target_psnr=target_psnr, batch_size=batch_size, device=device,
                     compile=compile)
+    shard_inrs = min(shard_objects, len(source)) * views
+    if torch.device(device).type == "cuda" and shard_objects < len(source) and shard_inrs < batch_size:
+        # a step never spans two shards: the GPU would fit small batches however large batch_size is
+        warnings.warn(f"a shard holds {shard_inrs} INRs ({min(shard_objects, len(source))} objects x {views} views), "
+                      f"fewer than the batch size {batch_size}: every step fits at most {shard_inrs} INRs; for a GPU "
+                      f"pass --shard-size {-(-batch_size // views)} or more (docs/cluster.md)")
     if fit_here:
-        require_memory(FitSettings(**settings), arch, len(source.coords),  # before a store exists
-                       shard_inrs=min(shard_objects, len(source)) * views)
+        require_memory(FitSettings(**settings), arch, len(source.coords), shard_inrs=shard_inrs)  # before a store
     else:
         FitSettings(**{**settings, "device": "cpu"})
     fit_attrs = fit_attrs_with(batch_size, compile)

@@ -293,3 +293,21 @@ def test_a_store_records_the_device_type_not_its_index(tmp_path):
     plan = prepare_fit(load_source("digits", limit=4), tmp_path / "s.zarr", device="cuda:1", compile=False,
                        fit_here=False)  # a driver whose workers fit: the device is not needed here
     assert plan.store.fit_settings["device"] == "cuda" and plan.settings["device"] == "cuda:1"
+
+
+def test_a_gpu_fit_warns_when_its_shards_are_smaller_than_a_batch(tmp_path):
+    """On a GPU the default 256-object shard caps every step at 256 x views INRs, whatever the batch."""
+    from inrforge.fitjob import prepare_fit
+
+    src = load_source("digits", limit=300)
+    with pytest.warns(UserWarning, match=r"a shard holds 256 INRs \(256 objects x 1 views\), fewer than the batch "
+                                         r"size 8192: every step fits at most 256 INRs; for a GPU pass --shard-size "
+                                         r"8192 or more"):
+        prepare_fit(src, tmp_path / "a.zarr", device="cuda", compile=False, fit_here=False, create=False)
+    import warnings as w
+
+    with w.catch_warnings():
+        w.simplefilter("error")  # one batch per shard, and a CPU fit's small batches: no warning
+        prepare_fit(src, tmp_path / "b.zarr", device="cuda", compile=False, fit_here=False, create=False,
+                    shard_objects=8192)
+        prepare_fit(src, tmp_path / "c.zarr", compile=False, create=False)
