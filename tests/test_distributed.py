@@ -249,7 +249,8 @@ def test_a_store_path_nobody_can_write_is_one_line(client, source, tmp_path, cap
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs workers without CUDA")
 def test_a_device_the_workers_lack_is_refused_before_fitting(client, source, tmp_path):
     out = str(tmp_path / "gpu.zarr")
-    with pytest.raises(InrforgeError, match=r"worker tcp://.*: device 'cuda' requested but CUDA is not available"):
+    with pytest.raises(InrforgeError, match=r"worker tcp://.*: device 'cuda' requested but CUDA is not available"), \
+            pytest.warns(UserWarning, match="fewer than the batch size 8192"):  # the GPU default batch
         idist.fit_inrs_distributed(client, source, out, device="cuda", **JOB)
     assert not open_store(out).done().any()
 
