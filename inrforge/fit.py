@@ -251,11 +251,13 @@ def _step_fn(arch: INRSpec, use_compile: bool, device: torch.device):
 
 
 def fit_batch(arch: INRSpec, init: torch.Tensor, coords: torch.Tensor, targets: torch.Tensor,
-              settings: FitSettings) -> FitResult:
+              settings: FitSettings, *, device_side: bool | None = None) -> FitResult:
     """Fit ``len(init)`` INRs of ``arch`` from flat initial parameters ``init`` (B, P).
 
     ``coords`` (N, in_features) are shared, or (B, N, in_features) per INR; ``targets`` is
     (B, N, out_features).  Other shapes are an :class:`InrforgeError` (:func:`check_fit_inputs`).
+    ``device_side`` (default: on a GPU) keeps the per-INR bookkeeping on the device, so that the
+    host never waits for a step (:func:`_steps_on_device`); the results are the same bits.
     """
     dev = check_device(settings.device)
     check_fit_inputs(arch, init, coords, targets)
@@ -273,29 +275,9 @@ def fit_batch(arch: INRSpec, init: torch.Tensor, coords: torch.Tensor, targets: 
     active = torch.ones(b, dtype=torch.bool, device=dev)
     failed = torch.zeros(b, dtype=torch.bool, device=dev)
     n_steps = torch.zeros(b, dtype=torch.int32, device=dev)
-    n_active = b
-    for _ in range(settings.steps):
-        mse, grad = step_fn(arch, flat, enc, targets, active)
-        bad = ~torch.isfinite(mse)
-        failed |= active & bad
-        stop = bad if mse_target is None else bad | (mse <= mse_target)
-        active &= ~stop
-        now_active = int(active.sum())
-        if now_active == 0:
-            break
-        # Each INR's gradient is that of its own MSE (the sum over INRs separates); the inactive
-        # ones get zero gradients, so NaNs never reach the optimizer, and their parameters are
-        # restored after each update (Adam's momentum would still move them) from a copy taken
-        # when they stopped: the parameters that were measured.
-        if now_active != n_active:
-            n_active = now_active
-            frozen = flat.clone()
-            keep = torch.cat([active.unsqueeze(1).expand(b, s.size).reshape(-1) for s in arch.layout])
-        flat.grad = grad
-        opt.step()
-        if n_active < b:
-            flat.copy_(torch.where(keep, flat, frozen))
-        n_steps += active.int()
+    steps = _steps_on_device if (dev.type == "cuda" if device_side is None else device_side) else _steps_on_host
+    steps(arch, flat, opt, lambda: step_fn(arch, flat, enc, targets, active), settings.steps, mse_target,
+          active, failed, n_steps)
 
     views = stacked_views(arch, flat, b)
     final = per_inr_mse(arch, views[0::2], views[1::2], enc, targets)
@@ -308,6 +290,64 @@ def fit_batch(arch: INRSpec, init: torch.Tensor, coords: torch.Tensor, targets: 
         steps=n_steps.cpu(),
         failed=failed.cpu(),
     )
+
+
+def _stop(mse, mse_target, active, failed):
+    """Update ``active`` and ``failed`` in place after a step measured ``mse``: an INR stops when its
+    loss is not finite (failed) or reaches ``mse_target``.  Returns the INRs that stopped now."""
+    bad = ~torch.isfinite(mse)
+    failed |= active & bad
+    stop = bad if mse_target is None else bad | (mse <= mse_target)
+    newly = active & stop
+    active &= ~stop
+    return newly
+
+
+def _steps_on_host(arch, flat, opt, step, n, mse_target, active, failed, n_steps) -> None:
+    """Up to ``n`` updates of ``flat``, stopping as soon as no INR is active (one host sync a step).
+
+    Each INR's gradient is that of its own MSE (the sum over INRs separates); the inactive ones get
+    zero gradients, so NaNs never reach the optimizer, and their parameters are restored after each
+    update (Adam's momentum would still move them) from a copy taken when they stopped: the
+    parameters that were measured."""
+    b = len(active)
+    n_active = b
+    for _ in range(n):
+        mse, grad = step()
+        _stop(mse, mse_target, active, failed)
+        now_active = int(active.sum())
+        if now_active == 0:
+            break
+        if now_active != n_active:
+            n_active = now_active
+            frozen = flat.clone()
+            keep = torch.cat([active.unsqueeze(1).expand(b, s.size).reshape(-1) for s in arch.layout])
+        flat.grad = grad
+        opt.step()
+        if n_active < b:
+            flat.copy_(torch.where(keep, flat, frozen))
+        n_steps += active.int()
+
+
+def _steps_on_device(arch, flat, opt, step, n, mse_target, active, failed, n_steps, check_every: int = 32) -> None:
+    """:func:`_steps_on_host` without waiting for the device: the parameters of the INRs that stop
+    at a step are copied into ``frozen`` on the device, and every update is followed by restoring
+    the inactive ones from it, so the host only asks whether any INR is active every
+    ``check_every`` steps.  The steps after the last INR stopped change nothing (zero gradients,
+    restored parameters, no step counted), so the result is the same bits as on the host."""
+    b = len(active)
+    inr_of = torch.cat([torch.arange(b, device=flat.device).repeat_interleave(s.size) for s in arch.layout])
+    frozen = flat.clone()
+    for i in range(n):
+        mse, grad = step()
+        newly = _stop(mse, mse_target, active, failed)
+        frozen = torch.where(newly[inr_of], flat, frozen)  # the measured parameters of those stopping now
+        flat.grad = grad
+        opt.step()
+        flat.copy_(torch.where(active[inr_of], flat, frozen))
+        n_steps += active.int()
+        if i % check_every == check_every - 1 and not bool(active.any()):
+            break
 
 
 def check_fit_inputs(arch: INRSpec, init, coords, targets) -> None:

@@ -273,3 +273,25 @@ def test_cuda_paths_that_can_be_checked_without_a_gpu(monkeypatch):
     ifit._step_fn(ARCH, True, torch.device("cpu"))
     ifit._step_fn(ARCH, True, torch.device("cuda", 1))  # the same compiled step for every GPU
     assert seen == [{"deterministic": True}, None]
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_the_device_side_loop_gives_the_same_bits(compile):
+    """The GPU's loop (no host sync per step: stopped INRs restored on the device, the "all stopped"
+    check every 32 steps) against the host's, on this CPU: early stops at different steps, an INR
+    whose target is NaN (failed at step 0), updates that overflow, and every INR stopping early."""
+    init = ARCH.init_flat(range(6))
+    y = targets(6)
+    y[0] = 0.5  # reaches 25 dB within a few steps
+    y[3, 7] = float("nan")
+    cases = [settings(steps=150, lr=5e-3, target_psnr=25.0, compile=compile),
+             settings(steps=40, lr=5e-3, compile=compile),
+             settings(steps=3, lr=1e10, compile=compile),
+             settings(steps=100, lr=5e-3, target_psnr=-100.0, compile=compile)]  # all stop at once
+    for s in cases:
+        host = fit_batch(ARCH, init, COORDS, y, s, device_side=False)
+        device = fit_batch(ARCH, init, COORDS, y, s, device_side=True)
+        for field in ("params", "loss", "psnr", "steps", "failed"):
+            assert torch.equal(getattr(host, field).nan_to_num(), getattr(device, field).nan_to_num()), (s, field)
+            assert torch.equal(getattr(host, field).isnan(), getattr(device, field).isnan()), (s, field)
+    assert fit_batch(ARCH, init, COORDS, y, cases[0], device_side=True).steps[0] < 150  # early stop happened
