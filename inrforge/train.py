@@ -36,7 +36,7 @@ from .store import INRStore
 
 TASKS = ("classification", "regression")
 # The files fit_model writes into its log_dir.
-LOG_FILES = ("result.json", "best.pt", "metrics.csv", "metrics.jsonl")
+LOG_FILES = ("run.json", "result.json", "best.pt", "metrics.csv", "metrics.jsonl")
 
 MAX_LR = 1e30  # AdamW divides lr by its bias correction (>= 0.1 at its defaults): float32 holds 3.4e38
 
@@ -152,9 +152,11 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     not finite is never the best; a run in which no epoch has a finite one is an
     :class:`InrforgeError` too (it diverged), and writes no ``best.pt`` or ``result.json``.
     ``config.patience`` without a val split to watch is an :class:`InrforgeError`.  ``log_dir``
-    receives :data:`LOG_FILES`; those of an earlier run there are deleted first (the CLI and the
-    pipelines refuse to reuse a folder without ``--overwrite`` before they get here), and nothing
-    else in it is touched.
+    receives :data:`LOG_FILES`: ``run.json`` first (``describe``, the config, torch's thread count
+    and the library versions: what decides the numbers), then the metrics per epoch, and at the end
+    ``best.pt`` and ``result.json`` (which marks a finished run); those of an earlier run there are
+    deleted first (the CLI and the pipelines refuse to reuse a folder without ``--overwrite`` before
+    they get here), and nothing else in it is touched.
     """
     _require_config(config)
     if task not in TASKS:
@@ -176,6 +178,10 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     history, diverged = [], None
     has_val = val is not None and len(val) > 0
     log_dir = _open_log_dir(log_dir)
+    run = {**(describe or {}), "config": asdict(config), "threads": torch.get_num_threads(),
+           "versions": library_versions()}  # what decides the numbers, in result.json too
+    if log_dir:  # written first: an interrupted run's logs still say what they are the logs of
+        write_json(log_dir / "run.json", run)
     t0 = time.perf_counter()
     bar = tqdm(range(config.epochs), desc=desc, disable=(not progress) if progress is not None else None,
                dynamic_ncols=True)
@@ -208,11 +214,9 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
         raise InrforgeError(f"training diverged: the val loss was not finite in any of the {len(history)} "
                             f"epoch(s) (lr {config.lr:.3g}); lower --lr or check the INRs")
     best.restore(model)  # the best epoch's weights (without a val split, the last finished epoch's)
-    result = {**(describe or {}), "best_epoch": best.epoch, "epochs_run": len(history),
-              "train_time_s": time.perf_counter() - t0, "history": history, "config": asdict(config),
-              "params": sum(p.numel() for p in model.parameters()),
-              # the numbers depend on these too: torch's thread count changes its reductions' order
-              "threads": torch.get_num_threads(), "versions": library_versions()}
+    result = {**run, "best_epoch": best.epoch, "epochs_run": len(history),
+              "train_time_s": time.perf_counter() - t0, "history": history,
+              "params": sum(p.numel() for p in model.parameters())}
     if diverged:
         result["diverged"] = diverged
     if has_val:

@@ -337,7 +337,7 @@ def test_train_out_never_replaces_a_file_silently_and_overwrite_starts_clean(tmp
     argv = ["train", s.path, "--epochs", "1", "--model", "mlp", "--quiet", "--out"]
     own = tmp_path / "own"
     own.mkdir()
-    for name in ("best.pt", "metrics.csv", "metrics.jsonl"):  # not only result.json: each file train writes
+    for name in ("best.pt", "metrics.csv", "metrics.jsonl", "run.json"):  # not only result.json: each file train writes
         (own / name).write_text("the user's own")
         assert main(argv + [str(own)]) == 1
         err = capsys.readouterr().err
@@ -358,6 +358,36 @@ def test_train_out_never_replaces_a_file_silently_and_overwrite_starts_clean(tmp
     assert capsys.readouterr().err == "inrforge train: interrupted\n"  # no claim that a re-run resumes
     # the earlier run's result.json and best.pt went at the start: never beside the new partial metrics
     assert sorted(p.name for p in run.iterdir()) == ["metrics.jsonl", "notes.txt"]
+
+
+def test_an_interrupted_run_leaves_logs_that_say_what_they_are(tmp_path, capsys, monkeypatch):
+    """run.json is written before the first epoch: a run stopped by Ctrl-C (no result.json) still
+    says what its metrics are the metrics of (store, model, config, threads, versions)."""
+    import inrforge.train
+
+    s = learnable_store(tmp_path / "s.zarr")
+    real = inrforge.train._train_epoch
+
+    def stop_in_epoch_1(*args):
+        if args[-1] == 1:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(inrforge.train, "_train_epoch", stop_in_epoch_1)
+    run = tmp_path / "run"
+    argv = ["train", s.path, "--epochs", "3", "--model", "mlp", "--seed", "7", "--threads", "1", "--quiet",
+            "--out", str(run)]
+    assert main(argv) == 130
+    assert sorted(p.name for p in run.iterdir()) == ["metrics.jsonl", "run.json"]
+    meta = json.loads((run / "run.json").read_text())
+    assert (meta["store"], meta["model"], meta["config"]["seed"], meta["config"]["epochs"], meta["threads"]) == \
+        (s.path, "mlp", 7, 3, 1)
+    assert meta["versions"]["torch"] == torch.__version__
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0]
+    monkeypatch.setattr(inrforge.train, "_train_epoch", real)
+    assert main(argv + ["--overwrite"]) == 0  # a finished run: result.json repeats run.json's record
+    result = json.loads((run / "result.json").read_text())
+    assert {k: result[k] for k in meta} == json.loads((run / "run.json").read_text())
 
 
 def test_train_out_may_be_a_file_url(tmp_path, monkeypatch):
