@@ -203,6 +203,15 @@ def cmd_info(a) -> int:
     else:  # NaN: nothing fitted yet, or imported INRs whose fit quality was never recorded
         print("PSNR (dB)    none recorded")
     print(f"failed       {info['failed']}")
+    fit = info["fit"] or {}
+    if "steps" in fit:  # a fit's settings (an import records none)
+        target = "no early stop" if fit.get("target_psnr") is None else f"early stop at {fit['target_psnr']:g} dB"
+        print(f"fit          {fit['steps']} steps, lr {fit.get('lr'):g}, {target}, batch {fit.get('batch_size')}, "
+              f"{fit.get('device')}{', compiled' if fit.get('compile') else ''}, seed {fit.get('seed')}")
+    if fit.get("versions"):
+        mixed = "".join(f"; resumed with inrforge {v.get('inrforge')}, torch {v.get('torch')}"
+                        for v in fit.get("resumed_with") or [])
+        print(f"software     inrforge {fit['versions'].get('inrforge')}, torch {fit['versions'].get('torch')}{mixed}")
     print(f"size         {_human(info['size_bytes'])}")
     if a.verify:
         print(f"verified     all {info['verified_shards']} finished shards read back whole")

@@ -730,6 +730,7 @@ class INRStore:
             "psnr_p5": pct(5),
             "failed": int(failed.sum()),
             "size_bytes": _size_on_disk(self.path),
+            "fit": self.fit_settings,  # how, and with which software (and any resume's), it was fitted
         }
 
 

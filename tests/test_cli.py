@@ -1,7 +1,7 @@
 """The command line end to end: fit / resume / refuse / overwrite / info / render, and errors."""
 
-import os
 import json
+import os
 import re
 import signal
 import subprocess
@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 import zarr
 
 from inrforge.cli import main
@@ -49,8 +50,16 @@ def test_fit_info_render_resume_refuse_overwrite(tmp_path, capsys):
     code, stdout, _ = run(["info", out], capsys)
     assert code == 0
     assert "24 x 2 views = 48 INRs" in stdout and "1185 params" in stdout and "siren 2->32->32->1" in stdout
+    import inrforge
+
+    assert "fit          30 steps, lr 0.001, early stop at 40 dB, batch 390, cpu, seed 0\n" in stdout
+    assert f"software     inrforge {inrforge.__version__}, torch {torch.__version__}\n" in stdout
     code, stdout, _ = run(["info", out, "--json"], capsys)
     assert code == 0 and '"done_fraction": 1.0' in stdout
+    assert json.loads(stdout)["fit"]["versions"]["torch"] == torch.__version__
+    store = open_store(out, mode="r+")
+    store.add_fit_record("resumed_with", {"inrforge": "9.9", "torch": "9.9.9"})  # as a resume allowed so records
+    assert "; resumed with inrforge 9.9, torch 9.9.9\n" in run(["info", out], capsys)[1]
 
     # A figure is never written over the store (or any non-image file).
     code, _, err = run(["render", out, "--out", out], capsys)
