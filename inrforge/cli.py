@@ -237,13 +237,14 @@ def _reproduce(store, k: int, device: str | None) -> int:
     import numpy as np
 
     from .fitjob import refit_shard, software_changes
+    from .store import METRICS
 
     start, stop = store.shard_range(k)
     if not store.done()[start]:
         raise InrforgeError(f"{store.path}: shard {k} is not finished; nothing to reproduce")
     data = refit_shard(store, k, device=device)
     stored = store.read_flat(slice(start, stop), view=None)
-    metrics = [m for m in ("psnr", "loss", "steps", "failed")
+    metrics = [m for m in METRICS
                if not np.array_equal(getattr(data, m), store.metric(m)[start:stop], equal_nan=True)]
     if np.array_equal(data.params, stored, equal_nan=True) and not metrics:
         return k

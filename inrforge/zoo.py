@@ -373,9 +373,10 @@ def fit_zoo(out, *, data: str = "digits", n_classifiers: int = 512, hidden: int 
                              labels=np.full(n_classifiers, np.nan, dtype=np.float32), splits=splits, source=source,
                              fit=fit_attrs, shard_objects=shard_objects, chunk_objects=min(16, shard_objects),
                              extra_metrics={"accuracy": ("float32", np.nan)}, overwrite=True)
-    if store.pending_shards():
+    pending = store.pending_shards()
+    if pending:
         require_same_software(store, allow_version_change)
-    for k in store.pending_shards():
+    for k in pending:
         start, stop = store.shard_range(k)
         n_batches = -(-(stop - start) // settings.classifiers_per_batch)
         bounds = np.linspace(start, stop, n_batches + 1).round().astype(int)
