@@ -98,8 +98,7 @@ class ResidualMapper(nn.Module):
         return torch.stack([t.float().std() for t in w.tensors()]).clamp_min(1e-8)
 
     def forward(self, w: Weights) -> Weights:
-        if w.arch.widths != self.arch.widths:
-            raise InrforgeError(f"mapper built for widths {list(self.arch.widths)}, got {list(w.arch.widths)}")
+        self.arch.require_widths(w.arch, "the mapper's")
         ws, bs = self.sigma[0::2], self.sigma[1::2]
         scaled = Weights(tuple(t / s for t, s in zip(w.weights, ws)), tuple(t / s for t, s in zip(w.biases, bs)), w.arch)
         if self.flat_net:

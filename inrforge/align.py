@@ -33,10 +33,6 @@ from .weights import Weights
 __all__ = ["random_permutations", "apply_permutation", "identity_permutations", "weight_matching"]
 
 
-def _hidden_widths(arch: INRSpec) -> tuple[int, ...]:
-    return arch.widths[1:-1]
-
-
 def _gen_device(generator, what: str) -> torch.device:
     """The device random numbers are drawn on; a clear error for a seed given as a generator."""
     if generator is None:
@@ -63,7 +59,7 @@ def random_permutations(
     batch = check_count("random_permutations batch", batch, minimum=0)
     gen_device = _gen_device(generator, "random_permutations")
     perms = []
-    for d in _hidden_widths(arch):
+    for d in arch.hidden_widths:
         keys = torch.rand(batch, d, generator=generator, device=gen_device)
         perms.append(keys.argsort(dim=1).to(device if device is not None else gen_device))
     return perms
@@ -71,11 +67,11 @@ def random_permutations(
 
 def identity_permutations(arch: INRSpec, batch: int, device=None) -> list[torch.Tensor]:
     """The identity permutation of every hidden layer, ``(batch, d)`` int64 each."""
-    return [torch.arange(d, device=device).expand(batch, d).clone() for d in _hidden_widths(arch)]
+    return [torch.arange(d, device=device).expand(batch, d).clone() for d in arch.hidden_widths]
 
 
 def _check_perms(weights: Weights, perms: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    hidden = _hidden_widths(weights.arch)
+    hidden = weights.arch.hidden_widths
     if len(perms) != len(hidden):
         raise InrforgeError(
             f"got {len(perms)} permutations but the arch has {len(hidden)} hidden layers"
@@ -235,7 +231,7 @@ def weight_matching(
     if init not in ("forward", "identity", "forward-only"):
         raise InrforgeError(f"unknown weight-matching init {init!r}; choose 'forward', 'forward-only' or 'identity'")
     gen_device = _gen_device(generator, "weight_matching")
-    n_hidden = a.arch.n_layers - 1
+    n_hidden = len(a.arch.hidden_widths)
     batch = len(a)
     device = a.device
     perms = identity_permutations(a.arch, batch, device=device)

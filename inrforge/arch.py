@@ -145,6 +145,20 @@ class INRSpec:
         return self.widths[-1]
 
     @property
+    def hidden_widths(self) -> tuple[int, ...]:
+        """``(d1, ..., d_{L-1})``: the sizes of the hidden layers, whose neurons any permutation
+        (and, for SIREN, any sign flip) may reorder without changing the function.  The input
+        axis d0 and the output axis dL are never permuted."""
+        return tuple(self.widths[1:-1])
+
+    def require_widths(self, other: "INRSpec", whose: str = "the model's") -> None:
+        """An InrforgeError unless ``other`` has these widths.  Models and mappers are built for
+        widths alone (their shapes follow the permutation symmetry, which the widths fix), so they
+        read INRs of any family with these widths."""
+        if tuple(other.widths) != tuple(self.widths):
+            raise InrforgeError(f"input widths {list(other.widths)} do not match {whose} {list(self.widths)}")
+
+    @property
     def weight_shapes(self) -> tuple[tuple[int, int], ...]:
         return tuple((self.widths[i + 1], self.widths[i]) for i in range(self.n_layers))
 

@@ -187,7 +187,7 @@ class SirenNegate(Augmentation):
 
     def _apply(self, weights, generator):
         signs = []
-        for d in weights.arch.widths[1:-1]:
+        for d in weights.arch.hidden_widths:
             u = _rand((len(weights), d), generator, weights.weights[0])
             signs.append(torch.where(u < self.p, -1.0, 1.0).to(u.dtype))
         return _scale_neurons(weights, signs)
@@ -213,7 +213,7 @@ class SirenBiasShift(Augmentation):
         like = weights.weights[0]
         step = math.pi / weights.arch.w0
         shifts, outgoing = [], []
-        for d in weights.arch.widths[1:-1]:
+        for d in weights.arch.hidden_widths:
             k = torch.randint(-self.max_k, self.max_k + 1, (len(weights), d), generator=generator,
                               device=_gen_device(generator)).to(like.device)
             shifts.append(k.to(like.dtype) * step)

@@ -111,3 +111,13 @@ def test_corruption_builds_its_kernels_on_the_images_device():
         assert out.device.type == "meta" and out.shape == x.shape
     # the CPU numbers are those of before: the noise is still drawn on the CPU generator
     torch.testing.assert_close(corrupt_images(x, (8, 8, 1), angle=0.0, sigma=0.0), x, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "dwsnet"])
+def test_a_mapper_refuses_weights_of_other_widths(kind):
+    w = Weights.from_flat(ARCH.init_flat(range(2)), ARCH)
+    m = build_mapper(kind, ARCH, ResidualMapper.tensor_stds(w), mlp_hidden=(8,), hidden=4, depth=1)
+    other = classifier_arch(12, 3, hidden=6, depth=2)
+    with pytest.raises(InrforgeError, match=r"^input widths .* do not match the mapper's"):
+        m(Weights.from_flat(other.init_flat(range(2)), other))
+    assert m(w).arch == ARCH

@@ -206,3 +206,17 @@ def test_init_distributions_are_the_documented_uniforms(preset):
             ks = (cdf - torch.arange(1, n + 1, dtype=torch.float64) / n).abs().max()
             assert ks < 2.0 / math.sqrt(n), slot.name  # p ~ 1e-3 for a true uniform
     assert arch.output_offset == (0.5 if preset == "siren-dwsnets" else 0.0)
+
+
+def test_hidden_widths_are_the_permutable_layers():
+    assert make_arch(hidden=16, depth=3).hidden_widths == (16, 16, 16)
+    assert INRSpec(widths=(2, 5, 7, 3)).hidden_widths == (5, 7)
+    assert INRSpec(widths=(2, 3)).hidden_widths == ()
+
+
+def test_require_widths_names_both_widths_and_ignores_the_family():
+    siren = make_arch("siren", hidden=8, depth=2)
+    make_arch("relu", hidden=8, depth=2).require_widths(siren)  # same widths, other family: accepted
+    with pytest.raises(InrforgeError, match=r"^input widths \[2, 8, 8, 8, 1\] do not match the mapper's "
+                                            r"\[2, 8, 8, 1\]$"):
+        siren.require_widths(make_arch("siren", hidden=8, depth=3), "the mapper's")

@@ -23,9 +23,9 @@ def test_shapes_and_inputs():
     torch.testing.assert_close(net(flat), out)
     n = sum(p.numel() for p in net.parameters())
     assert n == (arch.param_count + 1) * 16 + 17 * 8 + 9 * 4
-    with pytest.raises(InrforgeError):
+    with pytest.raises(InrforgeError, match=r"^expected \(B, 81\) flat parameters, got \(6, 82\)$"):
         net(torch.randn(6, arch.param_count + 1))
-    with pytest.raises(InrforgeError):
+    with pytest.raises(InrforgeError, match=r"^input widths \[2, 4, 3\] do not match the model's \[2, 5, 7, 3\]$"):
         net(Weights.from_flat(torch.randn(2, arch_of((2, 4, 3)).param_count), arch_of((2, 4, 3))))
     with pytest.raises(InrforgeError):
         FlatMLP(arch, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -396,6 +397,11 @@ def test_dwsnet_sees_input_and_output_axes(widths):
     assert (net(w_out) - out).abs().max() > 1e-6
     # and a hidden permutation does not change it (sanity for the same net)
     assert_close(net(permute_weights(w, rand_perms(arch, len(w)))), out)
+    # INRs of other widths are refused; those of another family with these widths are read
+    other = arch_of(widths[:-1] + (widths[-1] + 1,))
+    with pytest.raises(InrforgeError, match=r"^input widths .* do not match the model's"):
+        net(rand_weights(other))
+    assert_close(net(Weights(w.weights, w.biases, dataclasses.replace(arch, family="siren", init="siren"))), out)
 
 
 @pytest.mark.parametrize("pool", ["mean", "max"])

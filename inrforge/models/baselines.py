@@ -51,10 +51,7 @@ class FlatMLP(nn.Module):
 
     def forward(self, x) -> torch.Tensor:
         if isinstance(x, Weights):
-            if x.arch.widths != self.arch.widths:
-                raise InrforgeError(
-                    f"input widths {list(x.arch.widths)} do not match the model's {list(self.arch.widths)}"
-                )
+            self.arch.require_widths(x.arch)
             x = x.flatten()
         if x.ndim != 2 or x.shape[1] != self.arch.param_count:
             raise InrforgeError(f"expected (B, {self.arch.param_count}) flat parameters, got {tuple(x.shape)}")

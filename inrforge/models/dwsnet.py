@@ -259,8 +259,7 @@ def _as_features(x, arch: INRSpec) -> WSFeatures:
         feats = WSFeatures.from_weights(x)
     else:
         raise InrforgeError(f"expected Weights or WSFeatures, got {type(x).__name__}")
-    if feats.arch.widths != arch.widths:
-        raise InrforgeError(f"input widths {list(feats.arch.widths)} do not match the model's {list(arch.widths)}")
+    arch.require_widths(feats.arch)
     return feats
 
 
