@@ -16,7 +16,9 @@ draw) applied to every INR before the transform.  Items are always canonical; a 
 computes them once, on first use (:meth:`WeightDataset.loader` does it in the main process, before
 any worker starts), instead of once per batch and epoch.  The normalisation statistics are those of
 the stored INRs: with ``"symmetric"`` they are the same for any permutation of them, with
-``"entry"`` they are not those of the canonical forms.
+``"entry"`` they are not those of the canonical forms; :meth:`WeightDataset.canonical_stats` and
+:meth:`WeightDataset.with_stats` give every split the train split's canonical statistics instead
+(:func:`inrforge.train.prepare_training` does, for ``align=True`` with ``"entry"``).
 
 Normalisation ``x -> (x - mean) / std`` uses statistics of the train split, computed once per
 store object (a finished store opened writable keeps them under ``stats/<mode>``):
@@ -87,17 +89,23 @@ def _compute_stats(store: INRStore, mode: str, block: int, done: np.ndarray) -> 
     train = train[ok[train].any(axis=1)]
     if len(train) == 0:
         raise InrforgeError(f"{store.path}: no fitted train INRs to compute normalisation statistics from")
-    p = store.arch.param_count
+    blocks = (store.read_flat(train[lo: lo + block], view=None)[ok[train[lo: lo + block]]]
+              for lo in range(0, len(train), block))
+    return _stats_of(blocks, store.arch, mode)
+
+
+def _stats_of(blocks, arch, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) float32 (P,) of the rows of ``blocks`` ((n, P) arrays), per entry or pooled over
+    each entry's permutation orbit (``mode``); a std below 1e-8 (a constant entry) becomes 1."""
+    p = arch.param_count
     s1, s2, count = np.zeros(p), np.zeros(p), 0
-    for lo in range(0, len(train), block):
-        idx = train[lo: lo + block]
-        flat = store.read_flat(idx, view=None).astype(np.float64)  # (n, V, P)
-        x = flat[ok[idx]]
+    for x in blocks:
+        x = np.asarray(x, dtype=np.float64)
         s1 += x.sum(0)
         s2 += np.square(x).sum(0)
         count += len(x)
     if mode == "symmetric":
-        orbits = store.arch.permutation_orbits().numpy()
+        orbits = arch.permutation_orbits().numpy()
         sizes = np.bincount(orbits)
         s1 = (np.bincount(orbits, s1) / sizes)[orbits]
         s2 = (np.bincount(orbits, s2) / sizes)[orbits]
@@ -262,6 +270,47 @@ class WeightDataset(Dataset):
         out = copy.copy(self)
         out.labels = labels
         out._drawn = {}  # its own cache of the (same) draws
+        return out
+
+    def canonical_stats(self, mode: str = "entry", block: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std), each (P,) float32, over the canonical forms of this dataset's usable views
+        (every view it may draw), per entry or pooled (``mode``, as :func:`normalization_stats`).
+
+        The store's statistics are those of the stored INRs; per entry, they are not those of the
+        canonical forms (an aligned INR's k-th neuron is no longer a random one).  Give these to
+        every split with :meth:`with_stats` to standardise the aligned entries themselves.  (Pooled
+        statistics are the same either way, up to rounding: a permutation keeps each orbit's values.)
+        """
+        if mode not in NORMALIZE_MODES:
+            raise InrforgeError(f"unknown normalisation {mode!r}; choose one of {', '.join(NORMALIZE_MODES)}")
+        if len(self) == 0:
+            raise InrforgeError(f"{self.store.path}: no usable {self.split} INRs to compute normalisation statistics from")
+        if self._cache is not None:  # (n, n_views or 1 for view 0 only, P): no usable view is left out
+            self._make_cache_canonical()
+            blocks = [self._cache[self.view_ok[:, :self._cache.shape[1]]]]
+        else:
+            blocks = (self._canonical_forms(self.store.read_flat(self.objects[lo: lo + block], view=None)
+                                            [:, :self.n_views][self.view_ok[lo: lo + block]])
+                      for lo in range(0, len(self), block))
+        mean, std = _stats_of(blocks, self.arch, mode)
+        return torch.from_numpy(mean), torch.from_numpy(std)
+
+    def with_stats(self, mean, std) -> "WeightDataset":
+        """A shallow copy that normalises with ``(mean, std)`` ((P,) each, e.g. the train split's
+        :meth:`canonical_stats`) instead of the store's statistics; the rest is shared as in
+        :meth:`with_labels`."""
+        p = self.arch.param_count
+        mean, std = (torch.as_tensor(t, dtype=torch.float32) for t in (mean, std))
+        if mean.shape != (p,) or std.shape != (p,):
+            raise InrforgeError(f"with_stats takes a mean and a std of {p} entries each, got shapes "
+                                f"{tuple(mean.shape)} and {tuple(std.shape)}")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+            raise InrforgeError("with_stats takes a finite mean and a finite, positive std")
+        if self._cache is not None:
+            self._make_cache_canonical()
+        out = copy.copy(self)
+        out.normalize = self.normalize or "given"
+        out.mean, out.std = mean, std
         return out
 
     def _canonical_forms(self, flat: np.ndarray) -> np.ndarray:

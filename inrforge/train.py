@@ -327,7 +327,8 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
     before anything is trained or written.
 
     ``align=True`` first aligns every INR of every split to one train INR (the first whose view 0
-    is usable) by weight matching (the DWSNets "MLP + alignment" baseline).
+    is usable) by weight matching (the DWSNets "MLP + alignment" baseline); ``normalize="entry"``
+    then standardises each entry of the aligned forms (statistics of the aligned train split).
     """
     from .augment import AlignTo
     from .store import open_store
@@ -359,6 +360,9 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
     test = WeightDataset(store, "test", normalize=normalize, cache=cache, canonical=canon, done=done)
     if len(train) == 0:
         raise InrforgeError(f"{store.path}: the train split has no fitted INRs")
+    if canon is not None and normalize == "entry":  # per-entry statistics of the aligned forms, not the stored ones
+        stats = train.canonical_stats("entry")
+        train, val, test = (d.with_stats(*stats) for d in (train, val, test))
     _check_patience(config, val, store.path)
     _warn_left_out(store.path, {"train": train, "val": val, "test": test})
     check_batch_norm(net, len(train), config.batch_size)

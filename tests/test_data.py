@@ -480,3 +480,45 @@ def test_with_labels_serves_other_labels_for_the_same_items(tmp_path, cache):
     assert torch.equal(other.subset([4, 1]).labels, y[[4, 1]])
     with pytest.raises(InrforgeError, match=r"with_labels takes one label per item \(30\), got shape \(29,\)"):
         ds.with_labels(y[1:])
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_canonical_stats_are_those_of_the_canonical_forms(tmp_path, cache):
+    """Without a canonical form they are the store's train statistics (same views, same sums);
+    with AlignTo they are the per-entry statistics of the aligned usable views, which differ from
+    the stored INRs' per entry but not when pooled over orbits (a permutation keeps each orbit's values)."""
+    from inrforge.augment import AlignTo
+
+    s = synthetic_store(tmp_path / "s.zarr", failed=[(2, 1), (5, 0)])
+    for mode in ("entry", "symmetric"):
+        plain = WeightDataset(s, "train", normalize=None, cache=cache)
+        assert all(torch.equal(a, b) for a, b in zip(plain.canonical_stats(mode), normalization_stats(s, mode)))
+    ref = Weights.from_flat(torch.from_numpy(s.read_flat([0], view=0)), ARCH)
+    ds = WeightDataset(s, "train", normalize=None, cache=cache, canonical=AlignTo(ref))
+    raw = s.read_flat(ds.objects, view=None)[ds.view_ok]
+    aligned = AlignTo(ref)(Weights.from_flat(torch.from_numpy(raw), ARCH)).flatten().double()
+    mean, std = ds.canonical_stats("entry")
+    torch.testing.assert_close(mean, aligned.mean(0).float(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(std, aligned.std(0, unbiased=False).float(), rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(mean, normalization_stats(s, "entry")[0], atol=1e-3)
+    for a, b in zip(ds.canonical_stats("symmetric"), normalization_stats(s, "symmetric")):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(InrforgeError, match="unknown normalisation 'layer'"):
+        ds.canonical_stats("layer")
+
+
+def test_with_stats_normalises_every_path_with_the_given_statistics(tmp_path):
+    s = synthetic_store(tmp_path / "s.zarr")
+    ds = WeightDataset(s, "val", normalize="entry")
+    p = ARCH.param_count
+    mean, std = torch.linspace(-1, 1, p), torch.linspace(0.5, 2, p)
+    other = ds.with_stats(mean, std)
+    w, _ = next(iter(other.loader(batch_size=5)))
+    raw = torch.from_numpy(s.read_flat(ds.objects[:5], view=0))
+    torch.testing.assert_close(w.flatten(), (raw - mean) / std)
+    w0, _ = next(iter(ds.loader(batch_size=5)))  # the original keeps the store's
+    torch.testing.assert_close(w0.flatten(), (raw - ds.mean) / ds.std)
+    with pytest.raises(InrforgeError, match=rf"^with_stats takes a mean and a std of {p} entries each"):
+        ds.with_stats(mean[1:], std)
+    with pytest.raises(InrforgeError, match="^with_stats takes a finite mean and a finite, positive std$"):
+        ds.with_stats(mean, torch.zeros(p))

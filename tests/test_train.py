@@ -557,3 +557,21 @@ def test_a_log_dir_gets_this_runs_logs_only(tmp_path):
         train_on_store(s, model="mlp", config=cfg, log_dir=tmp_path / "afile", progress=False)
     with pytest.raises(InrforgeError, match="is a Zarr store; write the logs to a folder of their own"):
         train_on_store(s, model="mlp", config=cfg, log_dir=s.path, progress=False)
+
+
+def test_align_with_entry_normalisation_uses_the_aligned_train_statistics(tmp_path):
+    """Per-entry statistics of the stored INRs are not those of their aligned forms: with
+    ``align`` every split is normalised by the aligned train split's (symmetric ones are kept)."""
+    from inrforge.data import normalization_stats
+    from inrforge.train import prepare_training
+
+    s = learnable_store(tmp_path / "s.zarr")
+    cfg = TrainConfig(epochs=1, batch_size=64)
+    run = prepare_training(s, model="mlp", align=True, normalize="entry", config=cfg)
+    mean, std = run.train.canonical_stats("entry")
+    assert all(torch.equal(d.mean, mean) and torch.equal(d.std, std) for d in (run.train, run.val, run.test))
+    assert not torch.allclose(mean, normalization_stats(s, "entry")[0], atol=1e-4)
+    plain = prepare_training(s, model="mlp", normalize="entry", config=cfg)
+    assert torch.equal(plain.val.mean, normalization_stats(s, "entry")[0])
+    sym = prepare_training(s, model="mlp", align=True, config=cfg)
+    assert torch.equal(sym.test.mean, normalization_stats(s, "symmetric")[0])
