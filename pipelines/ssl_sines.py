@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inrforge import fit_inrs, open_store
+from inrforge import open_store
 from inrforge.arch import make_arch
 from inrforge.checks import check_device
 from inrforge.contrastive import ContrastiveModel, default_views_transform, embed, make_normalizer, train_contrastive
 from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
+from inrforge.experiments import open_or_fit
 from inrforge.files import location
 from inrforge.models import DWSNet, FlatMLP
 from inrforge.script import (ArgumentParser, add_results_arguments, dropout_rate, fraction, int_at_least, names_from,
@@ -108,10 +109,12 @@ def sines_source(a):
 
 
 def fit_store(a, src, out: Path):
+    """The sines ``src`` fitted (or resumed) into ``out/inrs.zarr``: one view each, every INR taking
+    every --fit-steps step (no early stop: their weights are what is learned from)."""
     arch = make_arch("siren-dwsnets", in_features=1, out_features=1, hidden=32, depth=2)
-    return fit_inrs(src, out / "inrs.zarr", arch=arch, views=1, steps=a.fit_steps, lr=a.fit_lr, target_psnr=None,
-                    seed=a.seed, device=a.device, compile=None, test_fraction=a.test_fraction, overwrite=a.overwrite,
-                    allow_version_change=a.allow_version_change, progress=None)
+    return open_or_fit(source=src, out=out / "inrs.zarr", arch=arch, steps=a.fit_steps, lr=a.fit_lr, target_psnr=None,
+                       seed=a.seed, device=a.device, test_fraction=a.test_fraction, overwrite=a.overwrite,
+                       allow_version_change=a.allow_version_change, echo=None)
 
 
 def check_store(store) -> None:

@@ -289,7 +289,8 @@ class _Fitted(Exception):
 
 
 @pytest.mark.parametrize("name, fit", [("classify_inrs", "open_or_fit"), ("views_augment_sweep", "open_or_fit"),
-                                       ("ssl_sines", "fit_inrs"), ("domain_adaptation", "fit_zoo")])
+                                       ("ssl_sines", "open_or_fit"), ("sine_regression", "open_or_fit"),
+                                       ("domain_adaptation", "fit_zoo")])
 def test_overwrite_reaches_the_fit(tmp_path, monkeypatch, name, fit):
     mod = _load(name)
 
@@ -316,7 +317,7 @@ def test_the_sine_pipelines_fit_on_their_device(tmp_path, monkeypatch, name):
     def stand_in(*a, **kw):
         raise _Fitted(kw)
 
-    monkeypatch.setattr(mod, "fit_inrs", stand_in)
+    monkeypatch.setattr(mod, "open_or_fit", stand_in)
     with pytest.raises(_Fitted) as e:
         mod.main(["--small", "--device", "cuda:1", "--out", str(tmp_path / "run")])
     assert e.value.args[0]["device"] == "cuda:1"
