@@ -23,7 +23,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from .arch import INRSpec
 from .checks import check_count
@@ -180,6 +179,8 @@ def _inner(a: Weights, b: Weights) -> torch.Tensor:
 
 def _solve(cost: np.ndarray) -> np.ndarray:
     """Row-wise optimal assignments of a stack of square similarity matrices (maximised)."""
+    from scipy.optimize import linear_sum_assignment  # here: every CLI command imports this module, few align
+
     out = np.empty(cost.shape[:2], dtype=np.int64)
     for n in range(cost.shape[0]):
         out[n] = linear_sum_assignment(cost[n], maximize=True)[1]
