@@ -329,7 +329,7 @@ def fit_inrs_distributed(
     device: str = "cpu",
     seed: int = 0,
     compile: bool | None = True,
-    shard_objects: int = 256,
+    shard_objects: int | None = None,
     chunk_objects: int = 16,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,

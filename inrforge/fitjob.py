@@ -211,10 +211,21 @@ def _recorded_fit(out) -> dict:
     if not is_store(str(out)):
         return {}
     try:
-        fit = INRStore(str(out)).attrs["fit"]
-        return {"batch_size": int(fit["batch_size"]), "compile": bool(fit["compile"])}
+        attrs = INRStore(str(out)).attrs
+        fit = attrs["fit"]
+        return {"batch_size": int(fit["batch_size"]), "compile": bool(fit["compile"]),
+                "shard_objects": int(attrs["shard_objects"])}
     except (KeyError, TypeError, ValueError):
         return {}
+
+
+def default_shard_objects(device: str, batch_size: int, views: int) -> int:
+    """Objects per shard when none is given: 256; on a GPU at least one whole batch of INRs
+    (``ceil(batch_size / views)`` objects), since a step never spans two shards: with 256 objects a
+    GPU would fit at most ``256 x views`` INRs a step however large its batch."""
+    if torch.device(device).type == "cuda":
+        return max(256, -(-int(batch_size) // int(views)))
+    return 256
 
 
 def store_identity(store: INRStore) -> dict:
@@ -271,6 +282,7 @@ class FitPlan:
     settings: dict  # FitSettings keyword arguments (validated; the device is checked where it fits)
     open_or_create: Callable[[], INRStore] = field(repr=False, default=None)
     allow_version_change: bool = False  # see require_same_software
+    shard_objects: int | None = None  # objects per shard, as given or chosen (the store clamps it to its objects)
 
     def fit_settings(self) -> FitSettings:
         return FitSettings(**self.settings)
@@ -320,7 +332,7 @@ def prepare_fit(
     device: str = "cpu",
     seed: int = 0,
     compile: bool | None = True,
-    shard_objects: int = 256,
+    shard_objects: int | None = None,
     chunk_objects: int = 16,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -339,6 +351,8 @@ def prepare_fit(
 
     ``compile=None`` chooses: a resumed store keeps its own choice, a new one is compiled when the
     fit is large enough to repay the compile time (:func:`~inrforge.fit.worth_compiling`).
+    ``shard_objects=None`` likewise: a resumed store keeps its shards, a new one gets
+    :func:`default_shard_objects` (256 objects; on a GPU, at least one batch).
 
     ``create=False`` checks the store at ``out`` (refusing what would be refused) and opens it when
     it can be resumed, but creates or replaces nothing: ``plan.store`` is None until
@@ -348,7 +362,8 @@ def prepare_fit(
     views = check_count("--views", views)
     steps = check_count("--steps", steps)
     seed = check_count("--seed", seed, minimum=0)
-    shard_objects = check_count("the shard size", shard_objects)
+    if shard_objects is not None:
+        shard_objects = check_count("the shard size", shard_objects)
     chunk_objects = check_count("the chunk size", chunk_objects)
     # the device is checked before anything asks it for its memory or default batch; a driver
     # whose workers fit checks only its spelling (the workers check that it exists)
@@ -361,12 +376,6 @@ def prepare_fit(
             f"arch maps {arch.in_features} -> {arch.out_features} but source {source.name!r} has "
             f"{source.in_features}-D coordinates and {source.out_features} outputs"
         )
-    shard_gib = min(shard_objects, len(source)) * views * arch.param_count * 4 * 3 / 2**30  # params, inits, results
-    if fit_here and shard_gib * 2**30 > available_bytes() // 2:
-        raise InrforgeError(f"a shard of {min(shard_objects, len(source))} objects x {views} views x "
-                            f"{arch.param_count:,} parameters per INR holds {shard_gib:.1f} GiB while it is fitted, "
-                            f"more than this machine has to spare; use fewer --views, a smaller --shard-size or "
-                            f"a smaller arch")
     if threads is not None:
         if threads < 1:
             raise InrforgeError(f"--threads must be positive, got {threads}")
@@ -381,23 +390,32 @@ def prepare_fit(
                 "threads": torch.get_num_threads() if fit_here else int(threads or 1),
                 "versions": library_versions()}
 
-    # The batch size and compile left to a default (None): a resumed store keeps its own; a new
-    # store (or one that --overwrite replaces) gets the device's default batch, if it fits, and is
-    # compiled when that repays the compile time.
-    if batch_size is None or compile is None:
+    # The batch size, compile and shard size left to a default (None): a resumed store keeps its
+    # own; a new store (or one that --overwrite replaces) gets the device's default batch, if it
+    # fits, is compiled when that repays the compile time, and has shards of at least one batch.
+    if batch_size is None or compile is None or shard_objects is None:
         recorded = _recorded_fit(out)
         kept_batch = recorded.get("batch_size") if batch_size is None else batch_size
         kept_compile = recorded.get("compile") if compile is None else compile
+        kept_shard = recorded.get("shard_objects") if shard_objects is None else shard_objects
         if recorded and overwrite and identity_differences(INRStore(str(out)), _identity(
-                source, arch, views, fit_attrs_with(kept_batch, kept_compile), shard_objects)):
-            kept_batch, kept_compile = batch_size, compile  # the store will be replaced: not the old one's
-        batch_size, compile = kept_batch, kept_compile
+                source, arch, views, fit_attrs_with(kept_batch, kept_compile), kept_shard)):
+            kept_batch, kept_compile, kept_shard = batch_size, compile, shard_objects  # to be replaced: not the old one's
+        batch_size, compile, shard_objects = kept_batch, kept_compile, kept_shard
         if compile is None:
             compile = worth_compiling(len(source) * views * steps * len(source.coords), device)
         if batch_size is None:
             batch_size = default_batch_size(device, len(source.coords))
             if fit_here:
                 batch_size = min(batch_size, memory_batch_limit(arch, len(source.coords), device))
+        if shard_objects is None:
+            shard_objects = default_shard_objects(device, batch_size, views)
+    shard_gib = min(shard_objects, len(source)) * views * arch.param_count * 4 * 3 / 2**30  # params, inits, results
+    if fit_here and shard_gib * 2**30 > available_bytes() // 2:
+        raise InrforgeError(f"a shard of {min(shard_objects, len(source))} objects x {views} views x "
+                            f"{arch.param_count:,} parameters per INR holds {shard_gib:.1f} GiB while it is fitted, "
+                            f"more than this machine has to spare; use fewer --views, a smaller --shard-size or "
+                            f"a smaller arch")
     if compile and fit_here:
         check_compiler(device)  # before a store that records compile=True exists
     settings = dict(steps=steps, lr=lr, target_psnr=target_psnr, batch_size=batch_size, device=device,
@@ -422,7 +440,8 @@ def prepare_fit(
             raise InrforgeError(f"cannot write the store at {out}: {e.strerror or e}") from None
 
     plan = FitPlan(store=None, source=source, arch=arch, views=int(views), seed=int(seed), settings=settings,
-                   open_or_create=open_or_create, allow_version_change=bool(allow_version_change))
+                   open_or_create=open_or_create, allow_version_change=bool(allow_version_change),
+                   shard_objects=int(shard_objects))
     if create:
         plan.open()
     else:  # refuse now what open_or_create would refuse later; open a store to resume
@@ -443,7 +462,7 @@ def fit_inrs(
     device: str = "cpu",
     seed: int = 0,
     compile: bool | None = True,
-    shard_objects: int = 256,
+    shard_objects: int | None = None,
     chunk_objects: int = 16,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -459,6 +478,8 @@ def fit_inrs(
     shards are fitted; a finished store is returned untouched).  A store made with different
     arguments is refused unless ``overwrite``.  ``progress=None`` shows a bar only on a terminal.
     ``compile=None`` compiles the step only where it pays (see :func:`prepare_fit`).
+    ``shard_objects`` (objects per shard, the unit of writing and resuming): by default 256, or on a
+    GPU at least one batch; a resumed store keeps its own.
     ``repair=True`` first reads a resumed store whole and refits the finished shards whose data
     cannot be read back (:meth:`FitPlan.repair`).  A store begun with another inrforge or torch
     version is resumed only with ``allow_version_change`` (:func:`require_same_software`).

@@ -297,8 +297,9 @@ def add_fit_arguments(parser: argparse.ArgumentParser, out_help: str, data_help:
     parser.add_argument("--batch-size", type=positive_int,
                         help="INRs fitted at once (default: the store's recorded one when resuming, else ~25,000 "
                              "INR-points per step on a CPU, 8,192 on a GPU)")
-    parser.add_argument("--shard-size", type=positive_int, default=256,
-                        help="objects per shard (the unit of writing and resuming; on Dask, one task each)")
+    parser.add_argument("--shard-size", type=positive_int,
+                        help="objects per shard (the unit of writing and resuming; on Dask, one task each; default: "
+                             "the store's when resuming, else 256, or on a GPU at least one batch)")
     parser.add_argument("--seed", type=nonnegative_int, default=0,
                         help="global seed: view v of object i starts from a seed derived from (seed, i, v); "
                              "it also draws the train/val/test split")

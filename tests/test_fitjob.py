@@ -296,18 +296,42 @@ def test_a_store_records_the_device_type_not_its_index(tmp_path):
 
 
 def test_a_gpu_fit_warns_when_its_shards_are_smaller_than_a_batch(tmp_path):
-    """On a GPU the default 256-object shard caps every step at 256 x views INRs, whatever the batch."""
+    """A step never spans two shards: a GPU store's shards hold at least one batch by default, and
+    a --shard-size that caps every step at fewer INRs than the batch is warned about."""
+    import warnings as w
+
     from inrforge.fitjob import prepare_fit
 
     src = load_source("digits", limit=300)
     with pytest.warns(UserWarning, match=r"a shard holds 256 INRs \(256 objects x 1 views\), fewer than the batch "
                                          r"size 8192: every step fits at most 256 INRs; for a GPU pass --shard-size "
                                          r"8192 or more"):
-        prepare_fit(src, tmp_path / "a.zarr", device="cuda", compile=False, fit_here=False, create=False)
-    import warnings as w
-
+        prepare_fit(src, tmp_path / "a.zarr", device="cuda", compile=False, fit_here=False, create=False,
+                    shard_objects=256)
     with w.catch_warnings():
-        w.simplefilter("error")  # one batch per shard, and a CPU fit's small batches: no warning
-        prepare_fit(src, tmp_path / "b.zarr", device="cuda", compile=False, fit_here=False, create=False,
-                    shard_objects=8192)
-        prepare_fit(src, tmp_path / "c.zarr", compile=False, create=False)
+        w.simplefilter("error")  # one batch per shard by default, and a CPU fit's small batches: no warning
+        for views, shard in ((1, 8192), (3, 2731)):  # ceil(8192 / views) objects
+            plan = prepare_fit(src, tmp_path / "b.zarr", device="cuda", compile=False, fit_here=False, create=False,
+                               views=views)
+            assert plan.shard_objects == shard
+        plan = prepare_fit(src, tmp_path / "c.zarr", device="cuda", batch_size=64, compile=False, fit_here=False,
+                           create=False)
+        assert plan.shard_objects == 256  # never fewer than the CPU's
+        assert prepare_fit(src, tmp_path / "d.zarr", compile=False, create=False).shard_objects == 256
+
+
+def test_a_resume_that_leaves_the_shard_size_to_its_default_keeps_the_stores(tmp_path):
+    """Like the batch size: a store begun with --shard-size 8 is resumed by a run that gives none
+    (it was refused as a run with other arguments), and refused with another explicit size."""
+    from inrforge.fitjob import prepare_fit
+
+    src = load_source("digits", limit=20)
+    out = tmp_path / "s.zarr"
+    store = fit_inrs(src, out, steps=2, shard_objects=8, compile=False, batch_size=4)
+    store.reopen_shards([1])
+    plan = prepare_fit(src, out, steps=2, compile=False, batch_size=4)
+    assert plan.shard_objects == 8 and plan.store.pending_shards() == [1]
+    with pytest.raises(InrforgeError, match=r"shard_objects: store has 8, now 16"):
+        prepare_fit(src, out, steps=2, compile=False, batch_size=4, shard_objects=16)
+    replaced = prepare_fit(src, out, steps=3, compile=False, batch_size=4, overwrite=True)  # not the old one's
+    assert replaced.shard_objects == 256 and replaced.store.shard_objects == 20
