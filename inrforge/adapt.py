@@ -215,9 +215,9 @@ def train_mapper(mapper: ResidualMapper, train_w: Weights, val_w: Weights, x: to
             logits = classifier_logits(mapper(w), x[img])  # (b, m, K)
             loss = F.cross_entropy(logits.transpose(1, 2), y[img].expand(len(w), -1))
             optimizer_step(loss, opt, sched, mapper.parameters(), cfg.grad_clip)
-            losses.append(float(loss.detach()))
+            losses.append(loss.detach())  # on the device, read once per epoch (no host sync per step)
         val_acc = float(mapped_metrics(mapper, val_w, x_val, y_val)[0].mean())
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_acc": val_acc})
+        history.append({"epoch": epoch, "train_loss": float(np.mean(torch.stack(losses).tolist())), "val_acc": val_acc})
         best.offer(val_acc, mapper, epoch)
     best.restore(mapper)
     return {"history": history, "best_epoch": best.epoch, "best_val_acc": best.score,

@@ -151,7 +151,7 @@ def train_contrastive(model: ContrastiveModel, dataset: WeightDataset, transform
     for epoch in range(epochs):
         model.train()
         dataset.set_epoch(epoch)
-        total, n = 0.0, 0
+        losses, sizes = [], []  # on the device, read once per epoch (no host sync per step)
         for w, _ in loader:
             if len(w) < 2:
                 continue
@@ -159,9 +159,12 @@ def train_contrastive(model: ContrastiveModel, dataset: WeightDataset, transform
             v1, v2 = normalize(v1).to(dev), normalize(v2).to(dev)
             loss = nt_xent(model(v1), model(v2), temperature)
             optimizer_step(loss, opt, sched, model.parameters(), grad_clip)
-            total += float(loss.detach()) * len(w)
-            n += len(w)
-        row = {"epoch": epoch, "loss": total / max(n, 1), "time_s": time.perf_counter() - t0}
+            losses.append(loss.detach())
+            sizes.append(len(w))
+        total = 0.0
+        for value, size in zip(torch.stack(losses).tolist() if losses else [], sizes):
+            total += value * size
+        row = {"epoch": epoch, "loss": total / max(sum(sizes), 1), "time_s": time.perf_counter() - t0}
         history.append(row)
         if log is not None:
             log(row)

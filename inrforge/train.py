@@ -106,18 +106,21 @@ def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def evaluate(model, loader, task: str, device) -> dict:
     """Mean loss and, for classification, accuracy (an output that is not finite counts as wrong)."""
     model.eval()
-    total, n, correct = 0.0, 0, 0
+    losses, sizes, hits = [], [], []  # on the device, read once at the end (no host sync per batch)
     for w, y in loader:
         w, y = w.to(device), y.to(device)
         out = model(w)
-        total += float(_loss(task, out, y)) * len(y)
-        n += len(y)
+        losses.append(_loss(task, out, y))
+        sizes.append(len(y))
         if task == "classification":
             hit = (out.argmax(1) == (y.argmax(1) if y.ndim == 2 else y)) & torch.isfinite(out).all(1)
-            correct += int(hit.sum())
+            hits.append(hit.sum())
+    total, n = 0.0, sum(sizes)
+    for value, size in zip(torch.stack(losses).tolist() if losses else [], sizes):
+        total += value * size
     res = {"loss": total / max(n, 1), "n": n}
     if task == "classification":
-        res["acc"] = correct / max(n, 1)
+        res["acc"] = (int(torch.stack(hits).sum()) if hits else 0) / max(n, 1)
     return res
 
 
@@ -249,25 +252,46 @@ def _open_log_dir(log_dir) -> Path | None:
     return log_dir
 
 
+def loss_check_interval(device) -> int:
+    """Steps between the checks that the train loss is finite: every step on a CPU (where reading
+    the loss costs nothing); every 32 on a GPU, where reading it waits for the step to finish and
+    so stalls the queue of kernels (and the CPU-side loading of the next batch behind it)."""
+    return 32 if torch.device(device).type == "cuda" else 1
+
+
 def _train_epoch(model, loader, opt, sched, task: str, device, grad_clip, epoch: int):
     """One epoch of updates: ``(mean train loss, the last step's lr, diverged)``, ``diverged``
     ``{"epoch", "step"}`` when a train loss was not finite (the run stops before that step's
-    update) or the epoch's last update left non-finite weights, else None."""
+    update) or the epoch's last update left non-finite weights, else None.
+
+    The losses stay on the device and are read every :func:`loss_check_interval` steps.  Where
+    that is more than one step, the steps after a non-finite loss run until the next check; their
+    weights are never kept (a diverged run restores its best finished epoch), and the mean loss, the
+    step and the lr reported are those of checking at every step."""
     model.train()
-    total, n, lr = 0.0, 0, opt.param_groups[0]["lr"]
+    check_every = loss_check_interval(device)
+    losses, sizes, lrs = [], [], []
     for step, (w, y) in enumerate(loader):
         w, y = w.to(device), y.to(device)
         loss = _loss(task, model(w), y)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            return total / max(n, 1), lr, {"epoch": epoch, "step": step}
-        lr = opt.param_groups[0]["lr"]
+        losses.append(loss.detach())
+        sizes.append(len(y))
+        lrs.append(opt.param_groups[0]["lr"])
+        if (step + 1) % check_every == 0 and not bool(torch.isfinite(torch.stack(losses[-check_every:])).all()):
+            break
         optimizer_step(loss, opt, sched, model.parameters(), grad_clip)
-        total += value * len(y)
-        n += len(y)
+    values = torch.stack(losses).tolist() if losses else []  # each float(loss), read at once
+    good = next((k for k, v in enumerate(values) if not math.isfinite(v)), len(values))
+    total = 0.0
+    for v, n in zip(values[:good], sizes):
+        total += v * n
+    mean = total / max(sum(sizes[:good]), 1)
+    lr = lrs[max(good - 1, 0)] if lrs else opt.param_groups[0]["lr"]
+    if good < len(values):
+        return mean, lr, {"epoch": epoch, "step": good}
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-        return total / max(n, 1), lr, {"epoch": epoch, "step": step}  # the last update overflowed the weights
-    return total / max(n, 1), lr, None
+        return mean, lr, {"epoch": epoch, "step": len(values) - 1}  # the last update overflowed the weights
+    return mean, lr, None
 
 
 def _report_divergence(diverged: dict, kept, lr: float) -> None:

@@ -243,7 +243,14 @@ def _diverging_run(store, after):
     return replace(run, model=_NaNAfter(run.model, after))
 
 
-def test_a_diverging_run_stops_and_keeps_the_last_good_weights(tmp_path):
+@pytest.fixture(params=[1, 3], ids=["check-every-step", "check-every-3"])
+def check_every(request, monkeypatch):
+    """The train loss read every step (a CPU) or every 3 (as a GPU does every 32): same results."""
+    monkeypatch.setattr("inrforge.train.loss_check_interval", lambda device: request.param)
+    return request.param
+
+
+def test_a_diverging_run_stops_and_keeps_the_last_good_weights(tmp_path, check_every):
     s = learnable_store(tmp_path / "s.zarr")
     with pytest.warns(UserWarning, match="diverged"):
         res = _diverging_run(s, after=9).fit(log_dir=tmp_path / "run", progress=False)  # NaN in epoch 2's 2nd batch
@@ -260,7 +267,7 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_weights(tmp_path):
         _diverging_run(s, after=2).fit(progress=False)
 
 
-def test_weights_an_epochs_last_update_overflowed_are_not_kept(tmp_path):
+def test_weights_an_epochs_last_update_overflowed_are_not_kept(tmp_path, check_every):
     """The loss before the last update of epoch 1 is finite, the update itself (an infinite
     gradient) makes the weights NaN: without a val split, epoch 0's weights are kept, not those."""
     from inrforge.train import prepare_training
@@ -575,3 +582,20 @@ def test_align_with_entry_normalisation_uses_the_aligned_train_statistics(tmp_pa
     assert torch.equal(plain.val.mean, normalization_stats(s, "entry")[0])
     sym = prepare_training(s, model="mlp", align=True, config=cfg)
     assert torch.equal(sym.test.mean, normalization_stats(s, "symmetric")[0])
+
+
+def test_reading_the_loss_every_few_steps_trains_the_same_bits(tmp_path, monkeypatch):
+    """A GPU reads the train loss every 32 steps rather than every step: the same run, epoch by
+    epoch (losses, lrs, val scores) and weights."""
+    from inrforge.train import loss_check_interval, prepare_training
+
+    assert loss_check_interval("cpu") == 1 and loss_check_interval("cuda:0") == 32
+    s = learnable_store(tmp_path / "s.zarr")
+    results, weights = [], []
+    for every in (1, 3):
+        monkeypatch.setattr("inrforge.train.loss_check_interval", lambda device, every=every: every)
+        run = prepare_training(s, model="mlp", config=TrainConfig(epochs=3, batch_size=16))  # 8 batches per epoch
+        res = run.fit(progress=False)
+        results.append([{k: v for k, v in row.items() if k != "time_s"} for row in res["history"]] + [res["test"]])
+        weights.append(torch.cat([p.detach().flatten() for p in run.model.parameters()]))
+    assert results[0] == results[1] and torch.equal(*weights)
