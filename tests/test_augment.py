@@ -98,6 +98,7 @@ def test_permute_negate_compose_is_exact_on_float32_too():
     out = Compose([Permute(), SirenNegate(), SirenBiasShift(max_k=1)])(w, generator=gen(0))
     x = image_grid(8, 8)
     assert max_diff(render(out, x), render(w, x)) < 1e-4
+    assert not torch.equal(out.flatten(), w.flatten())  # and the weights did change
 
 
 # ----- input-space transforms -------------------------------------------------------------------
@@ -242,6 +243,8 @@ def test_quantile_prune_zeroes_q_fraction_of_smallest():
     p = flat.shape[1]
     frac = (new == 0).double().mean(dim=1)
     assert frac.max() <= 0.3 + 1.0 / p and frac.min() >= 0.0
+    q = torch.rand(200, generator=gen(13), dtype=torch.float64) * 0.3  # the generator's first draw
+    assert torch.equal(((new == 0) & (flat != 0)).sum(1), torch.floor(q * p).long())  # exactly floor(q P)
     assert abs(frac.mean().item() - 0.15) < 0.02  # q ~ U(0, 0.3)
     assert frac.std() > 0.05  # q differs per sample
     pruned = new == 0
@@ -308,6 +311,11 @@ def test_mixup_float_labels_alpha_and_errors():
     lam_many = MixUp(alpha=0.4).mix(batch(SIREN, n=400), generator=gen(3)).lam
     assert ((lam_many < 0.1) | (lam_many > 0.9)).double().mean() > 0.35
     assert torch.equal(lam_many, MixUp(alpha=0.4).mix(batch(SIREN, n=400), generator=gen(3)).lam)
+    from scipy import stats
+
+    for alpha in (0.4, 2.0):  # the distribution itself: Beta(alpha, alpha), not only U-shaped
+        lam = MixUp(alpha=alpha).mix(batch(make_arch("siren", hidden=4), n=4000), generator=gen(0)).lam
+        assert stats.kstest(lam.double().numpy(), stats.beta(alpha, alpha).cdf).pvalue > 1e-3
     assert MixUp()(w, None, generator=gen(4))[1] is None
     with pytest.raises(InrforgeError, match="num_classes"):
         MixUp()(w, torch.zeros(16, dtype=torch.int64))

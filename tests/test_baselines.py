@@ -41,9 +41,10 @@ def test_default_and_dropout():
     arch = arch_of((2, 32, 32, 1))
     net = FlatMLP(arch, 10, dropout=0.2)
     assert sum(isinstance(m, torch.nn.Dropout) for m in net.modules()) == 3
-    net.eval()
     x = torch.randn(3, arch.param_count)
-    torch.testing.assert_close(net(x), net(x))
+    assert not torch.equal(net(x), net(x))  # dropout acts in training
+    net.eval()
+    torch.testing.assert_close(net(x), net(x))  # and not in eval
 
 
 def test_not_permutation_invariant():

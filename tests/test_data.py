@@ -522,3 +522,30 @@ def test_with_stats_normalises_every_path_with_the_given_statistics(tmp_path):
         ds.with_stats(mean[1:], std)
     with pytest.raises(InrforgeError, match="^with_stats takes a finite mean and a finite, positive std$"):
         ds.with_stats(mean, torch.zeros(p))
+
+
+def test_each_epoch_draws_new_augmentations_for_the_same_items(tmp_path):
+    """One view and no shuffle, so only the augmentation can change between epochs: it is redrawn
+    each epoch (else every object would get the same 'random' augmentation every epoch) and
+    is a function of (seed, epoch, batch)."""
+    s = synthetic_store(tmp_path / "s.zarr", views=1)
+    ds = WeightDataset(s.path, "train", transform=SirenNegate(), seed=3, normalize=None)
+    epochs = []
+    for epoch in (0, 1, 0):
+        ds.set_epoch(epoch)
+        epochs.append(torch.cat([w.flatten() for w, _ in ds.loader(batch_size=8, shuffle=False)]))
+    assert torch.equal(epochs[0], epochs[2])
+    assert not torch.equal(epochs[0], epochs[1])
+
+
+def test_an_entry_constant_over_the_train_split_is_not_divided_by_zero(tmp_path):
+    """A parameter every fit leaves at one value (an imported store, a frozen entry) has std 0:
+    it is floored at 1, so batches stay finite and the entry normalises to 0."""
+    s = synthetic_store(tmp_path / "s.zarr", views=1, shard=40)
+    params = s.params[:]
+    params[:, :, 5] = 0.25
+    s.params[:] = params
+    mean, std = normalization_stats(s, "entry")
+    assert std[5] == 1.0 and mean[5] == 0.25
+    w, _ = next(iter(WeightDataset(s, "train", normalize="entry").loader(batch_size=6)))
+    assert torch.isfinite(w.flatten()).all() and (w.flatten()[:, 5] == 0).all()

@@ -545,3 +545,21 @@ def test_training_learns():
         losses.append(loss.item())
     assert losses[-1] < 0.1 * losses[0], (losses[0], losses[-1])
     assert math.isfinite(losses[-1])
+
+
+@pytest.mark.parametrize("pool, ref", [("mean", lambda x, d: x.mean(d)), ("sum", lambda x, d: x.sum(d)),
+                                       ("max", lambda x, d: x.amax(d))])
+def test_pools_are_what_they_are_named(pool, ref):
+    """Equivariance, completeness and parameter counts hold whatever a pool computes: check the
+    reductions themselves, and the invariant head's b_0 column against one pooled by hand."""
+    from inrforge.models.dwsnet import pool_axis
+
+    x = torch.randn(3, 5, 7, 2, dtype=torch.float64)
+    for d in (1, 2):
+        torch.testing.assert_close(pool_axis(x, d, pool), ref(x, d))
+    arch = arch_of((2, 6, 6, 1))
+    w = rand_weights(arch)
+    out = InvariantPool(arch, 1, pool)(WSFeatures.from_weights(w))
+    # slots in layout order: W0 pooled over d1 keeps d0 (2 columns), then b0 pooled over d1
+    torch.testing.assert_close(out[:, 2], ref(w.biases[0], 1))
+    torch.testing.assert_close(out[:, :2], ref(w.weights[0], 1))

@@ -335,3 +335,74 @@ def test_a_resume_that_leaves_the_shard_size_to_its_default_keeps_the_stores(tmp
         prepare_fit(src, out, steps=2, compile=False, batch_size=4, shard_objects=16)
     replaced = prepare_fit(src, out, steps=3, compile=False, batch_size=4, overwrite=True)  # not the old one's
     assert replaced.shard_objects == 256 and replaced.store.shard_objects == 20
+
+
+@pytest.mark.parametrize("official", [False, True])
+def test_make_splits_is_a_seeded_partition_that_keeps_the_official_test_set(official):
+    """No object in two splits (a test object in train would leak), every object in one, the
+    sizes from the fractions, the dataset's own test items as the test split, and the seed's draw."""
+    from inrforge.fitjob import make_splits
+
+    class Src:  # what make_splits reads of a source
+        def __init__(self, n, test):
+            self.n, self.official_test = n, np.asarray(test, dtype=np.int64)
+
+        def __len__(self):
+            return self.n
+
+    src = Src(100, np.arange(80, 100) if official else [])
+    sp = make_splits(src, seed=1, val_fraction=0.1, test_fraction=0.2)
+    tr, va, te = sp["train"], sp["val"], sp["test"]
+    assert np.array_equal(np.sort(np.concatenate([tr, va, te])), np.arange(100))  # a partition
+    assert all(np.array_equal(x, np.sort(x)) for x in (tr, va, te))
+    assert (len(tr), len(va), len(te)) == (72, 8, 20)
+    if official:
+        assert np.array_equal(te, np.arange(80, 100))
+    again = make_splits(src, seed=1, val_fraction=0.1, test_fraction=0.2)
+    other = make_splits(src, seed=2, val_fraction=0.1, test_fraction=0.2)
+    assert all(np.array_equal(sp[k], again[k]) for k in sp)
+    assert not np.array_equal(sp["val"], other["val"])
+
+
+def test_every_recorded_setting_that_decides_the_numbers_is_compared(tmp_path):
+    """Each fit setting and source option a store records, changed alone, is one difference: a
+    resume with another --lr or another source option is refused.  Driven by the recorded keys,
+    so a setting added later is covered too; only the documented informational ones are not."""
+    import copy
+
+    from inrforge.fitjob import _INFORMATIONAL, identity_differences, store_identity
+
+    src = load_source("sines", n=4, n_points=16)
+    store = fit_inrs(src, tmp_path / "s.zarr", steps=2, compile=False, progress=False)
+    same = store_identity(store)
+    assert identity_differences(store, same) == []
+    keys = [("fit", k) for k in same["fit"] if k not in _INFORMATIONAL]
+    keys += [("source.params", k) for k in same["source"]["params"] if k != "limit"]
+    assert {("fit", "lr"), ("fit", "seed"), ("fit", "target_psnr"), ("fit", "test_fraction"),
+            ("source.params", "n")} <= set(keys)
+    for part, key in keys:
+        changed = copy.deepcopy(same)
+        node = changed
+        for p in part.split("."):
+            node = node[p]
+        node[key] = "changed"
+        diffs = identity_differences(store, changed)
+        assert len(diffs) == 1 and diffs[0].startswith(f"{part}.{key}: store has "), (part, key, diffs)
+
+
+def test_each_view_of_each_object_starts_from_its_own_seeded_init():
+    """View v of object i starts from inr_seed(seed, i, v): views are different INRs of one object
+    (a resume or refit test, comparing the code with itself, would not see them all start alike)."""
+    import torch
+
+    from inrforge.arch import make_arch
+    from inrforge.fit import FitSettings, inr_seed
+    from inrforge.fitjob import fit_shard
+
+    arch = make_arch(hidden=8)
+    src = load_source("digits", limit=3)
+    s = FitSettings(steps=1, lr=1e-9, target_psnr=None, batch_size=4, compile=False)  # one tiny step: ~ the init
+    d = fit_shard(arch, src, 0, 3, views=2, seed=5, settings=s)
+    want = arch.init_flat([inr_seed(5, i, v) for i in range(3) for v in range(2)]).reshape(3, 2, -1)
+    torch.testing.assert_close(torch.from_numpy(d.params), want, rtol=0, atol=1e-6)
+    assert not torch.equal(want[:, 0], want[:, 1])

@@ -745,3 +745,34 @@ def test_saved_stats_round_trip_and_need_a_writable_store(tmp_path):
     assert open_store(s.path).saved_stats("symmetric") is None
     s.root["stats"]["entry"].attrs["complete"] = False  # a save interrupted before its last write
     assert open_store(s.path).saved_stats("entry") is None
+
+
+@pytest.mark.parametrize("fail_at", ["params", "metrics/psnr", "metrics/failed"])
+def test_a_write_that_dies_before_done_leaves_the_shard_pending(tmp_path, monkeypatch, fail_at):
+    """write_shard writes ``done`` last: a writer killed while writing the params or the metrics
+    leaves the shard pending (refitted on resume), never done with data missing.  (The SIGKILL
+    test sees this only when its kill lands in that window.)"""
+    import zarr
+
+    s = make(tmp_path / "s.zarr")
+    real = zarr.Array.__setitem__
+
+    def dies(self, key, value):
+        if self.path == fail_at:
+            raise KeyboardInterrupt  # the process is killed mid-write
+        return real(self, key, value)
+
+    monkeypatch.setattr(zarr.Array, "__setitem__", dies)
+    with pytest.raises(KeyboardInterrupt):
+        s.write_shard(shard_data(s, 1))
+    monkeypatch.undo()
+    assert not s.done().any() and s.pending_shards() == [0, 1, 2]
+
+
+def test_a_shard_is_pending_unless_every_object_of_it_is_done(tmp_path):
+    s = make(tmp_path / "s.zarr")
+    for k in range(3):
+        s.write_shard(shard_data(s, k))
+    s.root["done"][5] = False  # one object of shard 1 (objects 4..7), as a hand edit might leave it
+    assert s.pending_shards() == [1]
+    assert not s.usable()[5].any() and s.usable()[4].all()

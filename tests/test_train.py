@@ -97,8 +97,15 @@ def test_no_val_split_keeps_the_last_epoch(tmp_path, capsys):
 
 
 def test_align_reference_skips_a_failed_view(tmp_path):
+    """The reference is the first train INR whose view 0 is usable: object 1 here, as object 0's
+    view 0 failed (NaN weights, which would make every aligned INR NaN)."""
+    from inrforge.train import prepare_training
+
     s = learnable_store(tmp_path / "s.zarr", fail_first=True)
-    res = train_on_store(s, model="mlp", align=True, config=TrainConfig(epochs=1, batch_size=64), progress=False)
+    run = prepare_training(s, model="mlp", align=True, config=TrainConfig(epochs=1, batch_size=64))
+    assert torch.equal(run.train.canonical.reference.flatten(), torch.from_numpy(s.read_flat([1], view=0)))
+    assert all(torch.isfinite(w.flatten()).all() for w, _ in run.train.loader(64))
+    res = run.fit(progress=False)
     assert np.isfinite(res["test"]["loss"])
 
 
