@@ -49,6 +49,7 @@ from .weights import Weights
 
 FORMAT_VERSION = 1
 METRICS = ("psnr", "loss", "steps", "failed")
+MISSING = {"int64": -1, "float32": np.nan}  # fill values of labels and splits: what a lost chunk reads as
 ATTRIBUTES = ("arch", "layout", "source", "fit", "n_objects", "views", "shard_objects", "chunk_objects")
 # The attribute a group carries from its first write until create_store finishes it (the finished
 # store has ``inrforge`` instead): what marks a leftover ``OUT.tmp-PID`` folder as inrforge's own.
@@ -245,7 +246,10 @@ def _build_group(path: str, arch: INRSpec, n_objects: int, views: int, labels, s
                       chunks=(chunk_objects, views, p), shards=(shard_objects, views, p), fill_value=np.nan)
     labels = np.asarray(labels)
     ldtype = "int64" if labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer) else "float32"
-    root.create_array("labels", shape=labels.shape, dtype=ldtype, chunks=labels.shape or (1,))[...] = labels
+    # Fill values no real label or index takes: zarr writes no chunk that equals the fill value, so
+    # with 0 a lost chunk would read as (legitimate-looking) zeros; -1 / NaN are refused on reading.
+    root.create_array("labels", shape=labels.shape, dtype=ldtype, chunks=labels.shape or (1,),
+                      fill_value=MISSING[ldtype])[...] = labels
     metrics = root.create_group("metrics")
     for name, dtype, fill in (("psnr", "float32", np.nan), ("loss", "float32", np.nan),
                               ("steps", "int32", 0), ("failed", "bool", False),
@@ -256,7 +260,8 @@ def _build_group(path: str, arch: INRSpec, n_objects: int, views: int, labels, s
     sp = root.create_group("splits")
     for name in ("train", "val", "test"):
         idx = np.asarray(splits.get(name, []), dtype=np.int64)
-        sp.create_array(name, shape=idx.shape, dtype="int64", chunks=(max(1, len(idx)),))[...] = idx
+        sp.create_array(name, shape=idx.shape, dtype="int64", chunks=(max(1, len(idx)),),
+                        fill_value=MISSING["int64"])[...] = idx
     if arch.fourier is not None:
         m = arch.fourier.matrix().numpy()
         root.create_array("fourier_matrix", shape=m.shape, dtype="float32", chunks=m.shape)[...] = m
@@ -339,20 +344,37 @@ class INRStore:
 
     @property
     def labels(self) -> np.ndarray:
-        """(N,) or (N, K) labels, read once."""
+        """(N,) or (N, K) labels, read once.  A class id below 0, or a NaN label of a finished
+        object with a usable view, is an error: what a lost chunk reads as (a store's labels are
+        filled with -1 / NaN; a classifier zoo's unfinished or failed members have NaN labels)."""
         if self._labels is None:
             arr = self._array("labels")
             if arr.ndim not in (1, 2) or arr.shape[0] != len(self):
                 raise InrforgeError(f"{self.path}: labels has shape {arr.shape}, not one row per object "
                                     f"({len(self)} objects)")
-            self._labels = self._read(arr)
+            labels = self._read(arr)
+            if labels.dtype.kind == "f":
+                lost = np.isnan(labels.reshape(len(self), -1)).any(axis=1) & self.usable().any(axis=1)
+            else:
+                lost = labels < 0
+            if lost.any():
+                raise InrforgeError(f"{self.path}: the labels of {int(lost.sum())} object(s) are missing or invalid "
+                                    f"(object {int(np.flatnonzero(lost)[0])} first); the store is damaged (a chunk "
+                                    f"of labels/ lost in a copy?)")
+            self._labels = labels
         return self._labels
 
     def split(self, name: str) -> np.ndarray:
-        """The split's object indices, as stored (sorted)."""
+        """The split's object indices, as stored (sorted); an index outside [0, N) (-1: a lost
+        chunk) or twice in the split is an error naming the store."""
         if name not in ("train", "val", "test"):
             raise InrforgeError(f"unknown split {name!r}; choose train, val or test")
-        return self._read(self._array(f"splits/{name}", (None,)))
+        idx = self._read(self._array(f"splits/{name}", (None,)))
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(self) or len(np.unique(idx)) != len(idx)):
+            what = ("indices missing (a chunk of splits/ lost in a copy?)" if idx.min() < 0 else
+                    f"indices outside [0, {len(self)})" if idx.max() >= len(self) else "an index twice")
+            raise InrforgeError(f"{self.path}: split {name!r} has {what}; the store is damaged")
+        return idx
 
     def done(self) -> np.ndarray:
         """(N,) bool: the object's shard is fully written.  Only these objects' params and metrics
@@ -364,7 +386,7 @@ class INRStore:
         """(N, V) metric ``name``: psnr, loss, steps, failed, or an extra one the store holds (a
         classifier zoo's ``accuracy``), as stored (see :meth:`done` for which entries are final)."""
         if name not in METRICS:
-            extra = sorted(set(self._array("metrics", group=True).array_keys()) - set(METRICS))
+            extra = sorted(set(self._metric_names()) - set(METRICS))
             if name not in extra:
                 raise InrforgeError(f"unknown metric {name!r}; choose one of {', '.join(METRICS + tuple(extra))}")
         return self._read(self._array(f"metrics/{name}", (len(self), self.views)))
@@ -415,6 +437,16 @@ class INRStore:
             want = ", ".join("any" if w is None else str(w) for w in shape)
             raise InrforgeError(f"{self.path}: {name} has shape {node.shape}, expected ({want}{',' * (len(shape) == 1)})")
         return node
+
+    def _metric_names(self) -> list[str]:
+        """The arrays of the ``metrics`` group, sorted; one whose metadata cannot be parsed is an
+        :class:`InrforgeError` (listing them parses every one)."""
+        group = self._array("metrics", group=True)
+        try:
+            return sorted(group.array_keys())
+        except Exception as e:
+            raise InrforgeError(f"{self.path}: cannot list the metrics arrays: {first_line(e)} (a damaged "
+                                f"metrics/*/zarr.json?)") from None
 
     def _read(self, arr, selection=Ellipsis, orthogonal: bool = False) -> np.ndarray:
         """``arr[selection]`` (an orthogonal selection with ``orthogonal``); a chunk that cannot be
@@ -655,23 +687,36 @@ class INRStore:
         """The finished shards whose data cannot be read back whole, found by reading every one of
         them (the whole store, a shard at a time): a ``params`` shard file that is missing
         (:meth:`damaged_objects`) or fails to decode (truncated or altered: zarr checks each
-        shard's index against its checksum), a metrics chunk that fails to decode, or a done INR
-        that did not fail whose parameters read as NaN (chunks missing inside a shard)."""
+        shard's index against its checksum), a metrics chunk that fails to decode, a done INR
+        that did not fail whose parameters read as NaN (chunks missing inside a shard), or whose
+        PSNR or loss reads as NaN where other such INRs have one (a lost metrics chunk; an
+        imported store records none, a classifier zoo no PSNR).  Labels or splits that cannot be
+        read back are an :class:`InrforgeError` first: a refit cannot restore them."""
+        for name in ("train", "val", "test"):
+            self.split(name)  # read to check
+        self._labels = None
+        _ = self.labels  # read again, to check
         done = self.done()
         bad = {int(i) // self.shard_objects for i in self.damaged_objects(done)}
-        metrics = self._array("metrics", group=True)
+        # an array that cannot be opened is no shard's damage (a refit cannot write it): an error now
+        metrics = {name: self._array(f"metrics/{name}", (len(self), self.views)) for name in self._metric_names()}
+        reads = {}
         for k in range(self.n_shards):
             start, stop = self.shard_range(k)
             if k in bad or not done[start:stop].all():
                 continue
             try:
-                read = {name: self._read(metrics[name], slice(start, stop)) for name in sorted(metrics.array_keys())}
+                read = {name: self._read(arr, slice(start, stop)) for name, arr in metrics.items()}
                 params = self._read(self.params, slice(start, stop))
             except InrforgeError:
                 bad.add(k)
                 continue
             if (~np.isfinite(params).all(axis=-1) & ~read["failed"]).any():
                 bad.add(k)
+            reads[k] = read
+        for name in ("psnr", "loss"):  # recorded for some fitted INRs: then for every one
+            if any((~np.isnan(r[name]) & ~r["failed"]).any() for r in reads.values()):
+                bad |= {k for k, r in reads.items() if (np.isnan(r[name]) & ~r["failed"]).any()}
         return sorted(bad)
 
     def describe_shards(self, shards) -> str:

@@ -18,7 +18,8 @@ SMALL = make_arch(hidden=16)  # 2->16->16->1, 337 parameters
 def make(path, n=10, views=2, shard=4, chunk=2, labels=None, arch=ARCH):
     labels = np.arange(n) % 3 if labels is None else labels
     return create_store(path, arch=arch, n_objects=n, views=views, labels=labels,
-                        splits={"train": np.arange(6), "val": np.array([6, 7]), "test": np.array([8, 9])},
+                        splits={"train": np.arange(max(n - 4, 0)), "val": np.arange(max(n - 4, 0), max(n - 2, 0)),
+                                "test": np.arange(max(n - 2, 0), n)},
                         source={"name": "test", "params": {}}, fit={"steps": 1}, shard_objects=shard,
                         chunk_objects=chunk)
 
@@ -776,3 +777,79 @@ def test_a_shard_is_pending_unless_every_object_of_it_is_done(tmp_path):
     s.root["done"][5] = False  # one object of shard 1 (objects 4..7), as a hand edit might leave it
     assert s.pending_shards() == [1]
     assert not s.usable()[5].any() and s.usable()[4].all()
+
+
+@pytest.mark.parametrize("labels", [np.arange(10) % 3, np.linspace(0, 1, 20, dtype=np.float32).reshape(10, 2)],
+                         ids=["class-ids", "float-targets"])
+def test_a_lost_labels_chunk_is_an_error_not_zeros(tmp_path, labels):
+    """zarr writes no chunk equal to the fill value, so with a fill of 0 a lost labels chunk read as
+    all-zero labels (training then reported 100 %).  Labels are filled with -1 / NaN, which no
+    real label is, and reading one is an error, as is --verify's read."""
+    s = make(tmp_path / "s.zarr", labels=labels)
+    for k in range(s.n_shards):
+        s.write_shard(shard_data(s, k))
+    assert np.array_equal(open_store(s.path).labels, labels)
+    os.remove(os.path.join(s.path, "labels", "c", *["0"] * labels.ndim))
+    for read in (lambda t: t.labels, lambda t: t.damaged_shards()):
+        with pytest.raises(InrforgeError, match=r"the labels of 10 object\(s\) are missing or invalid \(object 0 "
+                                                r"first\); the store is damaged"):
+            read(open_store(s.path))
+
+
+def test_labels_of_unfinished_or_failed_objects_may_be_nan(tmp_path):
+    """A classifier zoo's labels are its members' accuracies, NaN until fitted and for a failed one."""
+    s = make(tmp_path / "s.zarr", labels=np.full(10, np.nan, np.float32))
+    d = shard_data(s, 0)
+    d.failed[1] = True
+    s.write_shard(ShardData(d.start, d.params, d.psnr, d.loss, d.steps, d.failed,
+                            labels=np.array([0.5, np.nan, 0.7, 0.1], np.float32)))
+    read = open_store(s.path).labels
+    assert np.isnan(read[1]) and np.isnan(read[4:]).all() and read[2] == np.float32(0.7)
+    s.write_shard(ShardData(d.start, d.params, d.psnr, d.loss, d.steps, np.zeros_like(d.failed),
+                            labels=np.array([0.5, np.nan, 0.7, 0.1], np.float32)))
+    with pytest.raises(InrforgeError, match=r"the labels of 1 object\(s\) are missing or invalid \(object 1 first\)"):
+        open_store(s.path).labels
+
+
+@pytest.mark.parametrize("edit, words", [
+    (None, r"indices missing \(a chunk of splits/ lost in a copy\?\)"),
+    (np.array([0, 10]), r"indices outside \[0, 10\)"),
+    (np.array([3, 3]), "an index twice"),
+])
+def test_a_damaged_split_is_an_error_naming_the_store(tmp_path, edit, words):
+    s = finished(tmp_path / "s.zarr")
+    if edit is None:
+        os.remove(os.path.join(s.path, "splits", "test", "c", "0"))
+    else:
+        zarr.open_group(s.path, mode="r+")["splits/test"][...] = edit
+    message = f"^{re.escape(s.path)}: split 'test' has {words}; the store is damaged$"
+    for read in (lambda t: t.split("test"), lambda t: t.damaged_shards(), lambda t: t.info()):
+        with pytest.raises(InrforgeError, match=message):
+            read(open_store(s.path))
+    assert np.array_equal(open_store(s.path).split("train"), np.arange(6))
+
+
+def test_a_lost_metrics_chunk_is_a_damaged_shard(tmp_path):
+    """A shard's PSNR (or loss) chunk gone reads as NaN for INRs that did not fail: --verify names
+    the shard (and --repair refits it); a store that records no PSNR at all (an import) is not damaged."""
+    s = finished(tmp_path / "s.zarr")
+    assert s.damaged_shards() == []
+    os.remove(os.path.join(s.path, "metrics", "psnr", "c", "1", "0"))
+    assert open_store(s.path).damaged_shards() == [1]
+    imported = make(tmp_path / "i.zarr")
+    for k in range(imported.n_shards):
+        d = shard_data(imported, k)
+        unknown = np.full_like(d.psnr, np.nan)
+        imported.write_shard(ShardData(d.start, d.params, unknown, unknown, d.steps, d.failed))
+    assert imported.damaged_shards() == []
+
+
+def test_verify_of_a_metrics_array_with_bad_metadata_is_one_line(tmp_path):
+    s = finished(tmp_path / "s.zarr")
+    meta = os.path.join(s.path, "metrics", "psnr", "zarr.json")
+    d = json.load(open(meta))
+    d["data_type"] = "string"
+    json.dump(d, open(meta, "w"))
+    with pytest.raises(InrforgeError) as e:
+        open_store(s.path).damaged_shards()
+    assert "\n" not in str(e.value) and "metrics" in str(e.value)
