@@ -53,10 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("render", help="draw ground truth beside reconstructions")
     r.add_argument("store", type=path_arg, help="store path or fsspec URL")
-    r.add_argument("--out", type=path_arg, required=True, help="PNG to write")
+    r.add_argument("--out", type=path_arg, required=True, help="image to write (.png, .pdf, .svg, ...)")
     r.add_argument("--n", type=positive_int, default=16, help="objects to draw")
     r.add_argument("--view", type=nonnegative_int, default=0, help="which neural view to draw")
     r.add_argument("--split", default="test", choices=("train", "val", "test"), help="objects drawn from this split")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing file at --out (never a folder)")
 
     t = sub.add_parser("train", help="train a weight-space model (DWSNet or flat MLP) on a store")
     t.add_argument("store", type=path_arg, help="store path or fsspec URL")
@@ -272,8 +273,8 @@ def cmd_render(a) -> int:
     from .store import open_store
 
     out = output_path(a.out)
-    check_image_path(out)  # before opening the store: a bad path fails fast
-    render_grid(open_store(a.store), out, n=a.n, view=a.view, split=a.split)
+    check_image_path(out, a.overwrite)  # before opening the store: a bad path or an existing file fails fast
+    render_grid(open_store(a.store), out, n=a.n, view=a.view, split=a.split, overwrite=a.overwrite)
     print(f"wrote {out}")
     return 0
 

@@ -9,29 +9,48 @@ import numpy as np
 import torch
 
 from .errors import InrforgeError
+from .files import output_path, write_file
 from .inr import render
 from .store import INRStore
 
 
-def check_image_path(path: str) -> str:
+def check_image_path(path: str, overwrite: bool = False) -> str:
     """``path`` as an absolute path if a figure may be written there, else an
-    :class:`InrforgeError`: its folder must exist, it must not be a folder (a store is one), and its
-    extension must be an image format matplotlib writes (so no other file is replaced by a PNG)."""
+    :class:`InrforgeError`: its folder must exist, it must not be a folder (a store is one) or
+    anything else but a plain file, its extension must be an image format matplotlib writes (so no
+    other file is replaced by a PNG), and an existing file is replaced only with ``overwrite``."""
     from matplotlib.figure import Figure
 
-    out = os.path.abspath(path)
+    out = os.path.abspath(output_path(path))  # a file:// URL is its path; not in a store, not through a dead link
+    real = os.path.realpath(out) if os.path.islink(out) else out  # a link's target is what gets written
     if os.path.isdir(out):
         raise InrforgeError(f"cannot write {path}: it is a folder; give an image file name such as grid.png")
-    if not os.path.isdir(os.path.dirname(out)):
-        raise InrforgeError(f"cannot write {path}: folder {os.path.dirname(out)} does not exist")
-    if not os.access(os.path.dirname(out), os.W_OK) or (os.path.exists(out) and not os.access(out, os.W_OK)):
+    if os.path.exists(out) and not os.path.isfile(out):
+        raise InrforgeError(f"cannot write {path}: it is not a plain file; give an image file name such as grid.png")
+    folder = os.path.dirname(real)
+    if not os.path.isdir(folder):
+        above = folder
+        while not os.path.lexists(above):  # the nearest part of the path that exists
+            above = os.path.dirname(above)
+        if os.path.isdir(above):
+            raise InrforgeError(f"cannot write {path}: folder {folder} does not exist")
+        what = "a file, not a folder" if os.path.isfile(above) else "not a folder"
+        raise InrforgeError(f"cannot write {path}: {above} is {what}")
+    if not os.access(folder, os.W_OK) or (os.path.exists(real) and not os.access(real, os.W_OK)):
         raise InrforgeError(f"cannot write {path}: permission denied")
     ext = os.path.splitext(out)[1].lstrip(".").lower()
     formats = Figure().canvas.get_supported_filetypes()
     if ext not in formats:
         what = f"{'.' + ext} is not an image format" if ext else "it has no image extension"
         raise InrforgeError(f"cannot write {path}: {what} (use one of {', '.join('.' + f for f in sorted(formats))})")
+    if os.path.exists(out) and not overwrite:
+        raise _exists(path)
     return out
+
+
+def _exists(path) -> InrforgeError:
+    return InrforgeError(f"cannot write {path}: it exists already; pass --overwrite to replace it, or choose "
+                         f"another --out")
 
 
 def reconstructions(store: INRStore, indices, view: int = 0) -> tuple[np.ndarray, dict]:
@@ -89,16 +108,21 @@ def _label_text(label, names) -> str:
     return "[" + ", ".join(values) + "]"
 
 
-def render_grid(store: INRStore, out_png: str, n: int = 16, view: int = 0, split: str = "test") -> str:
+def render_grid(store: INRStore, out_png: str, n: int = 16, view: int = 0, split: str = "test",
+                overwrite: bool = False) -> str:
     """Write a PNG with, per object, the ground truth (when the source can still be read) above
     its reconstruction (1-D sources: in the same plot, dashed).  Objects are the first ``n`` of
-    ``split`` (all objects if it is empty) whose shard is fitted and whose view did not fail."""
+    ``split`` (all objects if it is empty) whose shard is fitted and whose view did not fail.
+    ``out_png`` is checked by :func:`check_image_path` (an existing file is replaced only with
+    ``overwrite``) and written whole or not at all (:func:`~inrforge.files.write_file`); returns
+    its absolute path."""
     from .script import pyplot
     from .sources import coords_from_grid
 
     plt = pyplot()
 
-    out_png = check_image_path(out_png)
+    shown = out_png  # as given, for messages
+    out_png = check_image_path(out_png, overwrite)
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise InrforgeError(f"--n must be a positive integer, got {n}")
     view = store.check_view(view)
@@ -161,10 +185,13 @@ def render_grid(store: INRStore, out_png: str, n: int = 16, view: int = 0, split
         top = "top: ground truth, bottom: INR" if image else "dashed: ground truth, solid: INR"
     fig.suptitle(f"{store.source.get('name')} view {view}, {where.removeprefix('the ')}{note}\n{top}", fontsize=9)
     fig.tight_layout()
+    ext = os.path.splitext(out_png)[1].lstrip(".").lower()  # the temporary file's name has another one
     try:
-        fig.savefig(out_png, dpi=120)
+        write_file(out_png, lambda tmp: fig.savefig(tmp, dpi=120, format=ext), overwrite)
+    except FileExistsError:  # created while the figure was drawn
+        raise _exists(shown) from None
     except OSError as e:
-        raise InrforgeError(f"cannot write {out_png}: {e.strerror or e}") from None
+        raise InrforgeError(f"cannot write {shown}: {e.strerror or e}") from None
     finally:
         plt.close(fig)
     return out_png

@@ -10,8 +10,10 @@ No Zarr here: a Zarr node is recognised by its ``zarr.json``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import urllib.parse
 from pathlib import Path
 
@@ -122,18 +124,41 @@ def move_into_place(new, final, aside) -> str | None:
     return old
 
 
-def write_json(path, obj, indent: int | None = 2) -> None:
-    """Write ``obj`` as JSON to the local file ``path`` whole or not at all: it is written under a
-    temporary name beside ``path`` and renamed over it, so an interrupted write never leaves a
-    truncated file (a run's ``results.json`` marks it finished)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def write_file(path, write, overwrite: bool = False) -> None:
+    """Write the local file ``path`` whole or not at all: ``write(tmp)`` writes the content to a
+    temporary file beside ``path`` (same folder, so the same file system), which is then renamed to
+    ``path``, so a write that fails or is interrupted leaves no truncated file, and the earlier file
+    (if any) as it was.  Without ``overwrite`` an existing ``path`` is never replaced, not even one
+    created while ``write`` ran (``FileExistsError``); with it, an existing file keeps its
+    permissions, and a symbolic link at ``path`` is followed, as in :func:`move_into_place`."""
+    final = os.path.realpath(path) if os.path.islink(path) else os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(obj, indent=indent))
-        os.replace(tmp, path)
+        write(tmp)
+        if overwrite:
+            if os.path.isfile(final):
+                shutil.copymode(final, tmp)
+            os.replace(tmp, final)
+            return
+        try:
+            os.link(tmp, final)  # atomic, and refuses an existing final
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links
+            if os.path.lexists(final):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), final) from None
+            os.replace(tmp, final)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path, obj, indent: int | None = 2) -> None:
+    """Write ``obj`` as JSON to the local file ``path`` whole or not at all (:func:`write_file`,
+    replacing any earlier file): an interrupted write never leaves a truncated file (a run's
+    ``results.json`` marks it finished)."""
+    text = json.dumps(obj, indent=indent)  # before anything is written: an unserialisable obj changes nothing
+    write_file(path, lambda tmp: Path(tmp).write_text(text), overwrite=True)
 
 
 def jsonable(obj):

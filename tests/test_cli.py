@@ -324,8 +324,8 @@ def test_render_leaves_failed_inrs_out(tmp_path, capsys, monkeypatch):
     assert len(panels) == 2 * (len(train) - 1)
     assert "1 failed INR left out" in figures[-1]._suptitle.get_text()
     failed[train, 0] = True
-    code, _, err = run(["render", out, "--out", str(tmp_path / "g.png"), "--split", "train"], capsys)
-    assert code == 1 and "failed" in err and err.count("\n") == 1
+    code, _, err = run(["render", out, "--out", str(tmp_path / "g2.png"), "--split", "train"], capsys)
+    assert code == 1 and "all failed (their loss became NaN/inf)" in err and err.count("\n") == 1
     code, stdout, _ = run(["info", out], capsys)
     assert code == 0 and f"failed       {len(train)}" in stdout
 
@@ -340,7 +340,7 @@ def test_render_of_an_unfinished_store_names_the_split(tmp_path, capsys):
     assert code == 1 and err.count("\n") == 1
     assert "no fitted objects to render yet in the test split" in err and "try another --split" in err
     assert run(["render", out, "--out", str(tmp_path / "g.png"), "--split", "train"], capsys)[0] == 0
-    code, _, err = run(["render", out, "--out", str(tmp_path / "g.png"), "--view", "1"], capsys)
+    code, _, err = run(["render", out, "--out", str(tmp_path / "g2.png"), "--view", "1"], capsys)
     assert code == 1 and "view 1 out of range" in err and err.count("\n") == 1
     code, stdout, _ = run(["info", out], capsys)
     assert code == 0 and f"({8 - len(test)}/8 shards)" in stdout
@@ -357,7 +357,7 @@ def test_render_after_the_source_data_changed_draws_reconstructions_only(tmp_pat
             _image_folder(data, (4, 4))
         else:  # one more image: the objects after it are shifted
             _image_folder(data, (5, 7), n_per_class=3)
-        code, _, err = run(["render", out, "--out", str(tmp_path / "g.png"), "--split", "train"], capsys)
+        code, _, err = run(["render", out, "--out", str(tmp_path / f"{change}.png"), "--split", "train"], capsys)
         assert code == 0, err
         assert re.fullmatch(r"inrforge render: warning: ground truth unavailable .*changed since the fit[^\n]*\n", err), err
         panels, _ = _panels(figures[-1])
@@ -643,3 +643,87 @@ def test_info_reproduce_refuses_what_it_cannot_repeat_in_one_line(tmp_path, caps
         with pytest.raises(SystemExit) as stop:
             main(["info", str(tmp_path / "nothing.zarr"), option, value])  # refused before opening anything
         assert stop.value.code == 2 and f"argument {option}: only used with --reproduce" in capsys.readouterr().err
+
+
+# ----- render never replaces a file unless told to, and never half-writes one -----------------------------
+
+def _exists_message(path):
+    return (f"inrforge render: error: cannot write {path}: it exists already; pass --overwrite to replace it, "
+            f"or choose another --out\n")
+
+
+def test_render_refuses_an_existing_file_without_overwrite(tmp_path, capsys):
+    """render used to replace any file with an image extension (a thesis.pdf, a photo.jpg) silently."""
+    out = str(tmp_path / "d.zarr")
+    assert run(FAST + ["--limit", "4", "--steps", "2", "--out", out], capsys)[0] == 0
+    kept = {"thesis.pdf": b"%PDF-1.4 my thesis\n", "photo.jpg": b"my holiday photo\n", "grid.png": b"an old grid"}
+    for name, data in kept.items():
+        (tmp_path / name).write_bytes(data)
+        path = str(tmp_path / name)
+        assert run(["render", out, "--out", path], capsys) == (1, "", _exists_message(path))
+        assert (tmp_path / name).read_bytes() == data
+    assert sorted(os.listdir(tmp_path)) == ["d.zarr", "grid.png", "photo.jpg", "thesis.pdf"]  # no temporary file
+    png = str(tmp_path / "grid.png")
+    assert run(["render", out, "--out", png, "--overwrite"], capsys) == (0, f"wrote {png}\n", "")
+    assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(os.listdir(tmp_path)) == ["d.zarr", "grid.png", "photo.jpg", "thesis.pdf"]
+
+
+def test_render_refuses_a_folder_a_store_or_a_special_file_even_with_overwrite(tmp_path, capsys):
+    out = str(tmp_path / "d.zarr")
+    assert run(FAST + ["--limit", "4", "--steps", "2", "--out", out], capsys)[0] == 0
+    before = snapshot(out)
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "dir.png" / "mine.txt").write_text("precious")
+    os.mkfifo(tmp_path / "pipe.png")
+    for extra in ([], ["--overwrite"]):
+        for path in (out, str(tmp_path / "dir.png")):
+            assert run(["render", out, "--out", path] + extra, capsys) == (
+                1, "", f"inrforge render: error: cannot write {path}: it is a folder; give an image file name such "
+                       f"as grid.png\n")
+        path = str(tmp_path / "pipe.png")
+        assert run(["render", out, "--out", path] + extra, capsys) == (
+            1, "", f"inrforge render: error: cannot write {path}: it is not a plain file; give an image file name "
+                   f"such as grid.png\n")
+    assert_same(before, snapshot(out))
+    assert os.listdir(tmp_path / "dir.png") == ["mine.txt"] and (tmp_path / "dir.png" / "mine.txt").read_text() == "precious"
+    assert (tmp_path / "pipe.png").is_fifo()
+
+
+def test_render_under_a_file_says_that_the_parent_is_a_file(tmp_path, capsys):
+    out = str(tmp_path / "d.zarr")
+    assert run(FAST + ["--limit", "4", "--steps", "2", "--out", out], capsys)[0] == 0
+    (tmp_path / "afile.txt").write_bytes(b"notes")
+    for below in ("x.png", "sub/x.png"):
+        path = str(tmp_path / "afile.txt" / below)
+        for extra in ([], ["--overwrite"]):
+            assert run(["render", out, "--out", path] + extra, capsys) == (
+                1, "", f"inrforge render: error: cannot write {path}: {tmp_path / 'afile.txt'} is a file, not a folder\n")
+    assert (tmp_path / "afile.txt").read_bytes() == b"notes"
+    path = str(tmp_path / "nope" / "x.png")  # a folder that is really missing is still called so
+    assert run(["render", out, "--out", path], capsys) == (
+        1, "", f"inrforge render: error: cannot write {path}: folder {tmp_path / 'nope'} does not exist\n")
+
+
+def test_render_writes_whole_or_not_at_all(tmp_path, capsys, monkeypatch):
+    """A write that fails part way (a full disk) leaves the earlier file as it was, and no partial file."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    out = str(tmp_path / "d.zarr")
+    assert run(FAST + ["--limit", "4", "--steps", "2", "--out", out], capsys)[0] == 0
+
+    def full_disk(self, fname, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    old = tmp_path / "grid.png"
+    old.write_bytes(b"the previous grid")
+    for path, extra in ((old, ["--overwrite"]), (tmp_path / "new.png", [])):
+        assert run(["render", out, "--out", str(path)] + extra, capsys) == (
+            1, "", f"inrforge render: error: cannot write {path}: No space left on device\n")
+    assert old.read_bytes() == b"the previous grid"
+    assert sorted(os.listdir(tmp_path)) == ["d.zarr", "grid.png"]  # no new.png, no temporary file
