@@ -914,10 +914,59 @@ def _check_attributes(path: str, attrs: dict) -> tuple[INRSpec, int, int, int]:
         n, views, shard, _ = (whole_number(attrs[k], k) for k in ATTRIBUTES[4:])
     except InrforgeError as e:
         raise InrforgeError(f"{path}: {e}") from None
+    for where, key, ok, what in _RECORDED:
+        value = attrs[where].get(key, None) if isinstance(attrs[where], dict) else None
+        if key in attrs[where] and not ok(value):
+            raise InrforgeError(f"{path}: attribute {where}.{key} must be {what}, got {json.dumps(value)[:60]} "
+                                f"(a hand-edited or damaged store?)")
+    grid = attrs["source"].get("grid")
+    if grid is not None and not _valid_grid(grid):
+        raise InrforgeError(f"{path}: attribute source.grid is malformed, got {json.dumps(grid)[:80]} "
+                            f"(a hand-edited or damaged store?)")
     if attrs["layout"] != arch.layout_dicts():
         raise InrforgeError(f"{path}: the stored layout does not match its arch "
                             f"({_layout_difference(attrs['layout'], arch.layout_dicts())})")
     return arch, n, views, shard
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_versions(v) -> bool:
+    return isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+
+
+# The recorded fit settings that commands read, where present (an import records none): (part, key,
+# test, what it must be).  The rest of ``fit`` and ``source`` is information, shown as it is.
+_RECORDED = (
+    ("fit", "steps", lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    ("fit", "lr", lambda v: _is_num(v) and v > 0, "a positive number"),
+    ("fit", "seed", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    ("fit", "batch_size", lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    ("fit", "target_psnr", lambda v: v is None or _is_num(v), "a number or null"),
+    ("fit", "compile", lambda v: isinstance(v, bool), "true or false"),
+    ("fit", "device", lambda v: isinstance(v, str), "a device name"),
+    ("fit", "versions", _is_versions, "an object of version strings"),
+    ("fit", "resumed_with", lambda v: isinstance(v, list) and all(_is_versions(x) for x in v),
+     "a list of objects of version strings"),
+)
+
+
+def _valid_grid(grid) -> bool:
+    """Whether a recorded ``source.grid`` holds what rebuilding its coordinates reads."""
+    if not isinstance(grid, dict):
+        return False
+    kind = grid.get("kind")
+    if kind == "image":
+        return all(_is_int(grid.get(k)) and grid[k] >= 1 for k in ("height", "width"))
+    if kind == "interval":
+        return _is_int(grid.get("n_points")) and grid["n_points"] >= 1 and all(_is_num(grid.get(k)) for k in ("lo", "hi"))
+    return isinstance(kind, str)  # another kind (a classifier zoo's): not drawn as coordinates
 
 
 def _layout_difference(got, want: list[dict]) -> str:

@@ -853,3 +853,33 @@ def test_verify_of_a_metrics_array_with_bad_metadata_is_one_line(tmp_path):
     with pytest.raises(InrforgeError) as e:
         open_store(s.path).damaged_shards()
     assert "\n" not in str(e.value) and "metrics" in str(e.value)
+
+
+@pytest.mark.parametrize("part, key, value, what", [
+    ("fit", "versions", "x", "an object of version strings"),
+    ("fit", "resumed_with", "x", "a list of objects of version strings"),
+    ("fit", "target_psnr", "40", "a number or null"),
+    ("fit", "steps", 0, "a positive integer"),
+    ("fit", "lr", None, "a positive number"),
+    ("fit", "compile", "yes", "true or false"),
+])
+def test_malformed_recorded_settings_are_refused_on_opening(tmp_path, part, key, value, what):
+    """A hand-edited fit attribute that a command reads (info, --reproduce, a resume) is one line
+    when the store is opened, not a traceback in whichever command reads it."""
+    s = make(tmp_path / "s.zarr")
+    g = zarr.open_group(s.path, mode="r+")
+    g.attrs[part] = {**g.attrs[part], "steps": 3, "lr": 1e-3, key: value}
+    with pytest.raises(InrforgeError, match=rf"^{re.escape(s.path)}: attribute {part}\.{key} must be {what}, got "):
+        open_store(s.path)
+
+
+@pytest.mark.parametrize("grid", ["8x8", {"kind": "image", "height": "x", "width": 8},
+                                  {"kind": "interval", "n_points": 10, "lo": "a", "hi": 1}, {"kind": 3}])
+def test_a_malformed_grid_is_refused_on_opening(tmp_path, grid):
+    s = make(tmp_path / "s.zarr")
+    g = zarr.open_group(s.path, mode="r+")
+    g.attrs["source"] = {**g.attrs["source"], "grid": grid}
+    with pytest.raises(InrforgeError, match=rf"^{re.escape(s.path)}: attribute source.grid is malformed"):
+        open_store(s.path)
+    g.attrs["source"] = {**g.attrs["source"], "grid": {"kind": "image", "height": 8, "width": 8}}
+    assert open_store(s.path).source["grid"]["height"] == 8
