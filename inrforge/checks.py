@@ -33,6 +33,11 @@ def shown(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def byte_size(nbytes: int) -> str:
+    """``nbytes`` for a message: in GiB (one decimal), or in MiB below 1 GiB (not "0.0 GiB")."""
+    return f"{nbytes / 2**30:,.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
+
+
 def _finite(value) -> bool:
     try:
         return math.isfinite(value)

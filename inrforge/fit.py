@@ -19,14 +19,16 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from .arch import INRSpec
-from .checks import check_count, check_device, is_number
+from .checks import check_count, check_device, is_number, shown
 from .errors import InrforgeError
 from .inr import encode, forward, psnr
+from .memory import available_bytes
 
 
 @dataclass(frozen=True)
@@ -41,15 +43,39 @@ class FitSettings:
     compile: bool = True
 
     def __post_init__(self):
-        check_count("--steps", self.steps)
-        if not (is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
-            raise InrforgeError(f"--lr must be a positive number, got {self.lr!r}")
-        if self.target_psnr is not None and not (is_number(self.target_psnr) and math.isfinite(self.target_psnr)):
-            raise InrforgeError(f"--target-psnr must be a number, got {self.target_psnr!r}")
-        check_count("--batch-size", self.batch_size)
-        if not isinstance(self.compile, (bool, np.bool_)):
-            raise InrforgeError(f"compile must be True or False, got {self.compile!r}")
+        _check_settings(self, lambda key: _OPTIONS[key])
         check_device(self.device)
+
+    @classmethod
+    def recorded(cls, fit: dict, where: str, device: str | None = None) -> "FitSettings":
+        """The settings a store's ``fit`` attribute records (with ``device`` instead of its own, if
+        given).  A missing or bad value is named as that attribute of ``where`` (the store), never
+        as the command-line option the user did not give."""
+        keys = ("steps", "lr", "target_psnr", "batch_size", "device", "compile")
+        missing = [k for k in keys if k not in fit]
+        if missing:
+            raise InrforgeError(f"{where}: the recorded fit attributes lack {', '.join(missing)} (a damaged store?)")
+        values = {k: fit[k] for k in keys}
+        _check_settings(SimpleNamespace(**values), lambda key: f"{where}: the recorded fit.{key}")
+        return cls(**{**values, "device": values["device"] if device is None else device})
+
+
+# the command-line option behind each checked field of FitSettings, as its errors name it
+_OPTIONS = {"steps": "--steps", "lr": "--lr", "target_psnr": "--target-psnr", "batch_size": "--batch-size",
+            "compile": "compile"}
+
+
+def _check_settings(s, name) -> None:
+    """An :class:`InrforgeError` for the first bad field of the settings ``s`` (the device aside),
+    which ``name(field)`` names: an option, or a store's recorded attribute."""
+    check_count(name("steps"), s.steps)
+    if not (is_number(s.lr) and math.isfinite(s.lr) and s.lr > 0):
+        raise InrforgeError(f"{name('lr')} must be a positive number, got {shown(s.lr)}")
+    if s.target_psnr is not None and not (is_number(s.target_psnr) and math.isfinite(s.target_psnr)):
+        raise InrforgeError(f"{name('target_psnr')} must be a number, got {shown(s.target_psnr)}")
+    check_count(name("batch_size"), s.batch_size)
+    if not isinstance(s.compile, (bool, np.bool_)):
+        raise InrforgeError(f"{name('compile')} must be True or False, got {shown(s.compile)}")
 
 
 def psnr_to_mse(psnr: float) -> float:
@@ -392,31 +418,21 @@ def batch_bytes(arch: INRSpec, n_points: int) -> int:
     return 6 * 4 * int(n_points) * (sum(arch.widths[1:]) + arch.widths[0])
 
 
-def memory_batch_limit(arch: INRSpec, n_points: int, device: str) -> int:
-    """The largest batch whose activations (:func:`batch_bytes`) fit in a quarter of the GPU's
-    free memory, or half of the memory available to a new process on a CPU host.  On a GPU, memory
-    this process's caching allocator holds but does not use counts as free (the driver counts it as
-    used, so a second shard in the same process would see less than there is)."""
+def memory_budget(device: str) -> int:
+    """Bytes a fit's activations may take: a quarter of the GPU's free memory, or half of the
+    memory available to a new process on a CPU host.  On a GPU, memory this process's caching
+    allocator holds but does not use counts as free (the driver counts it as used, so a second
+    shard in the same process would see less than there is)."""
     dev = torch.device(device)
     if dev.type == "cuda":
         free, _ = torch.cuda.mem_get_info(dev)
         free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
-        budget = free // 4
-    else:
-        budget = available_bytes() // 2
-    return max(1, int(budget // batch_bytes(arch, n_points)))
+        return int(free // 4)
+    return int(available_bytes() // 2)
 
 
-def available_bytes() -> int:
-    """MemAvailable (free memory plus what the kernel can reclaim), else the free pages."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return 8 << 30
+def memory_batch_limit(arch: INRSpec, n_points: int, device: str) -> int:
+    """The largest batch whose activations (:func:`batch_bytes`) fit in the :func:`memory_budget`,
+    but at least 1 (a batch size to start from): whether even one INR fits is
+    :func:`~inrforge.fitjob.require_memory`'s question."""
+    return max(1, memory_budget(device) // batch_bytes(arch, n_points))

@@ -10,6 +10,7 @@ others) is shared with the classifier zoo, ``inrforge.zoo.fit_zoo``.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -21,11 +22,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .arch import INRSpec, make_arch, require_arch
-from .checks import check_count, check_device
+from .checks import (byte_size, check_count, check_device, probability, process_count, seed_value, shown,
+                     whole_number)
 from .errors import InrforgeError
 from .files import jsonable
-from .fit import (FitSettings, available_bytes, batch_bytes, check_compiler,
-                  default_batch_size, fit_batch, inr_seed, memory_batch_limit, worth_compiling)
+from .fit import (FitSettings, batch_bytes, check_compiler, default_batch_size, fit_batch,
+                  inr_seed, memory_batch_limit, memory_budget, psnr_to_mse, worth_compiling)
+from .memory import available_bytes
 from .sources import SOURCE_NAMES, Source, load_source, source_from_description
 from .store import INRStore, ShardData, create_store, is_store, prepare_output
 from .version import __version__
@@ -44,9 +47,7 @@ def make_splits(source: Source, seed: int, val_fraction: float = 0.1, test_fract
     ``test_fraction`` of the objects is drawn as test.  ``val_fraction`` of the remaining training
     objects is drawn as val.  Draws use ``numpy.random.default_rng(seed)``; each split is sorted.
     """
-    for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0 <= f < 1:
-            raise InrforgeError(f"{name} must be in [0, 1), got {f}")
+    val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
     n = len(source)
     rng = np.random.default_rng(seed)
     test = np.asarray(source.official_test, dtype=np.int64)
@@ -58,6 +59,13 @@ def make_splits(source: Source, seed: int, val_fraction: float = 0.1, test_fract
     perm = rng.permutation(rest)
     n_val = int(round(val_fraction * len(rest)))
     return {"train": np.sort(perm[n_val:]), "val": np.sort(perm[:n_val]), "test": np.sort(test)}
+
+
+def check_fractions(val_fraction, test_fraction) -> tuple[float, float]:
+    """The split fractions of :func:`make_splits` as floats in [0, 1); anything else (``"0.1"``,
+    NaN, 1) is a one-line error naming the fraction."""
+    return (probability(val_fraction, "val_fraction", closed_top=False),
+            probability(test_fraction, "test_fraction", closed_top=False))
 
 
 def fit_shard(arch: INRSpec, source: Source, start: int, stop: int, views: int, seed: int,
@@ -122,13 +130,12 @@ def refit_shard(store: INRStore, k: int, source: Source | None = None, device: s
     changed = source_changes(store, source)
     if changed:
         raise InrforgeError(f"the source's data changed since the fit: it now has {' and '.join(changed)}")
-    settings = FitSettings(steps=fit["steps"], lr=fit["lr"], target_psnr=fit["target_psnr"],
-                           batch_size=fit["batch_size"], device=fit["device"] if device is None else device,
-                           compile=fit["compile"])
+    settings = FitSettings.recorded(fit, store.path, device)  # a bad value is named as the store's
+    seed = seed_value(fit.get("seed"), f"{store.path}: the recorded fit.seed")
     if settings.compile:
         check_compiler(settings.device)
     require_memory(settings, store.arch, len(source.coords), shard_inrs=(stop - start) * store.views)
-    return fit_shard(store.arch, source, start, stop, store.views, fit["seed"], settings)
+    return fit_shard(store.arch, source, start, stop, store.views, seed, settings)
 
 
 def source_changes(store: INRStore, source: Source) -> list[str]:
@@ -207,16 +214,31 @@ def _recorded_fit(out) -> dict:
     The batch size and ``compile`` are part of a store's identity (they decide which INRs share a
     step and how it computes), so a resume that leaves them to a default must reuse the recorded
     ones, whatever this device's default is, rather than be refused as a run with other arguments.
+    The values are as recorded: :func:`_recorded_value` checks the ones a run takes.
     """
     if not is_store(str(out)):
         return {}
     try:
         attrs = INRStore(str(out)).attrs
         fit = attrs["fit"]
-        return {"batch_size": int(fit["batch_size"]), "compile": bool(fit["compile"]),
-                "shard_objects": int(attrs["shard_objects"])}
-    except (KeyError, TypeError, ValueError):
+        return {"batch_size": fit["batch_size"], "compile": fit["compile"], "shard_objects": attrs["shard_objects"]}
+    except (KeyError, TypeError, ValueError, InrforgeError):  # nothing usable: matching_store says why
         return {}
+
+
+def _recorded_value(out, recorded: dict, key: str):
+    """``recorded[key]`` (a :func:`_recorded_fit` value a run reuses, None where there is none),
+    checked: a bad one is an error that names the store's attribute, not the option the user left
+    out (``--batch-size``), since it is the store that holds it."""
+    value = recorded.get(key)
+    what = f"{out}: the recorded {'shard_objects' if key == 'shard_objects' else 'fit.' + key}"
+    if value is None:
+        return None
+    if key == "compile":
+        if not isinstance(value, bool):
+            raise InrforgeError(f"{what} must be true or false, got {shown(value)}")
+        return value
+    return whole_number(value, what)
 
 
 def default_shard_objects(device: str, batch_size: int, views: int) -> int:
@@ -256,7 +278,12 @@ def matching_store(out, identity: dict, overwrite: bool) -> INRStore | None:
     if not is_store(path):
         prepare_output(path)
         return None
-    store = INRStore(path, mode="r+")
+    try:
+        store = INRStore(path, mode="r+")
+    except InrforgeError as e:  # a store whose attributes cannot be read (hand-edited, damaged)
+        if overwrite:
+            return None  # replaced whole, once the new store is complete
+        raise InrforgeError(f"{e}; pass --overwrite to replace it or choose another --out") from None
     diffs = identity_differences(store, identity)
     if not diffs:
         if overwrite and store.pending_shards() and software_changes(store):
@@ -359,9 +386,11 @@ def prepare_fit(
     :meth:`FitPlan.open`.  The Dask driver uses it to start a cluster only when there is work.
     """
     source = load_source(source) if isinstance(source, str) else source.check()  # something to fit
+    out = check_out(out)
     views = check_count("--views", views)
     steps = check_count("--steps", steps)
-    seed = check_count("--seed", seed, minimum=0)
+    seed = seed_value(seed, "--seed")  # as train's: numpy and torch generators take < 2**63
+    val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)  # before a store is compared
     if shard_objects is not None:
         shard_objects = check_count("the shard size", shard_objects)
     chunk_objects = check_count("the chunk size", chunk_objects)
@@ -377,10 +406,10 @@ def prepare_fit(
             f"{source.in_features}-D coordinates and {source.out_features} outputs"
         )
     if threads is not None:
-        if threads < 1:
-            raise InrforgeError(f"--threads must be positive, got {threads}")
+        # this machine's cores cap the threads fitted here; a driver cannot see its workers' cores
+        threads = process_count(threads, "--threads") if fit_here else check_count("--threads", threads)
         if fit_here:
-            torch.set_num_threads(int(threads))
+            torch.set_num_threads(threads)
 
     def fit_attrs_with(batch: int, compiled: bool) -> dict:
         return {"steps": int(steps), "lr": float(lr), "seed": int(seed),
@@ -395,9 +424,14 @@ def prepare_fit(
     # fits, is compiled when that repays the compile time, and has shards of at least one batch.
     if batch_size is None or compile is None or shard_objects is None:
         recorded = _recorded_fit(out)
-        kept_batch = recorded.get("batch_size") if batch_size is None else batch_size
-        kept_compile = recorded.get("compile") if compile is None else compile
-        kept_shard = recorded.get("shard_objects") if shard_objects is None else shard_objects
+        try:
+            kept_batch = _recorded_value(out, recorded, "batch_size") if batch_size is None else batch_size
+            kept_compile = _recorded_value(out, recorded, "compile") if compile is None else compile
+            kept_shard = _recorded_value(out, recorded, "shard_objects") if shard_objects is None else shard_objects
+        except InrforgeError:
+            if not overwrite:
+                raise
+            recorded, kept_batch, kept_compile, kept_shard = {}, batch_size, compile, shard_objects  # to be replaced
         if recorded and overwrite and identity_differences(INRStore(str(out)), _identity(
                 source, arch, views, fit_attrs_with(kept_batch, kept_compile), kept_shard)):
             kept_batch, kept_compile, kept_shard = batch_size, compile, shard_objects  # to be replaced: not the old one's
@@ -426,10 +460,10 @@ def prepare_fit(
         warnings.warn(f"a shard holds {shard_inrs} INRs ({min(shard_objects, len(source))} objects x {views} views), "
                       f"fewer than the batch size {batch_size}: every step fits at most {shard_inrs} INRs; for a GPU "
                       f"pass --shard-size {-(-batch_size // views)} or more (docs/cluster.md)")
+    checked = FitSettings(**(settings if fit_here else {**settings, "device": "cpu"}))  # the device: checked above
+    check_target_psnr(checked.target_psnr, source)
     if fit_here:
-        require_memory(FitSettings(**settings), arch, len(source.coords), shard_inrs=shard_inrs)  # before a store
-    else:
-        FitSettings(**{**settings, "device": "cpu"})
+        require_memory(checked, arch, len(source.coords), shard_inrs=shard_inrs)  # before a store
     fit_attrs = fit_attrs_with(batch_size, compile)
 
     def open_or_create() -> INRStore:
@@ -529,7 +563,8 @@ def fit_inrs(
 
 
 def require_memory(settings: FitSettings, arch: INRSpec, n_points: int, shard_inrs: int | None = None) -> FitSettings:
-    """``settings`` if the largest batch this fit builds fits in memory here, else an error.
+    """``settings`` if the largest batch this fit builds fits in memory here, else an error (one
+    INR too large for this machine has its own, which asks for fewer points).
 
     That batch is ``settings.batch_size`` INRs, or a whole shard's ``shard_inrs`` (objects x views)
     when that is fewer (:func:`fit_shard` never batches across shards).  The batch size is part of a
@@ -537,15 +572,44 @@ def require_memory(settings: FitSettings, arch: INRSpec, n_points: int, shard_in
     so it is never lowered silently: a store fitted with it could not be resumed bit-identically.
     """
     batch = settings.batch_size if shard_inrs is None else min(settings.batch_size, int(shard_inrs))
+    where = "this CPU" if torch.device(settings.device).type == "cpu" else f"the GPU {settings.device}"
+    one, budget = batch_bytes(arch, n_points), memory_budget(settings.device)
+    if one > budget:  # not even a batch of 1 fits: the kernel would kill the fit, without a word
+        raise InrforgeError(
+            f"one INR of {n_points:,} points needs about {byte_size(one)} to fit, more than {where} has to spare "
+            f"(about {byte_size(budget)}); fit fewer points per object (a smaller image size or sines n_points)")
     limit = memory_batch_limit(arch, n_points, settings.device)
     if batch > limit:
-        need = batch * batch_bytes(arch, n_points) / 2**30
-        where = "this CPU" if torch.device(settings.device).type == "cpu" else f"the GPU {settings.device}"
+        need = batch * one / 2**30
         raise InrforgeError(
             f"a batch of {batch} INRs of {n_points} points needs about {need:.1f} GiB, more than "
             f"{where} has to spare (about {limit} INRs fit); pass --batch-size {limit} or less "
             f"(a new --out: a store keeps the batch size it was started with)")
     return settings
+
+
+def check_out(out):
+    """``out`` if it is a path (a str, not empty, or an ``os.PathLike``): ``None`` or a number would
+    become a store in a folder named ``None`` or ``123``."""
+    if isinstance(out, os.PathLike) or (isinstance(out, str) and out.strip()):
+        return out
+    raise InrforgeError(f"out must be a store path (a str or os.PathLike), got {shown(out)}")
+
+
+def check_target_psnr(target_psnr: float | None, source: Source) -> None:
+    """Refuse a target PSNR of 0 dB or less for a source whose targets lie in [0, 1] (an image's
+    pixels): the MSE of such targets is about 1 (0 dB) or less from the first step, so every INR
+    would stop at once.  A source with raw targets (sines with amplitudes above 1) can start far
+    below 0 dB, so there it is only a warning that says which MSE the target stops at."""
+    if target_psnr is None or target_psnr > 0:
+        return
+    if source.unit_targets:
+        raise InrforgeError(
+            f"--target-psnr {target_psnr:g} dB would stop every INR at its first step: source {source.name!r} has "
+            f"targets in [0, 1], whose MSE is about 1 (0 dB) or less from the start; give a PSNR above 0, or "
+            f"'none' for no early stop")
+    warnings.warn(f"--target-psnr {target_psnr:g} dB stops an INR once its MSE is {psnr_to_mse(target_psnr):.3g} or "
+                  f"less (PSNR = 10 log10(1 / MSE); source {source.name!r} has raw targets, not in [0, 1])")
 
 
 def _identity(source, arch, views, fit_attrs, shard_objects) -> dict:

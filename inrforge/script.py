@@ -39,7 +39,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from .checks import usable_cores
+from .checks import process_count, usable_cores
 from .errors import InrforgeError
 from .train import LOG_FILES as TRAIN_LOG_FILES
 
@@ -359,10 +359,12 @@ def require_fit_splits(store, source, seed: int, test_fraction: float, needed: d
 
 
 def set_threads(n: int | None = None) -> int:
-    """Set torch's intra-op threads to ``n`` (default: :func:`~inrforge.checks.usable_cores`); returns it."""
+    """Set torch's intra-op threads to ``n`` (default: :func:`~inrforge.checks.usable_cores`); returns it.
+    More than 4 per core is refused, as ``--workers`` and ``local:N`` are
+    (:func:`~inrforge.checks.process_count`): a typo such as ``--threads 3000`` only slows everything."""
     import torch
 
-    n = int(n or usable_cores())
+    n = usable_cores() if n is None else process_count(n, "--threads")
     torch.set_num_threads(n)
     return n
 

@@ -544,6 +544,8 @@ class INRStore:
             if arr.shape != (len(self),):
                 raise InrforgeError(f"a boolean mask must have one entry per object ({len(self)}), got shape {arr.shape}")
             return np.flatnonzero(arr)
+        if arr.dtype == object and arr.size and all(isinstance(v, int) and not isinstance(v, bool) for v in arr.flat):
+            raise InrforgeError(f"object index out of range for a store of {len(self)} objects")  # beyond int64
         if arr.size and not np.issubdtype(arr.dtype, np.integer):
             raise InrforgeError(f"object indices must be integers, got {arr.dtype}")
         if arr.size and (arr.min() < -len(self) or arr.max() >= len(self)):  # before a cast can wrap

@@ -1,5 +1,7 @@
 """The fit job around the fitter: resuming a store with the arguments it was made with."""
 
+import re
+
 import numpy as np
 import pytest
 import zarr
@@ -121,6 +123,7 @@ def test_compiling_without_a_compiler_is_refused_before_a_store_exists(tmp_path,
     assert not (tmp_path / "s.zarr").exists()
 
 
+@pytest.mark.filterwarnings("ignore:source 'sines' has only 12 objects")
 def test_a_limit_beyond_the_source_is_the_same_fit_as_none(tmp_path):
     """--limit N keeps the first N objects, so any N >= the source's size is the same store as no
     limit: a re-run with another such N, or with none, resumes it (source.n_objects is compared)."""
@@ -406,3 +409,157 @@ def test_each_view_of_each_object_starts_from_its_own_seeded_init():
     want = arch.init_flat([inr_seed(5, i, v) for i in range(3) for v in range(2)]).reshape(3, 2, -1)
     torch.testing.assert_close(torch.from_numpy(d.params), want, rtol=0, atol=1e-6)
     assert not torch.equal(want[:, 0], want[:, 1])
+
+
+# ----- bad input: one line, before a store exists ---------------------------------------------
+def fit_cli(out, *extra):
+    """``inrforge fit`` of 3 tiny sines (2 steps, eager, quiet) into ``out``: its exit status."""
+    from inrforge.cli import main
+
+    return main(["fit", "--source", "sines", "--source-opt", "n=3", "--source-opt", "n_points=16", "--steps", "2",
+                 "--no-compile", "--quiet", "--out", str(out), *extra])
+
+
+def test_one_inr_too_large_for_memory_is_refused_before_a_store_exists(tmp_path, capsys, monkeypatch):
+    """The batch limit never goes below 1, so an INR that does not fit even alone got through, and
+    the kernel killed the fit without a word (n_points=1e8: 150 GiB a step).  It is refused in one
+    line naming the points and the memory, before a store is created or replaced."""
+    from inrforge.cli import main
+    from inrforge.arch import make_arch
+    from inrforge.fit import FitSettings
+    from inrforge.fitjob import require_memory
+
+    monkeypatch.setattr(inrforge.fit, "available_bytes", lambda: 20 << 30)  # a budget of 10 GiB
+    with pytest.raises(InrforgeError, match=r"^one INR of 100,000,000 points needs about 147.5 GiB to fit, more than "
+                                            r"this CPU has to spare \(about 10.0 GiB\); fit fewer points per object "
+                                            r"\(a smaller image size or sines n_points\)$"):
+        require_memory(FitSettings(batch_size=1, compile=False), make_arch(in_features=1), 10**8)  # no allocation
+    out = tmp_path / "s.zarr"
+    assert fit_cli(out) == 0
+    before = snapshot(out)
+    capsys.readouterr()
+    monkeypatch.setattr(inrforge.fit, "available_bytes", lambda: 64 << 20)  # a budget of 32 MiB
+    code = main(["fit", "--source", "sines", "--source-opt", "n=3", "--source-opt", "n_points=100000", "--steps", "2",
+                 "--no-compile", "--quiet", "--overwrite", "--out", str(out)])
+    assert code == 1 and capsys.readouterr().err == (
+        "inrforge fit: error: one INR of 100,000 points needs about 151 MiB to fit, more than this CPU has to spare "
+        "(about 32 MiB); fit fewer points per object (a smaller image size or sines n_points)\n")
+    assert_same(before, snapshot(out))  # the store --overwrite would have replaced is untouched
+    new = tmp_path / "new.zarr"
+    assert fit_cli(new, "--source-opt", "n_points=100000") == 1 and not new.exists()
+
+
+def test_stored_values_are_named_as_the_stores_not_as_options_never_given(tmp_path):
+    """A bad value read from a store is reported as the store's attribute: "--batch-size must be a
+    positive integer, got 0" blamed an option the command did not have."""
+    from inrforge.fit import FitSettings
+    from inrforge.fitjob import refit_shard
+    from inrforge.sources import source_from_description
+
+    src = load_source("digits", limit=4)
+    kw = dict(steps=2, compile=False, progress=False)
+    out = tmp_path / "s.zarr"
+    store = fit_inrs(src, out, **kw)
+    group = zarr.open_group(str(out), mode="r+")
+    good = dict(group.attrs["fit"])
+    group.attrs["fit"] = {**good, "seed": 2**63}
+    with pytest.raises(InrforgeError, match=rf"^{out}: the recorded fit.seed must be below 2\*\*63, "
+                                            r"got 9223372036854775808$"):
+        refit_shard(inrforge.open_store(str(out)), 0)  # info --reproduce
+    group.attrs["fit"] = {**good, "batch_size": 0}
+    with pytest.raises(InrforgeError, match=rf"^{out}: .*fit.batch_size must be a positive integer, got 0") as e:
+        fit_inrs(src, out, **kw)  # a resume that gives no batch size reuses the store's
+    assert "--batch-size" not in str(e.value)
+    for change, message in (({"steps": "20"}, "fit.steps must be a positive integer, got '20'"),
+                            ({"lr": -1}, "fit.lr must be a positive number, got -1"),
+                            ({"target_psnr": "40"}, "fit.target_psnr must be a number, got '40'"),
+                            ({"compile": 1}, "fit.compile must be True or False, got 1")):
+        with pytest.raises(InrforgeError) as e:
+            FitSettings.recorded({**good, **change}, "S")  # what refit_shard reads
+        assert str(e.value) == f"S: the recorded {message}"
+    with pytest.raises(InrforgeError, match=r"^S: the recorded fit attributes lack steps, lr \(a damaged store\?\)$"):
+        FitSettings.recorded({k: v for k, v in good.items() if k not in ("steps", "lr")}, "S")
+    assert FitSettings.recorded(good, "S", device="cpu") == FitSettings(steps=2, batch_size=good["batch_size"],
+                                                                        compile=False)
+    with pytest.raises(InrforgeError, match=r"^the store's recorded source.params.limit must be a positive integer, "
+                                            r"got '20'$"):
+        source_from_description({**store.source, "params": {"limit": "20"}})
+
+
+def test_fit_threads_and_seed_are_capped_as_trains_are(tmp_path, capsys, monkeypatch):
+    """--threads gets --workers' and local:N's cap (4 per core), and --seed train's (below 2**63)."""
+    import inrforge.checks
+
+    monkeypatch.setattr(inrforge.checks, "usable_cores", lambda: 2)
+    out = tmp_path / "s.zarr"
+    assert fit_cli(out, "--threads", "9") == 1 and capsys.readouterr().err == (
+        "inrforge fit: error: --threads is 9, more than this machine's 2 cores can run (at most 8, 4 per core)\n")
+    assert fit_cli(out, "--seed", str(2**63)) == 1 and capsys.readouterr().err == (
+        "inrforge fit: error: --seed must be below 2**63, got 9223372036854775808\n")
+    assert not out.exists()
+    assert fit_cli(out, "--threads", "1", "--seed", str(2**63 - 1)) == 0
+
+
+def test_api_arguments_of_the_wrong_type_are_one_line_errors(tmp_path, monkeypatch):
+    """fit_inrs(src, None) made a store in a folder named None; threads="2" and val_fraction="0.1"
+    were TypeErrors; a NaN fraction was reported as a store mismatch."""
+    src = load_source("digits", limit=4)
+    kw = dict(steps=2, compile=False, progress=False)
+    monkeypatch.chdir(tmp_path)
+    for out in (None, 123, ""):
+        with pytest.raises(InrforgeError, match=rf"^out must be a store path \(a str or os.PathLike\), got {out!r}$"):
+            fit_inrs(src, out, **kw)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InrforgeError, match=r"^--threads must be a positive integer, got '2'$"):
+        fit_inrs(src, "s.zarr", threads="2", **kw)
+    with pytest.raises(InrforgeError, match=r"^val_fraction must be in \[0, 1\), got '0.1'$"):
+        fit_inrs(src, "s.zarr", val_fraction="0.1", **kw)
+    fit_inrs(src, "s.zarr", **kw)
+    with pytest.raises(InrforgeError, match=r"^val_fraction must be in \[0, 1\), got nan$"):
+        fit_inrs(src, "s.zarr", val_fraction=float("nan"), **kw)
+
+
+def test_a_target_psnr_of_0_db_or_less_is_refused_for_targets_in_0_1_and_warned_about_for_sines(tmp_path, capsys):
+    """Targets in [0, 1] have an MSE of about 1 (0 dB) or less from the start: a target <= 0 dB
+    stopped every INR at its first step and the fit "succeeded".  A sine of amplitude up to 10 can
+    start far below 0 dB, so there the target is legitimate and only the MSE it stops at is said."""
+    kw = dict(steps=2, compile=False, progress=False)
+    for target in (0.0, -5.0, -1e308):
+        shown = re.escape(format(target, "g"))
+        with pytest.raises(InrforgeError, match=rf"^--target-psnr {shown} dB would stop every INR at its first step: "
+                                                r"source 'digits' has targets in \[0, 1\], whose MSE is about 1 "
+                                                r"\(0 dB\) or less from the start; give a PSNR above 0, or 'none' for "
+                                                r"no early stop$"):
+            fit_inrs(load_source("digits", limit=3), tmp_path / "d.zarr", target_psnr=target, **kw)
+    assert not (tmp_path / "d.zarr").exists()
+    with pytest.warns(UserWarning, match=r"^--target-psnr -5 dB stops an INR once its MSE is 3.16 or less \(PSNR = "
+                                         r"10 log10\(1 / MSE\); source 'sines' has raw targets, not in \[0, 1\]\)$"):
+        store = fit_inrs(load_source("sines", n=3, n_points=16), tmp_path / "s.zarr", target_psnr=-5.0, **kw)
+    assert store.done().all()
+    assert fit_cli(tmp_path / "c.zarr", "--target-psnr=-5") == 0
+    assert capsys.readouterr().err.startswith("inrforge fit: warning: --target-psnr -5 dB stops an INR once its MSE is")
+
+
+def test_a_limit_beyond_the_source_says_so_in_one_line(tmp_path, capsys):
+    assert fit_cli(tmp_path / "s.zarr", "--limit", "9") == 0
+    assert capsys.readouterr().err == ("inrforge fit: warning: source 'sines' has only 3 objects, fewer than "
+                                       "--limit 9: using all of them\n")
+
+
+def test_a_store_whose_attributes_cannot_be_read_is_replaced_only_with_overwrite(tmp_path):
+    """A hand-edited store that no longer opens: the fit says why and how to replace it; with
+    --overwrite it is fitted anew (it could otherwise only be deleted by hand)."""
+    import re
+
+    src = load_source("digits", limit=6)
+    out = tmp_path / "s.zarr"
+    kw = dict(steps=2, compile=False, progress=False)
+    fit_inrs(src, out, **kw)
+    g = zarr.open_group(str(out), mode="r+")
+    g.attrs["fit"] = {**g.attrs["fit"], "versions": "edited"}
+    with pytest.raises(InrforgeError, match=rf"^{re.escape(str(out))}: attribute fit\.versions must be an object of "
+                                            rf"version strings, got .*; pass --overwrite to replace it or choose another "
+                                            rf"--out$"):
+        fit_inrs(src, out, **kw)
+    store = fit_inrs(src, out, overwrite=True, **kw)
+    assert store.done().all() and isinstance(store.attrs["fit"]["versions"], dict)

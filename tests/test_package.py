@@ -16,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Each inrforge module may import only modules listed before it (a subpackage's own modules may
 # import each other).  The package's __init__ is the public API on top: nothing inside imports it.
 LAYERS = [
-    "errors", "checks", "version", "files",   # shared basics; files: safe local outputs
+    "errors", "checks", "version", "files", "memory",  # shared basics; files: safe local outputs
     "arch", "weights", "inr",                 # the INR description, the weight container, the forward
     "sources",                                # what gets fitted
     "fit", "store", "fitjob", "distributed",  # fitting into a store, locally or on Dask

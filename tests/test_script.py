@@ -285,3 +285,25 @@ def test_psnr_fields_are_strict_json():
     none = psnr_fields({"psnr_median": float("nan"), "psnr_p5": float("nan"), "objects": 3})
     assert none == {"psnr_median": None, "psnr_p5": None} and json.dumps(none, allow_nan=False)
     assert psnr_fields({"psnr_median": 30.5, "psnr_p5": 25.0}) == {"psnr_median": 30.5, "psnr_p5": 25.0}
+
+
+def test_threads_are_capped_at_4_per_core_like_workers(tmp_path, capsys, monkeypatch):
+    """``--threads`` (train, info --reproduce, the pipelines) is refused above 4 per core, as
+    ``--workers`` and ``local:N`` are: ``--threads 3000`` ran, 60 % slower."""
+    import torch
+
+    import inrforge.checks
+    from inrforge.cli import main
+    from inrforge.script import set_threads
+
+    monkeypatch.setattr(inrforge.checks, "usable_cores", lambda: 2)
+    before = torch.get_num_threads()
+    with pytest.raises(InrforgeError, match=r"^--threads is 9, more than this machine's 2 cores can run "
+                                            r"\(at most 8, 4 per core\)$"):
+        set_threads(9)
+    assert torch.get_num_threads() == before
+    assert main(["train", str(tmp_path / "s.zarr"), "--threads", "9", "--epochs", "1", "--quiet"]) == 1  # before
+    assert capsys.readouterr().err == ("inrforge train: error: --threads is 9, more than this machine's 2 cores "
+                                       "can run (at most 8, 4 per core)\n")
+    assert set_threads(before) == before and set_threads() == 2
+    set_threads(before)

@@ -7,6 +7,7 @@ import json
 import math
 import pickle
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -365,7 +366,11 @@ def test_image_folder_limit_decodes_only_what_it_keeps(tmp_path, monkeypatch):
     monkeypatch.setattr(image_folder, "_load_image", lambda f, *args: decoded.append(f.name) or load(f, *args))
     for n in (2, 5, 6, 9):
         decoded.clear()
-        part = load_source("image-folder", path=tmp_path, limit=n)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            part = load_source("image-folder", path=tmp_path, limit=n)
+        assert [str(w.message) for w in said] == ([] if n <= 6 else [
+            "source 'image-folder' has only 6 objects, fewer than --limit 9: using all of them"])
         assert len(decoded) == min(n, 6)
         np.testing.assert_array_equal(part.images, whole.images[:n])  # RGB, as the whole folder's
         np.testing.assert_array_equal(part.labels, whole.labels[:n])
@@ -485,7 +490,9 @@ def test_registry_and_errors(tmp_path):
         load_source("sines", path=str(tmp_path))
     with pytest.raises(InrforgeError, match="limit"):
         load_source("digits", limit=0)
-    assert load_source("digits", limit=10**9).params == {"limit": 1797}
+    with pytest.warns(UserWarning, match=r"^source 'digits' has only 1797 objects, fewer than --limit 1000000000: "
+                                         r"using all of them$"):
+        assert load_source("digits", limit=10**9).params == {"limit": 1797}
     assert set(source_options("image-folder")) == {"size", "mode"}
     assert source_options("sines")["n_points"] == 2000
 
@@ -834,3 +841,36 @@ def test_describe_rebuilds_the_same_data(tmp_path):
     for r in range(5):
         for c in range(4):
             assert img.coords[r * 4 + c].tolist() == [lin_h[r].item(), lin_w[c].item()]
+
+
+def test_a_grid_larger_than_the_memory_available_now_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    """Physical memory alone let through grids that the kernel then killed the process for: the
+    memory available now counts too.  Legitimate sizes (a few hundred pixels a side) still load."""
+    from inrforge.sources import base
+    from inrforge.sources.sines import sine_grid
+
+    save_png(tmp_path / "a" / "1.png", np.zeros((4, 4), np.uint8))
+    monkeypatch.setattr(base, "available_bytes", lambda: 32 << 20)
+    with pytest.raises(InrforgeError, match=r"^sines with n=3, n_points=10000000 needs 114 MiB of memory, more than "
+                                            r"the 32 MiB this machine has available now$"):
+        load_source("sines", n=3, n_points=10**7)
+    with pytest.raises(InrforgeError, match=r"^loading 1 images of 3000x3000 pixels needs 120 MiB of memory, more "
+                                            r"than the 32 MiB this machine has available now$"):
+        load_source("image-folder", path=tmp_path, size=3000)
+    assert load_source("image-folder", path=tmp_path, size=300).coords.shape == (90000, 2)
+    assert len(load_source("sines", n=3, n_points=2000).coords) == 2000
+    for n in (1, 3, 784, 2000, 10**5 + 3):  # built in place: the same bits as the expression
+        want = -np.pi + 2.0 * np.pi * np.arange(n, dtype=np.float64) / n
+        assert np.array_equal(sine_grid(n).view(np.int64), want.view(np.int64))
+
+
+def test_a_stores_recorded_limit_is_named_as_such_and_never_warned_about():
+    """Rebuilding a store's source: a bad recorded limit is not blamed on a --limit never given."""
+    from inrforge.sources import source_from_description
+
+    with pytest.raises(InrforgeError, match=r"^the store's recorded source.params.limit must be a positive integer, "
+                                            r"got '20'$"):
+        source_from_description({"name": "digits", "params": {"limit": "20"}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(source_from_description({"name": "digits", "params": {"limit": 5000}})) == 1797

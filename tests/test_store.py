@@ -325,6 +325,11 @@ def test_bad_slices_and_unsigned_overflow_are_one_line_errors(tmp_path):
                 read(bad)
     with pytest.raises(InrforgeError, match="out of range"):  # 2**64 - 1 is not object -1
         s.read_flat(np.array([2**64 - 1], dtype=np.uint64))
+    for huge in ([10**20], [3, -(10**20)]):  # beyond int64: numpy holds them as Python objects
+        with pytest.raises(InrforgeError, match=r"^object index out of range for a store of 10 objects$"):
+            s.read(huge)
+    with pytest.raises(InrforgeError, match="object indices must be integers, got <U21"):
+        s.read([1, "a"])
     np.testing.assert_array_equal(s.read_flat(np.array([9], np.uint64)), s.read_flat([-1]))
     np.testing.assert_array_equal(s.read_flat(slice(5, 2)), np.empty((0, ARCH.param_count), np.float32))
     np.testing.assert_array_equal(s.read_flat(slice(-3, None), view=None), s.read_flat([7, 8, 9], view=None))

