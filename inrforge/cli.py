@@ -13,7 +13,7 @@ import sys
 
 from .checks import usable_cores
 from .errors import RESUMES, InrforgeError
-from .script import (ArgumentParser, add_fit_arguments, check_fit_arguments, dropout_rate, fit_arch,
+from .script import (ArgumentParser, add_fit_arguments, check_fit_arguments, dropout_rate, fit_options,
                      image_size, nonnegative_float, nonnegative_int, path_arg, positive_float, positive_int,
                      refuse_options, report_errors, results_dir, set_threads, store_out_arg)
 from .version import __version__
@@ -131,10 +131,7 @@ def cmd_fit(a) -> int:
                            f"processes that would all fit on one GPU at once; use --scheduler local:1, or the address "
                            f"of a scheduler whose workers each own a GPU (docs/cluster.md)")
     source = load_source(a.source, path=a.data, limit=a.limit, **parse_source_options(a.source_opt))
-    kwargs = dict(arch=fit_arch(a, source), views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
-                  batch_size=a.batch_size, device=a.device, seed=a.seed, compile=not a.no_compile,
-                  shard_objects=a.shard_size, overwrite=a.overwrite, progress=False if a.quiet else None,
-                  repair=a.repair, allow_version_change=a.allow_version_change)
+    kwargs = dict(fit_options(a, source), device=a.device, progress=False if a.quiet else None)
     if a.scheduler:
         from .distributed import fit_inrs_distributed
 
@@ -207,8 +204,9 @@ def cmd_info(a) -> int:
     fit = info["fit"] or {}
     if "steps" in fit:  # a fit's settings (an import records none)
         target = "no early stop" if fit.get("target_psnr") is None else f"early stop at {fit['target_psnr']:g} dB"
-        print(f"fit          {fit['steps']} steps, lr {fit.get('lr'):g}, {target}, batch {fit.get('batch_size')}, "
-              f"{fit.get('device')}{', compiled' if fit.get('compile') else ''}, seed {fit.get('seed')}")
+        print(f"fit          {fit['steps']} steps, lr {fit.get('lr'):g} {_lr_line(fit)}, {target}, "
+              f"batch {fit.get('batch_size')}, {fit.get('device')}{', compiled' if fit.get('compile') else ''}, "
+              f"seed {fit.get('seed')}")
     if fit.get("versions"):
         mixed = "".join(f"; resumed with inrforge {v.get('inrforge')}, torch {v.get('torch')}"
                         for v in fit.get("resumed_with") or [])
@@ -219,6 +217,14 @@ def cmd_info(a) -> int:
     if a.reproduce is not None:
         print(f"reproduced   shard {a.reproduce}: refitted bit for bit")
     return 0
+
+
+def _lr_line(fit: dict) -> str:
+    """How the recorded learning rate is used: its schedule, and the first layer's factor (a store
+    that records neither was fitted with a constant lr for every layer)."""
+    first = fit.get("first_layer_lr", 1.0)
+    first = f", first layer x{first:.4g}" if isinstance(first, (int, float)) and first != 1 else ""
+    return f"({fit.get('lr_schedule', 'constant')}{first})"
 
 
 def _device_type(device: str) -> str:

@@ -36,7 +36,7 @@ from .arch import INRSpec
 from .checks import check_device, process_count, usable_cores
 from .errors import RESUMES, InrforgeError, StoreReplacedError, first_line
 from .fit import FitSettings, check_compiler
-from .fitjob import fit_shard, prepare_fit, require_memory
+from .fitjob import fit_request, fit_shard, prepare_fit, require_memory
 from .sources import SOURCE_NAMES, Source, source_from_description
 from .store import INRStore
 
@@ -315,37 +315,13 @@ def fit_shard_task(path: str, shard: int, arch: INRSpec, views: int, seed: int, 
 
 
 # ----- the driver -------------------------------------------------------------------------------
-def fit_inrs_distributed(
-    client,
-    source: Source | str,
-    out,
-    *,
-    arch: INRSpec | None = None,
-    views: int = 1,
-    steps: int = 1000,
-    lr: float = 5e-4,
-    target_psnr: float | None = 40.0,
-    batch_size: int | None = None,
-    device: str = "cpu",
-    seed: int = 0,
-    compile: bool | None = True,
-    shard_objects: int | None = None,
-    chunk_objects: int = 16,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    overwrite: bool = False,
-    progress: bool | None = None,
-    threads: int | None = None,
-    retries: int = 3,
-    resources: dict | None = None,
-    ship_source: bool | None = None,
-    repair: bool = False,
-    allow_version_change: bool = False,
-) -> FitReport:
+def fit_inrs_distributed(client, source: Source | str, out, *, progress: bool | None = None, retries: int = 3,
+                         resources: dict | None = None, ship_source: bool | None = None, repair: bool = False,
+                         **options) -> FitReport:
     """:func:`inrforge.fit_inrs` on a Dask cluster.
 
-    Same arguments and the same store, bit for bit; the shards are fitted by the workers, one task
-    per pending shard.  ``client`` is a ``distributed.Client``; or a scheduler's address or
+    Same arguments (``options``: the fields of :class:`~inrforge.fitjob.FitRequest`) and the same
+    store, bit for bit; the shards are fitted by the workers, one task per pending shard.  ``client`` is a ``distributed.Client``; or a scheduler's address or
     ``local:N`` (connected with :func:`scheduler_client`); or a callable returning a context
     manager that yields a client (e.g. one that starts a SLURM cluster).  The last two are entered
     only once the arguments and any store at ``out`` have been checked, and only when there are
@@ -372,11 +348,8 @@ def fit_inrs_distributed(
         check_scheduler(client)
     if "://" not in str(out):
         out = os.path.abspath(os.path.expanduser(str(out)))  # the workers do not share our cwd
-    plan = prepare_fit(source, out, arch=arch, views=views, steps=steps, lr=lr, target_psnr=target_psnr,
-                       batch_size=batch_size, device=device, seed=seed, compile=compile,
-                       shard_objects=shard_objects, chunk_objects=chunk_objects, val_fraction=val_fraction,
-                       test_fraction=test_fraction, overwrite=overwrite, threads=threads, fit_here=False,
-                       create=False, allow_version_change=allow_version_change)
+    request = fit_request(options, "fit_inrs_distributed")
+    plan = prepare_fit(source, out, request, fit_here=False, create=False)
     if repair:
         plan.repair()
     if plan.store is not None and not plan.pending_shards():
@@ -384,7 +357,7 @@ def fit_inrs_distributed(
                          wall_s=time.perf_counter() - t0)
     plan.check_software()  # the driver's versions; before the cluster starts
     with _connected(client) as client:
-        return _fit_pending(client, plan, t0, progress=progress, threads=threads, retries=retries,
+        return _fit_pending(client, plan, t0, progress=progress, threads=request.threads, retries=retries,
                             resources=resources, ship_source=ship_source)
 
 

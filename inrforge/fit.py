@@ -31,9 +31,20 @@ from .inr import encode, forward, psnr
 from .memory import available_bytes
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+# Fit settings added in 0.3.0: a store recorded before them was fitted with these values.
+LEGACY_FIT = {"lr_schedule": "constant", "first_layer_lr": 1.0}
+
+
 @dataclass(frozen=True)
 class FitSettings:
-    """Everything that determines the fitted numbers (apart from the targets and the inits)."""
+    """Everything that determines the fitted numbers (apart from the targets and the inits).
+
+    Its defaults are the DWSNets recipe (Adam, lr 5e-4 for every layer, constant, 1,000 steps,
+    early stop at 40 dB); :class:`inrforge.fitjob.FitRequest` holds the defaults of a fit that
+    ``inrforge fit`` and ``fit_inrs`` run (docs/benchmarks.md, "Fit quality").
+    """
 
     steps: int = 1000
     lr: float = 5e-4
@@ -41,6 +52,8 @@ class FitSettings:
     batch_size: int = 512
     device: str = "cpu"
     compile: bool = True
+    lr_schedule: str = "constant"  # or "cosine": lr * (1 + cos(pi t / steps)) / 2 at step t
+    first_layer_lr: float = 1.0  # the first layer's (W_0, b_0) learning rate is lr times this
 
     def __post_init__(self):
         _check_settings(self, lambda key: _OPTIONS[key])
@@ -55,14 +68,14 @@ class FitSettings:
         missing = [k for k in keys if k not in fit]
         if missing:
             raise InrforgeError(f"{where}: the recorded fit attributes lack {', '.join(missing)} (a damaged store?)")
-        values = {k: fit[k] for k in keys}
+        values = {**{k: fit[k] for k in keys}, **{k: fit.get(k, v) for k, v in LEGACY_FIT.items()}}
         _check_settings(SimpleNamespace(**values), lambda key: f"{where}: the recorded fit.{key}")
         return cls(**{**values, "device": values["device"] if device is None else device})
 
 
 # the command-line option behind each checked field of FitSettings, as its errors name it
 _OPTIONS = {"steps": "--steps", "lr": "--lr", "target_psnr": "--target-psnr", "batch_size": "--batch-size",
-            "compile": "compile"}
+            "compile": "compile", "lr_schedule": "--lr-schedule", "first_layer_lr": "--first-layer-lr"}
 
 
 def _check_settings(s, name) -> None:
@@ -76,6 +89,30 @@ def _check_settings(s, name) -> None:
     check_count(name("batch_size"), s.batch_size)
     if not isinstance(s.compile, (bool, np.bool_)):
         raise InrforgeError(f"{name('compile')} must be True or False, got {shown(s.compile)}")
+    if s.lr_schedule not in LR_SCHEDULES:
+        raise InrforgeError(f"{name('lr_schedule')} must be one of {', '.join(LR_SCHEDULES)}, got {shown(s.lr_schedule)}")
+    if not (is_number(s.first_layer_lr) and math.isfinite(s.first_layer_lr) and s.first_layer_lr > 0):
+        raise InrforgeError(f"{name('first_layer_lr')} must be a positive number, got {shown(s.first_layer_lr)}")
+
+
+# The first layer's learning rate of the default recipe, times the extent of its input (max |h_0|):
+# measured on MNIST, digits and sines (docs/benchmarks.md, "Fit quality").
+FIRST_LAYER_LR_EXTENT = 10.0
+
+
+def default_first_layer_lr(arch: INRSpec, coords: torch.Tensor) -> float:
+    """The first layer's learning-rate factor of the default recipe: ``10 / max |h_0|``, where
+    ``h_0`` is the first layer's input (the coordinates, or their Fourier features).
+
+    A change ``dW`` of a first-layer weight moves the pre-activations by ``dW x``, so its effect
+    grows with the input's extent; Adam moves every weight by about ``lr`` a step.  The DWSNets
+    init gives the first layer the hidden layers' bound ``sqrt(6 / d_in) / w0``, ~9x smaller than
+    SIREN's ``1 / d_in``: at the common lr it reaches the frequencies a 28 x 28 image needs only
+    after thousands of steps (28 dB after 1,000), at 10x in a few hundred.  Sines on [-pi, pi] take
+    ``10 / pi``: at 10 some of them diverge.
+    """
+    extent = float(encode(arch, coords.to(torch.float32)).abs().max()) if coords.numel() else 0.0
+    return FIRST_LAYER_LR_EXTENT / extent if extent > 0 else 1.0
 
 
 def psnr_to_mse(psnr: float) -> float:
@@ -291,9 +328,9 @@ def fit_batch(arch: INRSpec, init: torch.Tensor, coords: torch.Tensor, targets: 
     enc = encode(arch, coords.to(dev, torch.float32))
     targets = targets.to(dev, torch.float32)
     init = init.to(dev, torch.float32)
-    # The optimizer's one parameter: every INR's W_0, then every b_0, ... in one buffer.
+    # The optimizer's parameters: every INR's W_0, then every b_0, ... in one buffer.
     flat = torch.cat([init[:, s.offset : s.offset + s.size].reshape(-1) for s in arch.layout])
-    opt = torch.optim.Adam([flat], lr=settings.lr, fused=True)  # fused: one kernel, same update
+    update = adam_updates(arch, flat, b, settings)
     step_fn = _step_fn(arch, settings.compile, dev)
     target = settings.target_psnr
     mse_target = None if target is None else psnr_to_mse(target)
@@ -302,7 +339,7 @@ def fit_batch(arch: INRSpec, init: torch.Tensor, coords: torch.Tensor, targets: 
     failed = torch.zeros(b, dtype=torch.bool, device=dev)
     n_steps = torch.zeros(b, dtype=torch.int32, device=dev)
     steps = _steps_on_device if (dev.type == "cuda" if device_side is None else device_side) else _steps_on_host
-    steps(arch, flat, opt, lambda: step_fn(arch, flat, enc, targets, active), settings.steps, mse_target,
+    steps(arch, flat, update, lambda: step_fn(arch, flat, enc, targets, active), settings.steps, mse_target,
           active, failed, n_steps)
 
     views = stacked_views(arch, flat, b)
@@ -329,7 +366,43 @@ def _stop(mse, mse_target, active, failed):
     return newly
 
 
-def _steps_on_host(arch, flat, opt, step, n, mse_target, active, failed, n_steps) -> None:
+def lr_factor(schedule: str, t: int, steps: int) -> float:
+    """The learning rate's factor at step ``t`` of ``steps``: 1 (``constant``), or
+    ``(1 + cos(pi t / steps)) / 2`` (``cosine``: from 1 at the first step down towards 0)."""
+    return 1.0 if schedule == "constant" else 0.5 * (1.0 + math.cos(math.pi * t / steps))
+
+
+def adam_updates(arch: INRSpec, flat: torch.Tensor, b: int, settings: FitSettings):
+    """``update(grad, t)``: step ``t`` of one ``torch.optim.Adam`` over the layer-major buffer ``flat``
+    of ``b`` INRs (see :func:`stacked_views`), given the gradient laid out like it.
+
+    Adam is elementwise, so this is ``b`` independent Adams.  With ``settings.first_layer_lr`` other
+    than 1 the buffer is two parameter groups, its first layer (every ``W_0`` and ``b_0``, the
+    buffer's head) at ``lr * first_layer_lr`` and the rest at ``lr``; both follow
+    ``settings.lr_schedule`` (:func:`lr_factor`).  Without those, one group and one fused kernel
+    (the numbers stores written before these settings hold)."""
+    if settings.first_layer_lr == 1.0:
+        parts, scales = [flat], [1.0]
+    else:
+        head = b * (arch.layout[0].size + arch.layout[1].size)
+        parts, scales = [flat[:head], flat[head:]], [settings.first_layer_lr, 1.0]
+    opt = torch.optim.Adam([{"params": [p], "lr": settings.lr * k} for p, k in zip(parts, scales)],
+                           fused=True)  # fused: one kernel per group, the same update
+    sizes = [p.numel() for p in parts]
+
+    def update(grad: torch.Tensor, t: int) -> None:
+        if settings.lr_schedule != "constant":
+            factor = lr_factor(settings.lr_schedule, t, settings.steps)
+            for group, k in zip(opt.param_groups, scales):
+                group["lr"] = settings.lr * k * factor
+        for p, g in zip(parts, grad.split(sizes)):
+            p.grad = g
+        opt.step()
+
+    return update
+
+
+def _steps_on_host(arch, flat, update, step, n, mse_target, active, failed, n_steps) -> None:
     """Up to ``n`` updates of ``flat``, stopping as soon as no INR is active (one host sync a step).
 
     Each INR's gradient is that of its own MSE (the sum over INRs separates); the inactive ones get
@@ -338,7 +411,7 @@ def _steps_on_host(arch, flat, opt, step, n, mse_target, active, failed, n_steps
     parameters that were measured."""
     b = len(active)
     n_active = b
-    for _ in range(n):
+    for t in range(n):
         mse, grad = step()
         _stop(mse, mse_target, active, failed)
         now_active = int(active.sum())
@@ -348,14 +421,13 @@ def _steps_on_host(arch, flat, opt, step, n, mse_target, active, failed, n_steps
             n_active = now_active
             frozen = flat.clone()
             keep = torch.cat([active.unsqueeze(1).expand(b, s.size).reshape(-1) for s in arch.layout])
-        flat.grad = grad
-        opt.step()
+        update(grad, t)
         if n_active < b:
             flat.copy_(torch.where(keep, flat, frozen))
         n_steps += active.int()
 
 
-def _steps_on_device(arch, flat, opt, step, n, mse_target, active, failed, n_steps, check_every: int = 32) -> None:
+def _steps_on_device(arch, flat, update, step, n, mse_target, active, failed, n_steps, check_every: int = 32) -> None:
     """:func:`_steps_on_host` without waiting for the device: the parameters of the INRs that stop
     at a step are copied into ``frozen`` on the device, and every update is followed by restoring
     the inactive ones from it, so the host only asks whether any INR is active every
@@ -364,15 +436,14 @@ def _steps_on_device(arch, flat, opt, step, n, mse_target, active, failed, n_ste
     b = len(active)
     inr_of = torch.cat([torch.arange(b, device=flat.device).repeat_interleave(s.size) for s in arch.layout])
     frozen = flat.clone()
-    for i in range(n):
+    for t in range(n):
         mse, grad = step()
         newly = _stop(mse, mse_target, active, failed)
         frozen = torch.where(newly[inr_of], flat, frozen)  # the measured parameters of those stopping now
-        flat.grad = grad
-        opt.step()
+        update(grad, t)
         flat.copy_(torch.where(active[inr_of], flat, frozen))
         n_steps += active.int()
-        if i % check_every == check_every - 1 and not bool(active.any()):
+        if t % check_every == check_every - 1 and not bool(active.any()):
             break
 
 

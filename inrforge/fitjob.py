@@ -14,7 +14,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable
 
 import numpy as np
@@ -26,8 +26,9 @@ from .checks import (byte_size, check_count, check_device, probability, process_
                      whole_number)
 from .errors import InrforgeError
 from .files import jsonable
-from .fit import (FitSettings, batch_bytes, check_compiler, default_batch_size, fit_batch,
-                  inr_seed, memory_batch_limit, memory_budget, psnr_to_mse, worth_compiling)
+from .fit import (LEGACY_FIT, FitSettings, batch_bytes, check_compiler, default_batch_size,
+                  default_first_layer_lr, fit_batch, inr_seed, memory_batch_limit, memory_budget, psnr_to_mse,
+                  worth_compiling)
 from .memory import available_bytes
 from .sources import SOURCE_NAMES, Source, load_source, source_from_description
 from .store import INRStore, ShardData, create_store, is_store, prepare_output
@@ -262,8 +263,14 @@ def store_identity(store: INRStore) -> dict:
 def identity_differences(store: INRStore, identity: dict) -> list[str]:
     """How ``identity`` (what a run would record, :func:`store_identity`'s keys) differs from what
     ``store`` records: ``key: store has A, now B`` lines, [] when the run may resume the store.  The
-    informational ``fit`` keys (:data:`_INFORMATIONAL`) and ``source.params.limit`` are not compared."""
-    return _differences(jsonable(store_identity(store)), jsonable(identity))
+    informational ``fit`` keys (:data:`_INFORMATIONAL`) and ``source.params.limit`` are not compared.
+    A fit setting added since the store was written (:data:`~inrforge.fit.LEGACY_FIT`) and that it
+    does not record compares as the value every store was fitted with before it."""
+    recorded = jsonable(store_identity(store))
+    if isinstance(recorded.get("fit"), dict) and isinstance(identity.get("fit"), dict):
+        legacy = {k: v for k, v in LEGACY_FIT.items() if k in identity["fit"]}
+        recorded["fit"] = {**legacy, **recorded["fit"]}
+    return _differences(recorded, jsonable(identity))
 
 
 def matching_store(out, identity: dict, overwrite: bool) -> INRStore | None:
@@ -346,57 +353,96 @@ class FitPlan:
         return shards
 
 
-def prepare_fit(
-    source: Source | str,
-    out,
-    *,
-    arch: INRSpec | None = None,
-    views: int = 1,
-    steps: int = 1000,
-    lr: float = 5e-4,
-    target_psnr: float | None = 40.0,
-    batch_size: int | None = None,
-    device: str = "cpu",
-    seed: int = 0,
-    compile: bool | None = True,
-    shard_objects: int | None = None,
-    chunk_objects: int = 16,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    overwrite: bool = False,
-    threads: int | None = None,
-    fit_here: bool = True,
-    create: bool = True,
-    allow_version_change: bool = False,
-) -> FitPlan:
-    """Validate the arguments of :func:`fit_inrs` and create (or open, to resume) the store.
+@dataclass(frozen=True)
+class FitRequest:
+    """The options of a fit: the keyword arguments of :func:`fit_inrs` and
+    :func:`inrforge.distributed.fit_inrs_distributed` (:func:`prepare_fit` checks them).  The
+    defaults are inrforge's recipe (docs/benchmarks.md, "Fit quality"); the DWSNets datasets' recipe
+    is ``lr=5e-4, lr_schedule="constant", first_layer_lr=1``.
 
-    ``fit_here=True`` (the single-process path) checks that ``device`` exists in this process and
+    - ``arch``: the INR (default: ``siren-dwsnets`` 2 -> 32 -> 32 -> 1, for the source's inputs and
+      outputs); ``views``: INRs (random inits) per object; ``seed``: view v of object i starts from
+      a seed derived from (seed, i, v), and the splits are drawn with it;
+    - ``steps``; ``lr``; ``lr_schedule``: ``constant`` or ``cosine`` (``lr (1 + cos(pi t / steps)) / 2``
+      at step t); ``first_layer_lr``: the first layer's lr is ``lr`` times this (None:
+      :func:`~inrforge.fit.default_first_layer_lr`, 10 for images); ``target_psnr``: early stop per
+      INR in dB (None: every INR takes every step);
+    - ``batch_size``, ``compile``, ``shard_objects``: None keeps a resumed store's own and gives a new
+      one the device's default (:func:`prepare_fit`); ``device``; ``threads`` (torch threads);
+    - ``chunk_objects``, ``val_fraction``, ``test_fraction``: the store's chunks and splits;
+    - ``overwrite``: replace a store made with other arguments; ``allow_version_change``: resume one
+      begun with another inrforge or torch version (:func:`require_same_software`).
+    """
+
+    arch: INRSpec | None = None
+    views: int = 1
+    steps: int = 1000
+    lr: float = 5e-3
+    lr_schedule: str = "cosine"
+    first_layer_lr: float | None = None
+    target_psnr: float | None = 40.0
+    batch_size: int | None = None
+    device: str = "cpu"
+    seed: int = 0
+    compile: bool | None = True
+    shard_objects: int | None = None
+    chunk_objects: int = 16
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    overwrite: bool = False
+    threads: int | None = None
+    allow_version_change: bool = False
+
+
+FIT_OPTIONS = tuple(f.name for f in fields(FitRequest))
+
+
+def fit_request(options: dict, who: str) -> FitRequest:
+    """``FitRequest(**options)``, with a TypeError naming ``who`` and the fit options for a keyword
+    that is none of them (a typo such as ``step=`` must not fit 1,000 steps silently)."""
+    unknown = sorted(set(options) - set(FIT_OPTIONS))
+    if unknown:
+        raise TypeError(f"{who}() got unexpected keyword argument(s) {', '.join(unknown)}; "
+                        f"the fit options are {', '.join(FIT_OPTIONS)}")
+    return FitRequest(**options)
+
+
+def prepare_fit(source: Source | str, out, request: FitRequest | None = None, *, fit_here: bool = True,
+                create: bool = True, **options) -> FitPlan:
+    """Validate a fit's options (a :class:`FitRequest`, or its fields as keywords) and create (or
+    open, to resume) the store at ``out``.
+
+    ``fit_here=True`` (the single-process path) checks that the device exists in this process and
     applies ``threads`` to it; ``fit_here=False`` (a driver whose workers fit) only checks the
     device's spelling and records ``threads`` (per task, default 1) in the informational
     ``fit.threads`` attribute.
 
     ``compile=None`` chooses: a resumed store keeps its own choice, a new one is compiled when the
     fit is large enough to repay the compile time (:func:`~inrforge.fit.worth_compiling`).
-    ``shard_objects=None`` likewise: a resumed store keeps its shards, a new one gets
+    ``batch_size=None`` keeps a resumed store's, else the device's default (lowered to what fits in
+    memory here).  ``shard_objects=None`` likewise: a resumed store keeps its shards, a new one gets
     :func:`default_shard_objects` (256 objects; on a GPU, at least one batch).
 
     ``create=False`` checks the store at ``out`` (refusing what would be refused) and opens it when
     it can be resumed, but creates or replaces nothing: ``plan.store`` is None until
     :meth:`FitPlan.open`.  The Dask driver uses it to start a cluster only when there is work.
     """
+    r = request if request is not None else fit_request(options, "prepare_fit")
+    device, threads, overwrite = r.device, r.threads, r.overwrite
+    batch_size, compile, shard_objects = r.batch_size, r.compile, r.shard_objects
     source = load_source(source) if isinstance(source, str) else source.check()  # something to fit
     out = check_out(out)
-    views = check_count("--views", views)
-    steps = check_count("--steps", steps)
-    seed = seed_value(seed, "--seed")  # as train's: numpy and torch generators take < 2**63
-    val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)  # before a store is compared
+    views = check_count("--views", r.views)
+    steps = check_count("--steps", r.steps)
+    seed = seed_value(r.seed, "--seed")  # as train's: numpy and torch generators take < 2**63
+    val_fraction, test_fraction = check_fractions(r.val_fraction, r.test_fraction)  # before a store is compared
     if shard_objects is not None:
         shard_objects = check_count("the shard size", shard_objects)
-    chunk_objects = check_count("the chunk size", chunk_objects)
+    chunk_objects = check_count("the chunk size", r.chunk_objects)
     # the device is checked before anything asks it for its memory or default batch; a driver
     # whose workers fit checks only its spelling (the workers check that it exists)
     check_device(device, here=fit_here)
+    arch = r.arch
     if arch is None:
         arch = make_arch("siren-dwsnets", in_features=source.in_features, out_features=source.out_features)
     require_arch(arch, "fit_inrs")
@@ -411,8 +457,14 @@ def prepare_fit(
         if fit_here:
             torch.set_num_threads(threads)
 
+    first_layer_lr = default_first_layer_lr(arch, source.coords) if r.first_layer_lr is None else r.first_layer_lr
+    lr, lr_schedule, target_psnr = r.lr, r.lr_schedule, r.target_psnr
+    # checked before a store's settings are compared with them (the batch size and device: below)
+    FitSettings(steps=steps, lr=lr, target_psnr=target_psnr, lr_schedule=lr_schedule, first_layer_lr=first_layer_lr)
+
     def fit_attrs_with(batch: int, compiled: bool) -> dict:
-        return {"steps": int(steps), "lr": float(lr), "seed": int(seed),
+        return {"steps": int(steps), "lr": float(lr), "lr_schedule": lr_schedule,
+                "first_layer_lr": float(first_layer_lr), "seed": int(seed),
                 "target_psnr": None if target_psnr is None else float(target_psnr),
                 "batch_size": int(batch), "device": torch.device(device).type, "compile": bool(compiled),
                 "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
@@ -453,7 +505,7 @@ def prepare_fit(
     if compile and fit_here:
         check_compiler(device)  # before a store that records compile=True exists
     settings = dict(steps=steps, lr=lr, target_psnr=target_psnr, batch_size=batch_size, device=device,
-                    compile=compile)
+                    compile=compile, lr_schedule=lr_schedule, first_layer_lr=first_layer_lr)
     shard_inrs = min(shard_objects, len(source)) * views
     if torch.device(device).type == "cuda" and shard_objects < len(source) and shard_inrs < batch_size:
         # a step never spans two shards: the GPU would fit small batches however large batch_size is
@@ -474,7 +526,7 @@ def prepare_fit(
             raise InrforgeError(f"cannot write the store at {out}: {e.strerror or e}") from None
 
     plan = FitPlan(store=None, source=source, arch=arch, views=int(views), seed=int(seed), settings=settings,
-                   open_or_create=open_or_create, allow_version_change=bool(allow_version_change),
+                   open_or_create=open_or_create, allow_version_change=bool(r.allow_version_change),
                    shard_objects=int(shard_objects))
     if create:
         plan.open()
@@ -483,30 +535,14 @@ def prepare_fit(
     return plan
 
 
-def fit_inrs(
-    source: Source | str,
-    out,
-    *,
-    arch: INRSpec | None = None,
-    views: int = 1,
-    steps: int = 1000,
-    lr: float = 5e-4,
-    target_psnr: float | None = 40.0,
-    batch_size: int | None = None,
-    device: str = "cpu",
-    seed: int = 0,
-    compile: bool | None = True,
-    shard_objects: int | None = None,
-    chunk_objects: int = 16,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    overwrite: bool = False,
-    progress: bool | None = None,
-    threads: int | None = None,
-    repair: bool = False,
-    allow_version_change: bool = False,
-) -> INRStore:
+def fit_inrs(source: Source | str, out, *, progress: bool | None = None, repair: bool = False,
+             **options) -> INRStore:
     """Fit ``views`` INRs per object of ``source`` into the store at ``out`` and return it.
+
+    ``options`` are the fields of :class:`FitRequest` (``arch``, ``views``, ``steps``, ``lr``,
+    ``lr_schedule``, ``first_layer_lr``, ``target_psnr``, ``batch_size``, ``device``, ``seed``,
+    ``compile``, ``shard_objects``, ``chunk_objects``, ``val_fraction``, ``test_fraction``,
+    ``overwrite``, ``threads``, ``allow_version_change``), with its defaults.
 
     Creates the store, or resumes it when it exists with the same arguments (only unfinished
     shards are fitted; a finished store is returned untouched).  A store made with different
@@ -519,11 +555,8 @@ def fit_inrs(
     version is resumed only with ``allow_version_change`` (:func:`require_same_software`).
     (:func:`inrforge.distributed.fit_inrs_distributed` does the same on a Dask cluster.)
     """
-    plan = prepare_fit(source, out, arch=arch, views=views, steps=steps, lr=lr, target_psnr=target_psnr,
-                       batch_size=batch_size, device=device, seed=seed, compile=compile,
-                       shard_objects=shard_objects, chunk_objects=chunk_objects, val_fraction=val_fraction,
-                       test_fraction=test_fraction, overwrite=overwrite, threads=threads,
-                       allow_version_change=allow_version_change)
+    plan = prepare_fit(source, out, fit_request(options, "fit_inrs"))
+    views, seed = plan.views, plan.seed
     if repair:
         plan.repair()
     store, source, arch = plan.store, plan.source, plan.arch

@@ -271,10 +271,12 @@ def refuse_options(parser: argparse.ArgumentParser, a: argparse.Namespace, names
 def add_fit_arguments(parser: argparse.ArgumentParser, out_help: str, data_help: str) -> None:
     """The options of a fit, shared by ``inrforge fit`` and ``pipelines/dask_fit.py``: what to fit
     (``--source --data --source-opt --limit``), where (``--out``), the INR (``--arch --hidden --depth
-    --w0 --fourier-*``), the fitting settings (``--views --steps --lr --target-psnr --batch-size
-    --shard-size --seed --no-compile``) and what may happen to an existing store (``--overwrite
+    --w0 --fourier-*``), the fitting settings (``--views --steps --lr --lr-schedule --first-layer-lr
+    --target-psnr --batch-size --shard-size --seed --no-compile``) and what may happen to an existing store (``--overwrite
     --repair``).  :func:`fit_arch` reads the INR options back."""
     from .arch import PRESETS
+    from .fit import LR_SCHEDULES
+    from .fitjob import FitRequest
     from .sources import SOURCE_NAMES
 
     parser.add_argument("--source", required=True, choices=SOURCE_NAMES, help="what to fit")
@@ -291,9 +293,17 @@ def add_fit_arguments(parser: argparse.ArgumentParser, out_help: str, data_help:
     parser.add_argument("--fourier-features", type=positive_int, help="relu-fourier: number of frequencies (default 32)")
     parser.add_argument("--fourier-sigma", type=positive_float, help="relu-fourier: std of the frequencies (default 3.0)")
     parser.add_argument("--views", type=positive_int, default=1, help="INRs (random inits) per object")
-    parser.add_argument("--steps", type=positive_int, default=1000, help="Adam steps per INR")
-    parser.add_argument("--lr", type=positive_float, default=5e-4, help="Adam learning rate")
-    parser.add_argument("--target-psnr", type=psnr_or_none, default=40.0, help="early stop per INR (dB), or 'none'")
+    parser.add_argument("--steps", type=positive_int, default=FitRequest.steps, help="Adam steps per INR")
+    parser.add_argument("--lr", type=positive_float, default=FitRequest.lr,
+                        help="Adam learning rate (the DWSNets datasets' recipe: --lr 5e-4 --lr-schedule constant "
+                             "--first-layer-lr 1)")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=FitRequest.lr_schedule,
+                        help="constant, or cosine: lr (1 + cos(pi t / steps)) / 2 at step t")
+    parser.add_argument("--first-layer-lr", type=positive_float, metavar="FACTOR",
+                        help="the first layer's learning rate is --lr times this (default: 10 / the largest "
+                             "|input| of the first layer: 10 for images on [-1, 1], 10/pi for sines on [-pi, pi])")
+    parser.add_argument("--target-psnr", type=psnr_or_none, default=FitRequest.target_psnr,
+                        help="early stop per INR (dB), or 'none'")
     parser.add_argument("--batch-size", type=positive_int,
                         help="INRs fitted at once (default: the store's recorded one when resuming, else ~25,000 "
                              "INR-points per step on a CPU, 8,192 on a GPU)")
@@ -319,6 +329,15 @@ def check_fit_arguments(parser: argparse.ArgumentParser, a: argparse.Namespace) 
         refuse_options(parser, a, ["w0"], "SIREN", f"--arch {a.arch}")
     if a.arch != "relu-fourier":
         refuse_options(parser, a, ["fourier_features", "fourier_sigma"], "relu-fourier", f"--arch {a.arch}")
+
+
+def fit_options(a: argparse.Namespace, source) -> dict:
+    """The keyword arguments of ``fit_inrs`` / ``fit_inrs_distributed`` that the options of
+    :func:`add_fit_arguments` in ``a`` give (the device and threads are the caller's)."""
+    return dict(arch=fit_arch(a, source), views=a.views, steps=a.steps, lr=a.lr, lr_schedule=a.lr_schedule,
+                first_layer_lr=a.first_layer_lr, target_psnr=a.target_psnr, batch_size=a.batch_size, seed=a.seed,
+                compile=not a.no_compile, shard_objects=a.shard_size, overwrite=a.overwrite, repair=a.repair,
+                allow_version_change=a.allow_version_change)
 
 
 def fit_arch(a: argparse.Namespace, source):

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 from inrforge.distributed import check_scheduler, fit_inrs_distributed, local_workers, scheduler_client
 from inrforge.errors import RESUMES, InrforgeError
-from inrforge.script import (ArgumentParser, add_fit_arguments, check_fit_arguments, fit_arch,
+from inrforge.script import (ArgumentParser, add_fit_arguments, check_fit_arguments, fit_options,
                              nonnegative_int, positive_int, report_errors)
 from inrforge.sources import load_source, parse_source_options
 from inrforge.store import psnr_summary
@@ -116,10 +116,7 @@ def fit(a) -> int:
     if a.cluster in ("slurm", "pbs"):
         _jobqueue()  # before the source is loaded
     source = load_source(a.source, path=a.data, limit=a.limit, **parse_source_options(a.source_opt))
-    kwargs = dict(arch=fit_arch(a, source), views=a.views, steps=a.steps, lr=a.lr, target_psnr=a.target_psnr,
-                  batch_size=a.batch_size, seed=a.seed, compile=not a.no_compile, shard_objects=a.shard_size,
-                  overwrite=a.overwrite, repair=a.repair,
-                  allow_version_change=a.allow_version_change, retries=a.retries, device="cuda" if a.gpu else "cpu",
+    kwargs = dict(fit_options(a, source), retries=a.retries, device="cuda" if a.gpu else "cpu",
                   resources={"GPU": 1} if a.gpu else None)
     if a.cluster in ("slurm", "pbs"):
         connect = functools.partial(jobqueue_client, a)

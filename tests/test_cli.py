@@ -52,7 +52,7 @@ def test_fit_info_render_resume_refuse_overwrite(tmp_path, capsys):
     assert "24 x 2 views = 48 INRs" in stdout and "1185 params" in stdout and "siren 2->32->32->1" in stdout
     import inrforge
 
-    assert "fit          30 steps, lr 0.001, early stop at 40 dB, batch 390, cpu, seed 0\n" in stdout
+    assert "fit          30 steps, lr 0.001 (cosine, first layer x10), early stop at 40 dB, batch 390, cpu, seed 0\n" in stdout
     assert f"software     inrforge {inrforge.__version__}, torch {torch.__version__}\n" in stdout
     code, stdout, _ = run(["info", out, "--json"], capsys)
     assert code == 0 and '"done_fraction": 1.0' in stdout
@@ -102,6 +102,10 @@ def test_fit_never_writes_into_a_foreign_folder(tmp_path, capsys):
     (["fit", "--source", "cifar10", "--data", "/no/such/folder", "--out", "x"], 1, "/no/such/folder"),
     (["fit", "--source", "digits", "--out", "x", "--lr", "-1"], 2, "argument --lr: expected a positive number"),
     (["fit", "--source", "digits", "--out", "x", "--w0", "nan"], 2, "argument --w0: expected a positive number"),
+    (["fit", "--source", "digits", "--out", "x", "--lr-schedule", "linear"], 2,
+     "argument --lr-schedule: invalid choice: 'linear' (choose from 'constant', 'cosine')"),
+    (["fit", "--source", "digits", "--out", "x", "--first-layer-lr", "0"], 2,
+     "argument --first-layer-lr: expected a positive number, got '0'"),
     (["train", "x", "--workers", "-1"], 2, "argument --workers: expected an integer >= 0, got '-1'"),
     (["render", "x", "--out", "y.png", "--view", "-1"], 2, "argument --view: expected an integer >= 0"),
     (["fit", "--source", "digits", "--out", "x", "--source-opt", "n=3"], 1, "unknown option"),

@@ -25,20 +25,26 @@ def settings(**kw):
     return FitSettings(**{**base, **kw})
 
 
-def test_one_adam_over_the_stack_equals_independent_adams():
-    """The batched fit of B INRs equals B separate nn.Parameter + torch.optim.Adam fits."""
+@pytest.mark.parametrize("schedule, first", [("constant", 1.0), ("cosine", 1.0), ("constant", 10.0), ("cosine", 3.5)])
+def test_one_adam_over_the_stack_equals_independent_adams(schedule, first):
+    """The batched fit of B INRs equals B separate nn.Parameter + torch.optim.Adam fits, the first
+    layer's parameters in a group of their own at ``first`` x lr, every group's lr following the
+    schedule: a constant lr, or torch's own cosine annealing to 0 over the steps."""
     b, steps = 4, 15
     init = ARCH.init_flat([inr_seed(0, i, 0) for i in range(b)])
     y = targets(b)
-    res = fit_batch(ARCH, init, COORDS, y, settings(steps=steps))
+    res = fit_batch(ARCH, init, COORDS, y, settings(steps=steps, lr_schedule=schedule, first_layer_lr=first))
     for k in range(b):
         w = Weights.from_flat(init[k:k + 1].clone(), ARCH)
         params = [nn.Parameter(t.clone()) for t in w.tensors()]
-        opt = torch.optim.Adam(params, lr=1e-3)
+        opt = torch.optim.Adam([{"params": params[:2], "lr": 1e-3 * first}, {"params": params[2:], "lr": 1e-3}])
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if schedule == "cosine" else None
         for _ in range(steps):
             opt.zero_grad()
             per_inr_mse(ARCH, params[0::2], params[1::2], COORDS, y[k:k + 1]).sum().backward()
             opt.step()
+            if sched is not None:
+                sched.step()
         single = torch.cat([p.detach().reshape(-1) for p in params])
         torch.testing.assert_close(res.params[k], single, rtol=1e-5, atol=1e-6)
     assert (res.steps == steps).all()
@@ -279,7 +285,8 @@ def test_cuda_paths_that_can_be_checked_without_a_gpu(monkeypatch):
 def test_the_device_side_loop_gives_the_same_bits(compile):
     """The GPU's loop (no host sync per step: stopped INRs restored on the device, the "all stopped"
     check every 32 steps) against the host's, on this CPU: early stops at different steps, an INR
-    whose target is NaN (failed at step 0), updates that overflow, and every INR stopping early."""
+    whose target is NaN (failed at step 0), updates that overflow, every INR stopping early, and
+    the cosine schedule with the first layer's own learning rate."""
     init = ARCH.init_flat(range(6))
     y = targets(6)
     y[0] = 0.5  # reaches 25 dB within a few steps
@@ -287,7 +294,9 @@ def test_the_device_side_loop_gives_the_same_bits(compile):
     cases = [settings(steps=150, lr=5e-3, target_psnr=25.0, compile=compile),
              settings(steps=40, lr=5e-3, compile=compile),
              settings(steps=3, lr=1e10, compile=compile),
-             settings(steps=100, lr=5e-3, target_psnr=-100.0, compile=compile)]  # all stop at once
+             settings(steps=100, lr=5e-3, target_psnr=-100.0, compile=compile),  # all stop at once
+             settings(steps=150, lr=5e-3, target_psnr=25.0, compile=compile, lr_schedule="cosine",
+                      first_layer_lr=10.0)]  # the default recipe's two parameter groups and schedule
     for s in cases:
         host = fit_batch(ARCH, init, COORDS, y, s, device_side=False)
         device = fit_batch(ARCH, init, COORDS, y, s, device_side=True)
@@ -295,3 +304,16 @@ def test_the_device_side_loop_gives_the_same_bits(compile):
             assert torch.equal(getattr(host, field).nan_to_num(), getattr(device, field).nan_to_num()), (s, field)
             assert torch.equal(getattr(host, field).isnan(), getattr(device, field).isnan()), (s, field)
     assert fit_batch(ARCH, init, COORDS, y, cases[0], device_side=True).steps[0] < 150  # early stop happened
+
+
+def test_the_default_first_layer_lr_is_10_over_the_first_layers_largest_input():
+    from inrforge.fit import default_first_layer_lr
+    from inrforge.inr import encode
+
+    assert default_first_layer_lr(make_arch(), image_grid(28, 28)) == 10.0
+    x = torch.linspace(-math.pi, math.pi, 50).unsqueeze(1)
+    assert default_first_layer_lr(make_arch(in_features=1), x) == pytest.approx(10 / math.pi)
+    fourier = make_arch("relu-fourier", fourier_features=4)  # its first layer reads cos/sin features
+    extent = float(encode(fourier, image_grid(6, 6)).abs().max())
+    assert 0.5 < extent <= 1 and default_first_layer_lr(fourier, image_grid(6, 6)) == pytest.approx(10 / extent)
+    assert default_first_layer_lr(make_arch(in_features=1), torch.zeros(3, 1)) == 1.0  # no extent to scale by

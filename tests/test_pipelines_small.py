@@ -260,7 +260,7 @@ def test_parsed_lists_and_counts():
 def test_dask_fit_resumes_a_store_made_by_inrforge_fit(tmp_path, monkeypatch, capsys):
     """The store's recorded (automatic) batch size is kept: no 'fit.batch_size: store has 390, now 512'."""
     out = tmp_path / "digits.zarr"
-    fit_inrs(load_source("digits", limit=8), out, steps=1, lr=5e-4, compile=False, progress=False)  # as inrforge fit
+    fit_inrs(load_source("digits", limit=8), out, steps=1, compile=False, progress=False)  # as inrforge fit
     mod = _load("dask_fit")
     monkeypatch.setattr(mod, "scheduler_client", lambda *a, **k: contextlib.nullcontext())  # all shards are done
     assert mod.main(["--source", "digits", "--limit", "8", "--steps", "1", "--no-compile", "--out", str(out)]) == 0
