@@ -33,7 +33,7 @@ from .memory import available_bytes
 
 LR_SCHEDULES = ("constant", "cosine")
 
-# Fit settings added in 0.3.0: a store recorded before them was fitted with these values.
+# Fit settings added after 0.2.0: a store that does not record them was fitted with these values.
 LEGACY_FIT = {"lr_schedule": "constant", "first_layer_lr": 1.0}
 
 
@@ -42,8 +42,11 @@ class FitSettings:
     """Everything that determines the fitted numbers (apart from the targets and the inits).
 
     Its defaults are the DWSNets recipe (Adam, lr 5e-4 for every layer, constant, 1,000 steps,
-    early stop at 40 dB); :class:`inrforge.fitjob.FitRequest` holds the defaults of a fit that
-    ``inrforge fit`` and ``fit_inrs`` run (docs/benchmarks.md, "Fit quality").
+    early stop at 40 dB), as are :class:`inrforge.fitjob.FitRequest`'s, the options of
+    ``inrforge fit`` and ``fit_inrs``.  ``first_layer_lr`` exists because the DWSNets init gives the
+    first layer the hidden layers' bound ``sqrt(6 / d_in) / w0``, ~9x smaller than SIREN's
+    ``1 / d_in``: at the common lr it reaches the frequencies a 28 x 28 image needs only after
+    thousands of steps (docs/benchmarks.md, "Fit quality").
     """
 
     steps: int = 1000
@@ -93,26 +96,6 @@ def _check_settings(s, name) -> None:
         raise InrforgeError(f"{name('lr_schedule')} must be one of {', '.join(LR_SCHEDULES)}, got {shown(s.lr_schedule)}")
     if not (is_number(s.first_layer_lr) and math.isfinite(s.first_layer_lr) and s.first_layer_lr > 0):
         raise InrforgeError(f"{name('first_layer_lr')} must be a positive number, got {shown(s.first_layer_lr)}")
-
-
-# The first layer's learning rate of the default recipe, times the extent of its input (max |h_0|):
-# measured on MNIST, digits and sines (docs/benchmarks.md, "Fit quality").
-FIRST_LAYER_LR_EXTENT = 10.0
-
-
-def default_first_layer_lr(arch: INRSpec, coords: torch.Tensor) -> float:
-    """The first layer's learning-rate factor of the default recipe: ``10 / max |h_0|``, where
-    ``h_0`` is the first layer's input (the coordinates, or their Fourier features).
-
-    A change ``dW`` of a first-layer weight moves the pre-activations by ``dW x``, so its effect
-    grows with the input's extent; Adam moves every weight by about ``lr`` a step.  The DWSNets
-    init gives the first layer the hidden layers' bound ``sqrt(6 / d_in) / w0``, ~9x smaller than
-    SIREN's ``1 / d_in``: at the common lr it reaches the frequencies a 28 x 28 image needs only
-    after thousands of steps (28 dB after 1,000), at 10x in a few hundred.  Sines on [-pi, pi] take
-    ``10 / pi``: at 10 some of them diverge.
-    """
-    extent = float(encode(arch, coords.to(torch.float32)).abs().max()) if coords.numel() else 0.0
-    return FIRST_LAYER_LR_EXTENT / extent if extent > 0 else 1.0
 
 
 def psnr_to_mse(psnr: float) -> float:

@@ -294,14 +294,13 @@ def add_fit_arguments(parser: argparse.ArgumentParser, out_help: str, data_help:
     parser.add_argument("--fourier-sigma", type=positive_float, help="relu-fourier: std of the frequencies (default 3.0)")
     parser.add_argument("--views", type=positive_int, default=1, help="INRs (random inits) per object")
     parser.add_argument("--steps", type=positive_int, default=FitRequest.steps, help="Adam steps per INR")
-    parser.add_argument("--lr", type=positive_float, default=FitRequest.lr,
-                        help="Adam learning rate (the DWSNets datasets' recipe: --lr 5e-4 --lr-schedule constant "
-                             "--first-layer-lr 1)")
+    parser.add_argument("--lr", type=positive_float, default=FitRequest.lr, help="Adam learning rate")
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=FitRequest.lr_schedule,
                         help="constant, or cosine: lr (1 + cos(pi t / steps)) / 2 at step t")
-    parser.add_argument("--first-layer-lr", type=positive_float, metavar="FACTOR",
-                        help="the first layer's learning rate is --lr times this (default: 10 / the largest "
-                             "|input| of the first layer: 10 for images on [-1, 1], 10/pi for sines on [-pi, pi])")
+    parser.add_argument("--first-layer-lr", type=positive_float, default=FitRequest.first_layer_lr, metavar="FACTOR",
+                        help="the first layer's learning rate is --lr times this; --lr 5e-3 --lr-schedule cosine "
+                             "--first-layer-lr 10 fits images to higher PSNRs in fewer steps, but weight-space "
+                             "models learn less from such INRs (docs/benchmarks.md)")
     parser.add_argument("--target-psnr", type=psnr_or_none, default=FitRequest.target_psnr,
                         help="early stop per INR (dB), or 'none'")
     parser.add_argument("--batch-size", type=positive_int,

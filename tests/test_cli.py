@@ -52,7 +52,7 @@ def test_fit_info_render_resume_refuse_overwrite(tmp_path, capsys):
     assert "24 x 2 views = 48 INRs" in stdout and "1185 params" in stdout and "siren 2->32->32->1" in stdout
     import inrforge
 
-    assert "fit          30 steps, lr 0.001 (cosine, first layer x10), early stop at 40 dB, batch 390, cpu, seed 0\n" in stdout
+    assert "fit          30 steps, lr 0.001 (constant), early stop at 40 dB, batch 390, cpu, seed 0\n" in stdout
     assert f"software     inrforge {inrforge.__version__}, torch {torch.__version__}\n" in stdout
     code, stdout, _ = run(["info", out, "--json"], capsys)
     assert code == 0 and '"done_fraction": 1.0' in stdout

@@ -305,15 +305,3 @@ def test_the_device_side_loop_gives_the_same_bits(compile):
             assert torch.equal(getattr(host, field).isnan(), getattr(device, field).isnan()), (s, field)
     assert fit_batch(ARCH, init, COORDS, y, cases[0], device_side=True).steps[0] < 150  # early stop happened
 
-
-def test_the_default_first_layer_lr_is_10_over_the_first_layers_largest_input():
-    from inrforge.fit import default_first_layer_lr
-    from inrforge.inr import encode
-
-    assert default_first_layer_lr(make_arch(), image_grid(28, 28)) == 10.0
-    x = torch.linspace(-math.pi, math.pi, 50).unsqueeze(1)
-    assert default_first_layer_lr(make_arch(in_features=1), x) == pytest.approx(10 / math.pi)
-    fourier = make_arch("relu-fourier", fourier_features=4)  # its first layer reads cos/sin features
-    extent = float(encode(fourier, image_grid(6, 6)).abs().max())
-    assert 0.5 < extent <= 1 and default_first_layer_lr(fourier, image_grid(6, 6)) == pytest.approx(10 / extent)
-    assert default_first_layer_lr(make_arch(in_features=1), torch.zeros(3, 1)) == 1.0  # no extent to scale by

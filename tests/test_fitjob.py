@@ -481,10 +481,13 @@ def test_stored_values_are_named_as_the_stores_not_as_options_never_given(tmp_pa
         assert str(e.value) == f"S: the recorded {message}"
     with pytest.raises(InrforgeError, match=r"^S: the recorded fit attributes lack steps, lr \(a damaged store\?\)$"):
         FitSettings.recorded({k: v for k, v in good.items() if k not in ("steps", "lr")}, "S")
-    assert FitSettings.recorded(good, "S", device="cpu") == FitSettings(
+    assert FitSettings.recorded(good, "S", device="cpu") == FitSettings(steps=2, batch_size=good["batch_size"],
+                                                                        compile=False)
+    fast = {**good, "lr": 5e-3, "lr_schedule": "cosine", "first_layer_lr": 10.0}
+    assert FitSettings.recorded(fast, "S", device="cpu") == FitSettings(
         steps=2, lr=5e-3, lr_schedule="cosine", first_layer_lr=10.0, batch_size=good["batch_size"], compile=False)
     # a store written before the schedule and the first layer's factor were recorded used neither
-    legacy = {k: v for k, v in good.items() if k not in ("lr_schedule", "first_layer_lr")}
+    legacy = {k: v for k, v in fast.items() if k not in ("lr_schedule", "first_layer_lr")}
     assert FitSettings.recorded(legacy, "S", device="cpu") == FitSettings(
         steps=2, lr=5e-3, lr_schedule="constant", first_layer_lr=1.0, batch_size=good["batch_size"], compile=False)
     with pytest.raises(InrforgeError, match=r"^the store's recorded source.params.limit must be a positive integer, "
@@ -586,45 +589,40 @@ def test_a_misspelt_fit_option_is_a_type_error_naming_it_before_anything_is_writ
     assert {"steps", "lr", "lr_schedule", "first_layer_lr", "overwrite", "threads"} <= set(FIT_OPTIONS)
 
 
-def test_the_recipe_is_recorded_and_first_layer_lr_defaults_to_10_over_the_inputs_extent(tmp_path):
-    import math
-
-    digits = fit_inrs(load_source("digits", limit=2), tmp_path / "d.zarr", steps=2, compile=False, progress=False)
-    sines = fit_inrs(load_source("sines", n=2, n_points=16), tmp_path / "s.zarr", steps=2, compile=False,
-                     progress=False, target_psnr=None)
-    fit = digits.fit_settings
-    assert (fit["lr"], fit["lr_schedule"], fit["first_layer_lr"]) == (5e-3, "cosine", 10.0)  # images on [-1, 1]
-    assert sines.fit_settings["first_layer_lr"] == pytest.approx(10 / math.pi, rel=1e-6)  # sines on [-pi, pi]
-    given = fit_inrs(load_source("digits", limit=2), tmp_path / "g.zarr", steps=2, lr=5e-4, lr_schedule="constant",
-                     first_layer_lr=1, compile=False, progress=False)
-    assert {k: given.fit_settings[k] for k in ("lr", "lr_schedule", "first_layer_lr")} == \
-        {"lr": 5e-4, "lr_schedule": "constant", "first_layer_lr": 1.0}
-    assert digits.fit_summary()["fit_lr_schedule"] == "cosine" and given.fit_summary()["fit_first_layer_lr"] == 1.0
+def test_the_schedule_and_the_first_layers_lr_are_recorded_and_checked(tmp_path):
+    src = load_source("digits", limit=2)
+    default = fit_inrs(src, tmp_path / "d.zarr", steps=2, compile=False, progress=False)
+    fast = fit_inrs(src, tmp_path / "f.zarr", steps=2, lr=5e-3, lr_schedule="cosine", first_layer_lr=10,
+                    compile=False, progress=False)
+    pick = lambda st: tuple(st.fit_settings[k] for k in ("lr", "lr_schedule", "first_layer_lr"))  # noqa: E731
+    assert pick(default) == (5e-4, "constant", 1.0)  # the DWSNets recipe
+    assert pick(fast) == (5e-3, "cosine", 10.0)
+    assert not np.array_equal(default.params[:], fast.params[:])
+    assert fast.fit_summary()["fit_lr_schedule"] == "cosine" and fast.fit_summary()["fit_first_layer_lr"] == 10.0
     for bad, message in (({"lr_schedule": "linear"}, r"^--lr-schedule must be one of constant, cosine, got 'linear'$"),
                          ({"first_layer_lr": 0}, r"^--first-layer-lr must be a positive number, got 0$"),
                          ({"first_layer_lr": float("inf")}, r"^--first-layer-lr must be a positive number, got inf$")):
         with pytest.raises(InrforgeError, match=message):
-            fit_inrs(load_source("digits", limit=2), tmp_path / "bad.zarr", steps=2, compile=False, **bad)
+            fit_inrs(src, tmp_path / "bad.zarr", steps=2, compile=False, **bad)
     assert not (tmp_path / "bad.zarr").exists()
 
 
 def test_a_store_written_before_the_schedule_was_recorded_resumes_with_the_recipe_it_used(tmp_path, capsys):
     """0.2.0's stores record neither lr_schedule nor first_layer_lr: they were fitted with a
     constant lr for every layer, and compare as such (resumed bit for bit with those settings,
-    refused with the new defaults, naming what differs)."""
+    refused with others, naming what differs)."""
     from inrforge.fitjob import prepare_fit
 
     src = load_source("digits", limit=12)
-    legacy = dict(steps=3, lr=5e-4, lr_schedule="constant", first_layer_lr=1.0, compile=False, batch_size=4,
-                  shard_objects=4)
+    legacy = dict(steps=3, compile=False, batch_size=4, shard_objects=4)
     whole = fit_inrs(src, tmp_path / "whole.zarr", progress=False, **legacy)
     out = tmp_path / "old.zarr"
     prepare_fit(src, out, **legacy)  # created, nothing fitted
     group = zarr.open_group(str(out), mode="r+")
     group.attrs["fit"] = {k: v for k, v in group.attrs["fit"].items() if k not in ("lr_schedule", "first_layer_lr")}
-    with pytest.raises(InrforgeError, match=r"fit.first_layer_lr: store has 1.0, now 10.0; fit.lr: store has 0.0005, "
-                                            r"now 0.005; fit.lr_schedule: store has 'constant', now 'cosine'"):
-        fit_inrs(src, out, steps=3, compile=False, batch_size=4, progress=False)
+    with pytest.raises(InrforgeError, match=r"fit.first_layer_lr: store has 1.0, now 10.0; fit.lr_schedule: store "
+                                            r"has 'constant', now 'cosine'\); pass --overwrite"):
+        fit_inrs(src, out, lr_schedule="cosine", first_layer_lr=10, progress=False, **legacy)
     resumed = fit_inrs(src, out, progress=False, **legacy)
     assert_same(snapshot(whole.path), snapshot(resumed.path))
     assert "lr_schedule" not in resumed.fit_settings  # the store's attributes are left as they were
