@@ -28,7 +28,7 @@ from .arch import INRSpec
 from .checks import check_count, check_device, is_number, shown
 from .errors import InrforgeError
 from .inr import encode, forward, psnr
-from .memory import available_bytes
+from .memory import free_bytes
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -478,11 +478,7 @@ def memory_budget(device: str) -> int:
     allocator holds but does not use counts as free (the driver counts it as used, so a second
     shard in the same process would see less than there is)."""
     dev = torch.device(device)
-    if dev.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(dev)
-        free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
-        return int(free // 4)
-    return int(available_bytes() // 2)
+    return free_bytes(dev) // (4 if dev.type == "cuda" else 2)
 
 
 def memory_batch_limit(arch: INRSpec, n_points: int, device: str) -> int:

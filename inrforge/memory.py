@@ -1,11 +1,12 @@
 """How much memory this machine has, and has free now: what the memory checks of the sources
-(building a grid) and of the fitter (a batch's activations) compare with."""
+(building a grid), the fitter (a batch's activations) and the models (a training step's
+activations) compare with."""
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["available_bytes", "physical_memory"]
+__all__ = ["available_bytes", "free_bytes", "physical_memory"]
 
 
 def available_bytes() -> int:
@@ -29,3 +30,16 @@ def physical_memory() -> int | None:
         return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def free_bytes(device) -> int:
+    """Memory free for new tensors on ``device`` (a ``torch.device``): a GPU's free memory plus what
+    this process's caching allocator holds but does not use (the driver counts that as used, so a
+    second job in the same process would see less than there is), or the host's
+    :func:`available_bytes`."""
+    if device.type == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    return available_bytes()

@@ -369,7 +369,9 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
     augment = [n for n in (augment or []) if n and n != "none"]
     transform = build_transform(augment, store.arch, n_out if task == "classification" else None)
     torch.manual_seed(config.seed)  # the init is the seed's, whatever ran before in this process
-    net = build_model(model, store.arch, n_out, **(model_kwargs or {}))  # refused before any data is read
+    # refused before any data is read; a DWSNet whose training steps cannot fit, before it is built
+    net = build_model(model, store.arch, n_out, **{"batch_size": config.batch_size, "device": config.device,
+                                                   **(model_kwargs or {})})
     canon = None
     if align:
         train_ids = store.split("train")

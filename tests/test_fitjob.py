@@ -9,6 +9,7 @@ import zarr
 from inrforge import fit_inrs
 from inrforge.errors import InrforgeError
 import inrforge.fit
+import inrforge.memory
 from inrforge.fit import COMPILE_WORTH, default_batch_size, worth_compiling
 from inrforge.sources import load_source
 
@@ -92,13 +93,13 @@ def test_a_failed_overwrite_keeps_the_old_store(tmp_path):
 def test_the_batch_size_is_never_lowered_silently(tmp_path, monkeypatch):
     """A batch that does not fit in memory is refused (the batch size is part of the store's
     identity); the automatic one of a new store is capped before it is recorded."""
-    import inrforge.fit as fit_module
+    import inrforge.memory as memory_module
     from inrforge.arch import make_arch
     from inrforge.fit import batch_bytes
 
     src = load_source("digits", limit=12)
     per_inr = batch_bytes(make_arch(), len(src.coords))
-    monkeypatch.setattr(fit_module, "available_bytes", lambda: 2 * 7 * per_inr)  # room for 7 INRs
+    monkeypatch.setattr(memory_module, "available_bytes", lambda: 2 * 7 * per_inr)  # room for 7 INRs
     with pytest.raises(InrforgeError, match="a batch of 10 INRs .* pass --batch-size 7 or less"):
         fit_inrs(src, tmp_path / "a.zarr", batch_size=10, steps=2, compile=False, progress=False)
     assert not (tmp_path / "a.zarr").exists()
@@ -429,7 +430,7 @@ def test_one_inr_too_large_for_memory_is_refused_before_a_store_exists(tmp_path,
     from inrforge.fit import FitSettings
     from inrforge.fitjob import require_memory
 
-    monkeypatch.setattr(inrforge.fit, "available_bytes", lambda: 20 << 30)  # a budget of 10 GiB
+    monkeypatch.setattr(inrforge.memory, "available_bytes", lambda: 20 << 30)  # a budget of 10 GiB
     with pytest.raises(InrforgeError, match=r"^one INR of 100,000,000 points needs about 147.5 GiB to fit, more than "
                                             r"this CPU has to spare \(about 10.0 GiB\); fit fewer points per object "
                                             r"\(a smaller image size or sines n_points\)$"):
@@ -438,7 +439,7 @@ def test_one_inr_too_large_for_memory_is_refused_before_a_store_exists(tmp_path,
     assert fit_cli(out) == 0
     before = snapshot(out)
     capsys.readouterr()
-    monkeypatch.setattr(inrforge.fit, "available_bytes", lambda: 64 << 20)  # a budget of 32 MiB
+    monkeypatch.setattr(inrforge.memory, "available_bytes", lambda: 64 << 20)  # a budget of 32 MiB
     code = main(["fit", "--source", "sines", "--source-opt", "n=3", "--source-opt", "n_points=100000", "--steps", "2",
                  "--no-compile", "--quiet", "--overwrite", "--out", str(out)])
     assert code == 1 and capsys.readouterr().err == (

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import warnings
 
 import numpy as np
@@ -467,6 +468,32 @@ def test_a_model_too_large_for_memory_is_one_line(monkeypatch):
     monkeypatch.setattr(models, "DWSNet", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):
         build_model("dwsnet", make_arch(), 10)
+
+
+def test_a_dwsnet_whose_training_steps_cannot_fit_is_refused_before_it_is_built(tmp_path, monkeypatch, capsys):
+    """``--depth 10000`` built 770M parameters, then the kernel killed the first step without a word:
+    the activations' lower bound (batch x entries x channels x layers floats) is checked first."""
+    import inrforge.memory
+    import inrforge.models as models
+    from inrforge.models import require_training_memory
+
+    s = learnable_store(tmp_path / "s.zarr")
+    built = []
+    monkeypatch.setattr(models, "DWSNet", lambda *a, **k: built.append(1) or pytest.fail("built before refusing"))
+    assert main(["train", str(s.path), "--depth", "10000", "--batch-size", "512"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(
+        r"^inrforge train: error: training a DWSNet of 10000 layers x 32 channels on batches of 512 keeps at least "
+        rf"{4 * 512 * s.arch.param_count * 32 * 10000 / 2**30:,.1f} GiB of activations, more than this machine has "
+        r"free \([\d.,]+ (GiB|MiB)\); use a smaller batch size, depth or hidden width$", err), err
+    assert built == []
+    # the bound is exact arithmetic: a step that needs one float more than is free is refused, not one that fits
+    need = 4 * 64 * s.arch.param_count * 16 * 3
+    monkeypatch.setattr(inrforge.memory, "available_bytes", lambda: need)
+    require_training_memory(s.arch, 16, 3, 64)
+    monkeypatch.setattr(inrforge.memory, "available_bytes", lambda: need - 1)
+    with pytest.raises(InrforgeError, match="on batches of 64 keeps at least"):
+        require_training_memory(s.arch, 16, 3, 64)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
