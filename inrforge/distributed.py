@@ -321,7 +321,8 @@ def fit_inrs_distributed(client, source: Source | str, out, *, progress: bool | 
     """:func:`inrforge.fit_inrs` on a Dask cluster.
 
     Same arguments (``options``: the fields of :class:`~inrforge.fitjob.FitRequest`) and the same
-    store, bit for bit; the shards are fitted by the workers, one task per pending shard.  ``client`` is a ``distributed.Client``; or a scheduler's address or
+    store, bit for bit; the shards are fitted by the workers, one task per pending shard.
+    ``client`` is a ``distributed.Client``; or a scheduler's address or
     ``local:N`` (connected with :func:`scheduler_client`); or a callable returning a context
     manager that yields a client (e.g. one that starts a SLURM cluster).  The last two are entered
     only once the arguments and any store at ``out`` have been checked, and only when there are

@@ -272,8 +272,9 @@ def add_fit_arguments(parser: argparse.ArgumentParser, out_help: str, data_help:
     """The options of a fit, shared by ``inrforge fit`` and ``pipelines/dask_fit.py``: what to fit
     (``--source --data --source-opt --limit``), where (``--out``), the INR (``--arch --hidden --depth
     --w0 --fourier-*``), the fitting settings (``--views --steps --lr --lr-schedule --first-layer-lr
-    --target-psnr --batch-size --shard-size --seed --no-compile``) and what may happen to an existing store (``--overwrite
-    --repair``).  :func:`fit_arch` reads the INR options back."""
+    --target-psnr --batch-size --shard-size --seed --no-compile``) and what may happen to an existing
+    store (``--overwrite --repair --allow-version-change``); their defaults are
+    :class:`~inrforge.fitjob.FitRequest`'s.  :func:`fit_arch` reads the INR options back."""
     from .arch import PRESETS
     from .fit import LR_SCHEDULES
     from .fitjob import FitRequest
