@@ -222,9 +222,12 @@ def cmd_info(a) -> int:
 def _lr_line(fit: dict) -> str:
     """How the recorded learning rate is used: its schedule, and the first layer's factor (a store
     that records neither was fitted with a constant lr for every layer)."""
-    first = fit.get("first_layer_lr", 1.0)
+    from .fit import with_legacy
+
+    fit = with_legacy(fit)
+    first = fit["first_layer_lr"]
     first = f", first layer x{first:.4g}" if isinstance(first, (int, float)) and first != 1 else ""
-    return f"({fit.get('lr_schedule', 'constant')}{first})"
+    return f"({fit['lr_schedule']}{first})"
 
 
 def _device_type(device: str) -> str:

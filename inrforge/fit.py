@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .arch import INRSpec
-from .checks import check_count, check_device, is_number, shown
+from .checks import check_count, check_device, is_number, number, shown
 from .errors import InrforgeError
 from .inr import encode, forward, psnr
 from .memory import free_bytes
@@ -33,8 +33,14 @@ from .memory import free_bytes
 
 LR_SCHEDULES = ("constant", "cosine")
 
-# Fit settings added after 0.2.0: a store that does not record them was fitted with these values.
+# Fit settings added in 0.3.0: a store that does not record them was fitted with these values.
 LEGACY_FIT = {"lr_schedule": "constant", "first_layer_lr": 1.0}
+
+
+def with_legacy(fit: dict) -> dict:
+    """A store's recorded ``fit`` attributes with the settings added since (:data:`LEGACY_FIT`)
+    filled in where it lacks them: the values every store written before them was fitted with."""
+    return {**LEGACY_FIT, **fit}
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,8 @@ class FitSettings:
         missing = [k for k in keys if k not in fit]
         if missing:
             raise InrforgeError(f"{where}: the recorded fit attributes lack {', '.join(missing)} (a damaged store?)")
-        values = {**{k: fit[k] for k in keys}, **{k: fit.get(k, v) for k, v in LEGACY_FIT.items()}}
+        fit = with_legacy(fit)
+        values = {k: fit[k] for k in (*keys, *LEGACY_FIT)}
         _check_settings(SimpleNamespace(**values), lambda key: f"{where}: the recorded fit.{key}")
         return cls(**{**values, "device": values["device"] if device is None else device})
 
@@ -85,8 +92,7 @@ def _check_settings(s, name) -> None:
     """An :class:`InrforgeError` for the first bad field of the settings ``s`` (the device aside),
     which ``name(field)`` names: an option, or a store's recorded attribute."""
     check_count(name("steps"), s.steps)
-    if not (is_number(s.lr) and math.isfinite(s.lr) and s.lr > 0):
-        raise InrforgeError(f"{name('lr')} must be a positive number, got {shown(s.lr)}")
+    number(s.lr, name("lr"), positive=True)
     if s.target_psnr is not None and not (is_number(s.target_psnr) and math.isfinite(s.target_psnr)):
         raise InrforgeError(f"{name('target_psnr')} must be a number, got {shown(s.target_psnr)}")
     check_count(name("batch_size"), s.batch_size)
@@ -94,8 +100,7 @@ def _check_settings(s, name) -> None:
         raise InrforgeError(f"{name('compile')} must be True or False, got {shown(s.compile)}")
     if s.lr_schedule not in LR_SCHEDULES:
         raise InrforgeError(f"{name('lr_schedule')} must be one of {', '.join(LR_SCHEDULES)}, got {shown(s.lr_schedule)}")
-    if not (is_number(s.first_layer_lr) and math.isfinite(s.first_layer_lr) and s.first_layer_lr > 0):
-        raise InrforgeError(f"{name('first_layer_lr')} must be a positive number, got {shown(s.first_layer_lr)}")
+    number(s.first_layer_lr, name("first_layer_lr"), positive=True)
 
 
 def psnr_to_mse(psnr: float) -> float:

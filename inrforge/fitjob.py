@@ -27,7 +27,7 @@ from .checks import (byte_size, check_count, check_device, probability, process_
 from .errors import InrforgeError
 from .files import jsonable
 from .fit import (LEGACY_FIT, FitSettings, batch_bytes, check_compiler, default_batch_size, fit_batch,
-                  inr_seed, memory_batch_limit, memory_budget, psnr_to_mse, worth_compiling)
+                  inr_seed, memory_batch_limit, memory_budget, psnr_to_mse, with_legacy, worth_compiling)
 from .memory import available_bytes
 from .sources import SOURCE_NAMES, Source, load_source, source_from_description
 from .store import INRStore, ShardData, create_store, is_store, prepare_output
@@ -266,9 +266,8 @@ def identity_differences(store: INRStore, identity: dict) -> list[str]:
     A fit setting added since the store was written (:data:`~inrforge.fit.LEGACY_FIT`) and that it
     does not record compares as the value every store was fitted with before it."""
     recorded = jsonable(store_identity(store))
-    if isinstance(recorded.get("fit"), dict) and isinstance(identity.get("fit"), dict):
-        legacy = {k: v for k, v in LEGACY_FIT.items() if k in identity["fit"]}
-        recorded["fit"] = {**legacy, **recorded["fit"]}
+    if isinstance(recorded.get("fit"), dict) and set(LEGACY_FIT) <= set(identity.get("fit") or {}):
+        recorded["fit"] = with_legacy(recorded["fit"])  # an INR fit's identity (a zoo's has other settings)
     return _differences(recorded, jsonable(identity))
 
 
@@ -376,11 +375,11 @@ class FitRequest:
 
     arch: INRSpec | None = None
     views: int = 1
-    steps: int = 1000
-    lr: float = 5e-4
-    lr_schedule: str = "constant"
-    first_layer_lr: float = 1.0
-    target_psnr: float | None = 40.0
+    steps: int = FitSettings.steps
+    lr: float = FitSettings.lr
+    lr_schedule: str = FitSettings.lr_schedule
+    first_layer_lr: float = FitSettings.first_layer_lr
+    target_psnr: float | None = FitSettings.target_psnr
     batch_size: int | None = None
     device: str = "cpu"
     seed: int = 0
@@ -427,6 +426,9 @@ def prepare_fit(source: Source | str, out, request: FitRequest | None = None, *,
     it can be resumed, but creates or replaces nothing: ``plan.store`` is None until
     :meth:`FitPlan.open`.  The Dask driver uses it to start a cluster only when there is work.
     """
+    if request is not None and (options or not isinstance(request, FitRequest)):
+        raise TypeError("prepare_fit takes a FitRequest or its fields as keywords, not both"
+                        if options else f"prepare_fit: request must be a FitRequest, not {type(request).__name__}")
     r = request if request is not None else fit_request(options, "prepare_fit")
     device, threads, overwrite = r.device, r.threads, r.overwrite
     batch_size, compile, shard_objects = r.batch_size, r.compile, r.shard_objects

@@ -293,7 +293,7 @@ def add_fit_arguments(parser: argparse.ArgumentParser, out_help: str, data_help:
     parser.add_argument("--w0", type=positive_float, help="SIREN frequency w0 (default 30; siren archs only)")
     parser.add_argument("--fourier-features", type=positive_int, help="relu-fourier: number of frequencies (default 32)")
     parser.add_argument("--fourier-sigma", type=positive_float, help="relu-fourier: std of the frequencies (default 3.0)")
-    parser.add_argument("--views", type=positive_int, default=1, help="INRs (random inits) per object")
+    parser.add_argument("--views", type=positive_int, default=FitRequest.views, help="INRs (random inits) per object")
     parser.add_argument("--steps", type=positive_int, default=FitRequest.steps, help="Adam steps per INR")
     parser.add_argument("--lr", type=positive_float, default=FitRequest.lr, help="Adam learning rate")
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=FitRequest.lr_schedule,
@@ -310,7 +310,7 @@ def add_fit_arguments(parser: argparse.ArgumentParser, out_help: str, data_help:
     parser.add_argument("--shard-size", type=positive_int,
                         help="objects per shard (the unit of writing and resuming; on Dask, one task each; default: "
                              "the store's when resuming, else 256, or on a GPU at least one batch)")
-    parser.add_argument("--seed", type=nonnegative_int, default=0,
+    parser.add_argument("--seed", type=nonnegative_int, default=FitRequest.seed,
                         help="global seed: view v of object i starts from a seed derived from (seed, i, v); "
                              "it also draws the train/val/test split")
     parser.add_argument("--no-compile", action="store_true", help="do not torch.compile the step")

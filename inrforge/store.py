@@ -44,7 +44,7 @@ from .checks import whole_number
 from .errors import InrforgeError, StoreReplacedError, first_line
 from .files import (enclosing_store, is_url, jsonable, local_path, move_into_place, process_alive,
                     refuse_unsafe_output)
-from .fit import LEGACY_FIT, LR_SCHEDULES
+from .fit import LEGACY_FIT, LR_SCHEDULES, with_legacy
 from .version import __version__
 from .weights import Weights
 
@@ -663,7 +663,7 @@ class INRStore:
         fit = self.fit_settings
         return {"n_points": (self.source.get("params") or {}).get("n_points"), "init": self.arch.init,
                 "fit_steps": fit.get("steps"), "fit_lr": fit.get("lr"),
-                **{f"fit_{k}": fit.get(k, v if "lr" in fit else None) for k, v in LEGACY_FIT.items()},
+                **{f"fit_{k}": (with_legacy(fit) if "lr" in fit else fit).get(k) for k in LEGACY_FIT},
                 "data_seed": fit.get("seed"),
                 "fit_target_psnr": fit.get("target_psnr"), "fit_batch_size": fit.get("batch_size"),
                 "fit_compile": fit.get("compile"), "fit_device": fit.get("device"),
@@ -952,7 +952,7 @@ _RECORDED = (
     ("fit", "steps", lambda v: _is_int(v) and v >= 1, "a positive integer"),
     ("fit", "lr", lambda v: _is_num(v) and v > 0, "a positive number"),
     ("fit", "lr_schedule", lambda v: v in LR_SCHEDULES, f"one of {', '.join(LR_SCHEDULES)}"),
-    ("fit", "first_layer_lr", lambda v: _is_num(v) and v > 0, "a positive number"),
+    ("fit", "first_layer_lr", lambda v: _is_num(v) and math.isfinite(v) and v > 0, "a positive number"),
     ("fit", "seed", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     ("fit", "batch_size", lambda v: _is_int(v) and v >= 1, "a positive integer"),
     ("fit", "target_psnr", lambda v: v is None or _is_num(v), "a number or null"),

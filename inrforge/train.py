@@ -364,14 +364,17 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
         raise InrforgeError(f"augment must be a list of augmentation names, e.g. ['perm', 'negate'], got {augment!r}")
     if model_kwargs is not None and not isinstance(model_kwargs, dict):
         raise InrforgeError(f"model_kwargs must be a dict of model options, got {model_kwargs!r}")
+    misplaced = sorted({"batch_size", "device"} & set(model_kwargs or {}))
+    if misplaced:
+        raise InrforgeError(f"{', '.join(misplaced)} in model_kwargs: training settings go in the TrainConfig")
     check_device(config.device)
     task, n_out = task_of(store)
     augment = [n for n in (augment or []) if n and n != "none"]
     transform = build_transform(augment, store.arch, n_out if task == "classification" else None)
     torch.manual_seed(config.seed)  # the init is the seed's, whatever ran before in this process
     # refused before any data is read; a DWSNet whose training steps cannot fit, before it is built
-    net = build_model(model, store.arch, n_out, **{"batch_size": config.batch_size, "device": config.device,
-                                                   **(model_kwargs or {})})
+    net = build_model(model, store.arch, n_out, batch_size=config.batch_size, device=config.device,
+                      **(model_kwargs or {}))
     canon = None
     if align:
         train_ids = store.split("train")

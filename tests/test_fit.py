@@ -296,7 +296,7 @@ def test_the_device_side_loop_gives_the_same_bits(compile):
              settings(steps=3, lr=1e10, compile=compile),
              settings(steps=100, lr=5e-3, target_psnr=-100.0, compile=compile),  # all stop at once
              settings(steps=150, lr=5e-3, target_psnr=25.0, compile=compile, lr_schedule="cosine",
-                      first_layer_lr=10.0)]  # the default recipe's two parameter groups and schedule
+                      first_layer_lr=10.0)]  # two parameter groups and a schedule
     for s in cases:
         host = fit_batch(ARCH, init, COORDS, y, s, device_side=False)
         device = fit_batch(ARCH, init, COORDS, y, s, device_side=True)
@@ -304,4 +304,3 @@ def test_the_device_side_loop_gives_the_same_bits(compile):
             assert torch.equal(getattr(host, field).nan_to_num(), getattr(device, field).nan_to_num()), (s, field)
             assert torch.equal(getattr(host, field).isnan(), getattr(device, field).isnan()), (s, field)
     assert fit_batch(ARCH, init, COORDS, y, cases[0], device_side=True).steps[0] < 150  # early stop happened
-

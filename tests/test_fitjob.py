@@ -586,6 +586,12 @@ def test_a_misspelt_fit_option_is_a_type_error_naming_it_before_anything_is_writ
         with pytest.raises(TypeError, match=rf"^{name}\(\) got unexpected keyword argument\(s\) step, stepz; the fit "
                                             rf"options are arch, views, steps, lr, lr_schedule, first_layer_lr, "):
             fn(src, tmp_path / "s.zarr", step=2, stepz=3)
+    from inrforge.fitjob import FitRequest
+
+    with pytest.raises(TypeError, match="^prepare_fit takes a FitRequest or its fields as keywords, not both$"):
+        prepare_fit(src, tmp_path / "s.zarr", FitRequest(steps=2), steps=7)
+    with pytest.raises(TypeError, match="^prepare_fit: request must be a FitRequest, not dict$"):
+        prepare_fit(src, tmp_path / "s.zarr", {"steps": 2})
     assert not (tmp_path / "s.zarr").exists()
     assert {"steps", "lr", "lr_schedule", "first_layer_lr", "overwrite", "threads"} <= set(FIT_OPTIONS)
 
@@ -593,16 +599,18 @@ def test_a_misspelt_fit_option_is_a_type_error_naming_it_before_anything_is_writ
 def test_the_schedule_and_the_first_layers_lr_are_recorded_and_checked(tmp_path):
     src = load_source("digits", limit=2)
     default = fit_inrs(src, tmp_path / "d.zarr", steps=2, compile=False, progress=False)
-    fast = fit_inrs(src, tmp_path / "f.zarr", steps=2, lr=5e-3, lr_schedule="cosine", first_layer_lr=10,
+    fast = fit_inrs(src, tmp_path / "f.zarr", steps=2, lr_schedule="cosine", first_layer_lr=10,
                     compile=False, progress=False)
     pick = lambda st: tuple(st.fit_settings[k] for k in ("lr", "lr_schedule", "first_layer_lr"))  # noqa: E731
     assert pick(default) == (5e-4, "constant", 1.0)  # the DWSNets recipe
-    assert pick(fast) == (5e-3, "cosine", 10.0)
-    assert not np.array_equal(default.params[:], fast.params[:])
+    assert pick(fast) == (5e-4, "cosine", 10.0)
+    assert not np.array_equal(default.params[:], fast.params[:])  # the same lr: the two settings did it
     assert fast.fit_summary()["fit_lr_schedule"] == "cosine" and fast.fit_summary()["fit_first_layer_lr"] == 10.0
     for bad, message in (({"lr_schedule": "linear"}, r"^--lr-schedule must be one of constant, cosine, got 'linear'$"),
                          ({"first_layer_lr": 0}, r"^--first-layer-lr must be a positive number, got 0$"),
-                         ({"first_layer_lr": float("inf")}, r"^--first-layer-lr must be a positive number, got inf$")):
+                         ({"first_layer_lr": float("inf")}, r"^--first-layer-lr must be a positive number, got inf$"),
+                         ({"first_layer_lr": 10**400}, r"^--first-layer-lr must be a positive number, got 1000"),
+                         ({"lr": 10**400}, r"^--lr must be a positive number, got 1000")):
         with pytest.raises(InrforgeError, match=message):
             fit_inrs(src, tmp_path / "bad.zarr", steps=2, compile=False, **bad)
     assert not (tmp_path / "bad.zarr").exists()

@@ -488,6 +488,14 @@ def test_a_dwsnet_whose_training_steps_cannot_fit_is_refused_before_it_is_built(
         r"free \([\d.,]+ (GiB|MiB)\); use a smaller batch size, depth or hidden width$", err), err
     assert built == []
     # the bound is exact arithmetic: a step that needs one float more than is free is refused, not one that fits
+    from inrforge.train import prepare_training
+
+    for kw, words in (({"hidden": "abc"}, "DWSNet hidden must be a positive integer, got 'abc'"),
+                      ({"depth": float("nan")}, "DWSNet depth must be a positive integer, got nan"),
+                      ({"batch_size": 8}, "batch_size in model_kwargs: training settings go in the TrainConfig"),
+                      ({"device": "cpu"}, "device in model_kwargs: training settings go in the TrainConfig")):
+        with pytest.raises(InrforgeError, match=f"^{re.escape(words)}$"):
+            prepare_training(s, model_kwargs=kw)
     need = 4 * 64 * s.arch.param_count * 16 * 3
     monkeypatch.setattr(inrforge.memory, "available_bytes", lambda: need)
     require_training_memory(s.arch, 16, 3, 64)

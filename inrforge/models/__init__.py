@@ -10,7 +10,7 @@ import inspect
 
 import torch
 
-from ..checks import byte_size, check_device
+from ..checks import byte_size, check_device, whole_number
 from ..errors import InrforgeError, first_line
 from ..memory import free_bytes
 from .baselines import FlatMLP
@@ -93,7 +93,9 @@ def require_training_memory(arch, hidden: int, depth: int, batch_size: int, devi
     such as ``--depth 10000`` (720 GiB of activations for the MNIST INR at batch 512) would
     otherwise build the model, then be killed by the kernel without a word at its first step.
     """
-    need = 4 * int(batch_size) * arch.param_count * int(hidden) * int(depth)
+    hidden, depth = whole_number(hidden, "DWSNet hidden"), whole_number(depth, "DWSNet depth")
+    batch_size = whole_number(batch_size, "batch_size")
+    need = 4 * batch_size * arch.param_count * hidden * depth
     free = free_bytes(check_device(device))
     if need > free:
         where = "this machine" if torch.device(device).type == "cpu" else f"the GPU {device}"
