@@ -145,6 +145,13 @@ def cmd_fit(a) -> int:
     print(f"{a.out}: {info['objects']} objects x {info['views']} view{'s' if info['views'] > 1 else ''}, "
           f"done {info['done_fraction']:.0%}, "
           f"{psnr_summary(info)}, failed {info['failed']}")
+    inrs = info["objects"] * info["views"]
+    if info["failed"]:
+        why = (f"{info['failed']:,} of the {inrs:,} INRs failed: their loss became NaN or inf, and the store marks "
+               f"them so that nothing trains on them; a lower --lr may help")
+        if info["failed"] == inrs:
+            raise InrforgeError(f"every INR failed ({why[why.index(':') + 2:]})")
+        print(f"inrforge fit: warning: {why}", file=sys.stderr)
     return 0
 
 
@@ -206,7 +213,7 @@ def cmd_info(a) -> int:
         target = "no early stop" if fit.get("target_psnr") is None else f"early stop at {fit['target_psnr']:g} dB"
         print(f"fit          {fit['steps']} steps, lr {fit.get('lr'):g} {_lr_line(fit)}, {target}, "
               f"batch {fit.get('batch_size')}, {fit.get('device')}{', compiled' if fit.get('compile') else ''}, "
-              f"seed {fit.get('seed')}")
+              f"seed {fit.get('seed')}{', shared init' if fit.get('shared_init') is True else ''}")
     if fit.get("versions"):
         mixed = "".join(f"; resumed with inrforge {v.get('inrforge')}, torch {v.get('torch')}"
                         for v in fit.get("resumed_with") or [])

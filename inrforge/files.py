@@ -27,10 +27,12 @@ def is_url(path) -> bool:
 
 def local_path(path) -> str:
     """``path`` as a string; a ``file:`` URL (``file:///p``, ``file://localhost/p``, with %-escapes)
-    becomes the plain local path it names."""
+    or a ``local:`` one (``local:///p``, ``local://relative/p``) becomes the plain local path it names."""
     path = str(path)
     if not path.strip():
         raise InrforgeError("expected a path, got an empty string")
+    if path.startswith("local://"):  # fsspec's other name for local files, without %-escapes
+        return path[len("local://"):] or "."
     if not path.startswith("file://"):
         return path
     url = urllib.parse.urlparse(path)

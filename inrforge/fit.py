@@ -33,8 +33,9 @@ from .memory import free_bytes
 
 LR_SCHEDULES = ("constant", "cosine")
 
-# Fit settings added in 0.3.0: a store that does not record them was fitted with these values.
-LEGACY_FIT = {"lr_schedule": "constant", "first_layer_lr": 1.0}
+# Fit settings added since 0.2.0 (the schedule and the first layer's factor in 0.3.0, shared inits in
+# 0.4.0): a store that does not record one was fitted with its value here.
+LEGACY_FIT = {"lr_schedule": "constant", "first_layer_lr": 1.0, "shared_init": False}
 
 
 def with_legacy(fit: dict) -> dict:
@@ -45,14 +46,17 @@ def with_legacy(fit: dict) -> dict:
 
 @dataclass(frozen=True)
 class FitSettings:
-    """Everything that determines the fitted numbers (apart from the targets and the inits).
+    """Everything that determines the fitted numbers (apart from the targets and the seed).
 
     Its defaults are the DWSNets recipe (Adam, lr 5e-4 for every layer, constant, 1,000 steps,
     early stop at 40 dB), as are :class:`inrforge.fitjob.FitRequest`'s, the options of
     ``inrforge fit`` and ``fit_inrs``.  ``first_layer_lr`` exists because the DWSNets init gives the
     first layer the hidden layers' bound ``sqrt(6 / d_in) / w0``, ~9x smaller than SIREN's
     ``1 / d_in``: at the common lr it reaches the frequencies a 28 x 28 image needs only after
-    thousands of steps (docs/benchmarks.md, "Fit quality").
+    thousands of steps (docs/benchmarks.md, "Fit quality").  ``shared_init`` starts view v of every
+    object from view v of object 0's init instead of its own (:func:`inr_seed` of (seed, 0, v)), as in
+    Papa et al. 2024 ("How to train neural field representations"): every INR is then one common
+    point plus what its fit added.
     """
 
     steps: int = 1000
@@ -63,6 +67,7 @@ class FitSettings:
     compile: bool = True
     lr_schedule: str = "constant"  # or "cosine": lr * (1 + cos(pi t / steps)) / 2 at step t
     first_layer_lr: float = 1.0  # the first layer's (W_0, b_0) learning rate is lr times this
+    shared_init: bool = False  # view v of every object starts from the same init (inr_seed(seed, 0, v))
 
     def __post_init__(self):
         _check_settings(self, lambda key: _OPTIONS[key])
@@ -85,7 +90,8 @@ class FitSettings:
 
 # the command-line option behind each checked field of FitSettings, as its errors name it
 _OPTIONS = {"steps": "--steps", "lr": "--lr", "target_psnr": "--target-psnr", "batch_size": "--batch-size",
-            "compile": "compile", "lr_schedule": "--lr-schedule", "first_layer_lr": "--first-layer-lr"}
+            "compile": "compile", "lr_schedule": "--lr-schedule", "first_layer_lr": "--first-layer-lr",
+            "shared_init": "--shared-init"}
 
 
 def _check_settings(s, name) -> None:
@@ -96,8 +102,9 @@ def _check_settings(s, name) -> None:
     if s.target_psnr is not None and not (is_number(s.target_psnr) and math.isfinite(s.target_psnr)):
         raise InrforgeError(f"{name('target_psnr')} must be a number, got {shown(s.target_psnr)}")
     check_count(name("batch_size"), s.batch_size)
-    if not isinstance(s.compile, (bool, np.bool_)):
-        raise InrforgeError(f"{name('compile')} must be True or False, got {shown(s.compile)}")
+    for key in ("compile", "shared_init"):
+        if not isinstance(getattr(s, key), (bool, np.bool_)):
+            raise InrforgeError(f"{name(key)} must be True or False, got {shown(getattr(s, key))}")
     if s.lr_schedule not in LR_SCHEDULES:
         raise InrforgeError(f"{name('lr_schedule')} must be one of {', '.join(LR_SCHEDULES)}, got {shown(s.lr_schedule)}")
     number(s.first_layer_lr, name("first_layer_lr"), positive=True)

@@ -72,8 +72,10 @@ def fit_shard(arch: INRSpec, source: Source, start: int, stop: int, views: int, 
               settings: FitSettings, on_batch=None) -> ShardData:
     """Fit every view of objects ``[start, stop)``; ``on_batch(n_inrs, psnr)`` reports progress.
 
-    The INRs are taken object-major (object i, views 0..V-1) and split into equal-sized batches of
-    at most ``settings.batch_size`` (equal sizes keep compiled steps from recompiling).
+    View v of object i starts from the init of :func:`inr_seed` ``(seed, i, v)``, or of
+    ``(seed, 0, v)`` with ``settings.shared_init``.  The INRs are taken object-major (object i,
+    views 0..V-1) and split into equal-sized batches of at most ``settings.batch_size`` (equal sizes
+    keep compiled steps from recompiling).
     """
     pairs = [(i, v) for i in range(start, stop) for v in range(views)]
     n_batches = -(-len(pairs) // settings.batch_size)
@@ -83,7 +85,7 @@ def fit_shard(arch: INRSpec, source: Source, start: int, stop: int, views: int, 
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         batch = pairs[lo:hi]
         objects = np.array([i for i, _ in batch])
-        init = arch.init_flat([inr_seed(seed, i, v) for i, v in batch])
+        init = arch.init_flat([inr_seed(seed, 0 if settings.shared_init else i, v) for i, v in batch])
         uniq, inverse = np.unique(objects, return_inverse=True)
         targets = source.targets(uniq)[torch.from_numpy(inverse)]
         res = fit_batch(arch, init, coords, targets, settings)
@@ -204,8 +206,20 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         if isinstance(a, dict) and isinstance(b, dict):
             diffs += _differences(a, b, f"{prefix}{key}.")
         elif a != b:
-            diffs.append(f"{prefix}{key}: store has {a!r}, now {b!r}")
+            diffs.append(f"{prefix}{key}: store has {_brief(a)}, now {_brief(b)}")
     return diffs
+
+
+def _brief(value, limit: int = 80) -> str:
+    """``repr(value)``, shortened past ``limit`` characters (a list of 5,000 layer widths, a long
+    path): a list keeps its first three entries, its last and its length."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    if isinstance(value, (list, tuple)) and len(value) > 4:
+        head = ", ".join(_brief(v, 20) for v in value[:3])
+        return f"[{head}, ..., {_brief(value[-1], 20)}] ({len(value)} entries)"
+    return text[:limit - 3] + "..."
 
 
 def _recorded_fit(out) -> dict:
@@ -362,7 +376,9 @@ class FitRequest:
 
     - ``arch``: the INR (default: ``siren-dwsnets`` 2 -> 32 -> 32 -> 1, for the source's inputs and
       outputs); ``views``: INRs (random inits) per object; ``seed``: view v of object i starts from
-      a seed derived from (seed, i, v), and the splits are drawn with it;
+      a seed derived from (seed, i, v), and the splits are drawn with it; ``shared_init``: from
+      (seed, 0, v) instead, the same init for every object (weight-space models may learn more from
+      such INRs: docs/benchmarks.md);
     - ``steps``; ``lr``; ``lr_schedule``: ``constant`` or ``cosine`` (``lr (1 + cos(pi t / steps)) / 2``
       at step t); ``first_layer_lr``: the first layer's lr is ``lr`` times this; ``target_psnr``:
       early stop per INR in dB (None: every INR takes every step);
@@ -379,6 +395,7 @@ class FitRequest:
     lr: float = FitSettings.lr
     lr_schedule: str = FitSettings.lr_schedule
     first_layer_lr: float = FitSettings.first_layer_lr
+    shared_init: bool = FitSettings.shared_init
     target_psnr: float | None = FitSettings.target_psnr
     batch_size: int | None = None
     device: str = "cpu"
@@ -460,12 +477,14 @@ def prepare_fit(source: Source | str, out, request: FitRequest | None = None, *,
             torch.set_num_threads(threads)
 
     lr, lr_schedule, first_layer_lr, target_psnr = r.lr, r.lr_schedule, r.first_layer_lr, r.target_psnr
+    shared_init = r.shared_init
     # checked before a store's settings are compared with them (the batch size and device: below)
-    FitSettings(steps=steps, lr=lr, target_psnr=target_psnr, lr_schedule=lr_schedule, first_layer_lr=first_layer_lr)
+    FitSettings(steps=steps, lr=lr, target_psnr=target_psnr, lr_schedule=lr_schedule, first_layer_lr=first_layer_lr,
+                shared_init=shared_init)
 
     def fit_attrs_with(batch: int, compiled: bool) -> dict:
         return {"steps": int(steps), "lr": float(lr), "lr_schedule": lr_schedule,
-                "first_layer_lr": float(first_layer_lr), "seed": int(seed),
+                "first_layer_lr": float(first_layer_lr), "shared_init": bool(shared_init), "seed": int(seed),
                 "target_psnr": None if target_psnr is None else float(target_psnr),
                 "batch_size": int(batch), "device": torch.device(device).type, "compile": bool(compiled),
                 "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
@@ -506,7 +525,7 @@ def prepare_fit(source: Source | str, out, request: FitRequest | None = None, *,
     if compile and fit_here:
         check_compiler(device)  # before a store that records compile=True exists
     settings = dict(steps=steps, lr=lr, target_psnr=target_psnr, batch_size=batch_size, device=device,
-                    compile=compile, lr_schedule=lr_schedule, first_layer_lr=first_layer_lr)
+                    compile=compile, lr_schedule=lr_schedule, first_layer_lr=first_layer_lr, shared_init=shared_init)
     shard_inrs = min(shard_objects, len(source)) * views
     if torch.device(device).type == "cuda" and shard_objects < len(source) and shard_inrs < batch_size:
         # a step never spans two shards: the GPU would fit small batches however large batch_size is
@@ -541,7 +560,7 @@ def fit_inrs(source: Source | str, out, *, progress: bool | None = None, repair:
     """Fit ``views`` INRs per object of ``source`` into the store at ``out`` and return it.
 
     ``options`` are the fields of :class:`FitRequest` (``arch``, ``views``, ``steps``, ``lr``,
-    ``lr_schedule``, ``first_layer_lr``, ``target_psnr``, ``batch_size``, ``device``, ``seed``,
+    ``lr_schedule``, ``first_layer_lr``, ``shared_init``, ``target_psnr``, ``batch_size``, ``device``, ``seed``,
     ``compile``, ``shard_objects``, ``chunk_objects``, ``val_fraction``, ``test_fraction``,
     ``overwrite``, ``threads``, ``allow_version_change``), with its defaults.
 

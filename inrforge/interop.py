@@ -312,14 +312,17 @@ def _recorded_arch(spec: dict, splits_file, preset, w0) -> INRSpec | None:
         arch = INRSpec.from_dict(spec["arch"])
     except InrforgeError as e:
         raise InrforgeError(f"{splits_file}: {e}") from None
+    name = arch.init + ("-fourier" if arch.fourier is not None else "")  # the preset it was made with
     if preset is not None:
         want = make_arch(preset, w0=arch.w0)
         if (want.family, want.init, want.output_offset, want.fourier is None) != \
                 (arch.family, arch.init, arch.output_offset, arch.fourier is None):
-            raise InrforgeError(f"{splits_file} records a {arch.family} arch (init {arch.init}, output offset "
+            raise InrforgeError(f"{splits_file} records a {name} arch ({arch.family}, output offset "
                                 f"{arch.output_offset}{', Fourier features' if arch.fourier else ''}); it "
                                 f"contradicts --arch {preset}: leave --arch out")
-    if w0 is not None and arch.family == "siren" and float(w0) != arch.w0:
+    if w0 is not None and arch.family != "siren":
+        raise InrforgeError(f"{splits_file} records a {name} arch, which has no w0: leave --w0 out")
+    if w0 is not None and float(w0) != arch.w0:
         raise InrforgeError(f"{splits_file} records w0={arch.w0:g}; it contradicts --w0 {float(w0):g}: leave --w0 out")
     if arch.fourier is not None:
         matrix = spec.get("fourier_matrix")

@@ -56,6 +56,18 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, but arguments that no option takes are blamed on the subcommand whose options
+        were parsed (``inrforge fit: error: ... (see inrforge fit --help)``), not on the top level."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            parser = self
+            for action in self._actions:
+                if isinstance(action, argparse._SubParsersAction) and getattr(parsed, action.dest, None) in action.choices:
+                    parser = action.choices[getattr(parsed, action.dest)]
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
 
 class _HelpWithDefaults(argparse.HelpFormatter):
     """``--help`` shows each option's default (where it has one worth showing), also for an option
@@ -302,6 +314,9 @@ def add_fit_arguments(parser: argparse.ArgumentParser, out_help: str, data_help:
                         help="the first layer's learning rate is --lr times this; --lr 5e-3 --lr-schedule cosine "
                              "--first-layer-lr 10 fits images to higher PSNRs in fewer steps, but weight-space "
                              "models learn less from such INRs (docs/benchmarks.md)")
+    parser.add_argument("--shared-init", action="store_true",
+                        help="start view v of every object from the same init (object 0's) instead of its own: "
+                             "a weight-space model may learn more from such INRs (docs/benchmarks.md)")
     parser.add_argument("--target-psnr", type=psnr_or_none, default=FitRequest.target_psnr,
                         help="early stop per INR (dB), or 'none'")
     parser.add_argument("--batch-size", type=positive_int,
@@ -335,7 +350,7 @@ def fit_options(a: argparse.Namespace, source) -> dict:
     """The keyword arguments of ``fit_inrs`` / ``fit_inrs_distributed`` that the options of
     :func:`add_fit_arguments` in ``a`` give (the device and threads are the caller's)."""
     return dict(arch=fit_arch(a, source), views=a.views, steps=a.steps, lr=a.lr, lr_schedule=a.lr_schedule,
-                first_layer_lr=a.first_layer_lr, target_psnr=a.target_psnr, batch_size=a.batch_size, seed=a.seed,
+                first_layer_lr=a.first_layer_lr, shared_init=a.shared_init, target_psnr=a.target_psnr, batch_size=a.batch_size, seed=a.seed,
                 compile=not a.no_compile, shard_objects=a.shard_size, overwrite=a.overwrite, repair=a.repair,
                 allow_version_change=a.allow_version_change)
 

@@ -394,14 +394,20 @@ class INRStore:
 
     def saved_stats(self, mode: str) -> tuple[np.ndarray, np.ndarray] | None:
         """The normalisation statistics ``(mean, std)`` kept under ``stats/<mode>`` (docs/format.md),
-        or None: never saved, or saved without the ``complete`` mark (an interrupted save)."""
+        or None: never saved, saved without the ``complete`` mark (an interrupted save), or not
+        readable as two finite float32 vectors of the arch's size with ``std > 0`` (a damaged or
+        hand-edited cache, which the caller then computes again and saves over)."""
         try:
             group = self.root["stats"][mode]
-            if not group.attrs.get("complete", False):
+            if group.attrs.get("complete", False) is not True:
                 return None
-            return group["mean"][...], group["std"][...]
-        except KeyError:
+            mean, std = (np.asarray(group[name][...]) for name in ("mean", "std"))
+        except Exception:  # missing, or unreadable chunks or metadata: a cache, so computed again
             return None
+        p = self.arch.param_count
+        if not all(a.shape == (p,) and a.dtype == np.float32 and np.isfinite(a).all() for a in (mean, std)):
+            return None
+        return (mean, std) if (std > 0).all() else None
 
     def save_stats(self, mode: str, mean: np.ndarray, std: np.ndarray) -> bool:
         """Keep ``(mean, std)``, each float32 (P,), under ``stats/<mode>``, marked ``complete`` last.
@@ -953,6 +959,7 @@ _RECORDED = (
     ("fit", "lr", lambda v: _is_num(v) and v > 0, "a positive number"),
     ("fit", "lr_schedule", lambda v: v in LR_SCHEDULES, f"one of {', '.join(LR_SCHEDULES)}"),
     ("fit", "first_layer_lr", lambda v: _is_num(v) and math.isfinite(v) and v > 0, "a positive number"),
+    ("fit", "shared_init", lambda v: isinstance(v, bool), "true or false"),
     ("fit", "seed", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     ("fit", "batch_size", lambda v: _is_int(v) and v >= 1, "a positive integer"),
     ("fit", "target_psnr", lambda v: v is None or _is_num(v), "a number or null"),
@@ -999,8 +1006,72 @@ def prepare_output(path, overwrite: bool = False) -> None:
     if is_store(path):
         if not overwrite:
             raise InrforgeError(f"{path} already holds a store; pass --overwrite to replace it or choose another --out")
-    elif not is_url(path) and os.path.exists(path) and (os.path.isfile(path) or os.listdir(path)):
+        refuse_foreign_entries(path)
+    elif _holds_something(path):
         raise InrforgeError(f"{path} exists and is not an inrforge store; refusing to write there")
+
+
+def _filesystem(path):
+    """The fsspec filesystem of ``path`` (a local path or a URL) and the path within it; a URL whose
+    filesystem cannot be reached or is unknown is a one-line error."""
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(path)
+    except Exception as e:  # an unknown protocol, its package missing, bad credentials
+        raise InrforgeError(f"cannot write a store at {path}: {first_line(e)}") from None
+
+
+def _holds_something(path: str) -> bool:
+    """Whether ``path`` is a file or a non-empty folder (or a URL prefix with something under it)."""
+    if not is_url(path):
+        return os.path.exists(path) and (os.path.isfile(path) or bool(os.listdir(path)))
+    fs, p = _filesystem(path)
+    try:
+        return fs.exists(p) and (fs.isfile(p) or bool(fs.ls(p)))
+    except Exception as e:
+        raise InrforgeError(f"cannot write a store at {path}: {first_line(e)}") from None
+
+
+def foreign_entries(path) -> list[str]:
+    """The entries of the store at ``path`` that are not part of its Zarr hierarchy, as paths relative
+    to it: what replacing or deleting the store would delete besides the store.  A Zarr group holds
+    ``zarr.json`` and its members (folders with a ``zarr.json`` of their own); an array holds
+    ``zarr.json`` and its chunks under ``c/`` (not looked into).  Anything else, such as notes a user
+    kept in the store's folder, is foreign.  A member whose ``zarr.json`` cannot be read counts as
+    the store's (a damaged store may be replaced)."""
+    fs, root = _filesystem(local_path(path))
+    found: list[str] = []
+
+    def visit(node: str, rel: str) -> None:
+        try:
+            array = json.loads(fs.cat_file(f"{node}/zarr.json")).get("node_type") == "array"
+            entries = fs.ls(node, detail=True)
+        except Exception:
+            return
+        for entry in entries:
+            name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            child = f"{node}/{name}"
+            is_dir = entry["type"] == "directory"
+            if name == "zarr.json" or (array and name == "c" and is_dir):
+                continue
+            if is_dir and not array and fs.exists(f"{child}/zarr.json"):
+                visit(child, f"{rel}{name}/")
+            else:
+                found.append(f"{rel}{name}{'/' if is_dir else ''}")
+
+    visit(root.rstrip("/"), "")
+    return sorted(found)
+
+
+def refuse_foreign_entries(path) -> None:
+    """An :class:`InrforgeError` naming what the store at ``path`` holds besides itself
+    (:func:`foreign_entries`), before anything replaces or deletes it."""
+    found = foreign_entries(path)
+    if found:
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        raise InrforgeError(f"{path} holds files that are not part of its store ({shown}): replacing the store would "
+                            f"delete them; move them out of it first")
 
 
 def open_store(path, mode: str = "r") -> INRStore:
@@ -1013,6 +1084,7 @@ def remove_store(path) -> None:
     path = local_path(path)
     if not is_store(path):
         raise InrforgeError(f"refusing to delete {path}: it is not an inrforge store")
+    refuse_foreign_entries(path)
     if is_url(path):
         zarr.open_group(str(path), mode="w")
     else:

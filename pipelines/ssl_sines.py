@@ -221,10 +221,12 @@ def format_table(doc) -> str:
 
 
 def tsne(e, seed: int):
-    """2-D t-SNE coordinates of the embeddings ``e`` (one row per test INR)."""
+    """2-D t-SNE coordinates of the embeddings ``e`` (one row per test INR), started from their
+    first two principal components (from random points for a 1-D embedding, which has one)."""
     from sklearn.manifold import TSNE
 
-    return TSNE(2, perplexity=min(30.0, (len(e) - 1) / 3), init="pca", random_state=seed).fit_transform(e)
+    init = "pca" if e.shape[1] >= 2 else "random"
+    return TSNE(2, perplexity=min(30.0, (len(e) - 1) / 3), init=init, random_state=seed).fit_transform(e)
 
 
 def make_figure(doc):

@@ -96,6 +96,8 @@ def test_fit_never_writes_into_a_foreign_folder(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, code, msg", [
     (["fit", "--source", "nope", "--out", "x"], 2, "invalid choice"),
+    (["fit", "--source", "digits", "--out", "x", "--fit-steps", "5"], 2,
+     "inrforge fit: error: unrecognized arguments: --fit-steps 5 (see inrforge fit --help)"),
     (["fit", "--source", "digits", "--out", "x", "--steps", "0"], 2, "positive integer"),
     (["fit", "--source", "digits", "--out", "x", "--limit", "-3"], 2, "positive integer"),
     (["fit", "--source", "fashion-mnist", "--out", "x"], 1, "needs --data"),
@@ -435,11 +437,17 @@ def test_render_of_an_interval_grid_with_endpoint_evaluates_its_points(tmp_path,
     np.testing.assert_allclose(figures[-1].axes[0].lines[0].get_xdata(), np.linspace(-1, 1, 20), atol=1e-6)
 
 
-def test_fit_summary_of_failed_inrs_says_none_not_nan(tmp_path, capsys):
+def test_a_fit_whose_every_inr_failed_says_so_and_exits_nonzero(tmp_path, capsys):
+    """lr 1e30 sends every ReLU INR's loss to inf or NaN: the store marks them failed, the summary
+    says "none" (not nan), and the command fails on one line with status 1 (a resume of the
+    finished store says it again)."""
     out = str(tmp_path / "f.zarr")
-    code, stdout, _ = run(FAST + ["--limit", "4", "--arch", "relu", "--lr", "1e30", "--out", out], capsys)
-    assert code == 0 and open_store(out).metric("failed").all()
-    assert stdout == f"{out}: 4 objects x 1 view, done 100%, median PSNR none recorded, failed 4\n", stdout
+    for _ in range(2):
+        code, stdout, err = run(FAST + ["--limit", "4", "--arch", "relu", "--lr", "1e30", "--out", out], capsys)
+        assert code == 1 and open_store(out).metric("failed").all()
+        assert stdout == f"{out}: 4 objects x 1 view, done 100%, median PSNR none recorded, failed 4\n", stdout
+        assert err.startswith("inrforge fit: error: every INR failed (their loss became NaN or inf") and \
+            err.count("\n") == 1, err
 
 
 def _empty_store(path, arch):
@@ -731,3 +739,4 @@ def test_render_writes_whole_or_not_at_all(tmp_path, capsys, monkeypatch):
             1, "", f"inrforge render: error: cannot write {path}: No space left on device\n")
     assert old.read_bytes() == b"the previous grid"
     assert sorted(os.listdir(tmp_path)) == ["d.zarr", "grid.png"]  # no new.png, no temporary file
+

@@ -476,7 +476,8 @@ def test_stored_values_are_named_as_the_stores_not_as_options_never_given(tmp_pa
                             ({"target_psnr": "40"}, "fit.target_psnr must be a number, got '40'"),
                             ({"compile": 1}, "fit.compile must be True or False, got 1"),
                             ({"lr_schedule": "linear"}, "fit.lr_schedule must be one of constant, cosine, got 'linear'"),
-                            ({"first_layer_lr": 0}, "fit.first_layer_lr must be a positive number, got 0")):
+                            ({"first_layer_lr": 0}, "fit.first_layer_lr must be a positive number, got 0"),
+                            ({"shared_init": 1}, "fit.shared_init must be True or False, got 1")):
         with pytest.raises(InrforgeError) as e:
             FitSettings.recorded({**good, **change}, "S")  # what refit_shard reads
         assert str(e.value) == f"S: the recorded {message}"
@@ -616,10 +617,43 @@ def test_the_schedule_and_the_first_layers_lr_are_recorded_and_checked(tmp_path)
     assert not (tmp_path / "bad.zarr").exists()
 
 
+def test_shared_init_starts_every_object_from_object_0s_init_and_is_recorded(tmp_path, capsys):
+    """With shared_init, view v of every object is fitted from inr_seed(seed, 0, v): each INR equals a
+    one-INR fit from that init bit for bit (batch 1, eager), object 0 is the same INR as without it,
+    and the others are not.  The setting is recorded, compared on resume and shown by info."""
+    from inrforge.fit import FitSettings, fit_batch, inr_seed
+
+    src = load_source("digits", limit=3)
+    kw = dict(views=2, steps=3, lr=5e-3, batch_size=1, compile=False, progress=False)
+    shared = fit_inrs(src, tmp_path / "s.zarr", shared_init=True, **kw)
+    own = fit_inrs(src, tmp_path / "o.zarr", **kw)
+    settings = FitSettings(steps=3, lr=5e-3, batch_size=1, compile=False)
+    for i in range(3):
+        for v in range(2):
+            init = shared.arch.init_flat([inr_seed(0, 0, v)])
+            alone = fit_batch(shared.arch, init, src.coords, src.targets(np.array([i])), settings).params
+            assert np.array_equal(shared.params[i, v], alone[0].numpy()), (i, v)
+    assert np.array_equal(shared.params[0], own.params[0])
+    assert not np.array_equal(shared.params[1:], own.params[1:])
+    assert not np.array_equal(shared.params[:, 0], shared.params[:, 1])  # the views still differ
+    assert shared.fit_settings["shared_init"] is True and own.fit_settings["shared_init"] is False
+    assert shared.fit_summary()["fit_shared_init"] is True
+    with pytest.raises(InrforgeError, match=r"fit.shared_init: store has True, now False\); pass --overwrite"):
+        fit_inrs(src, shared.path, **kw)
+    with pytest.raises(InrforgeError, match=r"^--shared-init must be True or False, got 'yes'$"):
+        fit_inrs(src, tmp_path / "bad.zarr", shared_init="yes", **kw)
+    assert not (tmp_path / "bad.zarr").exists()
+    from inrforge.cli import main
+
+    assert main(["info", shared.path]) == 0 and main(["info", own.path]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert [line.endswith("seed 0, shared init") for line in shown if line.startswith("fit ")] == [True, False]
+
+
 def test_a_store_written_before_the_schedule_was_recorded_resumes_with_the_recipe_it_used(tmp_path, capsys):
-    """0.2.0's stores record neither lr_schedule nor first_layer_lr: they were fitted with a
-    constant lr for every layer, and compare as such (resumed bit for bit with those settings,
-    refused with others, naming what differs)."""
+    """0.2.0's stores record neither lr_schedule nor first_layer_lr (and 0.3.0's no shared_init):
+    they were fitted with a constant lr for every layer from each INR's own init, and compare as
+    such (resumed bit for bit with those settings, refused with others, naming what differs)."""
     from inrforge.fitjob import prepare_fit
 
     src = load_source("digits", limit=12)
@@ -628,10 +662,13 @@ def test_a_store_written_before_the_schedule_was_recorded_resumes_with_the_recip
     out = tmp_path / "old.zarr"
     prepare_fit(src, out, **legacy)  # created, nothing fitted
     group = zarr.open_group(str(out), mode="r+")
-    group.attrs["fit"] = {k: v for k, v in group.attrs["fit"].items() if k not in ("lr_schedule", "first_layer_lr")}
+    group.attrs["fit"] = {k: v for k, v in group.attrs["fit"].items()
+                          if k not in ("lr_schedule", "first_layer_lr", "shared_init")}
     with pytest.raises(InrforgeError, match=r"fit.first_layer_lr: store has 1.0, now 10.0; fit.lr_schedule: store "
                                             r"has 'constant', now 'cosine'\); pass --overwrite"):
         fit_inrs(src, out, lr_schedule="cosine", first_layer_lr=10, progress=False, **legacy)
+    with pytest.raises(InrforgeError, match=r"fit.shared_init: store has False, now True\); pass --overwrite"):
+        fit_inrs(src, out, shared_init=True, progress=False, **legacy)
     resumed = fit_inrs(src, out, progress=False, **legacy)
     assert_same(snapshot(whole.path), snapshot(resumed.path))
     assert "lr_schedule" not in resumed.fit_settings  # the store's attributes are left as they were
@@ -642,3 +679,14 @@ def test_a_store_written_before_the_schedule_was_recorded_resumes_with_the_recip
 
     assert main(["info", str(out)]) == 0
     assert "fit          3 steps, lr 0.0005 (constant), early stop at 40 dB" in capsys.readouterr().out
+
+
+def test_a_refused_resume_names_long_values_briefly():
+    """A store of 5,000 hidden layers resumed with other widths: the message stays one short line."""
+    from inrforge.fitjob import _differences
+
+    old = {"arch": {"widths": [2] + [32] * 5000 + [1], "w0": 30.0}, "source": {"params": {"path": "/d/" + "x" * 200}}}
+    new = {"arch": {"widths": [2, 32, 32, 1], "w0": 30.0}, "source": {"params": {"path": "/d/y"}}}
+    assert _differences(old, new) == [
+        "arch.widths: store has [2, 32, 32, ..., 1] (5002 entries), now [2, 32, 32, 1]",
+        f"source.params.path: store has {repr('/d/' + 'x' * 200)[:77]}..., now '/d/y'"]

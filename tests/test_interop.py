@@ -353,6 +353,15 @@ def test_recorded_arch_against_arch_options(tmp_path, capsys):
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1, err
     assert "argument --w0: SIREN option; --arch relu does not use it" in err and not (tmp_path / "d.zarr").exists()
+    # an export of ReLU INRs (with Fourier features) names its preset, and has no w0 to give
+    rf = make_store(tmp_path / "rf.zarr", make_arch("relu-fourier", hidden=8, fourier_features=4), n=4)
+    export_dws(rf, tmp_path / "exrf")
+    with pytest.raises(InrforgeError, match=r"records a relu-fourier arch, which has no w0: leave --w0 out$"):
+        import_dws(tmp_path / "exrf", tmp_path / "e.zarr", w0=5.0)
+    with pytest.raises(InrforgeError, match=r"records a relu-fourier arch \(relu, output offset 0.0, Fourier features\); "
+                                            r"it contradicts --arch relu: leave --arch out$"):
+        import_dws(tmp_path / "exrf", tmp_path / "e.zarr", preset="relu")
+    assert not (tmp_path / "e.zarr").exists()
 
 
 def test_fourier_archs_need_their_matrix(tmp_path):

@@ -502,3 +502,12 @@ def test_a_users_file_in_the_way_of_the_outputs_is_refused_before_any_work(tmp_p
     with pytest.raises(InrforgeError, match=message.format(entry)):
         _load(name).main(["--small", "--out", str(tmp_path)])
     assert (tmp_path / entry).read_text() == "the user's own" and sorted(p.name for p in tmp_path.iterdir()) == [entry]
+
+
+@pytest.mark.parametrize("dim", [1, 2, 5])
+def test_ssl_sines_tsne_takes_any_embedding_size(dim):
+    """t-SNE starts from PCA's first two components, which a 1-D embedding (--emb-dim 1) lacks."""
+    import numpy as np
+
+    xy = _load("ssl_sines").tsne(np.random.default_rng(0).normal(size=(12, dim)).astype(np.float32), seed=0)
+    assert xy.shape == (12, 2) and np.isfinite(xy).all()

@@ -307,3 +307,29 @@ def test_threads_are_capped_at_4_per_core_like_workers(tmp_path, capsys, monkeyp
                                        "can run (at most 8, 4 per core)\n")
     assert set_threads(before) == before and set_threads() == 2
     set_threads(before)
+
+
+def test_fit_options_carry_every_fit_setting_of_the_command_line():
+    """What ``inrforge fit`` and dask_fit.py parse reaches fit_inrs: each setting given on the command
+    line comes out under its FitRequest name, and the defaults are FitRequest's."""
+    from inrforge.fitjob import FIT_OPTIONS, FitRequest
+    from inrforge.script import add_fit_arguments, fit_options
+    from inrforge.sources import load_source
+
+    parser = ArgumentParser()
+    add_fit_arguments(parser, "store", "files")
+    src = load_source("digits", limit=2)
+    given = fit_options(parser.parse_args(
+        ["--source", "digits", "--out", "x", "--views", "3", "--steps", "7", "--lr", "0.002", "--lr-schedule", "cosine",
+         "--first-layer-lr", "4", "--shared-init", "--target-psnr", "none", "--batch-size", "5", "--seed", "9",
+         "--no-compile", "--shard-size", "6", "--overwrite", "--allow-version-change"]), src)
+    assert {k: given[k] for k in ("views", "steps", "lr", "lr_schedule", "first_layer_lr", "shared_init", "target_psnr",
+                                  "batch_size", "seed", "compile", "shard_objects", "overwrite",
+                                  "allow_version_change")} == {
+        "views": 3, "steps": 7, "lr": 0.002, "lr_schedule": "cosine", "first_layer_lr": 4.0, "shared_init": True,
+        "target_psnr": None, "batch_size": 5, "seed": 9, "compile": False, "shard_objects": 6, "overwrite": True,
+        "allow_version_change": True}
+    defaults = fit_options(parser.parse_args(["--source", "digits", "--out", "x"]), src)
+    for key in set(defaults) & set(FIT_OPTIONS) - {"arch", "compile", "batch_size", "shard_objects"}:
+        assert defaults[key] == getattr(FitRequest, key), key
+    assert set(defaults) - {"repair"} <= set(FIT_OPTIONS)

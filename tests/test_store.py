@@ -753,6 +753,84 @@ def test_saved_stats_round_trip_and_need_a_writable_store(tmp_path):
     assert open_store(s.path).saved_stats("entry") is None
 
 
+def test_a_damaged_stats_cache_reads_as_missing_and_is_computed_again(tmp_path):
+    """stats/<mode> is a cache: unreadable chunks, another shape, a NaN or a zero std read as None
+    (normalization_stats then computes the statistics again and saves them over the damage)."""
+    from inrforge.data import normalization_stats
+
+    s = make(tmp_path / "s.zarr")
+    for k in range(s.n_shards):
+        s.write_shard(shard_data(s, k))
+    s = open_store(s.path, mode="r+")
+    mean, std = (t.numpy() for t in normalization_stats(s, "entry"))
+    p = s.arch.param_count
+    chunk = tmp_path / "s.zarr" / "stats" / "entry" / "mean" / "c" / "0"
+    assert chunk.is_file()
+    for damage in ("chunk", "shape", "nan", "zero"):
+        group = s.root["stats"]["entry"]
+        if damage == "chunk":
+            chunk.write_bytes(b"garbage")
+        elif damage == "shape":
+            group.create_array("mean", shape=(3,), dtype="float32", overwrite=True)[...] = 0
+        else:
+            group["std"][...] = np.where(np.arange(p) == 5, np.nan if damage == "nan" else 0, std).astype(np.float32)
+        assert open_store(s.path).saved_stats("entry") is None, damage
+        again = open_store(s.path, mode="r+")
+        got = [t.numpy() for t in normalization_stats(again, "entry")]
+        assert np.array_equal(got[0], mean) and np.array_equal(got[1], std), damage
+        kept = open_store(s.path).saved_stats("entry")  # saved over the damage
+        assert kept is not None and np.array_equal(kept[0], mean) and np.array_equal(kept[1], std), damage
+
+
+def test_replacing_a_store_keeps_what_is_not_the_stores(tmp_path):
+    """A store's folder may hold a user's notes: --overwrite (create_store, remove_store) refuses to
+    replace the store rather than delete them; the store's own members (a stats cache, the Fourier
+    matrix, the metrics group) are not foreign."""
+    from inrforge.store import foreign_entries
+
+    fourier = make_arch("relu-fourier", in_features=2, out_features=1)
+    s = make(tmp_path / "s.zarr", arch=fourier)
+    s.save_stats("entry", np.zeros(s.arch.param_count, np.float32), np.ones(s.arch.param_count, np.float32))
+    assert foreign_entries(s.path) == []
+    root = tmp_path / "s.zarr"
+    (root / "NOTES.txt").write_text("mine")
+    (root / "mine").mkdir()
+    (root / "params" / "extra.txt").write_text("mine")
+    (root / "metrics" / "more.csv").write_text("mine")
+    assert foreign_entries(s.path) == ["NOTES.txt", "metrics/more.csv", "mine/", "params/extra.txt"]
+    for replace in (lambda: create_store(s.path, arch=ARCH, n_objects=4, views=1, labels=np.zeros(4, int),
+                                         splits={"train": np.arange(4), "val": np.arange(0), "test": np.arange(0)},
+                                         source={"name": "test"}, fit={}, overwrite=True),
+                    lambda: remove_store(s.path)):
+        with pytest.raises(InrforgeError, match=rf"^{re.escape(s.path)} holds files that are not part of its store "
+                                                r"\(NOTES.txt, metrics/more.csv, mine/, params/extra.txt\): replacing"):
+            replace()
+        assert (root / "NOTES.txt").read_text() == "mine" and open_store(s.path).arch == fourier
+
+
+def test_a_url_is_refused_where_it_holds_something_else_and_local_urls_are_local_paths(tmp_path):
+    """A URL that holds anything but a store is refused as a local folder is (zarr would empty it);
+    ``local://`` (fsspec's name for local files) is the local path, checked as one."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/inrforge-test-url/notes.txt", b"mine")
+    try:
+        with pytest.raises(InrforgeError, match=r"^memory://inrforge-test-url exists and is not an inrforge store"):
+            make("memory://inrforge-test-url")
+        assert fs.cat("/inrforge-test-url/notes.txt") == b"mine"
+    finally:
+        fs.rm("/inrforge-test-url", recursive=True)
+    folder = tmp_path / "kept"
+    folder.mkdir()
+    (folder / "a.txt").write_text("mine")
+    with pytest.raises(InrforgeError, match=rf"^{re.escape(str(folder))} exists and is not an inrforge store"):
+        make(f"local://{folder}")
+    assert (folder / "a.txt").read_text() == "mine"
+    s = make(f"local://{tmp_path / 'new.zarr'}")
+    assert s.path == str(tmp_path / "new.zarr") and is_store(tmp_path / "new.zarr")
+
+
 @pytest.mark.parametrize("fail_at", ["params", "metrics/psnr", "metrics/failed"])
 def test_a_write_that_dies_before_done_leaves_the_shard_pending(tmp_path, monkeypatch, fail_at):
     """write_shard writes ``done`` last: a writer killed while writing the params or the metrics
@@ -867,6 +945,7 @@ def test_verify_of_a_metrics_array_with_bad_metadata_is_one_line(tmp_path):
     ("fit", "steps", 0, "a positive integer"),
     ("fit", "lr", None, "a positive number"),
     ("fit", "compile", "yes", "true or false"),
+    ("fit", "shared_init", 1, "true or false"),
 ])
 def test_malformed_recorded_settings_are_refused_on_opening(tmp_path, part, key, value, what):
     """A hand-edited fit attribute that a command reads (info, --reproduce, a resume) is one line
