@@ -18,15 +18,33 @@ matching), ``inrforge.models`` (DWSNet, FlatMLP), ``inrforge.train``, ``inrforge
 README's "Code layout" lists them all along the data flow.
 """
 
-from .arch import FourierSpec, INRSpec, make_arch
-from .data import WeightDataset
-from .errors import InrforgeError
-from .fitjob import fit_inrs
-from .inr import render
-from .sources import load_source
-from .store import INRStore, open_store
+import importlib
+import importlib.util
+
 from .version import __version__
-from .weights import Weights
+
+# The public names and the modules that define them, imported on first use (PEP 562): ``import
+# inrforge`` and the console script's start do not wait for torch, so a Ctrl-C in the first seconds
+# of ``inrforge ...`` is one line (inrforge.launch), not a traceback from inside torch's import.
+_EXPORTS = {"INRSpec": "arch", "FourierSpec": "arch", "make_arch": "arch", "WeightDataset": "data",
+            "InrforgeError": "errors", "fit_inrs": "fitjob", "render": "inr", "load_source": "sources",
+            "INRStore": "store", "open_store": "store", "Weights": "weights"}
 
 __all__ = ["INRSpec", "FourierSpec", "make_arch", "Weights", "InrforgeError", "render", "fit_inrs", "open_store",
            "INRStore", "load_source", "WeightDataset", "__version__"]
+
+
+def __getattr__(name: str):
+    """A public name (imported from its module) or a submodule (``inrforge.fit``), on first use."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

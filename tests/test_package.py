@@ -26,7 +26,7 @@ LAYERS = [
     "interop", "contrastive",                 # DWSNets files, contrastive learning
     "train",                                  # training weight-space models on a store
     "script", "figures", "experiments",       # what the command line and the pipelines share
-    "cli", "__main__", "__init__",
+    "cli", "launch", "__main__", "__init__",
 ]
 
 
@@ -146,3 +146,37 @@ def test_no_submodule_shadows_a_public_name():
         importlib.import_module(module.removesuffix(".__init__"))
     assert {name for name in public if getattr(inrforge, name) is not public[name]} == set()
     assert not {module.split(".")[1] for module in modules} & set(inrforge.__all__)
+
+
+def test_importing_the_package_or_its_entry_point_leaves_torch_for_later():
+    """``import inrforge`` loads its public names on first use, so the console script starts without
+    torch (seconds to import) and handles a Ctrl-C meanwhile itself (inrforge.launch)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, inrforge, inrforge.launch; assert 'torch' not in sys.modules, 'torch imported'; "
+            "from inrforge import open_store, __version__; assert 'torch' in sys.modules; "
+            "assert inrforge.fit.FitSettings and 'fit_inrs' in dir(inrforge); print(__version__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with pytest.raises(AttributeError, match="module 'inrforge' has no attribute 'nope'"):
+        import inrforge
+
+        inrforge.nope
+
+
+def test_a_ctrl_c_while_the_command_starts_is_one_line(tmp_path):
+    """SIGINT half a second after ``python -m inrforge fit ...`` starts (while torch is imported, or
+    later on a fast machine, during the fit): one line on stderr and status 130, no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "inrforge", "fit", "--source", "digits", "--steps", "100000",
+                             "--no-compile", "--quiet", "--threads", "1", "--out", str(tmp_path / "s.zarr")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err, err
