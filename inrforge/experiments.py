@@ -129,12 +129,14 @@ def classification_input(store=None, *, source: str = "digits", data=None, limit
 def open_or_fit(store=None, *, source="digits", data=None, limit: int | None = None, out=None,
                 views: int = 1, steps: int = 500, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
                 test_fraction: float = 0.1, overwrite: bool = False, allow_version_change: bool = False,
-                task: str | None = None, arch=None, target_psnr: float | None = 40.0, echo=print) -> INRStore:
+                task: str | None = None, arch=None, target_psnr: float | None = 40.0, shared_init: bool = False,
+                echo=print) -> INRStore:
     """The pipelines' store: ``store`` opened if given, else ``source`` (a name, loaded with ``data``
     and ``limit``, or a loaded :class:`~inrforge.sources.Source`) fitted (or resumed) into ``out``.
 
     The fit is :func:`inrforge.fit_inrs` of ``arch`` (default: the source's default INR) with a
-    ``target_psnr`` early stop (default 40 dB; None: every INR takes every step), its step compiled only
+    ``target_psnr`` early stop (default 40 dB; None: every INR takes every step) and ``shared_init``
+    (:class:`~inrforge.fitjob.FitRequest`'s), its step compiled only
     where that repays the compile time (``compile=None``: 10^8 (INR, point, step) triples or
     more; the ``--small`` settings stay eager); ``overwrite``
     replaces a store fitted there with other arguments (or begun with other software), and
@@ -151,7 +153,7 @@ def open_or_fit(store=None, *, source="digits", data=None, limit: int | None = N
             raise InrforgeError("give a store or an output path to fit one into")
         src = load_source(source, path=data, limit=limit) if isinstance(source, str) else source
         st = fit_inrs(src, out, arch=arch, views=views, steps=steps, lr=lr, target_psnr=target_psnr, seed=seed,
-                      device=device, compile=None,
+                      shared_init=shared_init, device=device, compile=None,
                       test_fraction=test_fraction, overwrite=overwrite, allow_version_change=allow_version_change,
                       progress=None)
     info = st.info()

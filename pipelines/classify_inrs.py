@@ -43,6 +43,9 @@ def parse_args(argv=None):
     p.add_argument("--train-views", type=positive_int, help="views used in training (default: all fitted)")
     p.add_argument("--fit-steps", type=positive_int, default=500, help="Adam steps per INR of the fit")
     p.add_argument("--fit-lr", type=positive_float, default=1e-3)
+    p.add_argument("--shared-init", action="store_true",
+                   help="fit every object's view v from the same init (inrforge fit --shared-init): both models "
+                        "score far higher on such INRs (docs/benchmarks.md)")
     p.add_argument("--models", type=names_from(CONFIGS, "model configs"), default="dwsnet,mlp,mlp+perm,mlp+align",
                    help=f"comma list of {', '.join(CONFIGS)}")
     add_classifier_arguments(p)  # --epochs --batch-size --lr --hidden --depth --norm
@@ -56,7 +59,7 @@ def parse_args(argv=None):
                         "--batch-size 32 (330 gradient steps)")
     a = parse_with_small(p, argv, {"limit": 400, "fit_steps": 200, "epochs": 30, "batch_size": 32})
     refuse_unused(p, argv, a, "--store", ("--source", "--data", "--limit", "--views", "--fit-steps", "--fit-lr",
-                                          "--allow-version-change"), "the INRs are the store's")
+                                          "--shared-init", "--allow-version-change"), "the INRs are the store's")
     refuse_dwsnet_options(p, argv, a, CONFIGS)
     return a
 
@@ -75,7 +78,8 @@ def main(argv=None) -> int:
     out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"), folders=CONFIGS)
     if not a.store:
         store = open_or_fit(None, source=src, out=out / "inrs.zarr", views=a.views, steps=a.fit_steps, lr=a.fit_lr,
-                            device=a.device, overwrite=a.overwrite, allow_version_change=a.allow_version_change)
+                            shared_init=a.shared_init, device=a.device, overwrite=a.overwrite,
+                            allow_version_change=a.allow_version_change)
     info = store.info()
 
     results = {}
