@@ -18,8 +18,8 @@ matching), ``inrforge.models`` (DWSNet, FlatMLP), ``inrforge.train``, ``inrforge
 README's "Code layout" lists them all along the data flow.
 """
 
-import importlib
-import importlib.util
+import importlib as _importlib
+import importlib.util as _importlib_util
 
 from .version import __version__
 
@@ -35,16 +35,14 @@ __all__ = ["INRSpec", "FourierSpec", "make_arch", "Weights", "InrforgeError", "r
 
 
 def __getattr__(name: str):
-    """A public name (imported from its module) or a submodule (``inrforge.fit``), on first use."""
+    """A public name, looked up in its module each time (not kept here: a test's monkeypatch of
+    ``inrforge.store.open_store`` must not outlive its undo), or a submodule (``inrforge.fit``)."""
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    elif importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f".{name}", __name__)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+        return getattr(_importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    if "." not in name and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
+        return _importlib.import_module(f".{name}", __name__)  # importing it also sets it here
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted({n for n in globals() if not n.startswith("_")} | set(_EXPORTS) | {"__version__"})

@@ -13,8 +13,8 @@ import sys
 
 from .checks import usable_cores
 from .errors import RESUMES, InrforgeError
-from .script import (ArgumentParser, add_fit_arguments, check_fit_arguments, dropout_rate, fit_options,
-                     image_size, nonnegative_float, nonnegative_int, path_arg, positive_float, positive_int,
+from .script import (ArgumentParser, add_fit_arguments, check_failures, check_fit_arguments, dropout_rate,
+                     fit_options, image_size, nonnegative_float, nonnegative_int, path_arg, positive_float, positive_int,
                      refuse_options, report_errors, results_dir, set_threads, store_out_arg)
 from .version import __version__
 
@@ -145,14 +145,7 @@ def cmd_fit(a) -> int:
     print(f"{a.out}: {info['objects']} objects x {info['views']} view{'s' if info['views'] > 1 else ''}, "
           f"done {info['done_fraction']:.0%}, "
           f"{psnr_summary(info)}, failed {info['failed']}")
-    inrs = info["objects"] * info["views"]
-    if info["failed"]:
-        why = (f"{info['failed']:,} of the {inrs:,} INRs failed: their loss became NaN or inf, and the store marks "
-               f"them so that nothing trains on them; a lower --lr may help")
-        if info["failed"] == inrs:
-            raise InrforgeError(f"every INR failed ({why[why.index(':') + 2:]})")
-        print(f"inrforge fit: warning: {why}", file=sys.stderr)
-    return 0
+    return check_failures(info, "inrforge fit")
 
 
 def _human(n) -> str:

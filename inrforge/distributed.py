@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from .arch import INRSpec
 from .checks import check_device, process_count, usable_cores
 from .errors import RESUMES, InrforgeError, StoreReplacedError, first_line
+from .files import local_path
 from .fit import FitSettings, check_compiler
 from .fitjob import fit_request, fit_shard, prepare_fit, require_memory
 from .sources import SOURCE_NAMES, Source, source_from_description
@@ -347,8 +348,9 @@ def fit_inrs_distributed(client, source: Source | str, out, *, progress: bool | 
     t0 = time.perf_counter()
     if isinstance(client, str):
         check_scheduler(client)
-    if "://" not in str(out):
-        out = os.path.abspath(os.path.expanduser(str(out)))  # the workers do not share our cwd
+    out = local_path(out)  # file:// and local:// URLs are local paths
+    if "://" not in out:
+        out = os.path.abspath(os.path.expanduser(out))  # the workers do not share our cwd
     request = fit_request(options, "fit_inrs_distributed")
     plan = prepare_fit(source, out, request, fit_here=False, create=False)
     if repair:

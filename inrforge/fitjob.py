@@ -205,9 +205,22 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             diffs += _differences(a, b, f"{prefix}{key}.")
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and len(repr(a)) > 80:
+            diffs += [f"{prefix}{key}[{i}]: store has {_brief(x)}, now {_brief(y)}"  # a long list: where it differs
+                      for i, (x, y) in enumerate(zip(a, b)) if x != y][:3]
         elif a != b:
-            diffs.append(f"{prefix}{key}: store has {_brief(a)}, now {_brief(b)}")
+            shown = (_brief(a), _brief(b))
+            if shown[0] == shown[1] and isinstance(a, str) and isinstance(b, str):
+                shown = _around_difference(a, b)
+            diffs.append(f"{prefix}{key}: store has {shown[0]}, now {shown[1]}")
     return diffs
+
+
+def _around_difference(a: str, b: str, width: int = 30) -> tuple[str, str]:
+    """Two long strings that :func:`_brief` would show alike, shown around where they first differ."""
+    i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    lo = max(0, i - width)
+    return tuple(f"{'...' if lo else ''}{t[lo:i + width]!r}{'...' if i + width < len(t) else ''}" for t in (a, b))
 
 
 def _brief(value, limit: int = 80) -> str:
@@ -297,23 +310,27 @@ def matching_store(out, identity: dict, overwrite: bool) -> INRStore | None:
     if not is_store(path):
         prepare_output(path)
         return None
+
+    def to_replace() -> None:  # checked now (nothing of the user's in it), before a cluster starts
+        prepare_output(path, overwrite=True)
+
     try:
         store = INRStore(path, mode="r+")
     except InrforgeError as e:  # a store whose attributes cannot be read (hand-edited, damaged)
         if overwrite:
-            return None  # replaced whole, once the new store is complete
+            return to_replace()  # replaced whole, once the new store is complete
         raise InrforgeError(f"{e}; pass --overwrite to replace it or choose another --out") from None
     diffs = identity_differences(store, identity)
     if not diffs:
         if overwrite and store.pending_shards() and software_changes(store):
-            return None  # its remaining shards would mix two versions: --overwrite fits it again, whole
+            return to_replace()  # its remaining shards would mix two versions: --overwrite fits it again, whole
         return store
     if not overwrite:
         raise InrforgeError(
             f"{path} holds a store fitted with other arguments ({'; '.join(diffs[:3])}"
             f"{'; ...' if len(diffs) > 3 else ''}); pass --overwrite to replace it or choose another --out"
         )
-    return None
+    return to_replace()
 
 
 @dataclass

@@ -13,7 +13,8 @@ import sys
 def main(argv=None) -> int:
     try:
         from .cli import main as run
-    except KeyboardInterrupt:
+
+        return run(argv)  # the command's own Ctrl-C: inrforge.script.report_errors
+    except KeyboardInterrupt:  # while the CLI was imported, or its arguments parsed
         print("inrforge: interrupted", file=sys.stderr)
         return 130
-    return run(argv)

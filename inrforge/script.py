@@ -346,6 +346,20 @@ def check_fit_arguments(parser: argparse.ArgumentParser, a: argparse.Namespace) 
         refuse_options(parser, a, ["fourier_features", "fourier_sigma"], "relu-fourier", f"--arch {a.arch}")
 
 
+def check_failures(info: dict, prog: str) -> int:
+    """After a fit (``info``: the store's :meth:`~inrforge.store.INRStore.info`): 0, with a warning
+    line on stderr when some INRs failed; an :class:`InrforgeError` when every one did."""
+    failed, inrs = info["failed"], info["objects"] * info["views"]
+    if not failed:
+        return 0
+    why = ("their loss became NaN or inf, and the store marks them so that nothing trains on them; a lower --lr "
+           "may help (with --overwrite, or another --out: a store is not resumed with other arguments)")
+    if failed == inrs:
+        raise InrforgeError(f"every INR failed ({why})")
+    print(f"{prog}: warning: {failed:,} of the {inrs:,} INRs failed: {why}", file=sys.stderr)
+    return 0
+
+
 def fit_options(a: argparse.Namespace, source) -> dict:
     """The keyword arguments of ``fit_inrs`` / ``fit_inrs_distributed`` that the options of
     :func:`add_fit_arguments` in ``a`` give (the device and threads are the caller's)."""

@@ -417,6 +417,8 @@ class INRStore:
             return False
         try:
             group = self.root.require_group("stats").require_group(mode)
+            if group.attrs.get("complete") is not None:  # saved over (a damaged cache): incomplete until done
+                group.attrs["complete"] = False
             for name, arr in (("mean", mean), ("std", std)):
                 group.create_array(name, shape=arr.shape, dtype="float32", chunks=arr.shape, overwrite=True)[...] = arr
             group.attrs.update({"split": "train", "complete": True})
@@ -1007,8 +1009,19 @@ def prepare_output(path, overwrite: bool = False) -> None:
         if not overwrite:
             raise InrforgeError(f"{path} already holds a store; pass --overwrite to replace it or choose another --out")
         refuse_foreign_entries(path)
+    elif is_url(path) and _unfinished_build(path):  # built in place and interrupted: inrforge's own, redone
+        refuse_foreign_entries(path)
     elif _holds_something(path):
         raise InrforgeError(f"{path} exists and is not an inrforge store; refusing to write there")
+
+
+def _unfinished_build(path: str) -> bool:
+    """Whether ``path`` holds a group that :func:`create_store` began and never finished (its
+    ``inrforge-building`` marker; on a URL the store is built in place, not beside it)."""
+    try:
+        return BUILDING in zarr.open_group(path, mode="r").attrs
+    except Exception:
+        return False
 
 
 def _filesystem(path):
@@ -1037,8 +1050,9 @@ def foreign_entries(path) -> list[str]:
     """The entries of the store at ``path`` that are not part of its Zarr hierarchy, as paths relative
     to it: what replacing or deleting the store would delete besides the store.  A Zarr group holds
     ``zarr.json`` and its members (folders with a ``zarr.json`` of their own); an array holds
-    ``zarr.json`` and its chunks under ``c/`` (not looked into).  Anything else, such as notes a user
-    kept in the store's folder, is foreign.  A member whose ``zarr.json`` cannot be read counts as
+    ``zarr.json`` and its chunks under ``c/`` (not looked into); a file that zarr was writing when
+    its process died (``*.partial``) is zarr's.  Anything else, such as notes a user kept in the
+    store's folder, is foreign.  A member whose ``zarr.json`` cannot be read counts as
     the store's (a damaged store may be replaced)."""
     fs, root = _filesystem(local_path(path))
     found: list[str] = []
@@ -1053,8 +1067,8 @@ def foreign_entries(path) -> list[str]:
             name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
             child = f"{node}/{name}"
             is_dir = entry["type"] == "directory"
-            if name == "zarr.json" or (array and name == "c" and is_dir):
-                continue
+            if name == "zarr.json" or (array and name == "c") or _PARTIAL_FILE.search(name):
+                continue  # metadata, chunks (a 0-d array's one chunk is the file c), zarr's half-written files
             if is_dir and not array and fs.exists(f"{child}/zarr.json"):
                 visit(child, f"{rel}{name}/")
             else:

@@ -107,7 +107,9 @@ def main(argv=None) -> int:
 
 def _caption(s) -> str:
     several = s["seeds"] > 1
-    return (f"{s['source'] or 'INRs'}: {s['objects']} objects x {s['views']} training view(s), splits {s['splits']}; "
+    shared = " (shared init)" if s.get("fit_shared_init") else ""  # far easier INRs: docs/benchmarks.md
+    return (f"{s['source'] or 'INRs'}{shared}: {s['objects']} objects x {s['views']} training view(s), "
+            f"splits {s['splits']}; "
             f"{s['epochs']} epochs, batch {s['batch_size']}; {'mean ± std over ' if several else ''}"
             f"{s['seeds']} training seed(s)")
 

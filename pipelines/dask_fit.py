@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 from inrforge.distributed import check_scheduler, fit_inrs_distributed, local_workers, scheduler_client
 from inrforge.errors import RESUMES, InrforgeError
-from inrforge.script import (ArgumentParser, add_fit_arguments, check_fit_arguments, fit_options,
+from inrforge.script import (ArgumentParser, add_fit_arguments, check_failures, check_fit_arguments, fit_options,
                              nonnegative_int, positive_int, report_errors)
 from inrforge.sources import load_source, parse_source_options
 from inrforge.store import psnr_summary
@@ -127,7 +127,7 @@ def fit(a) -> int:
     print(report.summary())
     info = report.store.info()
     print(f"{report.store.path}: done {info['done_fraction']:.0%}, {psnr_summary(info)}")
-    return 0
+    return check_failures(info, "dask_fit.py")
 
 
 if __name__ == "__main__":

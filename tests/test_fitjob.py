@@ -690,3 +690,24 @@ def test_a_refused_resume_names_long_values_briefly():
     assert _differences(old, new) == [
         "arch.widths: store has [2, 32, 32, ..., 1] (5002 entries), now [2, 32, 32, 1]",
         f"source.params.path: store has {repr('/d/' + 'x' * 200)[:77]}..., now '/d/y'"]
+    # values alike in their first characters or entries are shown where they differ
+    long_path = "/data/rotated/full-resolution/" + "x" * 80
+    assert _differences({"path": long_path + "/train-a", "widths": [2] + [32] * 50 + [1]},
+                        {"path": long_path + "/train-b", "widths": [2] + [32] * 4 + [64] + [32] * 45 + [1]}) == [
+        "path: store has ...'xxxxxxxxxxxxxxxxxxxxxxx/train-a', now ...'xxxxxxxxxxxxxxxxxxxxxxx/train-b'",
+        "widths[5]: store has 32, now 64"]
+
+
+def test_a_store_holding_the_users_files_is_refused_before_a_cluster_would_start(tmp_path):
+    """prepare_fit(create=False), the Dask driver's check before it connects: a store that --overwrite
+    would replace, holding a file of the user's, is refused then, not once workers were started."""
+    from inrforge.fitjob import prepare_fit
+
+    src = load_source("digits", limit=4)
+    store = fit_inrs(src, tmp_path / "s.zarr", steps=2, compile=False, progress=False)
+    (tmp_path / "s.zarr" / "NOTES.txt").write_text("mine")
+    with pytest.raises(InrforgeError, match=r"holds files that are not part of its store \(NOTES.txt\)"):
+        prepare_fit(src, store.path, steps=3, compile=False, overwrite=True, fit_here=False, create=False)
+    from inrforge import open_store
+
+    assert (tmp_path / "s.zarr" / "NOTES.txt").read_text() == "mine" and open_store(store.path).fit_settings["steps"] == 2

@@ -88,7 +88,7 @@ def test_classify_table_and_figure_state_the_setting(seeds):
         fig.clf()
 
 
-def test_shared_inits_let_the_flat_mlp_learn(tmp_path, one_thread):
+def test_shared_inits_let_the_flat_mlp_learn(tmp_path, one_thread, capsys):
     """--shared-init fits every object's view v from one init, so a weight's position means the same
     in every INR: the flat MLP, near chance on the --small store (above), learns (docs/benchmarks.md:
     89 % on the full digits).  The same store cannot be given with --shared-init."""
@@ -97,6 +97,8 @@ def test_shared_inits_let_the_flat_mlp_learn(tmp_path, one_thread):
     assert mod.main(["--small", "--shared-init", "--models", "mlp", "--threads", "1", "--out", str(out)]) == 0
     doc = json.loads((out / "results.json").read_text())
     assert doc["setting"]["fit_shared_init"] is True
+    assert "digits (shared init): 400 objects" in mod.format_table(doc)
     assert doc["results"]["mlp"]["mean"] > 0.40  # measured 0.875 (AMD EPYC, 2026-12-07); chance 0.10
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stop:
         mod.main(["--store", str(out / "inrs.zarr"), "--shared-init", "--out", str(tmp_path / "again")])
+    assert stop.value.code == 2 and "the INRs are the store's" in capsys.readouterr().err

@@ -333,3 +333,16 @@ def test_fit_options_carry_every_fit_setting_of_the_command_line():
     for key in set(defaults) & set(FIT_OPTIONS) - {"arch", "compile", "batch_size", "shard_objects"}:
         assert defaults[key] == getattr(FitRequest, key), key
     assert set(defaults) - {"repair"} <= set(FIT_OPTIONS)
+
+
+def test_check_failures_warns_for_some_and_refuses_all(capsys):
+    from inrforge.script import check_failures
+
+    assert check_failures({"failed": 0, "objects": 4, "views": 2}, "tool") == 0
+    assert capsys.readouterr().err == ""
+    assert check_failures({"failed": 3, "objects": 4, "views": 2}, "tool") == 0
+    err = capsys.readouterr().err
+    assert err.startswith("tool: warning: 3 of the 8 INRs failed: their loss became NaN or inf") and err.count("\n") == 1
+    with pytest.raises(InrforgeError, match=r"^every INR failed \(their loss became NaN or inf, .* a lower --lr may help "
+                                            r"\(with --overwrite, or another --out"):
+        check_failures({"failed": 8, "objects": 4, "views": 2}, "tool")

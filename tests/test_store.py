@@ -791,8 +791,9 @@ def test_replacing_a_store_keeps_what_is_not_the_stores(tmp_path):
     fourier = make_arch("relu-fourier", in_features=2, out_features=1)
     s = make(tmp_path / "s.zarr", arch=fourier)
     s.save_stats("entry", np.zeros(s.arch.param_count, np.float32), np.ones(s.arch.param_count, np.float32))
-    assert foreign_entries(s.path) == []
     root = tmp_path / "s.zarr"
+    (root / "metrics" / f"zarr.json.{'0' * 32}.partial").write_text("zarr was writing")  # its process killed
+    assert foreign_entries(s.path) == []
     (root / "NOTES.txt").write_text("mine")
     (root / "mine").mkdir()
     (root / "params" / "extra.txt").write_text("mine")
@@ -821,6 +822,15 @@ def test_a_url_is_refused_where_it_holds_something_else_and_local_urls_are_local
         assert fs.cat("/inrforge-test-url/notes.txt") == b"mine"
     finally:
         fs.rm("/inrforge-test-url", recursive=True)
+    # a URL store is built in place: one whose build was interrupted is inrforge's own, built again
+    from inrforge.store import BUILDING
+
+    zarr.open_group("memory://inrforge-test-half", mode="w", attributes={BUILDING: {"pid": 1}})
+    try:
+        assert not is_store("memory://inrforge-test-half")
+        assert len(make("memory://inrforge-test-half")) == 10
+    finally:
+        fs.rm("/inrforge-test-half", recursive=True)
     folder = tmp_path / "kept"
     folder.mkdir()
     (folder / "a.txt").write_text("mine")
