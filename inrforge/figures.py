@@ -108,6 +108,9 @@ def _label_text(label, names) -> str:
     return "[" + ", ".join(values) + "]"
 
 
+MAX_RENDERED = 256  # objects in one grid: 512 panels already take matplotlib a minute
+
+
 def render_grid(store: INRStore, out_png: str, n: int = 16, view: int = 0, split: str = "test",
                 overwrite: bool = False) -> str:
     """Write a PNG with, per object, the ground truth (when the source can still be read) above
@@ -123,8 +126,8 @@ def render_grid(store: INRStore, out_png: str, n: int = 16, view: int = 0, split
 
     shown = out_png  # as given, for messages
     out_png = check_image_path(out_png, overwrite)
-    if isinstance(n, bool) or int(n) != n or n < 1:
-        raise InrforgeError(f"--n must be a positive integer, got {n}")
+    if isinstance(n, bool) or int(n) != n or not 1 <= n <= MAX_RENDERED:
+        raise InrforgeError(f"--n must be an integer from 1 to {MAX_RENDERED} (a grid of two panels per object), got {n}")
     view = store.check_view(view)
     idx = store.split(split)
     where = f"the {split} split"

@@ -62,7 +62,9 @@ class TrainConfig:
             raise InrforgeError(f"--lr must be a positive number up to {MAX_LR:g} (the optimizer's float32 "
                                 f"arithmetic overflows beyond), got {self.lr}")
         number(self.weight_decay, "weight decay", minimum=0)
-        number(self.warmup_epochs, "warm-up epochs", minimum=0)
+        if number(self.warmup_epochs, "warm-up epochs", minimum=0) > self.epochs:
+            raise InrforgeError(f"--warmup-epochs ({self.warmup_epochs:g}) must be at most --epochs ({self.epochs}): "
+                                f"the learning rate would never reach its peak")
         if self.patience is not None:
             check_count("--patience", self.patience)
         seed_value(self.seed, "--seed")

@@ -78,6 +78,9 @@ class ZooData:
 def _flat_images(images: np.ndarray, size: int | None) -> tuple[torch.Tensor, tuple[int, int, int]]:
     """uint8 (N, H, W, C) -> float (N, H'*W'*C) in [0, 1]; ``size`` area-downsamples to size x size."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0  # (N, C, H, W)
+    if size is not None and size > min(x.shape[2:]):
+        raise InrforgeError(f"image size {size} is larger than the source's {x.shape[2]}x{x.shape[3]} images: "
+                            f"it only downsamples")
     if size is not None and (size, size) != tuple(x.shape[2:]):
         x = F.interpolate(x, size=(size, size), mode="area")
     n, c, h, w = x.shape

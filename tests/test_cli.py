@@ -67,6 +67,9 @@ def test_fit_info_render_resume_refuse_overwrite(tmp_path, capsys):
     assert_same(first, snapshot(out))
 
     png = tmp_path / "grid.png"
+    code, _, err = run(["render", out, "--out", str(tmp_path / "huge.png"), "--n", "100000"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "--n must be an integer from 1 to 256" in err
+    assert not (tmp_path / "huge.png").exists()
     code, _, _ = run(["render", out, "--out", str(png), "--n", "4"], capsys)
     assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -140,6 +140,9 @@ def test_bad_training_input(tmp_path, capsys):
         build_transform(["perm", "negate", "perm", "negate"], ARCH, 2)
     with pytest.raises(InrforgeError, match="--workers must be an integer >= 0"):
         TrainConfig(num_workers=-1)
+    with pytest.raises(InrforgeError, match=r"^--warmup-epochs \(1e\+300\) must be at most --epochs \(5\): "):
+        TrainConfig(epochs=5, warmup_epochs=1e300)
+    assert TrainConfig(epochs=5, warmup_epochs=5).warmup_epochs == 5
     relu = make_arch("relu", hidden=8)
     with pytest.raises(InrforgeError, match="(?i)siren"):
         build_transform(["negate"], relu, 2)

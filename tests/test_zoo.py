@@ -180,6 +180,7 @@ def test_integral_float_settings_are_ints():
     (dict(val_fraction="0.1"), "val_fraction must be in"),
     (dict(test_fraction=None), "test_fraction must be in"),
     (dict(image_size="4"), "image_size must be a positive integer"),
+    (dict(image_size=9), r"^image size 9 is larger than the source's 8x8 images: it only downsamples$"),
 ])
 def test_bad_fit_zoo_arguments_are_user_errors(tmp_path, kw, msg):
     with pytest.raises(InrforgeError, match=msg):
