@@ -30,6 +30,8 @@ def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     add_fit_arguments(p, out_help="store path on a shared filesystem, or an fsspec URL",
                       data_help="source files (on a filesystem the workers share)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none anyway when the output is "
+                                                           "not a terminal)")
     p.add_argument("--retries", type=nonnegative_int, default=3,
                    help="extra attempts of a shard task that raised (a task whose worker died is re-run by the "
                         "scheduler, up to distributed.scheduler.allowed-failures times)")
@@ -117,7 +119,7 @@ def fit(a) -> int:
         _jobqueue()  # before the source is loaded
     source = load_source(a.source, path=a.data, limit=a.limit, **parse_source_options(a.source_opt))
     kwargs = dict(fit_options(a, source), retries=a.retries, device="cuda" if a.gpu else "cpu",
-                  resources={"GPU": 1} if a.gpu else None)
+                  resources={"GPU": 1} if a.gpu else None, progress=False if a.quiet else None)
     if a.cluster in ("slurm", "pbs"):
         connect = functools.partial(jobqueue_client, a)
     else:

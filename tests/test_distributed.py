@@ -487,3 +487,18 @@ def test_dask_fit_refuses_options_its_cluster_would_ignore(tmp_path, capsys, arg
     assert not out.exists()
     a = _load("dask_fit").parse_args(["--source", "digits", "--out", str(out), "--cluster", "slurm", "--cores", "16"])
     assert (a.jobs, a.cores, a.memory, a.walltime, a.queue) == (2, 16, "16GB", "02:00:00", None)
+
+
+def test_dask_fit_quiet_turns_the_progress_bar_off(tmp_path, monkeypatch):
+    from inrforge.errors import InrforgeError
+
+    mod, seen = _load("dask_fit"), []
+
+    def fake_fit(connect, source, out, **kwargs):
+        seen.append(kwargs["progress"])
+        raise InrforgeError("stop here")
+
+    monkeypatch.setattr(mod, "fit_inrs_distributed", fake_fit)
+    for extra in (["--quiet"], []):
+        assert mod.main(["--source", "digits", "--limit", "4", "--out", str(tmp_path / "s.zarr")] + extra) == 1
+    assert seen == [False, None]  # None: a bar only on a terminal
