@@ -37,8 +37,9 @@ demo: $(STAMP)
 	$(VENV)/bin/inrforge render $(DEMO)/digits.zarr --out $(DEMO)/digits.png --n 16
 	$(PY) pipelines/classify_inrs.py --store $(DEMO)/digits.zarr --models dwsnet,mlp --epochs 30 --out $(DEMO)/classify --overwrite
 
+# Two test processes (pytest-xdist) keep both of CI's 2 cores busy; tests/conftest.py gives each one torch thread.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_fit.py

@@ -3,8 +3,10 @@ import os
 import pytest
 import torch
 
-# Two cores in CI: keep torch from oversubscribing them when pytest runs things in one process.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Two cores in CI: keep torch from oversubscribing them.  Under pytest-xdist (`make test`: -n 2) the
+# test processes share the cores, one torch thread each.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // _workers))
 
 
 @pytest.fixture
