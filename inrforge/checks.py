@@ -27,10 +27,10 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
-def shown(value) -> str:
-    """``repr(value)`` for an error message, cut to 40 characters (a 400-digit int is not read)."""
+def shown(value, limit: int = 40) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters (a 400-digit int is not read)."""
     text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def byte_size(nbytes: int) -> str:

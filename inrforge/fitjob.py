@@ -226,13 +226,10 @@ def _around_difference(a: str, b: str, width: int = 30) -> tuple[str, str]:
 def _brief(value, limit: int = 80) -> str:
     """``repr(value)``, shortened past ``limit`` characters (a list of 5,000 layer widths, a long
     path): a list keeps its first three entries, its last and its length."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    if isinstance(value, (list, tuple)) and len(value) > 4:
+    if isinstance(value, (list, tuple)) and len(value) > 4 and len(repr(value)) > limit:
         head = ", ".join(_brief(v, 20) for v in value[:3])
         return f"[{head}, ..., {_brief(value[-1], 20)}] ({len(value)} entries)"
-    return text[:limit - 3] + "..."
+    return shown(value, limit)
 
 
 def _recorded_fit(out) -> dict:
