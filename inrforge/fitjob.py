@@ -26,7 +26,8 @@ from .checks import (byte_size, check_count, check_device, probability, process_
                      whole_number)
 from .errors import InrforgeError
 from .files import jsonable
-from .fit import (LEGACY_FIT, FitSettings, batch_bytes, check_compiler, default_batch_size, fit_batch,
+from . import native
+from .fit import (KERNELS, LEGACY_FIT, FitSettings, batch_bytes, check_compiler, default_batch_size, fit_batch,
                   inr_seed, memory_batch_limit, memory_budget, psnr_to_mse, with_legacy, worth_compiling)
 from .memory import available_bytes
 from .sources import SOURCE_NAMES, Source, load_source, source_from_description
@@ -235,7 +236,7 @@ def _brief(value, limit: int = 80) -> str:
 def _recorded_fit(out) -> dict:
     """The ``fit`` attributes of the store at ``out`` ({} where there is no readable store).
 
-    The batch size and ``compile`` are part of a store's identity (they decide which INRs share a
+    The batch size, ``compile`` and ``kernel`` are part of a store's identity (they decide which INRs share a
     step and how it computes), so a resume that leaves them to a default must reuse the recorded
     ones, whatever this device's default is, rather than be refused as a run with other arguments.
     The values are as recorded: :func:`_recorded_value` checks the ones a run takes.
@@ -245,7 +246,8 @@ def _recorded_fit(out) -> dict:
     try:
         attrs = INRStore(str(out)).attrs
         fit = attrs["fit"]
-        return {"batch_size": fit["batch_size"], "compile": fit["compile"], "shard_objects": attrs["shard_objects"]}
+        return {"batch_size": fit["batch_size"], "compile": fit["compile"], "kernel": with_legacy(fit)["kernel"],
+                "shard_objects": attrs["shard_objects"]}
     except (KeyError, TypeError, ValueError, InrforgeError):  # nothing usable: matching_store says why
         return {}
 
@@ -261,6 +263,10 @@ def _recorded_value(out, recorded: dict, key: str):
     if key == "compile":
         if not isinstance(value, bool):
             raise InrforgeError(f"{what} must be true or false, got {shown(value)}")
+        return value
+    if key == "kernel":
+        if value not in KERNELS:
+            raise InrforgeError(f"{what} must be one of {', '.join(KERNELS)}, got {shown(value)}")
         return value
     return whole_number(value, what)
 
@@ -396,8 +402,9 @@ class FitRequest:
     - ``steps``; ``lr``; ``lr_schedule``: ``constant`` or ``cosine`` (``lr (1 + cos(pi t / steps)) / 2``
       at step t); ``first_layer_lr``: the first layer's lr is ``lr`` times this; ``target_psnr``:
       early stop per INR in dB (None: every INR takes every step);
-    - ``batch_size``, ``compile``, ``shard_objects``: None keeps a resumed store's own and gives a new
-      one the device's default (:func:`prepare_fit`); ``device``; ``threads`` (torch threads);
+    - ``batch_size``, ``compile``, ``kernel`` (the compiled CPU step, :data:`~inrforge.fit.KERNELS`),
+      ``shard_objects``: None keeps a resumed store's own and gives a new one the default
+      (:func:`prepare_fit`; the kernel: ``native``); ``device``; ``threads`` (torch threads);
     - ``chunk_objects``, ``val_fraction``, ``test_fraction``: the store's chunks and splits;
     - ``overwrite``: replace a store made with other arguments; ``allow_version_change``: resume one
       begun with another inrforge or torch version (:func:`require_same_software`).
@@ -415,6 +422,7 @@ class FitRequest:
     device: str = "cpu"
     seed: int = 0
     compile: bool | None = True
+    kernel: str | None = None
     shard_objects: int | None = None
     chunk_objects: int = 16
     val_fraction: float = 0.1
@@ -462,7 +470,7 @@ def prepare_fit(source: Source | str, out, request: FitRequest | None = None, *,
                         if options else f"prepare_fit: request must be a FitRequest, not {type(request).__name__}")
     r = request if request is not None else fit_request(options, "prepare_fit")
     device, threads, overwrite = r.device, r.threads, r.overwrite
-    batch_size, compile, shard_objects = r.batch_size, r.compile, r.shard_objects
+    batch_size, compile, kernel, shard_objects = r.batch_size, r.compile, r.kernel, r.shard_objects
     source = load_source(source) if isinstance(source, str) else source.check()  # something to fit
     out = check_out(out)
     views = check_count("--views", r.views)
@@ -494,34 +502,38 @@ def prepare_fit(source: Source | str, out, request: FitRequest | None = None, *,
     shared_init = r.shared_init
     # checked before a store's settings are compared with them (the batch size and device: below)
     FitSettings(steps=steps, lr=lr, target_psnr=target_psnr, lr_schedule=lr_schedule, first_layer_lr=first_layer_lr,
-                shared_init=shared_init)
+                shared_init=shared_init, **({} if kernel is None else {"kernel": kernel}))
 
-    def fit_attrs_with(batch: int, compiled: bool) -> dict:
+    def fit_attrs_with(batch: int, compiled: bool, kernel: str) -> dict:
         return {"steps": int(steps), "lr": float(lr), "lr_schedule": lr_schedule,
                 "first_layer_lr": float(first_layer_lr), "shared_init": bool(shared_init), "seed": int(seed),
                 "target_psnr": None if target_psnr is None else float(target_psnr),
                 "batch_size": int(batch), "device": torch.device(device).type, "compile": bool(compiled),
+                "kernel": kernel,
                 "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
                 "threads": torch.get_num_threads() if fit_here else int(threads or 1),
                 "versions": library_versions()}
 
-    # The batch size, compile and shard size left to a default (None): a resumed store keeps its
-    # own; a new store (or one that --overwrite replaces) gets the device's default batch, if it
-    # fits, is compiled when that repays the compile time, and has shards of at least one batch.
-    if batch_size is None or compile is None or shard_objects is None:
+    # The batch size, compile, kernel and shard size left to a default (None): a resumed store keeps
+    # its own; a new store (or one that --overwrite replaces) gets the device's default batch, if it
+    # fits, is compiled when that repays the compile time, with the native kernel, and has shards of
+    # at least one batch.
+    if batch_size is None or compile is None or kernel is None or shard_objects is None:
         recorded = _recorded_fit(out)
+        asked = batch_size, compile, kernel, shard_objects
         try:
-            kept_batch = _recorded_value(out, recorded, "batch_size") if batch_size is None else batch_size
-            kept_compile = _recorded_value(out, recorded, "compile") if compile is None else compile
-            kept_shard = _recorded_value(out, recorded, "shard_objects") if shard_objects is None else shard_objects
+            kept = tuple(_recorded_value(out, recorded, key) if value is None else value
+                         for key, value in zip(("batch_size", "compile", "kernel", "shard_objects"), asked))
         except InrforgeError:
             if not overwrite:
                 raise
-            recorded, kept_batch, kept_compile, kept_shard = {}, batch_size, compile, shard_objects  # to be replaced
+            recorded, kept = {}, asked  # to be replaced
         if recorded and overwrite and identity_differences(INRStore(str(out)), _identity(
-                source, arch, views, fit_attrs_with(kept_batch, kept_compile), kept_shard)):
-            kept_batch, kept_compile, kept_shard = batch_size, compile, shard_objects  # to be replaced: not the old one's
-        batch_size, compile, shard_objects = kept_batch, kept_compile, kept_shard
+                source, arch, views, fit_attrs_with(*kept[:3]), kept[3])):
+            kept = asked  # to be replaced: not the old one's
+        batch_size, compile, kernel, shard_objects = kept
+        if kernel is None:  # the fused kernel where it runs (a CPU); Inductor's step on a GPU
+            kernel = "native" if torch.device(device).type == "cpu" else "inductor"
         if compile is None:
             compile = worth_compiling(len(source) * views * steps * len(source.coords), device)
         if batch_size is None:
@@ -536,10 +548,16 @@ def prepare_fit(source: Source | str, out, request: FitRequest | None = None, *,
                             f"{arch.param_count:,} parameters per INR holds {shard_gib:.1f} GiB while it is fitted, "
                             f"more than this machine has to spare; use fewer --views, a smaller --shard-size or "
                             f"a smaller arch")
+    if kernel == "native" and torch.device(device).type != "cpu":
+        raise InrforgeError(f"--kernel native is a CPU kernel; on {device} the step is compiled by torch.compile "
+                            f"(--kernel inductor, the default there)")
     if compile and fit_here:
         check_compiler(device)  # before a store that records compile=True exists
+        if torch.device(device).type == "cpu" and kernel == "native":
+            native.load()  # built (once per machine) before the store too: a failed build is one line
     settings = dict(steps=steps, lr=lr, target_psnr=target_psnr, batch_size=batch_size, device=device,
-                    compile=compile, lr_schedule=lr_schedule, first_layer_lr=first_layer_lr, shared_init=shared_init)
+                    compile=compile, kernel=kernel, lr_schedule=lr_schedule, first_layer_lr=first_layer_lr,
+                    shared_init=shared_init)
     shard_inrs = min(shard_objects, len(source)) * views
     if torch.device(device).type == "cuda" and shard_objects < len(source) and shard_inrs < batch_size:
         # a step never spans two shards: the GPU would fit small batches however large batch_size is
@@ -550,7 +568,7 @@ def prepare_fit(source: Source | str, out, request: FitRequest | None = None, *,
     check_target_psnr(checked.target_psnr, source)
     if fit_here:
         require_memory(checked, arch, len(source.coords), shard_inrs=shard_inrs)  # before a store
-    fit_attrs = fit_attrs_with(batch_size, compile)
+    fit_attrs = fit_attrs_with(batch_size, compile, kernel)
 
     def open_or_create() -> INRStore:
         try:

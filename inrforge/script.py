@@ -288,7 +288,7 @@ def add_fit_arguments(parser: argparse.ArgumentParser, out_help: str, data_help:
     store (``--overwrite --repair --allow-version-change``); their defaults are
     :class:`~inrforge.fitjob.FitRequest`'s.  :func:`fit_arch` reads the INR options back."""
     from .arch import PRESETS
-    from .fit import LR_SCHEDULES
+    from .fit import KERNELS, LR_SCHEDULES
     from .fitjob import FitRequest
     from .sources import SOURCE_NAMES
 
@@ -328,7 +328,12 @@ def add_fit_arguments(parser: argparse.ArgumentParser, out_help: str, data_help:
     parser.add_argument("--seed", type=nonnegative_int, default=FitRequest.seed,
                         help="global seed: view v of object i starts from a seed derived from (seed, i, v); "
                              "it also draws the train/val/test split")
-    parser.add_argument("--no-compile", action="store_true", help="do not torch.compile the step")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="fit with the eager PyTorch step instead of a compiled one")
+    parser.add_argument("--kernel", choices=KERNELS,
+                        help="the compiled step on a CPU: native (inrforge's fused C++ kernel, built once per "
+                             "machine) or inductor (torch.compile's, as stores fitted before 0.5.0); default: the "
+                             "store's when resuming, else native (on a GPU: inductor)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store made with other arguments")
     parser.add_argument("--repair", action="store_true",
                         help="read the store being resumed whole and refit the finished shards that cannot be read "
@@ -365,7 +370,7 @@ def fit_options(a: argparse.Namespace, source) -> dict:
     :func:`add_fit_arguments` in ``a`` give (the device and threads are the caller's)."""
     return dict(arch=fit_arch(a, source), views=a.views, steps=a.steps, lr=a.lr, lr_schedule=a.lr_schedule,
                 first_layer_lr=a.first_layer_lr, shared_init=a.shared_init, target_psnr=a.target_psnr, batch_size=a.batch_size, seed=a.seed,
-                compile=not a.no_compile, shard_objects=a.shard_size, overwrite=a.overwrite, repair=a.repair,
+                compile=not a.no_compile, kernel=a.kernel, shard_objects=a.shard_size, overwrite=a.overwrite, repair=a.repair,
                 allow_version_change=a.allow_version_change)
 
 

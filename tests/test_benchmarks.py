@@ -39,28 +39,38 @@ def load_script(name: str, monkeypatch):
 
 
 def test_bench_fit_prints_both_rates_and_their_ratio():
-    out = run_bench("bench_fit", "--steps", "5", "--rounds", "2", "--loop-inrs", "1", "--batch", "3", "--no-compile",
-                    "--threads", "1", "--peak-tflops", "0.001")
+    out = run_bench("bench_fit", "--steps", "5", "--rounds", "2", "--loop-inrs", "1", "--batch", "3",
+                    "--kernel", "native", "--threads", "1", "--peak-tflops", "0.001")
     # the setting, to paste with the figures
     assert re.search(r"^# bench_fit: .+, \d+ cores available, load average [\d.]+; Python [\d.]+, torch \S+; "
-                     r"1 threads, device cpu, arch \[2, 32, 32, 1\], 784 points .*5 steps", out, re.M), out
-    assert len(re.findall(r"^round \d +: loop +[\d.]+ INR/s, batched +[\d.]+ INR/s, ratio +[\d.]+x$", out, re.M)) == 2
-    assert re.search(r"^ratio +: median [\d.]+x, range [\d.]+-[\d.]+x", out, re.M), out
+                     r"1 threads, device cpu, arch \[2, 32, 32, 1\], 784 points .*5 steps.*batched step: native$",
+                     out, re.M), out
+    assert len(re.findall(r"^round \d +: loop +[\d.]+ INR/s, native +[\d.]+ INR/s \( *[\d.]+x\)$", out, re.M)) == 2
+    assert re.search(r"^ratio +: native: median [\d.]+x, range [\d.]+-[\d.]+x", out, re.M), out
     assert "agree within 0.5 dB: yes" in out, out  # the same optimisation, INR for INR
     # equal PSNR is judged on the same INRs: the batched median over the 2 the loop fitted, apart from all 3
     loop = re.search(r"^loop +: median +[\d.]+ INR/s +median PSNR ([\d.]+) dB \(its 2 INRs\)", out, re.M)
-    batched = re.search(r"^batched +: median +([\d.]+) INR/s +median PSNR ([\d.]+) dB \(the same 2 INRs\), "
+    batched = re.search(r"^native +: median +([\d.]+) INR/s +median PSNR ([\d.]+) dB \(the same 2 INRs\), "
                         r"[\d.]+ dB \(all 3\)", out, re.M)
     assert loop and batched, out
     assert abs(float(loop[1]) - float(batched[2])) <= 0.5
     # the matmul work rate is 6,592 FLOP x 784 points x 5 steps per INR
-    flops = re.search(r"^matmul +: 6592 FLOP per point-step; batched ([\d.]+) GFLOP/s", out, re.M)
+    flops = re.search(r"^matmul +: native: 6592 FLOP per point-step; batched ([\d.]+) GFLOP/s", out, re.M)
     assert flops, out
     assert float(flops[1]) == pytest.approx(6592 * 784 * 5 * float(batched[1]) / 1e9, rel=0.01, abs=0.01)
     # and as a fraction of the FP32 peak given
     peak = re.search(r"batched ([\d.]+) GFLOP/s, ([\d.]+)% of the 0.001 TFLOP/s FP32 peak \(--peak-tflops\)", out)
     assert peak, out
     assert float(peak[2]) == pytest.approx(100 * float(peak[1]), abs=0.6)  # GFLOP/s is printed to 0.01
+
+
+def test_bench_fit_measures_several_steps_in_the_same_rounds():
+    """``--kernel native,inductor`` fits the batch with each in every round; ``--no-compile`` is the
+    eager step whatever --kernel says."""
+    out = run_bench("bench_fit", "--steps", "3", "--rounds", "1", "--loop-inrs", "1", "--batch", "2",
+                    "--no-compile", "--kernel", "native,inductor", "--threads", "1")
+    assert re.search(r"^round 0 +: loop +[\d.]+ INR/s, eager +[\d.]+ INR/s \( *[\d.]+x\)$", out, re.M), out
+    assert "native" not in out and "inductor" not in out
 
 
 def test_bench_fit_flop_count_is_what_torch_counts(monkeypatch):
@@ -83,6 +93,8 @@ def test_bench_fit_flop_count_is_what_torch_counts(monkeypatch):
     ("bench_fit", ["--steps", "0"], "argument --steps: expected a positive integer, got '0'"),
     ("bench_fit", ["--threads", "0"], "argument --threads: expected a positive integer, got '0'"),
     ("bench_fit", ["--device", "tpu"], "unknown device 'tpu'"),
+    ("bench_fit", ["--kernel", "native,native"], "argument --kernel: expected one or more of native, inductor, "
+                                                 "comma-separated, got 'native,native'"),
     ("bench_fit", ["--data", "/nonexistent", "--batch", "1", "--rounds", "1", "--loop-inrs", "1", "--threads", "1",
                    "--no-compile"], "/nonexistent"),
     ("bench_augment", ["--seconds", "0"], "argument --seconds: expected a positive number, got '0'"),

@@ -645,7 +645,7 @@ def test_info_reproduce_refuses_what_it_cannot_repeat_in_one_line(tmp_path, caps
     g.attrs["fit"] = {**g.attrs["fit"], "compile": True}  # as a compiled fit records it
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     code, _, err = run(["info", out, "--reproduce", "0"], capsys)
-    assert code == 1 and err.count("\n") == 1 and "torch.compile needs a C++ compiler" in err, err
+    assert code == 1 and err.count("\n") == 1 and "a compiled fitting step needs a C++ compiler" in err, err
     g.attrs["fit"] = {**g.attrs["fit"], "compile": False}
     metrics = g["metrics"]["steps"]
     metrics[0] = metrics[0] + 1  # the parameters agree; a metric does not

@@ -453,7 +453,7 @@ def test_workers_without_a_compiler_are_refused_before_fitting(client, source, t
     out = str(tmp_path / "cc.zarr")
     old = client.run(_set_env, "CXX", "/nonexistent/c++")
     try:
-        with pytest.raises(InrforgeError, match=r"worker tcp://.*: torch.compile needs a C\+\+ compiler "
+        with pytest.raises(InrforgeError, match=r"worker tcp://.*: a compiled fitting step needs a C\+\+ compiler "
                                                 r"\(/nonexistent/c\+\+ not found"):
             idist.fit_inrs_distributed(client, source, out, **{**JOB, "compile": True})
     finally:

@@ -97,18 +97,19 @@ def test_fit_is_deterministic_and_independent_of_batch_company():
     torch.testing.assert_close(part.params, a.params[2:4], rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("compile", [False, True])
-def test_early_stop_freezes_an_inr_at_the_target(compile):
+@pytest.mark.parametrize("compile, kernel", [(False, "native"), (True, "native"), (True, "inductor")])
+def test_early_stop_freezes_an_inr_at_the_target(compile, kernel):
     init = ARCH.init_flat(range(4))
     y = targets(4)
     y[0] = 0.5  # the initial siren-dwsnets INR outputs ~0.5: PSNR is already high
-    s = settings(steps=300, lr=5e-3, target_psnr=25.0, compile=compile)
+    s = settings(steps=300, lr=5e-3, target_psnr=25.0, compile=compile, kernel=kernel)
     res = fit_batch(ARCH, init, COORDS, y, s)
     assert res.steps[0] < 300
     # the stop is decided with the step's sin/cos, the reported PSNR is evaluated with libm's:
     # compiled, they differ in the last bits (the polynomial sincos), so allow 1e-3 dB
     assert (res.psnr[res.steps < 300] >= 25.0 - (1e-3 if compile else 0.0)).all(), res.psnr
-    longer = fit_batch(ARCH, init, COORDS, y, settings(steps=600, lr=5e-3, target_psnr=25.0, compile=compile))
+    longer = fit_batch(ARCH, init, COORDS, y, settings(steps=600, lr=5e-3, target_psnr=25.0, compile=compile,
+                                                       kernel=kernel))
     stopped = res.steps < 300
     assert stopped.any()
     assert torch.equal(longer.params[stopped], res.params[stopped])  # a stopped INR no longer changes
@@ -129,11 +130,12 @@ def test_nan_target_marks_only_that_inr_failed():
     torch.testing.assert_close(res.params[[0, 2]], clean.params, rtol=1e-6, atol=1e-7)
 
 
-def test_compiled_step_agrees_with_eager():
+@pytest.mark.parametrize("kernel", ["native", "inductor"])
+def test_compiled_step_agrees_with_eager(kernel):
     init = ARCH.init_flat(range(4))
     y = targets(4)
     eager = fit_batch(ARCH, init, COORDS, y, settings(steps=10))
-    compiled = fit_batch(ARCH, init, COORDS, y, settings(steps=10, compile=True))
+    compiled = fit_batch(ARCH, init, COORDS, y, settings(steps=10, compile=True, kernel=kernel))
     torch.testing.assert_close(compiled.params, eager.params, rtol=1e-4, atol=1e-5)
 
 
@@ -275,14 +277,16 @@ def test_cuda_paths_that_can_be_checked_without_a_gpu(monkeypatch):
     seen = []
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: seen.append(kw.get("options")) or fn)
     monkeypatch.setattr(ifit, "_COMPILED", {})
-    ifit._step_fn(ARCH, True, torch.device("cuda"))
-    ifit._step_fn(ARCH, True, torch.device("cpu"))
-    ifit._step_fn(ARCH, True, torch.device("cuda", 1))  # the same compiled step for every GPU
+    native, inductor = FitSettings(), FitSettings(kernel="inductor")
+    assert ifit._step_fn(ARCH, native, torch.device("cpu")) is ifit.fused_step and seen == []
+    ifit._step_fn(ARCH, native, torch.device("cuda"))  # a GPU always compiles with Inductor
+    ifit._step_fn(ARCH, inductor, torch.device("cpu"))
+    ifit._step_fn(ARCH, inductor, torch.device("cuda", 1))  # the same compiled step for every GPU
     assert seen == [{"deterministic": True}, None]
 
 
-@pytest.mark.parametrize("compile", [False, True])
-def test_the_device_side_loop_gives_the_same_bits(compile):
+@pytest.mark.parametrize("compile, kernel", [(False, "native"), (True, "native"), (True, "inductor")])
+def test_the_device_side_loop_gives_the_same_bits(compile, kernel):
     """The GPU's loop (no host sync per step: stopped INRs restored on the device, the "all stopped"
     check every 32 steps) against the host's, on this CPU: early stops at different steps, an INR
     whose target is NaN (failed at step 0), updates that overflow, every INR stopping early, and
@@ -291,11 +295,11 @@ def test_the_device_side_loop_gives_the_same_bits(compile):
     y = targets(6)
     y[0] = 0.5  # reaches 25 dB within a few steps
     y[3, 7] = float("nan")
-    cases = [settings(steps=150, lr=5e-3, target_psnr=25.0, compile=compile),
-             settings(steps=40, lr=5e-3, compile=compile),
-             settings(steps=3, lr=1e10, compile=compile),
-             settings(steps=100, lr=5e-3, target_psnr=-100.0, compile=compile),  # all stop at once
-             settings(steps=150, lr=5e-3, target_psnr=25.0, compile=compile, lr_schedule="cosine",
+    cases = [settings(steps=150, lr=5e-3, target_psnr=25.0, compile=compile, kernel=kernel),
+             settings(steps=40, lr=5e-3, compile=compile, kernel=kernel),
+             settings(steps=3, lr=1e10, compile=compile, kernel=kernel),
+             settings(steps=100, lr=5e-3, target_psnr=-100.0, compile=compile, kernel=kernel),  # all stop at once
+             settings(steps=150, lr=5e-3, target_psnr=25.0, compile=compile, kernel=kernel, lr_schedule="cosine",
                       first_layer_lr=10.0)]  # two parameter groups and a schedule
     for s in cases:
         host = fit_batch(ARCH, init, COORDS, y, s, device_side=False)

@@ -119,7 +119,7 @@ def test_an_overwrite_gets_a_new_stores_batch_size_not_the_old_ones(tmp_path):
 
 def test_compiling_without_a_compiler_is_refused_before_a_store_exists(tmp_path, monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler-here")
-    with pytest.raises(InrforgeError, match="torch.compile needs a C\\+\\+ compiler .*or pass --no-compile"):
+    with pytest.raises(InrforgeError, match="a compiled fitting step needs a C\\+\\+ compiler .*or pass --no-compile"):
         fit_inrs(load_source("digits", limit=3), tmp_path / "s.zarr", steps=2, compile=True, progress=False)
     assert not (tmp_path / "s.zarr").exists()
 
@@ -477,7 +477,8 @@ def test_stored_values_are_named_as_the_stores_not_as_options_never_given(tmp_pa
                             ({"compile": 1}, "fit.compile must be True or False, got 1"),
                             ({"lr_schedule": "linear"}, "fit.lr_schedule must be one of constant, cosine, got 'linear'"),
                             ({"first_layer_lr": 0}, "fit.first_layer_lr must be a positive number, got 0"),
-                            ({"shared_init": 1}, "fit.shared_init must be True or False, got 1")):
+                            ({"shared_init": 1}, "fit.shared_init must be True or False, got 1"),
+                            ({"kernel": "cuda"}, "fit.kernel must be one of native, inductor, got 'cuda'")):
         with pytest.raises(InrforgeError) as e:
             FitSettings.recorded({**good, **change}, "S")  # what refit_shard reads
         assert str(e.value) == f"S: the recorded {message}"
@@ -679,6 +680,41 @@ def test_a_store_written_before_the_schedule_was_recorded_resumes_with_the_recip
 
     assert main(["info", str(out)]) == 0
     assert "fit          3 steps, lr 0.0005 (constant), early stop at 40 dB" in capsys.readouterr().out
+
+
+def test_the_kernel_is_recorded_kept_on_resume_and_a_store_without_one_resumes_with_inductor(tmp_path, capsys,
+                                                                                             monkeypatch):
+    """A new CPU store records the native kernel; a resume that names none keeps the store's, one
+    that names another is refused; a store written before 0.5.0 (no fit.kernel) was compiled by
+    Inductor and resumes with it, bit for bit; the native kernel is refused on a GPU."""
+    import inrforge.fit as ifit
+    from inrforge.fitjob import prepare_fit
+
+    src = load_source("digits", limit=12)
+    kw = dict(steps=3, batch_size=4, shard_objects=4, progress=False)
+    new = fit_inrs(src, tmp_path / "new.zarr", **kw)
+    assert new.fit_settings["kernel"] == "native" and new.fit_settings["compile"] is True
+    with pytest.raises(InrforgeError, match=r"fit.kernel: store has 'native', now 'inductor'\); pass --overwrite"):
+        fit_inrs(src, tmp_path / "new.zarr", kernel="inductor", **kw)
+    whole = fit_inrs(src, tmp_path / "whole.zarr", kernel="inductor", **kw)
+    out = tmp_path / "old.zarr"
+    prepare_fit(src, out, kernel="inductor", steps=3, batch_size=4, shard_objects=4)  # created, nothing fitted
+    group = zarr.open_group(str(out), mode="r+")
+    group.attrs["fit"] = {k: v for k, v in group.attrs["fit"].items() if k != "kernel"}
+    called = []
+    monkeypatch.setattr(ifit, "fused_step", lambda *a: called.append(1) or (_ for _ in ()).throw(AssertionError))
+    resumed = fit_inrs(src, out, **kw)  # no kernel named: the store's, Inductor's
+    assert not called and "kernel" not in resumed.fit_settings
+    assert_same(snapshot(whole.path), snapshot(resumed.path))
+    from inrforge.cli import main
+
+    assert main(["info", str(out)]) == 0 and main(["info", str(tmp_path / "new.zarr")]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("fit ")]
+    assert [", compiled (inductor)," in lines[0], ", compiled (native)," in lines[1]] == [True, True], lines
+    with pytest.raises(InrforgeError, match=r"^--kernel native is a CPU kernel; on cuda the step is compiled by "
+                                            r"torch.compile \(--kernel inductor, the default there\)$"):
+        prepare_fit(src, tmp_path / "gpu.zarr", kernel="native", device="cuda", fit_here=False, create=False)
+    assert not (tmp_path / "gpu.zarr").exists()
 
 
 def test_a_refused_resume_names_long_values_briefly():

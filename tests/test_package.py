@@ -19,6 +19,7 @@ LAYERS = [
     "errors", "checks", "version", "files", "memory",  # shared basics; files: safe local outputs
     "arch", "weights", "inr",                 # the INR description, the weight container, the forward
     "sources",                                # what gets fitted
+    "native",                                 # the fused C++ fitting step
     "fit", "store", "fitjob", "distributed",  # fitting into a store, locally or on Dask
     "data", "align", "augment", "models",     # reading a store, augmenting, the models
     "optim",                                  # what the training loops share (schedule, step, best keeper)

@@ -322,13 +322,13 @@ def test_fit_options_carry_every_fit_setting_of_the_command_line():
     given = fit_options(parser.parse_args(
         ["--source", "digits", "--out", "x", "--views", "3", "--steps", "7", "--lr", "0.002", "--lr-schedule", "cosine",
          "--first-layer-lr", "4", "--shared-init", "--target-psnr", "none", "--batch-size", "5", "--seed", "9",
-         "--no-compile", "--shard-size", "6", "--overwrite", "--allow-version-change"]), src)
+         "--no-compile", "--kernel", "inductor", "--shard-size", "6", "--overwrite", "--allow-version-change"]), src)
     assert {k: given[k] for k in ("views", "steps", "lr", "lr_schedule", "first_layer_lr", "shared_init", "target_psnr",
-                                  "batch_size", "seed", "compile", "shard_objects", "overwrite",
+                                  "batch_size", "seed", "compile", "kernel", "shard_objects", "overwrite",
                                   "allow_version_change")} == {
         "views": 3, "steps": 7, "lr": 0.002, "lr_schedule": "cosine", "first_layer_lr": 4.0, "shared_init": True,
-        "target_psnr": None, "batch_size": 5, "seed": 9, "compile": False, "shard_objects": 6, "overwrite": True,
-        "allow_version_change": True}
+        "target_psnr": None, "batch_size": 5, "seed": 9, "compile": False, "kernel": "inductor", "shard_objects": 6,
+        "overwrite": True, "allow_version_change": True}
     defaults = fit_options(parser.parse_args(["--source", "digits", "--out", "x"]), src)
     for key in set(defaults) & set(FIT_OPTIONS) - {"arch", "compile", "batch_size", "shard_objects"}:
         assert defaults[key] == getattr(FitRequest, key), key

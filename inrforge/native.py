@@ -1,0 +1,147 @@
+"""The fused CPU fitting step: a C++ kernel built once per machine and loaded with ctypes.
+
+:func:`fused_step` computes what :func:`inrforge.fit.backprop` computes (each INR's MSE and its
+gradient, zero for inactive INRs) for SIREN and ReLU MLPs, in one cache-resident pass per INR
+with the sine's and cosine's elementwise work fused into the products (``kernels/fused_step.cpp``
+says how).  On a CPU it is several times faster than the ``torch.compile`` step
+(docs/benchmarks.md), and an INR's result does not depend on its batch or the thread count.
+
+The source is compiled with the C++ compiler ``torch.compile`` would use (``$CXX``, default
+``g++``; ``clang++`` on macOS) for this CPU (``-march=native``) into a cache folder
+(``$INRFORGE_CACHE``, else ``$XDG_CACHE_HOME/inrforge`` or ``~/.cache/inrforge``), under a name
+that hashes the source, the compiler, the flags and the CPU's features, so that a folder shared
+by different machines (a cluster's home) never hands one a library built for another.  A build
+takes about 2 s, once; concurrent builders each write their own file and rename it into place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .arch import INRSpec
+from .errors import InrforgeError
+
+SOURCE = Path(__file__).with_name("kernels") / "fused_step.cpp"
+FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-std=c++17", "-shared", "-fPIC")
+OPENMP = "-fopenmp"
+# points per chunk: one 32-wide INR's activations for 256 points are ~100 KB, within L2
+CHUNK = 256
+
+_LIB = None
+
+
+def cxx_compiler() -> str:
+    """The C++ compiler's command: ``$CXX``, else ``g++`` (``clang++`` on macOS), as Inductor's."""
+    return os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
+
+
+def cache_dir() -> Path:
+    """Where built kernels are kept (see the module docstring)."""
+    if os.environ.get("INRFORGE_CACHE"):
+        return Path(os.environ["INRFORGE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "inrforge"
+
+
+def _cpu_signature() -> str:
+    """What ``-march=native`` depends on: the CPU's model and feature flags (Linux), else the platform's
+    description of the processor."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features", "CPU part"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return f"{platform.machine()} {platform.processor()} {platform.platform()}"
+
+
+def _compiler_identity(cxx: str) -> str:
+    try:
+        done = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise InrforgeError(f"the fused fitting step needs a C++ compiler ({cxx}: {e}; install one or set CXX), "
+                            f"or pass --no-compile") from None
+    return done.stdout.splitlines()[0] if done.stdout else cxx
+
+
+def _build(cxx: str, target: Path) -> None:
+    """Compile :data:`SOURCE` into ``target`` (with OpenMP, else without: one thread), atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix=".tmp")
+    os.close(fd)
+    try:
+        errors = ""
+        for extra in ((OPENMP,), ()):
+            done = subprocess.run([cxx, *FLAGS, *extra, str(SOURCE), "-o", tmp], capture_output=True, text=True)
+            if done.returncode == 0:
+                os.replace(tmp, target)
+                return
+            errors = errors or done.stderr
+        first = next((ln for ln in errors.splitlines() if "error" in ln), errors.strip()[:200])
+        raise InrforgeError(f"building the fused fitting step with {cxx} failed: {first} (or pass --no-compile)")
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def library_path() -> Path:
+    """The built kernel for this source, compiler, flags and CPU (built if missing)."""
+    cxx = cxx_compiler()
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), _compiler_identity(cxx), " ".join(FLAGS),
+                                    _cpu_signature()]).encode()).hexdigest()[:20]
+    for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"inrforge-{os.getuid() if hasattr(os, 'getuid') else 0}"):
+        target = folder / f"fused_step-{key}.so"
+        if target.exists():
+            return target
+        try:
+            _build(cxx, target)
+            return target
+        except OSError:
+            continue  # a cache folder that cannot be written: the temporary one
+    raise InrforgeError(f"cannot write the fused fitting step to {cache_dir()} nor to a temporary folder")
+
+
+def load():
+    """The loaded kernel library (built on first use in this process; later calls reuse it)."""
+    global _LIB
+    if _LIB is None:
+        lib = ctypes.CDLL(str(library_path()))
+        p, i = ctypes.c_void_p, ctypes.c_int
+        lib.fused_step.argtypes = [i, i, p, p, p, p, p, i, p, i, p, p, ctypes.c_float, ctypes.c_float, i, i, i]
+        lib.fused_step.restype = i
+        _LIB = lib
+    return _LIB
+
+
+def fused_step(arch: INRSpec, flat: torch.Tensor, coords: torch.Tensor, targets: torch.Tensor,
+               active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mse (B,), gradient laid out like flat)`` of the B INRs in the layer-major buffer ``flat``
+    (:func:`inrforge.fit.stacked_views`) on ``coords`` (N, d0) or (B, N, d0) (already encoded) and
+    ``targets`` (B, N, out); the gradient of an inactive INR is zero.  CPU float32 tensors only; it
+    uses torch's thread count."""
+    lib = load()
+    b, n = targets.shape[0], targets.shape[1]
+    for name, t in (("flat", flat), ("coords", coords), ("targets", targets)):
+        if t.device.type != "cpu" or t.dtype != torch.float32:
+            raise InrforgeError(f"the fused fitting step takes float32 CPU tensors; {name} is {t.dtype} on {t.device}")
+    flat, coords, targets = flat.contiguous(), coords.contiguous(), targets.contiguous()
+    widths = (ctypes.c_int * len(arch.widths))(*arch.widths)
+    offsets = (ctypes.c_int64 * len(arch.layout))(*(s.offset for s in arch.layout))
+    on = active.to(torch.uint8).contiguous()
+    grad = torch.empty_like(flat)
+    mse = torch.empty(b, dtype=torch.float32)
+    status = lib.fused_step(b, len(arch.widths) - 1, widths, offsets, flat.data_ptr(), grad.data_ptr(),
+                            coords.data_ptr(), int(coords.ndim == 3), targets.data_ptr(), n, on.data_ptr(),
+                            mse.data_ptr(), float(arch.w0), float(arch.output_offset), int(arch.family == "siren"),
+                            torch.get_num_threads(), CHUNK)
+    if status:
+        raise InrforgeError("the fused fitting step could not allocate its working memory")
+    return mse, grad
