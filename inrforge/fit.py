@@ -15,9 +15,7 @@ INR whose very last update made its loss non-finite.
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import sys
 from dataclasses import dataclass
 from types import SimpleNamespace
 
