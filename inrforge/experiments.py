@@ -136,9 +136,9 @@ def open_or_fit(store=None, *, source="digits", data=None, limit: int | None = N
 
     The fit is :func:`inrforge.fit_inrs` of ``arch`` (default: the source's default INR) with a
     ``target_psnr`` early stop (default 40 dB; None: every INR takes every step) and ``shared_init``
-    (:class:`~inrforge.fitjob.FitRequest`'s), its step compiled only
-    where that repays the compile time (``compile=None``: 10^8 (INR, point, step) triples or
-    more; the ``--small`` settings stay eager); ``overwrite``
+    (:class:`~inrforge.fitjob.FitRequest`'s), its step compiled where that repays the compile
+    time (``compile=None``: on a CPU the native kernel, whenever it builds; on a GPU, fits of 10^8
+    (INR, point, step) triples or more); ``overwrite``
     replaces a store fitted there with other arguments (or begun with other software), and
     ``allow_version_change`` resumes one begun with another inrforge or torch instead.  A given
     store whose labels are not ``task``'s (``"classification"`` or ``"regression"``) is refused.

@@ -27,7 +27,7 @@ from .checks import check_count, check_device, is_number, number, shown
 from .errors import InrforgeError
 from .inr import encode, forward, psnr
 from .memory import free_bytes
-from .native import cxx_compiler, fused_step
+from .native import cxx_compiler, fused_step, load as load_native
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -151,11 +151,10 @@ def check_compiler(device: str = "cpu") -> None:
                             f"or pass --no-compile")
 
 
-# (INR, point, step) triples from which compiling pays (measured on the 2-core CPU, 1 thread):
+# (INR, point, step) triples from which torch.compile pays (measured on the 2-core CPU, 1 thread):
 # the compiled step saves ~0.8 of the eager step's ~1.1 us per triple, and compiling its two or
 # three batch shapes costs 10-30 s, so the break-even is 4e7 (warm Inductor cache) to 1e8 (a
-# clean machine); docs/benchmarks.md.  The pipelines' --small fits (<= 8.6e7) stay eager and keep
-# the numbers their tests were measured with.
+# clean machine); docs/benchmarks.md.  The native CPU kernel has no such cost (see worth_compiling).
 COMPILE_WORTH = 10**8
 
 
@@ -168,14 +167,21 @@ def _has_triton() -> bool:
     return bool(has_triton())
 
 
-def worth_compiling(point_steps: int, device: str = "cpu") -> bool:
-    """Whether a fit of ``point_steps`` (INRs x steps x points per INR) repays ``torch.compile``'s
-    one-off cost: at least :data:`COMPILE_WORTH` of them, and (on a CPU) a C++ compiler present
-    (without one the eager step is used, never an error)."""
-    if point_steps < COMPILE_WORTH:
+def worth_compiling(point_steps: int, device: str = "cpu", kernel: str = "inductor") -> bool:
+    """Whether a fit of ``point_steps`` (INRs x steps x points per INR) repays compiling its step.
+
+    The native CPU kernel (``kernel="native"`` on a CPU) is built once per machine, about 2 s, and
+    then loaded from its cache; it compiles nothing per batch shape and fits 3-4x faster than the
+    eager step even on 8x8 digits, so it always pays, if it builds.  ``torch.compile``'s step pays
+    from :data:`COMPILE_WORTH` triples, where a C++ compiler (on a GPU, Triton) is present.  Where
+    compiling is impossible the answer is no (the eager step), never an error."""
+    use_native = torch.device(device).type == "cpu" and kernel == "native"
+    if point_steps < COMPILE_WORTH and not use_native:
         return False
     try:
         check_compiler(device)
+        if use_native:
+            load_native()
     except InrforgeError:
         return False
     return True

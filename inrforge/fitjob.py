@@ -455,8 +455,9 @@ def prepare_fit(source: Source | str, out, request: FitRequest | None = None, *,
     device's spelling and records ``threads`` (per task, default 1) in the informational
     ``fit.threads`` attribute.
 
-    ``compile=None`` chooses: a resumed store keeps its own choice, a new one is compiled when the
-    fit is large enough to repay the compile time (:func:`~inrforge.fit.worth_compiling`).
+    ``compile=None`` chooses: a resumed store keeps its own choice, a new one is compiled when that
+    repays the compile time (:func:`~inrforge.fit.worth_compiling`: on a CPU with the native kernel,
+    always where it builds; with ``torch.compile``, fits large enough).
     ``batch_size=None`` keeps a resumed store's, else the device's default (lowered to what fits in
     memory here).  ``shard_objects=None`` likewise: a resumed store keeps its shards, a new one gets
     :func:`default_shard_objects` (256 objects; on a GPU, at least one batch).
@@ -535,7 +536,7 @@ def prepare_fit(source: Source | str, out, request: FitRequest | None = None, *,
         if kernel is None:  # the fused kernel where it runs (a CPU); Inductor's step on a GPU
             kernel = "native" if torch.device(device).type == "cpu" else "inductor"
         if compile is None:
-            compile = worth_compiling(len(source) * views * steps * len(source.coords), device)
+            compile = worth_compiling(len(source) * views * steps * len(source.coords), device, kernel)
         if batch_size is None:
             batch_size = default_batch_size(device, len(source.coords))
             if fit_here:

@@ -20,9 +20,8 @@ logs to OUT/views/<model>/k<k>/seed<s>/ and OUT/augment/<model>/<aug>/seed<s>/.
     python pipelines/views_augment_sweep.py --store STORE --aug-views 10 --view-counts 10 --out runs/cross
     python pipelines/views_augment_sweep.py --small --out runs/views_small           # 900 digits, views 1 and 10
 
-With ``--store`` the views, splits and PSNR are the store's.  A fit of 10^8 (INR, point, step)
-triples or more compiles its step (``torch.compile``), as ``inrforge fit`` does; smaller ones,
-``--small`` among them, run eagerly.
+With ``--store`` the views, splits and PSNR are the store's.  On a CPU the fit runs inrforge's
+fused kernel wherever it builds (a C++ compiler), else the eager step.
 """
 
 from __future__ import annotations

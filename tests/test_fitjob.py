@@ -39,16 +39,30 @@ def test_resume_without_batch_size_keeps_the_stores(tmp_path):
         fit_inrs(src, part, batch_size=7, **kw)
 
 
-def test_worth_compiling_from_the_threshold_and_only_with_a_compiler(monkeypatch):
+def test_worth_compiling_from_the_threshold_and_only_with_a_compiler(monkeypatch, tmp_path):
     assert not worth_compiling(COMPILE_WORTH - 1)
     assert worth_compiling(COMPILE_WORTH)  # g++ is on this machine (and CI's)
+    assert worth_compiling(1, kernel="native")  # built once per machine: it always pays
+    assert not worth_compiling(1, device="cuda", kernel="native")  # a GPU compiles with Inductor
     monkeypatch.setenv("CXX", "no-such-compiler-here")
     assert not worth_compiling(10 * COMPILE_WORTH)  # the eager step then, never an error
+    assert not worth_compiling(10 * COMPILE_WORTH, kernel="native")
+    from inrforge import native
+
+    bad = tmp_path / "cxx"  # a compiler that is there but cannot build the kernel
+    bad.write_text("#!/bin/sh\n[ \"$1\" = --version ] && echo 'bad 1' && exit 0\nexit 1\n")
+    bad.chmod(0o755)
+    monkeypatch.setenv("CXX", str(bad))
+    monkeypatch.setenv("INRFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "_LIB", None)
+    assert not worth_compiling(1, kernel="native")
 
 
 def test_compile_none_chooses_by_size_and_a_resume_keeps_the_stores_choice(tmp_path, monkeypatch):
     src = load_source("digits", limit=8)
-    kw = dict(views=1, steps=2, compile=None, shard_objects=4, progress=False)
+    native = fit_inrs(src, tmp_path / "native.zarr", views=1, steps=2, compile=None, progress=False)
+    assert native.attrs["fit"]["compile"] is True and native.attrs["fit"]["kernel"] == "native"  # always pays
+    kw = dict(views=1, steps=2, compile=None, kernel="inductor", shard_objects=4, progress=False)
     small = fit_inrs(src, tmp_path / "small.zarr", **kw)  # 8 x 2 x 64 triples: eager
     assert small.attrs["fit"]["compile"] is False
 
