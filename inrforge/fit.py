@@ -473,6 +473,8 @@ def check_fit_inputs(arch: INRSpec, init, coords, targets) -> None:
     if n is None or coords.shape[-1] != arch.in_features or (coords.ndim == 3 and coords.shape[0] != b):
         raise InrforgeError(f"fit_batch: coords must be (N, {arch.in_features}) or ({b}, N, {arch.in_features}), "
                             f"got {tuple(coords.shape)}")
+    if n == 0:
+        raise InrforgeError(f"fit_batch: no points to fit (coords is {tuple(coords.shape)})")
     if tuple(targets.shape) != (b, n, arch.out_features):
         raise InrforgeError(f"fit_batch: targets must be ({b}, {n}, {arch.out_features}) (INRs, points, outputs), "
                             f"got {tuple(targets.shape)}")

@@ -225,6 +225,7 @@ def test_an_inr_whose_last_update_diverges_is_marked_failed():
     (ARCH, dict(coords=(36, 3)), r"coords must be \(N, 2\) or \(2, N, 2\)"),
     (ARCH, dict(coords=(3, 36, 2)), r"coords must be \(N, 2\)"),
     (ARCH, dict(init=(2, 104)), r"init must be \(B, 105\)"),
+    (ARCH, dict(coords=(0, 2), targets=(2, 0, 1)), r"^fit_batch: no points to fit \(coords is \(0, 2\)\)$"),
 ])
 def test_mismatched_shapes_are_user_errors(arch, shapes, msg):
     """Gray targets for an RGB arch used to broadcast silently (every channel fitted to gray)."""
