@@ -32,7 +32,9 @@ from .errors import InrforgeError
 
 SOURCE = Path(__file__).with_name("kernels") / "fused_step.cpp"
 FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-std=c++17", "-shared", "-fPIC")
-OPENMP = "-fopenmp"
+# tried in turn until one builds: without OpenMP the kernel runs on one thread, and without
+# -march=native (a compiler that does not know this CPU) on the baseline instruction set
+FALLBACKS = ((("-fopenmp",), ()), ((), ()), (("-fopenmp",), ("-march=native",)), ((), ("-march=native",)))
 # points per chunk: one 32-wide INR's activations for 256 points are ~100 KB, within L2
 CHUNK = 256
 
@@ -73,14 +75,15 @@ def _compiler_identity(cxx: str) -> str:
 
 
 def _build(cxx: str, target: Path) -> None:
-    """Compile :data:`SOURCE` into ``target`` (with OpenMP, else without: one thread), atomically."""
+    """Compile :data:`SOURCE` into ``target`` with the first of :data:`FALLBACKS` that builds, atomically."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix=".tmp")
     os.close(fd)
     try:
         errors = ""
-        for extra in ((OPENMP,), ()):
-            done = subprocess.run([cxx, *FLAGS, *extra, str(SOURCE), "-o", tmp], capture_output=True, text=True)
+        for extra, dropped in FALLBACKS:
+            flags = [f for f in FLAGS if f not in dropped]
+            done = subprocess.run([cxx, *flags, *extra, str(SOURCE), "-o", tmp], capture_output=True, text=True)
             if done.returncode == 0:
                 os.replace(tmp, target)
                 return

@@ -179,3 +179,18 @@ def test_a_compiler_that_fails_is_one_line_naming_it(fresh, monkeypatch, tmp_pat
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     with pytest.raises(InrforgeError, match=r"needs a C\+\+ compiler .*no-such-compiler.*or pass --no-compile$"):
         native.load()
+
+
+def test_a_compiler_without_openmp_or_this_cpu_still_builds_a_working_kernel(fresh, monkeypatch, tmp_path):
+    """The kernel is built without OpenMP (one thread) and without -march=native where the compiler
+    refuses them, and still computes the same step."""
+    picky = tmp_path / "pickycxx"
+    picky.write_text('#!/bin/sh\nfor a in "$@"; do case "$a" in -fopenmp|-march=native) '
+                     'echo "error: unsupported option $a" >&2; exit 1;; esac; done\nexec g++ "$@"\n')
+    picky.chmod(0o755)
+    monkeypatch.setenv("CXX", str(picky))
+    arch = ARCHS["relu"]
+    flat, coords, targets = case(arch, n=40)
+    active = torch.ones(5, dtype=torch.bool)
+    mse, grad = native.fused_step(arch, stacked(arch, flat), coords, targets, active)
+    assert_as_close_as_torch(arch, flat, coords, targets, active, mse, grad)
