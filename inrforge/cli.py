@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render", help="draw ground truth beside reconstructions")
     r.add_argument("store", type=path_arg, help="store path or fsspec URL")
     r.add_argument("--out", type=path_arg, required=True, help="image to write (.png, .pdf, .svg, ...)")
-    r.add_argument("--n", type=positive_int, default=16, help="objects to draw")
+    r.add_argument("--n", type=positive_int,
+                   help="objects to draw (default: up to 16; a warning says when the split has fewer than asked)")
     r.add_argument("--view", type=nonnegative_int, default=0, help="which neural view to draw")
     r.add_argument("--split", default="test", choices=("train", "val", "test"), help="objects drawn from this split")
     r.add_argument("--overwrite", action="store_true", help="replace an existing file at --out (never a folder)")

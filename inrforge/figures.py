@@ -111,11 +111,12 @@ def _label_text(label, names) -> str:
 MAX_RENDERED = 256  # objects in one grid: 512 panels already take matplotlib a minute
 
 
-def render_grid(store: INRStore, out_png: str, n: int = 16, view: int = 0, split: str = "test",
+def render_grid(store: INRStore, out_png: str, n: int | None = None, view: int = 0, split: str = "test",
                 overwrite: bool = False) -> str:
     """Write a PNG with, per object, the ground truth (when the source can still be read) above
     its reconstruction (1-D sources: in the same plot, dashed).  Objects are the first ``n`` of
-    ``split`` (all objects if it is empty) whose shard is fitted and whose view did not fail.
+    ``split`` (all objects if it is empty) whose shard is fitted and whose view did not fail; a
+    warning says so when there are fewer than ``n``.  ``n=None``: up to 16, silently.
     ``out_png`` is checked by :func:`check_image_path` (an existing file is replaced only with
     ``overwrite``) and written whole or not at all (:func:`~inrforge.files.write_file`); returns
     its absolute path."""
@@ -126,6 +127,7 @@ def render_grid(store: INRStore, out_png: str, n: int = 16, view: int = 0, split
 
     shown = out_png  # as given, for messages
     out_png = check_image_path(out_png, overwrite)
+    asked, n = n, 16 if n is None else n
     if isinstance(n, bool) or int(n) != n or not 1 <= n <= MAX_RENDERED:
         raise InrforgeError(f"--n must be an integer from 1 to {MAX_RENDERED} (a grid of two panels per object), got {n}")
     view = store.check_view(view)
@@ -146,6 +148,9 @@ def render_grid(store: INRStore, out_png: str, n: int = 16, view: int = 0, split
                                 f"({int(done.sum())} of {len(store)} objects are fitted; try another --split)")
         raise InrforgeError(f"{store.path} has no fitted objects to render yet")
     idx = usable[: int(n)]
+    if asked is not None and len(idx) < n:  # drawn anyway, but not silently
+        warnings.warn(f"{n} objects asked for, but {where} has {len(idx)} with a usable view {view}; "
+                      f"drawing those")
     left_out = len(fitted) - len(usable)
     note = f", {left_out} failed INR{'s' if left_out > 1 else ''} left out" if left_out else ""
     recon, grid = reconstructions(store, idx, view)

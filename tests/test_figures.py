@@ -90,3 +90,17 @@ def test_render_grid_with_overwrite_follows_a_link_and_keeps_the_permissions(sto
     assert link.is_symlink() and target.read_bytes()[:8] == PNG
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert sorted(os.listdir(tmp_path)) == ["link.png", "real.png"]
+
+
+def test_render_grid_says_when_the_split_has_fewer_objects_than_asked(store, tmp_path):
+    import warnings
+
+    with pytest.warns(UserWarning, match=r"^16 objects asked for, but .* has (\d+) with a usable view 0; "
+                                         r"drawing those$"):
+        render_grid(store, str(tmp_path / "many.png"), n=16, split="train")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as many as there are: nothing to say
+        render_grid(store, str(tmp_path / "one.png"), n=1, split="train")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        render_grid(store, str(tmp_path / "default.png"), split="train")  # up to 16 unless asked
