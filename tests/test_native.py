@@ -194,3 +194,17 @@ def test_a_compiler_without_openmp_or_this_cpu_still_builds_a_working_kernel(fre
     active = torch.ones(5, dtype=torch.bool)
     mse, grad = native.fused_step(arch, stacked(arch, flat), coords, targets, active)
     assert_as_close_as_torch(arch, flat, coords, targets, active, mse, grad)
+
+
+def test_the_avx512_configuration_computes_the_same_step(fresh, monkeypatch):
+    """The wide configuration (16 lanes, 8-row blocks), which only AVX-512 CPUs build by themselves,
+    forced here with FUSED_STEP_WIDE: the same gradients, for widths that leave every remainder."""
+    # -O1: this build checks the logic, and splitting 16-lane vectors is slow to optimise (~20 s at -O3)
+    flags = tuple("-O1" if f == "-O3" else f for f in native.FLAGS)
+    monkeypatch.setattr(native, "FLAGS", flags + ("-DFUSED_STEP_WIDE",))
+    for name in ("siren, 3 outputs, odd widths", "wide", "relu-fourier"):
+        arch = ARCHS[name]
+        flat, coords, targets = case(arch, n=70)
+        active = torch.tensor([True, False, True, True, True])
+        mse, grad = native.fused_step(arch, stacked(arch, flat), coords, targets, active)
+        assert_as_close_as_torch(arch, flat, coords, targets, active, mse, grad)

@@ -26,7 +26,10 @@
 #include <algorithm>
 #include <vector>
 
-#ifdef __AVX512F__
+// Vector width and register blocking: 16 lanes and 8 x 2 accumulators with AVX-512's 32 registers,
+// else 8 lanes and 4 x 2 (AVX2's 16).  FUSED_STEP_WIDE forces the former on any CPU (the compiler
+// then splits each vector in two), so that its code paths are tested where AVX-512 is absent.
+#if defined(__AVX512F__) || defined(FUSED_STEP_WIDE)
 constexpr int V = 16, OB_MM = 8, OB_OUT = 4, KB_OUT = 4;
 #else
 constexpr int V = 8, OB_MM = 4, OB_OUT = 4, KB_OUT = 2;
