@@ -36,7 +36,7 @@ from .arch import INRSpec
 from .checks import check_device, process_count, usable_cores
 from .errors import RESUMES, InrforgeError, StoreReplacedError, first_line
 from .files import local_path
-from .fit import FitSettings, check_compiler
+from .fit import FitSettings, check_compiled_step
 from .fitjob import fit_request, fit_shard, prepare_fit, require_memory
 from .sources import SOURCE_NAMES, Source, source_from_description
 from .store import INRStore
@@ -190,16 +190,18 @@ def _where(worker=None) -> str:
     return f"worker {worker.address} on {socket.gethostname()}"
 
 
-def probe_store(path: str, device: str | None = None, compile: bool = False, dask_worker=None) -> str | None:
-    """Run on a worker (``client.run(probe_store, path, device, compile)``): None when it sees the
-    store at ``path``, can create a file in it (removed again), has ``device`` and, for ``compile``
-    on a CPU, the C++ compiler ``torch.compile`` needs; else a one-line reason."""
+def probe_store(path: str, device: str | None = None, compile: bool = False, kernel: str = "native",
+                dask_worker=None) -> str | None:
+    """Run on a worker (``client.run(probe_store, path, device, compile, kernel)``): None when it
+    sees the store at ``path``, can create a file in it (removed again), has ``device`` and, for
+    ``compile``, can run the compiled step (on a CPU with the native kernel: built and loaded there,
+    :func:`~inrforge.fit.check_compiled_step`); else a one-line reason."""
     where = _where(dask_worker)
     try:
         if device is not None:
             check_device(device)
         if compile:
-            check_compiler(device or "cpu")
+            check_compiled_step(device or "cpu", kernel)
     except InrforgeError as e:
         return f"{where}: {e}"
     name = f".inrforge-write-probe-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -233,7 +235,8 @@ def _offers(dask_worker=None) -> dict:
     return dict(dask_worker.state.total_resources) if dask_worker is not None else {}
 
 
-def check_workers(client, path: str, device: str, compile: bool = False, resources: dict | None = None) -> None:
+def check_workers(client, path: str, device: str, compile: bool = False, resources: dict | None = None,
+                  kernel: str = "native") -> None:
     """Before any task is submitted: an :class:`InrforgeError` (one line) unless every connected
     worker that may run a task (one offering ``resources``) can import inrforge and passes
     :func:`probe_store`.  Connected workers none of which offers ``resources`` are an error too: the
@@ -257,7 +260,8 @@ def check_workers(client, path: str, device: str, compile: bool = False, resourc
                 f"with e.g. dask worker --resources GPU=1, or ask for no resources")
         if not targets:
             return
-    results = client.run(probe_store, path, str(device), bool(compile), workers=targets, on_error="return")
+    results = client.run(probe_store, path, str(device), bool(compile), str(kernel), workers=targets,
+                         on_error="return")
     _refuse_if_any(sorted(import_failure(a, p) if isinstance(p, BaseException) else p for a, p in results.items() if p))
 
 
@@ -301,7 +305,7 @@ def fit_shard_task(path: str, shard: int, arch: INRSpec, views: int, seed: int, 
         fs = require_memory(FitSettings(**settings), arch, len(source.coords),  # checks the device here
                             shard_inrs=(stop - start) * views)
         if fs.compile:
-            check_compiler(fs.device)  # a worker that joined after the probe
+            check_compiled_step(fs.device, fs.kernel)  # a worker that joined after the probe
         data = fit_shard(arch, source, start, stop, views, seed, fs)
         try:
             store.write_shard(data)
@@ -386,7 +390,7 @@ def _fit_pending(client, plan, t0: float, *, progress, threads, retries, resourc
         report.wall_s = time.perf_counter() - t0
         return report
     device, compile = plan.settings["device"], plan.settings["compile"]
-    check_workers(client, store.path, str(device), compile=compile, resources=resources)
+    check_workers(client, store.path, str(device), compile=compile, resources=resources, kernel=plan.settings["kernel"])
 
     if ship_source is None:
         ship_source = plan.source.describe().get("name") not in SOURCE_NAMES

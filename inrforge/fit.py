@@ -151,6 +151,15 @@ def check_compiler(device: str = "cpu") -> None:
                             f"or pass --no-compile")
 
 
+def check_compiled_step(device: str = "cpu", kernel: str = "native") -> None:
+    """An :class:`InrforgeError` unless the compiled step of a fit on ``device`` with ``kernel`` can
+    run here: :func:`check_compiler`, and on a CPU with the native kernel, that kernel built (once
+    per machine) and loaded."""
+    check_compiler(device)
+    if torch.device(device).type == "cpu" and kernel == "native":
+        load_native()
+
+
 # (INR, point, step) triples from which torch.compile pays (measured on the 2-core CPU, 1 thread):
 # the compiled step saves ~0.8 of the eager step's ~1.1 us per triple, and compiling its two or
 # three batch shapes costs 10-30 s, so the break-even is 4e7 (warm Inductor cache) to 1e8 (a
@@ -175,13 +184,10 @@ def worth_compiling(point_steps: int, device: str = "cpu", kernel: str = "induct
     eager step even on 8x8 digits, so it always pays, if it builds.  ``torch.compile``'s step pays
     from :data:`COMPILE_WORTH` triples, where a C++ compiler (on a GPU, Triton) is present.  Where
     compiling is impossible the answer is no (the eager step), never an error."""
-    use_native = torch.device(device).type == "cpu" and kernel == "native"
-    if point_steps < COMPILE_WORTH and not use_native:
+    if point_steps < COMPILE_WORTH and not (torch.device(device).type == "cpu" and kernel == "native"):
         return False
     try:
-        check_compiler(device)
-        if use_native:
-            load_native()
+        check_compiled_step(device, kernel)
     except InrforgeError:
         return False
     return True

@@ -26,8 +26,7 @@ from .checks import (byte_size, check_count, check_device, probability, process_
                      whole_number)
 from .errors import InrforgeError
 from .files import jsonable
-from . import native
-from .fit import (KERNELS, LEGACY_FIT, FitSettings, batch_bytes, check_compiler, default_batch_size, fit_batch,
+from .fit import (KERNELS, LEGACY_FIT, FitSettings, batch_bytes, check_compiled_step, default_batch_size, fit_batch,
                   inr_seed, memory_batch_limit, memory_budget, psnr_to_mse, with_legacy, worth_compiling)
 from .memory import available_bytes
 from .sources import SOURCE_NAMES, Source, load_source, source_from_description
@@ -136,7 +135,7 @@ def refit_shard(store: INRStore, k: int, source: Source | None = None, device: s
     settings = FitSettings.recorded(fit, store.path, device)  # a bad value is named as the store's
     seed = seed_value(fit.get("seed"), f"{store.path}: the recorded fit.seed")
     if settings.compile:
-        check_compiler(settings.device)
+        check_compiled_step(settings.device, settings.kernel)
     require_memory(settings, store.arch, len(source.coords), shard_inrs=(stop - start) * store.views)
     return fit_shard(store.arch, source, start, stop, store.views, seed, settings)
 
@@ -553,9 +552,7 @@ def prepare_fit(source: Source | str, out, request: FitRequest | None = None, *,
         raise InrforgeError(f"--kernel native is a CPU kernel; on {device} the step is compiled by torch.compile "
                             f"(--kernel inductor, the default there)")
     if compile and fit_here:
-        check_compiler(device)  # before a store that records compile=True exists
-        if torch.device(device).type == "cpu" and kernel == "native":
-            native.load()  # built (once per machine) before the store too: a failed build is one line
+        check_compiled_step(device, kernel)  # before a store that records it exists (a failed build: one line)
     settings = dict(steps=steps, lr=lr, target_psnr=target_psnr, batch_size=batch_size, device=device,
                     compile=compile, kernel=kernel, lr_schedule=lr_schedule, first_layer_lr=first_layer_lr,
                     shared_init=shared_init)

@@ -37,6 +37,7 @@ FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-std=c++17", "-shared", 
 FALLBACKS = ((("-fopenmp",), ()), ((), ()), (("-fopenmp",), ("-march=native",)), ((), ("-march=native",)))
 # points per chunk: one 32-wide INR's activations for 256 points are ~100 KB, within L2
 CHUNK = 256
+BUILD_SECONDS = 600
 
 _LIB = None
 
@@ -83,8 +84,14 @@ def _build(cxx: str, target: Path) -> None:
         errors = ""
         for extra, dropped in FALLBACKS:
             flags = [f for f in FLAGS if f not in dropped]
-            done = subprocess.run([cxx, *flags, *extra, str(SOURCE), "-o", tmp], capture_output=True, text=True)
+            try:
+                done = subprocess.run([cxx, *flags, *extra, str(SOURCE), "-o", tmp], capture_output=True, text=True,
+                                      timeout=BUILD_SECONDS)
+            except subprocess.TimeoutExpired:
+                raise InrforgeError(f"building the fused fitting step with {cxx} took more than {BUILD_SECONDS} s; "
+                                    f"pass --no-compile") from None
             if done.returncode == 0:
+                os.chmod(tmp, 0o755)  # mkstemp's 0600 would keep a shared cache's other users out
                 os.replace(tmp, target)
                 return
             errors = errors or done.stderr
@@ -95,14 +102,15 @@ def _build(cxx: str, target: Path) -> None:
             os.remove(tmp)
 
 
-def library_path() -> Path:
-    """The built kernel for this source, compiler, flags and CPU (built if missing)."""
+def library_path(rebuild: bool = False) -> Path:
+    """The built kernel for this source, compiler, flags and CPU: in the cache folder, else (one
+    that cannot be written) in a temporary one; built where missing, or again with ``rebuild``."""
     cxx = cxx_compiler()
     key = hashlib.sha256("\0".join([SOURCE.read_text(), _compiler_identity(cxx), " ".join(FLAGS),
                                     _cpu_signature()]).encode()).hexdigest()[:20]
     for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"inrforge-{os.getuid() if hasattr(os, 'getuid') else 0}"):
         target = folder / f"fused_step-{key}.so"
-        if target.exists():
+        if target.exists() and not rebuild:
             return target
         try:
             _build(cxx, target)
@@ -113,15 +121,40 @@ def library_path() -> Path:
 
 
 def load():
-    """The loaded kernel library (built on first use in this process; later calls reuse it)."""
+    """The loaded kernel library (built on first use in this process; later calls reuse it).  A
+    cached file that does not load (truncated, damaged, built elsewhere, unreadable) is built again
+    over it, once; if that does not load either, an :class:`InrforgeError` names the file."""
     global _LIB
     if _LIB is None:
-        lib = ctypes.CDLL(str(library_path()))
+        try:
+            lib = ctypes.CDLL(str(library_path()))
+        except OSError:
+            path = library_path(rebuild=True)
+            try:
+                lib = ctypes.CDLL(str(path))
+            except OSError as e:
+                raise InrforgeError(f"cannot load the fused fitting step {path} ({e}); pass --no-compile") from None
         p, i = ctypes.c_void_p, ctypes.c_int
         lib.fused_step.argtypes = [i, i, p, p, p, p, p, i, p, i, p, p, ctypes.c_float, ctypes.c_float, i, i, i]
         lib.fused_step.restype = i
         _LIB = lib
     return _LIB
+
+
+def _check_shapes(arch: INRSpec, flat, coords, targets, active) -> None:
+    """An :class:`InrforgeError` unless the shapes agree (the kernel reads and writes by them):
+    ``targets`` (B, N >= 1, out), ``flat`` B x P numbers, ``coords`` (N, d0) or (B, N, d0) and
+    ``active`` (B,) on the CPU."""
+    d0 = arch.widths[0]
+    b, n = (targets.shape[0], targets.shape[1]) if targets.ndim == 3 else (None, 0)
+    if b is None or n == 0 or targets.shape[2] != arch.widths[-1]:
+        raise InrforgeError(f"fused_step: targets must be (B, N >= 1, {arch.widths[-1]}), got {tuple(targets.shape)}")
+    if flat.numel() != b * arch.param_count:
+        raise InrforgeError(f"fused_step: flat holds {flat.numel()} numbers, not {b} x {arch.param_count}")
+    if tuple(coords.shape) not in ((n, d0), (b, n, d0)):
+        raise InrforgeError(f"fused_step: coords must be ({n}, {d0}) or ({b}, {n}, {d0}), got {tuple(coords.shape)}")
+    if tuple(active.shape) != (b,) or active.device.type != "cpu":
+        raise InrforgeError(f"fused_step: active must be ({b},) on the CPU, got {tuple(active.shape)} on {active.device}")
 
 
 def fused_step(arch: INRSpec, flat: torch.Tensor, coords: torch.Tensor, targets: torch.Tensor,
@@ -131,10 +164,11 @@ def fused_step(arch: INRSpec, flat: torch.Tensor, coords: torch.Tensor, targets:
     ``targets`` (B, N, out); the gradient of an inactive INR is zero.  CPU float32 tensors only; it
     uses torch's thread count."""
     lib = load()
-    b, n = targets.shape[0], targets.shape[1]
     for name, t in (("flat", flat), ("coords", coords), ("targets", targets)):
         if t.device.type != "cpu" or t.dtype != torch.float32:
             raise InrforgeError(f"the fused fitting step takes float32 CPU tensors; {name} is {t.dtype} on {t.device}")
+    _check_shapes(arch, flat, coords, targets, active)
+    b, n = targets.shape[0], targets.shape[1]
     flat, coords, targets = flat.contiguous(), coords.contiguous(), targets.contiguous()
     widths = (ctypes.c_int * len(arch.widths))(*arch.widths)
     offsets = (ctypes.c_int64 * len(arch.layout))(*(s.offset for s in arch.layout))

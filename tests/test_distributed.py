@@ -462,6 +462,25 @@ def test_workers_without_a_compiler_are_refused_before_fitting(client, source, t
     assert not open_store(out).done().any()
 
 
+def test_the_probe_builds_the_native_kernel_where_it_will_run(tmp_path, monkeypatch):
+    """A worker whose compiler is there but cannot build the kernel fails the probe (one line), not
+    every task; with ``--kernel inductor`` the compiler's presence is all the probe asks."""
+    from inrforge import native
+
+    out = str(tmp_path / "p.zarr")
+    prepare_fit(load_source("digits", limit=2), out, steps=1)
+    bad = tmp_path / "cxx"
+    bad.write_text("#!/bin/sh\n[ \"$1\" = --version ] && echo 'bad 1' && exit 0\necho 'x.cpp: error: no' >&2; exit 1\n")
+    bad.chmod(0o755)
+    monkeypatch.setenv("CXX", str(bad))
+    monkeypatch.setenv("INRFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "_LIB", None)
+    reason = idist.probe_store(out, "cpu", True, "native")
+    assert re.fullmatch(r"process \d+ on .*: building the fused fitting step with .*cxx failed: x.cpp: error: no "
+                        r"\(or pass --no-compile\)", reason), reason
+    assert idist.probe_store(out, "cpu", True, "inductor") is None
+
+
 def test_the_cli_scheduler_is_no_batch_system(tmp_path, capsys):
     out = tmp_path / "slurm.zarr"
     code = main(CLI + ["--out", str(out), "--scheduler", "slurm"])

@@ -208,3 +208,26 @@ def test_the_avx512_configuration_computes_the_same_step(fresh, monkeypatch):
         active = torch.tensor([True, False, True, True, True])
         mse, grad = native.fused_step(arch, stacked(arch, flat), coords, targets, active)
         assert_as_close_as_torch(arch, flat, coords, targets, active, mse, grad)
+
+
+@pytest.mark.parametrize("change, msg", [
+    (dict(targets=torch.zeros(5, 0, 1)), r"targets must be \(B, N >= 1, 1\), got \(5, 0, 1\)"),
+    (dict(targets=torch.zeros(5, 37, 2)), r"targets must be \(B, N >= 1, 1\)"),
+    (dict(flat=torch.zeros(10)), r"flat holds 10 numbers, not 5 x 105"),
+    (dict(coords=torch.zeros(36, 2)), r"coords must be \(37, 2\) or \(5, 37, 2\), got \(36, 2\)"),
+    (dict(active=torch.ones(4, dtype=torch.bool)), r"active must be \(5,\) on the CPU, got \(4,\)"),
+])
+def test_shapes_that_disagree_are_refused_before_the_kernel_reads_them(change, msg):
+    arch = ARCHS["siren-dwsnets"]
+    flat, coords, targets = case(arch)
+    args = dict(flat=stacked(arch, flat), coords=coords, targets=targets, active=torch.ones(5, dtype=torch.bool))
+    with pytest.raises(InrforgeError, match=r"^fused_step: " + msg):
+        native.fused_step(arch, **{**args, **change})
+
+
+def test_a_damaged_cached_kernel_is_built_again_and_a_shared_cache_is_readable(fresh):
+    path = native.library_path()
+    assert path.stat().st_mode & 0o755 == 0o755  # other users of a shared cache may load it
+    path.write_bytes(b"not a library")
+    native.load()  # built again over it
+    assert path.stat().st_size > 1000

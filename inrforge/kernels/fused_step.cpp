@@ -40,7 +40,7 @@ typedef int32_t vi __attribute__((vector_size(4 * V)));
 static inline vf splat(float x) { return vf{} + x; }
 // The sum of a vector's lanes by halving (a fixed order: the same bits on every call).
 static inline float hsum(vf v) {
-  float t[V];
+  alignas(sizeof(vf)) float t[V];
   *(vf *)t = v;
   for (int w = V / 2; w > 0; w /= 2)
     for (int i = 0; i < w; i++) t[i] += t[i + w];
