@@ -259,6 +259,7 @@ def _reproduce(store, k: int, device: str | None) -> int:
     import numpy as np
 
     from .fitjob import refit_shard, software_changes
+    from .fit import with_legacy
     from .store import METRICS
 
     start, stop = store.shard_range(k)
@@ -283,8 +284,11 @@ def _reproduce(store, k: int, device: str | None) -> int:
     elif store.fit_settings.get("resumed_with"):
         why = "the store mixes software versions (fit.resumed_with): this shard may come from another one"
     else:
-        why = ("same software: another CPU type rounds differently (was the store fitted elsewhere?), "
-               "or the source's files were rewritten since the fit")
+        fit = with_legacy(store.fit_settings)
+        other = ("another CPU type or C++ compiler (the native kernel is built here)"
+                 if fit.get("compile") and fitted_on == "cpu" and fit["kernel"] == "native" else "another CPU type")
+        why = (f"same software: {other} rounds differently (was the store fitted elsewhere?), "
+               f"or the source's files were rewritten since the fit")
     raise InrforgeError(f"{store.path}: shard {k} refitted here differs from the stored one ({what}); {why}")
 
 
