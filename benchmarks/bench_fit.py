@@ -11,7 +11,11 @@ layers; biases, sin/cos and Adam not counted), as a fraction of the FP32 peak wh
 (an H100/H200/A100, or ``--peak-tflops``).
 
     python benchmarks/bench_fit.py [--rounds 3] [--loop-inrs 3] [--batch N] [--steps 1000] [--threads 2]
-                                   [--device cpu|cuda] [--peak-tflops T]
+                                   [--kernel native,inductor] [--device cpu|cuda] [--peak-tflops T]
+
+On a CPU the batched side is the native kernel by default (``--kernel inductor``: torch.compile's
+step; both, comma-separated: each fits the batch in every round, against the same loop rounds); on
+a GPU it is torch.compile's; ``--no-compile`` measures the eager step.
 
 Both sides are warmed up first (the loop fits one INR for 50 steps, the batched fitter compiles
 on a 2-step run), so the figures are steady-state rates; the warm-up time is printed apart.  The
