@@ -10,6 +10,23 @@ from __future__ import annotations
 import sys
 
 
+def quiet_interrupts(prog: str) -> None:
+    """For a script, called before its heavy imports: a Ctrl-C that nothing catches (while torch
+    loads, say) prints ``prog: interrupted`` instead of a traceback, and the process still ends as
+    one stopped by SIGINT (status 130 in a shell).  Other exceptions are reported as before; a
+    script's own run (:func:`inrforge.script.run_script`) handles Ctrl-C itself."""
+    previous = getattr(sys.excepthook, "previous", sys.excepthook)  # set once, however often called
+
+    def hook(kind, value, tb):
+        if issubclass(kind, KeyboardInterrupt):
+            print(f"{prog}: interrupted", file=sys.stderr)
+        else:
+            previous(kind, value, tb)
+
+    hook.previous = previous
+    sys.excepthook = hook
+
+
 def main(argv=None) -> int:
     try:
         from .cli import main as run

@@ -10,6 +10,10 @@ chart to OUT/results.png, per-run logs to OUT/<model>/seed<k>/.
 
 from __future__ import annotations
 
+from inrforge.launch import quiet_interrupts
+
+quiet_interrupts("classify_inrs.py")  # before torch loads: a Ctrl-C then is one line
+
 import time
 from dataclasses import replace
 

@@ -14,6 +14,10 @@ docs/cluster.md for the environment the workers need.
 
 from __future__ import annotations
 
+from inrforge.launch import quiet_interrupts
+
+quiet_interrupts("dask_fit.py")  # before torch loads: a Ctrl-C then is one line
+
 import functools
 import sys
 from contextlib import contextmanager

@@ -26,6 +26,10 @@ splits, image split, noise) and the mapper's init and batches.
 
 from __future__ import annotations
 
+from inrforge.launch import quiet_interrupts
+
+quiet_interrupts("domain_adaptation.py")  # before torch loads: a Ctrl-C then is one line
+
 import time
 from pathlib import Path
 

@@ -17,6 +17,10 @@ OUT/results.json, the log-x curve to OUT/results.png, per-run logs to OUT/<model
 
 from __future__ import annotations
 
+from inrforge.launch import quiet_interrupts
+
+quiet_interrupts("sine_regression.py")  # before torch loads: a Ctrl-C then is one line
+
 import math
 import time
 from pathlib import Path

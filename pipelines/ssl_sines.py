@@ -19,6 +19,10 @@ encoder.  Metrics go to OUT/results.json, loss curves to OUT/<encoder>/history.j
 
 from __future__ import annotations
 
+from inrforge.launch import quiet_interrupts
+
+quiet_interrupts("ssl_sines.py")  # before torch loads: a Ctrl-C then is one line
+
 import json
 import time
 from pathlib import Path

@@ -26,6 +26,10 @@ fused kernel wherever it builds (a C++ compiler), else the eager step.
 
 from __future__ import annotations
 
+from inrforge.launch import quiet_interrupts
+
+quiet_interrupts("views_augment_sweep.py")  # before torch loads: a Ctrl-C then is one line
+
 import time
 from dataclasses import replace
 

@@ -166,6 +166,25 @@ def test_importing_the_package_or_its_entry_point_leaves_torch_for_later():
         inrforge.nope
 
 
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "pipelines").glob("*.py")))
+def test_a_ctrl_c_while_a_pipeline_script_starts_is_one_line(script):
+    """A Ctrl-C while a pipeline script imports torch (raised by an import hook): one line on stderr,
+    and the process ends as stopped by SIGINT, as Python's own handling does; no traceback."""
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import runpy, sys\n"
+            "class Interrupt:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'torch':\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, Interrupt())\n"
+            f"runpy.run_path('pipelines/{script}', run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert (done.returncode, done.stderr) == (-signal.SIGINT, f"{script}: interrupted\n")
+
+
 def test_a_ctrl_c_while_the_command_starts_is_one_line():
     """A Ctrl-C while the CLI (and torch with it) is being imported: one line on stderr and status
     130, no traceback.  The interrupt is raised by an import hook when ``inrforge.cli`` is imported."""
