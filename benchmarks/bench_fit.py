@@ -155,17 +155,17 @@ def bench(p, a):
     coords = src.coords
     init = arch.init_flat([inr_seed(0, i, 0) for i in range(a.batch)])
     targets = src.targets(range(a.batch))
-    kernels = a.kernel if not a.no_compile and not a.device.startswith("cuda") else ("inductor",)
-    sides = {(k if not a.no_compile else "eager"): FitSettings(steps=a.steps, lr=a.lr, target_psnr=None,
-                                                                batch_size=a.batch, device=a.device,
-                                                                compile=not a.no_compile, kernel=k)
-             for k in kernels}
+    cuda = a.device.startswith("cuda")
+    common = dict(steps=a.steps, lr=a.lr, target_psnr=None, batch_size=a.batch, device=a.device)
+    if a.no_compile:
+        sides = {"eager": FitSettings(**common, compile=False)}
+    else:  # a GPU compiles with Inductor whatever --kernel says
+        sides = {k: FitSettings(**common, kernel=k) for k in (("inductor",) if cuda else a.kernel)}
     print(f"# bench_fit: {setting(a.device)}; {a.threads} threads, device {a.device}, arch {list(arch.widths)}, "
           f"{len(coords)} points (MNIST 28x28), {a.steps} steps, lr {a.lr}, "
           f"{a.rounds} rounds of {a.loop_inrs} loop INRs + {a.batch} batched INRs, "
           f"batched step: {', '.join(sides)}")
 
-    cuda = a.device.startswith("cuda")
     sync = (lambda: torch.cuda.synchronize(a.device)) if cuda else (lambda: None)
     dev_coords, dev_targets = coords.to(a.device), targets.to(a.device)  # the loop's data, moved once
     loop_fit(arch, init[:1], dev_coords, dev_targets[:1], 50, a.lr)  # warm-up: allocator, kernels

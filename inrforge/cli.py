@@ -220,15 +220,20 @@ def cmd_info(a) -> int:
     return 0
 
 
-def _compiled(fit: dict) -> str:
-    """``, compiled (kernel)`` for a recorded fit whose step was compiled (a store that records no
-    kernel compiled with Inductor), else nothing."""
+def _cpu_kernel(fit: dict) -> str | None:
+    """The compiled CPU step a recorded fit used (a store that records no kernel compiled with
+    Inductor); None for an eager or a GPU fit."""
     from .fit import with_legacy
 
+    return with_legacy(fit)["kernel"] if fit.get("compile") and fit.get("device") == "cpu" else None
+
+
+def _compiled(fit: dict) -> str:
+    """``, compiled (kernel)`` for a recorded fit whose step was compiled, else nothing."""
     if not fit.get("compile"):
         return ""
-    kernel = with_legacy(fit)["kernel"]
-    return f", compiled ({kernel})" if fit.get("device") == "cpu" else ", compiled"
+    kernel = _cpu_kernel(fit)
+    return f", compiled ({kernel})" if kernel else ", compiled"
 
 
 def _lr_line(fit: dict) -> str:
@@ -259,7 +264,6 @@ def _reproduce(store, k: int, device: str | None) -> int:
     import numpy as np
 
     from .fitjob import refit_shard, software_changes
-    from .fit import with_legacy
     from .store import METRICS
 
     start, stop = store.shard_range(k)
@@ -284,9 +288,8 @@ def _reproduce(store, k: int, device: str | None) -> int:
     elif store.fit_settings.get("resumed_with"):
         why = "the store mixes software versions (fit.resumed_with): this shard may come from another one"
     else:
-        fit = with_legacy(store.fit_settings)
         other = ("another CPU type or C++ compiler (the native kernel is built here)"
-                 if fit.get("compile") and fitted_on == "cpu" and fit["kernel"] == "native" else "another CPU type")
+                 if _cpu_kernel(store.fit_settings) == "native" else "another CPU type")
         why = (f"same software: {other} rounds differently (was the store fitted elsewhere?), "
                f"or the source's files were rewritten since the fit")
     raise InrforgeError(f"{store.path}: shard {k} refitted here differs from the stored one ({what}); {why}")

@@ -151,12 +151,18 @@ def check_compiler(device: str = "cpu") -> None:
                             f"or pass --no-compile")
 
 
+def runs_native(device, kernel: str) -> bool:
+    """Whether a compiled step on ``device`` (a name or a torch.device) with ``kernel`` is the native
+    CPU kernel (a GPU compiles with Inductor whatever the kernel)."""
+    return torch.device(device).type == "cpu" and kernel == "native"
+
+
 def check_compiled_step(device: str = "cpu", kernel: str = "native") -> None:
     """An :class:`InrforgeError` unless the compiled step of a fit on ``device`` with ``kernel`` can
     run here: :func:`check_compiler`, and on a CPU with the native kernel, that kernel built (once
     per machine) and loaded."""
     check_compiler(device)
-    if torch.device(device).type == "cpu" and kernel == "native":
+    if runs_native(device, kernel):
         load_native()
 
 
@@ -184,7 +190,7 @@ def worth_compiling(point_steps: int, device: str = "cpu", kernel: str = "induct
     eager step even on 8x8 digits, so it always pays, if it builds.  ``torch.compile``'s step pays
     from :data:`COMPILE_WORTH` triples, where a C++ compiler (on a GPU, Triton) is present.  Where
     compiling is impossible the answer is no (the eager step), never an error."""
-    if point_steps < COMPILE_WORTH and not (torch.device(device).type == "cpu" and kernel == "native"):
+    if point_steps < COMPILE_WORTH and not runs_native(device, kernel):
         return False
     try:
         check_compiled_step(device, kernel)
@@ -322,7 +328,7 @@ def _step_fn(arch: INRSpec, settings: FitSettings, device: torch.device):
     written with it)."""
     if not settings.compile:
         return lambda *args: stacked_step(*args)[:2]
-    if device.type == "cpu" and settings.kernel == "native":
+    if runs_native(device, settings.kernel):
         return fused_step
     key = (arch, device.type)
     if key not in _COMPILED:

@@ -17,6 +17,7 @@ takes about 2 s, once; concurrent builders each write their own file and rename 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -141,6 +142,15 @@ def load():
     return _LIB
 
 
+@functools.lru_cache(maxsize=64)
+def _layout_arrays(arch: INRSpec):
+    """The kernel's view of ``arch``: its widths and each slot's offset as C arrays, built once per
+    arch rather than at every step (the arrays are only read)."""
+    widths = (ctypes.c_int * len(arch.widths))(*arch.widths)
+    offsets = (ctypes.c_int64 * len(arch.layout))(*(s.offset for s in arch.layout))
+    return widths, offsets
+
+
 def _check_shapes(arch: INRSpec, flat, coords, targets, active) -> None:
     """An :class:`InrforgeError` unless the shapes agree (the kernel reads and writes by them):
     ``targets`` (B, N >= 1, out), ``flat`` B x P numbers, ``coords`` (N, d0) or (B, N, d0) and
@@ -170,8 +180,7 @@ def fused_step(arch: INRSpec, flat: torch.Tensor, coords: torch.Tensor, targets:
     _check_shapes(arch, flat, coords, targets, active)
     b, n = targets.shape[0], targets.shape[1]
     flat, coords, targets = flat.contiguous(), coords.contiguous(), targets.contiguous()
-    widths = (ctypes.c_int * len(arch.widths))(*arch.widths)
-    offsets = (ctypes.c_int64 * len(arch.layout))(*(s.offset for s in arch.layout))
+    widths, offsets = _layout_arrays(arch)
     on = active.to(torch.uint8).contiguous()
     grad = torch.empty_like(flat)
     mse = torch.empty(b, dtype=torch.float32)
