@@ -29,6 +29,7 @@ from torch import nn
 from .arch import INRSpec
 from .checks import check_device, number, seed_value, whole_number
 from .errors import InrforgeError
+from .memory import keep_freed_memory
 from .optim import BestKeeper, optimizer_step, warmup_cosine
 from .weights import Weights
 from .zoo import classifier_logits, classifier_metrics
@@ -201,6 +202,7 @@ def train_mapper(mapper: ResidualMapper, train_w: Weights, val_w: Weights, x: to
     gen = torch.Generator().manual_seed(int(cfg.seed))
     steps_per_epoch = -(-len(train_w) // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
+    keep_freed_memory()  # every step frees and allocates the same activations again
     opt = torch.optim.AdamW(mapper.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, max(1, steps_per_epoch), total)
     best, history = BestKeeper(higher_better=True), []

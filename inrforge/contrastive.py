@@ -23,6 +23,7 @@ from torch import nn
 from .checks import check_count, check_device, number, seed_value
 from .data import WeightDataset, normalization_stats
 from .errors import InrforgeError
+from .memory import keep_freed_memory
 from .optim import optimizer_step, warmup_cosine
 from .weights import Weights
 
@@ -141,6 +142,7 @@ def train_contrastive(model: ContrastiveModel, dataset: WeightDataset, transform
     dev = torch.device(device)
     model.to(dev)
     normalize = normalize or (lambda w: w)
+    keep_freed_memory()  # every step frees and allocates the same activations again
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     loader = dataset.loader(batch_size, shuffle=True, drop_last=len(dataset) % batch_size == 1)
     total_steps = max(1, epochs * len(loader))

@@ -30,6 +30,7 @@ from .data import WeightDataset
 from .errors import InrforgeError
 from .files import location, output_path, write_json
 from .fitjob import library_versions
+from .memory import keep_freed_memory
 from .models import build_model
 from .optim import BestKeeper, optimizer_step, warmup_cosine
 from .store import INRStore
@@ -172,6 +173,7 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     device = check_device(config.device)
     torch.manual_seed(config.seed)
     model.to(device)
+    keep_freed_memory()  # every step frees and allocates the same activations again
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     batch_norm = check_batch_norm(model, len(train), config.batch_size)
     drop_last = batch_norm and len(train) % config.batch_size == 1

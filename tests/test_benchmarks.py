@@ -4,6 +4,7 @@ person who measures."""
 
 import importlib.util
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -101,6 +102,7 @@ def test_bench_fit_flop_count_is_what_torch_counts(monkeypatch):
     ("bench_augment", ["--threads", "1,0"], "argument --threads: expected a comma list of positive integers"),
     ("bench_dwsnet", ["--steps", "0"], "argument --steps: expected a positive integer, got '0'"),
     ("bench_dwsnet", ["--device", "tpu"], "unknown device 'tpu'"),
+    ("bench_dwsnet", ["--allocator", "jemalloc"], "argument --allocator: invalid choice: 'jemalloc'"),
     ("bench_loader", ["--n", "0"], "argument --n: expected a positive integer, got '0'"),
     ("bench_dask", ["--objects", "0"], "argument --objects: expected a positive integer, got '0'"),
     ("bench_dask", ["--source", "nosuch"], "unknown source 'nosuch'"),
@@ -143,9 +145,11 @@ def test_bench_augment_prints_each_rate_per_thread_count():
 
 def test_bench_dwsnet_compares_with_the_reference_only_at_its_batch():
     out = run_bench("bench_dwsnet", "--threads", "1", "--steps", "1", "--warmup", "0", "--batch", "8")
-    assert re.search(r"^DWSNet .* params +370,890 +step +[\d.]+ ms", out, re.M), out
+    assert re.search(r"^DWSNet \(hidden 32, 5 layers, mean pool\) +params +370,890 +step +[\d.]+ ms", out, re.M), out
     assert re.search(r"^FlatMLP .* params +437,770 +step +[\d.]+ ms", out, re.M), out
     assert "reference" not in out  # the reference's 7.4 s is a batch-512 figure
+    expected = "glibc keeps freed memory" if platform.libc_ver()[0] == "glibc" else "unchanged (not glibc)"
+    assert re.search(rf"^# bench_dwsnet: .*, allocator: {expected}$", out, re.M), out
 
 
 @pytest.mark.filterwarnings("ignore")

@@ -36,7 +36,9 @@ built in place with two broadcast additions per full-size tensor.  Mean pooling 
 
 On the MNIST INR arch (2->32->32->1), 32 channels, 5 layers: 370,890 parameters (77,024 per
 hidden->hidden layer), ~0.8-0.9 s per AdamW training step at batch 512 on 2 CPU cores
-(``benchmarks/bench_dwsnet.py``), vs ~7.4 s for the DWSNets reference implementation.
+(``benchmarks/bench_dwsnet.py``), vs ~7.4 s for the DWSNets reference implementation; 1.5 s
+where glibc's malloc hands freed activations back each step (the training loops stop that:
+:func:`inrforge.memory.keep_freed_memory`).
 
 Feature layout (``WSFeatures``)
 -------------------------------
