@@ -37,7 +37,7 @@ from .checks import check_device, process_count, usable_cores
 from .errors import RESUMES, InrforgeError, StoreReplacedError, first_line
 from .files import local_path
 from .fit import FitSettings, check_compiled_step
-from .fitjob import fit_request, fit_shard, prepare_fit, require_memory
+from .fitjob import compared_versions, compiles_on_cpu, fit_request, fit_shard, prepare_fit, require_memory
 from .sources import SOURCE_NAMES, Source, source_from_description
 from .store import INRStore
 
@@ -191,10 +191,12 @@ def _where(worker=None) -> str:
 
 
 def probe_store(path: str, device: str | None = None, compile: bool = False, kernel: str = "native",
-                dask_worker=None) -> str | None:
-    """Run on a worker (``client.run(probe_store, path, device, compile, kernel)``): None when it
-    sees the store at ``path``, can create a file in it (removed again), has ``device`` and, for
-    ``compile``, can run the compiled step (on a CPU with the native kernel: built and loaded there,
+                versions: dict | None = None, dask_worker=None) -> str | None:
+    """Run on a worker (``client.run(probe_store, path, device, compile, kernel, versions)``): None
+    when it has the driver's ``versions`` (:func:`~inrforge.fitjob.compared_versions`: inrforge,
+    torch and, where given, the C++ compiler, on which the numbers depend), sees the store at
+    ``path``, can create a file in it (removed again), has ``device`` and, for ``compile``, can run
+    the compiled step (on a CPU with the native kernel: built and loaded there,
     :func:`~inrforge.fit.check_compiled_step`); else a one-line reason."""
     where = _where(dask_worker)
     try:
@@ -204,6 +206,13 @@ def probe_store(path: str, device: str | None = None, compile: bool = False, ker
             check_compiled_step(device or "cpu", kernel)
     except InrforgeError as e:
         return f"{where}: {e}"
+    if versions:
+        here = compared_versions(compiler="cxx" in versions)
+        differ = [f"{name} {here[name]!r} (the driver: {versions[name]!r})" for name in versions
+                  if here.get(name) != versions[name]]
+        if differ:
+            return (f"{where} has {', '.join(differ)}: its shards' numbers would differ from the driver's in the "
+                    f"last bits; the workers need the driver's inrforge, torch and C++ compiler (docs/cluster.md)")
     name = f".inrforge-write-probe-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     try:
         if "://" in path:
@@ -236,10 +245,10 @@ def _offers(dask_worker=None) -> dict:
 
 
 def check_workers(client, path: str, device: str, compile: bool = False, resources: dict | None = None,
-                  kernel: str = "native") -> None:
+                  kernel: str = "native", versions: dict | None = None) -> None:
     """Before any task is submitted: an :class:`InrforgeError` (one line) unless every connected
     worker that may run a task (one offering ``resources``) can import inrforge and passes
-    :func:`probe_store`.  Connected workers none of which offers ``resources`` are an error too: the
+    :func:`probe_store` (with the driver's ``versions``, where given).  Connected workers none of which offers ``resources`` are an error too: the
     tasks would wait for ever.  No connected worker at all is fine (workers that join later)."""
     def import_failure(addr, e):
         first = first_line(e)
@@ -260,7 +269,7 @@ def check_workers(client, path: str, device: str, compile: bool = False, resourc
                 f"with e.g. dask worker --resources GPU=1, or ask for no resources")
         if not targets:
             return
-    results = client.run(probe_store, path, str(device), bool(compile), str(kernel), workers=targets,
+    results = client.run(probe_store, path, str(device), bool(compile), str(kernel), versions, workers=targets,
                          on_error="return")
     _refuse_if_any(sorted(import_failure(a, p) if isinstance(p, BaseException) else p for a, p in results.items() if p))
 
@@ -390,7 +399,8 @@ def _fit_pending(client, plan, t0: float, *, progress, threads, retries, resourc
         report.wall_s = time.perf_counter() - t0
         return report
     device, compile = plan.settings["device"], plan.settings["compile"]
-    check_workers(client, store.path, str(device), compile=compile, resources=resources, kernel=plan.settings["kernel"])
+    check_workers(client, store.path, str(device), compile=compile, resources=resources, kernel=plan.settings["kernel"],
+                  versions=compared_versions(compiler=compiles_on_cpu({"compile": compile, "device": str(device)})))
 
     if ship_source is None:
         ship_source = plan.source.describe().get("name") not in SOURCE_NAMES

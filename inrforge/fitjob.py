@@ -29,6 +29,7 @@ from .files import jsonable
 from .fit import (KERNELS, LEGACY_FIT, FitSettings, batch_bytes, check_compiled_step, default_batch_size, fit_batch,
                   inr_seed, memory_batch_limit, memory_budget, psnr_to_mse, with_legacy, worth_compiling)
 from .memory import available_bytes
+from .native import compiler_identity
 from .sources import SOURCE_NAMES, Source, load_source, source_from_description
 from .store import INRStore, ShardData, create_store, is_store, prepare_output
 from .version import __version__
@@ -36,7 +37,8 @@ from .version import __version__
 # Keys of the ``fit`` attribute that do not change the fitted numbers, hence not compared on resume
 # (the versions are checked on their own, :func:`require_same_software`).
 _INFORMATIONAL = ("versions", "threads", "resumed_with")
-# The recorded versions whose change may change the fitted numbers (zarr's or Python's cannot).
+# The recorded versions whose change may change the fitted numbers (zarr's or Python's cannot); a
+# fit compiled on a CPU also records its C++ compiler (``cxx``), whose code rounds its own way.
 NUMERIC_VERSIONS = ("inrforge", "torch")
 
 
@@ -104,12 +106,27 @@ def fit_shard(arch: INRSpec, source: Source, start: int, stop: int, views: int, 
     )
 
 
-def library_versions() -> dict:
-    """The versions a store records (its numbers depend on them)."""
+def library_versions(compiler: bool = False) -> dict:
+    """The versions a store records (its numbers depend on them); with ``compiler``, also ``cxx``: the
+    C++ compiler that builds a compiled CPU step (:func:`~inrforge.native.compiler_identity`)."""
     import zarr
 
-    return {"inrforge": __version__, "torch": torch.__version__, "zarr": zarr.__version__,
-            "numpy": np.__version__, "python": sys.version.split()[0]}
+    versions = {"inrforge": __version__, "torch": torch.__version__, "zarr": zarr.__version__,
+                "numpy": np.__version__, "python": sys.version.split()[0]}
+    return {**versions, "cxx": compiler_identity()} if compiler else versions
+
+
+def compared_versions(compiler: bool = False) -> dict:
+    """This process's :data:`NUMERIC_VERSIONS` (and, with ``compiler``, ``cxx``): the part of
+    :func:`library_versions` that two processes fitting shards of one store must share."""
+    now = library_versions(compiler)
+    return {name: now[name] for name in NUMERIC_VERSIONS + (("cxx",) if compiler else ())}
+
+
+def compiles_on_cpu(fit: dict) -> bool:
+    """Whether a store's recorded ``fit`` settings name a compiled step on a CPU, whose numbers depend
+    on the C++ compiler too."""
+    return bool(fit.get("compile")) and str(fit.get("device") or "cpu").split(":")[0] == "cpu"
 
 
 def refit_shard(store: INRStore, k: int, source: Source | None = None, device: str | None = None) -> ShardData:
@@ -163,19 +180,23 @@ def source_changes(store: INRStore, source: Source) -> list[str]:
 def software_changes(store: INRStore) -> list[str]:
     """``name A -> B`` for each of :data:`NUMERIC_VERSIONS` of this process that differs from the
     versions ``store`` was begun with, or [] when this process's inrforge and torch are among those
-    the store records (``fit.versions``, or an entry of ``fit.resumed_with``)."""
+    the store records (``fit.versions``, or an entry of ``fit.resumed_with``).  For a store that
+    records its C++ compiler (``cxx``: a compiled CPU fit, since 0.6.0) the compiler must match too."""
     fit = store.fit_settings or {}
-    now = library_versions()
-    seen = [fit.get("versions") or {}, *(fit.get("resumed_with") or [])]
-    if any(all(v.get(name) == now[name] for name in NUMERIC_VERSIONS) for v in seen):
-        return []
     was = fit.get("versions") or {}
-    return [f"{name} {was.get(name)} -> {now[name]}" for name in NUMERIC_VERSIONS if was.get(name) != now[name]]
+    names = NUMERIC_VERSIONS + (("cxx",) if "cxx" in was else ())  # stores before 0.6.0 do not record it
+    now = library_versions(compiler="cxx" in names)
+    seen = [was, *(fit.get("resumed_with") or [])]
+    if any(all(v.get(name) == now[name] for name in names) for v in seen):
+        return []
+    return [f"{name} {shown(was.get(name))} -> {shown(now[name])}" if name == "cxx" else
+            f"{name} {was.get(name)} -> {now[name]}" for name in names if was.get(name) != now[name]]
 
 
 def require_same_software(store: INRStore, allow_version_change: bool = False, remedy: str = "resume") -> None:
     """Before more shards are fitted into ``store``: an :class:`InrforgeError` when this process's
-    inrforge or torch (:data:`NUMERIC_VERSIONS`) is none the store was fitted with so far
+    inrforge or torch (:data:`NUMERIC_VERSIONS`; and C++ compiler, where the store records one) is
+    none the store was fitted with so far
     (:func:`software_changes`): the new shards' numbers may differ in the last bits, and the store
     would not say so.  With ``allow_version_change`` this run's versions are added to
     ``fit.resumed_with`` instead, so that the store says it is mixed.  ``remedy``: what the message
@@ -191,7 +212,7 @@ def require_same_software(store: INRStore, allow_version_change: bool = False, r
                             f"numbers may differ in the last bits; pass --allow-version-change to {what} anyway "
                             f"(the store then records it in fit.resumed_with){other}")
     store.check_writable()
-    store.add_fit_record("resumed_with", library_versions())
+    store.add_fit_record("resumed_with", library_versions(compiler=compiles_on_cpu(store.fit_settings or {})))
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -293,11 +314,15 @@ def identity_differences(store: INRStore, identity: dict) -> list[str]:
     ``store`` records: ``key: store has A, now B`` lines, [] when the run may resume the store.  The
     informational ``fit`` keys (:data:`_INFORMATIONAL`) and ``source.params.limit`` are not compared.
     A fit setting added since the store was written (:data:`~inrforge.fit.LEGACY_FIT`) and that it
-    does not record compares as the value every store was fitted with before it."""
-    recorded = jsonable(store_identity(store))
+    does not record compares as the value every store was fitted with before it.  The kernel of an
+    uncompiled fit (``compile`` false on both sides) decides nothing and is not compared."""
+    recorded, identity = jsonable(store_identity(store)), jsonable(identity)
     if isinstance(recorded.get("fit"), dict) and set(LEGACY_FIT) <= set(identity.get("fit") or {}):
         recorded["fit"] = with_legacy(recorded["fit"])  # an INR fit's identity (a zoo's has other settings)
-    return _differences(recorded, jsonable(identity))
+        if recorded["fit"].get("compile") is False and identity["fit"].get("compile") is False:
+            recorded["fit"] = {k: v for k, v in recorded["fit"].items() if k != "kernel"}
+            identity = {**identity, "fit": {k: v for k, v in identity["fit"].items() if k != "kernel"}}
+    return _differences(recorded, identity)
 
 
 def matching_store(out, identity: dict, overwrite: bool) -> INRStore | None:
@@ -512,7 +537,7 @@ def prepare_fit(source: Source | str, out, request: FitRequest | None = None, *,
                 "kernel": kernel,
                 "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
                 "threads": torch.get_num_threads() if fit_here else int(threads or 1),
-                "versions": library_versions()}
+                "versions": library_versions(compiler=compiled and torch.device(device).type == "cpu")}
 
     # The batch size, compile, kernel and shard size left to a default (None): a resumed store keeps
     # its own; a new store (or one that --overwrite replaces) gets the device's default batch, if it

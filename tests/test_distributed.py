@@ -481,6 +481,23 @@ def test_the_probe_builds_the_native_kernel_where_it_will_run(tmp_path, monkeypa
     assert idist.probe_store(out, "cpu", True, "inductor") is None
 
 
+def test_the_probe_refuses_a_worker_whose_software_differs_from_the_drivers(tmp_path):
+    """A worker with another torch or, for a compiled CPU fit, another C++ compiler would write
+    shards whose last bits differ from the driver's: the probe names it in one line."""
+    from inrforge.fitjob import compared_versions
+
+    out = str(tmp_path / "v.zarr")
+    prepare_fit(load_source("digits", limit=2), out, steps=1)
+    assert idist.probe_store(out, "cpu", False, "native", compared_versions()) is None
+    assert idist.probe_store(out, "cpu", True, "native", compared_versions(compiler=True)) is None
+    driver = {**compared_versions(compiler=True), "torch": "2.99.0", "cxx": "g++ (GCC) 99.1.0"}
+    reason = idist.probe_store(out, "cpu", True, "native", driver)
+    assert re.fullmatch(r"process \d+ on .* has torch '[^']+' \(the driver: '2.99.0'\), cxx '[^']+' \(the driver: "
+                        r"'g\+\+ \(GCC\) 99.1.0'\): its shards' numbers would differ from the driver's in the last "
+                        r"bits; the workers need the driver's inrforge, torch and C\+\+ compiler \(docs/cluster.md\)",
+                        reason), reason
+
+
 def test_the_cli_scheduler_is_no_batch_system(tmp_path, capsys):
     out = tmp_path / "slurm.zarr"
     code = main(CLI + ["--out", str(out), "--scheduler", "slurm"])

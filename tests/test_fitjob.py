@@ -271,6 +271,52 @@ def test_refit_shard_reproduces_a_stored_shard_bit_for_bit(tmp_path):
         refit_shard(store, 0, source=load_source("digits", limit=12))
 
 
+def test_a_compiled_cpu_fit_records_its_compiler_and_a_resume_under_another_is_refused(tmp_path, monkeypatch):
+    """The compiled CPU step (native or Inductor's) is C++ built here: another compiler may round
+    differently, so a compiled CPU store records it (``fit.versions.cxx``) and a resume under another
+    is refused like one under another torch.  An uncompiled store does not depend on it; a store
+    written before 0.6.0 records none and resumes as before."""
+    import inrforge.fitjob as fitjob
+    from inrforge.native import compiler_identity
+
+    src = load_source("digits", limit=8)
+    kw = dict(steps=2, shard_objects=4, progress=False)
+    ref = fit_inrs(src, tmp_path / "ref.zarr", **kw)
+    assert ref.fit_settings["versions"]["cxx"] == compiler_identity() and compiler_identity().strip()
+    assert "cxx" not in fit_inrs(src, tmp_path / "eager.zarr", compile=False, **kw).fit_settings["versions"]
+    part = tmp_path / "part.zarr"
+    fit_inrs(src, part, **kw)
+    zarr.open_group(str(part), mode="r+")["done"][4:] = False  # the last shard, as if killed before writing it
+    monkeypatch.setattr(fitjob, "compiler_identity", lambda: "g++ (GCC) 99.1.0")
+    before = snapshot(part)
+    with pytest.raises(InrforgeError, match=r"part.zarr was fitted so far with other software \(cxx '[^']+' -> "
+                                            r"'g\+\+ \(GCC\) 99.1.0'\), whose numbers may differ"):
+        fit_inrs(src, part, **kw)
+    assert_same(before, snapshot(part))  # nothing written
+    # a store from before 0.6.0 (no cxx recorded) resumes under any compiler
+    g = zarr.open_group(str(part), mode="r+")
+    g.attrs["fit"] = {**g.attrs["fit"], "versions": {k: v for k, v in g.attrs["fit"]["versions"].items() if k != "cxx"}}
+    fit_inrs(src, part, **kw)
+    assert_same(snapshot(ref.path), snapshot(part))
+
+
+def test_an_uncompiled_fit_resumes_whatever_kernel_is_named(tmp_path):
+    """Without compilation the kernel decides nothing: a --no-compile store (which records the
+    default, native) resumes under --kernel inductor --no-compile, and the reverse."""
+    src = load_source("digits", limit=8)
+    kw = dict(steps=2, compile=False, shard_objects=4, progress=False)
+    ref = fit_inrs(src, tmp_path / "ref.zarr", **kw)
+    assert ref.fit_settings["kernel"] == "native"
+    for first, then in (("native", "inductor"), ("inductor", "native")):
+        part = tmp_path / f"{first}.zarr"
+        fit_inrs(src, part, kernel=first, **kw)
+        zarr.open_group(str(part), mode="r+")["done"][4:] = False
+        assert fit_inrs(src, part, kernel=then, **kw).fit_settings["kernel"] == first  # resumed, as recorded
+        assert_same(snapshot(ref.path), snapshot(part))
+    with pytest.raises(InrforgeError, match=r"fit.compile: store has False, now True"):
+        fit_inrs(src, tmp_path / "ref.zarr", kernel="inductor", steps=2, compile=True, shard_objects=4, progress=False)
+
+
 def test_overwrite_fits_a_store_begun_with_other_software_again_whole(tmp_path):
     """The refusal offers --overwrite: with the same arguments it must then start the store again
     (it used to resume it and be refused again), and only while the store has shards left to fit."""
@@ -385,13 +431,14 @@ def test_make_splits_is_a_seeded_partition_that_keeps_the_official_test_set(offi
 def test_every_recorded_setting_that_decides_the_numbers_is_compared(tmp_path):
     """Each fit setting and source option a store records, changed alone, is one difference: a
     resume with another --lr or another source option is refused.  Driven by the recorded keys,
-    so a setting added later is covered too; only the documented informational ones are not."""
+    so a setting added later is covered too; only the documented informational ones are not (and
+    the kernel of an uncompiled fit: test_an_uncompiled_fit_resumes_whatever_kernel_is_named)."""
     import copy
 
     from inrforge.fitjob import _INFORMATIONAL, identity_differences, store_identity
 
     src = load_source("sines", n=4, n_points=16)
-    store = fit_inrs(src, tmp_path / "s.zarr", steps=2, compile=False, progress=False)
+    store = fit_inrs(src, tmp_path / "s.zarr", steps=2, compile=True, progress=False)
     same = store_identity(store)
     assert identity_differences(store, same) == []
     keys = [("fit", k) for k in same["fit"] if k not in _INFORMATIONAL]
