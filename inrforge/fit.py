@@ -499,16 +499,20 @@ def inr_seed(seed: int, index: int, view: int) -> int:
     return int(state[0]) << 31 ^ int(state[1])
 
 
-def default_batch_size(device: str, n_points: int) -> int:
+def default_batch_size(device: str, n_points: int, native: bool = False) -> int:
     """INRs fitted per step when the user gives no ``--batch-size``.
 
     On a CPU about 25,000 (INR, point) pairs per step, so that a step's activations stay in
     cache: for 784 points that is 31 INRs, measured 0.11 ms per INR-step against 0.36 ms at 512.
+    The ``native`` kernel keeps no batch-wide activations (each thread works through one INR at a
+    time), so there larger steps only spread the per-step costs (Python, Adam's launch) over more
+    INRs: at least 256 (784 points: 10-20 % faster than 31; an INR's numbers do not depend on it).
     On a GPU 8,192 INRs (lowered later where they do not fit in memory).
     """
     if torch.device(device).type == "cuda":
         return 8192
-    return int(min(4096, max(16, 25_000 // max(1, int(n_points)))))
+    per_cache = 25_000 // max(1, int(n_points))
+    return int(min(4096, max(256 if native else 16, per_cache)))
 
 
 def batch_bytes(arch: INRSpec, n_points: int) -> int:

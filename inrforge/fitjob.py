@@ -27,7 +27,7 @@ from .checks import (byte_size, check_count, check_device, probability, process_
 from .errors import InrforgeError
 from .files import jsonable
 from .fit import (KERNELS, LEGACY_FIT, FitSettings, batch_bytes, check_compiled_step, default_batch_size, fit_batch,
-                  inr_seed, memory_batch_limit, memory_budget, psnr_to_mse, with_legacy, worth_compiling)
+                  inr_seed, memory_batch_limit, memory_budget, psnr_to_mse, runs_native, with_legacy, worth_compiling)
 from .memory import available_bytes
 from .native import compiler_identity
 from .sources import SOURCE_NAMES, Source, load_source, source_from_description
@@ -562,7 +562,7 @@ def prepare_fit(source: Source | str, out, request: FitRequest | None = None, *,
         if compile is None:
             compile = worth_compiling(len(source) * views * steps * len(source.coords), device, kernel)
         if batch_size is None:
-            batch_size = default_batch_size(device, len(source.coords))
+            batch_size = default_batch_size(device, len(source.coords), native=compile and runs_native(device, kernel))
             if fit_here:
                 batch_size = min(batch_size, memory_batch_limit(arch, len(source.coords), device))
         if shard_objects is None:

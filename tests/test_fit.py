@@ -309,3 +309,14 @@ def test_the_device_side_loop_gives_the_same_bits(compile, kernel):
             assert torch.equal(getattr(host, field).nan_to_num(), getattr(device, field).nan_to_num()), (s, field)
             assert torch.equal(getattr(host, field).isnan(), getattr(device, field).isnan()), (s, field)
     assert fit_batch(ARCH, init, COORDS, y, cases[0], device_side=True).steps[0] < 150  # early stop happened
+
+
+def test_the_default_batch_follows_the_step_that_runs_it():
+    """On a CPU ~25,000 INR-points per step keep Inductor's or the eager step's activations in cache;
+    the native kernel keeps none across INRs and takes at least 256; a GPU takes 8,192."""
+    from inrforge.fit import default_batch_size
+
+    assert default_batch_size("cpu", 784) == 31 and default_batch_size("cpu", 784, native=True) == 256
+    assert default_batch_size("cpu", 64) == default_batch_size("cpu", 64, native=True) == 390
+    assert default_batch_size("cpu", 10**6) == 16 and default_batch_size("cpu", 1) == 4096
+    assert default_batch_size("cuda", 784) == default_batch_size("cuda", 784, native=True) == 8192

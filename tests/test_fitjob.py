@@ -808,3 +808,12 @@ def test_a_store_holding_the_users_files_is_refused_before_a_cluster_would_start
     from inrforge import open_store
 
     assert (tmp_path / "s.zarr" / "NOTES.txt").read_text() == "mine" and open_store(store.path).fit_settings["steps"] == 2
+
+
+def test_a_new_store_records_the_default_batch_of_the_step_that_fits_it(tmp_path):
+    """784 points: 256 INRs a step with the native kernel, 31 with the eager step (and Inductor's:
+    test_fit.test_the_default_batch_follows_the_step_that_runs_it)."""
+    src = load_source("sines", n=3, n_points=784)
+    kw = dict(steps=1, progress=False)
+    assert fit_inrs(src, tmp_path / "n.zarr", compile=True, **kw).fit_settings["batch_size"] == 256
+    assert fit_inrs(src, tmp_path / "e.zarr", compile=False, **kw).fit_settings["batch_size"] == 31
