@@ -209,9 +209,8 @@ def cmd_info(a) -> int:
               f"batch {fit.get('batch_size')}, {fit.get('device')}{_compiled(fit)}, "
               f"seed {fit.get('seed')}{', shared init' if fit.get('shared_init') is True else ''}")
     if fit.get("versions"):
-        mixed = "".join(f"; resumed with inrforge {v.get('inrforge')}, torch {v.get('torch')}"
-                        for v in fit.get("resumed_with") or [])
-        print(f"software     inrforge {fit['versions'].get('inrforge')}, torch {fit['versions'].get('torch')}{mixed}")
+        mixed = "".join(f"; resumed with {_software(v)}" for v in fit.get("resumed_with") or [])
+        print(f"software     {_software(fit['versions'])}{mixed}")
     print(f"size         {_human(info['size_bytes'])}")
     if a.verify:
         print(f"verified     all {info['verified_shards']} finished shards read back whole")
@@ -226,6 +225,12 @@ def _cpu_kernel(fit: dict) -> str | None:
     from .fit import with_legacy
 
     return with_legacy(fit)["kernel"] if fit.get("compile") and fit.get("device") == "cpu" else None
+
+
+def _software(versions: dict) -> str:
+    """``inrforge A, torch B`` from recorded versions, and ``, C++ compiler C`` where they name one."""
+    cxx = f", C++ {versions['cxx']}" if versions.get("cxx") else ""
+    return f"inrforge {versions.get('inrforge')}, torch {versions.get('torch')}{cxx}"
 
 
 def _compiled(fit: dict) -> str:

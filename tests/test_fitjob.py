@@ -271,7 +271,8 @@ def test_refit_shard_reproduces_a_stored_shard_bit_for_bit(tmp_path):
         refit_shard(store, 0, source=load_source("digits", limit=12))
 
 
-def test_a_compiled_cpu_fit_records_its_compiler_and_a_resume_under_another_is_refused(tmp_path, monkeypatch):
+def test_a_compiled_cpu_fit_records_its_compiler_and_a_resume_under_another_is_refused(tmp_path, monkeypatch,
+                                                                                        capsys):
     """The compiled CPU step (native or Inductor's) is C++ built here: another compiler may round
     differently, so a compiled CPU store records it (``fit.versions.cxx``) and a resume under another
     is refused like one under another torch.  An uncompiled store does not depend on it; a store
@@ -284,6 +285,11 @@ def test_a_compiled_cpu_fit_records_its_compiler_and_a_resume_under_another_is_r
     ref = fit_inrs(src, tmp_path / "ref.zarr", **kw)
     assert ref.fit_settings["versions"]["cxx"] == compiler_identity() and compiler_identity().strip()
     assert "cxx" not in fit_inrs(src, tmp_path / "eager.zarr", compile=False, **kw).fit_settings["versions"]
+    from inrforge.cli import main
+
+    assert main(["info", str(ref.path)]) == 0 and main(["info", str(tmp_path / "eager.zarr")]) == 0
+    software = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("software ")]
+    assert software[0].endswith(f", C++ {compiler_identity()}") and "C++" not in software[1], software
     part = tmp_path / "part.zarr"
     fit_inrs(src, part, **kw)
     zarr.open_group(str(part), mode="r+")["done"][4:] = False  # the last shard, as if killed before writing it
