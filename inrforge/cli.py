@@ -293,8 +293,8 @@ def _reproduce(store, k: int, device: str | None) -> int:
     elif store.fit_settings.get("resumed_with"):
         why = "the store mixes software versions (fit.resumed_with): this shard may come from another one"
     else:
-        other = ("another CPU type or C++ compiler (the native kernel is built here)"
-                 if _cpu_kernel(store.fit_settings) == "native" else "another CPU type")
+        unrecorded = _cpu_kernel(store.fit_settings) and "cxx" not in (store.fit_settings.get("versions") or {})
+        other = "another CPU type or C++ compiler (the step is built here)" if unrecorded else "another CPU type"
         why = (f"same software: {other} rounds differently (was the store fitted elsewhere?), "
                f"or the source's files were rewritten since the fit")
     raise InrforgeError(f"{store.path}: shard {k} refitted here differs from the stored one ({what}); {why}")
