@@ -22,8 +22,10 @@ on a 2-step run), so the figures are steady-state rates; the warm-up time is pri
 two sides then alternate for ``--rounds`` rounds (on a shared VM the host's speed drifts by tens
 of percent within a minute): each round's ratio compares neighbouring measurements, and the
 median ratio is reported.  Times are ``time.perf_counter`` after a CUDA synchronisation on a GPU.
-``--batch`` defaults to the fitter's own default for the device (on a CPU, ~25,000 INR-points
-per step: 31 INRs of 28x28; on a GPU 8,192 INRs, fewer where they do not fit in memory).
+``--batch`` defaults to the fitter's default for the device and the eager or Inductor step (on a
+CPU, ~25,000 INR-points per step: 31 INRs of 28x28; on a GPU 8,192 INRs, fewer where they do not
+fit in memory), so that both kernels fit the same INRs; the fitter gives the native kernel 256,
+which is 10-20 % faster again (``--batch 256``; docs/benchmarks.md).
 
 On a CPU the eager loop gains next to nothing from a second thread, so a user with C cores could
 run C loop processes: ``--threads 1`` gives the like-for-like per-core ratio.
