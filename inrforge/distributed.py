@@ -248,8 +248,9 @@ def check_workers(client, path: str, device: str, compile: bool = False, resourc
                   kernel: str = "native", versions: dict | None = None) -> None:
     """Before any task is submitted: an :class:`InrforgeError` (one line) unless every connected
     worker that may run a task (one offering ``resources``) can import inrforge and passes
-    :func:`probe_store` (with the driver's ``versions``, where given).  Connected workers none of which offers ``resources`` are an error too: the
-    tasks would wait for ever.  No connected worker at all is fine (workers that join later)."""
+    :func:`probe_store` (with the driver's ``versions``, where given).  Connected workers none of
+    which offers ``resources`` are an error too: the tasks would wait for ever.  No connected worker
+    at all is fine (workers that join later)."""
     def import_failure(addr, e):
         first = first_line(e)
         if not any(s in str(e) for s in ("ModuleNotFoundError", "ImportError", "No module named")):

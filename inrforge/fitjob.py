@@ -537,7 +537,7 @@ def prepare_fit(source: Source | str, out, request: FitRequest | None = None, *,
                 "kernel": kernel,
                 "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
                 "threads": torch.get_num_threads() if fit_here else int(threads or 1),
-                "versions": library_versions(compiler=compiled and torch.device(device).type == "cpu")}
+                "versions": library_versions(compiler=compiles_on_cpu({"compile": compiled, "device": device}))}
 
     # The batch size, compile, kernel and shard size left to a default (None): a resumed store keeps
     # its own; a new store (or one that --overwrite replaces) gets the device's default batch, if it

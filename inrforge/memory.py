@@ -61,7 +61,7 @@ def keep_freed_memory() -> bool:
     1.3-2x slower (docs/benchmarks.md).  This sets ``M_MMAP_MAX`` to 0 (every block comes from the
     heap, where a freed one is reused) and ``M_TRIM_THRESHOLD`` to 1 GiB (freed memory at the top of
     the heap is kept up to that much).  The numbers computed are unchanged; the process keeps memory
-    it freed instead of shrinking after a peak (a DWSNet run at batch 512 peaked 14 % higher).  It
+    it freed instead of shrinking after a peak (a DWSNet run at batch 512 peaked about 15 % higher).  It
     affects the whole process, from then on: the training loops call it."""
     global _kept
     if _kept is None:
