@@ -1,7 +1,7 @@
 """Smoke tests of pipelines/views_augment_sweep.py.
 
 The headline test runs the --small setting of sweep (a): 900 digits x 10 views (150 fit steps),
-splits 607 / 68 / 225, 20 epochs, 2 training seeds, view counts 1 and 10 (about 80 s on 1
+splits 607 / 68 / 225, 40 epochs, 1 training seed, view counts 1 and 10 (about 100 s on 1
 thread).  Sweep (b) at --small takes twice that again, so every augmentation is run end to end
 on a tiny setting instead, which checks the plumbing, not the accuracies.  Runs are seeded and
 single-threaded, so the figures below are reproducible on one machine.
@@ -39,22 +39,18 @@ def test_views_help_dwsnet_and_dwsnet_beats_the_flat_mlp_small(tmp_path, one_thr
     for m in ("dwsnet", "mlp"):
         assert list(views[m]) == ["1", "10"] and list(aug[m]) == ["none"]
     _cells_are_consistent(doc, s["seeds"])
-    assert s["seeds"] == 2
+    assert s["seeds"] == 1
     for k in ("1", "10"):
-        assert (tmp_path / "views" / "dwsnet" / f"k{k}" / "seed1" / "metrics.csv").exists()
+        assert (tmp_path / "views" / "dwsnet" / f"k{k}" / "seed0" / "metrics.csv").exists()
 
-    # The headline directions, with margins well inside what was measured.  Mean test accuracy
-    # over the 2 training seeds, for data seeds (--seed) 0 / 1 / 2:
-    #   DWSNet, 1 view  : 28.2 / 29.1 / 29.1 %
-    #   DWSNet, 10 views: 30.9 / 32.2 / 34.2 %   (+2.7 / +3.1 / +5.1 points)
-    #   mean of the 2 cells, DWSNet / flat MLP: 29.6 / 30.7 / 31.7 % vs 12.1 / 8.9 / 11.8 % (chance 10 %)
-    # (At full digits size, 40 epochs, the views effect is +22 points: docs/results_pipelines.md.)
-    # The views margin is the weaker one: the two training seeds of one cell differ by up to 8.4
-    # points (the larger std of the two cells: 2.0 / 4.2 / 3.3), so +2.7 is not beyond the seed spread; the
-    # test holds because the runs are seeded and reproducible, and may need re-measuring when
-    # torch or the training loop changes.
+    # The headline directions, with margins well inside what was measured (0.6.0, native-kernel
+    # INRs; docs/results_pipelines.md).  Test accuracy of training seed 0, for data seeds (--seed) 0 / 1 / 2:
+    #   DWSNet, 1 view  : 32.0 / 34.7 / 32.4 %
+    #   DWSNet, 10 views: 41.8 / 43.6 / 48.0 %   (+9.8 / +8.9 / +15.6 points)
+    # Training seed 1 of the same stores: +8.0 / +4.0 / +8.0.  At 20 epochs (the setting before) the
+    # effect was +2.6 / -1.8 / +5.8 (means of 2 training seeds): within the seed spread, reversed on seed 1.
     dws = views["dwsnet"]
-    assert dws["10"]["mean"] > dws["1"]["mean"] + 0.01  # neural views help (Shamsian et al.)
+    assert dws["10"]["mean"] > dws["1"]["mean"] + 0.03  # neural views help (Shamsian et al.)
     dws_avg, mlp_avg = ((views[m]["1"]["mean"] + views[m]["10"]["mean"]) / 2 for m in ("dwsnet", "mlp"))
     assert dws_avg > mlp_avg + 0.10  # the invariant model learns; the flat MLP on raw weights hardly
 
