@@ -34,8 +34,8 @@ def test_classify_inrs_small_then_retrain_on_its_store(tmp_path, one_thread):
     for name, r in res.items():
         assert len(r["test_acc"]) == 3 and 0 <= r["mean"] <= 1 and r["params"] > 1000
         assert all((out / name / f"seed{k}" / "metrics.jsonl").exists() for k in range(3))
-    assert res["dwsnet"]["mean"] > res["mlp"]["mean"] + 0.10  # measured +0.208 on both machines
-    assert res["mlp+align"]["mean"] > res["mlp"]["mean"] + 0.20  # measured +0.425 and +0.525
+    assert res["dwsnet"]["mean"] > res["mlp"]["mean"] + 0.10  # measured +0.208 on both machines, and in 0.6.0
+    assert res["mlp+align"]["mean"] > res["mlp"]["mean"] + 0.20  # measured +0.425, +0.525, +0.575 (0.6.0)
     assert (out / "results.png").stat().st_size > 0
 
     # The README's workflow: train again on the INRs the first run fitted, into a new folder.
