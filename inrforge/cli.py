@@ -223,8 +223,9 @@ def _cpu_kernel(fit: dict) -> str | None:
     """The compiled CPU step a recorded fit used (a store that records no kernel compiled with
     Inductor); None for an eager or a GPU fit."""
     from .fit import with_legacy
+    from .fitjob import compiles_on_cpu
 
-    return with_legacy(fit)["kernel"] if fit.get("compile") and fit.get("device") == "cpu" else None
+    return with_legacy(fit)["kernel"] if compiles_on_cpu(fit) else None
 
 
 def _software(versions: dict) -> str:

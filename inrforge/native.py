@@ -70,18 +70,14 @@ def _cpu_signature() -> str:
 def compiler_identity(cxx: str | None = None) -> str | None:
     """The first line of ``cxx --version`` (default :func:`cxx_compiler`), e.g. ``g++ (Debian
     12.2.0-14) 12.2.0``: the compiler a compiled CPU step's numbers depend on; None where it does
-    not run.  Asked once per compiler command and process."""
-    return _identity_or_none(cxx or cxx_compiler())
-
-
-@functools.lru_cache(maxsize=8)
-def _identity_or_none(cxx: str) -> str | None:
+    not run."""
     try:
-        return _compiler_identity(cxx)
+        return _compiler_identity(cxx or cxx_compiler())
     except InrforgeError:
         return None
 
 
+@functools.lru_cache(maxsize=8)  # asked once per compiler command and process (a failure is asked again)
 def _compiler_identity(cxx: str) -> str:
     try:
         done = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60)
