@@ -1,4 +1,4 @@
-"""The ``inrforge`` command line: fit | info | render | train | import-dws | export-dws.
+"""The ``inrforge`` command line: fit | info | render | train | predict | import-dws | export-dws.
 
 User errors (an :class:`InrforgeError`) are printed as one line on stderr with exit status 1;
 argument errors are one line too and exit with status 2 (argparse's convention).
@@ -93,6 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace an earlier run's results in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    pr = sub.add_parser("predict", help="apply a trained run (inrforge train --out RUN) to a store's INRs")
+    pr.add_argument("run", type=path_arg, help="the folder a finished inrforge train --out wrote")
+    pr.add_argument("store", type=path_arg, help="store path or fsspec URL (INRs with the run's widths)")
+    pr.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
+                    help="objects to predict (view 0 of each, as a run's evaluation; default all)")
+    pr.add_argument("--out", type=path_arg,
+                    help="CSV file to write: one row per INR (object, split, label, prediction and, for classes, "
+                         "their probabilities)")
+    pr.add_argument("--overwrite", action="store_true", help="replace an existing file at --out (never a folder)")
+    pr.add_argument("--batch-size", type=positive_int, default=256, help="INRs per forward pass")
+    pr.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    pr.add_argument("--threads", type=positive_int, help="torch threads (default: all cores)")
+
     im = sub.add_parser("import-dws", help="convert a DWSNets-style folder of .pth INRs into a store")
     im.add_argument("data", type=path_arg, help="folder of per-INR state dicts (seq.{i}.weight / seq.{i}.bias)")
     im.add_argument("--out", type=store_out_arg, required=True, help="store to create")
@@ -111,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("out", type=path_arg, help="empty folder to write")
     ex.add_argument("--view", type=nonnegative_int, default=0, help="which neural view to export")
     ex.add_argument("--overwrite", action="store_true", help="replace an earlier export-dws folder (nothing else)")
-    for command in (f, i, r, t, im, ex):
+    for command in (f, i, r, t, pr, im, ex):
         command.set_defaults(parser=command)  # for argument errors found after parsing (refuse_options)
     return p
 
@@ -344,6 +357,37 @@ def cmd_train(a) -> int:
     return 0
 
 
+def cmd_predict(a) -> int:
+    import csv
+
+    from .files import check_file_path, write_file
+    from .predict import describe_score, load_run
+    from .store import open_store
+
+    out = check_file_path(a.out, a.overwrite, (".csv",), "CSV file", "a file name such as predictions.csv") if a.out else None  # a bad --out fails before any work
+    set_threads(a.threads)
+    run = load_run(a.run, device=a.device)
+    store = open_store(a.store)
+    pred = run.predict_store(store, split=a.split, batch_size=a.batch_size)
+    rec = run.record
+    where = "" if a.split == "all" else f", {a.split} split"
+    skipped = f"; {pred.skipped} without a usable view 0 left out" if pred.skipped else ""
+    print(f"{a.run} ({rec['model']}, {rec['task']}, {run.inputs.describe()}) on {store.path}{where}: "
+          f"{len(pred)} INRs{skipped}, {describe_score(pred.score())}")
+    if out:
+        head, rows = pred.rows()
+
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(head)
+                w.writerows(rows)
+
+        write_file(out, write, overwrite=a.overwrite)
+        print(f"wrote {out}")
+    return 0
+
+
 def cmd_import_dws(a) -> int:
     from .interop import import_dws
 
@@ -369,8 +413,8 @@ def cmd_export_dws(a) -> int:
     return 0
 
 
-COMMANDS = {"fit": cmd_fit, "info": cmd_info, "render": cmd_render, "train": cmd_train, "import-dws": cmd_import_dws,
-            "export-dws": cmd_export_dws}
+COMMANDS = {"fit": cmd_fit, "info": cmd_info, "render": cmd_render, "train": cmd_train, "predict": cmd_predict,
+            "import-dws": cmd_import_dws, "export-dws": cmd_export_dws}
 
 
 def main(argv=None) -> int:

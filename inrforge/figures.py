@@ -9,48 +9,20 @@ import numpy as np
 import torch
 
 from .errors import InrforgeError
-from .files import output_path, write_file
+from .files import check_file_path, file_exists, write_file
 from .inr import render
 from .store import INRStore
 
 
 def check_image_path(path: str, overwrite: bool = False) -> str:
     """``path`` as an absolute path if a figure may be written there, else an
-    :class:`InrforgeError`: its folder must exist, it must not be a folder (a store is one) or
-    anything else but a plain file, its extension must be an image format matplotlib writes (so no
-    other file is replaced by a PNG), and an existing file is replaced only with ``overwrite``."""
+    :class:`InrforgeError` (:func:`~inrforge.files.check_file_path`, with the image formats
+    matplotlib writes as the extensions, so that no other file is replaced by a PNG)."""
     from matplotlib.figure import Figure
 
-    out = os.path.abspath(output_path(path))  # a file:// URL is its path; not in a store, not through a dead link
-    real = os.path.realpath(out) if os.path.islink(out) else out  # a link's target is what gets written
-    if os.path.isdir(out):
-        raise InrforgeError(f"cannot write {path}: it is a folder; give an image file name such as grid.png")
-    if os.path.exists(out) and not os.path.isfile(out):
-        raise InrforgeError(f"cannot write {path}: it is not a plain file; give an image file name such as grid.png")
-    folder = os.path.dirname(real)
-    if not os.path.isdir(folder):
-        above = folder
-        while not os.path.lexists(above):  # the nearest part of the path that exists
-            above = os.path.dirname(above)
-        if os.path.isdir(above):
-            raise InrforgeError(f"cannot write {path}: folder {folder} does not exist")
-        what = "a file, not a folder" if os.path.isfile(above) else "not a folder"
-        raise InrforgeError(f"cannot write {path}: {above} is {what}")
-    if not os.access(folder, os.W_OK) or (os.path.exists(real) and not os.access(real, os.W_OK)):
-        raise InrforgeError(f"cannot write {path}: permission denied")
-    ext = os.path.splitext(out)[1].lstrip(".").lower()
     formats = Figure().canvas.get_supported_filetypes()
-    if ext not in formats:
-        what = f"{'.' + ext} is not an image format" if ext else "it has no image extension"
-        raise InrforgeError(f"cannot write {path}: {what} (use one of {', '.join('.' + f for f in sorted(formats))})")
-    if os.path.exists(out) and not overwrite:
-        raise _exists(path)
-    return out
-
-
-def _exists(path) -> InrforgeError:
-    return InrforgeError(f"cannot write {path}: it exists already; pass --overwrite to replace it, or choose "
-                         f"another --out")
+    return check_file_path(path, overwrite, tuple("." + f for f in sorted(formats)), "image format",
+                           "an image file name such as grid.png")
 
 
 def reconstructions(store: INRStore, indices, view: int = 0) -> tuple[np.ndarray, dict]:
@@ -197,7 +169,7 @@ def render_grid(store: INRStore, out_png: str, n: int | None = None, view: int =
     try:
         write_file(out_png, lambda tmp: fig.savefig(tmp, dpi=120, format=ext), overwrite)
     except FileExistsError:  # created while the figure was drawn
-        raise _exists(shown) from None
+        raise file_exists(shown) from None
     except OSError as e:
         raise InrforgeError(f"cannot write {shown}: {e.strerror or e}") from None
     finally:

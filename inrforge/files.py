@@ -126,6 +126,47 @@ def move_into_place(new, final, aside) -> str | None:
     return old
 
 
+def check_file_path(path, overwrite: bool = False, suffixes: tuple[str, ...] = (), kind: str = "file",
+                    example: str = "a file name") -> str:
+    """``path`` as an absolute path if a file may be written there (a figure, a predictions CSV),
+    else an :class:`InrforgeError`: its folder must exist and be writable, it must not be a folder
+    (a store is one) or anything else but a plain file, its extension must be one of ``suffixes``
+    (``kind`` names them: ``.txt is not an image format``), and an existing file is replaced only
+    with ``overwrite``.  ``example`` is the name suggested instead of a folder."""
+    out = os.path.abspath(output_path(path))  # a file:// URL is its path; not in a store, not through a dead link
+    real = os.path.realpath(out) if os.path.islink(out) else out  # a link's target is what gets written
+    if os.path.isdir(out):
+        raise InrforgeError(f"cannot write {path}: it is a folder; give {example}")
+    if os.path.exists(out) and not os.path.isfile(out):
+        raise InrforgeError(f"cannot write {path}: it is not a plain file; give {example}")
+    folder = os.path.dirname(real)
+    if not os.path.isdir(folder):
+        above = folder
+        while not os.path.lexists(above):  # the nearest part of the path that exists
+            above = os.path.dirname(above)
+        if os.path.isdir(above):
+            raise InrforgeError(f"cannot write {path}: folder {folder} does not exist")
+        what = "a file, not a folder" if os.path.isfile(above) else "not a folder"
+        raise InrforgeError(f"cannot write {path}: {above} is {what}")
+    if not os.access(folder, os.W_OK) or (os.path.exists(real) and not os.access(real, os.W_OK)):
+        raise InrforgeError(f"cannot write {path}: permission denied")
+    ext = os.path.splitext(out)[1].lower()
+    if suffixes and ext not in suffixes:
+        article = "an" if kind[0].lower() in "aeiou" else "a"
+        what = f"{ext} is not {article} {kind}" if ext else f"it has no {kind.split()[0]} extension"
+        use = suffixes[0] if len(suffixes) == 1 else "one of " + ", ".join(suffixes)
+        raise InrforgeError(f"cannot write {path}: {what} (use {use})")
+    if os.path.exists(out) and not overwrite:
+        raise file_exists(path)
+    return out
+
+
+def file_exists(path) -> InrforgeError:
+    """The error for an output file that exists already (replaced only with ``--overwrite``)."""
+    return InrforgeError(f"cannot write {path}: it exists already; pass --overwrite to replace it, or choose "
+                         f"another --out")
+
+
 def write_file(path, write, overwrite: bool = False) -> None:
     """Write the local file ``path`` whole or not at all: ``write(tmp)`` writes the content to a
     temporary file beside ``path`` (same folder, so the same file system), which is then renamed to

@@ -33,11 +33,13 @@ from .fitjob import library_versions
 from .memory import keep_freed_memory
 from .models import build_model
 from .optim import BestKeeper, optimizer_step, warmup_cosine
+from .predict import INPUTS_FILE, InputForm
 from .store import INRStore
 
 TASKS = ("classification", "regression")
-# The files fit_model writes into its log_dir.
-LOG_FILES = ("run.json", "result.json", "best.pt", "metrics.csv", "metrics.jsonl")
+# The files fit_model writes into its log_dir (inputs.pt: what the model's inputs went through, for
+# inrforge.predict.load_run).
+LOG_FILES = ("run.json", "result.json", "best.pt", INPUTS_FILE, "metrics.csv", "metrics.jsonl")
 
 MAX_LR = 1e30  # AdamW divides lr by its bias correction (>= 0.1 at its defaults): float32 holds 3.4e38
 
@@ -160,7 +162,10 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     ``config.patience`` without a val split to watch is an :class:`InrforgeError`.  ``log_dir``
     receives :data:`LOG_FILES`: ``run.json`` first (``describe``, the config, torch's thread count
     and the library versions: what decides the numbers), then the metrics per epoch, and at the end
-    ``best.pt`` and ``result.json`` (which marks a finished run); those of an earlier run there are
+    ``best.pt``, ``inputs.pt`` (the :class:`~inrforge.predict.InputForm` of ``train``: what the
+    model's inputs went through, unless ``train``'s canonical form is a function of the user's own)
+    and ``result.json`` (which marks a finished run; :func:`~inrforge.predict.load_run` reads the
+    three back); those of an earlier run there are
     deleted first (the CLI and the pipelines refuse to reuse a folder without ``--overwrite`` before
     they get here), and nothing else in it is touched.
     """
@@ -233,6 +238,9 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     if log_dir:
         _write_csv(log_dir / "metrics.csv", history)
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, log_dir / "best.pt")  # loads anywhere
+        form = InputForm.of(train)
+        if form is not None:  # None: a canonical form of the user's own, which cannot be saved
+            form.save(log_dir / INPUTS_FILE)
         write_json(log_dir / "result.json", {k: v for k, v in result.items() if k != "history"})
     return result
 
@@ -402,7 +410,8 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
     # The store as an absolute path (a relative one means nothing once the cwd is gone) and how its
     # INRs were fitted (seed, steps, batch size, compile, versions: they decide the INRs' last bits).
     describe = {"store": location(store.path),
-                "store_fit": store.fit_settings, "model": model, "model_kwargs": dict(model_kwargs or {}), "augment": augment,
+                "store_fit": store.fit_settings, "model": model, "model_kwargs": dict(model_kwargs or {}),
+                "out_features": n_out, "augment": augment,
                 "align": align, "views": train.n_views, "normalize": normalize, "task": task,
                 "n_train": len(train), "n_val": len(val), "n_test": len(test), "skipped": train.skipped}
     return TrainingRun(net, train, val, test, config, task, describe)

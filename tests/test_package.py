@@ -25,6 +25,7 @@ LAYERS = [
     "optim",                                  # what the training loops share (schedule, step, best keeper)
     "zoo", "adapt",                           # the classifier zoo, weight->weight domain adaptation of one
     "interop", "contrastive",                 # DWSNets files, contrastive learning
+    "predict",                                # a trained run read back and applied to other INRs
     "train",                                  # training weight-space models on a store
     "script", "figures", "experiments",       # what the command line and the pipelines share
     "cli", "launch", "__main__", "__init__",
