@@ -37,6 +37,7 @@ demo: $(STAMP)
 	$(VENV)/bin/inrforge info $(DEMO)/digits.zarr
 	$(VENV)/bin/inrforge render $(DEMO)/digits.zarr --out $(DEMO)/digits.png --n 16
 	$(PY) pipelines/classify_inrs.py --store $(DEMO)/digits.zarr --models dwsnet,mlp --epochs 30 --out $(DEMO)/classify --overwrite
+	$(VENV)/bin/inrforge predict $(DEMO)/classify/dwsnet/seed0 $(DEMO)/digits.zarr --split test --out $(DEMO)/predictions.csv --overwrite
 
 # Two test processes (pytest-xdist) keep both of CI's 2 cores busy; tests/conftest.py gives each one torch thread.
 test: $(STAMP)

@@ -9,6 +9,7 @@ Public API::
     open_store, INRStore              a store: .arch, len(), .read(indices, view) (inrforge.store)
     load_source                       the sources registry (inrforge.sources)
     WeightDataset                     the batched, augmenting loader over a store (inrforge.data)
+    load_run                          a finished training run, to predict with (inrforge.predict)
     InrforgeError                     what every error a user can cause is (one line)
 
 Submodules: ``inrforge.augment`` / ``inrforge.align`` (weight-space augmentations, weight
@@ -28,10 +29,10 @@ from .version import __version__
 # of ``inrforge ...`` is one line (inrforge.launch), not a traceback from inside torch's import.
 _EXPORTS = {"INRSpec": "arch", "FourierSpec": "arch", "make_arch": "arch", "WeightDataset": "data",
             "InrforgeError": "errors", "fit_inrs": "fitjob", "render": "inr", "load_source": "sources",
-            "INRStore": "store", "open_store": "store", "Weights": "weights"}
+            "INRStore": "store", "open_store": "store", "Weights": "weights", "load_run": "predict"}
 
 __all__ = ["INRSpec", "FourierSpec", "make_arch", "Weights", "InrforgeError", "render", "fit_inrs", "open_store",
-           "INRStore", "load_source", "WeightDataset", "__version__"]
+           "INRStore", "load_source", "WeightDataset", "load_run", "__version__"]
 
 
 def __getattr__(name: str):
