@@ -373,7 +373,7 @@ def cmd_predict(a) -> int:
     where = "" if a.split == "all" else f", {a.split} split"
     skipped = f"; {pred.skipped} without a usable view 0 left out" if pred.skipped else ""
     print(f"{a.run} ({rec['model']}, {rec['task']}, {run.inputs.describe()}) on {store.path}{where}: "
-          f"{len(pred)} INRs{skipped}, {describe_score(pred.score())}")
+          f"{len(pred)} INRs{skipped}, {describe_score(pred)}")
     if out:
         head, rows = pred.rows()
 

@@ -248,7 +248,7 @@ class TrainedRun:
             mine, theirs = self.arch.to_dict(), store.arch.to_dict()
             diff = ", ".join(f"{k} {theirs[k]!r} instead of {mine[k]!r}" for k in mine if mine[k] != theirs[k])
             warnings.warn(f"{store.path} holds INRs with another architecture than {self.path} was trained on "
-                          f"({diff}): the same widths, other functions", stacklevel=3)
+                          f"({diff}): the same widths, other functions", stacklevel=4)  # past predict_store's no_grad wrapper
 
 
 def load_run(path, device: str = "cpu") -> TrainedRun:
@@ -292,8 +292,11 @@ def load_run(path, device: str = "cpu") -> TrainedRun:
     return TrainedRun(str(path), model, inputs, record["task"], record, dev)
 
 
-def describe_score(score: dict | None) -> str:
-    """``accuracy 32.50 %`` or ``MSE 0.0123``; ``not scored`` without one."""
+def describe_score(pred: Predictions) -> str:
+    """``accuracy 32.50 %`` or ``MSE 0.0123`` of ``pred``; why not, without a score."""
+    score = pred.score()
+    if len(pred) == 0:
+        return "nothing to score"
     if score is None:
         return "not scored (the store's labels are not this run's kind)"
     if "acc" in score:

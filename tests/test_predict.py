@@ -13,7 +13,7 @@ from inrforge.arch import make_arch
 from inrforge.augment import AlignTo, Permute
 from inrforge.cli import main
 from inrforge.errors import InrforgeError
-from inrforge.predict import INPUTS_FILE, InputForm, load_run
+from inrforge.predict import INPUTS_FILE, InputForm, describe_score, load_run
 from inrforge.store import ShardData, create_store
 from inrforge.train import LOG_FILES, TrainConfig, evaluate, fit_model, prepare_training
 from test_train import ARCH, SMALL_DWS, learnable_store
@@ -132,6 +132,10 @@ def test_other_stores_are_read_by_widths_and_scored_only_with_the_runs_labels(tm
         pred = run.predict_store(o, split="test")
     assert torch.equal(pred.outputs, run.predict_store(s, split="test").outputs)
     assert pred.score() is None  # class 5 is not one of the run's 2 classes
+    assert describe_score(pred) == "not scored (the store's labels are not this run's kind)"
+    with pytest.warns(UserWarning, match="another architecture"):
+        empty = run.predict_store(o, split="val")
+    assert len(empty) == 0 and empty.outputs.shape == (0, 2) and describe_score(empty) == "nothing to score"
     narrow = create_store(tmp_path / "x.zarr", arch=make_arch(hidden=9), n_objects=2, views=1,
                           labels=np.zeros(2, np.int64), splits={"train": np.arange(2)},
                           source={"name": "s", "params": {}}, fit={}, shard_objects=2)
