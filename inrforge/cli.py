@@ -97,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("run", type=path_arg, help="the folder a finished inrforge train --out wrote")
     pr.add_argument("store", type=path_arg, help="store path or fsspec URL (INRs with the run's widths)")
     pr.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
-                    help="objects to predict (view 0 of each, as a run's evaluation; default all)")
+                    help="objects to predict (default all)")
+    pr.add_argument("--view", type=nonnegative_int, default=0,
+                    help="which neural view of each object (default 0, the one a run's evaluation scores)")
     pr.add_argument("--out", type=path_arg,
                     help="CSV file to write: one row per INR (object, split, label, prediction and, for classes, "
                          "their probabilities)")
@@ -368,10 +370,10 @@ def cmd_predict(a) -> int:
     set_threads(a.threads)
     run = load_run(a.run, device=a.device)
     store = open_store(a.store)
-    pred = run.predict_store(store, split=a.split, batch_size=a.batch_size)
+    pred = run.predict_store(store, split=a.split, view=a.view, batch_size=a.batch_size)
     rec = run.record
-    where = "" if a.split == "all" else f", {a.split} split"
-    skipped = f"; {pred.skipped} without a usable view 0 left out" if pred.skipped else ""
+    where = ("" if a.split == "all" else f", {a.split} split") + (f", view {a.view}" if a.view else "")
+    skipped = f"; {pred.skipped} without a usable view {a.view} left out" if pred.skipped else ""
     print(f"{a.run} ({rec['model']}, {rec['task']}, {run.inputs.describe()}) on {store.path}{where}: "
           f"{len(pred)} INRs{skipped}, {describe_score(pred)}")
     if out:

@@ -73,7 +73,7 @@ class InputForm:
         if not isinstance(weights, Weights):
             raise InrforgeError(f"an input form takes a Weights batch, got {type(weights).__name__}")
         self.arch.require_widths(weights.arch, "the run's")
-        if self.align is not None:
+        if self.align is not None:  # with the reference taken as one of the batch's arch (same widths)
             weights = self.align_for(weights.arch)(weights)
         if self.mean is None:
             return weights
@@ -134,8 +134,8 @@ class InputForm:
 @dataclass
 class Predictions:
     """A trained run's outputs for the INRs of a store: ``outputs`` (n, out) float32 for the
-    ``objects`` (ids in the store, ascending), each scored on view 0, with its ``split`` name and
-    stored ``labels``; ``skipped`` counts objects without a usable view 0 (unfitted or failed)."""
+    ``objects`` (ids in the store, ascending), one view of each, with its ``split`` name and stored
+    ``labels``; ``skipped`` counts objects whose view is not usable (unfitted or failed)."""
 
     task: str
     objects: np.ndarray
@@ -204,40 +204,40 @@ class TrainedRun:
     @torch.no_grad()
     def predict(self, weights: Weights, batch_size: int = 256) -> torch.Tensor:
         """The model's outputs (B, out) float32 on the CPU for a batch of INRs as stored (the input
-        form is applied here), ``batch_size`` at a time."""
+        form is applied here), ``batch_size`` at a time.  INRs of another architecture with the run's
+        widths are read as the run's (see :meth:`check_store`), without a warning."""
         batch_size = check_count("batch size", batch_size)
         outs = [self.model(self.inputs(weights[lo: lo + batch_size]).to(self.device)).float().cpu()
                 for lo in range(0, len(weights), batch_size)]
         return torch.cat(outs) if outs else torch.empty(0, self.record["out_features"])
 
     @torch.no_grad()
-    def predict_store(self, store, split: str = "all", batch_size: int = 256) -> Predictions:
-        """The outputs for every object of ``split`` (one of train/val/test, or ``all``) of
-        ``store`` whose view 0 is usable, read and formed as the run's evaluation does."""
+    def predict_store(self, store, split: str = "all", view: int = 0, batch_size: int = 256,
+                      block: int = 4096) -> Predictions:
+        """The outputs for every object of ``split`` (one of train/val/test, or ``all``) of ``store``
+        whose ``view`` is usable (its shard finished, its fit not failed; view 0 is the one a run's
+        evaluation scores), put through the run's input form and model ``batch_size`` at a time,
+        reading ``block`` objects at a time."""
         store = store if isinstance(store, INRStore) else open_store(store)
         if split != "all" and split not in SPLITS:
             raise InrforgeError(f"unknown split {split!r}; choose all, {', '.join(SPLITS)}")
-        batch_size = check_count("batch size", batch_size)
+        batch_size, block = check_count("batch size", batch_size), check_count("block", block)
+        view = store.check_view(view)
         self.check_store(store)
-        align = self.inputs.align_for(store.arch)
-        done = store.done()  # one snapshot for every split
-        objects, names, outputs, labels, skipped = [], [], [], [], 0
-        for name in SPLITS if split == "all" else (split,):
-            ds = WeightDataset(store, name, normalize=None, canonical=align, view_policy="first", done=done)
-            if self.inputs.mean is not None:
-                ds = ds.with_stats(self.inputs.mean, self.inputs.std)
-            skipped += ds.skipped
-            for w, _ in ds.loader(batch_size, shuffle=False):
-                outputs.append(self.model(w.to(self.device)).float().cpu())
-            objects.append(ds.objects)
-            names += [name] * len(ds)
-            labels.append(ds.labels)
-        objects = np.concatenate(objects)
+        names = SPLITS if split == "all" else (split,)
+        ids = [store.split(name) for name in names]
+        objects = np.concatenate(ids)
+        splits = np.repeat(np.arange(len(names)), [len(i) for i in ids])
         order = np.argsort(objects, kind="stable")
-        out = torch.cat(outputs) if outputs else torch.empty(0, self.record["out_features"])
-        idx = torch.from_numpy(order)
-        return Predictions(self.task, objects[order], [names[i] for i in order], out[idx], torch.cat(labels)[idx],
-                           skipped)
+        objects, splits = objects[order], splits[order]
+        usable = store.usable()[objects, view]
+        objects, splits = objects[usable], splits[usable]
+        outs = [self.predict(Weights.from_flat(torch.from_numpy(store.read_flat(objects[lo: lo + block], view=view)),
+                                               store.arch), batch_size)
+                for lo in range(0, len(objects), block)]
+        out = torch.cat(outs) if outs else torch.empty(0, self.record["out_features"])
+        labels = torch.from_numpy(np.ascontiguousarray(store.labels[objects]))
+        return Predictions(self.task, objects, [names[k] for k in splits], out, labels, int((~usable).sum()))
 
     def check_store(self, store: INRStore) -> None:
         """An error unless ``store``'s INRs have the run's widths; a warning when they differ otherwise."""

@@ -87,6 +87,14 @@ def test_all_splits_come_in_object_order_with_their_labels(tmp_path):
     head, rows = pred.rows()
     assert head[:4] == ["object", "split", "label", "predicted"] and head[4:] == ["p_0", "p_1"]
     assert len(rows) == len(pred) and all(abs(sum(r[4:]) - 1) < 1e-5 for r in rows)
+    # another view: object 0's view 1 is usable; the outputs are those of its stored weights
+    run = load_run(folder)
+    other = run.predict_store(s, view=1)
+    assert other.skipped == 0 and list(other.objects) == list(range(len(s)))
+    assert torch.equal(other.outputs, run.predict(s.read(np.arange(len(s)), view=1)[0]))
+    assert not torch.equal(other.outputs[1:], pred.outputs)
+    with pytest.raises(InrforgeError, match="view 2 out of range: the store has 2 views"):
+        run.predict_store(s, view=2)
 
 
 def test_aligned_runs_and_dwsnet_do_not_see_a_neuron_permutation(tmp_path):
@@ -204,6 +212,9 @@ def test_cli_predict_writes_the_predictions_and_keeps_what_exists(tmp_path, caps
     assert out.read_bytes() == before and not (tmp_path / "p.txt").exists()
     assert main(["predict", str(run_dir), s.path, "--out", str(out), "--overwrite", "--threads", "1"]) == 0
     assert len(list(csv.reader(out.open()))) == len(s) + 1
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), s.path, "--view", "1", "--split", "val", "--threads", "1"]) == 0
+    assert f"on {s.path}, val split, view 1: 20 INRs, accuracy" in capsys.readouterr().out
     # inputs.pt is one of the run's files: train refuses a folder holding one without --overwrite
     assert INPUTS_FILE in LOG_FILES
     (tmp_path / "other").mkdir()
