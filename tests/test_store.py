@@ -148,7 +148,7 @@ def test_a_write_mode_open_is_refused_and_empties_nothing(tmp_path):
 
 
 def test_overwrite_replaces_a_store_only_once_the_new_one_is_complete(tmp_path, monkeypatch):
-    import inrforge.store as store_module
+    import inrforge.store.create as create_module
 
     old = make(tmp_path / "s.zarr")
     old.write_shard(shard_data(old, 0))
@@ -161,7 +161,7 @@ def test_overwrite_replaces_a_store_only_once_the_new_one_is_complete(tmp_path, 
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as m:  # the disk fills up half-way through building the new store
-        m.setattr(store_module, "jsonable", disk_full)
+        m.setattr(create_module, "jsonable", disk_full)
         with pytest.raises(InrforgeError, match="cannot write a store at .*No space left"):
             create_store(tmp_path / "s.zarr", **replacement)
     kept = open_store(tmp_path / "s.zarr")
@@ -178,12 +178,12 @@ def test_file_urls_are_local_paths(tmp_path):
 
 
 def test_a_read_only_store_is_reported_before_any_work(tmp_path, monkeypatch):
-    import inrforge.store as store_module
+    import inrforge.store.inr_store as inr_store_module
 
     s = make(tmp_path / "s.zarr")
     s.check_writable()
     params = str(tmp_path / "s.zarr" / "params")
-    monkeypatch.setattr(store_module.os, "access", lambda p, mode: str(p) != params)
+    monkeypatch.setattr(inr_store_module.os, "access", lambda p, mode: str(p) != params)
     with pytest.raises(InrforgeError, match="read-only"):
         s.check_writable()
 
@@ -201,7 +201,7 @@ def test_overwrite_through_a_link_replaces_what_it_points_to(tmp_path):
 def test_a_replaced_store_that_cannot_be_deleted_is_a_warning_not_a_failure(tmp_path, monkeypatch):
     import shutil
 
-    import inrforge.store as store_module
+    import inrforge.store.location as location_module
 
     make(tmp_path / "s.zarr")
     real_rmtree = shutil.rmtree
@@ -211,7 +211,7 @@ def test_a_replaced_store_that_cannot_be_deleted_is_a_warning_not_a_failure(tmp_
             raise PermissionError(1, "Operation not permitted")
         return real_rmtree(path, *a, **k)
 
-    monkeypatch.setattr(store_module.shutil, "rmtree", stuck)
+    monkeypatch.setattr(location_module.shutil, "rmtree", stuck)
     with pytest.warns(UserWarning, match="left at .*s.zarr.old-"):
         new = create_store(tmp_path / "s.zarr", arch=ARCH, n_objects=3, views=1, labels=np.zeros(3, np.int64),
                            splits={"train": np.arange(3)}, source={"name": "other"}, fit={}, overwrite=True)
@@ -302,16 +302,16 @@ def test_info_summarises_only_finished_inrs_that_did_not_fail(tmp_path):
 
 
 def test_size_on_disk_survives_a_file_that_vanishes_while_counted(tmp_path, monkeypatch):
-    import inrforge.store as store_module
+    import inrforge.store.location as location_module
 
     s = make(tmp_path / "s.zarr")
-    real_walk = store_module.os.walk
+    real_walk = location_module.os.walk
 
     def walk_with_a_vanished_file(top, *a, **k):  # a concurrent writer renamed its .partial file
         for dirpath, dirs, files in real_walk(top, *a, **k):
             yield dirpath, dirs, files + ["0.3f2a.partial"]
 
-    monkeypatch.setattr(store_module.os, "walk", walk_with_a_vanished_file)
+    monkeypatch.setattr(location_module.os, "walk", walk_with_a_vanished_file)
     size = s.info()["size_bytes"]
     monkeypatch.undo()
     assert size == s.info()["size_bytes"] > 0
@@ -640,7 +640,7 @@ def test_a_repair_stopped_half_way_is_found_by_the_next(tmp_path, monkeypatch):
     """reopen_shards deletes a damaged shard's file before it clears the shard's flags: stopped in
     between, the shard is done with no file (found, and repaired by the next run), never pending
     with a damaged file that every write would fail to read."""
-    import inrforge.store as istore
+    import inrforge.store.inr_store as istore
 
     s = finished(tmp_path / "s.zarr")
     shard1 = tmp_path / "s.zarr" / "params" / "c" / "1" / "0" / "0"
@@ -717,7 +717,7 @@ def test_an_unknown_or_unavailable_url_protocol_is_one_line(tmp_path):
 def test_reads_mixing_dense_and_sparse_shards_give_each_row_in_order(tmp_path):
     """read_flat reads a shard whose rows are dense as one slice and the sparse rest in one
     orthogonal selection; either way each row comes back where it was asked for, duplicates too."""
-    import inrforge.store as istore
+    import inrforge.store.inr_store as istore
 
     s = make(tmp_path / "s.zarr", n=100, views=2, shard=32, chunk=4)
     for k in range(s.n_shards):
