@@ -89,8 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers")
     t.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process; the numbers "
                                                         "depend on it, see README)")
-    t.add_argument("--out", type=path_arg, help="folder for metrics.jsonl/csv, best.pt and result.json")
+    t.add_argument("--out", type=path_arg, help="folder for the run's files: run.json, metrics.jsonl/csv, checkpoint.pt "
+                                                "(while it runs), best.pt, inputs.pt, result.json")
     t.add_argument("--overwrite", action="store_true", help="replace an earlier run's results in --out")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out from its last finished epoch, as it would have gone "
+                        "on (the same arguments are required); a finished run is reported, not retrained")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     pr = sub.add_parser("predict", help="apply a trained run (inrforge train --out RUN) to a store's INRs")
@@ -334,6 +338,8 @@ def cmd_train(a) -> int:
 
     if a.model != "dwsnet":
         refuse_options(a.parser, a, ["hidden", "depth", "norm"], "DWSNet", f"--model {a.model}")
+    if a.resume and (a.overwrite or not a.out):
+        a.parser.error("--resume continues the run in --out: give --out, and not --overwrite")
     check_device(a.device)
     set_threads(a.threads)
     augment = [x.strip() for x in a.augment.split(",") if x.strip()]
@@ -349,8 +355,13 @@ def cmd_train(a) -> int:
                            model_kwargs=kwargs, align=a.align)
     # Only once everything above is known to be right: a refused run leaves no folder. Any file
     # the run writes there that exists is refused, or with --overwrite deleted before training.
-    out = results_dir(a.out, a.overwrite, files=LOG_FILES) if a.out else None
-    res = run.fit(log_dir=out, progress=False if a.quiet else None)
+    # With --resume the files are the interrupted run's own (fit_model checks that they are).
+    out = results_dir(a.out, a.overwrite, files=() if a.resume else LOG_FILES) if a.out else None
+    if a.resume and (out / "result.json").is_file():
+        res = json.loads((out / "result.json").read_text())  # a finished run: nothing to train
+        print(f"{a.out} holds a finished run; nothing to resume")
+    else:
+        res = run.fit(log_dir=out, progress=False if a.quiet else None, checkpoint=bool(out), resume=a.resume)
     metric = "acc" if res["task"] == "classification" else "loss"
     show = (lambda d: f"{100 * d[metric]:.2f}%") if metric == "acc" else (lambda d: f"{d[metric]:.4g} MSE")
     scores = [f"{split} {show(res[split])}" for split in ("test", "val") if split in res]
@@ -421,9 +432,11 @@ COMMANDS = {"fit": cmd_fit, "info": cmd_info, "render": cmd_render, "train": cmd
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    # Only fit resumes where an interrupted run stopped; the others start over.
-    return report_errors(f"inrforge {args.command}", lambda: COMMANDS[args.command](args),
-                         resumes=RESUMES if args.command == "fit" else None)
+    # fit resumes where an interrupted run stopped, and train with --out (given --resume); the others start over.
+    resumes = RESUMES if args.command == "fit" or (args.command == "train" and args.resume) else None
+    if args.command == "train" and args.out and not args.resume:
+        resumes = "add --resume to the same command to continue"
+    return report_errors(f"inrforge {args.command}", lambda: COMMANDS[args.command](args), resumes=resumes)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .augment import build_transform
+from .checkpoint import CHECKPOINT_FILE, check_same_run, load_checkpoint, restore_checkpoint, save_checkpoint
 from .checks import check_count, check_device, number, process_count, seed_value
 from .data import WeightDataset
 from .errors import InrforgeError
@@ -39,7 +40,7 @@ from .store import INRStore
 TASKS = ("classification", "regression")
 # The files fit_model writes into its log_dir (inputs.pt: what the model's inputs went through, for
 # inrforge.predict.load_run).
-LOG_FILES = ("run.json", "result.json", "best.pt", INPUTS_FILE, "metrics.csv", "metrics.jsonl")
+LOG_FILES = ("run.json", "result.json", "best.pt", INPUTS_FILE, "metrics.csv", "metrics.jsonl", CHECKPOINT_FILE)
 
 MAX_LR = 1e30  # AdamW divides lr by its bias correction (>= 0.1 at its defaults): float32 holds 3.4e38
 
@@ -145,7 +146,7 @@ def _eval_loader(ds: WeightDataset, batch_size: int):
 
 def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: WeightDataset | None,
               config: TrainConfig, task: str, log_dir=None, progress: bool | None = None, desc: str = "train",
-              describe: dict | None = None) -> dict:
+              describe: dict | None = None, checkpoint: bool = False, resume: bool = False) -> dict:
     """Train ``model`` and return the results (best epoch, val/test metrics, history, time).
 
     Without a val split the last epoch's weights are kept.  A model with batch norm skips a
@@ -168,6 +169,12 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     three back); those of an earlier run there are
     deleted first (the CLI and the pipelines refuse to reuse a folder without ``--overwrite`` before
     they get here), and nothing else in it is touched.
+
+    ``checkpoint`` (with ``log_dir``): also write ``checkpoint.pt`` at the end of every epoch
+    (:mod:`inrforge.checkpoint`; the finished run deletes it).  ``resume``: continue the run in
+    ``log_dir`` from its checkpoint, exactly as it would have gone on (the same record is required:
+    store, model, augmentations, config), or start it afresh if it stopped before its first
+    checkpoint; a finished run there (``result.json``) is an :class:`InrforgeError`.
     """
     _require_config(config)
     if task not in TASKS:
@@ -189,14 +196,25 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     best = BestKeeper(higher_better=task == "classification")
     history, diverged = [], None
     has_val = val is not None and len(val) > 0
-    log_dir = _open_log_dir(log_dir)
     run = {**(describe or {}), "config": asdict(config), "threads": torch.get_num_threads(),
            "versions": library_versions()}  # what decides the numbers, in result.json too
-    if log_dir:  # written first: an interrupted run's logs still say what they are the logs of
+    start, resumed = 0, None
+    if resume:
+        if not log_dir:
+            raise InrforgeError("resume needs the log_dir of the run to continue")
+        ck = _resumable(Path(output_path(log_dir, "log_dir")), run)
+        if ck is not None:
+            start, history = restore_checkpoint(ck, model, opt, sched, best)
+            resumed = {"epoch": start, "threads": run["threads"], "versions": run["versions"]}
+            run = {**ck["run"], "resumed": ck["run"].get("resumed", []) + [resumed]}
+    log_dir = _open_log_dir(log_dir, history if resumed else None)
+    if log_dir and not resumed:  # written first: an interrupted run's logs still say what they are the logs of
         write_json(log_dir / "run.json", run)
-    t0 = time.perf_counter()
-    bar = tqdm(range(config.epochs), desc=desc, disable=(not progress) if progress is not None else None,
-               dynamic_ncols=True)
+    t0 = time.perf_counter() - (history[-1]["time_s"] if history else 0.0)
+    if config.patience is not None and best.since >= config.patience:
+        start = config.epochs  # the run had stopped early at its last checkpoint
+    bar = tqdm(range(start, config.epochs), desc=desc, disable=(not progress) if progress is not None else None,
+               dynamic_ncols=True, initial=start, total=config.epochs)
     for epoch in bar:
         train.set_epoch(epoch)
         train_loss, lr, diverged = _train_epoch(model, train_loader, opt, sched, task, device, config.grad_clip, epoch)
@@ -217,6 +235,8 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
         if log_dir:
             with open(log_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
+            if checkpoint:
+                save_checkpoint(log_dir, epoch, run, model, opt, sched, best, history)
         if config.patience is not None and best.since >= config.patience:
             break
     bar.close()
@@ -242,12 +262,32 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
         if form is not None:  # None: a canonical form of the user's own, which cannot be saved
             form.save(log_dir / INPUTS_FILE)
         write_json(log_dir / "result.json", {k: v for k, v in result.items() if k != "history"})
+        (log_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # the finished run needs it no more
     return result
 
 
-def _open_log_dir(log_dir) -> Path | None:
+def _resumable(log_dir: Path, run: dict) -> dict | None:
+    """The checkpoint to resume ``run`` from in ``log_dir``, or None to start it afresh (it stopped
+    before its first checkpoint); an :class:`InrforgeError` for a finished run, or another run's logs."""
+    if (log_dir / "result.json").exists():
+        raise InrforgeError(f"{log_dir} holds a finished run (result.json): nothing to resume")
+    ck = load_checkpoint(log_dir, run)
+    if ck is None and (log_dir / "run.json").exists():
+        try:
+            earlier = json.loads((log_dir / "run.json").read_text())
+        except (OSError, ValueError):
+            earlier = None
+        if not isinstance(earlier, dict):
+            raise InrforgeError(f"{log_dir}/run.json is unreadable: pass --overwrite to start the run afresh")
+        check_same_run(earlier, run, log_dir / "run.json")
+    return ck
+
+
+def _open_log_dir(log_dir, history: list | None = None) -> Path | None:
     """``log_dir`` made ready for a run's :data:`LOG_FILES` (an earlier run's deleted, an empty
-    ``metrics.jsonl``), or None without one."""
+    ``metrics.jsonl``), or None without one.  ``history``: a run resumed from its checkpoint, whose
+    files stay; its ``metrics.jsonl`` is rewritten with the checkpoint's rows (an epoch finished after
+    the checkpoint runs again)."""
     if not log_dir:
         return None
     log_dir = Path(output_path(log_dir, "log_dir"))
@@ -255,6 +295,9 @@ def _open_log_dir(log_dir) -> Path | None:
         raise InrforgeError(f"log_dir {log_dir} is a Zarr store; write the logs to a folder of their own")
     try:  # an earlier run's logs there go: a run that stops early must not sit beside them
         log_dir.mkdir(parents=True, exist_ok=True)
+        if history is not None:
+            (log_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in history))
+            return log_dir
         for name in LOG_FILES:
             if (log_dir / name).is_file():
                 (log_dir / name).unlink()
@@ -351,9 +394,11 @@ class TrainingRun:
         d = self.describe
         return "+".join([d["model"], *(["align"] if d["align"] else []), *d["augment"]])
 
-    def fit(self, log_dir=None, progress: bool | None = None) -> dict:
+    def fit(self, log_dir=None, progress: bool | None = None, checkpoint: bool = False, resume: bool = False) -> dict:
+        """:func:`fit_model` on this run's model and datasets (``checkpoint``, ``resume``: see there)."""
         return fit_model(self.model, self.train, self.val, self.test, self.config, self.task, log_dir=log_dir,
-                         progress=progress, desc=self.label, describe=self.describe)
+                         progress=progress, desc=self.label, describe=self.describe, checkpoint=checkpoint,
+                         resume=resume)
 
 
 def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None = None,

@@ -23,6 +23,7 @@ LAYERS = [
     "fit", "store", "fitjob", "distributed",  # fitting into a store, locally or on Dask
     "data", "align", "augment", "models",     # reading a store, augmenting, the models
     "optim",                                  # what the training loops share (schedule, step, best keeper)
+    "checkpoint",                             # a training run's checkpoint, for --resume
     "zoo", "adapt",                           # the classifier zoo, weight->weight domain adaptation of one
     "interop", "contrastive",                 # DWSNets files, contrastive learning
     "predict",                                # a trained run read back and applied to other INRs

@@ -373,7 +373,7 @@ def test_train_out_never_replaces_a_file_silently_and_overwrite_starts_clean(tmp
 
     monkeypatch.setattr(inrforge.train, "fit_model", interrupted)
     assert main(argv + [str(run), "--overwrite"]) == 130
-    assert capsys.readouterr().err == "inrforge train: interrupted\n"  # no claim that a re-run resumes
+    assert capsys.readouterr().err == "inrforge train: interrupted (add --resume to the same command to continue)\n"
     # the earlier run's result.json and best.pt went at the start: never beside the new partial metrics
     assert sorted(p.name for p in run.iterdir()) == ["metrics.jsonl", "notes.txt"]
 
@@ -396,7 +396,8 @@ def test_an_interrupted_run_leaves_logs_that_say_what_they_are(tmp_path, capsys,
     argv = ["train", s.path, "--epochs", "3", "--model", "mlp", "--seed", "7", "--threads", "1", "--quiet",
             "--out", str(run)]
     assert main(argv) == 130
-    assert sorted(p.name for p in run.iterdir()) == ["metrics.jsonl", "run.json"]
+    assert capsys.readouterr().err == "inrforge train: interrupted (add --resume to the same command to continue)\n"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "metrics.jsonl", "run.json"]
     meta = json.loads((run / "run.json").read_text())
     assert (meta["store"], meta["model"], meta["config"]["seed"], meta["config"]["epochs"], meta["threads"]) == \
         (s.path, "mlp", 7, 3, 1)

@@ -1,0 +1,103 @@
+"""A training run's checkpoint: what ``inrforge train --resume`` continues an interrupted run from.
+
+At the end of every finished epoch :func:`~inrforge.train.fit_model` (with ``checkpoint=True``)
+replaces ``checkpoint.pt`` in the run's folder, whole or not at all: the model, the AdamW state,
+the learning-rate schedule's position, the best epoch kept so far, the metrics history, torch's
+global random state, and the run's record (``run.json``'s: the store, the model, the
+augmentations, the config).  Everything else a run draws is a pure function of (seed, epoch):
+each epoch's views, its shuffle and every batch's augmentations.  So a run resumed from the
+checkpoint of epoch ``e`` computes epochs ``e + 1, ...`` exactly as the uninterrupted run would
+have, with the same thread count and software: its ``best.pt`` is the same bit for bit (tested
+with a real SIGKILL).  The finished run deletes the checkpoint.
+
+A checkpoint is only ever resumed by the same run: a record that differs in anything but torch's
+thread count or the library versions is refused, naming the difference.  Those two change the last
+bits of every update, so a resume under others is allowed, warned about and recorded in
+``result.json`` (``resumed``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+from .errors import InrforgeError
+from .files import write_file
+from .optim import BestKeeper
+
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+UNCHECKED = ("threads", "versions")  # a resume may change these (recorded), not the rest of the record
+
+
+def save_checkpoint(folder: Path, epoch: int, run: dict, model, optimizer, scheduler, best: BestKeeper,
+                    history: list) -> None:
+    """Replace ``folder/checkpoint.pt`` with the state at the end of ``epoch`` (written whole or not at all)."""
+    state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "run": json.dumps(run, sort_keys=True),
+             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "best": {"score": best.score, "state": best.state, "epoch": best.epoch, "since": best.since},
+             "history": json.dumps(history), "rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
+    write_file(folder / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp), overwrite=True)
+
+
+def load_checkpoint(folder: Path, run: dict) -> dict | None:
+    """The checkpoint in ``folder`` (None without one), after checking it is ``run``'s; a
+    damaged one, or another run's, is an :class:`InrforgeError`."""
+    path = folder / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        ok = isinstance(ck, dict) and ck.get("format") == CHECKPOINT_FORMAT
+        saved = json.loads(ck["run"]) if ok else None
+    except Exception as e:  # unpickling and JSON errors come in many types
+        raise InrforgeError(f"{path} is damaged ({type(e).__name__}); start the run again with --overwrite") from None
+    if not ok:
+        raise InrforgeError(f"{path} is not an inrforge training checkpoint (format {CHECKPOINT_FORMAT})")
+    check_same_run(saved, run, path)
+    changed = [k for k in UNCHECKED if saved.get(k) != json.loads(json.dumps(run.get(k)))]
+    if changed:
+        warnings.warn(f"resuming with other {' and '.join(changed)} than the run began with: from here its numbers "
+                      f"differ in the last bits from an uninterrupted run's (recorded in result.json)", stacklevel=4)
+    ck["run"] = saved
+    return ck
+
+
+def check_same_run(saved: dict, run: dict, path) -> None:
+    """An :class:`InrforgeError` naming the differences unless the record ``saved`` in ``path`` is
+    ``run``'s, apart from :data:`UNCHECKED` and the record of earlier resumes."""
+    ignore = (*UNCHECKED, "resumed")
+    now = json.loads(json.dumps(run, sort_keys=True))  # tuples as lists, as the saved record has them
+    diff = _differences({k: v for k, v in saved.items() if k not in ignore},
+                        {k: v for k, v in now.items() if k not in ignore})
+    if diff:
+        raise InrforgeError(f"{path} is another run's ({'; '.join(diff[:3])}{'; ...' if len(diff) > 3 else ''}); "
+                            f"resume with the same arguments, or pass --overwrite to start afresh")
+
+
+def restore_checkpoint(ck: dict, model, optimizer, scheduler, best: BestKeeper) -> tuple[int, list]:
+    """Load ``ck`` into the model, optimizer, schedule, best keeper and torch's random state;
+    returns the first epoch still to run and the history so far."""
+    model.load_state_dict(ck["model"])
+    optimizer.load_state_dict(ck["optimizer"])
+    scheduler.load_state_dict(ck["scheduler"])
+    b = ck["best"]
+    best.score, best.state, best.epoch, best.since = b["score"], b["state"], b["epoch"], b["since"]
+    torch.set_rng_state(ck["rng"])
+    if ck["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ck["cuda_rng"])
+    return ck["epoch"] + 1, json.loads(ck["history"])
+
+
+def _differences(a, b, where: str = "") -> list[str]:
+    """Where two JSON values differ, as ``key.sub: was X, now Y`` lines."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _differences(a.get(k), b.get(k), f"{where}.{k}" if where else str(k))
+        return out
+    return [] if a == b else [f"{where or 'record'}: was {json.dumps(a)[:60]}, now {json.dumps(b)[:60]}"]
