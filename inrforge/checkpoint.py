@@ -8,7 +8,9 @@ augmentations, the config).  Everything else a run draws is a pure function of (
 each epoch's views, its shuffle and every batch's augmentations.  So a run resumed from the
 checkpoint of epoch ``e`` computes epochs ``e + 1, ...`` exactly as the uninterrupted run would
 have, with the same thread count and software: its ``best.pt`` is the same bit for bit (tested
-with a real SIGKILL).  The finished run deletes the checkpoint.
+with a real SIGKILL).  The finished run deletes the checkpoint; resuming it again reuses its
+``result.json`` (:func:`finished_result`), so that a pipeline resumed after an interruption trains
+only the runs that had not finished.
 
 A checkpoint is only ever resumed by the same run: a record that differs in anything but torch's
 thread count or the library versions is refused, naming the difference.  Those two change the last
@@ -19,6 +21,7 @@ bits of every update, so a resume under others is allowed, warned about and reco
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -59,12 +62,42 @@ def load_checkpoint(folder: Path, run: dict) -> dict | None:
     if not ok:
         raise InrforgeError(f"{path} is not an inrforge training checkpoint (format {CHECKPOINT_FORMAT})")
     check_same_run(saved, run, path)
-    changed = [k for k in UNCHECKED if saved.get(k) != json.loads(json.dumps(run.get(k)))]
+    changed = _changed(saved, run)
     if changed:
         warnings.warn(f"resuming with other {' and '.join(changed)} than the run began with: from here its numbers "
                       f"differ in the last bits from an uninterrupted run's (recorded in result.json)", stacklevel=4)
     ck["run"] = saved
     return ck
+
+
+def finished_result(folder: Path, run: dict) -> dict | None:
+    """The result of the finished run in ``folder`` (its ``result.json``, with ``history`` read back
+    from ``metrics.jsonl`` and ``reused`` True), or None when it holds none; a finished run of
+    another record is an :class:`InrforgeError`.  Its files' times are set to now: they are this
+    run's results (a pipeline's clean-up removes only log folders left from before it started)."""
+    path = folder / "result.json"
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError) as e:
+        raise InrforgeError(f"{folder} holds a damaged finished run ({e}); pass --overwrite to train it again") from None
+    if not isinstance(saved, dict):
+        raise InrforgeError(f"{path} is not a run's result; pass --overwrite to train it again")
+    check_same_run({k: v for k, v in saved.items() if k in run}, run, path)  # the record, not the scores
+    changed = _changed(saved, run)
+    if changed:
+        warnings.warn(f"{folder}: reusing a finished run made with other {' and '.join(changed)}", stacklevel=4)
+    for f in folder.iterdir():
+        if f.is_file() and not f.is_symlink():
+            os.utime(f)
+    return {**saved, "history": history, "reused": True}
+
+
+def _changed(saved: dict, run: dict) -> list[str]:
+    """The :data:`UNCHECKED` entries of ``run`` that differ from the ``saved`` record's."""
+    return [k for k in UNCHECKED if saved.get(k) != json.loads(json.dumps(run.get(k)))]
 
 
 def check_same_run(saved: dict, run: dict, path) -> None:
@@ -100,4 +133,10 @@ def _differences(a, b, where: str = "") -> list[str]:
         for k in sorted(set(a) | set(b)):
             out += _differences(a.get(k), b.get(k), f"{where}.{k}" if where else str(k))
         return out
-    return [] if a == b else [f"{where or 'record'}: was {json.dumps(a)[:60]}, now {json.dumps(b)[:60]}"]
+    return [] if a == b else [f"{where or 'record'}: was {_shown(a)}, now {_shown(b)}"]
+
+
+def _shown(value) -> str:
+    """``value`` as JSON, a long one cut to its end (where paths differ)."""
+    text = json.dumps(value)
+    return text if len(text) <= 70 else "..." + text[-60:]

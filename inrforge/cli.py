@@ -357,11 +357,9 @@ def cmd_train(a) -> int:
     # the run writes there that exists is refused, or with --overwrite deleted before training.
     # With --resume the files are the interrupted run's own (fit_model checks that they are).
     out = results_dir(a.out, a.overwrite, files=() if a.resume else LOG_FILES) if a.out else None
-    if a.resume and (out / "result.json").is_file():
-        res = json.loads((out / "result.json").read_text())  # a finished run: nothing to train
-        print(f"{a.out} holds a finished run; nothing to resume")
-    else:
-        res = run.fit(log_dir=out, progress=False if a.quiet else None, checkpoint=bool(out), resume=a.resume)
+    res = run.fit(log_dir=out, progress=False if a.quiet else None, checkpoint=bool(out), resume=a.resume)
+    if res.get("reused"):
+        print(f"{a.out} holds this run, finished; nothing to train")
     metric = "acc" if res["task"] == "classification" else "loss"
     show = (lambda d: f"{100 * d[metric]:.2f}%") if metric == "acc" else (lambda d: f"{d[metric]:.4g} MSE")
     scores = [f"{split} {show(res[split])}" for split in ("test", "val") if split in res]

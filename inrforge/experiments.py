@@ -70,13 +70,15 @@ def refuse_dwsnet_options(parser, argv, a, specs: dict) -> None:
 
 
 def train_seeds(store, spec: RunSpec, seeds, config: TrainConfig, views: int | None = None, log_dir=None,
-                name: str | None = None, echo=print) -> dict:
+                name: str | None = None, echo=print, resume: bool = False) -> dict:
     """Train ``spec`` on ``store`` once per training seed (``seeds``: a count or a list of seeds).
 
     Every seed changes the model init, the batch order, the views drawn and the augmentation draws
     (:class:`TrainConfig` ``seed``); the store (INRs, splits) is fixed.  Returns the per-seed test
     accuracies (or test losses for regression) with their mean and population std:
     ``{"test_acc": [...], "mean", "std", "best_epoch": [...], "train_time_s": [...], "params", "views"}``.
+    ``resume`` (with ``log_dir``): a seed whose run finished there with the same record is reused,
+    not trained again (:func:`inrforge.train.fit_model`).
     """
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds:
@@ -90,7 +92,8 @@ def train_seeds(store, spec: RunSpec, seeds, config: TrainConfig, views: int | N
         cfg = replace(config, seed=seed, lr=spec.lr or config.lr)
         res = train_on_store(store, model=spec.model, augment=list(spec.augment), align=spec.align, views=views,
                              config=cfg, model_kwargs=spec.model_kwargs,
-                             log_dir=Path(log_dir) / f"seed{seed}" if log_dir else None, progress=False)
+                             log_dir=Path(log_dir) / f"seed{seed}" if log_dir else None, progress=False,
+                             resume=resume and bool(log_dir))
         score = res["test"]["acc"] if res["task"] == "classification" else res["test"]["loss"]
         scores.append(score)
         best_epochs.append(res["best_epoch"])
@@ -98,7 +101,8 @@ def train_seeds(store, spec: RunSpec, seeds, config: TrainConfig, views: int | N
         if echo:
             what = f"test {100 * score:.2f}%" if res["task"] == "classification" else f"test loss {score:.4g}"
             echo(f"  {name:18s} seed {seed}: {what}  (views {res['views']}, best epoch {res['best_epoch']}, "
-                 f"{res['params']:,} params, {res['train_time_s']:.0f} s)", flush=True)
+                 f"{res['params']:,} params, {res['train_time_s']:.0f} s{', reused' if res.get('reused') else ''})",
+                 flush=True)
     return {"test_acc": scores, "mean": float(np.mean(scores)), "std": float(np.std(scores)), "best_epoch": best_epochs,
             "train_time_s": times, "params": res["params"], "views": res["views"]}
 

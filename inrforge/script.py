@@ -480,6 +480,21 @@ def add_results_arguments(parser: argparse.ArgumentParser, default: str) -> None
                              "(the store records the mix); refused otherwise")
 
 
+def add_resume_argument(parser: argparse.ArgumentParser) -> None:
+    """``--resume`` for a pipeline whose training runs go through :func:`inrforge.experiments.train_seeds`:
+    the runs an interrupted invocation finished in ``--out`` are reused, the others trained."""
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run of this script in --out with the same arguments: the "
+                             "training runs it finished there are reused (each checked to be the same run), the "
+                             "others trained; refused with --overwrite")
+
+
+def check_resume(parser, a) -> None:
+    """An argument error for ``--resume`` with ``--overwrite`` (one keeps the earlier runs, the other deletes them)."""
+    if a.resume and a.overwrite:
+        parser.error("--resume keeps the runs in --out, --overwrite replaces them: give one of them")
+
+
 def results_dir(path, overwrite: bool = False, files=("results.json",), folders=()) -> Path:
     """Create and return a run's output folder ``path`` (a pipeline's or ``inrforge train``'s; see
     :func:`~inrforge.files.output_path` for URLs).  ``files`` are the files the run writes directly in the folder:

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .augment import build_transform
-from .checkpoint import CHECKPOINT_FILE, check_same_run, load_checkpoint, restore_checkpoint, save_checkpoint
+from .checkpoint import (CHECKPOINT_FILE, check_same_run, finished_result, load_checkpoint, restore_checkpoint,
+                         save_checkpoint)
 from .checks import check_count, check_device, number, process_count, seed_value
 from .data import WeightDataset
 from .errors import InrforgeError
@@ -174,7 +175,8 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     (:mod:`inrforge.checkpoint`; the finished run deletes it).  ``resume``: continue the run in
     ``log_dir`` from its checkpoint, exactly as it would have gone on (the same record is required:
     store, model, augmentations, config), or start it afresh if it stopped before its first
-    checkpoint; a finished run there (``result.json``) is an :class:`InrforgeError`.
+    checkpoint; a finished run of the same record there is not trained again: its ``result.json`` is
+    returned, with ``reused`` True (:func:`~inrforge.checkpoint.finished_result`).
     """
     _require_config(config)
     if task not in TASKS:
@@ -202,7 +204,11 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     if resume:
         if not log_dir:
             raise InrforgeError("resume needs the log_dir of the run to continue")
-        ck = _resumable(Path(output_path(log_dir, "log_dir")), run)
+        folder = Path(output_path(log_dir, "log_dir"))
+        done = finished_result(folder, run)
+        if done is not None:
+            return done
+        ck = _resumable(folder, run)
         if ck is not None:
             start, history = restore_checkpoint(ck, model, opt, sched, best)
             resumed = {"epoch": start, "threads": run["threads"], "versions": run["versions"]}
@@ -267,10 +273,9 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
 
 
 def _resumable(log_dir: Path, run: dict) -> dict | None:
-    """The checkpoint to resume ``run`` from in ``log_dir``, or None to start it afresh (it stopped
-    before its first checkpoint); an :class:`InrforgeError` for a finished run, or another run's logs."""
-    if (log_dir / "result.json").exists():
-        raise InrforgeError(f"{log_dir} holds a finished run (result.json): nothing to resume")
+    """The checkpoint to resume ``run`` from in ``log_dir`` (which holds no finished run), or None
+    to start it afresh (it stopped before its first checkpoint); another run's logs are an
+    :class:`InrforgeError`."""
     ck = load_checkpoint(log_dir, run)
     if ck is None and (log_dir / "run.json").exists():
         try:
@@ -474,10 +479,12 @@ def _warn_left_out(path: str, datasets: dict) -> None:
 
 def train_on_store(store, model: str = "dwsnet", augment=(), views: int | None = None, normalize: str | None = "symmetric",
                    config: TrainConfig | None = None, model_kwargs: dict | None = None, log_dir=None,
-                   progress: bool | None = None, cache: bool = True, align: bool = False) -> dict:
+                   progress: bool | None = None, cache: bool = True, align: bool = False, resume: bool = False) -> dict:
     """:func:`prepare_training` then train; returns :func:`fit_model`'s result, which also says
-    what was trained (store, model and its arguments, augmentations, views, split sizes)."""
+    what was trained (store, model and its arguments, augmentations, views, split sizes).
+    ``resume``: a finished run of the same record in ``log_dir`` is reused, not trained again
+    (:func:`fit_model`)."""
     run = prepare_training(store, model=model, augment=augment, views=views, normalize=normalize, config=config,
                            model_kwargs=model_kwargs, cache=cache, align=align)
-    return run.fit(log_dir=log_dir, progress=progress)
+    return run.fit(log_dir=log_dir, progress=progress, resume=resume)
 

@@ -21,9 +21,10 @@ from inrforge.checks import check_device
 from inrforge.experiments import (RunSpec, add_classifier_arguments, classification_input, dwsnet_kwargs, open_or_fit,
                                   refuse_dwsnet_options, train_seeds)
 from inrforge.files import location
-from inrforge.script import (ArgumentParser, add_results_arguments, mean_std, names_from, parse_with_small, path_arg,
-                             positive_float, positive_int, psnr_fields, pyplot, refuse_unused, require_fit_splits,
-                             results_dir, results_versions, run_script, save_figure, set_threads, write_results)
+from inrforge.script import (ArgumentParser, add_results_arguments, add_resume_argument, check_resume, mean_std,
+                             names_from, parse_with_small, path_arg, positive_float, positive_int, psnr_fields, pyplot,
+                             refuse_unused, require_fit_splits, results_dir, results_versions, run_script, save_figure,
+                             set_threads, write_results)
 from inrforge.train import TrainConfig
 
 # name -> what to train (lr None: --lr, the DWSNet learning rate)
@@ -57,11 +58,13 @@ def parse_args(argv=None):
                    help="training seeds per model (init, batch order, views and augmentations; the INRs stay)")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
+    add_resume_argument(p)
     add_results_arguments(p, "runs/classify")
     p.add_argument("--small", action="store_true",
                    help="a minute-long setting (smoke test): defaults --limit 400 --fit-steps 200 --epochs 30 "
                         "--batch-size 32 (330 gradient steps)")
     a = parse_with_small(p, argv, {"limit": 400, "fit_steps": 200, "epochs": 30, "batch_size": 32})
+    check_resume(p, a)
     refuse_unused(p, argv, a, "--store", ("--source", "--data", "--limit", "--views", "--fit-steps", "--fit-lr",
                                           "--shared-init", "--allow-version-change"), "the INRs are the store's")
     refuse_dwsnet_options(p, argv, a, CONFIGS)
@@ -79,7 +82,8 @@ def main(argv=None) -> int:
     set_threads(a.threads)
     names = a.models
     started = time.time()  # logs older than this, left by an earlier run, go at the end
-    out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"), folders=CONFIGS)
+    out = results_dir(a.out, a.overwrite, files=() if a.resume else ("results.json", "results.png"),
+                      folders=CONFIGS)  # with --resume, the files of the interrupted run, rewritten at the end
     if not a.store:
         store = open_or_fit(None, source=src, out=out / "inrs.zarr", views=a.views, steps=a.fit_steps, lr=a.fit_lr,
                             shared_init=a.shared_init, device=a.device, overwrite=a.overwrite,
@@ -92,7 +96,8 @@ def main(argv=None) -> int:
         if spec.model == "dwsnet":
             spec = replace(spec, model_kwargs=dwsnet_kwargs(a.hidden, a.depth, a.norm))
         cfg = TrainConfig(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, device=a.device)
-        r = train_seeds(store, spec, a.seeds, cfg, views=a.train_views, log_dir=out / name, name=name)
+        r = train_seeds(store, spec, a.seeds, cfg, views=a.train_views, log_dir=out / name, name=name,
+                        resume=a.resume)
         results[name] = {**{k: r[k] for k in ("test_acc", "mean", "std", "best_epoch", "train_time_s", "params")},
                          "model": spec.model, "augment": list(spec.augment), "align": spec.align, "lr": spec.lr or a.lr}
     setting = {"store": location(store.path), "source": info["source"], "objects": info["objects"],

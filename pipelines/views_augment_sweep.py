@@ -39,10 +39,10 @@ from inrforge.errors import InrforgeError
 from inrforge.experiments import (RunSpec, add_classifier_arguments, classification_input, dwsnet_kwargs, open_or_fit,
                                   refuse_dwsnet_options, train_seeds)
 from inrforge.files import location
-from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
-                             parse_with_small, path_arg, positive_float, positive_int, positive_ints, psnr_fields,
-                             pyplot, refuse_unused, require_fit_splits, results_dir, results_versions, run_pipeline,
-                             run_script, save_figure, write_results)
+from inrforge.script import (ArgumentParser, add_results_arguments, add_resume_argument, check_resume, fraction,
+                             mean_std, names_from, nonnegative_int, parse_with_small, path_arg, positive_float,
+                             positive_int, positive_ints, psnr_fields, pyplot, refuse_unused, require_fit_splits,
+                             results_dir, results_versions, run_pipeline, run_script, save_figure, write_results)
 from inrforge.train import TrainConfig
 
 VIEW_COUNTS = "1,2,5,10"
@@ -81,6 +81,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=positive_int, default=3, help="training seeds per cell")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (fit and training)")
+    add_resume_argument(p)
     add_results_arguments(p, "runs/views_augment")
     p.add_argument("--small", action="store_true",
                    help="a minutes-long setting (smoke test): defaults --limit 900 --fit-steps 150 --test-fraction "
@@ -90,6 +91,7 @@ def parse_args(argv=None):
     # three reversed it; at 40 views gain 9-16 points on each (docs/results_pipelines.md).
     a = parse_with_small(p, argv, {"limit": 900, "fit_steps": 150, "test_fraction": 0.25, "epochs": 40,
                                    "batch_size": 64, "seeds": 1, "view_counts": (1, 10)})
+    check_resume(p, a)
     refuse_unused(p, argv, a, "--store", ("--source", "--data", "--limit", "--views", "--fit-steps", "--fit-lr",
                                           "--seed", "--test-fraction", "--allow-version-change"),
                   "the INRs are the store's")
@@ -116,7 +118,8 @@ def run(a) -> dict:
                                 f"{'of ' + a.store if a.store else 'fitted from ' + repr(a.source)}: {e}") from None
     require_fit_splits(store, src, a.seed, a.test_fraction, {"train": 1, "test": 1}, "views_augment_sweep")
     started = time.time()  # logs older than this, left by an earlier run, go at the end
-    out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"), folders=LOG_FOLDERS)
+    out = results_dir(a.out, a.overwrite, files=() if a.resume else ("results.json", "results.png"),
+                      folders=LOG_FOLDERS)  # with --resume, the files of the interrupted run, rewritten at the end
     if not a.store:
         store = open_or_fit(None, source=src, out=out / "inrs.zarr", views=a.views,
                             steps=a.fit_steps, lr=a.fit_lr, seed=a.seed, device=a.device,
@@ -136,7 +139,8 @@ def run(a) -> dict:
         print(f"# (a) views, {m}", flush=True)
         for k in counts:
             views_res[m][str(k)] = cell(train_seeds(store, specs[m], a.seeds, config, views=k,
-                                                    log_dir=out / "views" / m / f"k{k}", name=f"{m} k={k}"))
+                                                    log_dir=out / "views" / m / f"k{k}", name=f"{m} k={k}",
+                                                    resume=a.resume))
     for m in models:
         print(f"# (b) augmentations at {a.aug_views} view(s), {m}", flush=True)
         for name in augs:
@@ -145,7 +149,8 @@ def run(a) -> dict:
                 continue
             spec = replace(specs[m], augment=AUGMENTATIONS[name])
             aug_res[m][name] = cell(train_seeds(store, spec, a.seeds, config, views=a.aug_views,
-                                                log_dir=out / "augment" / m / name, name=f"{m}+{name}"))
+                                                log_dir=out / "augment" / m / name, name=f"{m}+{name}",
+                                                resume=a.resume))
 
     setting = {"store": location(store.path), "source": info["source"],
                "objects": info["objects"], "views_fitted": store.views, "splits": info["splits"],

@@ -30,7 +30,7 @@ def same_state(a, b) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_sigkill_then_resume_ends_as_the_uninterrupted_run(tmp_path):
+def test_sigkill_then_resume_ends_as_the_uninterrupted_run(tmp_path, capsys):
     """A real `inrforge train` (DWSNet with dropout, permutation and MixUp: every random draw a run
     makes) killed with SIGKILL after some epochs, resumed, equals an uninterrupted run bit for bit."""
     store = learnable_store(tmp_path / "s.zarr")
@@ -65,10 +65,15 @@ def test_sigkill_then_resume_ends_as_the_uninterrupted_run(tmp_path):
     assert [r["epoch"] for r in done["resumed"]] == [epoch + 1] and "resumed" not in want
     assert not (out / CHECKPOINT_FILE).exists()
 
-    # resuming a finished run trains nothing and says so
-    again = subprocess.run(args + ["--out", str(out), "--resume"], env=env, capture_output=True, text=True)
-    assert again.returncode == 0 and "holds a finished run; nothing to resume" in again.stdout
+    # resuming a finished run trains nothing and says so (in process: the same record needs one thread)
+    n = torch.get_num_threads()
+    try:
+        assert main(args[3:] + ["--out", str(out), "--resume"]) == 0
+    finally:
+        torch.set_num_threads(n)
+    assert "holds this run, finished; nothing to train" in capsys.readouterr().out
     assert same_state(out / "best.pt", ref / "best.pt")
+    assert json.loads((out / "result.json").read_text()) == done
 
 
 class Stop(Exception):
@@ -118,8 +123,14 @@ def test_a_resume_must_be_the_same_run(tmp_path, monkeypatch):
         torch.set_num_threads(n)
     assert res["resumed"] == [{"epoch": 2, "threads": n + 1, "versions": res["versions"]}]
     assert len(rows(run)) == 4 and res["threads"] == n  # the run's own record keeps what it began with
-    with pytest.raises(InrforgeError, match="holds a finished run"):
-        prepare_training(s, model="mlp", config=TrainConfig(epochs=4, batch_size=32, lr=3e-3)).fit(log_dir=run,
+    # a finished run of the same record is reused, not trained again; of another, refused
+    saved = json.loads((run / "result.json").read_text())
+    again = prepare_training(s, model="mlp", config=TrainConfig(epochs=4, batch_size=32, lr=3e-3)).fit(
+        log_dir=run, resume=True)
+    assert again["reused"] and again["test"] == saved["test"] and len(again["history"]) == 4
+    assert json.loads((run / "result.json").read_text()) == saved
+    with pytest.raises(InrforgeError, match=r"result.json is another run's \(config.epochs: was 4, now 5\)"):
+        prepare_training(s, model="mlp", config=TrainConfig(epochs=5, batch_size=32, lr=3e-3)).fit(log_dir=run,
                                                                                                   resume=True)
 
 

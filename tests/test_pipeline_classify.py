@@ -19,6 +19,8 @@ alignment to a reference INR beats the flat MLP (by 42.5 / 52.5 points).  (The f
 import json
 
 import pytest
+
+from inrforge.errors import InrforgeError
 from test_pipelines_small import _load, covered_by_legends, has_legend
 
 
@@ -107,3 +109,39 @@ def test_shared_inits_let_the_flat_mlp_learn(tmp_path, one_thread, capsys):
     with pytest.raises(SystemExit) as stop:
         mod.main(["--store", str(out / "inrs.zarr"), "--shared-init", "--out", str(tmp_path / "again")])
     assert stop.value.code == 2 and "the INRs are the store's" in capsys.readouterr().err
+
+
+def test_an_interrupted_pipeline_resumes_with_the_runs_it_finished(tmp_path, one_thread, capsys):
+    """--resume reuses the training runs an interrupted invocation finished in --out (each checked
+    to be the same run) and trains the others: the results equal an uninterrupted invocation's."""
+    import os
+
+    mod = _load("classify_inrs")
+    argv = ["--limit", "150", "--views", "2", "--fit-steps", "20", "--epochs", "2", "--batch-size", "32",
+            "--seeds", "2", "--models", "mlp,mlp+perm", "--threads", "1"]
+    out = tmp_path / "out"
+    assert mod.main(argv + ["--out", str(out)]) == 0
+    want = json.loads((out / "results.json").read_text())
+    # as if killed while training mlp+perm's seed 1: its run has logs but no result, and there is no results.json
+    for f in ("result.json", "best.pt", "inputs.pt", "metrics.csv"):
+        os.remove(out / "mlp+perm" / "seed1" / f)
+    os.remove(out / "results.json")
+    kept = (out / "mlp" / "seed0" / "best.pt").read_bytes()
+    with pytest.raises(InrforgeError, match="already holds results.png"):  # without --resume: refused, as ever
+        mod.main(argv + ["--out", str(out)])
+    capsys.readouterr()
+    assert mod.main(argv + ["--out", str(out), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(", reused)") == 3 and "mlp+perm           seed 1" in printed
+    got = json.loads((out / "results.json").read_text())
+    for name in ("mlp", "mlp+perm"):
+        assert got["results"][name]["test_acc"] == want["results"][name]["test_acc"]
+        assert got["results"][name]["best_epoch"] == want["results"][name]["best_epoch"]
+    assert (out / "mlp" / "seed0" / "best.pt").read_bytes() == kept
+    assert all((out / n / f"seed{k}" / "result.json").exists() for n in ("mlp", "mlp+perm") for k in (0, 1))
+    # other arguments: the finished runs are another run's, refused in one line
+    with pytest.raises(InrforgeError, match=r"another run's \(config.epochs: was 2, now 3\)"):
+        mod.main([*argv[:7], "3", *argv[8:], "--out", str(out), "--resume"])
+    with pytest.raises(SystemExit):
+        mod.main(argv + ["--out", str(out), "--resume", "--overwrite"])
+    assert "--resume keeps the runs in --out, --overwrite replaces them" in capsys.readouterr().err
