@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from .checks import record_differences
 from .errors import InrforgeError
 from .files import write_file
 from .optim import BestKeeper
@@ -105,8 +106,8 @@ def check_same_run(saved: dict, run: dict, path) -> None:
     ``run``'s, apart from :data:`UNCHECKED` and the record of earlier resumes."""
     ignore = (*UNCHECKED, "resumed")
     now = json.loads(json.dumps(run, sort_keys=True))  # tuples as lists, as the saved record has them
-    diff = _differences({k: v for k, v in saved.items() if k not in ignore},
-                        {k: v for k, v in now.items() if k not in ignore})
+    diff = record_differences({k: v for k, v in saved.items() if k not in ignore},
+                              {k: v for k, v in now.items() if k not in ignore})
     if diff:
         raise InrforgeError(f"{path} is another run's ({'; '.join(diff[:3])}{'; ...' if len(diff) > 3 else ''}); "
                             f"resume with the same arguments, or pass --overwrite to start afresh")
@@ -124,19 +125,3 @@ def restore_checkpoint(ck: dict, model, optimizer, scheduler, best: BestKeeper) 
     if ck["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(ck["cuda_rng"])
     return ck["epoch"] + 1, json.loads(ck["history"])
-
-
-def _differences(a, b, where: str = "") -> list[str]:
-    """Where two JSON values differ, as ``key.sub: was X, now Y`` lines."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _differences(a.get(k), b.get(k), f"{where}.{k}" if where else str(k))
-        return out
-    return [] if a == b else [f"{where or 'record'}: was {_shown(a)}, now {_shown(b)}"]
-
-
-def _shown(value) -> str:
-    """``value`` as JSON, a long one cut to its end (where paths differ)."""
-    text = json.dumps(value)
-    return text if len(text) <= 70 else "..." + text[-60:]

@@ -33,6 +33,46 @@ def shown(value, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def record_differences(old: dict, new: dict, had: str = "was", skip=None, prefix: str = "") -> list[str]:
+    """``key.sub: <had> A, now B`` for every differing leaf of two nested records (a store's
+    identity, a training run's record), keys in sorted order; ``skip(key)`` (the dotted key) leaves
+    one out.  Long values are shortened (:func:`brief`), two long strings that would look alike
+    are shown around where they differ, and a long list names its differing entries (at most 3)."""
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        path = f"{prefix}{key}"
+        if skip is not None and skip(path):
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += record_differences(a, b, had, skip, f"{path}.")
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and len(repr(a)) > 80:
+            diffs += [f"{path}[{i}]: {had} {brief(x)}, now {brief(y)}"  # a long list: where it differs
+                      for i, (x, y) in enumerate(zip(a, b)) if x != y][:3]
+        elif a != b:
+            pair = (brief(a), brief(b))
+            if pair[0] == pair[1] and isinstance(a, str) and isinstance(b, str):
+                pair = _around_difference(a, b)
+            diffs.append(f"{path}: {had} {pair[0]}, now {pair[1]}")
+    return diffs
+
+
+def _around_difference(a: str, b: str, width: int = 30) -> tuple[str, str]:
+    """Two long strings that :func:`brief` would show alike, shown around where they first differ."""
+    i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    lo = max(0, i - width)
+    return tuple(f"{'...' if lo else ''}{t[lo:i + width]!r}{'...' if i + width < len(t) else ''}" for t in (a, b))
+
+
+def brief(value, limit: int = 80) -> str:
+    """``repr(value)``, shortened past ``limit`` characters (a list of 5,000 layer widths, a long
+    path): a list keeps its first three entries, its last and its length."""
+    if isinstance(value, (list, tuple)) and len(value) > 4 and len(repr(value)) > limit:
+        head = ", ".join(brief(v, 20) for v in value[:3])
+        return f"[{head}, ..., {brief(value[-1], 20)}] ({len(value)} entries)"
+    return shown(value, limit)
+
+
 def byte_size(nbytes: int) -> str:
     """``nbytes`` for a message: in GiB (one decimal), or in MiB below 1 GiB (not "0.0 GiB")."""
     return f"{nbytes / 2**30:,.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"

@@ -22,8 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .arch import INRSpec, make_arch, require_arch
-from .checks import (byte_size, check_count, check_device, probability, process_count, seed_value, shown,
-                     whole_number)
+from .checks import (byte_size, check_count, check_device, probability, process_count, record_differences, seed_value,
+                     shown, whole_number)
 from .errors import InrforgeError
 from .files import jsonable
 from .fit import (KERNELS, LEGACY_FIT, FitSettings, batch_bytes, check_compiled_step, default_batch_size, fit_batch,
@@ -215,42 +215,15 @@ def require_same_software(store: INRStore, allow_version_change: bool = False, r
     store.add_fit_record("resumed_with", library_versions(compiler=compiles_on_cpu(store.fit_settings or {})))
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+def _differences(old: dict, new: dict) -> list[str]:
     """``key: store has A, now B`` for every differing leaf of two identities (:func:`store_identity`),
     leaving out the informational ``fit`` keys and ``source.params.limit``: a limit keeps the first
     objects, so what it changes shows in ``source.n_objects`` (a zoo's: its grid's image counts)."""
-    diffs = []
-    for key in sorted(set(old) | set(new)):
-        if (prefix == "fit." and key in _INFORMATIONAL) or (prefix == "source.params." and key == "limit"):
-            continue
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += _differences(a, b, f"{prefix}{key}.")
-        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and len(repr(a)) > 80:
-            diffs += [f"{prefix}{key}[{i}]: store has {_brief(x)}, now {_brief(y)}"  # a long list: where it differs
-                      for i, (x, y) in enumerate(zip(a, b)) if x != y][:3]
-        elif a != b:
-            shown = (_brief(a), _brief(b))
-            if shown[0] == shown[1] and isinstance(a, str) and isinstance(b, str):
-                shown = _around_difference(a, b)
-            diffs.append(f"{prefix}{key}: store has {shown[0]}, now {shown[1]}")
-    return diffs
+    return record_differences(old, new, had="store has", skip=_not_compared)
 
 
-def _around_difference(a: str, b: str, width: int = 30) -> tuple[str, str]:
-    """Two long strings that :func:`_brief` would show alike, shown around where they first differ."""
-    i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-    lo = max(0, i - width)
-    return tuple(f"{'...' if lo else ''}{t[lo:i + width]!r}{'...' if i + width < len(t) else ''}" for t in (a, b))
-
-
-def _brief(value, limit: int = 80) -> str:
-    """``repr(value)``, shortened past ``limit`` characters (a list of 5,000 layer widths, a long
-    path): a list keeps its first three entries, its last and its length."""
-    if isinstance(value, (list, tuple)) and len(value) > 4 and len(repr(value)) > limit:
-        head = ", ".join(_brief(v, 20) for v in value[:3])
-        return f"[{head}, ..., {_brief(value[-1], 20)}] ({len(value)} entries)"
-    return shown(value, limit)
+def _not_compared(key: str) -> bool:
+    return key in {f"fit.{k}" for k in _INFORMATIONAL} or key == "source.params.limit"
 
 
 def _recorded_fit(out) -> dict:

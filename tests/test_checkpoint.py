@@ -109,7 +109,7 @@ def test_a_resume_must_be_the_same_run(tmp_path, monkeypatch):
     other = TrainConfig(epochs=4, batch_size=32, lr=1e-3)
     with pytest.raises(InrforgeError, match=r"checkpoint.pt is another run's \(config.lr: was 0.003, now 0.001\)"):
         prepare_training(s, model="mlp", config=other).fit(log_dir=run, resume=True)
-    with pytest.raises(InrforgeError, match="another run's .*model: was \"mlp\", now \"dwsnet\""):
+    with pytest.raises(InrforgeError, match="another run's .*model: was 'mlp', now 'dwsnet'"):
         prepare_training(s, model="dwsnet", model_kwargs=SMALL_DWS, config=TrainConfig(epochs=4, batch_size=32,
                                                                                        lr=3e-3)).fit(log_dir=run, resume=True)
     # another thread count is allowed, warned about and recorded
