@@ -258,7 +258,7 @@ def test_the_one_coordinate_swap_exchanges_the_inputs_and_undoes_itself():
     changes, twice is the identity bit for bit, and it is the change of variables f'(u, v) = f(v, u)."""
     from inrforge.arch import make_arch
     from inrforge.inr import image_grid, render
-    from inrforge.interop import _dws_fourier_matrix, _swap_xy
+    from inrforge.interop.coordinates import _dws_fourier_matrix, _swap_xy
     from inrforge.weights import Weights
 
     arch = make_arch("siren-dwsnets", hidden=8, depth=2)
