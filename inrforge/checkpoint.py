@@ -49,10 +49,20 @@ def save_checkpoint(folder: Path, epoch: int, run: dict, model, optimizer, sched
 
 
 def load_checkpoint(folder: Path, run: dict) -> dict | None:
-    """The checkpoint in ``folder`` (None without one), after checking it is ``run``'s; a
-    damaged one, or another run's, is an :class:`InrforgeError`."""
+    """The checkpoint in ``folder``, after checking it is ``run``'s; None without one (the run
+    stopped before its first checkpoint, and starts afresh, after checking that the ``run.json``
+    it may have left is ``run``'s).  A damaged or unreadable record, or another run's, is an
+    :class:`InrforgeError`."""
     path = folder / CHECKPOINT_FILE
     if not path.exists():
+        if (folder / "run.json").exists():
+            try:
+                earlier = json.loads((folder / "run.json").read_text())
+            except (OSError, ValueError):
+                earlier = None
+            if not isinstance(earlier, dict):
+                raise InrforgeError(f"{folder}/run.json is unreadable: pass --overwrite to start the run afresh")
+            check_same_run(earlier, run, folder / "run.json")
         return None
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
@@ -71,11 +81,12 @@ def load_checkpoint(folder: Path, run: dict) -> dict | None:
     return ck
 
 
-def finished_result(folder: Path, run: dict) -> dict | None:
+def finished_result(folder: Path, run: dict, files) -> dict | None:
     """The result of the finished run in ``folder`` (its ``result.json``, with ``history`` read back
     from ``metrics.jsonl`` and ``reused`` True), or None when it holds none; a finished run of
-    another record is an :class:`InrforgeError`.  Its files' times are set to now: they are this
-    run's results (a pipeline's clean-up removes only log folders left from before it started)."""
+    another record is an :class:`InrforgeError`.  The times of its ``files`` (the names a run
+    writes) are set to now: they are this run's results (a pipeline's clean-up removes only log
+    folders left from before it started); nothing else in the folder is touched."""
     path = folder / "result.json"
     if not path.exists():
         return None
@@ -90,7 +101,8 @@ def finished_result(folder: Path, run: dict) -> dict | None:
     changed = _changed(saved, run)
     if changed:
         warnings.warn(f"{folder}: reusing a finished run made with other {' and '.join(changed)}", stacklevel=4)
-    for f in folder.iterdir():
+    for name in files:
+        f = folder / name
         if f.is_file() and not f.is_symlink():
             os.utime(f)
     return {**saved, "history": history, "reused": True}

@@ -35,7 +35,7 @@ from .arch import INRSpec
 from .augment import AlignTo
 from .checks import check_count, check_device
 from .data import WeightDataset
-from .errors import InrforgeError
+from .errors import InrforgeError, first_line
 from .files import local_path
 from .models import build_model
 from .store import INRStore, open_store
@@ -105,8 +105,8 @@ class InputForm:
         except FileNotFoundError:
             raise
         except Exception as e:  # unpickling errors come in many types
-            raise InrforgeError(f"{path}: not an inrforge input form ({type(e).__name__}: "
-                                f"{str(e).splitlines()[0] if str(e) else 'unreadable'})"[:300]) from None
+            why = f"{type(e).__name__}: {first_line(e)}"
+            raise InrforgeError(f"{path}: not an inrforge input form ({why})"[:300]) from None
         if not isinstance(d, dict) or d.get("format") != INPUTS_FORMAT:
             raise InrforgeError(f"{path}: not an inrforge input form (format {INPUTS_FORMAT})")
         arch = INRSpec.from_dict(d.get("arch"))
@@ -286,8 +286,8 @@ def load_run(path, device: str = "cpu") -> TrainedRun:
     except FileNotFoundError:
         raise InrforgeError(f"{path} has no best.pt: its model's weights are gone") from None
     except Exception as e:  # a damaged file, or weights of another model
-        raise InrforgeError(f"{path}/best.pt does not hold this run's model ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else 'unreadable'})"[:300]) from None
+        why = f"{type(e).__name__}: {first_line(e)}"
+        raise InrforgeError(f"{path}/best.pt does not hold this run's model ({why})"[:300]) from None
     model.to(dev).eval()
     return TrainedRun(str(path), model, inputs, record["task"], record, dev)
 

@@ -25,8 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .augment import build_transform
-from .checkpoint import (CHECKPOINT_FILE, check_same_run, finished_result, load_checkpoint, restore_checkpoint,
-                         save_checkpoint)
+from .checkpoint import CHECKPOINT_FILE, finished_result, load_checkpoint, restore_checkpoint, save_checkpoint
 from .checks import check_count, check_device, number, process_count, seed_value
 from .data import WeightDataset
 from .errors import InrforgeError
@@ -185,6 +184,15 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
         raise InrforgeError(f"the train dataset has no INRs to train on ({train.skipped} skipped)")
     _check_patience(config, val, "this run")
     device = check_device(config.device)
+    run = {**(describe or {}), "config": asdict(config), "threads": torch.get_num_threads(),
+           "versions": library_versions()}  # what decides the numbers, in result.json too
+    if resume:
+        if not log_dir:
+            raise InrforgeError("resume needs the log_dir of the run to continue")
+        folder = Path(output_path(log_dir, "log_dir"))
+        done = finished_result(folder, run, LOG_FILES)  # before anything is built for training (an aligned loader)
+        if done is not None:
+            return done
     torch.manual_seed(config.seed)
     model.to(device)
     keep_freed_memory()  # every step frees and allocates the same activations again
@@ -198,17 +206,9 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     best = BestKeeper(higher_better=task == "classification")
     history, diverged = [], None
     has_val = val is not None and len(val) > 0
-    run = {**(describe or {}), "config": asdict(config), "threads": torch.get_num_threads(),
-           "versions": library_versions()}  # what decides the numbers, in result.json too
     start, resumed = 0, None
     if resume:
-        if not log_dir:
-            raise InrforgeError("resume needs the log_dir of the run to continue")
-        folder = Path(output_path(log_dir, "log_dir"))
-        done = finished_result(folder, run)
-        if done is not None:
-            return done
-        ck = _resumable(folder, run)
+        ck = load_checkpoint(folder, run)
         if ck is not None:
             start, history = restore_checkpoint(ck, model, opt, sched, best)
             resumed = {"epoch": start, "threads": run["threads"], "versions": run["versions"]}
@@ -270,22 +270,6 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
         write_json(log_dir / "result.json", {k: v for k, v in result.items() if k != "history"})
         (log_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # the finished run needs it no more
     return result
-
-
-def _resumable(log_dir: Path, run: dict) -> dict | None:
-    """The checkpoint to resume ``run`` from in ``log_dir`` (which holds no finished run), or None
-    to start it afresh (it stopped before its first checkpoint); another run's logs are an
-    :class:`InrforgeError`."""
-    ck = load_checkpoint(log_dir, run)
-    if ck is None and (log_dir / "run.json").exists():
-        try:
-            earlier = json.loads((log_dir / "run.json").read_text())
-        except (OSError, ValueError):
-            earlier = None
-        if not isinstance(earlier, dict):
-            raise InrforgeError(f"{log_dir}/run.json is unreadable: pass --overwrite to start the run afresh")
-        check_same_run(earlier, run, log_dir / "run.json")
-    return ck
 
 
 def _open_log_dir(log_dir, history: list | None = None) -> Path | None:

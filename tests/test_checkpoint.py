@@ -125,10 +125,15 @@ def test_a_resume_must_be_the_same_run(tmp_path, monkeypatch):
     assert len(rows(run)) == 4 and res["threads"] == n  # the run's own record keeps what it began with
     # a finished run of the same record is reused, not trained again; of another, refused
     saved = json.loads((run / "result.json").read_text())
+    (run / "notes.txt").write_text("mine")
+    for f in ("notes.txt", "result.json"):
+        os.utime(run / f, (1e9, 1e9))
     again = prepare_training(s, model="mlp", config=TrainConfig(epochs=4, batch_size=32, lr=3e-3)).fit(
         log_dir=run, resume=True)
     assert again["reused"] and again["test"] == saved["test"] and len(again["history"]) == 4
     assert json.loads((run / "result.json").read_text()) == saved
+    # the run's files are this run's results now (a pipeline's clean-up keeps them); nothing else is touched
+    assert (run / "result.json").stat().st_mtime > 1e9 and (run / "notes.txt").stat().st_mtime == 1e9
     with pytest.raises(InrforgeError, match=r"result.json is another run's \(config.epochs: was 4, now 5\)"):
         prepare_training(s, model="mlp", config=TrainConfig(epochs=5, batch_size=32, lr=3e-3)).fit(log_dir=run,
                                                                                                   resume=True)
