@@ -13,7 +13,7 @@ import sys
 
 from .checks import usable_cores
 from .errors import RESUMES, InrforgeError
-from .script import (ArgumentParser, add_fit_arguments, check_failures, check_fit_arguments, dropout_rate,
+from .script import (ArgumentParser, add_fit_arguments, check_failures, check_fit_arguments, check_resume, dropout_rate,
                      fit_options, image_size, nonnegative_float, nonnegative_int, path_arg, positive_float, positive_int,
                      refuse_options, report_errors, results_dir, set_threads, store_out_arg)
 from .version import __version__
@@ -338,8 +338,9 @@ def cmd_train(a) -> int:
 
     if a.model != "dwsnet":
         refuse_options(a.parser, a, ["hidden", "depth", "norm"], "DWSNet", f"--model {a.model}")
-    if a.resume and (a.overwrite or not a.out):
-        a.parser.error("--resume continues the run in --out: give --out, and not --overwrite")
+    if a.resume and not a.out:
+        a.parser.error("--resume continues the run in --out: give --out")
+    check_resume(a.parser, a)
     check_device(a.device)
     set_threads(a.threads)
     augment = [x.strip() for x in a.augment.split(",") if x.strip()]
@@ -375,7 +376,9 @@ def cmd_predict(a) -> int:
     from .predict import describe_score, load_run
     from .store import open_store
 
-    out = check_file_path(a.out, a.overwrite, (".csv",), "CSV file", "a file name such as predictions.csv") if a.out else None  # a bad --out fails before any work
+    # a bad --out fails before any work
+    out = (check_file_path(a.out, a.overwrite, (".csv",), "CSV file", "a file name such as predictions.csv")
+           if a.out else None)
     set_threads(a.threads)
     run = load_run(a.run, device=a.device)
     store = open_store(a.store)
@@ -430,9 +433,11 @@ COMMANDS = {"fit": cmd_fit, "info": cmd_info, "render": cmd_render, "train": cmd
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    # fit resumes where an interrupted run stopped, and train with --out (given --resume); the others start over.
-    resumes = RESUMES if args.command == "fit" or (args.command == "train" and args.resume) else None
-    if args.command == "train" and args.out and not args.resume:
+    # fit resumes where an interrupted run stopped, and train with --out given --resume; the others start over.
+    resumes = None
+    if args.command == "fit" or (args.command == "train" and args.resume):
+        resumes = RESUMES
+    elif args.command == "train" and args.out:
         resumes = "add --resume to the same command to continue"
     return report_errors(f"inrforge {args.command}", lambda: COMMANDS[args.command](args), resumes=resumes)
 
