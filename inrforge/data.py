@@ -115,6 +115,13 @@ def _stats_of(blocks, arch, mode: str) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
+def normalized(weights: Weights, mean: torch.Tensor, std: torch.Tensor) -> Weights:
+    """``(theta - mean) / std`` of every flat INR ``theta`` of ``weights`` (``mean``, ``std``: (P,), moved
+    to the batch's device)."""
+    flat = (weights.flatten() - mean.to(weights.device)) / std.to(weights.device)
+    return Weights.from_flat(flat, weights.arch)
+
+
 def _takes_generator(fn) -> bool:
     """Whether ``fn`` accepts a ``generator`` keyword (True when its signature cannot be read)."""
     import inspect
@@ -361,8 +368,7 @@ class WeightDataset(Dataset):
             else:
                 weights = self.transform(weights, generator=gen)
         if self.normalize is not None:
-            flat = (weights.flatten() - self.mean) / self.std
-            weights = Weights.from_flat(flat, self.arch)
+            weights = normalized(weights, self.mean, self.std)
         return weights, labels
 
     def loader(self, batch_size: int = 256, shuffle: bool | str | None = None, drop_last: bool = False,

@@ -1,6 +1,6 @@
 """What the training loops share (:mod:`inrforge.train`, :mod:`inrforge.adapt`,
 :mod:`inrforge.contrastive`): the learning-rate schedule, the optimizer step with its gradient
-clipping, and the keeper of the best checkpoint.
+clipping, the keeper of the best checkpoint, and what counts as a correct classification.
 
 Each loop builds its own ``torch.optim.AdamW(params, lr=..., weight_decay=...)`` (one call, no
 scaffolding to share), then :func:`warmup_cosine` on it, calls :func:`optimizer_step` once per
@@ -16,7 +16,13 @@ import torch
 
 from .checks import check_count
 
-__all__ = ["warmup_cosine", "optimizer_step", "BestKeeper"]
+__all__ = ["warmup_cosine", "optimizer_step", "BestKeeper", "correct"]
+
+
+def correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: whether each row of logits ``out`` puts its top class on the label ``y`` (class
+    ids, or soft labels' top class); a row that is not finite counts as wrong (its argmax means nothing)."""
+    return (out.argmax(1) == (y.argmax(1) if y.ndim == 2 else y)) & torch.isfinite(out).all(1)
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int,

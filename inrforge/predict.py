@@ -34,10 +34,11 @@ import torch
 from .arch import INRSpec
 from .augment import AlignTo
 from .checks import check_count, check_device
-from .data import WeightDataset
+from .data import WeightDataset, normalized
 from .errors import InrforgeError, first_line
 from .files import local_path
 from .models import build_model
+from .optim import correct
 from .store import INRStore, open_store
 from .weights import Weights
 
@@ -77,8 +78,7 @@ class InputForm:
             weights = self.align_for(weights.arch)(weights)
         if self.mean is None:
             return weights
-        flat = (weights.flatten() - self.mean.to(weights.device)) / self.std.to(weights.device)
-        return Weights.from_flat(flat, weights.arch)
+        return normalized(weights, self.mean, self.std)
 
     def align_for(self, arch: INRSpec) -> AlignTo | None:
         """The alignment for INRs of ``arch`` (the same widths): weight matching compares weights
@@ -162,8 +162,7 @@ class Predictions:
         if self.task == "classification":
             if y.dtype.is_floating_point or y.ndim != 1 or int(y.min()) < 0 or int(y.max()) >= out.shape[1]:
                 return None
-            hit = (out.argmax(1) == y) & torch.isfinite(out).all(1)
-            return {"acc": float(hit.double().mean())}
+            return {"acc": float(correct(out, y).double().mean())}
         if not y.dtype.is_floating_point or y.reshape(len(y), -1).shape[1] != out.shape[1]:
             return None
         return {"mse": float(torch.nn.functional.mse_loss(out.double(), y.double().reshape(out.shape)))}

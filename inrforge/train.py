@@ -33,7 +33,7 @@ from .files import location, output_path, write_json
 from .fitjob import library_versions
 from .memory import keep_freed_memory
 from .models import build_model
-from .optim import BestKeeper, optimizer_step, warmup_cosine
+from .optim import BestKeeper, correct, optimizer_step, warmup_cosine
 from .predict import INPUTS_FILE, InputForm
 from .store import INRStore
 
@@ -119,8 +119,7 @@ def evaluate(model, loader, task: str, device) -> dict:
         losses.append(_loss(task, out, y))
         sizes.append(len(y))
         if task == "classification":
-            hit = (out.argmax(1) == (y.argmax(1) if y.ndim == 2 else y)) & torch.isfinite(out).all(1)
-            hits.append(hit.sum())
+            hits.append(correct(out, y).sum())
     total, n = 0.0, sum(sizes)
     for value, size in zip(torch.stack(losses).tolist() if losses else [], sizes):
         total += value * size
