@@ -15,6 +15,11 @@ the batches of its evaluation, get the very outputs it scored (in other batch si
 matrix products may round differently, in the last bits).  The random augmentations are part of
 training only, never of this map.
 
+A regression run may have learned standardised targets ``(y - m) / s`` (``result.json`` then
+records ``target_scale`` = ``{"mean": m, "std": s}``, one entry per target): its outputs are put
+back into the targets' own units, ``out * s + m``, so that predictions and their MSE are in the units
+of the store's labels.
+
 A store of INRs with the run's widths can be read however it was fitted (the models are built for
 widths alone); other differences of architecture (family, w0, output offset, Fourier features)
 give a warning, since the weights then describe other functions than the model learned from.
@@ -200,15 +205,28 @@ class TrainedRun:
     def arch(self) -> INRSpec:
         return self.inputs.arch
 
+    @property
+    def target_scale(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(mean, std)`` of the standardised targets a regression run learned (its outputs are
+        mapped back with ``out * std + mean``), or None."""
+        scale = self.record.get("target_scale")
+        if scale is None:
+            return None
+        return torch.tensor(scale["mean"], dtype=torch.float32), torch.tensor(scale["std"], dtype=torch.float32)
+
     @torch.no_grad()
     def predict(self, weights: Weights, batch_size: int = 256) -> torch.Tensor:
         """The model's outputs (B, out) float32 on the CPU for a batch of INRs as stored (the input
-        form is applied here), ``batch_size`` at a time.  INRs of another architecture with the run's
-        widths are read as the run's (see :meth:`check_store`), without a warning."""
+        form is applied here), ``batch_size`` at a time; a run that learned standardised targets
+        has them put back into the targets' units (:attr:`target_scale`).  INRs of another
+        architecture with the run's widths are read as the run's (see :meth:`check_store`), without
+        a warning."""
         batch_size = check_count("batch size", batch_size)
         outs = [self.model(self.inputs(weights[lo: lo + batch_size]).to(self.device)).float().cpu()
                 for lo in range(0, len(weights), batch_size)]
-        return torch.cat(outs) if outs else torch.empty(0, self.record["out_features"])
+        out = torch.cat(outs) if outs else torch.empty(0, self.record["out_features"])
+        scale = self.target_scale
+        return out if scale is None else out * scale[1] + scale[0]
 
     @torch.no_grad()
     def predict_store(self, store, split: str = "all", view: int = 0, batch_size: int = 256,
@@ -278,6 +296,7 @@ def load_run(path, device: str = "cpu") -> TrainedRun:
     except FileNotFoundError:
         raise InrforgeError(f"{path} has no {INPUTS_FILE} (trained before inrforge 0.7.0, or with a canonical form "
                             f"other than alignment): what its inputs went through is unknown") from None
+    _check_target_scale(record, path)
     model = build_model(record["model"], inputs.arch, record["out_features"], **record["model_kwargs"])
     try:
         state = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
@@ -289,6 +308,25 @@ def load_run(path, device: str = "cpu") -> TrainedRun:
         raise InrforgeError(f"{path}/best.pt does not hold this run's model ({why})"[:300]) from None
     model.to(dev).eval()
     return TrainedRun(str(path), model, inputs, record["task"], record, dev)
+
+
+def _check_target_scale(record: dict, path) -> None:
+    """A one-line error unless ``record``'s ``target_scale`` is absent, or a regression run's
+    ``{"mean", "std"}`` with one finite number per output (the stds positive)."""
+    scale = record.get("target_scale")
+    if scale is None:
+        return
+    n = record["out_features"]
+
+    def numbers(key, positive):
+        v = scale.get(key) if isinstance(scale, dict) else None
+        return (isinstance(v, list) and len(v) == n and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and (x > 0 or not positive)
+            for x in v))
+
+    if record["task"] != "regression" or not (numbers("mean", False) and numbers("std", True)):
+        raise InrforgeError(f"{path}/result.json has a damaged target_scale (a regression run's mean and positive "
+                            f"std, {n} of each)")
 
 
 def describe_score(pred: Predictions) -> str:

@@ -440,14 +440,24 @@ def prepare_training(store, model: str = "dwsnet", augment=(), views: int | None
     _check_patience(config, val, store.path)
     _warn_left_out(store.path, {"train": train, "val": val, "test": test})
     check_batch_norm(net, len(train), config.batch_size)
-    # The store as an absolute path (a relative one means nothing once the cwd is gone) and how its
-    # INRs were fitted (seed, steps, batch size, compile, versions: they decide the INRs' last bits).
-    describe = {"store": location(store.path),
-                "store_fit": store.fit_settings, "model": model, "model_kwargs": dict(model_kwargs or {}),
-                "out_features": n_out, "augment": augment,
-                "align": align, "views": train.n_views, "normalize": normalize, "task": task,
-                "n_train": len(train), "n_val": len(val), "n_test": len(test), "skipped": train.skipped}
+    describe = describe_training(store, model, model_kwargs, n_out, task, train, val, test, augment=augment,
+                                 align=align)
     return TrainingRun(net, train, val, test, config, task, describe)
+
+
+def describe_training(store: INRStore, model: str, model_kwargs: dict | None, out_features: int, task: str,
+                      train: WeightDataset, val: WeightDataset, test: WeightDataset, augment=(),
+                      align: bool = False) -> dict:
+    """What a run on ``store``'s INRs learns from and how its model is built: the ``describe``
+    record :func:`fit_model` writes into ``run.json`` and ``result.json``, from which
+    :func:`~inrforge.predict.load_run` rebuilds the model and against which ``resume`` checks a
+    run.  The store is recorded as an absolute path (a relative one means nothing once the cwd is
+    gone), with how its INRs were fitted (seed, steps, batch size, compile, versions: they decide
+    the INRs' last bits)."""
+    return {"store": location(store.path), "store_fit": store.fit_settings, "model": model,
+            "model_kwargs": dict(model_kwargs or {}), "out_features": out_features, "augment": list(augment),
+            "align": align, "views": train.n_views, "normalize": train.normalize, "task": task,
+            "n_train": len(train), "n_val": len(val), "n_test": len(test), "skipped": train.skipped}
 
 
 def _warn_left_out(path: str, datasets: dict) -> None:

@@ -9,7 +9,9 @@ epochs = steps / batches per epoch), so small training sets are not simply under
 
 The target ``b`` is standardised with the train-split mean/std for training; MSEs are reported in
 the original units of ``b`` (so predicting the mean scores about var(b) = 7.5).  Metrics go to
-OUT/results.json, the log-x curve to OUT/results.png, per-run logs to OUT/<model>/n<size>/seed<k>/.
+OUT/results.json, the log-x curve to OUT/results.png, per-run logs to OUT/<model>/n<size>/seed<k>/:
+each is a run folder that ``inrforge predict`` and ``inrforge.load_run`` read (predicting b in its own
+units), and that ``--resume`` reuses when an interrupted invocation is run again.
 
     python pipelines/sine_regression.py --out runs/sine_regression            # full: 100 ... 5,000
     python pipelines/sine_regression.py --small --out runs/sine_regression_small
@@ -38,12 +40,12 @@ from inrforge.experiments import open_or_fit
 from inrforge.files import location
 from inrforge.fitjob import make_splits
 from inrforge.models import build_model
-from inrforge.script import (ArgumentParser, add_results_arguments, fraction, mean_std, names_from, nonnegative_int,
+from inrforge.script import (ArgumentParser, add_results_arguments, add_resume_argument, check_resume, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, path_arg, positive_float, positive_int, positive_ints, psnr_fields,
                              pyplot, refuse_unused, require_fit_splits, results_dir, results_versions, run_pipeline,
                              run_script, save_figure, write_results)
 from inrforge.store import summary_line
-from inrforge.train import TrainConfig, fit_model, require_task
+from inrforge.train import TrainConfig, describe_training, fit_model, require_task
 
 # name -> (model, augmentations, lr)
 CONFIGS = {
@@ -78,12 +80,14 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=nonnegative_int, default=0, help="data seed (sines, splits, INR inits, subset order)")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
+    add_resume_argument(p)
     add_results_arguments(p, "runs/sine_regression")
     p.add_argument("--small", action="store_true",
                    help="a ~1-minute setting (smoke test): defaults --n 700 --n-points 200 --fit-steps 200 "
                         "--test-fraction 0.2 --sizes 50,150,400 --train-steps 300 --min-epochs 3")
     a = parse_with_small(p, argv, {"n": 700, "n_points": 200, "fit_steps": 200, "test_fraction": 0.2,
                                    "sizes": (50, 150, 400), "train_steps": 300, "min_epochs": 3})
+    check_resume(p, a)
     refuse_unused(p, argv, a, "--store", ("--n", "--n-points", "--preset", "--fit-steps", "--fit-lr", "--test-fraction",
                                           "--allow-version-change"), "the INRs are the store's")
     return a
@@ -149,7 +153,8 @@ def run(a) -> dict:
     src = None if store is not None else sines_source(a)  # the split sizes are known before fitting
     _check_splits(a, sizes, store, src)  # a store's unfinished or failed INRs left out
     started = time.time()  # logs older than this, left by an earlier run, go at the end
-    out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"), folders=CONFIGS)
+    out = results_dir(a.out, a.overwrite, files=() if a.resume else ("results.json", "results.png"),
+                      folders=CONFIGS)  # with --resume, the files of the interrupted run, rewritten at the end
     if store is None:
         store = fit_store(a, src, out)
     info = store.info()
@@ -182,13 +187,19 @@ def run(a) -> dict:
                 cfg = TrainConfig(epochs=epochs, lr=lr or a.lr, batch_size=a.batch_size, seed=seed, device=a.device)
                 torch.manual_seed(seed)
                 net = build_model(model, store.arch, 1, **kwargs)
+                # what load_run rebuilds the model from and --resume checks, with the subset and the
+                # standardisation of b (load_run's predictions come back in units of b)
+                describe = {**describe_training(store, model, kwargs, 1, "regression", train, val_s, test_s,
+                                                augment=aug),
+                            "subset_seed": a.seed, "target_scale": {"mean": [mu], "std": [sd]}}
                 res = fit_model(net, train, val_s, test_s, cfg, "regression", log_dir=out / name / f"n{n}" / f"seed{seed}",
-                                progress=False, desc=name)
+                                progress=False, desc=name, describe=describe, resume=a.resume)
                 mse = res["test"]["loss"] * sd**2  # back to units of b
                 mses.append(mse)
                 best_epochs.append(res["best_epoch"])
                 print(f"  {name:9s} n={n:5d} seed {seed}: test MSE {mse:.4f}  ({epochs} epochs, best {res['best_epoch']}, "
-                      f"{res['params']:,} params, {res['train_time_s']:.0f} s)", flush=True)
+                      f"{res['params']:,} params, {res['train_time_s']:.0f} s{', reused' if res.get('reused') else ''})",
+                      flush=True)
             results[name][str(n)] = {"test_mse": mses, "mean": float(np.mean(mses)), "std": float(np.std(mses)),
                                      "epochs": epochs, "best_epoch": best_epochs, "params": res["params"]}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from inrforge import fit_inrs, open_store
+from inrforge import fit_inrs, load_run, open_store
 from inrforge.arch import make_arch
 from inrforge.errors import InrforgeError
 from inrforge.sources import load_source
@@ -340,7 +340,7 @@ def test_overwrite_replaces_the_store_a_run_fitted_with_other_arguments(tmp_path
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_sine_regression_small(tmp_path, one_thread):
+def test_sine_regression_small(tmp_path, one_thread, capsys):
     mod = _load("sine_regression")
     assert mod.main(["--small", "--threads", "1", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "results.png").stat().st_size > 0
@@ -361,6 +361,28 @@ def test_sine_regression_small(tmp_path, one_thread):
     with pytest.raises(InrforgeError, match="earlier run's results.*--overwrite"):
         mod.main(["--small", "--threads", "1", "--train-steps", "1", "--out", str(tmp_path)])
     assert (tmp_path / "results.json").read_bytes() == before
+
+    # Each training run is a run folder: load_run rebuilds it and predicts b in its own units (the
+    # model learned b standardised), scoring the test MSE the pipeline reported.
+    run = load_run(tmp_path / "dwsnet" / "n400" / "seed0")
+    assert run.record["n_train"] == 400 and run.record["target_scale"]["std"] == [setting["label_std"]]
+    pred = run.predict_store(open_store(tmp_path / "inrs.zarr"), split="test")
+    assert len(pred) == setting["splits"]["test"]
+    assert pred.score()["mse"] == pytest.approx(res["dwsnet"]["400"]["test_mse"][0], rel=1e-4)
+    assert 0.5 < float(pred.outputs.mean()) < 10  # b ~ U(0.5, 10), not its standardised value
+
+    # --resume after an interruption: the finished runs are reused, the one in flight is trained again,
+    # and the results are the uninterrupted invocation's.
+    for f in ("result.json", "best.pt", "inputs.pt"):
+        os.remove(tmp_path / "mlp+perm" / "n400" / "seed0" / f)
+    os.remove(tmp_path / "results.json")
+    assert mod.main(["--small", "--threads", "1", "--out", str(tmp_path), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(", reused)") == 8 and "mlp+perm  n=  400 seed 0" in printed
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["results"] == res
+    with pytest.raises(InrforgeError, match=r"another run's \(config.epochs"):  # other arguments: refused
+        mod.main(["--small", "--threads", "1", "--train-steps", "600", "--out", str(tmp_path), "--resume"])
 
 
 def test_ssl_sines_small(tmp_path, one_thread):

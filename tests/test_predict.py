@@ -123,6 +123,30 @@ def test_a_regression_run_scores_its_mse(tmp_path):
     assert head == ["object", "split", "label", "predicted"] and len(rows) == 20
 
 
+def test_a_run_on_standardised_targets_predicts_in_the_labels_units(tmp_path):
+    """A run that learned (y - m) / s (its record's target_scale) predicts m + s * out: the MSE in the
+    labels' units is s^2 times the standardised MSE its evaluation scored."""
+    s = learnable_store(tmp_path / "r.zarr", labels="reg")
+    run = prepare_training(s, model="mlp", config=CFG)
+    y = run.train.labels.float()
+    m, sd = float(y.mean()), float(y.std())
+    scaled = [d.with_labels((d.labels.float() - m) / sd) for d in (run.train, run.val, run.test)]
+    describe = {**run.describe, "target_scale": {"mean": [m], "std": [sd]}}
+    res = fit_model(run.model, *scaled, CFG, "regression", log_dir=tmp_path / "run", progress=False,
+                    describe=describe)
+    loaded = load_run(tmp_path / "run")
+    pred = loaded.predict_store(s, split="test")
+    assert pred.score()["mse"] == pytest.approx(res["test"]["loss"] * sd**2, rel=1e-5)
+    plain = run.model(next(iter(run.test.loader(256)))[0]).detach()  # the standardised outputs
+    assert torch.allclose(pred.outputs, plain * sd + m, atol=1e-5)
+    # a damaged scale is a one-line error
+    record = json.loads((tmp_path / "run" / "result.json").read_text())
+    for scale in ({"mean": [m]}, {"mean": [m], "std": [0.0]}, {"mean": [m, m], "std": [sd, sd]}, [m, sd]):
+        (tmp_path / "run" / "result.json").write_text(json.dumps({**record, "target_scale": scale}))
+        with pytest.raises(InrforgeError, match="damaged target_scale"):
+            load_run(tmp_path / "run")
+
+
 def test_other_stores_are_read_by_widths_and_scored_only_with_the_runs_labels(tmp_path):
     s = learnable_store(tmp_path / "s.zarr")
     _, _, folder = trained(tmp_path, s, model="mlp", align=True)
