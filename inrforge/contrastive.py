@@ -13,6 +13,7 @@ normalisation (``normalize_weights``, the store's train statistics) is applied a
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -20,11 +21,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import run_folder
+from .checkpoint import finished_result
 from .checks import check_count, check_device, number, seed_value
 from .data import WeightDataset, normalization_stats
 from .errors import InrforgeError
+from .files import output_path
+from .fitjob import library_versions
 from .memory import keep_freed_memory
 from .optim import optimizer_step, warmup_cosine
+from .run_folder import LOG_FILES
 from .weights import Weights
 
 __all__ = ["nt_xent", "ProjectionHead", "ContrastiveModel", "two_views", "train_contrastive", "embed",
@@ -111,13 +117,26 @@ def two_views(weights: Weights, transform, gen1: torch.Generator, gen2: torch.Ge
 
 def train_contrastive(model: ContrastiveModel, dataset: WeightDataset, transform, normalize=None, epochs: int = 50,
                       lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 128, temperature: float = 0.1,
-                      seed: int = 0, device: str = "cpu", grad_clip: float | None = 10.0, log=None) -> dict:
+                      seed: int = 0, device: str = "cpu", grad_clip: float | None = 10.0, log=None, log_dir=None,
+                      describe: dict | None = None, form=None, resume: bool = False) -> dict:
     """Train ``model`` with NT-Xent on two views of each INR of ``dataset`` (its labels are ignored).
 
     ``dataset`` should hold raw weights (``normalize=None``, no transform); ``normalize`` (e.g.
     :func:`make_normalizer`) is applied to each view after ``transform``.  AdamW with a cosine
     learning-rate decay per step; the last batch of an epoch is dropped when it has < 2 INRs.
-    Returns ``{"history": [{"epoch", "loss", "time_s"}], "train_time_s"}``.
+    Returns ``{"history": [{"epoch", "loss", "time_s"}], "train_time_s"}``; ``log`` is called with
+    each epoch's row.
+
+    ``log_dir``: the run's folder (:mod:`inrforge.run_folder`): ``run.json`` (``describe``, these
+    settings, torch's thread count, the library versions), the loss per epoch, and at the end
+    ``best.pt``, the state dict of ``model.encoder`` (the embedding model; the projection head is
+    training's only), ``inputs.pt`` (``form``, e.g. the :class:`~inrforge.predict.InputForm` of
+    the normalised dataset the embeddings are read from) and ``result.json``.  A ``describe`` that
+    says how the encoder is built (``model``, ``model_kwargs``, ``out_features``: the embedding
+    size, ``task`` ``"embedding"``) makes the folder one that :func:`~inrforge.predict.load_run`
+    rebuilds: its predictions are embeddings.  ``resume``: a finished run of the same record in
+    ``log_dir`` is not trained again; its encoder weights are loaded into ``model.encoder`` and its
+    result returned, with ``reused`` True.
     """
     if not isinstance(dataset, WeightDataset):
         raise InrforgeError(f"train_contrastive takes a WeightDataset, got {type(dataset).__name__}")
@@ -138,9 +157,24 @@ def train_contrastive(model: ContrastiveModel, dataset: WeightDataset, transform
         # a batch of one INR has no negative: every batch would be skipped and nothing trained
         raise InrforgeError(f"contrastive training needs batches of at least 2 INRs, got batch_size {batch_size} "
                             f"and a dataset of {len(dataset)}")
-    torch.manual_seed(seed)
     dev = torch.device(device)
+    encoder = getattr(model, "encoder", model)
+    run = {**(describe or {}), "contrastive": {"epochs": epochs, "lr": lr, "weight_decay": weight_decay,
+                                               "batch_size": batch_size, "temperature": temperature, "seed": seed,
+                                               "grad_clip": grad_clip, "device": str(dev)},
+           "threads": torch.get_num_threads(), "versions": library_versions()}
+    if resume:
+        if not log_dir:
+            raise InrforgeError("resume needs the log_dir of the run to continue")
+        folder = Path(output_path(log_dir, "log_dir"))
+        done = finished_result(folder, run, LOG_FILES)
+        if done is not None:
+            encoder.load_state_dict(torch.load(folder / "best.pt", map_location="cpu", weights_only=True))
+            model.to(dev)
+            return {"history": done["history"], "train_time_s": done["train_time_s"], "reused": True}
+    torch.manual_seed(seed)
     model.to(dev)
+    log_dir = run_folder.begin(log_dir, run)
     normalize = normalize or (lambda w: w)
     keep_freed_memory()  # every step frees and allocates the same activations again
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -168,9 +202,14 @@ def train_contrastive(model: ContrastiveModel, dataset: WeightDataset, transform
             total += value * size
         row = {"epoch": epoch, "loss": total / max(sum(sizes), 1), "time_s": time.perf_counter() - t0}
         history.append(row)
+        run_folder.log_epoch(log_dir, row)
         if log is not None:
             log(row)
-    return {"history": history, "train_time_s": time.perf_counter() - t0}
+    result = {"history": history, "train_time_s": time.perf_counter() - t0}
+    run_folder.finish(log_dir, history, encoder, form,
+                      {**run, **result, "epochs_run": len(history), "loss_first": history[0]["loss"],
+                       "loss_last": history[-1]["loss"], "params": sum(p.numel() for p in encoder.parameters())})
+    return result
 
 
 @torch.no_grad()

@@ -18,7 +18,8 @@ training only, never of this map.
 A regression run may have learned standardised targets ``(y - m) / s`` (``result.json`` then
 records ``target_scale`` = ``{"mean": m, "std": s}``, one entry per target): its outputs are put
 back into the targets' own units, ``out * s + m``, so that predictions and their MSE are in the units
-of the store's labels.
+of the store's labels.  A contrastive encoder's run (task ``"embedding"``) predicts embeddings,
+which are not scored.
 
 A store of INRs with the run's widths can be read however it was fitted (the models are built for
 widths alone); other differences of architecture (family, w0, output offset, Fourier features)
@@ -44,12 +45,13 @@ from .errors import InrforgeError, first_line
 from .files import local_path
 from .models import build_model
 from .optim import correct
+from .run_folder import INPUTS_FILE
 from .store import INRStore, open_store
 from .weights import Weights
 
-INPUTS_FILE = "inputs.pt"
 INPUTS_FORMAT = 1
 SPLITS = ("train", "val", "test")
+EMBEDDING = "embedding"  # the task of an encoder's run (ssl_sines.py's): its outputs are embeddings
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,15 +156,16 @@ class Predictions:
 
     @property
     def predicted(self) -> torch.Tensor:
-        """The predicted class of each INR (classification), or the outputs (regression)."""
+        """The predicted class of each INR (classification), or the outputs (regression, embedding)."""
         return self.outputs.argmax(1) if self.task == "classification" else self.outputs
 
     def score(self) -> dict | None:
         """``{"acc": ...}`` (an output that is not finite counts as wrong) or ``{"mse": ...}`` over
         all INRs, as a run's evaluation computes them; None when the labels are not the task's
-        (class ids outside the run's classes, or another number of targets) or there is no INR."""
+        (class ids outside the run's classes, or another number of targets), for embeddings (an
+        encoder's outputs: nothing to score them against) or when there is no INR."""
         y, out = self.labels, self.outputs
-        if len(self) == 0:
+        if len(self) == 0 or self.task == EMBEDDING:
             return None
         if self.task == "classification":
             if y.dtype.is_floating_point or y.ndim != 1 or int(y.min()) < 0 or int(y.max()) >= out.shape[1]:
@@ -173,8 +176,8 @@ class Predictions:
         return {"mse": float(torch.nn.functional.mse_loss(out.double(), y.double().reshape(out.shape)))}
 
     def rows(self) -> tuple[list[str], list[list]]:
-        """CSV header and rows: object, split, label(s), prediction(s), and for classification the
-        class probabilities (softmax of the outputs)."""
+        """CSV header and rows: object, split, label(s), prediction(s) (``embedding_k`` for an
+        encoder), and for classification the class probabilities (softmax of the outputs)."""
         y = self.labels.reshape(len(self), -1)
         n_y, n_out = y.shape[1], self.outputs.shape[1]
         label_cols = ["label"] if n_y == 1 else [f"label_{k}" for k in range(n_y)]
@@ -183,7 +186,8 @@ class Predictions:
             probs = torch.softmax(self.outputs.double(), 1)
             tail = [[int(c), *(float(f"{p:.6g}") for p in row)] for c, row in zip(self.predicted.tolist(), probs.tolist())]
         else:
-            head = ["object", "split", *label_cols, *(["predicted"] if n_out == 1 else [f"predicted_{k}" for k in range(n_out)])]
+            name = "embedding" if self.task == EMBEDDING else "predicted"
+            head = ["object", "split", *label_cols, *([name] if n_out == 1 else [f"{name}_{k}" for k in range(n_out)])]
             tail = self.outputs.tolist()
         labels = y.tolist()
         return head, [[int(o), s, *lab, *t] for o, s, lab, t in zip(self.objects.tolist(), self.splits, labels, tail)]
@@ -334,6 +338,8 @@ def describe_score(pred: Predictions) -> str:
     score = pred.score()
     if len(pred) == 0:
         return "nothing to score"
+    if pred.task == EMBEDDING:
+        return f"{pred.outputs.shape[1]}-d embeddings (not scored)"
     if score is None:
         return "not scored (the store's labels are not this run's kind)"
     if "acc" in score:

@@ -537,7 +537,8 @@ def results_dir(path, overwrite: bool = False, files=("results.json",), folders=
     return out
 
 
-# The files a training run leaves in its log folder: train.fit_model's, and ssl_sines' history.json.
+# The files a training run leaves in its log folder (inrforge.run_folder's), and history.json, the loss
+# curve of ssl_sines' encoders before their folders were run folders (0.8.0).
 LOG_FILES = frozenset({*TRAIN_LOG_FILES, "history.json"})
 
 

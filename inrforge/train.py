@@ -11,8 +11,6 @@ epoch whose val loss is not finite is never the best, and a run with no such epo
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import time
 import warnings
@@ -24,23 +22,22 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import run_folder
 from .augment import build_transform
-from .checkpoint import CHECKPOINT_FILE, finished_result, load_checkpoint, restore_checkpoint, save_checkpoint
+from .checkpoint import finished_result, load_checkpoint, restore_checkpoint, save_checkpoint
 from .checks import check_count, check_device, number, process_count, seed_value
 from .data import WeightDataset
 from .errors import InrforgeError
-from .files import location, output_path, write_json
+from .files import location, output_path
 from .fitjob import library_versions
 from .memory import keep_freed_memory
 from .models import build_model
 from .optim import BestKeeper, correct, optimizer_step, warmup_cosine
-from .predict import INPUTS_FILE, InputForm
+from .predict import InputForm
+from .run_folder import LOG_FILES
 from .store import INRStore
 
 TASKS = ("classification", "regression")
-# The files fit_model writes into its log_dir (inputs.pt: what the model's inputs went through, for
-# inrforge.predict.load_run).
-LOG_FILES = ("run.json", "result.json", "best.pt", INPUTS_FILE, "metrics.csv", "metrics.jsonl", CHECKPOINT_FILE)
 
 MAX_LR = 1e30  # AdamW divides lr by its bias correction (>= 0.1 at its defaults): float32 holds 3.4e38
 
@@ -212,9 +209,7 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
             start, history = restore_checkpoint(ck, model, opt, sched, best)
             resumed = {"epoch": start, "threads": run["threads"], "versions": run["versions"]}
             run = {**ck["run"], "resumed": ck["run"].get("resumed", []) + [resumed]}
-    log_dir = _open_log_dir(log_dir, history if resumed else None)
-    if log_dir and not resumed:  # written first: an interrupted run's logs still say what they are the logs of
-        write_json(log_dir / "run.json", run)
+    log_dir = run_folder.begin(log_dir, None if resumed else run, history if resumed else None)
     t0 = time.perf_counter() - (history[-1]["time_s"] if history else 0.0)
     if config.patience is not None and best.since >= config.patience:
         start = config.epochs  # the run had stopped early at its last checkpoint
@@ -237,11 +232,9 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
             best.keep(model, epoch)
         history.append(row)
         bar.set_postfix({k: f"{x:.4g}" for k, x in row.items() if k.startswith(("train_loss", "val_"))}, refresh=False)
-        if log_dir:
-            with open(log_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-            if checkpoint:
-                save_checkpoint(log_dir, epoch, run, model, opt, sched, best, history)
+        run_folder.log_epoch(log_dir, row)
+        if log_dir and checkpoint:
+            save_checkpoint(log_dir, epoch, run, model, opt, sched, best, history)
         if config.patience is not None and best.since >= config.patience:
             break
     bar.close()
@@ -260,39 +253,9 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
         result["val"] = evaluate(model, _eval_loader(val, config.batch_size), task, device)
     if test is not None and len(test):
         result["test"] = evaluate(model, _eval_loader(test, config.batch_size), task, device)
-    if log_dir:
-        _write_csv(log_dir / "metrics.csv", history)
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, log_dir / "best.pt")  # loads anywhere
-        form = InputForm.of(train)
-        if form is not None:  # None: a canonical form of the user's own, which cannot be saved
-            form.save(log_dir / INPUTS_FILE)
-        write_json(log_dir / "result.json", {k: v for k, v in result.items() if k != "history"})
-        (log_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # the finished run needs it no more
+    # InputForm.of is None for a canonical form of the user's own, which cannot be saved
+    run_folder.finish(log_dir, history, model, InputForm.of(train) if log_dir else None, result)
     return result
-
-
-def _open_log_dir(log_dir, history: list | None = None) -> Path | None:
-    """``log_dir`` made ready for a run's :data:`LOG_FILES` (an earlier run's deleted, an empty
-    ``metrics.jsonl``), or None without one.  ``history``: a run resumed from its checkpoint, whose
-    files stay; its ``metrics.jsonl`` is rewritten with the checkpoint's rows (an epoch finished after
-    the checkpoint runs again)."""
-    if not log_dir:
-        return None
-    log_dir = Path(output_path(log_dir, "log_dir"))
-    if (log_dir / "zarr.json").exists():
-        raise InrforgeError(f"log_dir {log_dir} is a Zarr store; write the logs to a folder of their own")
-    try:  # an earlier run's logs there go: a run that stops early must not sit beside them
-        log_dir.mkdir(parents=True, exist_ok=True)
-        if history is not None:
-            (log_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in history))
-            return log_dir
-        for name in LOG_FILES:
-            if (log_dir / name).is_file():
-                (log_dir / name).unlink()
-        (log_dir / "metrics.jsonl").write_text("")
-    except OSError as e:
-        raise InrforgeError(f"cannot write the logs to {log_dir}: {e.strerror or e}") from None
-    return log_dir
 
 
 def loss_check_interval(device) -> int:
@@ -353,14 +316,6 @@ def _check_patience(config: TrainConfig, val, what: str) -> None:
     if config.patience is not None and (val is None or len(val) == 0):
         raise InrforgeError(f"--patience stops on the val score, but {what} has no val INRs to score; "
                             f"leave --patience out")
-
-
-def _write_csv(path, rows):
-    keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "epoch", k))
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
 
 
 @dataclass

@@ -11,7 +11,10 @@ on [-pi, pi) with ``a, b ~ U(0, 10)``.  Each encoder is trained contrastively on
 * a 2-D t-SNE of the test embeddings, coloured by a and by b (OUT/tsne.png).
 
 Reference rows: the same probe on the normalised raw weights, and on an untrained (random-init)
-encoder.  Metrics go to OUT/results.json, loss curves to OUT/<encoder>/history.json.
+encoder.  Metrics go to OUT/results.json.  Each trained encoder is a run folder, OUT/<encoder>/
+(loss per epoch in metrics.csv, the encoder in best.pt): ``inrforge predict OUT/dwsnet STORE --out
+emb.csv`` and ``inrforge.load_run`` give the embedding of any INRs of the same widths, and
+``--resume`` reuses it when an interrupted invocation is run again.
 
     python pipelines/ssl_sines.py --out runs/ssl_sines
     python pipelines/ssl_sines.py --small --out runs/ssl_sines_small
@@ -23,7 +26,6 @@ from inrforge.launch import quiet_interrupts
 
 quiet_interrupts("ssl_sines.py")  # before torch loads: a Ctrl-C then is one line
 
-import json
 import time
 from pathlib import Path
 
@@ -38,8 +40,9 @@ from inrforge.data import WeightDataset
 from inrforge.errors import InrforgeError
 from inrforge.experiments import open_or_fit
 from inrforge.files import location
-from inrforge.models import DWSNet, FlatMLP
-from inrforge.script import (ArgumentParser, add_results_arguments, dropout_rate, fraction, int_at_least, names_from,
+from inrforge.models import build_model
+from inrforge.predict import EMBEDDING, InputForm
+from inrforge.script import (ArgumentParser, add_results_arguments, add_resume_argument, check_resume, dropout_rate, fraction, int_at_least, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, path_arg, positive_float,
                              positive_int, psnr_fields, pyplot, refuse_unused, require_fit_splits, results_dir,
                              results_versions, run_pipeline, run_script, save_figure, write_results)
@@ -71,22 +74,31 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
+    add_resume_argument(p)
     add_results_arguments(p, "runs/ssl_sines")
     p.add_argument("--small", action="store_true",
                    help="a ~1-minute setting (smoke test): defaults --n 800 --n-points 200 --fit-steps 200 "
                         "--fit-lr 3e-3 --epochs 30")
     a = parse_with_small(p, argv, {"n": 800, "n_points": 200, "fit_steps": 200, "fit_lr": 3e-3, "epochs": 30})
+    check_resume(p, a)
     refuse_unused(p, argv, a, "--store", ("--n", "--n-points", "--fit-steps", "--fit-lr", "--test-fraction",
                                           "--allow-version-change"), "the INRs are the store's")
     return a
 
 
-def build_encoder(name: str, arch, a) -> torch.nn.Module:
+def encoder_spec(name: str, a) -> tuple[str, dict]:
+    """The model and :func:`~inrforge.models.build_model` options of the encoder ``name`` (its
+    run's record holds them: ``load_run`` rebuilds the encoder from them)."""
     if name == "dwsnet":
-        return DWSNet(arch, a.emb_dim, hidden=a.hidden, depth=a.depth, head_hidden=(128,))
+        return "dwsnet", {"hidden": a.hidden, "depth": a.depth, "head_hidden": [128]}
     if name == "mlp":
-        return FlatMLP(arch, a.emb_dim, hidden=(256, 256))
+        return "mlp", {"mlp_hidden": [256, 256]}
     raise InrforgeError(f"unknown encoder {name!r}; choose from {', '.join(ENCODERS)}")
+
+
+def build_encoder(name: str, arch, a) -> torch.nn.Module:
+    model, kwargs = encoder_spec(name, a)
+    return build_model(model, arch, a.emb_dim, **kwargs)
 
 
 def linear_probe(x_train, y_train, x_test, y_test) -> list[float]:
@@ -144,7 +156,8 @@ def run(a) -> dict:
     require_fit_splits(store, src, a.seed, a.test_fraction, NEEDED_SPLITS, "ssl_sines",
                        "fit more --n or a larger --test-fraction")
     started = time.time()  # logs older than this, left by an earlier run, go at the end
-    out = results_dir(a.out, a.overwrite, files=("results.json", "tsne.png"), folders=ENCODERS)
+    out = results_dir(a.out, a.overwrite, files=() if a.resume else ("results.json", "tsne.png"),
+                      folders=ENCODERS)  # with --resume, the files of the interrupted run, rewritten at the end
     if store is None:
         store = fit_store(a, src, out)
     info = store.info()
@@ -175,10 +188,14 @@ def run(a) -> dict:
         e_te, _ = embed(enc, test)
         results[f"{name} (untrained)"] = {"r2": linear_probe(e_tr, y_tr, e_te, y_te)}
         model = ContrastiveModel(enc, a.emb_dim)
+        kind, kwargs = encoder_spec(name, a)
+        # what load_run rebuilds the encoder from and --resume checks; its inputs are train's (view 0, normalised)
+        describe = {"store": location(store.path), "store_fit": store.fit_settings, "model": kind,
+                    "model_kwargs": kwargs, "out_features": a.emb_dim, "task": EMBEDDING, "views": repr(transform),
+                    "normalize": train.normalize, "n_train": len(raw_train)}
         res = train_contrastive(model, raw_train, transform, normalize, epochs=a.epochs, lr=a.lr,
-                                batch_size=a.batch_size, temperature=a.temperature, seed=a.seed, device=a.device)
-        (out / name).mkdir(exist_ok=True)
-        (out / name / "history.json").write_text(json.dumps(res["history"], indent=1))
+                                batch_size=a.batch_size, temperature=a.temperature, seed=a.seed, device=a.device,
+                                log_dir=out / name, describe=describe, form=InputForm.of(train), resume=a.resume)
         e_tr, _ = embed(enc, train)
         e_te, _ = embed(enc, test)
         embeddings[name] = e_te
@@ -186,8 +203,8 @@ def run(a) -> dict:
         results[name] = {"r2": linear_probe(e_tr, y_tr, e_te, y_te), "loss_first": h[0]["loss"], "loss_last": h[-1]["loss"],
                          "train_time_s": res["train_time_s"], "params": sum(p.numel() for p in enc.parameters())}
         print(f"  {name:6s}: NT-Xent {h[0]['loss']:.3f} -> {h[-1]['loss']:.3f} in {len(h)} epochs "
-              f"({res['train_time_s']:.0f} s); probe R2 a {results[name]['r2'][0]:.3f}, b {results[name]['r2'][1]:.3f}",
-              flush=True)
+              f"({res['train_time_s']:.0f} s{', reused' if res.get('reused') else ''}); probe R2 a "
+              f"{results[name]['r2'][0]:.3f}, b {results[name]['r2'][1]:.3f}", flush=True)
 
     setting = {"store": location(store.path), "objects": info["objects"], "splits": info["splits"],
                **psnr_fields(info),

@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+import inrforge.run_folder as run_folder
 import inrforge.train as train_module
 from inrforge.checkpoint import CHECKPOINT_FILE
 from inrforge.cli import main
@@ -96,7 +97,7 @@ def interrupted(tmp_path, store, monkeypatch, folder, at_epoch=None, before_resu
     with monkeypatch.context() as m:
         m.setattr(train_module, "_train_epoch", epoch_or_stop)
         if before_results:
-            m.setattr(train_module, "_write_csv", stop)
+            m.setattr(run_folder, "finish", stop)
         with pytest.raises(Stop):
             prepare_training(store, model="mlp", config=TrainConfig(**config)).fit(log_dir=folder, checkpoint=True)
 

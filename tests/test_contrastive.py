@@ -120,6 +120,43 @@ def test_train_contrastive_trains_and_needs_pairs(tmp_path):
         embed(model.encoder, empty)
 
 
+def test_a_contrastive_run_folder_is_loadable_and_reused(tmp_path):
+    """With log_dir, the encoder is saved as a run folder load_run rebuilds (its outputs are the
+    embeddings); resume=True reuses a finished run of the same record (loading its encoder) and
+    refuses another's."""
+    from inrforge.models import build_model
+    from inrforge.predict import InputForm, load_run
+    from inrforge.run_folder import LOG_FILES
+
+    store = small_store(tmp_path / "s")
+    raw = WeightDataset(store, "train", normalize=None, cache=True)
+    normed = WeightDataset(store, "train", cache=True)
+    t = default_views_transform(SMALL)
+    describe = {"model": "dwsnet", "model_kwargs": {"hidden": 4, "depth": 2, "head_hidden": [8]}, "out_features": 4,
+                "task": "embedding"}
+
+    def model():
+        torch.manual_seed(0)
+        return ContrastiveModel(build_model("dwsnet", SMALL, 4, hidden=4, depth=2, head_hidden=[8]), 4, proj_dim=3,
+                                proj_hidden=8)
+
+    first = model()
+    kw = dict(epochs=2, batch_size=5, log_dir=tmp_path / "run", describe=describe, form=InputForm.of(normed))
+    res = train_contrastive(first, raw, t, make_normalizer(store), **kw)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(set(LOG_FILES) - {"checkpoint.pt"})
+    run = load_run(tmp_path / "run")
+    want, _ = embed(first.encoder, normed)
+    assert np.allclose(run.predict(Weights.from_flat(torch.from_numpy(store.read_flat(normed.objects)), SMALL)).numpy(),
+                       want, atol=1e-6)
+    again = model()
+    reused = train_contrastive(again, raw, t, make_normalizer(store), **kw, resume=True)
+    assert reused["reused"] and reused["history"] == res["history"]
+    assert all(torch.equal(a, b) for a, b in zip(again.encoder.state_dict().values(),
+                                                 first.encoder.state_dict().values()))
+    with pytest.raises(InrforgeError, match=r"another run's \(contrastive.lr: was 0.001, now 0.002\)"):
+        train_contrastive(model(), raw, t, make_normalizer(store), **kw, lr=2e-3, resume=True)
+
+
 class _DeviceProbe(torch.nn.Module):
     """An 'encoder' whose parameter lives on the meta device; records where its input was."""
 

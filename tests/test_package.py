@@ -24,6 +24,7 @@ LAYERS = [
     "data", "align", "augment", "models",     # reading a store, augmenting, the models
     "optim",                                  # what the training loops share (schedule, step, best keeper)
     "checkpoint",                             # a training run's checkpoint, for --resume
+    "run_folder",                             # the files of a training run's folder
     "zoo", "adapt",                           # the classifier zoo, weight->weight domain adaptation of one
     "interop", "contrastive",                 # DWSNets files, contrastive learning
     "predict",                                # a trained run read back and applied to other INRs

@@ -385,7 +385,7 @@ def test_sine_regression_small(tmp_path, one_thread, capsys):
         mod.main(["--small", "--threads", "1", "--train-steps", "600", "--out", str(tmp_path), "--resume"])
 
 
-def test_ssl_sines_small(tmp_path, one_thread):
+def test_ssl_sines_small(tmp_path, one_thread, capsys):
     mod = _load("ssl_sines")
     assert mod.main(["--small", "--threads", "1", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "tsne.png").stat().st_size > 0
@@ -393,13 +393,38 @@ def test_ssl_sines_small(tmp_path, one_thread):
     res = doc["results"]
     for name in ("dwsnet", "mlp"):
         assert res[name]["loss_last"] < res[name]["loss_first"]  # NT-Xent went down
-        assert (tmp_path / name / "history.json").exists()
+        assert len((tmp_path / name / "metrics.csv").read_text().splitlines()) == 1 + doc["setting"]["epochs"]
     r2_a, r2_b = res["dwsnet"]["r2"]
     assert r2_b > 0.3 and r2_a > 0.5
     # measured (seeds 0 / 1): R2(a) 0.88 / 0.91, R2(b) 0.76 / 0.61 (DWSNet); R2(a) 0.05 / 0.07 (MLP);
     # with the native kernel's INRs (0.6.0): 0.89 / 0.92, 0.75 / 0.60; 0.02 / 0.07.
     # The amplitude is (nearly) linearly readable from the invariant embedding only
     assert r2_a > res["mlp"]["r2"][0] + 0.3
+
+    # Each encoder is a run folder: load_run rebuilds it, and its predictions are the embeddings the
+    # probe read (the same R², from inrforge predict's path)
+    store = open_store(tmp_path / "inrs.zarr")
+    run = load_run(tmp_path / "dwsnet")
+    assert run.task == "embedding" and run.record["out_features"] == doc["setting"]["emb_dim"]
+    train, test = (run.predict_store(store, split=split) for split in ("train", "test"))
+    y_tr, y_te = (store.labels[p.objects] for p in (train, test))
+    assert mod.linear_probe(train.outputs.numpy(), y_tr, test.outputs.numpy(), y_te) == pytest.approx(res["dwsnet"]["r2"], abs=1e-4)
+    assert train.score() is None and train.rows()[0][-1] == f"embedding_{doc['setting']['emb_dim'] - 1}"
+
+    # --resume after an interruption: the finished encoder is reused, the other trained again, and
+    # the results are the uninterrupted invocation's
+    for f in ("result.json", "best.pt"):
+        os.remove(tmp_path / "mlp" / f)
+    os.remove(tmp_path / "results.json")
+    capsys.readouterr()
+    assert mod.main(["--small", "--threads", "1", "--out", str(tmp_path), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(", reused)") == 1 and "mlp   : NT-Xent" in printed
+    again = json.loads((tmp_path / "results.json").read_text())["results"]
+    timeless = [{k: {f: v for f, v in r.items() if f != "train_time_s"} for k, r in x.items()} for x in (again, res)]
+    assert timeless[0] == timeless[1] and again["dwsnet"]["train_time_s"] == res["dwsnet"]["train_time_s"]
+    with pytest.raises(InrforgeError, match=r"another run's \(contrastive.epochs: was 30, now 31\)"):
+        mod.main(["--small", "--threads", "1", "--epochs", "31", "--out", str(tmp_path), "--resume"])
 
 
 def _sine_doc(seeds: int) -> dict:

@@ -1,0 +1,84 @@
+"""The folder a training run writes: what is trained, its metrics, and at the end its model.
+
+A run folder (``inrforge train --out``, the pipelines' ``OUT/<model>/...``, the contrastive
+encoders of ``ssl_sines.py``) holds :data:`LOG_FILES`, written in this order:
+
+* ``run.json`` first: the run's record (what is trained and how; :func:`begin`), so that an
+  interrupted run's logs still say what they are the logs of;
+* ``metrics.jsonl``, one JSON row per finished epoch (:func:`log_epoch`), and ``checkpoint.pt``
+  where the run keeps one (:mod:`inrforge.checkpoint`);
+* at the end (:func:`finish`) ``metrics.csv``, ``best.pt`` (the model's state dict, CPU tensors),
+  ``inputs.pt`` (the :class:`~inrforge.predict.InputForm` of what the model's inputs went through)
+  and last ``result.json``, which marks a finished run: :func:`~inrforge.predict.load_run` reads the
+  folder back, and a resumed pipeline reuses it (:func:`~inrforge.checkpoint.finished_result`).
+
+docs/format.md documents each file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CHECKPOINT_FILE
+from .errors import InrforgeError
+from .files import output_path, write_json
+
+INPUTS_FILE = "inputs.pt"
+LOG_FILES = ("run.json", "result.json", "best.pt", INPUTS_FILE, "metrics.csv", "metrics.jsonl", CHECKPOINT_FILE)
+
+
+def begin(log_dir, run: dict | None = None, history: list | None = None) -> Path | None:
+    """``log_dir`` made ready for a run's :data:`LOG_FILES`, or None without one: an earlier run's
+    files there are deleted (a run that stops early must not sit beside them; nothing else in the
+    folder is touched), ``metrics.jsonl`` starts empty and ``run.json`` holds the record ``run``.
+    ``history``: a run resumed from its checkpoint, whose files stay; its ``metrics.jsonl`` is
+    rewritten with the checkpoint's rows (an epoch finished after the checkpoint runs again)."""
+    if not log_dir:
+        return None
+    log_dir = Path(output_path(log_dir, "log_dir"))
+    if (log_dir / "zarr.json").exists():
+        raise InrforgeError(f"log_dir {log_dir} is a Zarr store; write the logs to a folder of their own")
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        if history is not None:
+            (log_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in history))
+            return log_dir
+        for name in LOG_FILES:
+            if (log_dir / name).is_file():
+                (log_dir / name).unlink()
+        (log_dir / "metrics.jsonl").write_text("")
+    except OSError as e:
+        raise InrforgeError(f"cannot write the logs to {log_dir}: {e.strerror or e}") from None
+    if run is not None:
+        write_json(log_dir / "run.json", run)
+    return log_dir
+
+
+def log_epoch(log_dir: Path | None, row: dict) -> None:
+    """Append one epoch's metrics ``row`` to ``log_dir/metrics.jsonl`` (nothing without a folder)."""
+    if log_dir:
+        with open(log_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def finish(log_dir: Path | None, history: list, model: torch.nn.Module, form, result: dict) -> None:
+    """End a run in ``log_dir`` (nothing without one): ``metrics.csv`` of ``history``, ``best.pt``
+    (``model``'s state dict, on the CPU: it loads anywhere), ``inputs.pt`` (``form.save``; None: a
+    form that cannot be saved, and no file), then ``result.json`` (``result`` without its
+    ``history``); the run's checkpoint, no more needed, is deleted."""
+    if not log_dir:
+        return
+    keys = sorted({k for r in history for k in r}, key=lambda k: (k != "epoch", k))
+    with open(log_dir / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, log_dir / "best.pt")
+    if form is not None:
+        form.save(log_dir / INPUTS_FILE)
+    write_json(log_dir / "result.json", {k: v for k, v in result.items() if k != "history"})
+    (log_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
