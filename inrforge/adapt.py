@@ -12,23 +12,31 @@ flat MLP on the parameter vector (:func:`build_mapper`).  :func:`train_mapper` m
 cross-entropy of the *mapped* classifiers on labelled target-domain images, back-propagated through
 the one batched functional forward (:func:`inrforge.zoo.classifier_logits`) into the mapper, with
 AdamW, warm-up then cosine decay and a best-val checkpoint (:class:`MapperConfig`);
-:func:`mapped_metrics` evaluates mapped (or unmapped) classifiers.
+:func:`mapped_metrics` evaluates mapped (or unmapped) classifiers.  Given a ``log_dir``, a mapper's
+training is a run folder (:mod:`inrforge.run_folder`: its record, the metrics per epoch, the best
+mapper in ``best.pt``) that :func:`load_mapper` reads back, to adapt other classifiers of the same
+widths, and that ``resume`` reuses.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import run_folder
 from .arch import INRSpec
+from .checkpoint import finished_result
 from .checks import check_device, number, seed_value, whole_number
 from .errors import InrforgeError
+from .files import output_path
+from .fitjob import library_versions
 from .memory import keep_freed_memory
 from .optim import BestKeeper, optimizer_step, warmup_cosine
 from .weights import Weights
@@ -92,6 +100,7 @@ class ResidualMapper(nn.Module):
         self.register_buffer("sigma", sigma)
         self.alpha = nn.Parameter(torch.tensor(float(alpha0)))
         self.flat_net = not isinstance(net, _equivariant_types())
+        self.spec = None  # how build_mapper built it ({"mapper", "mapper_kwargs"}), recorded by train_mapper
 
     @staticmethod
     def tensor_stds(w: Weights) -> torch.Tensor:
@@ -119,16 +128,36 @@ def _equivariant_types():
 def build_mapper(kind: str, arch: INRSpec, sigma, hidden: int = 8, depth: int = 3,
                  mlp_hidden=(512, 512), alpha0: float = 0.1) -> ResidualMapper:
     """A :class:`ResidualMapper` around ``kind`` = "dwsnet" (equivariant, ``hidden`` channels,
-    ``depth`` layers) or "mlp" (flat, hidden widths ``mlp_hidden``)."""
+    ``depth`` layers) or "mlp" (flat, hidden widths ``mlp_hidden``); its ``spec`` records these
+    (what :func:`load_mapper` rebuilds it from)."""
     from .models import DWSNetEquivariant, FlatMLP
 
     if kind == "dwsnet":
         net = DWSNetEquivariant(arch, hidden=hidden, depth=depth, residual=False)
+        kwargs = {"hidden": hidden, "depth": depth}
     elif kind == "mlp":
         net = FlatMLP(arch, arch.param_count, hidden=tuple(mlp_hidden))
+        kwargs = {"mlp_hidden": list(mlp_hidden)}
     else:
         raise InrforgeError(f"unknown mapper {kind!r}; choose dwsnet or mlp")
-    return ResidualMapper(net, arch, sigma, alpha0)
+    mapper = ResidualMapper(net, arch, sigma, alpha0)
+    mapper.spec = {"mapper": kind, "mapper_kwargs": {**kwargs, "alpha0": alpha0}}
+    return mapper
+
+
+def load_mapper(path, device: str = "cpu") -> ResidualMapper:
+    """The trained mapper of the finished run folder ``path`` (:func:`train_mapper`'s ``log_dir``;
+    ``domain_adaptation.py``'s ``OUT/seed<k>/<mapper>``), in eval mode on ``device``:
+    ``load_mapper(path)(weights)`` adapts classifiers with the widths it was trained on.  A folder
+    that holds no finished mapper run is a one-line error."""
+    dev = check_device(device)
+    folder, record = run_folder.read_result(path, "mapper training (domain_adaptation.py)")
+    if not {"mapper", "mapper_kwargs", "arch"} <= set(record):
+        raise InrforgeError(f"{path}/result.json is not a mapper's run (it does not say how its mapper was built)")
+    arch = INRSpec.from_dict(record["arch"])
+    mapper = build_mapper(record["mapper"], arch, torch.ones(2 * arch.n_layers), **record["mapper_kwargs"])
+    run_folder.load_best(folder, mapper, path)  # sigma, the training zoo's stds, is a buffer: it comes back too
+    return mapper.to(dev).eval()
 
 
 @dataclass(frozen=True)
@@ -180,20 +209,42 @@ def mapped_metrics(mapper: nn.Module | None, w: Weights, x: torch.Tensor, y: tor
 
 
 def train_mapper(mapper: ResidualMapper, train_w: Weights, val_w: Weights, x: torch.Tensor, y: torch.Tensor,
-                 cfg: MapperConfig, x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None) -> dict:
+                 cfg: MapperConfig, x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
+                 log_dir=None, describe: dict | None = None, resume: bool = False) -> dict:
     """Train ``mapper`` so the mapped classifiers classify the target-domain images (x, y).
 
     Step: a batch of classifiers ``W`` and a batch of images; loss = mean over classifiers and
     images of ``CE(f_{mapper(W)}(x), y)``, where ``f`` is the batched functional forward, so the
     gradient flows through the mapped weights into the mapper.  Validation: mean target accuracy of
     the mapped ``val_w`` classifiers on (x_val, y_val) (default (x, y)); the best epoch's state is
-    loaded back at the end.  Returns a history dict.
+    loaded back at the end.  Returns ``{"history", "best_epoch", "best_val_acc", "params",
+    "train_time_s"}``.
+
+    ``log_dir``: the run's folder: ``run.json`` (``describe``: what the mapper learns from, e.g.
+    the zoo and the corruption; the mapper's ``spec`` and arch, ``cfg``, torch's thread count and
+    the library versions), the metrics per epoch, and at the end ``best.pt`` (the best mapper) and
+    ``result.json``; :func:`load_mapper` reads it back.  ``resume``: a finished run of the same
+    record there is not trained again: its mapper is loaded into ``mapper`` and its result returned,
+    with ``reused`` True.
     """
     if len(val_w) == 0:  # its epochs are chosen by val accuracy (an empty one crashed in torch.cat)
         raise InrforgeError("train_mapper needs at least one val classifier: it keeps the epoch of best val accuracy")
     if not isinstance(cfg, MapperConfig):
         raise InrforgeError(f"cfg must be a MapperConfig, got {type(cfg).__name__}")
     dev = check_device(cfg.device)
+    run = {**(describe or {}), **(mapper.spec or {}), "arch": mapper.arch.to_dict(), "config": asdict(cfg),
+           "threads": torch.get_num_threads(), "versions": library_versions()}
+    if resume:
+        if not log_dir:
+            raise InrforgeError("resume needs the log_dir of the run to continue")
+        folder = Path(output_path(log_dir, "log_dir"))
+        done = finished_result(folder, run, run_folder.LOG_FILES)
+        if done is not None:
+            run_folder.load_best(folder, mapper)
+            mapper.to(dev)
+            return {**{k: done[k] for k in ("history", "best_epoch", "best_val_acc", "params", "train_time_s")},
+                    "reused": True}
+    log_dir = run_folder.begin(log_dir, run)
     mapper.to(dev)
     train_w, val_w = train_w.to(dev), val_w.to(dev)
     x, y = x.to(dev), y.to(dev)
@@ -220,7 +271,10 @@ def train_mapper(mapper: ResidualMapper, train_w: Weights, val_w: Weights, x: to
             losses.append(loss.detach())  # on the device, read once per epoch (no host sync per step)
         val_acc = float(mapped_metrics(mapper, val_w, x_val, y_val)[0].mean())
         history.append({"epoch": epoch, "train_loss": float(np.mean(torch.stack(losses).tolist())), "val_acc": val_acc})
+        run_folder.log_epoch(log_dir, history[-1])
         best.offer(val_acc, mapper, epoch)
     best.restore(mapper)
-    return {"history": history, "best_epoch": best.epoch, "best_val_acc": best.score,
-            "params": sum(p.numel() for p in mapper.parameters()), "train_time_s": time.perf_counter() - t0}
+    result = {"history": history, "best_epoch": best.epoch, "best_val_acc": best.score,
+              "params": sum(p.numel() for p in mapper.parameters()), "train_time_s": time.perf_counter() - t0}
+    run_folder.finish(log_dir, history, mapper, None, {**run, **result})
+    return result

@@ -28,11 +28,9 @@ give a warning, since the weights then describe other functions than the model l
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,10 +40,9 @@ from .augment import AlignTo
 from .checks import check_count, check_device
 from .data import WeightDataset, normalized
 from .errors import InrforgeError, first_line
-from .files import local_path
 from .models import build_model
 from .optim import correct
-from .run_folder import INPUTS_FILE
+from .run_folder import INPUTS_FILE, load_best, read_result
 from .store import INRStore, open_store
 from .weights import Weights
 
@@ -279,20 +276,9 @@ def load_run(path, device: str = "cpu") -> TrainedRun:
     how its model was built (a run of your own :func:`~inrforge.train.fit_model`, or of a pipeline
     with its own loop) or that has no ``inputs.pt`` (a run of inrforge before 0.7.0, or with a
     canonical form other than alignment) cannot be rebuilt: each is a one-line error."""
-    folder = Path(local_path(path))
     dev = check_device(device)
-    if not folder.is_dir():
-        raise InrforgeError(f"{path}: no such run folder" if not folder.exists() else f"{path} is not a run folder")
-    if (folder / "zarr.json").exists():
-        raise InrforgeError(f"{path} is a Zarr store, not a run folder: give the run first, then the store")
-    try:
-        record = json.loads((folder / "result.json").read_text())
-    except FileNotFoundError:
-        raise InrforgeError(f"{path} holds no finished run (no result.json); pass the folder a finished "
-                            f"inrforge train --out wrote") from None
-    except (OSError, ValueError) as e:
-        raise InrforgeError(f"{path}/result.json is unreadable: {e}"[:300]) from None
-    if not isinstance(record, dict) or not {"model", "model_kwargs", "task", "out_features"} <= set(record):
+    folder, record = read_result(path)
+    if not {"model", "model_kwargs", "task", "out_features"} <= set(record):
         raise InrforgeError(f"{path}/result.json does not say how its model was built (a run of inrforge train "
                             f"or of prepare_training records it, from inrforge 0.7.0 on)")
     try:
@@ -302,14 +288,7 @@ def load_run(path, device: str = "cpu") -> TrainedRun:
                             f"other than alignment): what its inputs went through is unknown") from None
     _check_target_scale(record, path)
     model = build_model(record["model"], inputs.arch, record["out_features"], **record["model_kwargs"])
-    try:
-        state = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except FileNotFoundError:
-        raise InrforgeError(f"{path} has no best.pt: its model's weights are gone") from None
-    except Exception as e:  # a damaged file, or weights of another model
-        why = f"{type(e).__name__}: {first_line(e)}"
-        raise InrforgeError(f"{path}/best.pt does not hold this run's model ({why})"[:300]) from None
+    load_best(folder, model, path)
     model.to(dev).eval()
     return TrainedRun(str(path), model, inputs, record["task"], record, dev)
 

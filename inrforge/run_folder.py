@@ -9,8 +9,10 @@ encoders of ``ssl_sines.py``) holds :data:`LOG_FILES`, written in this order:
   where the run keeps one (:mod:`inrforge.checkpoint`);
 * at the end (:func:`finish`) ``metrics.csv``, ``best.pt`` (the model's state dict, CPU tensors),
   ``inputs.pt`` (the :class:`~inrforge.predict.InputForm` of what the model's inputs went through)
-  and last ``result.json``, which marks a finished run: :func:`~inrforge.predict.load_run` reads the
-  folder back, and a resumed pipeline reuses it (:func:`~inrforge.checkpoint.finished_result`).
+  and last ``result.json``, which marks a finished run: :func:`~inrforge.predict.load_run` (and
+  :func:`~inrforge.adapt.load_mapper`, for a mapper's run) reads the folder back
+  (:func:`read_result`, :func:`load_best`), and a resumed pipeline reuses it
+  (:func:`~inrforge.checkpoint.finished_result`).
 
 docs/format.md documents each file.
 """
@@ -24,8 +26,8 @@ from pathlib import Path
 import torch
 
 from .checkpoint import CHECKPOINT_FILE
-from .errors import InrforgeError
-from .files import output_path, write_json
+from .errors import InrforgeError, first_line
+from .files import local_path, output_path, write_json
 
 INPUTS_FILE = "inputs.pt"
 LOG_FILES = ("run.json", "result.json", "best.pt", INPUTS_FILE, "metrics.csv", "metrics.jsonl", CHECKPOINT_FILE)
@@ -82,3 +84,38 @@ def finish(log_dir: Path | None, history: list, model: torch.nn.Module, form, re
         form.save(log_dir / INPUTS_FILE)
     write_json(log_dir / "result.json", {k: v for k, v in result.items() if k != "history"})
     (log_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+
+
+def read_result(path, what: str = "inrforge train --out") -> tuple[Path, dict]:
+    """``(folder, record)``: the folder ``path`` and the ``result.json`` of the finished run in it;
+    a one-line :class:`InrforgeError` for a path that is not a folder, a Zarr store (a store given
+    where a run was meant), a folder without ``result.json`` (no finished run: ``what`` names who
+    writes one) or an unreadable one."""
+    folder = Path(local_path(path))
+    if not folder.is_dir():
+        raise InrforgeError(f"{path}: no such run folder" if not folder.exists() else f"{path} is not a run folder")
+    if (folder / "zarr.json").exists():
+        raise InrforgeError(f"{path} is a Zarr store, not a run folder: give the run first, then the store")
+    try:
+        record = json.loads((folder / "result.json").read_text())
+    except FileNotFoundError:
+        raise InrforgeError(f"{path} holds no finished run (no result.json); pass the folder a finished "
+                            f"{what} wrote") from None
+    except (OSError, ValueError) as e:
+        raise InrforgeError(f"{path}/result.json is unreadable: {e}"[:300]) from None
+    if not isinstance(record, dict):
+        raise InrforgeError(f"{path}/result.json is not a run's result")
+    return folder, record
+
+
+def load_best(folder: Path, model: torch.nn.Module, path=None) -> None:
+    """Load the run's ``best.pt`` in ``folder`` into ``model``; a missing file or one that does not
+    hold ``model``'s weights is a one-line :class:`InrforgeError` (``path``: the folder as given)."""
+    path = folder if path is None else path
+    try:
+        model.load_state_dict(torch.load(folder / "best.pt", map_location="cpu", weights_only=True))
+    except FileNotFoundError:
+        raise InrforgeError(f"{path} has no best.pt: its model's weights are gone") from None
+    except Exception as e:  # a damaged file, or weights of another model
+        why = f"{type(e).__name__}: {first_line(e)}"
+        raise InrforgeError(f"{path}/best.pt does not hold this run's model ({why})"[:300]) from None

@@ -20,6 +20,10 @@ target-domain accuracy, on the held-out *test* images, of the unseen *test* clas
 adaptation, after the MLP mapper, after the DWSNet mapper.  Seed s draws the zoo (classifiers,
 splits, image split, noise) and the mapper's init and batches.
 
+Each seed's zoo is OUT/zoo_seed<s>.zarr (a store; re-running resumes it) and each trained mapper a
+run folder OUT/seed<s>/<mapper> (``inrforge.adapt.load_mapper`` reads it back, to adapt other
+classifiers; ``--resume`` reuses it when an interrupted invocation is run again).
+
     python pipelines/domain_adaptation.py --out runs/domain_adaptation               # full
     python pipelines/domain_adaptation.py --small --out runs/domain_adaptation_small
 """
@@ -30,6 +34,7 @@ from inrforge.launch import quiet_interrupts
 
 quiet_interrupts("domain_adaptation.py")  # before torch loads: a Ctrl-C then is one line
 
+import re
 import time
 from pathlib import Path
 
@@ -38,7 +43,8 @@ import torch
 
 from inrforge.errors import InrforgeError
 from inrforge.checks import check_device
-from inrforge.script import (ArgumentParser, add_results_arguments, layer_widths, mean_std, names_from,
+from inrforge.files import location
+from inrforge.script import (ArgumentParser, add_results_arguments, add_resume_argument, check_resume, layer_widths, mean_std, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, path_arg, positive_float,
                              positive_int, pyplot, refuse_given, results_dir, results_versions, run_pipeline,
                              run_script, save_figure, write_results)
@@ -93,10 +99,12 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=positive_int, default=3)
     p.add_argument("--threads", type=positive_int, help="torch threads (default: all cores of this process)")
     p.add_argument("--device", default="cpu")
+    add_resume_argument(p)
     add_results_arguments(p, "runs/domain_adaptation")
     p.add_argument("--small", action="store_true",
                    help="a ~1-minute setting (smoke test): defaults --classifiers 200 --zoo-steps 300 --epochs 8")
     a = parse_with_small(p, argv, {"classifiers": 200, "zoo_steps": 300, "epochs": 8})
+    check_resume(p, a)
     unused = {"rotate-noise": "--blur", "blur-noise": "--angle"}[a.corruption]  # accepted and ignored otherwise
     refuse_given(p, argv, (unused,), f"not used with --corruption {a.corruption}")
     for mapper, options in (("dwsnet", ("--lr-dwsnet", "--dws-hidden", "--dws-depth")), ("mlp", ("--lr-mlp", "--mlp-hidden"))):
@@ -136,18 +144,31 @@ def run_seed(a, seed: int, out: Path) -> dict:
     scratch = Weights.from_flat(train_classifiers(store.arch, plan, x_tr, y_tr, ref).params, store.arch)
     res["target_only"] = {"acc": float(mapped_metrics(None, scratch, x_te, d.y_test)[0].mean())}
     sigma = ResidualMapper.tensor_stds(w["train"])
+    # what each mapper learns from (with its spec, config and arch, the record --resume checks)
+    describe = {"zoo": location(store.path), "zoo_fit": store.fit_settings, "corruption": kw,
+                "target_images": a.target_images, "n_target_images": len(tgt)}
     for name in a.mappers:
         torch.manual_seed(seed)
         mapper = build_mapper(name, store.arch, sigma, hidden=a.dws_hidden, depth=a.dws_depth, mlp_hidden=a.mlp_hidden)
         cfg = MapperConfig(epochs=a.epochs, lr=a.lr_dwsnet if name == "dwsnet" else a.lr_mlp, batch_size=a.batch_size,
                            image_batch=a.image_batch, seed=seed, device=a.device)
-        hist = train_mapper(mapper, w["train"], w["val"], x_tr, y_tr, cfg)
+        hist = train_mapper(mapper, w["train"], w["val"], x_tr, y_tr, cfg, log_dir=out / f"seed{seed}" / name,
+                            describe=describe, resume=a.resume)
+        reused = hist.pop("reused", False)
         acc = mapped_metrics(mapper, w["test"].to(a.device), x_te.to(a.device), d.y_test.to(a.device))[0].cpu()
         res[name] = {"acc": float(acc.mean()), "gain_vs_none_per_classifier_mean": float((acc - none_acc).mean()),
                      "improved_fraction": float((acc > none_acc).float().mean()), **hist}
         print(f"  seed {seed} {name:6s}: target acc {100 * res[name]['acc']:.2f} (none {100 * res['none']['acc']:.2f}; "
-              f"best epoch {hist['best_epoch']}, {hist['params']:,} params, {hist['train_time_s']:.0f} s)", flush=True)
+              f"best epoch {hist['best_epoch']}, {hist['params']:,} params, {hist['train_time_s']:.0f} s"
+              f"{', reused' if reused else ''})", flush=True)
     return res
+
+
+def seed_folders(out: Path, seeds: int) -> list[str]:
+    """The names of the mapper-log folders ``seed<k>`` in ``out``: this run's (``seeds``) and those an
+    earlier run with more seeds left (removed at the end unless this run rewrote them)."""
+    old = [p.name for p in out.iterdir() if re.fullmatch(r"seed\d+", p.name)] if out.is_dir() else []
+    return sorted({*old, *(f"seed{k}" for k in range(seeds))})
 
 
 def run(a) -> dict:
@@ -160,7 +181,8 @@ def run(a) -> dict:
         raise InrforgeError(f"--target-images must be in [0, {n_images}] (the zoo's training images; 0: all), "
                             f"got {a.target_images}")
     started = time.time()  # logs older than this, left by an earlier run, go at the end
-    out = results_dir(a.out, a.overwrite, files=("results.json", "results.png"))  # what it writes in OUT itself
+    out = results_dir(a.out, a.overwrite, files=() if a.resume else ("results.json", "results.png"),
+                      folders=[f"seed{k}" for k in range(a.seeds)])  # with --resume, rewritten at the end
     per_seed = []
     for seed in range(a.seeds):
         per_seed.append(run_seed(a, seed, out))
@@ -173,13 +195,13 @@ def run(a) -> dict:
         summary[m] = {"acc": accs, "mean": float(np.mean(accs)), "std": float(np.std(accs))}
     src = [100 * r["zoo"]["source_acc_test_classifiers"] for r in per_seed]
     z = per_seed[0]["zoo"]
-    setting = dict(vars(a))
+    setting = {k: v for k, v in vars(a).items() if k != "resume"}  # the same whether or not it was resumed
     setting.update({"methods": methods, "source_acc": src, "source_acc_mean": float(np.mean(src)),
                     "zoo_splits": z["splits"], "n_train_images": z["n_train_images"],
                     "n_test_images": z["n_test_images"], "params_per_classifier": z["params_per_classifier"],
                     "versions": results_versions()})
     doc = {"setting": setting, "results": summary, "per_seed": per_seed, "paper": PAPER}
-    write_results(out, doc, started, ())  # results.json (this pipeline writes no training logs)
+    write_results(out, doc, started, seed_folders(out, a.seeds))  # results.json; then stale mapper logs
     print(format_table(doc))
     save_figure(make_figure(doc), out / "results.png")
     return doc

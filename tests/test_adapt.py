@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from inrforge import InrforgeError
-from inrforge.adapt import MapperConfig, ResidualMapper, build_mapper, corrupt_images, train_mapper
+from inrforge.adapt import MapperConfig, ResidualMapper, build_mapper, corrupt_images, load_mapper, train_mapper
 from inrforge.align import apply_permutation, random_permutations
 from inrforge.weights import Weights
 from inrforge.zoo import classifier_arch
@@ -90,6 +90,38 @@ def test_mapper_config_is_frozen_and_keeps_integral_floats_as_ints():
         train_mapper(m, w, w, x, y, {"epochs": 1})
     hist = train_mapper(m, w, w, x, y, MapperConfig(epochs=2.0, batch_size=2, image_batch=8))
     assert len(hist["history"]) == 2
+
+
+@pytest.mark.parametrize("kind", ["dwsnet", "mlp"])
+def test_a_mappers_run_folder_is_loaded_back_and_reused(tmp_path, kind):
+    """With log_dir the trained mapper is a run folder: load_mapper rebuilds it (sigma and alpha too)
+    and it maps classifiers as the trained one does; resume=True reuses a finished run of the same
+    record and refuses another's."""
+    w = Weights.from_flat(ARCH.init_flat(range(8)), ARCH)
+    x, y = toy_data()
+    cfg = MapperConfig(epochs=3, batch_size=4, image_batch=8)
+
+    def mapper():
+        torch.manual_seed(0)
+        return build_mapper(kind, ARCH, ResidualMapper.tensor_stds(w), hidden=4, depth=2, mlp_hidden=(16,))
+
+    trained = mapper()
+    hist = train_mapper(trained, w, w, x, y, cfg, log_dir=tmp_path / "run", describe={"zoo": "toy"})
+    loaded = load_mapper(tmp_path / "run")
+    assert loaded.spec == trained.spec and torch.equal(loaded.sigma, trained.sigma)
+    trained.eval()
+    torch.testing.assert_close(loaded(w).flatten(), trained(w).flatten(), rtol=0, atol=0)
+    again = mapper()
+    reused = train_mapper(again, w, w, x, y, cfg, log_dir=tmp_path / "run", describe={"zoo": "toy"}, resume=True)
+    assert reused.pop("reused") and reused["history"] == hist["history"] and reused["best_epoch"] == hist["best_epoch"]
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), trained.state_dict().values()))
+    with pytest.raises(InrforgeError, match=r"another run's \(zoo: was 'toy', now 'other'\)"):
+        train_mapper(mapper(), w, w, x, y, cfg, log_dir=tmp_path / "run", describe={"zoo": "other"}, resume=True)
+    with pytest.raises(InrforgeError, match="holds no finished run"):
+        load_mapper(tmp_path)
+    (tmp_path / "run" / "best.pt").write_bytes(b"junk")
+    with pytest.raises(InrforgeError, match="best.pt does not hold this run's model"):
+        load_mapper(tmp_path / "run")
 
 
 def test_a_mapper_without_val_classifiers_is_a_one_line_error():

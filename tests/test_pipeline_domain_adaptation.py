@@ -5,13 +5,16 @@ docs/results_pipelines.md, "Weight->weight domain adaptation").
 """
 
 import json
+import os
 
 import pytest
 import torch
 from test_pipelines_small import _load, covered_by_legends, has_legend
 
+from inrforge.adapt import load_mapper
 
-def test_domain_adaptation_small(tmp_path):
+
+def test_domain_adaptation_small(tmp_path, capsys):
     n = torch.get_num_threads()
     try:
         assert _load("domain_adaptation").main(["--small", "--threads", "1", "--out", str(tmp_path)]) == 0
@@ -30,6 +33,29 @@ def test_domain_adaptation_small(tmp_path):
         assert dws > none + 8
         assert dws > mlp + 5
     assert res["none"]["mean"] < setting["source_acc_mean"] - 25  # the corruption really shifts the domain
+
+    # Each mapper is a run folder load_mapper reads back
+    mapper = load_mapper(tmp_path / "seed0" / "dwsnet")
+    assert mapper.spec["mapper"] == "dwsnet" and not mapper.training
+    # --resume after an interruption: the finished mappers are reused, the one in flight trained
+    # again, and the results are the uninterrupted invocation's
+    for f in ("result.json", "best.pt"):
+        os.remove(tmp_path / "seed2" / "dwsnet" / f)
+    os.remove(tmp_path / "results.json")
+    capsys.readouterr()
+    try:
+        assert _load("domain_adaptation").main(["--small", "--threads", "1", "--out", str(tmp_path), "--resume"]) == 0
+    finally:
+        torch.set_num_threads(n)
+    printed = capsys.readouterr().out
+    assert printed.count(", reused)") == 5 and "seed 2 dwsnet" in printed
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["results"] == res and again["setting"] == setting
+
+    def timeless(per_seed):
+        return [{m: {k: v for k, v in r.items() if k != "train_time_s"} for m, r in seed.items()} for seed in per_seed]
+
+    assert timeless(again["per_seed"]) == timeless(doc["per_seed"])
 
 
 @pytest.mark.parametrize("seeds", [1, 3])
