@@ -278,6 +278,9 @@ def load_run(path, device: str = "cpu") -> TrainedRun:
     canonical form other than alignment) cannot be rebuilt: each is a one-line error."""
     dev = check_device(device)
     folder, record = read_result(path)
+    if "mapper" in record:
+        raise InrforgeError(f"{path} holds a domain-adaptation mapper (weights to weights), not a model of INRs: "
+                            f"read it with inrforge.adapt.load_mapper")
     if not {"model", "model_kwargs", "task", "out_features"} <= set(record):
         raise InrforgeError(f"{path}/result.json does not say how its model was built (a run of inrforge train "
                             f"or of prepare_training records it, from inrforge 0.7.0 on)")

@@ -8,6 +8,7 @@ import torch
 from inrforge import InrforgeError
 from inrforge.adapt import MapperConfig, ResidualMapper, build_mapper, corrupt_images, load_mapper, train_mapper
 from inrforge.align import apply_permutation, random_permutations
+from inrforge.predict import load_run
 from inrforge.weights import Weights
 from inrforge.zoo import classifier_arch
 
@@ -119,6 +120,8 @@ def test_a_mappers_run_folder_is_loaded_back_and_reused(tmp_path, kind):
         train_mapper(mapper(), w, w, x, y, cfg, log_dir=tmp_path / "run", describe={"zoo": "other"}, resume=True)
     with pytest.raises(InrforgeError, match="holds no finished run"):
         load_mapper(tmp_path)
+    with pytest.raises(InrforgeError, match="holds a domain-adaptation mapper .* read it with inrforge.adapt.load_mapper"):
+        load_run(tmp_path / "run")
     (tmp_path / "run" / "best.pt").write_bytes(b"junk")
     with pytest.raises(InrforgeError, match="best.pt does not hold this run's model"):
         load_mapper(tmp_path / "run")
