@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 
 from .checks import usable_cores
 from .errors import RESUMES, InrforgeError
@@ -374,11 +375,15 @@ def cmd_predict(a) -> int:
 
     from .files import check_file_path, write_file
     from .predict import describe_score, load_run
+    from .run_folder import LOG_FILES
     from .store import open_store
 
-    # a bad --out fails before any work
+    # a bad --out fails before any work; a run folder's own files (its metrics.csv) are never replaced
     out = (check_file_path(a.out, a.overwrite, (".csv",), "CSV file", "a file name such as predictions.csv")
            if a.out else None)
+    if out and Path(out).name in LOG_FILES and (Path(out).parent / "run.json").is_file():
+        raise InrforgeError(f"--out {a.out} is a file of the training run in {Path(out).parent}; write the "
+                            f"predictions elsewhere")
     set_threads(a.threads)
     run = load_run(a.run, device=a.device)
     store = open_store(a.store)

@@ -175,7 +175,7 @@ class Predictions:
     def rows(self) -> tuple[list[str], list[list]]:
         """CSV header and rows: object, split, label(s), prediction(s) (``embedding_k`` for an
         encoder), and for classification the class probabilities (softmax of the outputs)."""
-        y = self.labels.reshape(len(self), -1)
+        y = self.labels if self.labels.ndim == 2 else self.labels.reshape(len(self), 1)  # (n, targets); n may be 0
         n_y, n_out = y.shape[1], self.outputs.shape[1]
         label_cols = ["label"] if n_y == 1 else [f"label_{k}" for k in range(n_y)]
         if self.task == "classification":

@@ -588,7 +588,8 @@ def remove_stale_logs(out: Path, started: float, log_roots) -> list[Path]:
 
 
 # What a pipeline keeps: the INRs (or classifiers) its fit, which resumes, wrote into --out; its training restarts.
-PIPELINE_RESUMES = "a re-run of the same command reuses whatever it had fitted into --out so far; training starts over"
+PIPELINE_RESUMES = ("re-run the same command plus --resume to reuse the INRs it fitted into --out and the training "
+                    "runs it finished there")
 
 
 def report_errors(prog: str, main: Callable[[], int], resumes: str | None = None) -> int:
@@ -686,5 +687,5 @@ def run_pipeline(parse_args: Callable, run: Callable, argv=None) -> int:
 
 def run_script(prog: str, main: Callable[[], int], resumes: str | None = PIPELINE_RESUMES) -> NoReturn:
     """Exit with :func:`report_errors` (``prog``, ``main``, ``resumes``): the ``__main__`` of every
-    pipeline; by default Ctrl-C says that a re-run reuses what was fitted so far, not the training."""
+    pipeline; by default Ctrl-C says that a re-run with ``--resume`` reuses what was fitted and trained so far."""
     sys.exit(report_errors(prog, main, resumes))

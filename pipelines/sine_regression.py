@@ -42,7 +42,7 @@ from inrforge.fitjob import make_splits
 from inrforge.models import build_model
 from inrforge.script import (ArgumentParser, add_results_arguments, add_resume_argument, check_resume, fraction, mean_std, names_from, nonnegative_int,
                              parse_with_small, path_arg, positive_float, positive_int, positive_ints, psnr_fields,
-                             pyplot, refuse_unused, require_fit_splits, results_dir, results_versions, run_pipeline,
+                             pyplot, refuse_given, refuse_unused, require_fit_splits, results_dir, results_versions, run_pipeline,
                              run_script, save_figure, write_results)
 from inrforge.store import summary_line
 from inrforge.train import TrainConfig, describe_training, fit_model, require_task
@@ -90,6 +90,9 @@ def parse_args(argv=None):
     check_resume(p, a)
     refuse_unused(p, argv, a, "--store", ("--n", "--n-points", "--preset", "--fit-steps", "--fit-lr", "--test-fraction",
                                           "--allow-version-change"), "the INRs are the store's")
+    if not any(CONFIGS[name][0] == "dwsnet" for name in a.models):
+        refuse_given(p, argv, ("--lr", "--hidden", "--depth"), f"only for DWSNet, and --models {','.join(a.models)} "
+                                                               f"trains none")
     return a
 
 

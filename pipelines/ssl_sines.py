@@ -44,7 +44,7 @@ from inrforge.models import build_model
 from inrforge.predict import EMBEDDING, InputForm
 from inrforge.script import (ArgumentParser, add_results_arguments, add_resume_argument, check_resume, dropout_rate, fraction, int_at_least, names_from,
                              nonnegative_float, nonnegative_int, parse_with_small, path_arg, positive_float,
-                             positive_int, psnr_fields, pyplot, refuse_unused, require_fit_splits, results_dir,
+                             positive_int, psnr_fields, pyplot, refuse_given, refuse_unused, require_fit_splits, results_dir,
                              results_versions, run_pipeline, run_script, save_figure, write_results)
 from inrforge.train import require_task
 
@@ -83,6 +83,9 @@ def parse_args(argv=None):
     check_resume(p, a)
     refuse_unused(p, argv, a, "--store", ("--n", "--n-points", "--fit-steps", "--fit-lr", "--test-fraction",
                                           "--allow-version-change"), "the INRs are the store's")
+    if "dwsnet" not in a.encoders:
+        refuse_given(p, argv, ("--hidden", "--depth"), f"only for the DWSNet encoder, and --encoders "
+                                                       f"{','.join(a.encoders)} has none")
     return a
 
 

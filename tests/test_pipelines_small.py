@@ -128,6 +128,11 @@ def has_legend(fig) -> bool:
     ("domain_adaptation", ["--mappers", "dwsnet", "--lr-mlp", "0.1"],
      "argument --lr-mlp: only for the mlp mapper, and --mappers dwsnet has none"),
     ("ssl_sines", ["--dropout", "1"], "--dropout: expected a dropout probability in [0, 1), got '1'"),
+    ("sine_regression", ["--models", "mlp,mlp+perm", "--lr", "0.5"],
+     "argument --lr: only for DWSNet, and --models mlp,mlp+perm trains none"),
+    ("sine_regression", ["--models", "mlp", "--depth", "9"], "argument --depth: only for DWSNet, and --models mlp"),
+    ("ssl_sines", ["--encoders", "mlp", "--hidden", "4"],
+     "argument --hidden: only for the DWSNet encoder, and --encoders mlp has none"),
 ])
 def test_impossible_arguments_are_refused_before_any_work(tmp_path, capsys, name, args, message):
     out = tmp_path / "run"

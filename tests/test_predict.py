@@ -123,6 +123,18 @@ def test_a_regression_run_scores_its_mse(tmp_path):
     assert head == ["object", "split", "label", "predicted"] and len(rows) == 20
 
 
+@pytest.mark.parametrize("task, labels", [("classification", torch.zeros(0, dtype=torch.int64)),
+                                          ("regression", torch.zeros(0, 2)), ("embedding", torch.zeros(0, 2))])
+def test_no_inrs_make_a_header_only_csv(task, labels):
+    """An empty selection (an empty split, every INR failed) used to crash writing the CSV."""
+    from inrforge.predict import Predictions
+
+    pred = Predictions(task, np.zeros(0, np.int64), [], torch.zeros(0, 3), labels, 4)
+    head, rows = pred.rows()
+    assert rows == [] and head[:2] == ["object", "split"] and len(head) > 3
+    assert pred.score() is None and describe_score(pred) == "nothing to score"
+
+
 def test_a_run_on_standardised_targets_predicts_in_the_labels_units(tmp_path):
     """A run that learned (y - m) / s (its record's target_scale) predicts m + s * out: the MSE in the
     labels' units is s^2 times the standardised MSE its evaluation scored."""
@@ -233,7 +245,10 @@ def test_cli_predict_writes_the_predictions_and_keeps_what_exists(tmp_path, caps
     fails([str(run_dir), s.path, "--out", str(tmp_path / "p.txt")], ".txt is not a CSV file (use .csv)")
     fails([str(run_dir), s.path, "--out", str(tmp_path)], "it is a folder")
     fails([s.path, str(run_dir)], "is a Zarr store, not a run folder")
+    metrics = (run_dir / "metrics.csv").read_bytes()  # a run's own files are kept, even with --overwrite
+    fails([str(run_dir), s.path, "--out", str(run_dir / "metrics.csv"), "--overwrite"], "is a file of the training run")
     assert out.read_bytes() == before and not (tmp_path / "p.txt").exists()
+    assert (run_dir / "metrics.csv").read_bytes() == metrics
     assert main(["predict", str(run_dir), s.path, "--out", str(out), "--overwrite", "--threads", "1"]) == 0
     assert len(list(csv.reader(out.open()))) == len(s) + 1
     capsys.readouterr()

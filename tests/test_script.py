@@ -143,11 +143,11 @@ def test_ctrl_c_claims_a_resume_only_where_the_caller_says_so(capsys):
     assert capsys.readouterr().err == "tool: interrupted\n"  # used to say a re-run resumes, for every command
     assert report_errors("tool", stopped, resumes=RESUMES) == 130
     assert capsys.readouterr().err == "tool: interrupted (re-run the same command to resume)\n"
-    with pytest.raises(SystemExit) as e:  # a pipeline: its fit resumes, its training does not
+    with pytest.raises(SystemExit) as e:  # a pipeline: its fit resumes, and its finished training runs with --resume
         run_script("pipe.py", stopped)
     assert e.value.code == 130
     assert capsys.readouterr().err == f"pipe.py: interrupted ({PIPELINE_RESUMES})\n"
-    assert "training starts over" in PIPELINE_RESUMES
+    assert "plus --resume" in PIPELINE_RESUMES
 
 
 def test_add_results_arguments_declares_out_and_overwrite():
