@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--n", type=positive_int,
                    help="objects to draw (default: up to 16; a warning says when the split has fewer than asked)")
     r.add_argument("--view", type=nonnegative_int, default=0, help="which neural view to draw")
-    r.add_argument("--split", default="test", choices=("train", "val", "test"), help="objects drawn from this split")
+    r.add_argument("--split", choices=("train", "val", "test"),
+                   help="objects drawn from this split (default test; all objects when the store has no test split)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing file at --out (never a folder)")
 
     t = sub.add_parser("train", help="train a weight-space model (DWSNet or flat MLP) on a store")

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import torch
 
-from .errors import InrforgeError
+from .errors import InrforgeError, first_line
 from .files import check_file_path, file_exists, write_file
 from .inr import render
 from .store import INRStore
@@ -83,11 +83,12 @@ def _label_text(label, names) -> str:
 MAX_RENDERED = 256  # objects in one grid: 512 panels already take matplotlib a minute
 
 
-def render_grid(store: INRStore, out_png: str, n: int | None = None, view: int = 0, split: str = "test",
+def render_grid(store: INRStore, out_png: str, n: int | None = None, view: int = 0, split: str | None = None,
                 overwrite: bool = False) -> str:
     """Write a PNG with, per object, the ground truth (when the source can still be read) above
     its reconstruction (1-D sources: in the same plot, dashed).  Objects are the first ``n`` of
-    ``split`` (all objects if it is empty) whose shard is fitted and whose view did not fail; a
+    ``split`` (default ``"test"``; all objects if it is empty, with a warning when ``split`` was
+    given) whose shard is fitted and whose view did not fail; a
     warning says so when there are fewer than ``n``.  ``n=None``: up to 16, silently.
     ``out_png`` is checked by :func:`check_image_path` (an existing file is replaced only with
     ``overwrite``) and written whole or not at all (:func:`~inrforge.files.write_file`); returns
@@ -103,11 +104,14 @@ def render_grid(store: INRStore, out_png: str, n: int | None = None, view: int =
     if isinstance(n, bool) or int(n) != n or not 1 <= n <= MAX_RENDERED:
         raise InrforgeError(f"--n must be an integer from 1 to {MAX_RENDERED} (a grid of two panels per object), got {n}")
     view = store.check_view(view)
+    asked_split, split = split, "test" if split is None else split
     idx = store.split(split)
     where = f"the {split} split"
     if len(idx) == 0:
         idx = np.arange(len(store))
         where = f"all objects (the {split} split is empty)"
+        if asked_split is not None:
+            warnings.warn(f"the {split} split of {store.path} is empty; drawing from all objects")
     done = store.done()
     fitted = idx[done[idx]]
     usable = idx[store.usable(done)[idx, view]]
@@ -172,6 +176,8 @@ def render_grid(store: INRStore, out_png: str, n: int | None = None, view: int =
         raise file_exists(shown) from None
     except OSError as e:
         raise InrforgeError(f"cannot write {shown}: {e.strerror or e}") from None
+    except RuntimeError as e:  # a format whose backend needs a program this machine lacks (pgf: LaTeX)
+        raise InrforgeError(f"cannot write {shown} as {ext}: {first_line(e)}"[:300]) from None
     finally:
         plt.close(fig)
     return out_png

@@ -104,3 +104,22 @@ def test_render_grid_says_when_the_split_has_fewer_objects_than_asked(store, tmp
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         render_grid(store, str(tmp_path / "default.png"), split="train")  # up to 16 unless asked
+
+
+def test_render_grid_says_when_the_split_is_empty_and_when_a_format_cannot_be_written(store, tmp_path, monkeypatch):
+    """An empty split draws all objects, no longer silently; a format whose writer fails (pgf without
+    LaTeX) is one line, not matplotlib's traceback, and leaves no file."""
+    from matplotlib.figure import Figure
+
+    assert len(store.split("val")) == 0
+    with pytest.warns(UserWarning, match=r"^the val split of .* is empty; drawing from all objects$"):
+        render_grid(store, str(tmp_path / "val.png"), split="val")
+
+    def no_latex(*args, **kwargs):
+        raise RuntimeError("'xelatex' not found; install it or change rcParams['pgf.texsystem'] to an available "
+                           "TeX implementation\nmore")
+
+    monkeypatch.setattr(Figure, "savefig", no_latex)
+    with pytest.raises(InrforgeError, match=r"^cannot write .*grid.pgf as pgf: 'xelatex' not found; .*implementation$"):
+        render_grid(store, str(tmp_path / "grid.pgf"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["val.png"]
