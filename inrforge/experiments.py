@@ -19,8 +19,8 @@ from .arch import make_arch
 from .data import usable_split_sizes
 from .errors import InrforgeError
 from .fitjob import fit_inrs
-from .script import positive_float, positive_int, refuse_given
-from .sources import load_source
+from .script import path_arg, positive_float, positive_int, refuse_given
+from .sources import load_source, parse_source_options
 from .store import INRStore, open_store, summary_line
 from .train import TrainConfig, require_task, train_on_store
 
@@ -43,6 +43,17 @@ class RunSpec:
 def dwsnet_kwargs(hidden: int = 16, depth: int = 3, norm: str | None = "batch") -> dict:
     """DWSNet constructor arguments as the pipelines' ``--hidden/--depth/--norm`` flags give them."""
     return {"hidden": hidden, "depth": depth, "norm": None if norm in (None, "none") else norm}
+
+
+def add_source_arguments(parser) -> None:
+    """What a classification pipeline fits when no ``--store`` is given, as options: ``--source``
+    (default digits), ``--data`` (its files' folder), ``--source-opt KEY=VALUE`` (repeatable, as
+    ``inrforge fit``'s) and ``--limit``; :func:`classification_input` takes them."""
+    parser.add_argument("--source", default="digits", help="what to fit (default digits): a source of inrforge fit")
+    parser.add_argument("--data", type=path_arg, help="source files folder (mnist IDX, fashion-mnist, ...)")
+    parser.add_argument("--source-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="source option, as inrforge fit's, e.g. size=28x28 for image-folder (repeatable)")
+    parser.add_argument("--limit", type=positive_int, help="fit only the source's first N objects")
 
 
 def add_classifier_arguments(parser) -> None:
@@ -109,19 +120,20 @@ def train_seeds(store, spec: RunSpec, seeds, config: TrainConfig, views: int | N
 
 def classification_input(store=None, *, source: str = "digits", data=None, limit: int | None = None,
                          views: int = 1, views_needed: int = 1, needed_as: str = "--train-views",
-                         who: str = "this experiment"):
+                         who: str = "this experiment", source_opt=()):
     """What a classification pipeline will train on, checked before it writes or fits anything:
     ``(store or None, arch, n_classes, source or None)``.  A given ``store`` must hold class ids and
     at least ``views_needed`` views; otherwise ``source`` (loaded here once: pass it on to
     :func:`open_or_fit`) must have class ids and ``views`` (the views to be fitted) must cover
-    ``views_needed``, and the arch is the one :func:`open_or_fit` fits."""
+    ``views_needed``, and the arch is the one :func:`open_or_fit` fits.  ``source_opt``: the
+    source's options as ``--source-opt`` gives them (``["size=28x28", ...]``)."""
     if store is not None:
         st = open_store(store)
         n_classes = require_task(st, "classification", who)
         if views_needed > st.views:
             raise InrforgeError(f"{needed_as} {views_needed} exceeds the {st.views} views per object of {st.path}")
         return st, st.arch, n_classes, None
-    src = load_source(source, path=data, limit=limit)
+    src = load_source(source, path=data, limit=limit, **parse_source_options(source_opt))
     if not np.issubdtype(src.labels.dtype, np.integer):
         raise InrforgeError(f"source {source!r} has float targets, a regression task; {who} needs class ids")
     if views_needed > views:

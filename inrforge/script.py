@@ -245,10 +245,17 @@ def parse_with_small(parser: argparse.ArgumentParser, argv, small: dict) -> argp
 def given_options(parser: argparse.ArgumentParser, argv) -> set[str]:
     """The destinations of the options given explicitly in ``argv`` (in any spelling argparse
     accepts: ``--opt=V``, an unambiguous prefix), whatever their values; not those left at a default."""
-    unset = object()
-    start = argparse.Namespace(**{act.dest: unset for act in parser._actions if act.dest != argparse.SUPPRESS})
-    parsed = parser.parse_args(argv, start)
-    return {dest for dest, value in vars(parsed).items() if value is not unset}
+    # one marker per option; a list for the options that append to their value (--source-opt), which
+    # argparse copies before appending (a given one is then another object, as any value given is)
+    start = {act.dest: _Unset() if isinstance(act, (argparse._AppendAction, argparse._AppendConstAction,
+                                                    argparse._ExtendAction)) else object()
+             for act in parser._actions if act.dest != argparse.SUPPRESS}
+    parsed = parser.parse_args(argv, argparse.Namespace(**start))
+    return {dest for dest, value in vars(parsed).items() if value is not start[dest]}
+
+
+class _Unset(list):
+    """:func:`given_options`' marker of an appending option left at its default."""
 
 
 def refuse_unused(parser: argparse.ArgumentParser, argv, a: argparse.Namespace, when: str, unused, why: str) -> None:

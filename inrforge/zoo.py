@@ -88,8 +88,10 @@ def _flat_images(images: np.ndarray, size: int | None) -> tuple[torch.Tensor, tu
 
 
 def zoo_data(data: str = "digits", limit: int | None = None, image_size: int | None = None,
-             test_fraction: float = 0.3, seed: int = 0, path: str | None = None) -> ZooData:
-    """Load an image source (the registry's ``data``) as flat classifier inputs.
+             test_fraction: float = 0.3, seed: int = 0, path: str | None = None,
+             path_option: str = "--data") -> ZooData:
+    """Load an image source (the registry's ``data``) as flat classifier inputs (``path_option``:
+    what the messages about ``path`` call it, :func:`~inrforge.sources.load_source`'s).
 
     The test images are the dataset's own test items when the (limited) source has any, else a
     seeded ``test_fraction`` (``numpy.random.default_rng([seed, 1])``).  ``image_size`` area-
@@ -100,7 +102,7 @@ def zoo_data(data: str = "digits", limit: int | None = None, image_size: int | N
     if image_size is not None:
         image_size = whole_number(image_size, "image_size")
     seed = check_count("seed", seed, minimum=0)
-    src = load_source(data, path=path, limit=limit)
+    src = load_source(data, path=path, limit=limit, path_option=path_option)
     if not hasattr(src, "images") or src.labels.ndim != 1:
         raise InrforgeError(f"source {data!r} is not a labelled image dataset; a classifier zoo needs one")
     x, shape = _flat_images(src.images, image_size)

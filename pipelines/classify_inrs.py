@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 
 from inrforge.checks import check_device
-from inrforge.experiments import (RunSpec, add_classifier_arguments, classification_input, dwsnet_kwargs, open_or_fit,
+from inrforge.experiments import (RunSpec, add_classifier_arguments, add_source_arguments, classification_input, dwsnet_kwargs, open_or_fit,
                                   refuse_dwsnet_options, train_seeds)
 from inrforge.files import location
 from inrforge.script import (ArgumentParser, add_results_arguments, add_resume_argument, check_resume, mean_std,
@@ -41,9 +41,7 @@ CONFIGS = {
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--store", type=path_arg, help="an existing store (otherwise fit --source into OUT/inrs.zarr)")
-    p.add_argument("--source", default="digits")
-    p.add_argument("--data", type=path_arg, help="source files folder (mnist IDX, fashion-mnist, ...)")
-    p.add_argument("--limit", type=positive_int, help="fit only the source's first N objects")
+    add_source_arguments(p)  # --source --data --source-opt --limit
     p.add_argument("--views", type=positive_int, default=2, help="views fitted per object")
     p.add_argument("--train-views", type=positive_int, help="views used in training (default: all fitted)")
     p.add_argument("--fit-steps", type=positive_int, default=500, help="Adam steps per INR of the fit")
@@ -65,7 +63,7 @@ def parse_args(argv=None):
                         "--batch-size 32 (330 gradient steps)")
     a = parse_with_small(p, argv, {"limit": 400, "fit_steps": 200, "epochs": 30, "batch_size": 32})
     check_resume(p, a)
-    refuse_unused(p, argv, a, "--store", ("--source", "--data", "--limit", "--views", "--fit-steps", "--fit-lr",
+    refuse_unused(p, argv, a, "--store", ("--source", "--data", "--source-opt", "--limit", "--views", "--fit-steps", "--fit-lr",
                                           "--shared-init", "--allow-version-change"), "the INRs are the store's")
     refuse_dwsnet_options(p, argv, a, CONFIGS)
     return a
@@ -75,7 +73,8 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     # Everything that can be checked is checked before --out is created and before any fitting.
     check_device(a.device)
-    store, _, n_classes, src = classification_input(a.store, source=a.source, data=a.data, limit=a.limit, views=a.views,
+    store, _, n_classes, src = classification_input(a.store, source=a.source, data=a.data, limit=a.limit,
+                                                    source_opt=a.source_opt, views=a.views,
                                                     views_needed=a.train_views or 1, who="classify_inrs")
     # every model is scored on the test split (open_or_fit: seed 0, 10 % test)
     require_fit_splits(store, src, 0, 0.1, {"train": 1, "test": 1}, "classify_inrs", "fit more objects (--limit)")

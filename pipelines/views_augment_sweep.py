@@ -36,7 +36,7 @@ from dataclasses import replace
 from inrforge.augment import build_transform
 from inrforge.checks import check_device
 from inrforge.errors import InrforgeError
-from inrforge.experiments import (RunSpec, add_classifier_arguments, classification_input, dwsnet_kwargs, open_or_fit,
+from inrforge.experiments import (RunSpec, add_classifier_arguments, add_source_arguments, classification_input, dwsnet_kwargs, open_or_fit,
                                   refuse_dwsnet_options, train_seeds)
 from inrforge.files import location
 from inrforge.script import (ArgumentParser, add_results_arguments, add_resume_argument, check_resume, fraction,
@@ -63,9 +63,7 @@ AUGMENTATIONS = {
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--store", type=path_arg, help="an existing store (otherwise fit --source into OUT/inrs.zarr)")
-    p.add_argument("--source", default="digits")
-    p.add_argument("--data", type=path_arg, help="source files folder (mnist IDX, fashion-mnist, ...)")
-    p.add_argument("--limit", type=positive_int, help="fit only the first N objects")
+    add_source_arguments(p)  # --source --data --source-opt --limit
     p.add_argument("--views", type=positive_int, default=10, help="views fitted per object")
     p.add_argument("--fit-steps", type=positive_int, default=400)
     p.add_argument("--fit-lr", type=positive_float, default=1e-3)
@@ -92,7 +90,7 @@ def parse_args(argv=None):
     a = parse_with_small(p, argv, {"limit": 900, "fit_steps": 150, "test_fraction": 0.25, "epochs": 40,
                                    "batch_size": 64, "seeds": 1, "view_counts": (1, 10)})
     check_resume(p, a)
-    refuse_unused(p, argv, a, "--store", ("--source", "--data", "--limit", "--views", "--fit-steps", "--fit-lr",
+    refuse_unused(p, argv, a, "--store", ("--source", "--data", "--source-opt", "--limit", "--views", "--fit-steps", "--fit-lr",
                                           "--seed", "--test-fraction", "--allow-version-change"),
                   "the INRs are the store's")
     refuse_dwsnet_options(p, argv, a, MODELS)
@@ -107,7 +105,7 @@ def run(a) -> dict:
     # training: the store's task and views, and every augmentation of sweep (b) against the arch.
     check_device(a.device)
     store, arch, n_classes, src = classification_input(
-        a.store, source=a.source, data=a.data, limit=a.limit, views=a.views,
+        a.store, source=a.source, data=a.data, limit=a.limit, source_opt=a.source_opt, views=a.views,
         views_needed=max(counts + [a.aug_views]), needed_as=f"view counts {shown} / --aug-views {a.aug_views}:",
         who="views_augment_sweep")
     for name in augs:

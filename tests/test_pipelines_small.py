@@ -120,6 +120,8 @@ def has_legend(fig) -> bool:
      "argument --allow-version-change: not used with --store"),
     ("views_augment_sweep", ["--small", "--store", "s.zarr", "--seed", "3"], "argument --seed: not used with --store"),
     ("classify_inrs", ["--small", "--store", "s.zarr", "--fit-steps", "5"], "argument --fit-steps: not used with --store"),
+    ("classify_inrs", ["--store", "s.zarr", "--source-opt", "size=8x8"], "argument --source-opt: not used with --store"),
+    ("views_augment_sweep", ["--store", "s.zarr", "--source-opt=size=8x8"], "argument --source-opt: not used with --store"),
     ("classify_inrs", ["--models", "mlp,mlp+align", "--hidden", "8"],
      "argument --hidden: only for DWSNet, and --models mlp,mlp+align trains none"),
     ("views_augment_sweep", ["--models", "mlp", "--lr=0.01"], "argument --lr: only for DWSNet, and --models mlp trains none"),
@@ -154,6 +156,11 @@ def test_impossible_arguments_are_refused_before_any_work(tmp_path, capsys, name
                                              "needs class ids"),
     ("views_augment_sweep", ["--source", "sines"], "source 'sines' has float targets"),
     ("domain_adaptation", ["--data", "bogus"], "unknown source 'bogus'"),
+    # its folder option is --data-path (--data names the source): the messages say so
+    ("domain_adaptation", ["--data-path", "x"], "^source 'digits' reads no files; drop --data-path$"),
+    ("domain_adaptation", ["--data", "cifar10"], r"^source 'cifar10' needs --data-path DIR \(the folder holding its files\)$"),
+    ("classify_inrs", ["--source", "digits", "--source-opt", "size=8x8"], r"unknown option\(s\) size for source 'digits'"),
+    ("classify_inrs", ["--source-opt", "size"], "source option 'size' must look like key=value"),
     # splits too small to train on or to score (used to fail after the fit: KeyError 'test', a TypeError)
     ("sine_regression", ["--n", "5", "--sizes", "1"], r"the test split of the 5 objects of 'sines' to fit would "
                                                       r"hold 0 INR\(s\); "

@@ -229,6 +229,20 @@ def test_refuse_unused_refuses_options_given_with_the_one_that_makes_them_meanin
         assert "tool: error: argument --fit-steps: not used with --store (the INRs are the store's)" in err
 
 
+def test_given_options_sees_appending_options():
+    """An option that appends (--source-opt KEY=VALUE, repeatable) used to crash the check of which
+    options were given (argparse appended to the marker object)."""
+    from inrforge.script import given_options
+
+    p = ArgumentParser(prog="tool")
+    p.add_argument("--source-opt", action="append", default=[])
+    p.add_argument("--tag", action="append_const", const="x", default=[])
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    assert given_options(p, []) == set()
+    assert given_options(p, ["--source-opt", "a=1", "--source-opt=b=2"]) == {"source_opt"}
+    assert given_options(p, ["--tag", "--lr", "0.1"]) == {"tag", "lr"}
+
+
 def test_a_closed_pipe_ends_the_output_quietly(tmp_path):
     """``inrforge info STORE | head -1``: the reader goes away; no traceback, status 141."""
     import subprocess

@@ -35,6 +35,7 @@ def _no_path(name, fn):
         return fn(**options)
 
     loader.__signature__ = inspect.signature(fn)  # for option checking
+    loader.reads_no_files = True  # _load says so first, naming the caller's option
     return loader
 
 
@@ -61,27 +62,31 @@ def source_options(name: str) -> dict:
             if k not in ("path", "limit") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
-def load_source(name: str, path: str | None = None, limit: int | None = None, **options) -> Source:
+def load_source(name: str, path: str | None = None, limit: int | None = None, *, path_option: str = "--data",
+                **options) -> Source:
     """Build the named source, keeping the first ``limit`` objects (a warning says so when the
     source has fewer: all of them are kept).
 
-    Bad input, including data files or folders the OS refuses to read, raises :class:`InrforgeError`.
+    Bad input, including data files or folders the OS refuses to read, raises :class:`InrforgeError`;
+    the messages about ``path`` call it ``path_option`` (the caller's name for it on its command line).
     """
     limit = check_limit(limit)
-    source = _load(name, path, limit, options)
+    source = _load(name, path, limit, options, path_option)
     if limit is not None and len(source) < limit:
         warnings.warn(f"source {name!r} has only {len(source)} objects, fewer than --limit {limit}: "
                       f"using all of them")
     return source
 
 
-def _load(name: str, path, limit, options: dict) -> Source:
+def _load(name: str, path, limit, options: dict, path_option: str = "--data") -> Source:
     """:func:`load_source` without its warning (a store's recorded limit is never above its source's)."""
     if name not in _REGISTRY:
         raise InrforgeError(f"unknown source {name!r}; choose one of {', '.join(_REGISTRY)}")
     loader, needs_path = _REGISTRY[name]
     if needs_path and path is None:
-        raise InrforgeError(f"source {name!r} needs --data DIR (the folder holding its files)")
+        raise InrforgeError(f"source {name!r} needs {path_option} DIR (the folder holding its files)")
+    if path is not None and getattr(loader, "reads_no_files", False):
+        raise InrforgeError(f"source {name!r} reads no files; drop {path_option}")
     allowed = source_options(name)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -90,7 +95,7 @@ def _load(name: str, path, limit, options: dict) -> Source:
     if path is not None:
         path = str(path)
         if not path.strip():  # "" would read the current folder
-            raise InrforgeError(f"source {name!r}: --data is an empty path")
+            raise InrforgeError(f"source {name!r}: {path_option} is an empty path")
     limit = check_limit(limit)
     if limit is not None and "limit" in inspect.signature(loader).parameters:
         options = {**options, "limit": limit}  # a loader that can skip decoding what --limit drops
