@@ -147,6 +147,7 @@ class Predictions:
     outputs: torch.Tensor
     labels: torch.Tensor
     skipped: int
+    same_labels: bool = True  # False: the store names its classes or targets otherwise than the run's store
 
     def __len__(self) -> int:
         return len(self.objects)
@@ -159,10 +160,11 @@ class Predictions:
     def score(self) -> dict | None:
         """``{"acc": ...}`` (an output that is not finite counts as wrong) or ``{"mse": ...}`` over
         all INRs, as a run's evaluation computes them; None when the labels are not the task's
-        (class ids outside the run's classes, or another number of targets), for embeddings (an
+        (class ids outside the run's classes, or another number of targets, or labels that the store
+        names otherwise than the run's training store: other classes), for embeddings (an
         encoder's outputs: nothing to score them against) or when there is no INR."""
         y, out = self.labels, self.outputs
-        if len(self) == 0 or self.task == EMBEDDING:
+        if len(self) == 0 or self.task == EMBEDDING or not self.same_labels:
             return None
         if self.task == "classification":
             if y.dtype.is_floating_point or y.ndim != 1 or int(y.min()) < 0 or int(y.max()) >= out.shape[1]:
@@ -241,7 +243,7 @@ class TrainedRun:
             raise InrforgeError(f"unknown split {split!r}; choose all, {', '.join(SPLITS)}")
         batch_size, block = check_count("batch size", batch_size), check_count("block", block)
         view = store.check_view(view)
-        self.check_store(store)
+        same_labels = self.check_store(store)
         names = SPLITS if split == "all" else (split,)
         ids = [store.split(name) for name in names]
         objects = np.concatenate(ids)
@@ -255,10 +257,14 @@ class TrainedRun:
                 for lo in range(0, len(objects), block)]
         out = torch.cat(outs) if outs else torch.empty(0, self.record["out_features"])
         labels = torch.from_numpy(np.ascontiguousarray(store.labels[objects]))
-        return Predictions(self.task, objects, [names[k] for k in splits], out, labels, int((~usable).sum()))
+        return Predictions(self.task, objects, [names[k] for k in splits], out, labels, int((~usable).sum()),
+                           same_labels)
 
-    def check_store(self, store: INRStore) -> None:
-        """An error unless ``store``'s INRs have the run's widths; a warning when they differ otherwise."""
+    def check_store(self, store: INRStore) -> bool:
+        """An error unless ``store``'s INRs have the run's widths; a warning when they differ
+        otherwise.  Returns whether the store's labels mean what the run's did: False, with a
+        warning, when both stores name their classes (or targets) and the names differ (a folder of
+        cats and dogs is not scored against digit classes)."""
         if store.arch.widths != self.arch.widths:
             raise InrforgeError(f"{store.path} holds INRs of widths {list(store.arch.widths)}, but {self.path} was "
                                 f"trained on widths {list(self.arch.widths)}")
@@ -267,6 +273,17 @@ class TrainedRun:
             diff = ", ".join(f"{k} {theirs[k]!r} instead of {mine[k]!r}" for k in mine if mine[k] != theirs[k])
             warnings.warn(f"{store.path} holds INRs with another architecture than {self.path} was trained on "
                           f"({diff}): the same widths, other functions", stacklevel=4)  # past predict_store's no_grad wrapper
+        mine, theirs = self.record.get("label_names"), store.source.get("label_names")
+        if mine is None or theirs is None or list(mine) == list(theirs):  # runs before 0.8.0 recorded none
+            return True
+        warnings.warn(f"{store.path} names its labels {_names(theirs)}, but {self.path} was trained on "
+                      f"{_names(mine)}: its predictions are not scored", stacklevel=4)
+        return False
+
+
+def _names(names: list) -> str:
+    """A short list of label names for a message."""
+    return "[" + ", ".join(map(str, names[:4])) + (f", ... ({len(names)})" if len(names) > 4 else "") + "]"
 
 
 def load_run(path, device: str = "cpu") -> TrainedRun:
@@ -322,6 +339,8 @@ def describe_score(pred: Predictions) -> str:
         return "nothing to score"
     if pred.task == EMBEDDING:
         return f"{pred.outputs.shape[1]}-d embeddings (not scored)"
+    if not pred.same_labels:
+        return "not scored (the store's classes are not the run's)"
     if score is None:
         return "not scored (the store's labels are not this run's kind)"
     if "acc" in score:

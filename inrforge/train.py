@@ -408,11 +408,13 @@ def describe_training(store: INRStore, model: str, model_kwargs: dict | None, ou
     :func:`~inrforge.predict.load_run` rebuilds the model and against which ``resume`` checks a
     run.  The store is recorded as an absolute path (a relative one means nothing once the cwd is
     gone), with how its INRs were fitted (seed, steps, batch size, compile, versions: they decide
-    the INRs' last bits)."""
+    the INRs' last bits), and the names of its labels (classes or targets; ``load_run``'s
+    predictions on a store that names them otherwise are not scored)."""
     return {"store": location(store.path), "store_fit": store.fit_settings, "model": model,
             "model_kwargs": dict(model_kwargs or {}), "out_features": out_features, "augment": list(augment),
             "align": align, "views": train.n_views, "normalize": train.normalize, "task": task,
-            "n_train": len(train), "n_val": len(val), "n_test": len(test), "skipped": train.skipped}
+            "n_train": len(train), "n_val": len(val), "n_test": len(test), "skipped": train.skipped,
+            "label_names": store.source.get("label_names")}
 
 
 def _warn_left_out(path: str, datasets: dict) -> None:

@@ -180,6 +180,23 @@ def test_other_stores_are_read_by_widths_and_scored_only_with_the_runs_labels(tm
     with pytest.warns(UserWarning, match="another architecture"):
         empty = run.predict_store(o, split="val")
     assert len(empty) == 0 and empty.outputs.shape == (0, 2) and describe_score(empty) == "nothing to score"
+    # stores that name their classes otherwise (cats and dogs, not the run's digits) are not scored
+    assert "label_names" in run.record
+    run.record["label_names"] = ["0", "1"]
+    for names, scored in ((["cat", "dog"], False), (["0", "1"], True), (None, True)):
+        named = create_store(tmp_path / f"n{scored}{names is None}.zarr", arch=s.arch, n_objects=n, views=1,
+                             labels=s.labels[:], splits={"train": np.arange(n - 20), "val": np.arange(0),
+                                                         "test": np.arange(n - 20, n)},
+                             source={"name": "synthetic", "params": {}, "label_names": names}, fit={}, shard_objects=n)
+        named.write_shard(ShardData(0, s.read_flat(np.arange(n))[:, None], ok, ok, np.ones((n, 1), np.int32),
+                                    np.zeros((n, 1), bool)))
+        if scored:
+            pred = run.predict_store(named, split="test")
+            assert pred.score() == run.predict_store(s, split="test").score()
+        else:
+            with pytest.warns(UserWarning, match=r"names its labels \[cat, dog\], but .* was trained on \[0, 1\]"):
+                pred = run.predict_store(named, split="test")
+            assert pred.score() is None and describe_score(pred) == "not scored (the store's classes are not the run's)"
     narrow = create_store(tmp_path / "x.zarr", arch=make_arch(hidden=9), n_objects=2, views=1,
                           labels=np.zeros(2, np.int64), splits={"train": np.arange(2)},
                           source={"name": "s", "params": {}}, fit={}, shard_objects=2)
