@@ -60,6 +60,11 @@ def test_import_keeps_weights_labels_and_splits(tmp_path):
     w, _ = store.read([0])
     assert torch.equal(w.weights[1][0], states[k_of[order[0]]]["seq.1.weight"])
     assert torch.equal(w.weights[0][0], states[k_of[order[0]]]["seq.0.weight"][:, [1, 0]])
+    # the folder and the splits file as file:// URLs: the same store
+    again = import_dws((tmp_path / "dws").as_uri(), tmp_path / "u.zarr",
+                       splits_file=(tmp_path / "dws" / "splits.json").as_uri())
+    np.testing.assert_array_equal(again.read_flat(np.arange(len(store))), store.read_flat(np.arange(len(store))))
+    assert again.split("test").tolist() == [5, 6]
 
 
 def test_export_then_import_round_trips(tmp_path):

@@ -293,6 +293,10 @@ def test_image_folder_grey_and_order(tmp_path):
     rgb = load_source("image-folder", path=tmp_path, mode="RGB")
     assert rgb.images.shape == (3, 5, 7, 3)
     np.testing.assert_array_equal(rgb.images[0], np.repeat(imgs[("ant", "x.png")][..., None], 3, axis=2))
+    # a file:// URL names the same folder (as --out takes one); the store records the plain path
+    url = load_source("image-folder", path=tmp_path.as_uri())
+    np.testing.assert_array_equal(url.images, src.images)
+    assert url.params["path"] == src.params["path"]
 
 
 def test_image_folder_mixed_rgb(tmp_path):

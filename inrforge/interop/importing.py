@@ -40,6 +40,7 @@ def import_dws(data_dir, out, splits_file=None, preset: str | None = None, w0: f
     it was (with ``overwrite``, an existing store there is replaced only by a complete import).
     """
     data_dir = _import_folder(data_dir, image_size)
+    splits_file = None if splits_file is None else local_path(splits_file)  # a file:// URL is its local path
     out = local_path(out)
     url = "://" in out
     prepare_output(out, overwrite)  # refuses a file, a non-empty folder, or a store without overwrite; deletes nothing
@@ -84,7 +85,7 @@ def _import_folder(data_dir, image_size) -> Path:
     two positive integers (or None)."""
     if not str(data_dir).strip():  # Path("") is the current folder
         raise InrforgeError("import_dws needs a folder, got an empty path")
-    data_dir = Path(data_dir)
+    data_dir = Path(local_path(data_dir))  # a file:// URL is its local path
     if not data_dir.is_dir():
         raise InrforgeError(f"no folder {data_dir}")
     if image_size is not None:

@@ -20,6 +20,7 @@ import warnings
 
 from ..checks import whole_number
 from ..errors import InrforgeError
+from ..files import local_path
 from .base import ImageSource, Source, check_limit, coords_from_grid
 from .cifar import load_cifar10_source
 from .digits import load_digits_source
@@ -96,6 +97,7 @@ def _load(name: str, path, limit, options: dict, path_option: str = "--data") ->
         path = str(path)
         if not path.strip():  # "" would read the current folder
             raise InrforgeError(f"source {name!r}: {path_option} is an empty path")
+        path = local_path(path)  # a file:// URL is the local path it names
     limit = check_limit(limit)
     if limit is not None and "limit" in inspect.signature(loader).parameters:
         options = {**options, "limit": limit}  # a loader that can skip decoding what --limit drops
