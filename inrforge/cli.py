@@ -336,6 +336,7 @@ def cmd_render(a) -> int:
 
 def cmd_train(a) -> int:
     from .checks import check_device
+    from .files import local_path
     from .train import LOG_FILES, TrainConfig, prepare_training
 
     if a.model != "dwsnet":
@@ -359,6 +360,9 @@ def cmd_train(a) -> int:
     # Only once everything above is known to be right: a refused run leaves no folder. Any file
     # the run writes there that exists is refused, or with --overwrite deleted before training.
     # With --resume the files are the interrupted run's own (fit_model checks that they are).
+    begun = ("run.json", "checkpoint.pt", "result.json")
+    if a.resume and not any((Path(local_path(a.out)) / f).is_file() for f in begun):
+        print(f"{a.out} holds no run to resume: starting it", file=sys.stderr)
     out = results_dir(a.out, a.overwrite, files=() if a.resume else LOG_FILES) if a.out else None
     res = run.fit(log_dir=out, progress=False if a.quiet else None, checkpoint=bool(out), resume=a.resume)
     if res.get("reused"):

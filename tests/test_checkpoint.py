@@ -184,3 +184,7 @@ def test_cli_resume_errors_are_one_line(tmp_path, capsys):
     assert "already holds checkpoint.pt" in capsys.readouterr().err
     assert main(base + ["--out", str(tmp_path / "r"), "--overwrite"]) == 0
     assert not (tmp_path / "r" / CHECKPOINT_FILE).exists() and (tmp_path / "r" / "result.json").exists()
+    capsys.readouterr()  # --resume where no run was begun: said, then trained from the start
+    assert main(base + ["--resume", "--out", str(tmp_path / "new")]) == 0
+    assert capsys.readouterr().err == f"{tmp_path / 'new'} holds no run to resume: starting it\n"
+    assert (tmp_path / "new" / "result.json").exists()
