@@ -120,6 +120,8 @@ def check_same_run(saved: dict, run: dict, path) -> None:
     now = json.loads(json.dumps(run, sort_keys=True))  # tuples as lists, as the saved record has them
     diff = record_differences({k: v for k, v in saved.items() if k not in ignore},
                               {k: v for k, v in now.items() if k not in ignore})
+    kind = [d for d in diff if d.split(":")[0] in ("task", "model")]  # another kind of run: said first
+    diff = kind + [d for d in diff if d not in kind]
     if diff:
         raise InrforgeError(f"{path} is another run's ({'; '.join(diff[:3])}{'; ...' if len(diff) > 3 else ''}); "
                             f"resume with the same arguments, or pass --overwrite to start afresh")

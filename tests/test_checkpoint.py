@@ -188,3 +188,15 @@ def test_cli_resume_errors_are_one_line(tmp_path, capsys):
     assert main(base + ["--resume", "--out", str(tmp_path / "new")]) == 0
     assert capsys.readouterr().err == f"{tmp_path / 'new'} holds no run to resume: starting it\n"
     assert (tmp_path / "new" / "result.json").exists()
+
+
+def test_another_kind_of_run_is_named_first():
+    """Resuming into a folder of another kind of run (an encoder's, task embedding) names the kind
+    first, before the settings that then differ too."""
+    from inrforge.checkpoint import check_same_run
+
+    saved = {"task": "embedding", "model": "dwsnet", "align": None, "augment": None}
+    run = {"task": "classification", "model": "mlp", "align": False, "augment": []}
+    with pytest.raises(InrforgeError, match=r"^r/result.json is another run's \(model: was 'dwsnet', now 'mlp'; task: "
+                                            r"was 'embedding', now 'classification'; align: was None, now False; \.\.\.\)"):
+        check_same_run(saved, run, "r/result.json")
