@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,10 +31,8 @@ from torch import nn
 
 from . import run_folder
 from .arch import INRSpec
-from .checkpoint import finished_result
 from .checks import check_device, number, seed_value, whole_number
 from .errors import InrforgeError
-from .files import output_path
 from .fitjob import library_versions
 from .memory import keep_freed_memory
 from .optim import BestKeeper, optimizer_step, warmup_cosine
@@ -235,10 +232,7 @@ def train_mapper(mapper: ResidualMapper, train_w: Weights, val_w: Weights, x: to
     run = {**(describe or {}), **(mapper.spec or {}), "arch": mapper.arch.to_dict(), "config": asdict(cfg),
            "threads": torch.get_num_threads(), "versions": library_versions()}
     if resume:
-        if not log_dir:
-            raise InrforgeError("resume needs the log_dir of the run to continue")
-        folder = Path(output_path(log_dir, "log_dir"))
-        done = finished_result(folder, run, run_folder.LOG_FILES)
+        folder, done = run_folder.finished(log_dir, run)
         if done is not None:
             run_folder.load_best(folder, mapper)
             mapper.to(dev)

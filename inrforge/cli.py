@@ -337,7 +337,8 @@ def cmd_render(a) -> int:
 def cmd_train(a) -> int:
     from .checks import check_device
     from .files import local_path
-    from .train import LOG_FILES, TrainConfig, prepare_training
+    from .run_folder import LOG_FILES
+    from .train import TrainConfig, prepare_training
 
     if a.model != "dwsnet":
         refuse_options(a.parser, a, ["hidden", "depth", "norm"], "DWSNet", f"--model {a.model}")

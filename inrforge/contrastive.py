@@ -13,7 +13,6 @@ normalisation (``normalize_weights``, the store's train statistics) is applied a
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -22,15 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import run_folder
-from .checkpoint import finished_result
 from .checks import check_count, check_device, number, seed_value
 from .data import WeightDataset, normalization_stats
 from .errors import InrforgeError
-from .files import output_path
 from .fitjob import library_versions
 from .memory import keep_freed_memory
 from .optim import optimizer_step, warmup_cosine
-from .run_folder import LOG_FILES
 from .weights import Weights
 
 __all__ = ["nt_xent", "ProjectionHead", "ContrastiveModel", "two_views", "train_contrastive", "embed",
@@ -164,12 +160,9 @@ def train_contrastive(model: ContrastiveModel, dataset: WeightDataset, transform
                                                "grad_clip": grad_clip, "device": str(dev)},
            "threads": torch.get_num_threads(), "versions": library_versions()}
     if resume:
-        if not log_dir:
-            raise InrforgeError("resume needs the log_dir of the run to continue")
-        folder = Path(output_path(log_dir, "log_dir"))
-        done = finished_result(folder, run, LOG_FILES)
+        folder, done = run_folder.finished(log_dir, run)
         if done is not None:
-            encoder.load_state_dict(torch.load(folder / "best.pt", map_location="cpu", weights_only=True))
+            run_folder.load_best(folder, encoder)
             model.to(dev)
             return {"history": done["history"], "train_time_s": done["train_time_s"], "reused": True}
     torch.manual_seed(seed)

@@ -25,12 +25,23 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CHECKPOINT_FILE
+from .checkpoint import CHECKPOINT_FILE, finished_result
 from .errors import InrforgeError, first_line
 from .files import local_path, output_path, write_json
 
 INPUTS_FILE = "inputs.pt"
 LOG_FILES = ("run.json", "result.json", "best.pt", INPUTS_FILE, "metrics.csv", "metrics.jsonl", CHECKPOINT_FILE)
+
+
+def finished(log_dir, run: dict) -> tuple[Path, dict | None]:
+    """A resume's first look: ``(folder, result)``, ``result`` the finished run of the record ``run``
+    in ``log_dir`` (:func:`~inrforge.checkpoint.finished_result`: its ``result.json`` and history,
+    ``reused`` True; another record's is an :class:`InrforgeError`) or None when none finished
+    there.  A resume without a ``log_dir`` is an :class:`InrforgeError`."""
+    if not log_dir:
+        raise InrforgeError("resume needs the log_dir of the run to continue")
+    folder = Path(output_path(log_dir, "log_dir"))
+    return folder, finished_result(folder, run, LOG_FILES)
 
 
 def begin(log_dir, run: dict | None = None, history: list | None = None) -> Path | None:

@@ -41,7 +41,7 @@ from typing import Callable, NoReturn
 
 from .checks import process_count, usable_cores
 from .errors import InrforgeError
-from .train import LOG_FILES as TRAIN_LOG_FILES
+from .run_folder import LOG_FILES as TRAIN_LOG_FILES
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -15,7 +15,6 @@ import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,17 +23,16 @@ from tqdm.auto import tqdm
 
 from . import run_folder
 from .augment import build_transform
-from .checkpoint import finished_result, load_checkpoint, restore_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from .checks import check_count, check_device, number, process_count, seed_value
 from .data import WeightDataset
 from .errors import InrforgeError
-from .files import location, output_path
+from .files import location
 from .fitjob import library_versions
 from .memory import keep_freed_memory
 from .models import build_model
 from .optim import BestKeeper, correct, optimizer_step, warmup_cosine
 from .predict import InputForm
-from .run_folder import LOG_FILES
 from .store import INRStore
 
 TASKS = ("classification", "regression")
@@ -157,7 +155,7 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     not finite is never the best; a run in which no epoch has a finite one is an
     :class:`InrforgeError` too (it diverged), and writes no ``best.pt`` or ``result.json``.
     ``config.patience`` without a val split to watch is an :class:`InrforgeError`.  ``log_dir``
-    receives :data:`LOG_FILES`: ``run.json`` first (``describe``, the config, torch's thread count
+    receives :data:`~inrforge.run_folder.LOG_FILES`: ``run.json`` first (``describe``, the config, torch's thread count
     and the library versions: what decides the numbers), then the metrics per epoch, and at the end
     ``best.pt``, ``inputs.pt`` (the :class:`~inrforge.predict.InputForm` of ``train``: what the
     model's inputs went through, unless ``train``'s canonical form is a function of the user's own)
@@ -183,10 +181,7 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
     run = {**(describe or {}), "config": asdict(config), "threads": torch.get_num_threads(),
            "versions": library_versions()}  # what decides the numbers, in result.json too
     if resume:
-        if not log_dir:
-            raise InrforgeError("resume needs the log_dir of the run to continue")
-        folder = Path(output_path(log_dir, "log_dir"))
-        done = finished_result(folder, run, LOG_FILES)  # before anything is built for training (an aligned loader)
+        folder, done = run_folder.finished(log_dir, run)  # before anything is built for training (an aligned loader)
         if done is not None:
             return done
     torch.manual_seed(config.seed)

@@ -16,7 +16,8 @@ import inrforge.train as train_module
 from inrforge.checkpoint import CHECKPOINT_FILE
 from inrforge.cli import main
 from inrforge.errors import InrforgeError
-from inrforge.train import LOG_FILES, TrainConfig, prepare_training
+from inrforge.run_folder import LOG_FILES
+from inrforge.train import TrainConfig, prepare_training
 from test_train import SMALL_DWS, learnable_store
 
 

@@ -15,7 +15,8 @@ from inrforge.cli import main
 from inrforge.errors import InrforgeError
 from inrforge.predict import INPUTS_FILE, InputForm, describe_score, load_run
 from inrforge.store import ShardData, create_store
-from inrforge.train import LOG_FILES, TrainConfig, evaluate, fit_model, prepare_training
+from inrforge.run_folder import LOG_FILES
+from inrforge.train import TrainConfig, evaluate, fit_model, prepare_training
 from test_train import ARCH, SMALL_DWS, learnable_store
 
 CFG = TrainConfig(epochs=3, lr=3e-3, batch_size=32, seed=0)

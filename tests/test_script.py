@@ -43,7 +43,7 @@ def test_results_dir_never_replaces_earlier_results(tmp_path):
 
 
 def test_results_dir_refuses_any_file_the_run_would_write_and_overwrite_deletes_only_those(tmp_path):
-    from inrforge.train import LOG_FILES as TRAIN_FILES
+    from inrforge.run_folder import LOG_FILES as TRAIN_FILES
 
     out = tmp_path / "run"
     out.mkdir()
