@@ -33,7 +33,6 @@ from . import run_folder
 from .arch import INRSpec
 from .checks import check_device, number, seed_value, whole_number
 from .errors import InrforgeError
-from .fitjob import library_versions
 from .memory import keep_freed_memory
 from .optim import BestKeeper, optimizer_step, warmup_cosine
 from .weights import Weights
@@ -229,15 +228,12 @@ def train_mapper(mapper: ResidualMapper, train_w: Weights, val_w: Weights, x: to
     if not isinstance(cfg, MapperConfig):
         raise InrforgeError(f"cfg must be a MapperConfig, got {type(cfg).__name__}")
     dev = check_device(cfg.device)
-    run = {**(describe or {}), **(mapper.spec or {}), "arch": mapper.arch.to_dict(), "config": asdict(cfg),
-           "threads": torch.get_num_threads(), "versions": library_versions()}
-    if resume:
-        folder, done = run_folder.finished(log_dir, run)
-        if done is not None:
-            run_folder.load_best(folder, mapper)
-            mapper.to(dev)
-            return {**{k: done[k] for k in ("history", "best_epoch", "best_val_acc", "params", "train_time_s")},
-                    "reused": True}
+    run = run_folder.record(describe, **(mapper.spec or {}), arch=mapper.arch.to_dict(), config=asdict(cfg))
+    done = run_folder.reuse(log_dir, run, mapper) if resume else None
+    if done is not None:
+        mapper.to(dev)
+        return {**{k: done[k] for k in ("history", "best_epoch", "best_val_acc", "params", "train_time_s")},
+                "reused": True}
     log_dir = run_folder.begin(log_dir, run)
     mapper.to(dev)
     train_w, val_w = train_w.to(dev), val_w.to(dev)

@@ -24,7 +24,6 @@ from . import run_folder
 from .checks import check_count, check_device, number, seed_value
 from .data import WeightDataset, normalization_stats
 from .errors import InrforgeError
-from .fitjob import library_versions
 from .memory import keep_freed_memory
 from .optim import optimizer_step, warmup_cosine
 from .weights import Weights
@@ -155,16 +154,13 @@ def train_contrastive(model: ContrastiveModel, dataset: WeightDataset, transform
                             f"and a dataset of {len(dataset)}")
     dev = torch.device(device)
     encoder = getattr(model, "encoder", model)
-    run = {**(describe or {}), "contrastive": {"epochs": epochs, "lr": lr, "weight_decay": weight_decay,
-                                               "batch_size": batch_size, "temperature": temperature, "seed": seed,
-                                               "grad_clip": grad_clip, "device": str(dev)},
-           "threads": torch.get_num_threads(), "versions": library_versions()}
-    if resume:
-        folder, done = run_folder.finished(log_dir, run)
-        if done is not None:
-            run_folder.load_best(folder, encoder)
-            model.to(dev)
-            return {"history": done["history"], "train_time_s": done["train_time_s"], "reused": True}
+    run = run_folder.record(describe, contrastive={"epochs": epochs, "lr": lr, "weight_decay": weight_decay,
+                                                   "batch_size": batch_size, "temperature": temperature, "seed": seed,
+                                                   "grad_clip": grad_clip, "device": str(dev)})
+    done = run_folder.reuse(log_dir, run, encoder) if resume else None
+    if done is not None:
+        model.to(dev)
+        return {"history": done["history"], "train_time_s": done["train_time_s"], "reused": True}
     torch.manual_seed(seed)
     model.to(dev)
     log_dir = run_folder.begin(log_dir, run)

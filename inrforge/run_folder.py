@@ -28,9 +28,26 @@ import torch
 from .checkpoint import CHECKPOINT_FILE, finished_result
 from .errors import InrforgeError, first_line
 from .files import local_path, output_path, write_json
+from .fitjob import library_versions
 
 INPUTS_FILE = "inputs.pt"
 LOG_FILES = ("run.json", "result.json", "best.pt", INPUTS_FILE, "metrics.csv", "metrics.jsonl", CHECKPOINT_FILE)
+
+
+def record(describe: dict | None, **settings) -> dict:
+    """A run's record, what decides its numbers (``run.json``, and ``result.json`` with the scores):
+    ``describe`` (what it learns from, how its model is built), its ``settings``, torch's thread
+    count and the library versions (which a resume may change: :data:`~inrforge.checkpoint.UNCHECKED`)."""
+    return {**(describe or {}), **settings, "threads": torch.get_num_threads(), "versions": library_versions()}
+
+
+def reuse(log_dir, run: dict, model: torch.nn.Module) -> dict | None:
+    """:func:`finished`'s result of the finished run of ``run`` in ``log_dir``, its ``best.pt``
+    loaded into ``model``; None when none finished there."""
+    folder, done = finished(log_dir, run)
+    if done is not None:
+        load_best(folder, model)
+    return done
 
 
 def finished(log_dir, run: dict) -> tuple[Path, dict | None]:

@@ -28,7 +28,6 @@ from .checks import check_count, check_device, number, process_count, seed_value
 from .data import WeightDataset
 from .errors import InrforgeError
 from .files import location
-from .fitjob import library_versions
 from .memory import keep_freed_memory
 from .models import build_model
 from .optim import BestKeeper, correct, optimizer_step, warmup_cosine
@@ -178,8 +177,7 @@ def fit_model(model, train: WeightDataset, val: WeightDataset | None, test: Weig
         raise InrforgeError(f"the train dataset has no INRs to train on ({train.skipped} skipped)")
     _check_patience(config, val, "this run")
     device = check_device(config.device)
-    run = {**(describe or {}), "config": asdict(config), "threads": torch.get_num_threads(),
-           "versions": library_versions()}  # what decides the numbers, in result.json too
+    run = run_folder.record(describe, config=asdict(config))
     if resume:
         folder, done = run_folder.finished(log_dir, run)  # before anything is built for training (an aligned loader)
         if done is not None:
